@@ -1,0 +1,131 @@
+# riven: plain GNU Makefile (STYLE.md rule 27).
+#   make                  build build/riven
+#   make run              install missing packages, build, run with conf/riven.yml
+#   make test             install missing packages, build, run unit + integration tests
+#   make test SANITIZER=address|undefined|thread
+#   make install / uninstall   (PREFIX, DESTDIR)
+
+CC        ?= cc
+PREFIX    ?= /usr/local
+SANITIZER ?=
+VERSION   := 0.1.0
+
+ifeq ($(SANITIZER),)
+BUILD     := build
+else
+BUILD     := build/$(SANITIZER)
+endif
+
+PKGS      := libmemcached yaml-0.1 libsystemd
+WARN      := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
+             -Wformat=2 -Wvla -Wimplicit-fallthrough
+ifneq ($(CI),)
+WARN      += -Werror
+endif
+CFLAGS    ?= -O2 -g
+CFLAGS    += -std=c11 -D_GNU_SOURCE -pthread $(WARN) -Iinclude \
+             -DRIVEN_VERSION='"$(VERSION)"' -MMD -MP \
+             $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+LDLIBS    += $(shell pkg-config --libs $(PKGS) 2>/dev/null) -pthread
+
+ifeq ($(SANITIZER),address)
+CFLAGS    += -fsanitize=address,undefined -fno-omit-frame-pointer \
+             -fno-sanitize-recover=undefined
+LDFLAGS   += -fsanitize=address,undefined
+else ifeq ($(SANITIZER),undefined)
+CFLAGS    += -fsanitize=undefined -fno-sanitize-recover=undefined
+LDFLAGS   += -fsanitize=undefined
+else ifeq ($(SANITIZER),thread)
+CFLAGS    += -fsanitize=thread
+LDFLAGS   += -fsanitize=thread
+endif
+
+LIB_SRCS  := $(filter-out src/main.c,$(wildcard src/*.c))
+LIB_OBJS  := $(LIB_SRCS:src/%.c=$(BUILD)/obj/%.o)
+LIB       := $(BUILD)/libriven.a
+BIN       := $(BUILD)/riven
+
+UNIT_SRCS := $(wildcard tests/unit/test_*.c)
+UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
+INTEG_SRCS:= $(wildcard tests/integ/integ_*.c)
+INTEG_BINS:= $(INTEG_SRCS:tests/integ/%.c=$(BUILD)/tests/%)
+TLIB_SRCS := $(wildcard tests/lib/*.c)
+TLIB_OBJS := $(TLIB_SRCS:tests/lib/%.c=$(BUILD)/tobj/%.o)
+TOOL_SRCS := $(wildcard tests/tools/*.c)
+TOOL_BINS := $(TOOL_SRCS:tests/tools/%.c=$(BUILD)/tools/%)
+
+# Debian packages the build, the tests and `make run` need.
+DEB_PKGS  := build-essential pkg-config libmemcached-dev libyaml-dev \
+             libmicrohttpd-dev libsystemd-dev libcmocka-dev memcached \
+             libmemcached-tools strace
+
+.PHONY: all run test deps tests unit integ install uninstall clean check bench
+
+all: $(BIN)
+
+$(BUILD)/obj/%.o: src/%.c | $(BUILD)/obj
+	$(CC) $(CFLAGS) -c -o $@ $<
+
+$(BUILD)/obj/main.o: src/main.c | $(BUILD)/obj
+	$(CC) $(CFLAGS) -c -o $@ $<
+
+$(LIB): $(LIB_OBJS)
+	$(AR) rcs $@ $^
+
+$(BIN): $(BUILD)/obj/main.o $(LIB)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/tobj/%.o: tests/lib/%.c | $(BUILD)/tobj
+	$(CC) $(CFLAGS) -Itests/lib -c -o $@ $<
+
+$(BUILD)/tests/test_%: tests/unit/test_%.c $(LIB) | $(BUILD)/tests
+	$(CC) $(CFLAGS) -Itests/lib $(LDFLAGS) -o $@ $< $(LIB) \
+	    $(shell pkg-config --libs cmocka) $(LDLIBS)
+
+$(BUILD)/tests/integ_%: tests/integ/integ_%.c $(TLIB_OBJS) $(LIB) | $(BUILD)/tests
+	$(CC) $(CFLAGS) -Itests/lib $(LDFLAGS) -o $@ $< $(TLIB_OBJS) $(LIB) \
+	    $(shell pkg-config --libs cmocka) $(LDLIBS)
+
+$(BUILD)/tools/%: tests/tools/%.c $(TLIB_OBJS) | $(BUILD)/tools
+	$(CC) $(CFLAGS) -Itests/lib $(LDFLAGS) -o $@ $< $(TLIB_OBJS) $(LDLIBS)
+
+$(BUILD)/obj $(BUILD)/tobj $(BUILD)/tests $(BUILD)/tools:
+	mkdir -p $@
+
+tests: $(BIN) $(UNIT_BINS) $(INTEG_BINS) $(TOOL_BINS)
+
+deps:
+	@missing=""; for p in $(DEB_PKGS); do \
+	    dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "ok installed" \
+	        || missing="$$missing $$p"; \
+	done; \
+	if [ -z "$$missing" ]; then exit 0; fi; \
+	if [ "$$(id -u)" != 0 ]; then \
+	    echo "riven: missing Debian packages:$$missing"; \
+	    echo "riven: run 'sudo make deps' or: sudo apt-get install$$missing"; \
+	    exit 1; \
+	fi; \
+	echo "riven: installing$$missing"; \
+	DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing
+
+run: deps
+	@$(MAKE) --no-print-directory $(BIN)
+	@exec tests/run-local.sh $(BIN) conf/riven.yml
+
+test: deps
+	@$(MAKE) --no-print-directory tests
+	@RIVEN_BIN=$(BIN) TEST_DIR=$(BUILD)/tests SANITIZER=$(SANITIZER) \
+	    tests/run-tests.sh
+
+install: $(BIN)
+	install -d $(DESTDIR)$(PREFIX)/bin
+	install -m 0755 $(BIN) $(DESTDIR)$(PREFIX)/bin/riven
+
+uninstall:
+	rm -f $(DESTDIR)$(PREFIX)/bin/riven
+
+clean:
+	rm -rf build
+
+-include $(LIB_OBJS:.o=.d) $(BUILD)/obj/main.d $(TLIB_OBJS:.o=.d)

@@ -1,0 +1,94 @@
+/*
+ * config: conf/riven.yml (libyaml) -> an immutable struct config snapshot.
+ *
+ * Every value is validated; an error message names the file, the line and
+ * the key ("riven.yml:12: pool.servers[1]: port 99999 out of range
+ * 1..65535"). A snapshot is refcounted: the main thread publishes one,
+ * connection threads take a reference for as long as they use it
+ * (config_ref / config_unref), and reload swaps in a new one.
+ *
+ * Thread-safety: a snapshot is never modified after config_load returns;
+ * config_ref/config_unref are atomic. Loading is not thread-safe per call
+ * target but may run on any thread.
+ */
+#ifndef RIVEN_CONFIG_H
+#define RIVEN_CONFIG_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+#include "log.h"
+#include "util.h"
+
+#define CFG_ADDR_NAME_MAX 280
+
+/* A parsed ADDR: "host:port", "[v6addr]:port" or "unix:/path". */
+struct cfg_addr {
+    struct sockaddr_storage ss;   /* resolved address (AF_INET/6/UNIX) */
+    socklen_t               sslen;
+    char name[CFG_ADDR_NAME_MAX]; /* as written, for logs */
+};
+
+struct cfg_server {
+    struct cfg_addr addr;
+    uint32_t        weight;       /* 1.. (default 1) */
+};
+
+struct config {
+    _Atomic uint32_t   refs;
+    char              *path;               /* file it came from, or NULL */
+    struct cfg_addr   *listen;             /* listeners */
+    size_t             nlisten;
+    struct cfg_server *servers;            /* pool.servers */
+    size_t             nservers;
+    uint32_t           connect_timeout_ms; /* timeouts.connect_ms */
+    uint32_t           request_timeout_ms; /* timeouts.request_ms */
+    uint32_t           max_connections;    /* 0 = from the fd limit */
+    size_t             thread_stack_size;  /* bytes */
+    size_t             item_size_max;      /* bytes */
+    enum log_level     log_level;
+    uint32_t           unix_mode;          /* unix_socket_mode, e.g. 0700 */
+};
+
+/* Defaults (also what a file that omits a key gets). */
+#define CFG_DEFAULT_LISTEN          "127.0.0.1:11311"
+#define CFG_DEFAULT_SERVER          "127.0.0.1:11211"
+#define CFG_DEFAULT_TIMEOUT_MS      1000
+#define CFG_DEFAULT_STACK_SIZE      (256u * 1024)
+#define CFG_DEFAULT_ITEM_SIZE_MAX   (1024u * 1024)
+#define CFG_DEFAULT_UNIX_MODE       0700
+
+/* Built-in defaults: listen 127.0.0.1:11311, one backend 127.0.0.1:11211.
+ * NULL only when memory runs out. Caller owns one reference. */
+struct config *config_default(void) WUR;
+
+/* Load and validate a YAML file. NULL on failure with a message in err
+ * (always NUL-terminated): a missing file names its path; a bad value
+ * names its line and key. Caller owns one reference. */
+struct config *config_load(const char *path, char *err, size_t errlen) WUR;
+
+/* Same, from memory; name is used in messages instead of a path. */
+struct config *config_load_string(const char *yaml, size_t len,
+                                  const char *name, char *err,
+                                  size_t errlen) WUR;
+
+/* Parse one ADDR. ST_OK, or ST_ERROR with a message in err. Host names
+ * are resolved here (getaddrinfo), once. */
+enum status config_parse_addr(const char *s, struct cfg_addr *out, char *err,
+                              size_t errlen) WUR;
+
+/* Replace the listeners / servers (command line -l / -b). ST_OK or
+ * ST_NOMEM. Only on a snapshot not yet shared with other threads. */
+enum status config_set_listen(struct config *cfg, const struct cfg_addr *a,
+                              size_t n) WUR;
+enum status config_set_servers(struct config *cfg, const struct cfg_addr *a,
+                               size_t n) WUR;
+
+struct config *config_ref(struct config *cfg);
+/* Drop a reference; the last one frees. NULL-safe. */
+void config_unref(struct config *cfg);
+
+#endif /* RIVEN_CONFIG_H */

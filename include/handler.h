@@ -1,0 +1,63 @@
+/*
+ * handler: one backend socket of one connection thread, speaking the meta
+ * protocol (proto_meta). A batch runs in three steps so that all backends
+ * are written before any is read:
+ *
+ *   handler_queue() x N    encode requests into the write buffer
+ *   handler_flush()        connect lazily, send them in one write
+ *   handler_recv()         read and decode one reply per queued request
+ *   handler_done()         after the client got the replies: drop them
+ *
+ * Failures: a connect failure, timeout, reset or malformed reply answers
+ * every request still waiting with SERVER_ERROR ("backend unavailable",
+ * "backend timeout", "backend error") and closes the socket; the next batch
+ * reconnects. The client connection is never affected.
+ *
+ * Response values point into the handler's read buffer and stay valid
+ * until handler_done().
+ *
+ * Not thread-safe: a handler belongs to one connection thread.
+ */
+#ifndef RIVEN_HANDLER_H
+#define RIVEN_HANDLER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "config.h"
+#include "request.h"
+
+struct handler;
+
+/* A handler for addr (ref: owned by the config snapshot, which must
+ * outlive the handler). Does not connect. NULL when memory runs out. */
+struct handler *handler_create(const struct cfg_addr *addr,
+                               uint32_t connect_ms, uint32_t request_ms) WUR;
+/* Close the socket and free. NULL-safe. */
+void handler_destroy(struct handler *h);
+
+/* Encode req for the backend; its reply goes to *res (ref: must stay valid
+ * until handler_recv returns), or is read and dropped when res is NULL.
+ * ST_OK or ST_NOMEM. */
+enum status handler_queue(struct handler *h, const struct request *req,
+                          struct response *res) WUR;
+
+/* True if requests are queued and not yet answered. */
+bool handler_pending(const struct handler *h);
+
+/* Connect if needed and send every queued request. On failure every
+ * queued response is set to SERVER_ERROR and the queue is emptied. */
+void handler_flush(struct handler *h);
+
+/* Read the replies to everything flushed and fill their responses. On
+ * failure the unanswered ones get SERVER_ERROR. */
+void handler_recv(struct handler *h);
+
+/* Release the replies of the finished batch; shrink idle buffers. */
+void handler_done(struct handler *h);
+
+/* Close the socket (it reopens on the next use). */
+void handler_close(struct handler *h);
+
+#endif /* RIVEN_HANDLER_H */

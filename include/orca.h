@@ -1,0 +1,40 @@
+/*
+ * orca: the orchestrator. Takes a batch of protocol-neutral requests from
+ * the server, routes each key to its backend through the ring, writes every
+ * backend's share before reading any reply, and fills the batch's
+ * responses in request order. It also maps failures to errors: a request
+ * whose backend failed gets SERVER_ERROR; in a multi-key get line where
+ * some keys were answered, the failed keys are misses.
+ *
+ * Commands that concern every server (flush_all, stats) are run as
+ * barriers: everything before them completes first. version, verbosity
+ * and quit are answered here without a backend.
+ *
+ * Responses reference the handlers' read buffers until orca_done().
+ *
+ * Not thread-safe: an orca belongs to one connection thread, together with
+ * its handlers (one per backend server, sockets opened lazily).
+ */
+#ifndef RIVEN_ORCA_H
+#define RIVEN_ORCA_H
+
+#include "config.h"
+#include "request.h"
+#include "ring.h"
+
+struct orca;
+
+/* An orca for cfg (ref: the caller keeps a reference for the orca's
+ * lifetime) and ring (ref: owned with the snapshot). NULL on ENOMEM. */
+struct orca *orca_create(const struct config *cfg, const struct ring *ring) WUR;
+/* Close backend sockets and free. NULL-safe. */
+void orca_destroy(struct orca *o);
+
+/* Execute b->reqs[0..n) and fill b->res[0..n). Each request gets its own
+ * answer; nothing fails as a whole. */
+void orca_execute(struct orca *o, struct req_batch *b);
+
+/* The client has the replies: release backend buffers of the batch. */
+void orca_done(struct orca *o);
+
+#endif /* RIVEN_ORCA_H */

@@ -1,0 +1,161 @@
+/*
+ * request: the protocol-neutral request and response every layer above the
+ * parsers speaks. A client parser fills struct request; the orca routes it
+ * and fills struct response; an encoder turns the response back into the
+ * client's protocol. The orca never sees client wire bytes and the handler
+ * never sees the client.
+ *
+ * Pointers in both structs are references ("ref"), never owned: request
+ * keys and values point into the connection's read buffer, response values
+ * into a backend handler's read buffer or static text. They stay valid
+ * until the connection finishes the batch they belong to.
+ *
+ * A batch is the array of requests parsed from one read, executed together
+ * (pipelining) and answered with one writev.
+ *
+ * Thread-safety: plain data; a batch belongs to one connection thread.
+ */
+#ifndef RIVEN_REQUEST_H
+#define RIVEN_REQUEST_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "util.h"
+
+#define KEY_MAX_LENGTH 250
+
+/* Every command riven knows: (enum suffix, classic text name). */
+#define REQ_CMD_MAP(X)                                                         \
+    X(GET, "get")                                                              \
+    X(GETS, "gets")                                                            \
+    X(GAT, "gat")                                                              \
+    X(GATS, "gats")                                                            \
+    X(SET, "set")                                                              \
+    X(ADD, "add")                                                              \
+    X(REPLACE, "replace")                                                      \
+    X(APPEND, "append")                                                        \
+    X(PREPEND, "prepend")                                                      \
+    X(CAS, "cas")                                                              \
+    X(INCR, "incr")                                                            \
+    X(DECR, "decr")                                                            \
+    X(DELETE, "delete")                                                        \
+    X(TOUCH, "touch")                                                          \
+    X(FLUSH_ALL, "flush_all")                                                  \
+    X(VERSION, "version")                                                      \
+    X(VERBOSITY, "verbosity")                                                  \
+    X(STATS, "stats")                                                          \
+    X(QUIT, "quit")
+
+enum req_cmd {
+    REQ_NONE = 0, /* no command: a parse error answered locally */
+#define REQ_ENUM(name, text) REQ_##name,
+    REQ_CMD_MAP(REQ_ENUM)
+#undef REQ_ENUM
+        REQ_CMD_COUNT
+};
+
+/* request.rflags */
+#define REQ_F_NOREPLY   0x01u /* client asked for no reply */
+#define REQ_F_FIRST     0x02u /* first key of a multi-key get line */
+#define REQ_F_LAST      0x04u /* last key of a get line: "END" follows */
+#define REQ_F_HAS_DELAY 0x08u /* flush_all carried a delay argument */
+#define REQ_F_TOOLARGE  0x10u /* value over item_size_max, data swallowed */
+
+enum res_kind {
+    RES_NONE = 0,     /* not answered yet */
+    RES_VALUE,        /* hit: val/nval, flags, cas */
+    RES_MISS,         /* get miss */
+    RES_STORED,
+    RES_NOT_STORED,
+    RES_EXISTS,
+    RES_NOT_FOUND,
+    RES_DELETED,
+    RES_TOUCHED,
+    RES_NUMBER,       /* incr/decr result: decimal digits in val/nval */
+    RES_OK,
+    RES_ERROR,        /* "ERROR" */
+    RES_CLIENT_ERROR, /* "CLIENT_ERROR " + msg */
+    RES_SERVER_ERROR, /* "SERVER_ERROR " + msg */
+    RES_VERSION,      /* riven's version line */
+    RES_RAW,          /* a verbatim reply block (stats), val/nval */
+    RES_QUIT,         /* no reply; close the connection */
+};
+
+struct request {
+    enum req_cmd   cmd;
+    uint32_t       rflags;  /* REQ_F_* */
+    const char    *key;     /* ref: read buffer; NULL if no key */
+    size_t         nkey;
+    const char    *val;     /* ref: data block of a storage command */
+    size_t         nval;    /* value length, without the "\r\n" */
+    uint32_t       flags;   /* client flags of a storage command */
+    int64_t        exptime; /* set/touch/gat TTL; flush_all delay */
+    uint64_t       cas;     /* cas: value to compare */
+    uint64_t       delta;   /* incr/decr delta; verbosity level */
+    const char    *args;    /* ref: stats arguments; get family: all keys */
+    size_t         nargs;
+    uint32_t       nkeys;   /* get family: number of keys in args */
+    size_t         swallow; /* bytes of a rejected data block to discard */
+    enum res_kind  err;     /* RES_NONE, or the local answer to give */
+    const char    *errmsg;  /* ref: static text for CLIENT/SERVER_ERROR */
+};
+
+struct response {
+    enum res_kind  kind;
+    uint32_t       flags;   /* client flags of a hit */
+    uint64_t       cas;     /* CAS of a hit */
+    const char    *val;     /* ref: value, number or raw block */
+    size_t         nval;
+    const char    *msg;     /* ref: error text, without "\r\n" */
+    size_t         nmsg;
+};
+
+/* memcached 1.6's error texts, shared by every encoder. */
+#define MSG_BAD_FORMAT    "bad command line format"
+#define MSG_BAD_CHUNK     "bad data chunk"
+#define MSG_TOO_LARGE     "object too large for cache"
+#define MSG_BAD_DELTA     "invalid numeric delta argument"
+#define MSG_BAD_EXPTIME   "invalid exptime argument"
+#define MSG_NON_NUMERIC   "cannot increment or decrement non-numeric value"
+#define MSG_DELETE_USAGE  "bad command line format.  Usage: delete <key> [noreply]"
+#define MSG_BACKEND_TIMEOUT     "backend timeout"
+#define MSG_BACKEND_UNAVAILABLE "backend unavailable"
+#define MSG_BACKEND_ERROR       "backend error"
+#define MSG_OUT_OF_MEMORY       "out of memory"
+
+/* Name of a command ("get"), or "none". */
+const char *req_cmd_name(enum req_cmd cmd);
+
+/* True if cmd is a retrieval command (get, gets, gat, gats). */
+bool req_is_get(enum req_cmd cmd);
+/* True if cmd carries a data block (set, add, replace, append, prepend,
+ * cas). */
+bool req_is_storage(enum req_cmd cmd);
+
+/* memcached's key rule: 1..250 bytes, no space or control byte. */
+bool req_key_valid(const char *key, size_t nkey);
+
+/* Make res a local error answer. msg is static text or NULL. */
+void res_set_error(struct response *res, enum res_kind kind, const char *msg);
+
+/* ---- batch ---- */
+
+struct req_batch {
+    struct request  *reqs;
+    struct response *res;  /* res[i] answers reqs[i] */
+    size_t           n;
+    size_t           cap;
+};
+
+void req_batch_init(struct req_batch *b);
+void req_batch_free(struct req_batch *b);
+/* Forget the requests; keeps memory. */
+void req_batch_reset(struct req_batch *b);
+/* Append a zeroed request and response; NULL when memory runs out. The
+ * array grows on demand and is reused, so steady state allocates nothing.
+ * Pointers into the batch are invalidated by the next push. */
+struct request *req_batch_push(struct req_batch *b) WUR;
+
+#endif /* RIVEN_REQUEST_H */

@@ -1,0 +1,48 @@
+/*
+ * util: the lowest layer. Return codes shared by every module, overflow-
+ * checked number parsing over (pointer, length) tokens that are not
+ * NUL-terminated, the monotonic clock and integer formatting.
+ *
+ * Thread-safe: every function here is pure or reads only the clock.
+ */
+#ifndef RIVEN_UTIL_H
+#define RIVEN_UTIL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define WUR __attribute__((warn_unused_result))
+
+#define NELEMS(a) (sizeof(a) / sizeof((a)[0]))
+#define MIN(a, b) ((a) < (b) ? (a) : (b))
+#define MAX(a, b) ((a) > (b) ? (a) : (b))
+
+/* One small set of return codes (nginx style). */
+enum status {
+    ST_OK = 0, /* done */
+    ST_ERROR,  /* failed; errno or a message says why */
+    ST_AGAIN,  /* need more input; state kept, call again */
+    ST_NOMEM,  /* allocation failed */
+    ST_PROTO,  /* peer broke the protocol; the stream cannot be framed */
+    ST_TIMEOUT,
+    ST_CLOSED, /* peer closed the connection */
+};
+
+/* Decimal digits only (no sign, no spaces); false on empty input, any
+ * other byte, or overflow. */
+bool util_parse_u64(const char *s, size_t len, uint64_t *out) WUR;
+bool util_parse_u32(const char *s, size_t len, uint32_t *out) WUR;
+
+/* Optional leading '-' then digits; false on overflow of int64_t. */
+bool util_parse_i64(const char *s, size_t len, int64_t *out) WUR;
+
+/* Writes v in decimal to dst (at least 21 bytes), no NUL; returns length. */
+size_t util_u64_str(char *dst, uint64_t v);
+size_t util_i64_str(char *dst, int64_t v);
+
+/* CLOCK_MONOTONIC, via the vDSO (no syscall). */
+uint64_t util_now_ns(void);
+uint64_t util_now_ms(void);
+
+#endif /* RIVEN_UTIL_H */

@@ -1,0 +1,219 @@
+/*
+ * buf: growable byte buffers and the writev output queue.
+ */
+#include "buf.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#define OUTQ_REF_MIN 256 /* ranges shorter than this are copied */
+
+void
+buf_init(struct buf *b, size_t init)
+{
+    b->start = b->pos = b->last = b->end = NULL;
+    b->init = init ? init : 2048;
+}
+
+void
+buf_free(struct buf *b)
+{
+    if (b == NULL) {
+        return;
+    }
+    free(b->start);
+    b->start = b->pos = b->last = b->end = NULL;
+}
+
+void
+buf_compact(struct buf *b)
+{
+    size_t n = buf_len(b);
+
+    if (b->pos != b->start) {
+        memmove(b->start, b->pos, n);
+        b->pos = b->start;
+        b->last = b->start + n;
+    }
+}
+
+enum status
+buf_reserve(struct buf *b, size_t n)
+{
+    size_t used, size, want;
+    char *p;
+
+    if (buf_space(b) >= n) {
+        return ST_OK;
+    }
+    used = buf_len(b);
+    size = (size_t)(b->end - b->start);
+    if (b->start != NULL && size - used >= n && used < size / 2) {
+        buf_compact(b);
+        return ST_OK;
+    }
+    want = size ? size : b->init;
+    while (want - used < n) {
+        if (want > SIZE_MAX / 2) {
+            return ST_NOMEM;
+        }
+        want *= 2;
+    }
+    if (b->pos != b->start) {
+        buf_compact(b);
+    }
+    p = realloc(b->start, want);
+    if (p == NULL) {
+        return ST_NOMEM;
+    }
+    b->start = b->pos = p;
+    b->last = p + used;
+    b->end = p + want;
+    return ST_OK;
+}
+
+enum status
+buf_append(struct buf *b, const void *p, size_t len)
+{
+    if (buf_reserve(b, len) != ST_OK) {
+        return ST_NOMEM;
+    }
+    if (len > 0) {
+        memcpy(b->last, p, len);
+    }
+    b->last += len;
+    return ST_OK;
+}
+
+void
+buf_consume(struct buf *b, size_t n)
+{
+    b->pos += n;
+    if (b->pos >= b->last) {
+        b->pos = b->last = b->start;
+    }
+}
+
+void
+buf_shrink(struct buf *b)
+{
+    if (b->start != NULL && buf_len(b) == 0 &&
+        (size_t)(b->end - b->start) > b->init) {
+        free(b->start);
+        b->start = b->pos = b->last = b->end = NULL;
+    }
+}
+
+void
+outq_init(struct outq *q, size_t init)
+{
+    buf_init(&q->own, init);
+    q->ents = NULL;
+    q->n = q->cap = q->total = 0;
+}
+
+void
+outq_free(struct outq *q)
+{
+    if (q == NULL) {
+        return;
+    }
+    buf_free(&q->own);
+    free(q->ents);
+    q->ents = NULL;
+    q->n = q->cap = q->total = 0;
+}
+
+void
+outq_reset(struct outq *q)
+{
+    q->own.pos = q->own.last = q->own.start;
+    q->n = 0;
+    q->total = 0;
+}
+
+void
+outq_shrink(struct outq *q)
+{
+    outq_reset(q);
+    buf_shrink(&q->own);
+    if (q->cap > 64) {
+        free(q->ents);
+        q->ents = NULL;
+        q->cap = 0;
+    }
+}
+
+static enum status
+outq_push(struct outq *q, const char *ref, size_t off, size_t len)
+{
+    struct outq_ent *e;
+
+    if (q->n == q->cap) {
+        size_t cap = q->cap ? q->cap * 2 : 16;
+
+        e = realloc(q->ents, cap * sizeof(*e));
+        if (e == NULL) {
+            return ST_NOMEM;
+        }
+        q->ents = e;
+        q->cap = cap;
+    }
+    e = &q->ents[q->n++];
+    e->ref = ref;
+    e->off = off;
+    e->len = len;
+    return ST_OK;
+}
+
+enum status
+outq_copy(struct outq *q, const void *p, size_t len)
+{
+    size_t off;
+
+    if (len == 0) {
+        return ST_OK;
+    }
+    off = (size_t)(q->own.last - q->own.start);
+    if (buf_append(&q->own, p, len) != ST_OK) {
+        return ST_NOMEM;
+    }
+    q->total += len;
+    if (q->n > 0 && q->ents[q->n - 1].ref == NULL &&
+        q->ents[q->n - 1].off + q->ents[q->n - 1].len == off) {
+        q->ents[q->n - 1].len += len;
+        return ST_OK;
+    }
+    return outq_push(q, NULL, off, len);
+}
+
+enum status
+outq_ref(struct outq *q, const void *p, size_t len)
+{
+    if (len < OUTQ_REF_MIN) {
+        return outq_copy(q, p, len);
+    }
+    q->total += len;
+    return outq_push(q, p, 0, len);
+}
+
+int
+outq_iov(const struct outq *q, size_t skip, struct iovec *iov, int max)
+{
+    int n = 0;
+
+    for (size_t i = 0; i < q->n && n < max; i++) {
+        const struct outq_ent *e = &q->ents[i];
+        const char *base = e->ref ? e->ref : q->own.start + e->off;
+
+        if (skip >= e->len) {
+            skip -= e->len;
+            continue;
+        }
+        iov[n].iov_base = (void *)(base + skip);
+        iov[n].iov_len = e->len - skip;
+        skip = 0;
+        n++;
+    }
+    return n;
+}

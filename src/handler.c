@@ -1,0 +1,382 @@
+/*
+ * handler: one backend socket. Blocking I/O with SO_RCVTIMEO/SO_SNDTIMEO
+ * as the request timeout (no poll before each read); a non-blocking
+ * connect bounded by the connect timeout.
+ *
+ *   queue: request -> proto_meta bytes in wbuf, a pend slot per reply
+ *   flush: wbuf -> socket
+ *   recv:  socket -> rbuf -> proto_meta_parse_reply -> pend[i].res
+ *
+ * Invariant: between batches rbuf and wbuf are empty and no reply is
+ * outstanding; any failure closes the socket, so a late reply can never
+ * be taken for the answer to a later request.
+ */
+#include "handler.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "buf.h"
+#include "log.h"
+#include "proto_meta.h"
+
+#define HANDLER_BUF_INIT 2048
+#define HANDLER_READ_MIN 16384
+
+struct pend {
+    struct response *res;     /* ref: batch response; NULL = drop reply */
+    enum req_cmd     cmd;     /* what the reply answers */
+    size_t           val_off; /* res->val as an offset into rbuf */
+    size_t           msg_off; /* res->msg as an offset into rbuf */
+    bool             decoded; /* res was decoded from rbuf */
+};
+
+struct handler {
+    const struct cfg_addr *addr;  /* ref: owned by the config snapshot */
+    uint32_t               connect_ms;
+    uint32_t               request_ms;
+    int                    fd;      /* -1 when closed */
+    struct buf             wbuf;    /* encoded requests not yet sent */
+    struct buf             rbuf;    /* replies of the current batch */
+    size_t                 parsed;  /* rbuf offset of the next reply */
+    struct pend           *pend;
+    size_t                 npend;   /* queued replies */
+    size_t                 nrecv;   /* replies answered (decoded or failed) */
+    size_t                 cap;
+};
+
+struct handler *
+handler_create(const struct cfg_addr *addr, uint32_t connect_ms,
+               uint32_t request_ms)
+{
+    struct handler *h = calloc(1, sizeof(*h));
+
+    if (h == NULL) {
+        return NULL;
+    }
+    h->addr = addr;
+    h->connect_ms = connect_ms;
+    h->request_ms = request_ms;
+    h->fd = -1;
+    buf_init(&h->wbuf, HANDLER_BUF_INIT);
+    buf_init(&h->rbuf, HANDLER_BUF_INIT);
+    return h;
+}
+
+void
+handler_destroy(struct handler *h)
+{
+    if (h == NULL) {
+        return;
+    }
+    handler_close(h);
+    buf_free(&h->wbuf);
+    buf_free(&h->rbuf);
+    free(h->pend);
+    free(h);
+}
+
+void
+handler_close(struct handler *h)
+{
+    if (h->fd >= 0) {
+        close(h->fd);
+        h->fd = -1;
+    }
+}
+
+bool
+handler_pending(const struct handler *h)
+{
+    return h->nrecv < h->npend;
+}
+
+enum status
+handler_queue(struct handler *h, const struct request *req,
+              struct response *res)
+{
+    struct pend *p;
+
+    if (h->npend == h->cap) {
+        size_t cap = h->cap ? h->cap * 2 : 16;
+
+        p = realloc(h->pend, cap * sizeof(*p));
+        if (p == NULL) {
+            return ST_NOMEM;
+        }
+        h->pend = p;
+        h->cap = cap;
+    }
+    if (proto_meta_encode_request(req, &h->wbuf) != ST_OK) {
+        return ST_NOMEM;
+    }
+    p = &h->pend[h->npend++];
+    p->res = res;
+    p->cmd = req->cmd;
+    p->val_off = p->msg_off = 0;
+    p->decoded = false;
+    return ST_OK;
+}
+
+/* Answer every reply still outstanding with SERVER_ERROR msg, close. */
+static void
+fail_pending(struct handler *h, const char *msg)
+{
+    for (size_t i = h->nrecv; i < h->npend; i++) {
+        if (h->pend[i].res != NULL) {
+            res_set_error(h->pend[i].res, RES_SERVER_ERROR, msg);
+        }
+    }
+    h->nrecv = h->npend;
+    h->wbuf.pos = h->wbuf.last = h->wbuf.start;
+    if (h->rbuf.start != NULL) {
+        h->rbuf.last = h->rbuf.start + h->parsed; /* drop unparsed bytes */
+    }
+    handler_close(h);
+}
+
+static void
+set_timeouts(int fd, uint32_t ms)
+{
+    struct timeval tv = {.tv_sec = ms / 1000,
+                         .tv_usec = (suseconds_t)(ms % 1000) * 1000};
+
+    (void)setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    (void)setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+}
+
+/* Wait for a non-blocking connect. ST_OK, ST_TIMEOUT or ST_ERROR. */
+static enum status
+connect_wait(int fd, uint32_t ms)
+{
+    struct pollfd pfd = {.fd = fd, .events = POLLOUT};
+    uint64_t deadline = util_now_ms() + ms;
+    int err = 0, r;
+    socklen_t len = sizeof(err);
+
+    for (;;) {
+        uint64_t now = util_now_ms();
+
+        if (now >= deadline) {
+            return ST_TIMEOUT;
+        }
+        r = poll(&pfd, 1, (int)(deadline - now));
+        if (r > 0) {
+            break;
+        }
+        if (r == 0) {
+            return ST_TIMEOUT;
+        }
+        if (errno != EINTR) {
+            return ST_ERROR;
+        }
+    }
+    if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0 || err != 0) {
+        errno = err;
+        return ST_ERROR;
+    }
+    return ST_OK;
+}
+
+static enum status
+handler_connect(struct handler *h)
+{
+    const struct cfg_addr *a = h->addr;
+    int fd, one = 1;
+    enum status st = ST_OK;
+
+    fd = socket(a->ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK,
+                0);
+    if (fd < 0) {
+        log_warn("%s: socket %s", __func__, a->name);
+        return ST_ERROR;
+    }
+    if (connect(fd, (const struct sockaddr *)&a->ss, a->sslen) != 0) {
+        st = errno == EINPROGRESS || errno == EAGAIN
+                 ? connect_wait(fd, h->connect_ms)
+                 : ST_ERROR;
+    }
+    if (st != ST_OK) {
+        log_debug("%s: %s: %s", __func__, a->name,
+                  st == ST_TIMEOUT ? "timed out" : strerror(errno));
+        close(fd);
+        return st;
+    }
+    (void)fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK);
+    if (a->ss.ss_family != AF_UNIX) {
+        (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    }
+    set_timeouts(fd, h->request_ms);
+    h->fd = fd;
+    return ST_OK;
+}
+
+void
+handler_flush(struct handler *h)
+{
+    enum status st;
+
+    if (buf_len(&h->wbuf) == 0) {
+        return;
+    }
+    if (h->fd < 0 && (st = handler_connect(h)) != ST_OK) {
+        fail_pending(h, st == ST_TIMEOUT ? MSG_BACKEND_TIMEOUT
+                                         : MSG_BACKEND_UNAVAILABLE);
+        return;
+    }
+    while (buf_len(&h->wbuf) > 0) {
+        ssize_t n = send(h->fd, h->wbuf.pos, buf_len(&h->wbuf), MSG_NOSIGNAL);
+
+        if (n >= 0) {
+            buf_consume(&h->wbuf, (size_t)n);
+            continue;
+        }
+        if (errno == EINTR) {
+            continue;
+        }
+        log_debug("%s: send %s: %s", __func__, h->addr->name,
+                  strerror(errno));
+        fail_pending(h, errno == EAGAIN ? MSG_BACKEND_TIMEOUT
+                                        : MSG_BACKEND_UNAVAILABLE);
+        return;
+    }
+}
+
+/* Read more reply bytes. ST_OK, or the failure message in *msg. */
+static enum status
+read_more(struct handler *h, size_t need, uint64_t deadline,
+          const char **msg)
+{
+    size_t want = need > buf_len(&h->rbuf) ? need - buf_len(&h->rbuf) : 0;
+    ssize_t n;
+
+    if (buf_reserve(&h->rbuf, MAX(want, HANDLER_READ_MIN)) != ST_OK) {
+        *msg = MSG_OUT_OF_MEMORY;
+        return ST_NOMEM;
+    }
+    for (;;) {
+        n = recv(h->fd, h->rbuf.last, buf_space(&h->rbuf), 0);
+        if (n > 0) {
+            h->rbuf.last += n;
+            return ST_OK;
+        }
+        if (n < 0 && errno == EINTR && util_now_ms() < deadline) {
+            continue;
+        }
+        break;
+    }
+    if (n == 0) {
+        *msg = MSG_BACKEND_UNAVAILABLE;
+        log_debug("%s: %s closed the connection", __func__, h->addr->name);
+    } else if (errno == EAGAIN || errno == EWOULDBLOCK) {
+        *msg = MSG_BACKEND_TIMEOUT;
+        log_debug("%s: %s timed out", __func__, h->addr->name);
+    } else {
+        *msg = MSG_BACKEND_UNAVAILABLE;
+        log_debug("%s: recv %s: %s", __func__, h->addr->name,
+                  strerror(errno));
+    }
+    return ST_ERROR;
+}
+
+/* Point decoded responses at their bytes, now that rbuf stops moving. */
+static void
+fix_pointers(struct handler *h)
+{
+    for (size_t i = 0; i < h->nrecv; i++) {
+        struct response *r = h->pend[i].res;
+
+        if (r == NULL || !h->pend[i].decoded) {
+            continue;
+        }
+        if (r->val != NULL) {
+            r->val = h->rbuf.start + h->pend[i].val_off;
+        }
+        if (r->msg != NULL) {
+            r->msg = h->rbuf.start + h->pend[i].msg_off;
+        }
+    }
+}
+
+/* Decode one reply at h->parsed into pend[nrecv]. */
+static enum status
+decode_one(struct handler *h, size_t *need)
+{
+    struct pend *p = &h->pend[h->nrecv];
+    struct request req = {.cmd = p->cmd};
+    struct response tmp = {0};
+    struct response *r = p->res ? p->res : &tmp;
+    const char *base = h->rbuf.start + h->parsed;
+    size_t used = 0;
+    enum status st;
+
+    st = proto_meta_parse_reply(&req, base, buf_len(&h->rbuf) - h->parsed, r,
+                                &used, need);
+    if (st != ST_OK) {
+        return st;
+    }
+    p->val_off = r->val ? (size_t)(r->val - h->rbuf.start) : 0;
+    p->msg_off = r->msg ? (size_t)(r->msg - h->rbuf.start) : 0;
+    h->parsed += used;
+    p->decoded = true;
+    h->nrecv++;
+    return ST_OK;
+}
+
+void
+handler_recv(struct handler *h)
+{
+    uint64_t deadline = util_now_ms() + h->request_ms;
+    const char *msg = NULL;
+
+    while (h->nrecv < h->npend) {
+        size_t need = 0;
+        enum status st = decode_one(h, &need);
+
+        if (st == ST_OK) {
+            continue;
+        }
+        if (st == ST_PROTO) {
+            log_warnx("%s: %s sent a malformed reply, resetting", __func__,
+                      h->addr->name);
+            msg = MSG_BACKEND_ERROR;
+            break;
+        }
+        if (need > 0) {
+            need += h->parsed;
+        }
+        if (util_now_ms() >= deadline) {
+            msg = MSG_BACKEND_TIMEOUT;
+            break;
+        }
+        if (read_more(h, need, deadline, &msg) != ST_OK) {
+            break;
+        }
+    }
+    if (msg != NULL) {
+        fail_pending(h, msg);
+    }
+    fix_pointers(h);
+    if (msg == NULL && h->parsed != buf_len(&h->rbuf)) {
+        log_warnx("%s: %s sent bytes nobody asked for, resetting", __func__,
+                  h->addr->name);
+        handler_close(h);
+    }
+}
+
+void
+handler_done(struct handler *h)
+{
+    h->npend = h->nrecv = 0;
+    h->parsed = 0;
+    h->rbuf.pos = h->rbuf.last = h->rbuf.start;
+    buf_shrink(&h->rbuf);
+    buf_shrink(&h->wbuf);
+}

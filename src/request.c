@@ -1,0 +1,106 @@
+/*
+ * request: command names, key rules and the growable batch arrays.
+ */
+#include "request.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+static const char *const cmd_names[REQ_CMD_COUNT] = {
+    [REQ_NONE] = "none",
+#define REQ_NAME(name, text) [REQ_##name] = text,
+    REQ_CMD_MAP(REQ_NAME)
+#undef REQ_NAME
+};
+
+const char *
+req_cmd_name(enum req_cmd cmd)
+{
+    return cmd < REQ_CMD_COUNT ? cmd_names[cmd] : "none";
+}
+
+bool
+req_is_get(enum req_cmd cmd)
+{
+    return cmd == REQ_GET || cmd == REQ_GETS || cmd == REQ_GAT ||
+           cmd == REQ_GATS;
+}
+
+bool
+req_is_storage(enum req_cmd cmd)
+{
+    return cmd == REQ_SET || cmd == REQ_ADD || cmd == REQ_REPLACE ||
+           cmd == REQ_APPEND || cmd == REQ_PREPEND || cmd == REQ_CAS;
+}
+
+bool
+req_key_valid(const char *key, size_t nkey)
+{
+    if (nkey == 0 || nkey > KEY_MAX_LENGTH) {
+        return false;
+    }
+    for (size_t i = 0; i < nkey; i++) {
+        unsigned char c = (unsigned char)key[i];
+
+        if (c <= ' ' || c == 0x7f) {
+            return false;
+        }
+    }
+    return true;
+}
+
+void
+res_set_error(struct response *res, enum res_kind kind, const char *msg)
+{
+    res->kind = kind;
+    res->msg = msg;
+    res->nmsg = msg ? strlen(msg) : 0;
+}
+
+void
+req_batch_init(struct req_batch *b)
+{
+    b->reqs = NULL;
+    b->res = NULL;
+    b->n = b->cap = 0;
+}
+
+void
+req_batch_free(struct req_batch *b)
+{
+    if (b == NULL) {
+        return;
+    }
+    free(b->reqs);
+    free(b->res);
+    req_batch_init(b);
+}
+
+void
+req_batch_reset(struct req_batch *b)
+{
+    b->n = 0;
+}
+
+struct request *
+req_batch_push(struct req_batch *b)
+{
+    if (b->n == b->cap) {
+        size_t cap = b->cap ? b->cap * 2 : 32;
+        struct request *rq = realloc(b->reqs, cap * sizeof(*rq));
+
+        if (rq == NULL) {
+            return NULL;
+        }
+        b->reqs = rq;
+        struct response *rs = realloc(b->res, cap * sizeof(*rs));
+        if (rs == NULL) {
+            return NULL;
+        }
+        b->res = rs;
+        b->cap = cap;
+    }
+    memset(&b->reqs[b->n], 0, sizeof(b->reqs[0]));
+    memset(&b->res[b->n], 0, sizeof(b->res[0]));
+    return &b->reqs[b->n++];
+}

@@ -1,0 +1,121 @@
+/*
+ * ring: a read-only memcached_st per config snapshot, asked
+ * memcached_generate_hash for each key. libmemcached is used only here.
+ */
+#include "ring.h"
+
+#include <libmemcached/memcached.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct ring {
+    memcached_st *mc;       /* distribution only; never connects */
+    uint32_t      nservers;
+};
+
+/* Split "host:port" / "[v6]:port" into host and port. */
+static int
+split_host_port(const char *name, char *host, size_t hostlen,
+                unsigned *port)
+{
+    const char *colon = strrchr(name, ':');
+    const char *h = name;
+    size_t n;
+
+    if (colon == NULL) {
+        return -1;
+    }
+    n = (size_t)(colon - name);
+    if (n >= 2 && name[0] == '[' && name[n - 1] == ']') {
+        h = name + 1;
+        n -= 2;
+    }
+    if (n >= hostlen) {
+        return -1;
+    }
+    memcpy(host, h, n);
+    host[n] = '\0';
+    *port = (unsigned)strtoul(colon + 1, NULL, 10);
+    return 0;
+}
+
+static memcached_return_t
+add_server(memcached_st *mc, const struct cfg_server *s)
+{
+    char host[CFG_ADDR_NAME_MAX];
+    unsigned port;
+
+    if (strncmp(s->addr.name, "unix:", 5) == 0) {
+        return memcached_server_add_unix_socket_with_weight(
+            mc, s->addr.name + 5, s->weight);
+    }
+    if (split_host_port(s->addr.name, host, sizeof(host), &port) != 0) {
+        return MEMCACHED_INVALID_ARGUMENTS;
+    }
+    return memcached_server_add_with_weight(mc, host, (in_port_t)port,
+                                            s->weight);
+}
+
+struct ring *
+ring_create(const struct config *cfg, char *err, size_t errlen)
+{
+    struct ring *ring = calloc(1, sizeof(*ring));
+    memcached_return_t rc;
+
+    if (ring == NULL) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    ring->nservers = (uint32_t)cfg->nservers;
+    ring->mc = memcached_create(NULL);
+    if (ring->mc == NULL) {
+        snprintf(err, errlen, "memcached_create failed");
+        goto error;
+    }
+    rc = memcached_behavior_set(ring->mc, MEMCACHED_BEHAVIOR_KETAMA, 1);
+    if (rc != MEMCACHED_SUCCESS) {
+        snprintf(err, errlen, "ketama: %s", memcached_strerror(ring->mc, rc));
+        goto error;
+    }
+    for (size_t i = 0; i < cfg->nservers; i++) {
+        rc = add_server(ring->mc, &cfg->servers[i]);
+        if (rc != MEMCACHED_SUCCESS) {
+            snprintf(err, errlen, "server %s: %s", cfg->servers[i].addr.name,
+                     memcached_strerror(ring->mc, rc));
+            goto error;
+        }
+    }
+    return ring;
+
+error:
+    ring_destroy(ring);
+    return NULL;
+}
+
+void
+ring_destroy(struct ring *ring)
+{
+    if (ring == NULL) {
+        return;
+    }
+    if (ring->mc != NULL) {
+        memcached_free(ring->mc);
+    }
+    free(ring);
+}
+
+uint32_t
+ring_lookup(const struct ring *ring, const char *key, size_t nkey)
+{
+    if (ring->nservers <= 1) {
+        return 0;
+    }
+    return memcached_generate_hash(ring->mc, key, nkey);
+}
+
+uint32_t
+ring_size(const struct ring *ring)
+{
+    return ring->nservers;
+}
