@@ -33,6 +33,8 @@
 struct pend {
     struct response *res;     /* ref: batch response; NULL = drop reply */
     enum req_cmd     cmd;     /* what the reply answers */
+    const char      *args;    /* ref: stats arguments, in the client's rbuf */
+    size_t           nargs;
     size_t           val_off; /* res->val as an offset into rbuf */
     size_t           msg_off; /* res->msg as an offset into rbuf */
     bool             decoded; /* res was decoded from rbuf */
@@ -120,6 +122,8 @@ handler_queue(struct handler *h, const struct request *req,
     p = &h->pend[h->npend++];
     p->res = res;
     p->cmd = req->cmd;
+    p->args = req->args;
+    p->nargs = req->nargs;
     p->val_off = p->msg_off = 0;
     p->decoded = false;
     return ST_OK;
@@ -310,7 +314,7 @@ static enum status
 decode_one(struct handler *h, size_t *need)
 {
     struct pend *p = &h->pend[h->nrecv];
-    struct request req = {.cmd = p->cmd};
+    struct request req = {.cmd = p->cmd, .args = p->args, .nargs = p->nargs};
     struct response tmp = {0};
     struct response *r = p->res ? p->res : &tmp;
     const char *base = h->rbuf.start + h->parsed;
