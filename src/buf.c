@@ -75,12 +75,13 @@ buf_reserve(struct buf *b, size_t n)
 enum status
 buf_append(struct buf *b, const void *p, size_t len)
 {
+    if (len == 0) {
+        return ST_OK;
+    }
     if (buf_reserve(b, len) != ST_OK) {
         return ST_NOMEM;
     }
-    if (len > 0) {
-        memcpy(b->last, p, len);
-    }
+    memcpy(b->last, p, len);
     b->last += len;
     return ST_OK;
 }
@@ -88,6 +89,9 @@ buf_append(struct buf *b, const void *p, size_t len)
 void
 buf_consume(struct buf *b, size_t n)
 {
+    if (n == 0) {
+        return;
+    }
     b->pos += n;
     if (b->pos >= b->last) {
         b->pos = b->last = b->start;
@@ -178,13 +182,15 @@ outq_copy(struct outq *q, const void *p, size_t len)
     if (buf_append(&q->own, p, len) != ST_OK) {
         return ST_NOMEM;
     }
-    q->total += len;
     if (q->n > 0 && q->ents[q->n - 1].ref == NULL &&
         q->ents[q->n - 1].off + q->ents[q->n - 1].len == off) {
         q->ents[q->n - 1].len += len;
-        return ST_OK;
+    } else if (outq_push(q, NULL, off, len) != ST_OK) {
+        q->own.last -= len;
+        return ST_NOMEM;
     }
-    return outq_push(q, NULL, off, len);
+    q->total += len;
+    return ST_OK;
 }
 
 enum status
@@ -193,8 +199,11 @@ outq_ref(struct outq *q, const void *p, size_t len)
     if (len < OUTQ_REF_MIN) {
         return outq_copy(q, p, len);
     }
+    if (outq_push(q, p, 0, len) != ST_OK) {
+        return ST_NOMEM;
+    }
     q->total += len;
-    return outq_push(q, p, 0, len);
+    return ST_OK;
 }
 
 int

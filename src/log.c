@@ -88,7 +88,7 @@ log_level_name(enum log_level level)
     return level <= LOG_LVL_DEBUG ? level_names[level] : "debug";
 }
 
-static void
+static void __attribute__((format(printf, 4, 0)))
 log_vwrite(enum log_level level, bool with_errno, int err, const char *fmt,
            va_list ap)
 {

@@ -1,0 +1,222 @@
+/*
+ * test_util: number parsing at its boundaries (overflow by one, signs,
+ * stray bytes, lengths shorter than the string) and integer formatting
+ * (0, INT64_MIN, UINT64_MAX), checked byte for byte.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "util.h"
+
+#define S(lit) (lit), (sizeof(lit) - 1) /* literal -> pointer, length */
+
+static void
+test_parse_u64(void **state)
+{
+    static const char *const bad[] = {
+        "",
+        "-1",
+        "+1",
+        " 1",
+        "1 ",
+        "1a",
+        "a",
+        "0x10",
+        "1.0",
+        "1\r",
+        "18446744073709551616",
+        "18446744073709551620",
+        "99999999999999999999",
+        "184467440737095516150",
+    };
+    uint64_t v;
+
+    (void)state;
+    assert_true(util_parse_u64(S("0"), &v));
+    assert_int_equal(v, 0);
+    assert_true(util_parse_u64(S("000123"), &v));
+    assert_int_equal(v, 123);
+    assert_true(util_parse_u64(S("18446744073709551615"), &v));
+    assert_true(v == UINT64_MAX);
+    assert_true(util_parse_u64(S("18446744073709551614"), &v));
+    assert_true(v == UINT64_MAX - 1);
+    for (size_t i = 0; i < NELEMS(bad); i++) {
+        v = 42;
+        if (util_parse_u64(bad[i], strlen(bad[i]), &v)) {
+            fail_msg("accepted '%s'", bad[i]);
+        }
+        assert_int_equal(v, 42); /* untouched on failure */
+    }
+}
+
+static void
+test_parse_len_bounds(void **state)
+{
+    uint64_t u;
+    int64_t i;
+
+    (void)state;
+    /* tokens are not NUL-terminated: only len bytes count */
+    assert_true(util_parse_u64("123 456", 3, &u));
+    assert_int_equal(u, 123);
+    assert_true(util_parse_u64("7\r\n", 1, &u));
+    assert_int_equal(u, 7);
+    assert_false(util_parse_u64("123", 0, &u));
+    assert_true(util_parse_i64("-12x", 3, &i));
+    assert_int_equal(i, -12);
+    assert_false(util_parse_i64("-12", 1, &i));
+}
+
+static void
+test_parse_u32(void **state)
+{
+    uint32_t v;
+
+    (void)state;
+    assert_true(util_parse_u32(S("0"), &v));
+    assert_int_equal(v, 0);
+    assert_true(util_parse_u32(S("4294967295"), &v));
+    assert_true(v == UINT32_MAX);
+    v = 9;
+    assert_false(util_parse_u32(S("4294967296"), &v));
+    assert_false(util_parse_u32(S("18446744073709551616"), &v));
+    assert_false(util_parse_u32(S("-1"), &v));
+    assert_false(util_parse_u32(S(""), &v));
+    assert_int_equal(v, 9);
+}
+
+static void
+test_parse_i64(void **state)
+{
+    static const char *const bad[] = {
+        "",
+        "-",
+        "--1",
+        "+1",
+        "- 1",
+        "1-",
+        "-a",
+        "9223372036854775808",
+        "-9223372036854775809",
+        "18446744073709551616",
+        "-18446744073709551616",
+    };
+    int64_t v;
+
+    (void)state;
+    assert_true(util_parse_i64(S("0"), &v));
+    assert_int_equal(v, 0);
+    assert_true(util_parse_i64(S("-0"), &v));
+    assert_int_equal(v, 0);
+    assert_true(util_parse_i64(S("-1"), &v));
+    assert_int_equal(v, -1);
+    assert_true(util_parse_i64(S("9223372036854775807"), &v));
+    assert_true(v == INT64_MAX);
+    assert_true(util_parse_i64(S("-9223372036854775807"), &v));
+    assert_true(v == -INT64_MAX);
+    assert_true(util_parse_i64(S("-9223372036854775808"), &v));
+    assert_true(v == INT64_MIN);
+    for (size_t i = 0; i < NELEMS(bad); i++) {
+        v = 42;
+        if (util_parse_i64(bad[i], strlen(bad[i]), &v)) {
+            fail_msg("accepted '%s'", bad[i]);
+        }
+        assert_int_equal(v, 42);
+    }
+}
+
+/* Format with fn into a buffer of 'X's: exact bytes, nothing past them. */
+static void
+check_u64(uint64_t v, const char *want)
+{
+    char buf[32];
+    size_t n;
+
+    memset(buf, 'X', sizeof(buf));
+    n = util_u64_str(buf, v);
+    assert_int_equal(n, strlen(want));
+    assert_memory_equal(buf, want, n);
+    assert_int_equal(buf[n], 'X');
+}
+
+static void
+check_i64(int64_t v, const char *want)
+{
+    char buf[32];
+    size_t n;
+
+    memset(buf, 'X', sizeof(buf));
+    n = util_i64_str(buf, v);
+    assert_int_equal(n, strlen(want));
+    assert_memory_equal(buf, want, n);
+    assert_int_equal(buf[n], 'X');
+}
+
+static void
+test_format(void **state)
+{
+    (void)state;
+    check_u64(0, "0");
+    check_u64(9, "9");
+    check_u64(10, "10");
+    check_u64(1000000, "1000000");
+    check_u64(UINT64_MAX, "18446744073709551615");
+    check_i64(0, "0");
+    check_i64(-1, "-1");
+    check_i64(-10, "-10");
+    check_i64(INT64_MAX, "9223372036854775807");
+    check_i64(INT64_MIN, "-9223372036854775808");
+    check_i64(INT64_MIN + 1, "-9223372036854775807");
+}
+
+static void
+test_format_roundtrip(void **state)
+{
+    static const int64_t vals[] = {0,    1,         -1,        255,
+                                   -256, INT64_MAX, INT64_MIN, 1234567890123LL};
+    char buf[32];
+    int64_t back;
+
+    (void)state;
+    for (size_t i = 0; i < NELEMS(vals); i++) {
+        size_t n = util_i64_str(buf, vals[i]);
+
+        assert_true(util_parse_i64(buf, n, &back));
+        assert_true(back == vals[i]);
+    }
+}
+
+static void
+test_clock(void **state)
+{
+    uint64_t a, b, ms;
+
+    (void)state;
+    a = util_now_ns();
+    ms = util_now_ms();
+    b = util_now_ns();
+    assert_true(a > 0);
+    assert_true(b >= a);
+    assert_true(ms >= a / 1000000u && ms <= b / 1000000u);
+}
+
+int
+main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_parse_u64),
+        cmocka_unit_test(test_parse_len_bounds),
+        cmocka_unit_test(test_parse_u32),
+        cmocka_unit_test(test_parse_i64),
+        cmocka_unit_test(test_format),
+        cmocka_unit_test(test_format_roundtrip),
+        cmocka_unit_test(test_clock),
+    };
+
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
