@@ -46,7 +46,14 @@
     X(VERSION, "version")                                                      \
     X(VERBOSITY, "verbosity")                                                  \
     X(STATS, "stats")                                                          \
-    X(QUIT, "quit")
+    X(QUIT, "quit")                                                            \
+    X(NOOP, "noop")                                                            \
+    X(MG, "mg")                                                                \
+    X(MS, "ms")                                                                \
+    X(MD, "md")                                                                \
+    X(MA, "ma")                                                                \
+    X(MN, "mn")                                                                \
+    X(ME, "me")
 
 enum req_cmd {
     REQ_NONE = 0, /* no command: a parse error answered locally */
@@ -62,6 +69,18 @@ enum req_cmd {
 #define REQ_F_LAST      0x04u /* last key of a get line: "END" follows */
 #define REQ_F_HAS_DELAY 0x08u /* flush_all carried a delay argument */
 #define REQ_F_TOOLARGE  0x10u /* value over item_size_max, data swallowed */
+#define REQ_F_QUIET     0x20u /* binary quiet opcode / meta q flag */
+#define REQ_F_RET_KEY   0x40u /* binary getk/gatk: the reply carries the key */
+#define REQ_F_RET_CAS   0x80u /* ask the backend for the item's CAS */
+#define REQ_F_AUTOVIV   0x100u /* binary incr/decr: create with initial */
+#define REQ_F_B64KEY    0x200u /* meta b flag: key is base64 on the wire */
+
+/* The protocol a request arrived in (and its reply must be encoded in). */
+enum req_proto {
+    PROTO_TEXT = 0, /* classic ASCII */
+    PROTO_META,     /* meta commands, on a text connection */
+    PROTO_BINARY,   /* binary protocol (first byte 0x80) */
+};
 
 enum res_kind {
     RES_NONE = 0,     /* not answered yet */
@@ -94,12 +113,17 @@ struct request {
     int64_t        exptime; /* set/touch/gat TTL; flush_all delay */
     uint64_t       cas;     /* cas: value to compare */
     uint64_t       delta;   /* incr/decr delta; verbosity level */
-    const char    *args;    /* ref: stats arguments; get family: all keys */
+    const char    *args;    /* ref: stats arguments; get family: all keys;
+                               meta: the flag tokens, as sent */
     size_t         nargs;
     uint32_t       nkeys;   /* get family: number of keys in args */
     size_t         swallow; /* bytes of a rejected data block to discard */
     enum res_kind  err;     /* RES_NONE, or the local answer to give */
     const char    *errmsg;  /* ref: static text for CLIENT/SERVER_ERROR */
+    uint8_t        proto;   /* enum req_proto */
+    uint8_t        opcode;  /* binary: the request's opcode */
+    uint32_t       opaque;  /* binary: echoed in the reply */
+    uint64_t       initial; /* binary incr/decr: value if created */
 };
 
 struct response {
@@ -110,6 +134,9 @@ struct response {
     size_t         nval;
     const char    *msg;     /* ref: error text, without "\r\n" */
     size_t         nmsg;
+    const char    *raw;     /* ref: meta passthrough: the backend's whole
+                               reply, forwarded verbatim to a meta client */
+    size_t         nraw;
 };
 
 /* memcached 1.6's error texts, shared by every encoder. */
