@@ -51,6 +51,8 @@ INTEG_SRCS:= $(wildcard tests/integ/integ_*.c)
 INTEG_BINS:= $(INTEG_SRCS:tests/integ/%.c=$(BUILD)/tests/%)
 TLIB_SRCS := $(wildcard tests/lib/*.c)
 TLIB_OBJS := $(TLIB_SRCS:tests/lib/%.c=$(BUILD)/tobj/%.o)
+BENCH_SRCS:= $(wildcard tests/bench/*.c)
+BENCH_BINS:= $(BENCH_SRCS:tests/bench/%.c=$(BUILD)/bench/%)
 TOOL_SRCS := $(wildcard tests/tools/*.c)
 TOOL_BINS := $(TOOL_SRCS:tests/tools/%.c=$(BUILD)/tools/%)
 
@@ -89,13 +91,16 @@ $(BUILD)/tests/integ_%: tests/integ/integ_%.c $(TLIB_OBJS) $(LIB) | $(BUILD)/tes
 $(BUILD)/tools/%: tests/tools/%.c $(TLIB_OBJS) | $(BUILD)/tools
 	$(CC) $(CFLAGS) -Itests/lib $(LDFLAGS) -o $@ $< $(TLIB_OBJS) $(LDLIBS)
 
-$(BUILD)/obj $(BUILD)/tobj $(BUILD)/tests $(BUILD)/tools:
+$(BUILD)/bench/%: tests/bench/%.c $(LIB) | $(BUILD)/bench
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(LIB) $(LDLIBS)
+
+$(BUILD)/obj $(BUILD)/tobj $(BUILD)/tests $(BUILD)/tools $(BUILD)/bench:
 	mkdir -p $@
 
 tests: $(BIN) $(UNIT_BINS) $(INTEG_BINS) $(TOOL_BINS)
 
 deps:
-	@missing=""; for p in $(DEB_PKGS); do \
+	@missing=""; for p in $(DEB_PKGS) $(EXTRA_PKGS); do \
 	    dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "ok installed" \
 	        || missing="$$missing $$p"; \
 	done; \
@@ -117,6 +122,12 @@ test: deps
 	@$(MAKE) --no-print-directory tests
 	@RIVEN_BIN=$(BIN) TEST_DIR=$(BUILD)/tests SANITIZER=$(SANITIZER) \
 	    tests/run-tests.sh
+
+bench:
+	@$(MAKE) --no-print-directory deps EXTRA_PKGS=nutcracker
+	@$(MAKE) --no-print-directory $(BIN) $(BENCH_BINS)
+	@for b in $(filter-out $(BUILD)/bench/relay,$(BENCH_BINS)); do $$b || exit 1; done
+	@tests/bench/run.sh $(BIN) $(BUILD)/bench/relay
 
 install: $(BIN)
 	install -d $(DESTDIR)$(PREFIX)/bin

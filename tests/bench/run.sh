@@ -1,0 +1,201 @@
+#!/usr/bin/env bash
+# make bench: memaslap (memcaslap -T 1) against memcached direct, the raw
+# relay (the design's floor), riven, and twemproxy when installed, round
+# robin within every round, at c=1, 64, 1000 and 9000. Writes
+# tests/bench/RESULTS.md. Only loopback addresses are used; every process
+# started here is stopped by pid.
+#
+#   tests/bench/run.sh RIVEN_BIN RELAY_BIN [ROUNDS]
+set -u
+RIVEN=${1:?riven binary}
+RELAY=${2:?relay binary}
+ROUNDS=${3:-3}
+OUT=tests/bench/RESULTS.md
+TMP=$(mktemp -d /tmp/riven-bench.XXXXXX)
+PIDS=()
+
+cleanup() {
+    for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; done
+    for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null; done
+    rm -rf "$TMP"
+}
+trap cleanup EXIT INT TERM
+
+free_port() {
+    python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])' 2>/dev/null ||
+        echo $((20000 + RANDOM % 20000))
+}
+
+wait_port() { # port: until it accepts, 5 s at most
+    for _ in $(seq 1 500); do
+        (exec 3<>/dev/tcp/127.0.0.1/"$1") 2>/dev/null && return 0
+        sleep 0.01
+    done
+    echo "bench: nothing listens on $1" >&2
+    return 1
+}
+
+cpu_ticks() { # utime + stime of pid, in clock ticks
+    awk '{print $14 + $15}' /proc/"$1"/stat 2>/dev/null || echo 0
+}
+
+rss_kb() { awk '/^VmRSS/ {print $2}' /proc/"$1"/status 2>/dev/null || echo 0; }
+
+NOFILE=$(ulimit -n)
+ulimit -n "$(ulimit -Hn)" 2>/dev/null
+NOFILE=$(ulimit -n)
+HZ=$(getconf CLK_TCK)
+echo "bench: nproc $(nproc), kernel $(uname -r), open-file limit $NOFILE"
+CMAX=$(((NOFILE - 200) / 2))
+SETTINGS=()
+for c in 1 64 1000 9000; do
+    if [ "$c" -gt "$CMAX" ]; then
+        echo "bench: c=$c needs $((2 * c)) fds in a proxy; limit $NOFILE allows c=$CMAX, scaling down"
+        c=$CMAX
+    fi
+    SETTINGS+=("$c")
+done
+
+MC_PORT=$(free_port)
+memcached -u nobody -U 0 -l 127.0.0.1 -p "$MC_PORT" -m 1024 -c 20000 -t 2 &
+MC_PID=$!; PIDS+=("$MC_PID")
+wait_port "$MC_PORT" || exit 1
+
+RV_PORT=$(free_port)
+"$RIVEN" -q -l 127.0.0.1:"$RV_PORT" -b 127.0.0.1:"$MC_PORT" &
+RV_PID=$!; PIDS+=("$RV_PID")
+RL_PORT=$(free_port)
+"$RELAY" "$RL_PORT" "$MC_PORT" &
+RL_PID=$!; PIDS+=("$RL_PID")
+wait_port "$RV_PORT" && wait_port "$RL_PORT" || exit 1
+
+TARGETS="direct relay riven"
+declare -A PORT PID
+PORT[direct]=$MC_PORT; PID[direct]=$MC_PID
+PORT[relay]=$RL_PORT; PID[relay]=$RL_PID
+PORT[riven]=$RV_PORT; PID[riven]=$RV_PID
+if command -v nutcracker >/dev/null; then
+    TW_PORT=$(free_port)
+    cat > "$TMP/nutcracker.yml" <<YML
+bench:
+  listen: 127.0.0.1:$TW_PORT
+  hash: fnv1a_64
+  distribution: ketama
+  redis: false
+  timeout: 1000
+  servers:
+    - 127.0.0.1:$MC_PORT:1
+YML
+    nutcracker -c "$TMP/nutcracker.yml" -s "$(free_port)" -o "$TMP/nutcracker.log" &
+    TW_PID=$!; PIDS+=("$TW_PID")
+    wait_port "$TW_PORT" && { TARGETS="$TARGETS twemproxy"; PORT[twemproxy]=$TW_PORT; PID[twemproxy]=$TW_PID; }
+else
+    echo "bench: nutcracker not installed, twemproxy skipped"
+fi
+
+ops_for() { case $1 in 1) echo 30000 ;; *) echo 100000 ;; esac; }
+
+# one_run TARGET C -> "tps cpu_us_per_req errors misses maxrss_kb"
+one_run() {
+    local t=$1 c=$2 ops pid before after log rss=0 sampler
+    ops=$(ops_for "$c")
+    pid=${PID[$t]}
+    log="$TMP/run.log"
+    before=$(cpu_ticks "$pid")
+    ( while :; do rss_kb "$pid"; sleep 0.2; done ) > "$TMP/rss" &
+    sampler=$!
+    timeout 120 memcaslap -s 127.0.0.1:"${PORT[$t]}" -T 1 -c "$c" -x "$ops" > "$log" 2>&1
+    kill "$sampler" 2>/dev/null; wait "$sampler" 2>/dev/null
+    after=$(cpu_ticks "$pid")
+    rss=$(sort -n "$TMP/rss" | tail -1)
+    awk -v b="$before" -v a="$after" -v hz="$HZ" -v rss="${rss:-0}" '
+        /^Run time/ { for (i = 1; i <= NF; i++) { if ($i == "TPS:") tps = $(i+1); if ($i == "Ops:") ops = $(i+1) } }
+        /get_misses/ { miss = $2 }
+        /[Ee]rror|failed/ { err++ }
+        END { cpu = (ops > 0) ? (a - b) * 1e6 / hz / ops : 0;
+              printf "%d %.1f %d %d %d\n", tps, cpu, err + 0, miss + 0, rss }' "$log"
+}
+
+median() { sort -n | awk '{a[NR]=$1} END {print (NR ? a[int((NR+1)/2)] : 0)}'; }
+
+declare -A TPS CPU ERR MISS RSS
+for c in "${SETTINGS[@]}"; do
+    for r in $(seq 1 "$ROUNDS"); do
+        for t in $TARGETS; do
+            read -r tps cpu err miss rss < <(one_run "$t" "$c")
+            echo "bench: c=$c round $r $t: $tps ops/s, ${cpu} us/req cpu, rss ${rss} KiB, errors $err, misses $miss"
+            TPS[$t,$c]+="$tps "; CPU[$t,$c]+="$cpu "
+            ERR[$t,$c]=$(( ${ERR[$t,$c]:-0} + err )); MISS[$t,$c]=$(( ${MISS[$t,$c]:-0} + miss ))
+            RSS[$t,$c]=$rss
+        done
+    done
+done
+
+# syscalls and context switches per request: one strace'd run at c=64
+SYS=""
+if command -v strace >/dev/null; then
+    for t in relay riven; do
+        strace -c -f -q -p "${PID[$t]}" -o "$TMP/strace.$t" &
+        sp=$!
+        sleep 0.5
+        timeout 120 memcaslap -s 127.0.0.1:"${PORT[$t]}" -T 1 -c 64 -x 20000 > /dev/null 2>&1
+        kill -INT "$sp"; wait "$sp" 2>/dev/null
+        calls=$(awk '/total/ {print $3}' "$TMP/strace.$t")
+        SYS+="| $t | $(awk -v c="${calls:-0}" 'BEGIN {printf "%.2f", c / 20000}') |"$'\n'
+    done
+fi
+csw_sum() { # voluntary + involuntary switches of the live threads of pid
+    awk '/ctxt_switches/ {s += $2} END {print s + 0}' /proc/"$1"/task/*/status 2>/dev/null
+}
+CSW=""
+for t in relay riven; do
+    v0=$(csw_sum "${PID[$t]}")
+    timeout 120 memcaslap -s 127.0.0.1:"${PORT[$t]}" -T 1 -c 64 -x 20000 > /dev/null 2>&1 &
+    lp=$!
+    vmax=$v0
+    while kill -0 "$lp" 2>/dev/null; do
+        v=$(csw_sum "${PID[$t]}")
+        [ "$v" -gt "$vmax" ] && vmax=$v
+        sleep 0.05
+    done
+    wait "$lp"
+    CSW+="| $t | $(awk -v a="$v0" -v b="$vmax" 'BEGIN {printf "%.2f", (b - a) / 20000}') |"$'\n'
+done
+
+{
+    echo "# riven benchmark results"
+    echo
+    echo "Generated by \`make bench\` on $(date -u +%Y-%m-%d) — $(nproc) cores, kernel $(uname -r),"
+    echo "open-file limit $NOFILE. Load: \`memcaslap -s 127.0.0.1:PORT -T 1 -c C -x OPS\`"
+    echo "(90% get, 10% set), $ROUNDS rounds, targets run in turn within each round;"
+    echo "medians below. CPU is utime+stime of the process in the middle (memcached for"
+    echo "direct) from /proc, per request. RSS is the peak sampled during the run."
+    echo
+    echo "| c | target | ops/s | ratio to direct | CPU µs/req | RSS KiB | RSS/conn KiB | errors | misses |"
+    echo "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"
+    for c in "${SETTINGS[@]}"; do
+        d=$(echo ${TPS[direct,$c]} | tr ' ' '\n' | median)
+        for t in $TARGETS; do
+            m=$(echo ${TPS[$t,$c]} | tr ' ' '\n' | median)
+            u=$(echo ${CPU[$t,$c]} | tr ' ' '\n' | median)
+            awk -v c="$c" -v t="$t" -v m="$m" -v d="$d" -v u="$u" -v rss="${RSS[$t,$c]}" \
+                -v e="${ERR[$t,$c]}" -v mi="${MISS[$t,$c]}" 'BEGIN {
+                printf "| %s | %s | %d | %.2f | %s | %d | %.1f | %d | %d |\n",
+                    c, t, m, d ? m / d : 0, u, rss, (t == "direct" ? 0 : rss / c), e, mi }'
+        done
+    done
+    echo
+    echo "System calls per request (\`strace -c -f\`, one run at c=64, 20000 requests):"
+    echo
+    echo "| target | syscalls/req |"
+    echo "| --- | --- |"
+    printf "%s" "$SYS"
+    echo
+    echo "Context switches per request (voluntary + involuntary, summed over live threads, sampled"
+    echo "every 50 ms during a c=64 run of 20000 requests; a lower bound):"
+    echo
+    echo "| target | switches/req |"
+    echo "| --- | --- |"
+    printf "%s" "$CSW"
+} > "$OUT"
+echo "bench: wrote $OUT"
