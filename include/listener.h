@@ -1,37 +1,50 @@
 /*
  * listener: the one accept loop. Binds every configured listener (TCP over
- * IPv4/IPv6, unix sockets with the configured mode), accepts, enforces
- * max_connections and gives each connection a detached thread with a small
- * fixed stack that runs server_run.
+ * IPv4/IPv6, unix sockets with the configured mode), or adopts the sockets
+ * systemd passes (sd_listen_fds) and then binds nothing else. It accepts,
+ * enforces max_connections, gives each connection a detached thread with a
+ * small fixed stack that runs server_run, and keeps a registry of open
+ * connections so a drain can close the idle ones.
  *
- * Thread-safety: listener_run runs on one thread (main); listener_stop is
- * async-signal-safe; listener_connections may be read from any thread.
+ * Thread-safety: listener_run and listener_drain run on the main thread;
+ * listener_wake and listener_stop are async-signal-safe;
+ * listener_connections may be read from any thread.
  */
 #ifndef RIVEN_LISTENER_H
 #define RIVEN_LISTENER_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "config.h"
-#include "ring.h"
 
 struct listener;
 
-/* Bind and listen on cfg's addresses. cfg and ring are refs that must
- * outlive the listener and its connection threads. NULL with a message in
- * err on failure. */
-struct listener *listener_create(const struct config *cfg,
-                                 const struct ring *ring, char *err,
+typedef void (*listener_tick_fn)(void *arg);
+
+/* Listen as cfg says, or on the sockets systemd passed. cfg is read only
+ * during the call. NULL with a message in err on failure. */
+struct listener *listener_create(const struct config *cfg, char *err,
                                  size_t errlen) WUR;
 
-/* Accept until listener_stop. ST_OK when stopped, ST_ERROR on a fatal
- * poll failure. */
-enum status listener_run(struct listener *l);
+/* Accept until listener_stop. tick(arg) runs on this thread at least
+ * every tick_ms and after every listener_wake. ST_OK when stopped,
+ * ST_ERROR on a fatal poll failure. */
+enum status listener_run(struct listener *l, listener_tick_fn tick, void *arg,
+                         int tick_ms);
 
+/* Make listener_run call tick soon. Async-signal-safe. */
+void listener_wake(struct listener *l);
 /* Make listener_run return. Async-signal-safe. */
 void listener_stop(struct listener *l);
 
-/* Close the sockets, unlink unix socket files, free. NULL-safe. */
+/* Close the listening sockets, let each connection finish the request or
+ * pipeline it is executing, close idle ones, and wait for them to leave,
+ * up to timeout_ms. Returns the connections still open. */
+uint64_t listener_drain(struct listener *l, uint32_t timeout_ms);
+
+/* Close sockets, unlink unix socket files riven created, free.
+ * NULL-safe. */
 void listener_destroy(struct listener *l);
 
 /* Client connections currently open. */
@@ -40,5 +53,9 @@ uint64_t listener_connections(void);
 /* The connection limit in force (max_connections, or derived from the
  * open-file limit). */
 uint32_t listener_max_connections(const struct listener *l);
+
+/* Number of listening sockets, and whether they came from systemd. */
+size_t listener_count(const struct listener *l);
+bool listener_activated(const struct listener *l);
 
 #endif /* RIVEN_LISTENER_H */

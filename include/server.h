@@ -15,6 +15,11 @@
 #ifndef RIVEN_SERVER_H
 #define RIVEN_SERVER_H
 
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
 #include "config.h"
 #include "ring.h"
 
@@ -27,9 +32,54 @@
 #define RIVEN_VERSION_STR "0.0.0"
 #endif
 
-/* Serve the client on fd until it quits, breaks the protocol or the
- * connection fails, then close fd. cfg and ring are refs the caller keeps
- * alive until this returns. */
-void server_run(int fd, const struct config *cfg, const struct ring *ring);
+/*
+ * A snapshot is what connections serve with: one config and the ring built
+ * from it. main publishes one at start and on each good reload; each
+ * connection thread holds a reference and switches to the newest snapshot
+ * between batches, never in the middle of one. Thread-safe.
+ */
+struct server_snapshot {
+    _Atomic uint32_t refs;
+    struct config   *cfg;  /* one reference, dropped with the snapshot */
+    struct ring     *ring; /* owned */
+};
+
+/* A snapshot of cfg (the snapshot takes over the caller's reference).
+ * NULL with a message in err when the ring cannot be built; cfg is then
+ * released. */
+struct server_snapshot *server_snapshot_create(struct config *cfg, char *err,
+                                               size_t errlen) WUR;
+void server_snapshot_unref(struct server_snapshot *snap);
+
+/* Make snap current (takes the caller's reference); the previous one is
+ * released once the last connection moves off it. */
+void server_publish(struct server_snapshot *snap);
+
+/* A new reference to the current snapshot. */
+struct server_snapshot *server_snapshot_get(void);
+
+/*
+ * One client connection as the listener sees it, shared between the
+ * connection's thread and the thread that drains. busy is 1 while the
+ * connection holds a partial or unanswered request, 0 while it waits for
+ * a new one; a draining listener may shut an idle connection's read side.
+ */
+struct server_conn {
+    int                 fd;
+    _Atomic int         busy;
+    struct server_conn *prev; /* listener's registry */
+    struct server_conn *next;
+};
+
+/* Serve the client on conn->fd until it quits, breaks the protocol, the
+ * connection fails or a drain finds it idle. The caller closes the fd,
+ * after taking conn out of its registry (so a drain never shuts down an
+ * fd number that was reused). */
+void server_run(struct server_conn *conn);
+
+/* Begin a graceful drain: connections finish what they are executing and
+ * close when idle. Async-signal-safe. */
+void server_drain(void);
+bool server_draining(void);
 
 #endif /* RIVEN_SERVER_H */

@@ -3,9 +3,13 @@
  * pthread per connection.
  *
  *   listen fds ──poll──▶ accept4 ──▶ limit check ──▶ pthread_create
- *                                        │                 │
- *                            "SERVER_ERROR too many        server_run(fd)
- *                             open connections"
+ *        ▲                               │                 │
+ *   systemd (sd_listen_fds)   "SERVER_ERROR too many     server_run(conn)
+ *   or bind()                  open connections"          (registered)
+ *
+ * The registry of open connections is a list under conns_lock; it is
+ * touched once when a connection opens and once when it closes, and by a
+ * drain.
  */
 #include "listener.h"
 
@@ -15,7 +19,6 @@
 #include <netinet/tcp.h>
 #include <poll.h>
 #include <pthread.h>
-#include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -24,6 +27,8 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
+#include <systemd/sd-daemon.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "log.h"
@@ -35,21 +40,25 @@
 static const char too_many[] = "SERVER_ERROR too many open connections\r\n";
 
 static _Atomic uint64_t nconns;
+static pthread_mutex_t conns_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t conns_empty;
+static struct server_conn *conns; /* registry, guarded by conns_lock */
 
-struct listener {
-    const struct config *cfg;   /* ref: owned by main */
-    const struct ring   *ring;  /* ref: owned by main */
-    struct pollfd       *pfds;
-    size_t               n;
-    uint32_t             max_conns;
-    int                  wake[2]; /* self-pipe for listener_stop */
-    volatile sig_atomic_t stop;
+struct listen_sock {
+    int  fd;
+    bool tcp;
+    char path[108];               /* unix socket file we created, or "" */
 };
 
-struct conn_arg {
-    int                  fd;
-    const struct config *cfg;
-    const struct ring   *ring;
+struct listener {
+    struct listen_sock *socks;
+    struct pollfd      *pfds;     /* [0] is the wake pipe */
+    size_t              n;        /* listening sockets */
+    bool                activated; /* sockets came from systemd */
+    size_t              stack_size;
+    uint32_t            max_conns;
+    int                 wake[2];
+    _Atomic int         stop;
 };
 
 uint64_t
@@ -62,6 +71,18 @@ uint32_t
 listener_max_connections(const struct listener *l)
 {
     return l->max_conns;
+}
+
+size_t
+listener_count(const struct listener *l)
+{
+    return l->n;
+}
+
+bool
+listener_activated(const struct listener *l)
+{
+    return l->activated;
 }
 
 static uint32_t
@@ -83,6 +104,7 @@ derive_max_conns(const struct config *cfg)
 static int
 bind_one(const struct cfg_addr *a, uint32_t mode, char *err, size_t errlen)
 {
+    const struct sockaddr_un *un = (const struct sockaddr_un *)&a->ss;
     int fd, one = 1;
 
     fd = socket(a->ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK,
@@ -92,8 +114,6 @@ bind_one(const struct cfg_addr *a, uint32_t mode, char *err, size_t errlen)
         return -1;
     }
     if (a->ss.ss_family == AF_UNIX) {
-        const struct sockaddr_un *un = (const struct sockaddr_un *)&a->ss;
-
         (void)unlink(un->sun_path);
     } else {
         (void)setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
@@ -107,8 +127,7 @@ bind_one(const struct cfg_addr *a, uint32_t mode, char *err, size_t errlen)
         close(fd);
         return -1;
     }
-    if (a->ss.ss_family == AF_UNIX &&
-        chmod(((const struct sockaddr_un *)&a->ss)->sun_path, mode) != 0) {
+    if (a->ss.ss_family == AF_UNIX && chmod(un->sun_path, mode) != 0) {
         snprintf(err, errlen, "%s: chmod: %s", a->name, strerror(errno));
         close(fd);
         return -1;
@@ -116,44 +135,127 @@ bind_one(const struct cfg_addr *a, uint32_t mode, char *err, size_t errlen)
     return fd;
 }
 
-struct listener *
-listener_create(const struct config *cfg, const struct ring *ring, char *err,
-                size_t errlen)
+static bool
+is_tcp(int fd)
 {
-    struct listener *l = calloc(1, sizeof(*l));
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof(ss);
 
-    if (l == NULL || (l->pfds = calloc(cfg->nlisten + 1,
-                                       sizeof(*l->pfds))) == NULL) {
+    return getsockname(fd, (struct sockaddr *)&ss, &len) == 0 &&
+           (ss.ss_family == AF_INET || ss.ss_family == AF_INET6);
+}
+
+/* Take the sockets systemd passed. 0 if there were none, -1 on error. */
+static int
+adopt_systemd(struct listener *l, char *err, size_t errlen)
+{
+    int n = sd_listen_fds(1);
+
+    if (n <= 0) {
+        return 0;
+    }
+    for (int i = 0; i < n; i++) {
+        int fd = SD_LISTEN_FDS_START + i;
+
+        if (sd_is_socket(fd, AF_UNSPEC, SOCK_STREAM, 1) <= 0) {
+            snprintf(err, errlen, "systemd socket %d is not a listening "
+                                  "stream socket", fd);
+            return -1;
+        }
+        (void)fcntl(fd, F_SETFD, FD_CLOEXEC);
+        (void)fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
+        l->socks[l->n].fd = fd;
+        l->socks[l->n].tcp = is_tcp(fd);
+        l->n++;
+    }
+    l->activated = true;
+    return n;
+}
+
+static int
+bind_all(struct listener *l, const struct config *cfg, char *err,
+         size_t errlen)
+{
+    for (size_t i = 0; i < cfg->nlisten; i++) {
+        const struct cfg_addr *a = &cfg->listen[i];
+        int fd = bind_one(a, cfg->unix_mode, err, errlen);
+
+        if (fd < 0) {
+            return -1;
+        }
+        l->socks[l->n].fd = fd;
+        l->socks[l->n].tcp = a->ss.ss_family != AF_UNIX;
+        if (a->ss.ss_family == AF_UNIX) {
+            snprintf(l->socks[l->n].path, sizeof(l->socks[l->n].path), "%s",
+                     ((const struct sockaddr_un *)&a->ss)->sun_path);
+        }
+        l->n++;
+    }
+    return 0;
+}
+
+struct listener *
+listener_create(const struct config *cfg, char *err, size_t errlen)
+{
+    size_t cap = MAX(cfg->nlisten, 64);
+    struct listener *l = calloc(1, sizeof(*l));
+    pthread_condattr_t ca;
+
+    if (l == NULL || (l->socks = calloc(cap, sizeof(*l->socks))) == NULL ||
+        (l->pfds = calloc(cap + 1, sizeof(*l->pfds))) == NULL) {
         snprintf(err, errlen, "out of memory");
-        free(l);
+        listener_destroy(l);
         return NULL;
     }
-    l->cfg = cfg;
-    l->ring = ring;
     l->wake[0] = l->wake[1] = -1;
+    l->stack_size = cfg->thread_stack_size;
     if (pipe2(l->wake, O_CLOEXEC | O_NONBLOCK) != 0) {
         snprintf(err, errlen, "pipe: %s", strerror(errno));
         goto error;
     }
-    l->pfds[0].fd = l->wake[0];
-    l->pfds[0].events = POLLIN;
-    l->n = 1;
-    for (size_t i = 0; i < cfg->nlisten; i++) {
-        int fd = bind_one(&cfg->listen[i], cfg->unix_mode, err, errlen);
-
-        if (fd < 0) {
+    switch (adopt_systemd(l, err, errlen)) {
+    case -1:
+        goto error;
+    case 0:
+        if (bind_all(l, cfg, err, errlen) != 0) {
             goto error;
         }
-        l->pfds[l->n].fd = fd;
-        l->pfds[l->n].events = POLLIN;
-        l->n++;
+        break;
+    default:
+        break;
+    }
+    l->pfds[0].fd = l->wake[0];
+    l->pfds[0].events = POLLIN;
+    for (size_t i = 0; i < l->n; i++) {
+        l->pfds[i + 1].fd = l->socks[i].fd;
+        l->pfds[i + 1].events = POLLIN;
     }
     l->max_conns = derive_max_conns(cfg);
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&conns_empty, &ca);
+    pthread_condattr_destroy(&ca);
     return l;
 
 error:
     listener_destroy(l);
     return NULL;
+}
+
+static void
+close_listeners(struct listener *l)
+{
+    for (size_t i = 0; i < l->n; i++) {
+        if (l->socks[i].fd < 0) {
+            continue;
+        }
+        close(l->socks[i].fd);
+        l->socks[i].fd = -1;
+        l->pfds[i + 1].fd = -1;
+        if (l->socks[i].path[0] != '\0') {
+            (void)unlink(l->socks[i].path);
+        }
+    }
 }
 
 void
@@ -162,78 +264,112 @@ listener_destroy(struct listener *l)
     if (l == NULL) {
         return;
     }
-    for (size_t i = 1; i < l->n; i++) {
-        const struct cfg_addr *a = &l->cfg->listen[i - 1];
-
-        close(l->pfds[i].fd);
-        if (a->ss.ss_family == AF_UNIX) {
-            (void)unlink(((const struct sockaddr_un *)&a->ss)->sun_path);
-        }
+    if (l->socks != NULL) {
+        close_listeners(l);
     }
     if (l->wake[0] >= 0) {
         close(l->wake[0]);
         close(l->wake[1]);
     }
+    free(l->socks);
     free(l->pfds);
     free(l);
 }
 
 void
-listener_stop(struct listener *l)
+listener_wake(struct listener *l)
 {
     int saved = errno;
 
-    l->stop = 1;
     (void)!write(l->wake[1], "x", 1);
     errno = saved;
+}
+
+void
+listener_stop(struct listener *l)
+{
+    atomic_store(&l->stop, 1);
+    listener_wake(l);
+}
+
+static void
+registry_add(struct server_conn *c)
+{
+    pthread_mutex_lock(&conns_lock);
+    c->prev = NULL;
+    c->next = conns;
+    if (conns != NULL) {
+        conns->prev = c;
+    }
+    conns = c;
+    atomic_fetch_add_explicit(&nconns, 1, memory_order_relaxed);
+    pthread_mutex_unlock(&conns_lock);
+}
+
+static void
+registry_remove(struct server_conn *c)
+{
+    pthread_mutex_lock(&conns_lock);
+    if (c->prev != NULL) {
+        c->prev->next = c->next;
+    } else {
+        conns = c->next;
+    }
+    if (c->next != NULL) {
+        c->next->prev = c->prev;
+    }
+    if (atomic_fetch_sub_explicit(&nconns, 1, memory_order_relaxed) == 1) {
+        pthread_cond_broadcast(&conns_empty);
+    }
+    pthread_mutex_unlock(&conns_lock);
 }
 
 static void *
 conn_main(void *p)
 {
-    struct conn_arg arg = *(struct conn_arg *)p;
+    struct server_conn *c = p;
 
-    free(p);
-    server_run(arg.fd, arg.cfg, arg.ring);
-    atomic_fetch_sub_explicit(&nconns, 1, memory_order_relaxed);
+    server_run(c);
+    registry_remove(c);
+    close(c->fd);
+    free(c);
     return NULL;
 }
 
 static void
 spawn(struct listener *l, int fd)
 {
-    struct conn_arg *arg = malloc(sizeof(*arg));
+    struct server_conn *c = calloc(1, sizeof(*c));
     pthread_attr_t attr;
     pthread_t tid;
     int rc = ENOMEM;
 
-    if (arg != NULL) {
-        arg->fd = fd;
-        arg->cfg = l->cfg;
-        arg->ring = l->ring;
+    if (c != NULL) {
+        c->fd = fd;
+        atomic_init(&c->busy, 1);
+        registry_add(c);
         pthread_attr_init(&attr);
         pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-        pthread_attr_setstacksize(&attr, l->cfg->thread_stack_size);
-        atomic_fetch_add_explicit(&nconns, 1, memory_order_relaxed);
-        rc = pthread_create(&tid, &attr, conn_main, arg);
+        pthread_attr_setstacksize(&attr, l->stack_size);
+        rc = pthread_create(&tid, &attr, conn_main, c);
         pthread_attr_destroy(&attr);
     }
     if (rc != 0) {
-        if (arg != NULL) {
-            atomic_fetch_sub_explicit(&nconns, 1, memory_order_relaxed);
+        if (c != NULL) {
+            registry_remove(c);
         }
         log_warnx("%s: cannot start a connection thread: %s", __func__,
                   strerror(rc));
-        free(arg);
+        free(c);
         close(fd);
     }
 }
 
 static void
-accept_all(struct listener *l, int lfd, bool tcp)
+accept_all(struct listener *l, const struct listen_sock *ls)
 {
     for (;;) {
-        int fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC), one = 1;
+        int fd = accept4(ls->fd, NULL, NULL, SOCK_CLOEXEC), one = 1;
 
         if (fd < 0) {
             if (errno == EMFILE || errno == ENFILE) {
@@ -247,7 +383,7 @@ accept_all(struct listener *l, int lfd, bool tcp)
             close(fd);
             continue;
         }
-        if (tcp) {
+        if (ls->tcp) {
             (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
         }
         spawn(l, fd);
@@ -255,24 +391,71 @@ accept_all(struct listener *l, int lfd, bool tcp)
 }
 
 enum status
-listener_run(struct listener *l)
+listener_run(struct listener *l, listener_tick_fn tick, void *arg,
+             int tick_ms)
 {
-    while (!l->stop) {
-        int r = poll(l->pfds, l->n, -1);
+    char drain[64];
 
-        if (r < 0) {
-            if (errno == EINTR) {
-                continue;
-            }
+    while (!atomic_load(&l->stop)) {
+        int r = poll(l->pfds, l->n + 1, tick_ms);
+
+        if (r < 0 && errno != EINTR) {
             log_error("%s: poll", __func__);
             return ST_ERROR;
         }
-        for (size_t i = 1; i < l->n; i++) {
-            if (l->pfds[i].revents & POLLIN) {
-                accept_all(l, l->pfds[i].fd,
-                           l->cfg->listen[i - 1].ss.ss_family != AF_UNIX);
+        if (r > 0 && (l->pfds[0].revents & POLLIN)) {
+            while (read(l->wake[0], drain, sizeof(drain)) > 0) {
             }
+        }
+        for (size_t i = 0; r > 0 && i < l->n; i++) {
+            if (l->pfds[i + 1].revents & POLLIN) {
+                accept_all(l, &l->socks[i]);
+            }
+        }
+        if (tick != NULL) {
+            tick(arg);
         }
     }
     return ST_OK;
+}
+
+/* Shut the read side of every idle connection: its thread sees EOF. */
+static void
+close_idle(void)
+{
+    pthread_mutex_lock(&conns_lock);
+    for (struct server_conn *c = conns; c != NULL; c = c->next) {
+        if (atomic_load(&c->busy) == 0) {
+            (void)shutdown(c->fd, SHUT_RD);
+        }
+    }
+    pthread_mutex_unlock(&conns_lock);
+}
+
+uint64_t
+listener_drain(struct listener *l, uint32_t timeout_ms)
+{
+    struct timespec deadline;
+    uint64_t left;
+
+    close_listeners(l);
+    server_drain();
+    close_idle();
+    clock_gettime(CLOCK_MONOTONIC, &deadline);
+    deadline.tv_sec += timeout_ms / 1000;
+    deadline.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
+    if (deadline.tv_nsec >= 1000000000L) {
+        deadline.tv_sec++;
+        deadline.tv_nsec -= 1000000000L;
+    }
+    pthread_mutex_lock(&conns_lock);
+    while (atomic_load(&nconns) > 0) {
+        if (pthread_cond_timedwait(&conns_empty, &conns_lock, &deadline) ==
+            ETIMEDOUT) {
+            break;
+        }
+    }
+    left = atomic_load(&nconns);
+    pthread_mutex_unlock(&conns_lock);
+    return left;
 }

@@ -8,6 +8,9 @@
  */
 #include <getopt.h>
 #include <signal.h>
+#include <stdatomic.h>
+#include <systemd/sd-daemon.h>
+#include <time.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,12 +19,16 @@
 #include "config.h"
 #include "listener.h"
 #include "log.h"
-#include "ring.h"
 #include "server.h"
+#include "util.h"
 
 #define MAX_ADDRS 64
 
+#define TICK_MS             1000
+#define SHUTDOWN_TIMEOUT_MS 10000
+
 static struct listener *the_listener;
+static _Atomic int want_reload;
 
 static void
 usage(FILE *f)
@@ -43,11 +50,21 @@ usage(FILE *f)
 }
 
 static void
-on_signal(int sig)
+on_stop(int sig)
 {
     (void)sig;
     if (the_listener != NULL) {
         listener_stop(the_listener);
+    }
+}
+
+static void
+on_reload(int sig)
+{
+    (void)sig;
+    atomic_store(&want_reload, 1);
+    if (the_listener != NULL) {
+        listener_wake(the_listener);
     }
 }
 
@@ -57,14 +74,15 @@ setup_signals(void)
     struct sigaction sa;
 
     memset(&sa, 0, sizeof(sa));
+    sigemptyset(&sa.sa_mask);
     sa.sa_handler = SIG_IGN;
     sigaction(SIGPIPE, &sa, NULL);
-    sa.sa_handler = on_signal;
-    sigemptyset(&sa.sa_mask);
+    sa.sa_handler = on_stop;
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
+    sa.sa_handler = on_reload;
+    sigaction(SIGHUP, &sa, NULL);
 }
-
 /* Raise the soft open-file limit to the hard one, as memcached does. */
 static void
 raise_nofile(void)
@@ -165,14 +183,88 @@ load_config(const struct opts *o)
     return cfg;
 }
 
+/* State the main loop's tick works on. */
+struct main_state {
+    const struct opts *opts;
+    uint64_t           last_conns;  /* last STATUS= sent */
+    uint64_t           watchdog_us; /* 0 when no watchdog */
+    uint64_t           last_ping;   /* ms of the last WATCHDOG=1 */
+};
+
+static uint64_t
+monotonic_usec(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
+/* SIGHUP: re-read the file; a bad one is logged and the old one stays. */
+static void
+reload(const struct opts *o)
+{
+    char err[512];
+    struct config *cfg;
+    struct server_snapshot *snap;
+
+    sd_notifyf(0, "RELOADING=1\nMONOTONIC_USEC=%llu",
+               (unsigned long long)monotonic_usec());
+    if (o->file == NULL) {
+        log_info("reload: no config file (-c), nothing to re-read");
+        sd_notify(0, "READY=1");
+        return;
+    }
+    cfg = config_load(o->file, err, sizeof(err));
+    if (cfg != NULL &&
+        ((o->nservers > 0 &&
+          config_set_servers(cfg, o->servers, o->nservers) != ST_OK))) {
+        config_unref(cfg);
+        cfg = NULL;
+        snprintf(err, sizeof(err), "out of memory");
+    }
+    snap = cfg ? server_snapshot_create(cfg, err, sizeof(err)) : NULL;
+    if (snap == NULL) {
+        log_errorx("reload: %s; keeping the previous configuration", err);
+    } else {
+        log_set_level(snap->cfg->log_level);
+        server_publish(snap);
+        log_info("reload: %s loaded, %zu backend server(s)", o->file,
+                 snap->cfg->nservers);
+    }
+    sd_notify(0, "READY=1");
+}
+
+static void
+tick(void *arg)
+{
+    struct main_state *m = arg;
+    uint64_t n = listener_connections(), now;
+
+    if (atomic_exchange(&want_reload, 0)) {
+        reload(m->opts);
+    }
+    if (n != m->last_conns) {
+        sd_notifyf(0, "STATUS=%llu connection(s)", (unsigned long long)n);
+        m->last_conns = n;
+    }
+    now = util_now_ms();
+    if (m->watchdog_us > 0 && (now - m->last_ping) * 2000 >= m->watchdog_us) {
+        sd_notify(0, "WATCHDOG=1");
+        m->last_ping = now;
+    }
+}
+
 int
 main(int argc, char **argv)
 {
     struct opts o;
     struct config *cfg;
-    struct ring *ring;
+    struct server_snapshot *snap;
+    struct main_state m = {.opts = &o};
     char err[512];
-    int level;
+    int level, tick_ms = TICK_MS;
+    uint64_t left;
 
     memset(&o, 0, sizeof(o));
     parse_args(argc, argv, &o);
@@ -186,26 +278,39 @@ main(int argc, char **argv)
     level = (int)cfg->log_level + o.verbosity;
     log_init((enum log_level)MAX(MIN(level, LOG_LVL_DEBUG), LOG_LVL_ERROR));
     raise_nofile();
-    ring = ring_create(cfg, err, sizeof(err));
-    if (ring == NULL) {
-        fatal("pool: %s", err);
-    }
-    the_listener = listener_create(cfg, ring, err, sizeof(err));
+    the_listener = listener_create(cfg, err, sizeof(err));
     if (the_listener == NULL) {
         fatal("listen: %s", err);
     }
-    setup_signals();
-    for (size_t i = 0; i < cfg->nlisten; i++) {
-        log_info("listening on %s", cfg->listen[i].name);
+    snap = server_snapshot_create(config_ref(cfg), err, sizeof(err));
+    if (snap == NULL) {
+        fatal("pool: %s", err);
     }
-    log_info("riven %s: %zu backend server(s), max %u connections",
-             RIVEN_VERSION_STR, cfg->nservers,
-             listener_max_connections(the_listener));
-    if (listener_run(the_listener) != ST_OK) {
+    server_publish(snap);
+    setup_signals();
+    log_info("riven %s: %zu listener(s)%s, %zu backend server(s), max %u "
+             "connections",
+             RIVEN_VERSION_STR, listener_count(the_listener),
+             listener_activated(the_listener) ? " from systemd" : "",
+             cfg->nservers, listener_max_connections(the_listener));
+    config_unref(cfg);
+    if (sd_watchdog_enabled(0, &m.watchdog_us) > 0) {
+        tick_ms = (int)MIN(TICK_MS, m.watchdog_us / 4000 + 1);
+    }
+    sd_notify(0, "READY=1\nSTATUS=0 connection(s)");
+    if (listener_run(the_listener, tick, &m, tick_ms) != ST_OK) {
         return 1;
     }
-    log_info("shutting down");
-    listener_destroy(the_listener);
-    /* Connection threads may still hold cfg and ring: let exit reclaim. */
+    sd_notifyf(0, "STOPPING=1\nSTATUS=draining %llu connection(s)",
+               (unsigned long long)listener_connections());
+    log_info("shutting down: draining %llu connection(s)",
+             (unsigned long long)listener_connections());
+    left = listener_drain(the_listener, SHUTDOWN_TIMEOUT_MS);
+    if (left > 0) {
+        log_warnx("shutdown: closing %llu connection(s) still busy",
+                  (unsigned long long)left);
+    }
+    log_info("stopped");
+    /* Threads still busy past the timeout end with the process. */
     return 0;
 }

@@ -10,6 +10,9 @@
 
 #include <errno.h>
 #include <limits.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
@@ -29,7 +32,10 @@
 
 struct server {
     int                  fd;
-    const struct config *cfg;     /* ref: held by the listener's thread */
+    struct server_conn  *conn;    /* ref: owned by the listener */
+    struct server_snapshot *snap; /* one reference */
+    uint64_t             gen;     /* generation of snap */
+    const struct config *cfg;     /* ref: snap->cfg */
     struct orca         *orca;
     struct buf           rbuf;    /* client bytes */
     struct req_batch     batch;
@@ -38,6 +44,113 @@ struct server {
     size_t               swallow; /* data bytes still to discard */
     bool                 closing; /* quit seen or stream unframeable */
 };
+
+static pthread_mutex_t snap_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct server_snapshot *snap_cur;   /* guarded by snap_lock */
+static _Atomic uint64_t snap_gen;          /* bumped on each publish */
+static _Atomic int draining;                /* seq_cst with conn->busy */
+
+struct server_snapshot *
+server_snapshot_create(struct config *cfg, char *err, size_t errlen)
+{
+    struct server_snapshot *snap = calloc(1, sizeof(*snap));
+
+    if (snap == NULL) {
+        snprintf(err, errlen, "out of memory");
+        config_unref(cfg);
+        return NULL;
+    }
+    snap->ring = ring_create(cfg, err, errlen);
+    if (snap->ring == NULL) {
+        config_unref(cfg);
+        free(snap);
+        return NULL;
+    }
+    atomic_init(&snap->refs, 1);
+    snap->cfg = cfg;
+    return snap;
+}
+
+void
+server_snapshot_unref(struct server_snapshot *snap)
+{
+    if (snap == NULL ||
+        atomic_fetch_sub_explicit(&snap->refs, 1, memory_order_acq_rel) != 1) {
+        return;
+    }
+    ring_destroy(snap->ring);
+    config_unref(snap->cfg);
+    free(snap);
+}
+
+void
+server_publish(struct server_snapshot *snap)
+{
+    struct server_snapshot *old;
+
+    pthread_mutex_lock(&snap_lock);
+    old = snap_cur;
+    snap_cur = snap;
+    atomic_fetch_add_explicit(&snap_gen, 1, memory_order_release);
+    pthread_mutex_unlock(&snap_lock);
+    server_snapshot_unref(old);
+}
+
+struct server_snapshot *
+server_snapshot_get(void)
+{
+    struct server_snapshot *snap;
+
+    pthread_mutex_lock(&snap_lock);
+    snap = snap_cur;
+    if (snap != NULL) {
+        atomic_fetch_add_explicit(&snap->refs, 1, memory_order_relaxed);
+    }
+    pthread_mutex_unlock(&snap_lock);
+    return snap;
+}
+
+void
+server_drain(void)
+{
+    atomic_store(&draining, 1);
+}
+
+bool
+server_draining(void)
+{
+    return atomic_load(&draining) != 0;
+}
+
+/* Move to the newest snapshot, if one was published. Between batches
+ * only: responses must no longer point into the old orca. */
+static enum status
+switch_snapshot(struct server *s)
+{
+    uint64_t gen = atomic_load_explicit(&snap_gen, memory_order_acquire);
+    struct server_snapshot *snap;
+    struct orca *orca;
+
+    if (gen == s->gen && s->orca != NULL) {
+        return ST_OK;
+    }
+    snap = server_snapshot_get();
+    if (snap == NULL) {
+        return ST_ERROR;
+    }
+    orca = orca_create(snap->cfg, snap->ring);
+    if (orca == NULL) {
+        server_snapshot_unref(snap);
+        return s->orca != NULL ? ST_OK : ST_NOMEM;
+    }
+    orca_destroy(s->orca);
+    server_snapshot_unref(s->snap);
+    s->orca = orca;
+    s->snap = snap;
+    s->cfg = snap->cfg;
+    s->gen = gen;
+    return ST_OK;
+}
 
 /* Blocking read into rbuf. ST_OK, ST_CLOSED, ST_ERROR or ST_NOMEM. */
 static enum status
@@ -52,10 +165,17 @@ read_client(struct server *s)
     if (buf_reserve(&s->rbuf, want) != ST_OK) {
         return ST_NOMEM;
     }
+    if (buf_len(&s->rbuf) == 0 && s->swallow == 0) {
+        atomic_store(&s->conn->busy, 0);
+        if (atomic_load(&draining)) {
+            return ST_CLOSED;
+        }
+    }
     do {
         n = recv(s->fd, s->rbuf.last, buf_space(&s->rbuf), 0);
     } while (n < 0 && errno == EINTR);
     if (n > 0) {
+        atomic_store(&s->conn->busy, 1);
         s->rbuf.last += n;
         return ST_OK;
     }
@@ -198,6 +318,9 @@ process(struct server *s)
                 return ST_OK;
             }
         }
+        if (switch_snapshot(s) != ST_OK) {
+            return ST_ERROR;
+        }
         used = parse_batch(s);
         if (s->batch.n == 0) {
             return s->closing ? ST_CLOSED : ST_OK;
@@ -213,15 +336,14 @@ process(struct server *s)
 }
 
 void
-server_run(int fd, const struct config *cfg, const struct ring *ring)
+server_run(struct server_conn *conn)
 {
-    struct server s = {.fd = fd, .cfg = cfg};
+    struct server s = {.fd = conn->fd, .conn = conn};
 
     buf_init(&s.rbuf, SERVER_BUF_INIT);
     req_batch_init(&s.batch);
     outq_init(&s.out, SERVER_BUF_INIT);
-    s.orca = orca_create(cfg, ring);
-    while (s.orca != NULL) {
+    while (switch_snapshot(&s) == ST_OK) {
         if (read_client(&s) != ST_OK || process(&s) != ST_OK) {
             break;
         }
@@ -231,8 +353,8 @@ server_run(int fd, const struct config *cfg, const struct ring *ring)
         }
     }
     orca_destroy(s.orca);
+    server_snapshot_unref(s.snap);
     req_batch_free(&s.batch);
     outq_free(&s.out);
     buf_free(&s.rbuf);
-    close(fd);
 }
