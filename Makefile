@@ -129,12 +129,27 @@ bench:
 	@for b in $(filter-out $(BUILD)/bench/relay,$(BENCH_BINS)); do $$b || exit 1; done
 	@tests/bench/run.sh $(BIN) $(BUILD)/bench/relay
 
+SYSCONFDIR ?= /etc
+UNITDIR    ?= /etc/systemd/system
+
 install: $(BIN)
-	install -d $(DESTDIR)$(PREFIX)/bin
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(SYSCONFDIR)/riven \
+	    $(DESTDIR)$(UNITDIR)
 	install -m 0755 $(BIN) $(DESTDIR)$(PREFIX)/bin/riven
+	@if [ -e $(DESTDIR)$(SYSCONFDIR)/riven/riven.yml ]; then \
+	    echo "keeping existing $(DESTDIR)$(SYSCONFDIR)/riven/riven.yml"; \
+	else \
+	    install -m 0644 conf/riven.yml $(DESTDIR)$(SYSCONFDIR)/riven/riven.yml; \
+	fi
+	sed 's|/usr/local/bin/riven|$(PREFIX)/bin/riven|g; s|/etc/riven/|$(SYSCONFDIR)/riven/|g' \
+	    conf/riven.service > $(DESTDIR)$(UNITDIR)/riven.service
+	chmod 0644 $(DESTDIR)$(UNITDIR)/riven.service
+	install -m 0644 conf/riven.socket $(DESTDIR)$(UNITDIR)/riven.socket
 
 uninstall:
-	rm -f $(DESTDIR)$(PREFIX)/bin/riven
+	rm -f $(DESTDIR)$(PREFIX)/bin/riven $(DESTDIR)$(UNITDIR)/riven.service \
+	    $(DESTDIR)$(UNITDIR)/riven.socket
+	@echo "kept $(DESTDIR)$(SYSCONFDIR)/riven/riven.yml"
 
 clean:
 	rm -rf build
