@@ -200,6 +200,15 @@ monotonic_usec(void)
     return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
 }
 
+/* The file's log level, moved by -v/-q. */
+static enum log_level
+log_level_for(const struct config *cfg, const struct opts *o)
+{
+    int level = (int)cfg->log_level + o->verbosity;
+
+    return (enum log_level)MAX(MIN(level, LOG_LVL_DEBUG), LOG_LVL_ERROR);
+}
+
 /* SIGHUP: re-read the file; a bad one is logged and the old one stays. */
 static void
 reload(const struct opts *o)
@@ -227,7 +236,7 @@ reload(const struct opts *o)
     if (snap == NULL) {
         log_errorx("reload: %s; keeping the previous configuration", err);
     } else {
-        log_set_level(snap->cfg->log_level);
+        log_set_level(log_level_for(snap->cfg, o));
         server_publish(snap);
         log_info("reload: %s loaded, %zu backend server(s)", o->file,
                  snap->cfg->nservers);
@@ -263,7 +272,7 @@ main(int argc, char **argv)
     struct server_snapshot *snap;
     struct main_state m = {.opts = &o};
     char err[512];
-    int level, tick_ms = TICK_MS;
+    int tick_ms = TICK_MS;
     uint64_t left;
 
     memset(&o, 0, sizeof(o));
@@ -275,8 +284,7 @@ main(int argc, char **argv)
         config_unref(cfg);
         return 0;
     }
-    level = (int)cfg->log_level + o.verbosity;
-    log_init((enum log_level)MAX(MIN(level, LOG_LVL_DEBUG), LOG_LVL_ERROR));
+    log_init(log_level_for(cfg, &o));
     raise_nofile();
     the_listener = listener_create(cfg, err, sizeof(err));
     if (the_listener == NULL) {
