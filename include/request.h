@@ -74,6 +74,8 @@ enum req_cmd {
 #define REQ_F_RET_CAS   0x80u /* ask the backend for the item's CAS */
 #define REQ_F_AUTOVIV   0x100u /* binary incr/decr: create with initial */
 #define REQ_F_B64KEY    0x200u /* meta b flag: key is base64 on the wire */
+#define REQ_F_CLOSE     0x400u /* send the reply, then close: the stream
+                                  is not parsed past this request */
 
 /* The protocol a request arrived in (and its reply must be encoded in). */
 enum req_proto {
