@@ -51,6 +51,8 @@ struct config {
     size_t             item_size_max;      /* bytes */
     enum log_level     log_level;
     uint32_t           unix_mode;          /* unix_socket_mode, e.g. 0700 */
+    struct cfg_addr    metrics_listen;     /* metrics.listen (TCP only) */
+    bool               metrics_enabled;    /* false after "listen: off" */
 };
 
 /* Defaults (also what a file that omits a key gets). */
@@ -60,8 +62,10 @@ struct config {
 #define CFG_DEFAULT_STACK_SIZE      (256u * 1024)
 #define CFG_DEFAULT_ITEM_SIZE_MAX   (1024u * 1024)
 #define CFG_DEFAULT_UNIX_MODE       0700
+#define CFG_DEFAULT_METRICS_LISTEN  "127.0.0.1:11299"
 
-/* Built-in defaults: listen 127.0.0.1:11311, one backend 127.0.0.1:11211.
+/* Built-in defaults: listen 127.0.0.1:11311, one backend 127.0.0.1:11211,
+ * metrics on 127.0.0.1:11299.
  * NULL only when memory runs out. Caller owns one reference. */
 struct config *config_default(void) WUR;
 
@@ -86,6 +90,13 @@ enum status config_set_listen(struct config *cfg, const struct cfg_addr *a,
                               size_t n) WUR;
 enum status config_set_servers(struct config *cfg, const struct cfg_addr *a,
                                size_t n) WUR;
+
+/* Set the metrics endpoint from text (command line -m): "off" disables it,
+ * otherwise a TCP ADDR ("host:port" or "[v6addr]:port"; not unix:). ST_OK,
+ * or ST_ERROR with a message in err and cfg unchanged. Only on a snapshot
+ * not yet shared with other threads. */
+enum status config_set_metrics(struct config *cfg, const char *s, char *err,
+                               size_t errlen) WUR;
 
 struct config *config_ref(struct config *cfg);
 /* Drop a reference; the last one frees. NULL-safe. */

@@ -70,12 +70,20 @@ static enum status set_servers(struct loader *, yaml_node_t *,
                                const struct command *, void *, const char *);
 static enum status set_addr(struct loader *, yaml_node_t *,
                             const struct command *, void *, const char *);
+static enum status set_metrics_listen(struct loader *, yaml_node_t *,
+                                      const struct command *, void *,
+                                      const char *);
 
 #define CFG_OFF(f) offsetof(struct config, f)
 
 static const struct command timeout_commands[] = {
     {"connect_ms", set_u32, CFG_OFF(connect_timeout_ms), 1, 3600000, NULL},
     {"request_ms", set_u32, CFG_OFF(request_timeout_ms), 1, 3600000, NULL},
+    {NULL, NULL, 0, 0, 0, NULL},
+};
+
+static const struct command metrics_commands[] = {
+    {"listen", set_metrics_listen, 0, 0, 0, NULL},
     {NULL, NULL, 0, 0, 0, NULL},
 };
 
@@ -101,6 +109,7 @@ static const struct command config_commands[] = {
     {"item_size_max", set_size, CFG_OFF(item_size_max), 1024, 1073741824, NULL},
     {"log_level", set_log_level, CFG_OFF(log_level), 0, 0, NULL},
     {"unix_socket_mode", set_mode, CFG_OFF(unix_mode), 0, 0777, NULL},
+    {"metrics", set_map, 0, 0, 0, metrics_commands},
     {NULL, NULL, 0, 0, 0, NULL},
 };
 
@@ -506,6 +515,24 @@ set_servers(struct loader *ld, yaml_node_t *val, const struct command *cmd,
     return ST_OK;
 }
 
+/* metrics.listen: "off", or a TCP ADDR. */
+static enum status
+set_metrics_listen(struct loader *ld, yaml_node_t *val,
+                   const struct command *cmd, void *base, const char *path)
+{
+    const char *s = scalar(ld, val, path, "an address or off");
+    char msg[256];
+
+    (void)cmd;
+    if (s == NULL) {
+        return ST_ERROR;
+    }
+    if (config_set_metrics(base, s, msg, sizeof(msg)) != ST_OK) {
+        return cfg_err(ld, val, path, "%s", msg);
+    }
+    return ST_OK;
+}
+
 /* ---- addresses ---- */
 
 static enum status
@@ -648,6 +675,30 @@ config_parse_addr(const char *s, struct cfg_addr *out, char *err, size_t errlen)
 
 /* ---- snapshots ---- */
 
+enum status
+config_set_metrics(struct config *cfg, const char *s, char *err, size_t errlen)
+{
+    struct cfg_addr a;
+
+    if (strcmp(s, "off") == 0) {
+        cfg->metrics_enabled = false;
+        return ST_OK;
+    }
+    if (config_parse_addr(s, &a, err, errlen) != ST_OK) {
+        return ST_ERROR;
+    }
+    if (a.ss.ss_family == AF_UNIX) {
+        set_err(err, errlen,
+                "'%s': the metrics endpoint needs a TCP address "
+                "(host:port or [v6addr]:port) or off",
+                s);
+        return ST_ERROR;
+    }
+    cfg->metrics_listen = a;
+    cfg->metrics_enabled = true;
+    return ST_OK;
+}
+
 static enum status
 copy_addrs(struct cfg_addr **dst, size_t *ndst, const struct cfg_addr *a,
            size_t n)
@@ -714,6 +765,10 @@ config_default(void)
     }
     if (config_parse_addr(CFG_DEFAULT_SERVER, &a, err, sizeof(err)) != ST_OK ||
         config_set_servers(cfg, &a, 1) != ST_OK) {
+        goto error;
+    }
+    if (config_set_metrics(cfg, CFG_DEFAULT_METRICS_LISTEN, err, sizeof(err)) !=
+        ST_OK) {
         goto error;
     }
     return cfg;

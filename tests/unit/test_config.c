@@ -77,6 +77,8 @@ assert_defaults_except_addrs(const struct config *cfg)
     assert_int_equal(cfg->item_size_max, 1048576);
     assert_int_equal(cfg->log_level, LOG_LVL_INFO);
     assert_int_equal(cfg->unix_mode, 0700);
+    assert_true(cfg->metrics_enabled);
+    assert_inet(&cfg->metrics_listen, "127.0.0.1:11299", "127.0.0.1", 11299);
 }
 
 static void
@@ -322,6 +324,68 @@ test_file_roundtrip(void **state)
     unlink(path);
 }
 
+static void
+test_metrics_listen(void **state)
+{
+    struct config *cfg = load_ok("metrics:\n"
+                                 "  listen: 0.0.0.0:9150\n");
+    const struct sockaddr_in6 *sin6;
+
+    (void)state;
+    assert_true(cfg->metrics_enabled);
+    assert_inet(&cfg->metrics_listen, "0.0.0.0:9150", "0.0.0.0", 9150);
+    config_unref(cfg);
+
+    cfg = load_ok("metrics: {listen: \"[::1]:9151\"}\n");
+    sin6 = (const struct sockaddr_in6 *)&cfg->metrics_listen.ss;
+    assert_true(cfg->metrics_enabled);
+    assert_string_equal(cfg->metrics_listen.name, "[::1]:9151");
+    assert_int_equal(sin6->sin6_family, AF_INET6);
+    assert_int_equal(ntohs(sin6->sin6_port), 9151);
+    config_unref(cfg);
+
+    cfg = load_ok("metrics:\n  listen: off\n");
+    assert_false(cfg->metrics_enabled);
+    config_unref(cfg);
+
+    cfg = load_ok("metrics: {}\n");
+    assert_defaults(cfg);
+    config_unref(cfg);
+}
+
+static void
+test_set_metrics(void **state)
+{
+    struct config *cfg = config_default();
+    char err[256];
+
+    (void)state;
+    assert_int_equal(config_set_metrics(cfg, "off", err, sizeof(err)), ST_OK);
+    assert_false(cfg->metrics_enabled);
+    assert_int_equal(config_set_metrics(cfg, "10.0.0.1:9100", err, sizeof(err)),
+                     ST_OK);
+    assert_true(cfg->metrics_enabled);
+    assert_inet(&cfg->metrics_listen, "10.0.0.1:9100", "10.0.0.1", 9100);
+
+    /* errors leave the snapshot as it was */
+    assert_int_equal(
+        config_set_metrics(cfg, "unix:/tmp/m.sock", err, sizeof(err)),
+        ST_ERROR);
+    assert_string_equal(err, "'unix:/tmp/m.sock': the metrics endpoint "
+                             "needs a TCP address (host:port or "
+                             "[v6addr]:port) or off");
+    assert_int_equal(config_set_metrics(cfg, "OFF", err, sizeof(err)),
+                     ST_ERROR);
+    assert_string_equal(err, "missing port in 'OFF' (expected host:port, "
+                             "[v6addr]:port or unix:/path)");
+    assert_int_equal(config_set_metrics(cfg, "", err, sizeof(err)), ST_ERROR);
+    assert_string_equal(err, "empty address (expected host:port, "
+                             "[v6addr]:port or unix:/path)");
+    assert_true(cfg->metrics_enabled);
+    assert_inet(&cfg->metrics_listen, "10.0.0.1:9100", "10.0.0.1", 9100);
+    config_unref(cfg);
+}
+
 /* ---- bad files ---- */
 
 struct bad {
@@ -451,6 +515,24 @@ static const struct bad bad_cases[] = {
      "x.yml:3: timeouts: duplicate key 'connect_ms'"},
     {"pool:\n  servers:\n    - {addr: 127.0.0.1:1, addr: 127.0.0.1:2}\n",
      "x.yml:3: pool.servers[0]: duplicate key 'addr'"},
+    /* metrics */
+    {"metrics:\n  listen: unix:/tmp/m.sock\n",
+     "x.yml:2: metrics.listen: 'unix:/tmp/m.sock': the metrics endpoint "
+     "needs a TCP address (host:port or [v6addr]:port) or off"},
+    {"metrics:\n  listen: 127.0.0.1:99999\n",
+     "x.yml:2: metrics.listen: port 99999 out of range 1..65535"},
+    {"metrics:\n  listen: 11299\n",
+     "x.yml:2: metrics.listen: missing port in '11299' (expected host:port, "
+     "[v6addr]:port or unix:/path)"},
+    {"metrics:\n  listen: [127.0.0.1:1]\n",
+     "x.yml:2: metrics.listen: expected an address or off, got a sequence"},
+    {"metrics:\n  listen:\n",
+     "x.yml:2: metrics.listen: empty address (expected host:port, "
+     "[v6addr]:port or unix:/path)"},
+    {"metrics:\n  listn: off\n", "x.yml:2: metrics: unknown key 'listn'"},
+    {"metrics: off\n", "x.yml:1: metrics: expected a mapping, got 'off'"},
+    {"metrics:\n  listen: off\n  listen: off\n",
+     "x.yml:3: metrics: duplicate key 'listen'"},
     /* YAML syntax errors */
     {"listen: [127.0.0.1:1\nlog_level: info\n",
      "x.yml:2: invalid YAML: did not find expected ',' or ']' (while "
@@ -642,6 +724,8 @@ main(void)
         cmocka_unit_test(test_server_mappings),
         cmocka_unit_test(test_scalar_forms),
         cmocka_unit_test(test_file_roundtrip),
+        cmocka_unit_test(test_metrics_listen),
+        cmocka_unit_test(test_set_metrics),
         cmocka_unit_test(test_bad),
         cmocka_unit_test(test_bad_unix_path_too_long),
         cmocka_unit_test(test_bad_file),

@@ -1,0 +1,294 @@
+/*
+ * metrics: riven's counters, gauges and latency histograms, and their two
+ * renderings: Prometheus text exposition 0.0.4 (GET /metrics) and
+ * memcached's "STAT name value" lines (the `stats proxy` command).
+ *
+ * Data flow: connection threads call the record functions below on every
+ * request; the metrics_http thread (or a `stats proxy` request) renders on
+ * demand. Recording is a relaxed atomic add (counters, gauges) or a
+ * hist_record under a read lock (histograms); all the formatting work
+ * happens at scrape time.
+ *
+ * Storage is one global struct, exposed only so the record functions can be
+ * inlined: never write it directly. Scalar counters and gauges are declared
+ * once in METRICS_SCALARS, which generates the storage, the Prometheus
+ * name/type/help and the stats name. Labelled families are fixed arrays
+ * indexed by enum (command, protocol, error kind, backend server index).
+ *
+ * Thread-safety: every function here is thread-safe, except metrics_init,
+ * metrics_fini and metrics_reset, which run while no other thread records.
+ * Counters are exact (no update is lost) but a rendering is not one atomic
+ * snapshot across metrics: each value is read once, individually. Each
+ * histogram is read consistently (its _count equals its +Inf bucket).
+ */
+#ifndef RIVEN_METRICS_H
+#define RIVEN_METRICS_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "buf.h"
+#include "config.h"
+#include "request.h"
+#include "util.h"
+
+/*
+ * Scalar metrics: X(ID, KIND, prometheus name, stats name, help).
+ * KIND is COUNTER (only grows) or GAUGE (goes up and down; rendered as a
+ * signed number, so a transient underflow shows as -1, not 2^64-1).
+ */
+#define METRICS_SCALARS(X)                                                     \
+    X(CONNECTIONS_CURRENT, GAUGE, "riven_connections_current",                 \
+      "curr_connections", "Client connections open now.")                      \
+    X(CONNECTIONS_TOTAL, COUNTER, "riven_connections_total",                   \
+      "total_connections", "Client connections accepted since start.")         \
+    X(CONNECTIONS_REJECTED, COUNTER, "riven_connections_rejected_total",       \
+      "rejected_connections",                                                  \
+      "Client connections closed at once because of max_connections.")         \
+    X(THREADS_CURRENT, GAUGE, "riven_threads_current", "threads",              \
+      "Connection threads running now.")                                       \
+    X(CLIENT_RX_BYTES, COUNTER, "riven_client_received_bytes_total",           \
+      "bytes_read", "Bytes read from clients.")                                \
+    X(CLIENT_TX_BYTES, COUNTER, "riven_client_sent_bytes_total",               \
+      "bytes_written", "Bytes written to clients.")                            \
+    X(BACKEND_RX_BYTES, COUNTER, "riven_backend_received_bytes_total",         \
+      "backend_bytes_read", "Bytes read from backend servers.")                \
+    X(BACKEND_TX_BYTES, COUNTER, "riven_backend_sent_bytes_total",             \
+      "backend_bytes_written", "Bytes written to backend servers.")
+
+enum metric {
+#define METRICS_ENUM(id, kind, prom, stat, help) M_##id,
+    METRICS_SCALARS(METRICS_ENUM)
+#undef METRICS_ENUM
+        M_COUNT
+};
+
+/* Error kinds: label kind="client_error" ... of riven_errors_total. */
+enum metrics_err {
+    MERR_CLIENT_ERROR = 0,    /* CLIENT_ERROR / ERROR sent to a client */
+    MERR_SERVER_ERROR,        /* SERVER_ERROR sent for a backend error reply */
+    MERR_BACKEND_TIMEOUT,     /* a backend did not answer in request_ms */
+    MERR_BACKEND_UNAVAILABLE, /* connect failed, or the server is ejected */
+    MERR_COUNT
+};
+
+#define METRICS_PROTO_COUNT 3   /* enum req_proto: text, meta, binary */
+#define METRICS_SERVERS_MAX 256 /* backend indexes >= this are not counted */
+
+struct hist;
+
+/* Per backend server, indexed like config->servers. */
+struct metrics_server {
+    _Atomic uint64_t requests;   /* requests sent */
+    _Atomic uint64_t errors;     /* timeouts, failures, error replies */
+    _Atomic uint64_t up;         /* gauge 0/1, set by the health code */
+    _Atomic uint64_t sockets;    /* gauge: open backend sockets */
+    _Atomic(struct hist *) hist; /* latency; NULL until registered */
+};
+
+/* The storage. Exposed for the inline functions below only. */
+struct metrics_store {
+    _Atomic uint64_t scalar[M_COUNT];
+    _Atomic uint64_t requests[REQ_CMD_COUNT][METRICS_PROTO_COUNT];
+    _Atomic uint64_t hits[REQ_CMD_COUNT];
+    _Atomic uint64_t misses[REQ_CMD_COUNT];
+    _Atomic uint64_t errors[MERR_COUNT];
+    _Atomic uint64_t reloads[2];          /* [0] failure, [1] success */
+    struct hist *req_hist[REQ_CMD_COUNT]; /* set once by metrics_init */
+    struct metrics_server server[METRICS_SERVERS_MAX];
+};
+
+extern struct metrics_store metrics_store;
+
+/* ---- setup (main thread, before and after serving) ---- */
+
+/* Create the histograms and note the start time. Call once, before any
+ * thread records. ST_OK or ST_NOMEM. Before it, histogram records are
+ * ignored; counters work without it. */
+enum status metrics_init(void) WUR;
+
+/* Free the histograms (for tests and leak checkers); no thread may record
+ * any more. Safe without metrics_init and twice. */
+void metrics_fini(void);
+
+/* Zero every counter, gauge and histogram (tests). Not atomic as a whole. */
+void metrics_reset(void);
+
+/* Name the backend servers: index i of the record functions below is
+ * servers[i] (config->servers), labelled server="<addr as written>".
+ * Call at startup and after each successful reload, with the new list.
+ * An index whose name changes has its counters and histogram zeroed (so
+ * a series never jumps between servers); gauges (up, sockets) are kept,
+ * because handlers of the old snapshot still balance their socket counts:
+ * the caller sets up for every index afterwards. Servers beyond
+ * METRICS_SERVERS_MAX are not counted. A name repeated in the list gets
+ * "#<index>" appended so every series stays unique.
+ * ST_OK, or ST_NOMEM (a histogram could not be created; counting goes on
+ * without it). Thread-safe against recorders and renderers. */
+enum status metrics_set_servers(const struct cfg_server *servers, size_t n) WUR;
+
+/* ---- recording (any thread, lock-free except histograms) ---- */
+
+static inline void
+metrics_add(enum metric m, uint64_t n)
+{
+    atomic_fetch_add_explicit(&metrics_store.scalar[m], n,
+                              memory_order_relaxed);
+}
+
+/* Counters and gauges. */
+static inline void
+metrics_inc(enum metric m)
+{
+    metrics_add(m, 1);
+}
+
+static inline void
+metrics_gauge_add(enum metric m, uint64_t n)
+{
+    metrics_add(m, n);
+}
+
+static inline void
+metrics_gauge_sub(enum metric m, uint64_t n)
+{
+    atomic_fetch_sub_explicit(&metrics_store.scalar[m], n,
+                              memory_order_relaxed);
+}
+
+static inline void
+metrics_gauge_set(enum metric m, uint64_t v)
+{
+    atomic_store_explicit(&metrics_store.scalar[m], v, memory_order_relaxed);
+}
+
+/* One request of command cmd arrived in protocol proto (enum req_proto).
+ * A multi-key get counts once per key (each is a request). */
+static inline void
+metrics_cmd(enum req_cmd cmd, unsigned proto)
+{
+    if ((unsigned)cmd < REQ_CMD_COUNT && proto < METRICS_PROTO_COUNT) {
+        atomic_fetch_add_explicit(&metrics_store.requests[cmd][proto], 1,
+                                  memory_order_relaxed);
+    }
+}
+
+/* A get-like lookup (get, gets, gat, gats, mg) found / missed its key. */
+static inline void
+metrics_hit(enum req_cmd cmd)
+{
+    if ((unsigned)cmd < REQ_CMD_COUNT) {
+        atomic_fetch_add_explicit(&metrics_store.hits[cmd], 1,
+                                  memory_order_relaxed);
+    }
+}
+
+static inline void
+metrics_miss(enum req_cmd cmd)
+{
+    if ((unsigned)cmd < REQ_CMD_COUNT) {
+        atomic_fetch_add_explicit(&metrics_store.misses[cmd], 1,
+                                  memory_order_relaxed);
+    }
+}
+
+/* One error of the given kind was answered to a client. */
+static inline void
+metrics_error(enum metrics_err kind)
+{
+    if ((unsigned)kind < MERR_COUNT) {
+        atomic_fetch_add_explicit(&metrics_store.errors[kind], 1,
+                                  memory_order_relaxed);
+    }
+}
+
+/* A config reload finished (SIGHUP): ok = applied, !ok = rejected. */
+static inline void
+metrics_config_reload(bool ok)
+{
+    atomic_fetch_add_explicit(&metrics_store.reloads[ok ? 1 : 0], 1,
+                              memory_order_relaxed);
+}
+
+/* Per backend server idx (index into config->servers). Out-of-range
+ * indexes are ignored. */
+static inline void
+metrics_server_request(size_t idx)
+{
+    if (idx < METRICS_SERVERS_MAX) {
+        atomic_fetch_add_explicit(&metrics_store.server[idx].requests, 1,
+                                  memory_order_relaxed);
+    }
+}
+
+static inline void
+metrics_server_error(size_t idx)
+{
+    if (idx < METRICS_SERVERS_MAX) {
+        atomic_fetch_add_explicit(&metrics_store.server[idx].errors, 1,
+                                  memory_order_relaxed);
+    }
+}
+
+/* Health: the server is reachable (true) or ejected/unreachable. */
+static inline void
+metrics_server_up(size_t idx, bool up)
+{
+    if (idx < METRICS_SERVERS_MAX) {
+        atomic_store_explicit(&metrics_store.server[idx].up, up ? 1 : 0,
+                              memory_order_relaxed);
+    }
+}
+
+/* A backend socket to server idx was opened / closed. Calls must pair. */
+static inline void
+metrics_server_socket_open(size_t idx)
+{
+    if (idx < METRICS_SERVERS_MAX) {
+        atomic_fetch_add_explicit(&metrics_store.server[idx].sockets, 1,
+                                  memory_order_relaxed);
+    }
+}
+
+static inline void
+metrics_server_socket_close(size_t idx)
+{
+    if (idx < METRICS_SERVERS_MAX) {
+        atomic_fetch_sub_explicit(&metrics_store.server[idx].sockets, 1,
+                                  memory_order_relaxed);
+    }
+}
+
+/* A request of command cmd took ns nanoseconds, from parsed to answered
+ * (riven_request_duration_seconds). */
+void metrics_observe_request(enum req_cmd cmd, uint64_t ns);
+
+/* A backend round trip to server idx took ns nanoseconds
+ * (riven_backend_request_duration_seconds). Ignored before
+ * metrics_set_servers named idx. */
+void metrics_observe_backend(size_t idx, uint64_t ns);
+
+/* ---- reading ---- */
+
+/* Read a scalar (tests, health decisions). */
+static inline uint64_t
+metrics_get(enum metric m)
+{
+    return atomic_load_explicit(&metrics_store.scalar[m], memory_order_relaxed);
+}
+
+/* True when at least one registered server is up: a ready-made
+ * metrics_http "healthy" callback (arg is ignored). */
+bool metrics_any_server_up(void *arg);
+
+/* Append the Prometheus text exposition (format 0.0.4) of every metric to
+ * out. ST_OK, or ST_NOMEM with out holding a partial text. */
+enum status metrics_render_prometheus(struct buf *out) WUR;
+
+/* Append memcached `stats` lines, "STAT <name> <value>\r\n" ..., then
+ * "END\r\n" to out. ST_OK, or ST_NOMEM with out holding a partial text. */
+enum status metrics_render_stats(struct buf *out) WUR;
+
+#endif /* RIVEN_METRICS_H */

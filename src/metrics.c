@@ -1,0 +1,763 @@
+/*
+ * metrics: storage of every counter, gauge and histogram, and rendering.
+ *
+ * Recording (metrics.h) writes metrics_store with relaxed atomics; the
+ * histograms live behind their own rwlocks (hist.c). Rendering reads each
+ * value once and formats it; nothing here runs unless someone scrapes.
+ *
+ * Prometheus exposition, in this order (one HELP and TYPE per family):
+ *   riven_build_info{version}  riven_uptime_seconds
+ *   METRICS_SCALARS (connections, threads, bytes)
+ *   riven_requests_total{command,protocol}   (pairs seen at least once)
+ *   riven_get_hits_total{command} riven_get_misses_total{command}
+ *   riven_errors_total{kind}  riven_config_reloads_total{result}
+ *   riven_backend_{requests_total,errors_total,up,open_sockets}{server}
+ *   riven_request_duration_seconds{command}  (histogram, commands seen)
+ *   riven_backend_request_duration_seconds{server}  (histogram)
+ *   process_* (the standard names client libraries use), from /proc/self
+ *
+ * Invariants: server names are written only under names_lock, and read
+ * under it; the histogram pointers of metrics_store are set before any
+ * reader can see them (req_hist at init, server[].hist with release).
+ */
+#include "metrics.h"
+
+#include <dirent.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "hist.h"
+
+#ifndef RIVEN_VERSION
+#define RIVEN_VERSION "unknown"
+#endif
+
+#define SERVER_NAME_MAX (CFG_ADDR_NAME_MAX + 8) /* room for "#255" */
+#define NS_PER_SEC      UINT64_C(1000000000)
+
+_Static_assert(PROTO_BINARY + 1 == METRICS_PROTO_COUNT,
+               "METRICS_PROTO_COUNT must match enum req_proto");
+
+struct metrics_store metrics_store;
+
+static uint64_t start_mono_ns;     /* util_now_ns() at metrics_init */
+static struct timespec start_real; /* CLOCK_REALTIME at metrics_init */
+
+static pthread_mutex_t names_lock = PTHREAD_MUTEX_INITIALIZER;
+static char server_names[METRICS_SERVERS_MAX][SERVER_NAME_MAX];
+static size_t nservers; /* registered; under names_lock */
+
+static const char *const proto_names[METRICS_PROTO_COUNT] = {"text", "meta",
+                                                             "binary"};
+static const char *const err_names[MERR_COUNT] = {
+    "client_error", "server_error", "backend_timeout", "backend_unavailable"};
+static const char *const reload_names[2] = {"failure", "success"};
+
+/* The scalar table, generated from METRICS_SCALARS. */
+#define KIND_IS_GAUGE_COUNTER false
+#define KIND_IS_GAUGE_GAUGE   true
+static const struct {
+    const char *prom; /* Prometheus name */
+    const char *stat; /* stats proxy name */
+    const char *help;
+    bool gauge;
+} scalars[M_COUNT] = {
+#define METRICS_DESC(id, kind, prom, stat, help)                               \
+    [M_##id] = {prom, stat, help, KIND_IS_GAUGE_##kind},
+    METRICS_SCALARS(METRICS_DESC)
+#undef METRICS_DESC
+};
+
+/* Histogram "le" buckets: 50 us .. 10 s, then +Inf (= count). */
+static const struct {
+    uint64_t ns;
+    const char *le;
+} le_bounds[] = {
+    {50000, "0.00005"}, {100000, "0.0001"},  {250000, "0.00025"},
+    {500000, "0.0005"}, {1000000, "0.001"},  {2500000, "0.0025"},
+    {5000000, "0.005"}, {10000000, "0.01"},  {25000000, "0.025"},
+    {50000000, "0.05"}, {100000000, "0.1"},  {250000000, "0.25"},
+    {500000000, "0.5"}, {1000000000, "1"},   {2500000000, "2.5"},
+    {5000000000, "5"},  {10000000000, "10"},
+};
+#define NLE NELEMS(le_bounds)
+
+/* ---- setup ---- */
+
+enum status
+metrics_init(void)
+{
+    start_mono_ns = util_now_ns();
+    clock_gettime(CLOCK_REALTIME, &start_real);
+    for (size_t c = 0; c < REQ_CMD_COUNT; c++) {
+        if (metrics_store.req_hist[c] == NULL) {
+            metrics_store.req_hist[c] = hist_create();
+        }
+        if (metrics_store.req_hist[c] == NULL) {
+            return ST_NOMEM;
+        }
+    }
+    return ST_OK;
+}
+
+void
+metrics_fini(void)
+{
+    for (size_t c = 0; c < REQ_CMD_COUNT; c++) {
+        hist_destroy(metrics_store.req_hist[c]);
+        metrics_store.req_hist[c] = NULL;
+    }
+    for (size_t i = 0; i < METRICS_SERVERS_MAX; i++) {
+        hist_destroy(atomic_exchange(&metrics_store.server[i].hist, NULL));
+    }
+    pthread_mutex_lock(&names_lock);
+    nservers = 0;
+    memset(server_names, 0, sizeof(server_names));
+    pthread_mutex_unlock(&names_lock);
+}
+
+static void
+zero(_Atomic uint64_t *a, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        atomic_store_explicit(&a[i], 0, memory_order_relaxed);
+    }
+}
+
+void
+metrics_reset(void)
+{
+    zero(metrics_store.scalar, M_COUNT);
+    zero(&metrics_store.requests[0][0], REQ_CMD_COUNT * METRICS_PROTO_COUNT);
+    zero(metrics_store.hits, REQ_CMD_COUNT);
+    zero(metrics_store.misses, REQ_CMD_COUNT);
+    zero(metrics_store.errors, MERR_COUNT);
+    zero(metrics_store.reloads, 2);
+    for (size_t c = 0; c < REQ_CMD_COUNT; c++) {
+        if (metrics_store.req_hist[c] != NULL) {
+            hist_reset(metrics_store.req_hist[c]);
+        }
+    }
+    for (size_t i = 0; i < METRICS_SERVERS_MAX; i++) {
+        struct metrics_server *s = &metrics_store.server[i];
+        struct hist *h = atomic_load(&s->hist);
+
+        zero(&s->requests, 1);
+        zero(&s->errors, 1);
+        zero(&s->up, 1);
+        zero(&s->sockets, 1);
+        if (h != NULL) {
+            hist_reset(h);
+        }
+    }
+}
+
+/* The unique name of servers[i]: its address, or "addr#i" if an earlier
+ * entry has the same address. */
+static void
+unique_name(const struct cfg_server *servers, size_t i, char *dst)
+{
+    const char *name = servers[i].addr.name;
+
+    for (size_t j = 0; j < i; j++) {
+        if (strcmp(servers[j].addr.name, name) == 0) {
+            snprintf(dst, SERVER_NAME_MAX, "%.*s#%u", CFG_ADDR_NAME_MAX - 1,
+                     name, (unsigned)(uint8_t)i);
+            return;
+        }
+    }
+    snprintf(dst, SERVER_NAME_MAX, "%.*s", CFG_ADDR_NAME_MAX - 1, name);
+}
+
+enum status
+metrics_set_servers(const struct cfg_server *servers, size_t n)
+{
+    enum status st = ST_OK;
+    char name[SERVER_NAME_MAX];
+
+    n = MIN(n, (size_t)METRICS_SERVERS_MAX);
+    pthread_mutex_lock(&names_lock);
+    for (size_t i = 0; i < n; i++) {
+        struct metrics_server *s = &metrics_store.server[i];
+        struct hist *h = atomic_load_explicit(&s->hist, memory_order_acquire);
+
+        unique_name(servers, i, name);
+        if (h == NULL) {
+            h = hist_create();
+            st = h == NULL ? ST_NOMEM : st;
+            atomic_store_explicit(&s->hist, h, memory_order_release);
+        } else if (strcmp(server_names[i], name) != 0) {
+            hist_reset(h);
+        }
+        if (strcmp(server_names[i], name) != 0) {
+            zero(&s->requests, 1);
+            zero(&s->errors, 1);
+            memcpy(server_names[i], name, sizeof(name));
+        }
+    }
+    nservers = n;
+    pthread_mutex_unlock(&names_lock);
+    return st;
+}
+
+/* ---- recording ---- */
+
+void
+metrics_observe_request(enum req_cmd cmd, uint64_t ns)
+{
+    if ((unsigned)cmd < REQ_CMD_COUNT && metrics_store.req_hist[cmd]) {
+        hist_record(metrics_store.req_hist[cmd], ns);
+    }
+}
+
+void
+metrics_observe_backend(size_t idx, uint64_t ns)
+{
+    struct hist *h;
+
+    if (idx >= METRICS_SERVERS_MAX) {
+        return;
+    }
+    h = atomic_load_explicit(&metrics_store.server[idx].hist,
+                             memory_order_acquire);
+    if (h != NULL) {
+        hist_record(h, ns);
+    }
+}
+
+bool
+metrics_any_server_up(void *arg)
+{
+    bool up = false;
+
+    (void)arg;
+    pthread_mutex_lock(&names_lock);
+    for (size_t i = 0; i < nservers && !up; i++) {
+        up = atomic_load_explicit(&metrics_store.server[i].up,
+                                  memory_order_relaxed) != 0;
+    }
+    pthread_mutex_unlock(&names_lock);
+    return up;
+}
+
+/* ---- output helpers ---- */
+
+/* An output with a sticky status: after a failure, emits do nothing. */
+struct out {
+    struct buf *b;
+    enum status st;
+};
+
+static void __attribute__((format(printf, 2, 3)))
+emit(struct out *o, const char *fmt, ...)
+{
+    va_list ap;
+    int n;
+
+    if (o->st != ST_OK || buf_reserve(o->b, 256) != ST_OK) {
+        o->st = ST_NOMEM;
+        return;
+    }
+    va_start(ap, fmt);
+    n = vsnprintf(o->b->last, buf_space(o->b), fmt, ap);
+    va_end(ap);
+    if (n < 0) {
+        o->st = ST_ERROR;
+        return;
+    }
+    if ((size_t)n >= buf_space(o->b)) {
+        if (buf_reserve(o->b, (size_t)n + 1) != ST_OK) {
+            o->st = ST_NOMEM;
+            return;
+        }
+        va_start(ap, fmt);
+        vsnprintf(o->b->last, buf_space(o->b), fmt, ap);
+        va_end(ap);
+    }
+    o->b->last += n;
+}
+
+/* A label value with \ " and newline escaped (exposition format rules). */
+static void
+emit_escaped(struct out *o, const char *s)
+{
+    for (; *s != '\0' && o->st == ST_OK; s++) {
+        if (*s == '\\' || *s == '"') {
+            emit(o, "\\%c", *s);
+        } else if (*s == '\n') {
+            emit(o, "\\n");
+        } else {
+            emit(o, "%c", *s);
+        }
+    }
+}
+
+static void
+emit_family(struct out *o, const char *name, const char *type, const char *help)
+{
+    emit(o, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+}
+
+/* name{label="value"} v */
+static void
+emit_labelled(struct out *o, const char *name, const char *label,
+              const char *value, uint64_t v)
+{
+    emit(o, "%s{%s=\"", name, label);
+    emit_escaped(o, value);
+    emit(o, "\"} %" PRIu64 "\n", v);
+}
+
+/* Nanoseconds as exact decimal seconds, e.g. "1.500000000". */
+static const char *
+seconds(char *dst, size_t size, uint64_t ns)
+{
+    snprintf(dst, size, "%" PRIu64 ".%09" PRIu64, ns / NS_PER_SEC,
+             ns % NS_PER_SEC);
+    return dst;
+}
+
+static uint64_t
+load(_Atomic uint64_t *a)
+{
+    return atomic_load_explicit(a, memory_order_relaxed);
+}
+
+static uint64_t
+uptime_ns(void)
+{
+    return start_mono_ns == 0 ? 0 : util_now_ns() - start_mono_ns;
+}
+
+/* ---- Prometheus families ---- */
+
+static void
+render_info(struct out *o)
+{
+    char sec[32];
+
+    emit_family(o, "riven_build_info", "gauge",
+                "Always 1; the version label names the running build.");
+    emit(o, "riven_build_info{version=\"%s\"} 1\n", RIVEN_VERSION);
+    emit_family(o, "riven_uptime_seconds", "gauge",
+                "Seconds since riven started.");
+    emit(o, "riven_uptime_seconds %s\n",
+         seconds(sec, sizeof(sec), uptime_ns()));
+}
+
+static void
+render_scalars(struct out *o)
+{
+    for (size_t m = 0; m < M_COUNT; m++) {
+        uint64_t v = load(&metrics_store.scalar[m]);
+
+        emit_family(o, scalars[m].prom, scalars[m].gauge ? "gauge" : "counter",
+                    scalars[m].help);
+        if (scalars[m].gauge) {
+            emit(o, "%s %" PRId64 "\n", scalars[m].prom, (int64_t)v);
+        } else {
+            emit(o, "%s %" PRIu64 "\n", scalars[m].prom, v);
+        }
+    }
+}
+
+static bool
+is_get_like(size_t cmd)
+{
+    return req_is_get((enum req_cmd)cmd) || cmd == REQ_MG;
+}
+
+static void
+render_requests(struct out *o)
+{
+    emit_family(o, "riven_requests_total", "counter",
+                "Requests received, by command and client protocol.");
+    for (size_t c = 1; c < REQ_CMD_COUNT; c++) {
+        for (size_t p = 0; p < METRICS_PROTO_COUNT; p++) {
+            uint64_t v = load(&metrics_store.requests[c][p]);
+
+            if (v != 0) {
+                emit(o,
+                     "riven_requests_total{command=\"%s\",protocol=\"%s\"} "
+                     "%" PRIu64 "\n",
+                     req_cmd_name((enum req_cmd)c), proto_names[p], v);
+            }
+        }
+    }
+}
+
+static void
+render_lookups(struct out *o)
+{
+    emit_family(o, "riven_get_hits_total", "counter",
+                "Keys found by get-like commands, by command.");
+    for (size_t c = 1; c < REQ_CMD_COUNT; c++) {
+        if (is_get_like(c)) {
+            emit_labelled(o, "riven_get_hits_total", "command",
+                          req_cmd_name((enum req_cmd)c),
+                          load(&metrics_store.hits[c]));
+        }
+    }
+    emit_family(o, "riven_get_misses_total", "counter",
+                "Keys not found by get-like commands, by command.");
+    for (size_t c = 1; c < REQ_CMD_COUNT; c++) {
+        if (is_get_like(c)) {
+            emit_labelled(o, "riven_get_misses_total", "command",
+                          req_cmd_name((enum req_cmd)c),
+                          load(&metrics_store.misses[c]));
+        }
+    }
+}
+
+static void
+render_errors(struct out *o)
+{
+    emit_family(o, "riven_errors_total", "counter",
+                "Error replies sent to clients, by kind.");
+    for (size_t k = 0; k < MERR_COUNT; k++) {
+        emit_labelled(o, "riven_errors_total", "kind", err_names[k],
+                      load(&metrics_store.errors[k]));
+    }
+    emit_family(o, "riven_config_reloads_total", "counter",
+                "Configuration reloads, by result.");
+    for (size_t r = 2; r-- > 0;) {
+        emit_labelled(o, "riven_config_reloads_total", "result",
+                      reload_names[r], load(&metrics_store.reloads[r]));
+    }
+}
+
+/* One per-server family; field is the offset of the value in
+ * struct metrics_server. Caller holds names_lock. */
+static void
+render_server_family(struct out *o, const char *name, const char *type,
+                     const char *help, size_t field)
+{
+    emit_family(o, name, type, help);
+    for (size_t i = 0; i < nservers; i++) {
+        char *s = (char *)&metrics_store.server[i];
+
+        emit_labelled(o, name, "server", server_names[i],
+                      load((_Atomic uint64_t *)(void *)(s + field)));
+    }
+}
+
+#define SRV_OFF(f) offsetof(struct metrics_server, f)
+
+/* Caller holds names_lock. */
+static void
+render_servers(struct out *o)
+{
+    render_server_family(o, "riven_backend_requests_total", "counter",
+                         "Requests sent to each backend server.",
+                         SRV_OFF(requests));
+    render_server_family(o, "riven_backend_errors_total", "counter",
+                         "Failed requests to each backend server (timeouts, "
+                         "connection failures, error replies).",
+                         SRV_OFF(errors));
+    render_server_family(o, "riven_backend_up", "gauge",
+                         "1 if the backend server is reachable, 0 if it is "
+                         "down or ejected.",
+                         SRV_OFF(up));
+    render_server_family(o, "riven_backend_open_sockets", "gauge",
+                         "Sockets open to each backend server.",
+                         SRV_OFF(sockets));
+}
+
+/* The _bucket, _sum and _count lines of one labelled histogram. */
+static void
+render_hist(struct out *o, const char *name, const char *label,
+            const char *value, const struct hist_snapshot *s)
+{
+    uint64_t bounds[NLE], cum[NLE];
+    char sec[32];
+
+    for (size_t i = 0; i < NLE; i++) {
+        bounds[i] = le_bounds[i].ns;
+    }
+    hist_cumulative(s, bounds, NLE, cum);
+    for (size_t i = 0; i < NLE; i++) {
+        emit(o, "%s_bucket{%s=\"", name, label);
+        emit_escaped(o, value);
+        emit(o, "\",le=\"%s\"} %" PRIu64 "\n", le_bounds[i].le, cum[i]);
+    }
+    emit(o, "%s_bucket{%s=\"", name, label);
+    emit_escaped(o, value);
+    emit(o, "\",le=\"+Inf\"} %" PRIu64 "\n%s_sum{%s=\"", s->count, name, label);
+    emit_escaped(o, value);
+    emit(o, "\"} %s\n%s_count{%s=\"", seconds(sec, sizeof(sec), s->sum_ns),
+         name, label);
+    emit_escaped(o, value);
+    emit(o, "\"} %" PRIu64 "\n", s->count);
+}
+
+static void
+render_request_hists(struct out *o, struct hist_snapshot *snap)
+{
+    emit_family(o, "riven_request_duration_seconds", "histogram",
+                "Time from a request parsed to its reply queued, by "
+                "command.");
+    for (size_t c = 1; c < REQ_CMD_COUNT; c++) {
+        if (metrics_store.req_hist[c] == NULL) {
+            continue;
+        }
+        hist_snapshot(metrics_store.req_hist[c], snap, false);
+        if (snap->count != 0) {
+            render_hist(o, "riven_request_duration_seconds", "command",
+                        req_cmd_name((enum req_cmd)c), snap);
+        }
+    }
+}
+
+/* Caller holds names_lock. */
+static void
+render_backend_hists(struct out *o, struct hist_snapshot *snap)
+{
+    emit_family(o, "riven_backend_request_duration_seconds", "histogram",
+                "Round trip time of requests to each backend server.");
+    for (size_t i = 0; i < nservers; i++) {
+        struct hist *h = atomic_load_explicit(&metrics_store.server[i].hist,
+                                              memory_order_acquire);
+
+        if (h != NULL) {
+            hist_snapshot(h, snap, false);
+            render_hist(o, "riven_backend_request_duration_seconds", "server",
+                        server_names[i], snap);
+        }
+    }
+}
+
+/* ---- process metrics (from /proc/self at scrape time) ---- */
+
+struct proc_info {
+    uint64_t rss_bytes;
+    uint64_t vsz_bytes;
+    uint64_t open_fds;
+    uint64_t max_fds;
+    uint64_t cpu_ns;
+    bool have_mem;
+    bool have_fds;
+};
+
+static void
+proc_read(struct proc_info *p)
+{
+    unsigned long long vsz, rss;
+    long page = sysconf(_SC_PAGESIZE);
+    struct rusage ru;
+    struct rlimit rl;
+    struct dirent *de;
+    FILE *f = fopen("/proc/self/statm", "re");
+    DIR *d;
+
+    memset(p, 0, sizeof(*p));
+    if (f != NULL) {
+        if (fscanf(f, "%llu %llu", &vsz, &rss) == 2 && page > 0) {
+            p->vsz_bytes = vsz * (uint64_t)page;
+            p->rss_bytes = rss * (uint64_t)page;
+            p->have_mem = true;
+        }
+        fclose(f);
+    }
+    d = opendir("/proc/self/fd");
+    if (d != NULL) {
+        while ((de = readdir(d)) != NULL) {
+            p->open_fds += de->d_name[0] != '.';
+        }
+        p->open_fds -= p->open_fds > 0; /* the directory's own fd */
+        p->have_fds = true;
+        closedir(d);
+    }
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY) {
+        p->max_fds = rl.rlim_cur;
+    }
+    if (getrusage(RUSAGE_SELF, &ru) == 0) {
+        p->cpu_ns =
+            ((uint64_t)ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * NS_PER_SEC +
+            ((uint64_t)ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) * 1000;
+    }
+}
+
+static void
+render_process(struct out *o)
+{
+    struct proc_info p;
+    char sec[32];
+
+    proc_read(&p);
+    emit_family(o, "process_cpu_seconds_total", "counter",
+                "Total user and system CPU time spent in seconds.");
+    emit(o, "process_cpu_seconds_total %s\n",
+         seconds(sec, sizeof(sec), p.cpu_ns));
+    if (p.have_fds) {
+        emit_family(o, "process_open_fds", "gauge",
+                    "Number of open file descriptors.");
+        emit(o, "process_open_fds %" PRIu64 "\n", p.open_fds);
+    }
+    if (p.max_fds != 0) {
+        emit_family(o, "process_max_fds", "gauge",
+                    "Maximum number of open file descriptors.");
+        emit(o, "process_max_fds %" PRIu64 "\n", p.max_fds);
+    }
+    if (p.have_mem) {
+        emit_family(o, "process_resident_memory_bytes", "gauge",
+                    "Resident memory size in bytes.");
+        emit(o, "process_resident_memory_bytes %" PRIu64 "\n", p.rss_bytes);
+        emit_family(o, "process_virtual_memory_bytes", "gauge",
+                    "Virtual memory size in bytes.");
+        emit(o, "process_virtual_memory_bytes %" PRIu64 "\n", p.vsz_bytes);
+    }
+    emit_family(o, "process_start_time_seconds", "gauge",
+                "Start time of the process since unix epoch in seconds.");
+    emit(o, "process_start_time_seconds %lld.%09ld\n",
+         (long long)start_real.tv_sec, (long)start_real.tv_nsec);
+}
+
+enum status
+metrics_render_prometheus(struct buf *out)
+{
+    struct out o = {out, ST_OK};
+    struct hist_snapshot *snap = malloc(sizeof(*snap));
+
+    if (snap == NULL) {
+        return ST_NOMEM;
+    }
+    render_info(&o);
+    render_scalars(&o);
+    render_requests(&o);
+    render_lookups(&o);
+    render_errors(&o);
+    pthread_mutex_lock(&names_lock);
+    render_servers(&o);
+    render_request_hists(&o, snap);
+    render_backend_hists(&o, snap);
+    pthread_mutex_unlock(&names_lock);
+    render_process(&o);
+    free(snap);
+    return o.st;
+}
+
+/* ---- memcached stats ---- */
+
+static void
+stats_header(struct out *o)
+{
+    uint64_t up = uptime_ns();
+
+    emit(o, "STAT pid %ld\r\n", (long)getpid());
+    emit(o, "STAT uptime %" PRIu64 "\r\n", up / NS_PER_SEC);
+    emit(o, "STAT time %lld\r\n", (long long)time(NULL));
+    emit(o, "STAT version %s\r\n", RIVEN_VERSION);
+    for (size_t m = 0; m < M_COUNT; m++) {
+        uint64_t v = load(&metrics_store.scalar[m]);
+
+        if (scalars[m].gauge) {
+            emit(o, "STAT %s %" PRId64 "\r\n", scalars[m].stat, (int64_t)v);
+        } else {
+            emit(o, "STAT %s %" PRIu64 "\r\n", scalars[m].stat, v);
+        }
+    }
+}
+
+static void
+stats_requests(struct out *o)
+{
+    uint64_t per_proto[METRICS_PROTO_COUNT] = {0}, hits = 0, misses = 0;
+
+    for (size_t c = 1; c < REQ_CMD_COUNT; c++) {
+        uint64_t sum = 0;
+
+        for (size_t p = 0; p < METRICS_PROTO_COUNT; p++) {
+            uint64_t v = load(&metrics_store.requests[c][p]);
+
+            sum += v;
+            per_proto[p] += v;
+        }
+        hits += load(&metrics_store.hits[c]);
+        misses += load(&metrics_store.misses[c]);
+        emit(o, "STAT cmd_%s %" PRIu64 "\r\n", req_cmd_name((enum req_cmd)c),
+             sum);
+    }
+    for (size_t p = 0; p < METRICS_PROTO_COUNT; p++) {
+        emit(o, "STAT requests_%s %" PRIu64 "\r\n", proto_names[p],
+             per_proto[p]);
+    }
+    emit(o, "STAT get_hits %" PRIu64 "\r\nSTAT get_misses %" PRIu64 "\r\n",
+         hits, misses);
+    for (size_t k = 0; k < MERR_COUNT; k++) {
+        emit(o, "STAT errors_%s %" PRIu64 "\r\n", err_names[k],
+             load(&metrics_store.errors[k]));
+    }
+    for (size_t r = 2; r-- > 0;) {
+        emit(o, "STAT config_reloads_%s %" PRIu64 "\r\n", reload_names[r],
+             load(&metrics_store.reloads[r]));
+    }
+}
+
+/* Caller holds names_lock. */
+static void
+stats_servers(struct out *o)
+{
+    for (size_t i = 0; i < nservers; i++) {
+        struct metrics_server *s = &metrics_store.server[i];
+
+        emit(o, "STAT backend_%zu_addr %s\r\n", i, server_names[i]);
+        emit(o, "STAT backend_%zu_requests %" PRIu64 "\r\n", i,
+             load(&s->requests));
+        emit(o, "STAT backend_%zu_errors %" PRIu64 "\r\n", i, load(&s->errors));
+        emit(o, "STAT backend_%zu_up %" PRIu64 "\r\n", i, load(&s->up));
+        emit(o, "STAT backend_%zu_open_sockets %" PRId64 "\r\n", i,
+             (int64_t)load(&s->sockets));
+    }
+}
+
+static void
+stats_latency(struct out *o, struct hist_snapshot *snap)
+{
+    for (size_t c = 1; c < REQ_CMD_COUNT; c++) {
+        const char *name = req_cmd_name((enum req_cmd)c);
+
+        if (metrics_store.req_hist[c] == NULL) {
+            continue;
+        }
+        hist_snapshot(metrics_store.req_hist[c], snap, false);
+        if (snap->count == 0) {
+            continue;
+        }
+        emit(o, "STAT latency_%s_count %" PRIu64 "\r\n", name, snap->count);
+        emit(o, "STAT latency_%s_p50_us %" PRIu64 "\r\n", name,
+             hist_quantile(snap, 0.5) / 1000);
+        emit(o, "STAT latency_%s_p99_us %" PRIu64 "\r\n", name,
+             hist_quantile(snap, 0.99) / 1000);
+    }
+}
+
+enum status
+metrics_render_stats(struct buf *out)
+{
+    struct out o = {out, ST_OK};
+    struct hist_snapshot *snap = malloc(sizeof(*snap));
+    struct proc_info p;
+
+    if (snap == NULL) {
+        return ST_NOMEM;
+    }
+    stats_header(&o);
+    stats_requests(&o);
+    pthread_mutex_lock(&names_lock);
+    stats_servers(&o);
+    pthread_mutex_unlock(&names_lock);
+    stats_latency(&o, snap);
+    proc_read(&p);
+    emit(&o, "STAT rss_bytes %" PRIu64 "\r\nSTAT open_fds %" PRIu64 "\r\n",
+         p.rss_bytes, p.open_fds);
+    emit(&o, "END\r\n");
+    free(snap);
+    return o.st;
+}
