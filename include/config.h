@@ -47,6 +47,7 @@ struct config {
     uint32_t           connect_timeout_ms; /* timeouts.connect_ms */
     uint32_t           request_timeout_ms; /* timeouts.request_ms */
     uint32_t           max_connections;    /* 0 = from the fd limit */
+    uint32_t           shutdown_timeout_ms; /* drain limit on SIGTERM */
     size_t             thread_stack_size;  /* bytes */
     size_t             item_size_max;      /* bytes */
     enum log_level     log_level;
@@ -59,6 +60,7 @@ struct config {
 #define CFG_DEFAULT_LISTEN          "127.0.0.1:11311"
 #define CFG_DEFAULT_SERVER          "127.0.0.1:11211"
 #define CFG_DEFAULT_TIMEOUT_MS      1000
+#define CFG_DEFAULT_SHUTDOWN_MS     10000
 #define CFG_DEFAULT_STACK_SIZE      (256u * 1024)
 #define CFG_DEFAULT_ITEM_SIZE_MAX   (1024u * 1024)
 #define CFG_DEFAULT_UNIX_MODE       0700

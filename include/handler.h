@@ -31,8 +31,9 @@
 struct handler;
 
 /* A handler for addr (ref: owned by the config snapshot, which must
- * outlive the handler). Does not connect. NULL when memory runs out. */
-struct handler *handler_create(const struct cfg_addr *addr,
+ * outlive the handler), server number idx of the pool (for metrics). Does
+ * not connect. NULL when memory runs out. */
+struct handler *handler_create(const struct cfg_addr *addr, size_t idx,
                                uint32_t connect_ms, uint32_t request_ms) WUR;
 /* Close the socket and free. NULL-safe. */
 void handler_destroy(struct handler *h);

@@ -166,6 +166,9 @@ bool req_is_storage(enum req_cmd cmd);
 /* memcached's key rule: 1..250 bytes, no space or control byte. */
 bool req_key_valid(const char *key, size_t nkey);
 
+/* True if res carries exactly the message text msg. */
+bool res_msg_is(const struct response *res, const char *msg);
+
 /* Make res a local error answer. msg is static text or NULL. */
 void res_set_error(struct response *res, enum res_kind kind, const char *msg);
 

@@ -45,4 +45,22 @@ size_t util_i64_str(char *dst, int64_t v);
 uint64_t util_now_ns(void);
 uint64_t util_now_ms(void);
 
+/* Base64, RFC 4648 standard alphabet ("+/", '=' padding), as memcached's
+ * meta protocol uses for binary keys (the b flag). */
+#define UTIL_B64_ENCODED_LEN(n) (((n) + 2) / 3 * 4)
+#define UTIL_B64_DECODED_MAX(n) ((n) / 4 * 3)
+
+/* Decode in[0..n) exactly as memcached 1.6 does: bytes outside the
+ * alphabet are skipped, the remaining ones must form whole quads, and
+ * the first quad with '=' padding ends the input. Writes at most outcap
+ * bytes (UTIL_B64_DECODED_MAX(n) always suffices) and sets *outlen.
+ * false where memcached fails ("error decoding key"): no quads, a partial
+ * quad, more than two '=' in a quad, or outcap too small. */
+bool util_b64_decode(const char *in, size_t n, char *out, size_t outcap,
+                     size_t *outlen) WUR;
+
+/* Encode in[0..n) with '=' padding, no NUL. Returns the length written
+ * (UTIL_B64_ENCODED_LEN(n)), or 0 if outcap is too small. */
+size_t util_b64_encode(const void *in, size_t n, char *out, size_t outcap);
+
 #endif /* RIVEN_UTIL_H */

@@ -104,6 +104,8 @@ static const struct command config_commands[] = {
     {"pool", set_map, 0, 0, 0, pool_commands},
     {"timeouts", set_map, 0, 0, 0, timeout_commands},
     {"max_connections", set_u32, CFG_OFF(max_connections), 0, 10000000, NULL},
+    {"shutdown_timeout_ms", set_u32, CFG_OFF(shutdown_timeout_ms), 0, 3600000,
+     NULL},
     {"thread_stack_size", set_size, CFG_OFF(thread_stack_size), 65536, 67108864,
      NULL},
     {"item_size_max", set_size, CFG_OFF(item_size_max), 1024, 1073741824, NULL},
@@ -755,6 +757,7 @@ config_default(void)
     cfg->connect_timeout_ms = CFG_DEFAULT_TIMEOUT_MS;
     cfg->request_timeout_ms = CFG_DEFAULT_TIMEOUT_MS;
     cfg->max_connections = 0;
+    cfg->shutdown_timeout_ms = CFG_DEFAULT_SHUTDOWN_MS;
     cfg->thread_stack_size = CFG_DEFAULT_STACK_SIZE;
     cfg->item_size_max = CFG_DEFAULT_ITEM_SIZE_MAX;
     cfg->log_level = LOG_LVL_INFO;

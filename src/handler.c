@@ -25,6 +25,7 @@
 
 #include "buf.h"
 #include "log.h"
+#include "metrics.h"
 #include "proto_meta.h"
 
 #define HANDLER_BUF_INIT 2048
@@ -42,6 +43,8 @@ struct pend {
 
 struct handler {
     const struct cfg_addr *addr;  /* ref: owned by the config snapshot */
+    size_t                 idx;     /* server number, for metrics */
+    uint64_t               sent_ns; /* when the batch was flushed */
     uint32_t               connect_ms;
     uint32_t               request_ms;
     int                    fd;      /* -1 when closed */
@@ -55,7 +58,7 @@ struct handler {
 };
 
 struct handler *
-handler_create(const struct cfg_addr *addr, uint32_t connect_ms,
+handler_create(const struct cfg_addr *addr, size_t idx, uint32_t connect_ms,
                uint32_t request_ms)
 {
     struct handler *h = calloc(1, sizeof(*h));
@@ -64,6 +67,7 @@ handler_create(const struct cfg_addr *addr, uint32_t connect_ms,
         return NULL;
     }
     h->addr = addr;
+    h->idx = idx;
     h->connect_ms = connect_ms;
     h->request_ms = request_ms;
     h->fd = -1;
@@ -91,6 +95,7 @@ handler_close(struct handler *h)
     if (h->fd >= 0) {
         close(h->fd);
         h->fd = -1;
+        metrics_server_socket_close(h->idx);
     }
 }
 
@@ -119,6 +124,7 @@ handler_queue(struct handler *h, const struct request *req,
     if (proto_meta_encode_request(req, &h->wbuf) != ST_OK) {
         return ST_NOMEM;
     }
+    metrics_server_request(h->idx);
     p = &h->pend[h->npend++];
     p->res = res;
     p->cmd = req->cmd;
@@ -133,6 +139,10 @@ handler_queue(struct handler *h, const struct request *req,
 static void
 fail_pending(struct handler *h, const char *msg)
 {
+    metrics_server_error(h->idx);
+    if (strcmp(msg, MSG_BACKEND_ERROR) != 0) {
+        metrics_server_up(h->idx, false);
+    }
     for (size_t i = h->nrecv; i < h->npend; i++) {
         if (h->pend[i].res != NULL) {
             res_set_error(h->pend[i].res, RES_SERVER_ERROR, msg);
@@ -219,6 +229,8 @@ handler_connect(struct handler *h)
     }
     set_timeouts(fd, h->request_ms);
     h->fd = fd;
+    metrics_server_socket_open(h->idx);
+    metrics_server_up(h->idx, true);
     return ST_OK;
 }
 
@@ -230,6 +242,7 @@ handler_flush(struct handler *h)
     if (buf_len(&h->wbuf) == 0) {
         return;
     }
+    h->sent_ns = util_now_ns();
     if (h->fd < 0 && (st = handler_connect(h)) != ST_OK) {
         fail_pending(h, st == ST_TIMEOUT ? MSG_BACKEND_TIMEOUT
                                          : MSG_BACKEND_UNAVAILABLE);
@@ -240,6 +253,7 @@ handler_flush(struct handler *h)
 
         if (n >= 0) {
             buf_consume(&h->wbuf, (size_t)n);
+            metrics_add(M_BACKEND_TX_BYTES, (uint64_t)n);
             continue;
         }
         if (errno == EINTR) {
@@ -269,6 +283,7 @@ read_more(struct handler *h, size_t need, uint64_t deadline,
         n = recv(h->fd, h->rbuf.last, buf_space(&h->rbuf), 0);
         if (n > 0) {
             h->rbuf.last += n;
+            metrics_add(M_BACKEND_RX_BYTES, (uint64_t)n);
             return ST_OK;
         }
         if (n < 0 && errno == EINTR && util_now_ms() < deadline) {
@@ -366,6 +381,8 @@ handler_recv(struct handler *h)
     }
     if (msg != NULL) {
         fail_pending(h, msg);
+    } else {
+        metrics_observe_backend(h->idx, util_now_ns() - h->sent_ns);
     }
     fix_pointers(h);
     if (msg == NULL && h->parsed != buf_len(&h->rbuf)) {

@@ -32,6 +32,7 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "metrics.h"
 #include "server.h"
 
 #define LISTEN_BACKLOG 1024
@@ -303,6 +304,8 @@ registry_add(struct server_conn *c)
     }
     conns = c;
     atomic_fetch_add_explicit(&nconns, 1, memory_order_relaxed);
+    metrics_gauge_add(M_CONNECTIONS_CURRENT, 1);
+    metrics_gauge_add(M_THREADS_CURRENT, 1);
     pthread_mutex_unlock(&conns_lock);
 }
 
@@ -318,6 +321,8 @@ registry_remove(struct server_conn *c)
     if (c->next != NULL) {
         c->next->prev = c->prev;
     }
+    metrics_gauge_sub(M_CONNECTIONS_CURRENT, 1);
+    metrics_gauge_sub(M_THREADS_CURRENT, 1);
     if (atomic_fetch_sub_explicit(&nconns, 1, memory_order_relaxed) == 1) {
         pthread_cond_broadcast(&conns_empty);
     }
@@ -378,6 +383,7 @@ accept_all(struct listener *l, const struct listen_sock *ls)
             return; /* EAGAIN: drained; others: try again on next poll */
         }
         if (listener_connections() >= l->max_conns) {
+            metrics_inc(M_CONNECTIONS_REJECTED);
             (void)!send(fd, too_many, sizeof(too_many) - 1,
                         MSG_NOSIGNAL | MSG_DONTWAIT);
             close(fd);
@@ -386,6 +392,7 @@ accept_all(struct listener *l, const struct listen_sock *ls)
         if (ls->tcp) {
             (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
         }
+        metrics_inc(M_CONNECTIONS_TOTAL);
         spawn(l, fd);
     }
 }

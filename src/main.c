@@ -19,13 +19,14 @@
 #include "config.h"
 #include "listener.h"
 #include "log.h"
+#include "metrics.h"
+#include "metrics_http.h"
 #include "server.h"
 #include "util.h"
 
 #define MAX_ADDRS 64
 
-#define TICK_MS             1000
-#define SHUTDOWN_TIMEOUT_MS 10000
+#define TICK_MS 1000
 
 static struct listener *the_listener;
 static _Atomic int want_reload;
@@ -34,19 +35,20 @@ static void
 usage(FILE *f)
 {
     fprintf(f,
-            "usage: riven [-c FILE] [-l ADDR]... [-b ADDR]... [-t] [-v] [-q] "
-            "[-V] [-h]\n"
+            "usage: riven [-c FILE] [-l ADDR]... [-b ADDR]... [-m ADDR|off] "
+            "[-t] [-v] [-q] [-V] [-h]\n"
             "  -c FILE  load the YAML config FILE (default: built-in)\n"
             "  -l ADDR  listen on ADDR (repeatable; replaces the file's)\n"
             "  -b ADDR  backend memcached ADDR (repeatable; replaces the "
             "file's)\n"
+            "  -m ADDR  serve /metrics on ADDR, or 'off' (default %s)\n"
             "  -t       check the config and exit (0 ok, 1 with a message)\n"
             "  -v / -q  raise / lower the log level (repeatable)\n"
             "  -V       print the version\n"
             "  -h       print this help\n"
             "ADDR is host:port, [v6addr]:port or unix:/path.\n"
             "Defaults: listen %s, backend %s.\n",
-            CFG_DEFAULT_LISTEN, CFG_DEFAULT_SERVER);
+            CFG_DEFAULT_METRICS_LISTEN, CFG_DEFAULT_LISTEN, CFG_DEFAULT_SERVER);
 }
 
 static void
@@ -101,6 +103,7 @@ struct opts {
     size_t          nlisten;
     struct cfg_addr servers[MAX_ADDRS];
     size_t          nservers;
+    const char     *metrics;    /* -m ADDR|off, or NULL */
     bool            test;
     int             verbosity;
 };
@@ -125,7 +128,7 @@ parse_args(int argc, char **argv, struct opts *o)
 {
     int c;
 
-    while ((c = getopt(argc, argv, "c:l:b:tvqVh")) != -1) {
+    while ((c = getopt(argc, argv, "c:l:b:m:tvqVh")) != -1) {
         switch (c) {
         case 'c':
             o->file = optarg;
@@ -135,6 +138,9 @@ parse_args(int argc, char **argv, struct opts *o)
             break;
         case 'b':
             add_addr(o->servers, &o->nservers, optarg);
+            break;
+        case 'm':
+            o->metrics = optarg;
             break;
         case 't':
             o->test = true;
@@ -163,6 +169,24 @@ parse_args(int argc, char **argv, struct opts *o)
     }
 }
 
+/* Command-line settings override the file's. */
+static enum status
+apply_opts(struct config *cfg, const struct opts *o, char *err, size_t errlen)
+{
+    if ((o->nlisten > 0 &&
+         config_set_listen(cfg, o->listen, o->nlisten) != ST_OK) ||
+        (o->nservers > 0 &&
+         config_set_servers(cfg, o->servers, o->nservers) != ST_OK)) {
+        snprintf(err, errlen, "out of memory");
+        return ST_NOMEM;
+    }
+    if (o->metrics != NULL &&
+        config_set_metrics(cfg, o->metrics, err, errlen) != ST_OK) {
+        return ST_ERROR;
+    }
+    return ST_OK;
+}
+
 static struct config *
 load_config(const struct opts *o)
 {
@@ -174,11 +198,9 @@ load_config(const struct opts *o)
         fprintf(stderr, "riven: %s\n", o->file ? err : "out of memory");
         exit(1);
     }
-    if ((o->nlisten > 0 &&
-         config_set_listen(cfg, o->listen, o->nlisten) != ST_OK) ||
-        (o->nservers > 0 &&
-         config_set_servers(cfg, o->servers, o->nservers) != ST_OK)) {
-        fatal("out of memory");
+    if (apply_opts(cfg, o, err, sizeof(err)) != ST_OK) {
+        fprintf(stderr, "riven: %s\n", err);
+        exit(1);
     }
     return cfg;
 }
@@ -225,18 +247,20 @@ reload(const struct opts *o)
         return;
     }
     cfg = config_load(o->file, err, sizeof(err));
-    if (cfg != NULL &&
-        ((o->nservers > 0 &&
-          config_set_servers(cfg, o->servers, o->nservers) != ST_OK))) {
+    if (cfg != NULL && apply_opts(cfg, o, err, sizeof(err)) != ST_OK) {
         config_unref(cfg);
         cfg = NULL;
-        snprintf(err, sizeof(err), "out of memory");
     }
     snap = cfg ? server_snapshot_create(cfg, err, sizeof(err)) : NULL;
+    metrics_config_reload(snap != NULL);
     if (snap == NULL) {
         log_errorx("reload: %s; keeping the previous configuration", err);
     } else {
         log_set_level(log_level_for(snap->cfg, o));
+        if (metrics_set_servers(snap->cfg->servers, snap->cfg->nservers) !=
+            ST_OK) {
+            log_warnx("reload: no latency histogram for new servers");
+        }
         server_publish(snap);
         log_info("reload: %s loaded, %zu backend server(s)", o->file,
                  snap->cfg->nservers);
@@ -271,8 +295,10 @@ main(int argc, char **argv)
     struct config *cfg;
     struct server_snapshot *snap;
     struct main_state m = {.opts = &o};
+    struct metrics_http *mh = NULL;
     char err[512];
     int tick_ms = TICK_MS;
+    uint32_t shutdown_ms;
     uint64_t left;
 
     memset(&o, 0, sizeof(o));
@@ -286,6 +312,10 @@ main(int argc, char **argv)
     }
     log_init(log_level_for(cfg, &o));
     raise_nofile();
+    if (metrics_init() != ST_OK ||
+        metrics_set_servers(cfg->servers, cfg->nservers) != ST_OK) {
+        fatal("metrics: out of memory");
+    }
     the_listener = listener_create(cfg, err, sizeof(err));
     if (the_listener == NULL) {
         fatal("listen: %s", err);
@@ -295,6 +325,14 @@ main(int argc, char **argv)
         fatal("pool: %s", err);
     }
     server_publish(snap);
+    if (cfg->metrics_enabled) {
+        mh = metrics_http_start(&cfg->metrics_listen, metrics_any_server_up,
+                                NULL, err, sizeof(err));
+        if (mh == NULL) {
+            fatal("%s", err);
+        }
+        log_info("metrics on http://%s/metrics", cfg->metrics_listen.name);
+    }
     setup_signals();
     log_info("riven %s: %zu listener(s)%s, %zu backend server(s), max %u "
              "connections",
@@ -313,11 +351,15 @@ main(int argc, char **argv)
                (unsigned long long)listener_connections());
     log_info("shutting down: draining %llu connection(s)",
              (unsigned long long)listener_connections());
-    left = listener_drain(the_listener, SHUTDOWN_TIMEOUT_MS);
+    snap = server_snapshot_get();
+    shutdown_ms = snap->cfg->shutdown_timeout_ms;
+    server_snapshot_unref(snap);
+    left = listener_drain(the_listener, shutdown_ms);
     if (left > 0) {
         log_warnx("shutdown: closing %llu connection(s) still busy",
                   (unsigned long long)left);
     }
+    metrics_http_stop(mh);
     log_info("stopped");
     /* Threads still busy past the timeout end with the process. */
     return 0;

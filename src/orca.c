@@ -18,6 +18,7 @@
 #include "buf.h"
 #include "handler.h"
 #include "log.h"
+#include "metrics.h"
 
 struct orca {
     const struct config *cfg;   /* ref: held by the connection */
@@ -68,7 +69,7 @@ static struct handler *
 handler_at(struct orca *o, size_t i)
 {
     if (o->h[i] == NULL) {
-        o->h[i] = handler_create(&o->cfg->servers[i].addr,
+        o->h[i] = handler_create(&o->cfg->servers[i].addr, i,
                                  o->cfg->connect_timeout_ms,
                                  o->cfg->request_timeout_ms);
     }
@@ -129,6 +130,8 @@ answer_locally(struct orca *o, const struct request *req,
         res->kind = RES_VERSION;
         return true;
     case REQ_VERBOSITY:
+    case REQ_NOOP:
+    case REQ_MN:
         res->kind = RES_OK;
         return true;
     case REQ_QUIT:
@@ -204,12 +207,33 @@ run_segment(struct orca *o, struct req_batch *b, size_t from, size_t to)
 /* Append "STAT name value\r\n" lines of blocks summed by name. */
 static enum status stats_sum(struct orca *o, struct response *res);
 
+/* "stats proxy": riven's own counters, memcached style. */
+static bool
+stats_proxy(struct orca *o, const struct request *req, struct response *res)
+{
+    if (req->cmd != REQ_STATS || req->nargs != 5 ||
+        memcmp(req->args, "proxy", 5) != 0) {
+        return false;
+    }
+    if (metrics_render_stats(&o->agg) != ST_OK) {
+        res_set_error(res, RES_SERVER_ERROR, MSG_OUT_OF_MEMORY);
+        return true;
+    }
+    res->kind = RES_RAW;
+    res->val = o->agg.pos;
+    res->nval = buf_len(&o->agg);
+    return true;
+}
+
 /* flush_all or stats: every server, then one combined answer. */
 static void
 run_barrier(struct orca *o, const struct request *req, struct response *res)
 {
     size_t ok = 0, first_err = o->nh;
 
+    if (stats_proxy(o, req, res)) {
+        return;
+    }
     for (size_t i = 0; i < o->nh; i++) {
         memset(&o->each[i], 0, sizeof(o->each[i]));
         queue_on(o, i, req, &o->each[i]);

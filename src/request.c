@@ -49,6 +49,14 @@ req_key_valid(const char *key, size_t nkey)
     return true;
 }
 
+bool
+res_msg_is(const struct response *res, const char *msg)
+{
+    size_t n = strlen(msg);
+
+    return res->msg != NULL && res->nmsg == n && memcmp(res->msg, msg, n) == 0;
+}
+
 void
 res_set_error(struct response *res, enum res_kind kind, const char *msg)
 {

@@ -20,7 +20,9 @@
 
 #include "buf.h"
 #include "log.h"
+#include "metrics.h"
 #include "orca.h"
+#include "proto_binary.h"
 #include "proto_text.h"
 #include "request.h"
 
@@ -43,6 +45,9 @@ struct server {
     size_t               need;    /* bytes the next request needs */
     size_t               swallow; /* data bytes still to discard */
     bool                 closing; /* quit seen or stream unframeable */
+    bool                 detected; /* proto is known (first byte seen) */
+    enum req_proto       proto;   /* PROTO_BINARY, or PROTO_TEXT for text
+                                     and meta commands mixed */
 };
 
 static pthread_mutex_t snap_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -176,6 +181,7 @@ read_client(struct server *s)
     } while (n < 0 && errno == EINTR);
     if (n > 0) {
         atomic_store(&s->conn->busy, 1);
+        metrics_add(M_CLIENT_RX_BYTES, (uint64_t)n);
         s->rbuf.last += n;
         return ST_OK;
     }
@@ -204,6 +210,7 @@ write_client(struct server *s)
             return ST_ERROR;
         }
         done += (size_t)w;
+        metrics_add(M_CLIENT_TX_BYTES, (uint64_t)w);
     }
     return ST_OK;
 }
@@ -249,6 +256,36 @@ batch_add(struct server *s, const struct request *req)
     return ST_OK;
 }
 
+/* Parse one request in the connection's protocol. The first byte of a
+ * connection chooses it: 0x80 is binary, anything else text. */
+static enum status
+parse_one(struct server *s, const char *p, size_t len, struct request *req,
+          size_t *used, size_t *need)
+{
+    if (!s->detected) {
+        s->proto = (unsigned char)p[0] == 0x80 ? PROTO_BINARY : PROTO_TEXT;
+        s->detected = true;
+    }
+    if (s->proto == PROTO_BINARY) {
+        return proto_binary_parse(p, len, s->cfg->item_size_max, req, used,
+                                  need);
+    }
+    return proto_text_parse(p, len, s->cfg->item_size_max, req, used, need);
+}
+
+/* Encode one reply in the protocol its request came in. */
+static enum status
+encode_one(struct server *s, size_t i)
+{
+    const struct request *req = &s->batch.reqs[i];
+    const struct response *res = &s->batch.res[i];
+
+    if (req->proto == PROTO_BINARY) {
+        return proto_binary_encode(req, res, SERVER_VERSION, &s->out);
+    }
+    return proto_text_encode(req, res, SERVER_VERSION, &s->out);
+}
+
 /* Parse complete requests into the batch; returns bytes used. */
 static size_t
 parse_batch(struct server *s)
@@ -262,8 +299,8 @@ parse_batch(struct server *s)
         size_t n = 0, need = 0;
         enum status st;
 
-        st = proto_text_parse(s->rbuf.pos + used, buf_len(&s->rbuf) - used,
-                              s->cfg->item_size_max, &req, &n, &need);
+        st = parse_one(s, s->rbuf.pos + used, buf_len(&s->rbuf) - used,
+                       &req, &n, &need);
         if (st == ST_AGAIN) {
             s->need = need ? need : buf_len(&s->rbuf) - used + 1;
             break;
@@ -277,13 +314,45 @@ parse_batch(struct server *s)
             break;
         }
         used += n;
-        if (req.swallow > 0 || req.cmd == REQ_QUIT || req.cmd == REQ_STATS) {
+        if (req.swallow > 0 || req.cmd == REQ_QUIT || req.cmd == REQ_STATS ||
+            (req.rflags & REQ_F_CLOSE)) {
             s->swallow = req.swallow;
-            s->closing = req.cmd == REQ_QUIT && req.err == RES_NONE;
+            s->closing = (req.cmd == REQ_QUIT && req.err == RES_NONE) ||
+                         (req.rflags & REQ_F_CLOSE);
             break;
         }
     }
     return used;
+}
+
+/* Count one answered request: command, hit or miss, error kind. */
+static void
+account(const struct request *req, const struct response *res,
+        uint64_t ns)
+{
+    metrics_cmd(req->cmd, req->proto);
+    metrics_observe_request(req->cmd, ns);
+    switch (res->kind) {
+    case RES_VALUE:
+        metrics_hit(req->cmd);
+        break;
+    case RES_MISS:
+        metrics_miss(req->cmd);
+        break;
+    case RES_ERROR:
+    case RES_CLIENT_ERROR:
+        metrics_error(MERR_CLIENT_ERROR);
+        break;
+    case RES_SERVER_ERROR:
+        metrics_error(res_msg_is(res, MSG_BACKEND_TIMEOUT)
+                          ? MERR_BACKEND_TIMEOUT
+                      : res_msg_is(res, MSG_BACKEND_UNAVAILABLE)
+                          ? MERR_BACKEND_UNAVAILABLE
+                          : MERR_SERVER_ERROR);
+        break;
+    default:
+        break;
+    }
 }
 
 /* Run the batch and write its replies. */
@@ -291,15 +360,19 @@ static enum status
 answer_batch(struct server *s)
 {
     enum status st = ST_OK;
+    uint64_t t0 = util_now_ns(), ns;
 
     orca_execute(s->orca, &s->batch);
     outq_reset(&s->out);
     for (size_t i = 0; i < s->batch.n && st == ST_OK; i++) {
-        st = proto_text_encode(&s->batch.reqs[i], &s->batch.res[i],
-                               SERVER_VERSION, &s->out);
+        st = encode_one(s, i);
     }
     if (st == ST_OK) {
         st = write_client(s);
+    }
+    ns = util_now_ns() - t0;
+    for (size_t i = 0; i < s->batch.n; i++) {
+        account(&s->batch.reqs[i], &s->batch.res[i], ns);
     }
     orca_done(s->orca);
     return st;

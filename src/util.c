@@ -108,3 +108,92 @@ util_now_ms(void)
 {
     return util_now_ns() / 1000000u;
 }
+
+/* ---- base64 (RFC 4648 standard alphabet, as memcached uses) ---- */
+
+static const char b64_alphabet[] =
+    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+/* Value of an alphabet byte, 0 for '=', -1 for a byte memcached skips. */
+static int
+b64_value(unsigned char c)
+{
+    if (c >= 'A' && c <= 'Z') {
+        return c - 'A';
+    }
+    if (c >= 'a' && c <= 'z') {
+        return c - 'a' + 26;
+    }
+    if (c >= '0' && c <= '9') {
+        return c - '0' + 52;
+    }
+    return c == '+' ? 62 : c == '/' ? 63 : c == '=' ? 0 : -1;
+}
+
+/*
+ * memcached's base64_decode (after hostap's): bytes outside the alphabet
+ * are skipped, the rest must come in quads, and the first quad holding
+ * '=' ends the input (one '=' drops one byte, two drop two, more fail).
+ */
+bool
+util_b64_decode(const char *in, size_t n, char *out, size_t outcap,
+                size_t *outlen)
+{
+    unsigned char quad[4];
+    size_t count = 0, pos = 0, k = 0;
+    int pad = 0;
+
+    for (size_t i = 0; i < n; i++) {
+        count += b64_value((unsigned char)in[i]) >= 0;
+    }
+    if (count == 0 || count % 4 != 0 || count / 4 * 3 > outcap) {
+        return false;
+    }
+    for (size_t i = 0; i < n; i++) {
+        int v = b64_value((unsigned char)in[i]);
+
+        if (v < 0) {
+            continue;
+        }
+        pad += in[i] == '=';
+        quad[k++] = (unsigned char)v;
+        if (k < 4) {
+            continue;
+        }
+        out[pos++] = (char)(quad[0] << 2 | quad[1] >> 4);
+        out[pos++] = (char)((quad[1] & 0x0f) << 4 | quad[2] >> 2);
+        out[pos++] = (char)((quad[2] & 0x03) << 6 | quad[3]);
+        k = 0;
+        if (pad > 2) {
+            return false;
+        }
+        if (pad > 0) {
+            pos -= (size_t)pad;
+            break;
+        }
+    }
+    *outlen = pos;
+    return true;
+}
+
+size_t
+util_b64_encode(const void *in, size_t n, char *out, size_t outcap)
+{
+    const unsigned char *s = in;
+    size_t pos = 0;
+
+    if (n > SIZE_MAX / 4 * 3 - 2 || UTIL_B64_ENCODED_LEN(n) > outcap) {
+        return 0;
+    }
+    for (size_t i = 0; i < n; i += 3) {
+        unsigned v = (unsigned)s[i] << 16;
+
+        v |= i + 1 < n ? (unsigned)s[i + 1] << 8 : 0;
+        v |= i + 2 < n ? s[i + 2] : 0;
+        out[pos++] = b64_alphabet[v >> 18 & 63];
+        out[pos++] = b64_alphabet[v >> 12 & 63];
+        out[pos++] = i + 1 < n ? b64_alphabet[v >> 6 & 63] : '=';
+        out[pos++] = i + 2 < n ? b64_alphabet[v & 63] : '=';
+    }
+    return pos;
+}

@@ -158,7 +158,7 @@ test_socket_activation(void **state)
     snprintf(lother, sizeof(lother), "127.0.0.1:%d", other);
     snprintf(back, sizeof(back), "127.0.0.1:%d", mc.port);
     const char *argv[] = {"systemd-socket-activate", "-l", lst,
-                          harness_riven_bin(), "-q", "-l", lother,
+                          harness_riven_bin(), "-q", "-m", "off", "-l", lother,
                           "-b", back, NULL};
     assert_int_equal(harness_spawn(&sa, "activate", argv), 0);
     assert_int_equal(harness_wait_ready(&sa, port, 5000), 0);
@@ -237,7 +237,7 @@ log_lines(bool journal, char *out, size_t len)
     if (journal) {
         setenv("JOURNAL_STREAM", cmd, 1);
     }
-    snprintf(cmd, sizeof(cmd), "exec %s -c %s 2>>%s", harness_riven_bin(),
+    snprintf(cmd, sizeof(cmd), "exec %s -m off -c %s 2>>%s", harness_riven_bin(),
              conf, path);
     const char *argv[] = {"/bin/sh", "-c", cmd, NULL};
     assert_int_equal(harness_spawn(&rv, "riven", argv), 0);
