@@ -37,6 +37,30 @@ struct cfg_server {
     uint32_t        weight;       /* 1.. (default 1) */
 };
 
+/* pool.distribution: libmemcached's distributions. */
+enum cfg_distribution {
+    CFG_DIST_KETAMA = 0,     /* MEMCACHED_BEHAVIOR_KETAMA (md5, compat) */
+    CFG_DIST_KETAMA_WEIGHTED, /* MEMCACHED_BEHAVIOR_KETAMA_WEIGHTED */
+    CFG_DIST_MODULA,         /* MEMCACHED_DISTRIBUTION_MODULA */
+};
+
+/* pool.hash: libmemcached's key hashes; CFG_HASH_DEFAULT keeps what the
+ * distribution sets (md5 for ketama, one_at_a_time... as libmemcached
+ * defaults otherwise). */
+enum cfg_hash {
+    CFG_HASH_DEFAULT = 0,
+    CFG_HASH_MD5,
+    CFG_HASH_CRC,
+    CFG_HASH_FNV1_64,
+    CFG_HASH_FNV1A_64,
+    CFG_HASH_FNV1_32,
+    CFG_HASH_FNV1A_32,
+    CFG_HASH_HSIEH,
+    CFG_HASH_MURMUR,
+    CFG_HASH_JENKINS,
+    CFG_HASH_ONE_AT_A_TIME,
+};
+
 struct config {
     _Atomic uint32_t   refs;
     char              *path;               /* file it came from, or NULL */
@@ -44,6 +68,11 @@ struct config {
     size_t             nlisten;
     struct cfg_server *servers;            /* pool.servers */
     size_t             nservers;
+    enum cfg_distribution distribution;    /* pool.distribution */
+    enum cfg_hash      hash;               /* pool.hash */
+    uint32_t           failure_limit;      /* pool.failure_limit */
+    uint32_t           retry_timeout_ms;   /* pool.retry_timeout_ms */
+    bool               eject_rehash;       /* pool.eject_rehash */
     uint32_t           connect_timeout_ms; /* timeouts.connect_ms */
     uint32_t           request_timeout_ms; /* timeouts.request_ms */
     uint32_t           max_connections;    /* 0 = from the fd limit */
@@ -61,6 +90,8 @@ struct config {
 #define CFG_DEFAULT_SERVER          "127.0.0.1:11211"
 #define CFG_DEFAULT_TIMEOUT_MS      1000
 #define CFG_DEFAULT_SHUTDOWN_MS     10000
+#define CFG_DEFAULT_FAILURE_LIMIT   3
+#define CFG_DEFAULT_RETRY_MS        1000
 #define CFG_DEFAULT_STACK_SIZE      (256u * 1024)
 #define CFG_DEFAULT_ITEM_SIZE_MAX   (1024u * 1024)
 #define CFG_DEFAULT_UNIX_MODE       0700

@@ -55,6 +55,16 @@ void handler_flush(struct handler *h);
  * failure the unanswered ones get SERVER_ERROR. */
 void handler_recv(struct handler *h);
 
+/* What happened since the last call: 0 nothing was sent, 1 every
+ * exchange succeeded, -1 one failed (connect, timeout, reset, garbage).
+ * Clears the record. */
+int handler_take_outcome(struct handler *h);
+
+/* Point the handler at the same server in a new config snapshot (addr is
+ * a ref into it), keeping its socket. */
+void handler_rebind(struct handler *h, const struct cfg_addr *addr,
+                    size_t idx, uint32_t connect_ms, uint32_t request_ms);
+
 /* Release the replies of the finished batch; shrink idle buffers. */
 void handler_done(struct handler *h);
 

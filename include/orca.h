@@ -6,6 +6,11 @@
  * whose backend failed gets SERVER_ERROR; in a multi-key get line where
  * some keys were answered, the failed keys are misses.
  *
+ * Before a request goes to a server the shared health state is asked: an
+ * ejected server fails fast with SERVER_ERROR backend unavailable (or,
+ * with eject_rehash, its keys go to the next live server), and every
+ * exchange's outcome is reported back.
+ *
  * Commands that concern every server (flush_all, stats) are run as
  * barriers: everything before them completes first. version, verbosity
  * and quit are answered here without a backend.
@@ -19,14 +24,20 @@
 #define RIVEN_ORCA_H
 
 #include "config.h"
+#include "health.h"
 #include "request.h"
 #include "ring.h"
 
 struct orca;
 
 /* An orca for cfg (ref: the caller keeps a reference for the orca's
- * lifetime) and ring (ref: owned with the snapshot). NULL on ENOMEM. */
-struct orca *orca_create(const struct config *cfg, const struct ring *ring) WUR;
+ * lifetime), ring and health (refs: owned with the snapshot). If prev is
+ * not NULL (the connection's orca of the previous snapshot), its backend
+ * sockets to servers that are still in the pool move to the new orca;
+ * prev keeps the others, which orca_destroy(prev) closes. NULL on
+ * ENOMEM. */
+struct orca *orca_create(const struct config *cfg, const struct ring *ring,
+                         struct health *health, struct orca *prev) WUR;
 /* Close backend sockets and free. NULL-safe. */
 void orca_destroy(struct orca *o);
 

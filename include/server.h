@@ -21,6 +21,7 @@
 #include <stdint.h>
 
 #include "config.h"
+#include "health.h"
 #include "ring.h"
 
 /* The "version" answer: the memcached protocol level riven speaks, then
@@ -40,15 +41,17 @@
  */
 struct server_snapshot {
     _Atomic uint32_t refs;
-    struct config   *cfg;  /* one reference, dropped with the snapshot */
-    struct ring     *ring; /* owned */
+    struct config   *cfg;    /* one reference, dropped with the snapshot */
+    struct ring     *ring;   /* owned */
+    struct health   *health; /* owned; shared by every connection */
 };
 
 /* A snapshot of cfg (the snapshot takes over the caller's reference).
- * NULL with a message in err when the ring cannot be built; cfg is then
- * released. */
-struct server_snapshot *server_snapshot_create(struct config *cfg, char *err,
-                                               size_t errlen) WUR;
+ * Servers also in prev (may be NULL) keep their health state. NULL with a
+ * message in err when the ring cannot be built; cfg is then released. */
+struct server_snapshot *
+server_snapshot_create(struct config *cfg, const struct server_snapshot *prev,
+                       char *err, size_t errlen) WUR;
 void server_snapshot_unref(struct server_snapshot *snap);
 
 /* Make snap current (takes the caller's reference); the previous one is

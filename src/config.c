@@ -70,6 +70,13 @@ static enum status set_servers(struct loader *, yaml_node_t *,
                                const struct command *, void *, const char *);
 static enum status set_addr(struct loader *, yaml_node_t *,
                             const struct command *, void *, const char *);
+static enum status set_distribution(struct loader *, yaml_node_t *,
+                                    const struct command *, void *,
+                                    const char *);
+static enum status set_hash(struct loader *, yaml_node_t *,
+                            const struct command *, void *, const char *);
+static enum status set_bool(struct loader *, yaml_node_t *,
+                            const struct command *, void *, const char *);
 static enum status set_metrics_listen(struct loader *, yaml_node_t *,
                                       const struct command *, void *,
                                       const char *);
@@ -89,8 +96,21 @@ static const struct command metrics_commands[] = {
 
 static const struct command pool_commands[] = {
     {"servers", set_servers, 0, 0, 0, NULL},
+    {"distribution", set_distribution, CFG_OFF(distribution), 0, 0, NULL},
+    {"hash", set_hash, CFG_OFF(hash), 0, 0, NULL},
+    {"failure_limit", set_u32, CFG_OFF(failure_limit), 1, 1000, NULL},
+    {"retry_timeout_ms", set_u32, CFG_OFF(retry_timeout_ms), 1, 3600000,
+     NULL},
+    {"eject_rehash", set_bool, CFG_OFF(eject_rehash), 0, 0, NULL},
     {NULL, NULL, 0, 0, 0, NULL},
 };
+
+static const char *const distribution_names[] = {"ketama", "ketama_weighted",
+                                                 "modula", NULL};
+static const char *const hash_names[] = {
+    "default", "md5",     "crc",     "fnv1_64", "fnv1a_64",      "fnv1_32",
+    "fnv1a_32", "hsieh", "murmur", "jenkins", "one_at_a_time", NULL};
+static const char *const bool_names[] = {"false", "true", NULL};
 
 /* Keys of one pool.servers entry written as a mapping. */
 static const struct command server_commands[] = {
@@ -322,6 +342,71 @@ set_log_level(struct loader *ld, yaml_node_t *val, const struct command *cmd,
                        describe(val, buf, sizeof(buf)));
     }
     *(enum log_level *)(void *)((char *)base + cmd->offset) = level;
+    return ST_OK;
+}
+
+/* A scalar that must be one of names[]; its index goes to *out. */
+static enum status
+set_word(struct loader *ld, yaml_node_t *val, const char *path,
+         const char *const *names, const char *what, int *out)
+{
+    const char *s = scalar(ld, val, path, what);
+    char buf[CFG_SHOW_MAX + 8], list[256] = "";
+    size_t n = 0;
+
+    if (s == NULL) {
+        return ST_ERROR;
+    }
+    for (int i = 0; names[i] != NULL; i++) {
+        if (strcmp(s, names[i]) == 0) {
+            *out = i;
+            return ST_OK;
+        }
+        n += (size_t)snprintf(list + n, sizeof(list) - MIN(n, sizeof(list)),
+                              "%s%s", i ? ", " : "", names[i]);
+    }
+    return cfg_err(ld, val, path, "expected one of %s, got %s", list,
+                   describe(val, buf, sizeof(buf)));
+}
+
+static enum status
+set_distribution(struct loader *ld, yaml_node_t *val,
+                 const struct command *cmd, void *base, const char *path)
+{
+    int i;
+
+    if (set_word(ld, val, path, distribution_names, "a distribution", &i) !=
+        ST_OK) {
+        return ST_ERROR;
+    }
+    *(enum cfg_distribution *)(void *)((char *)base + cmd->offset) =
+        (enum cfg_distribution)i;
+    return ST_OK;
+}
+
+static enum status
+set_hash(struct loader *ld, yaml_node_t *val, const struct command *cmd,
+         void *base, const char *path)
+{
+    int i;
+
+    if (set_word(ld, val, path, hash_names, "a hash", &i) != ST_OK) {
+        return ST_ERROR;
+    }
+    *(enum cfg_hash *)(void *)((char *)base + cmd->offset) = (enum cfg_hash)i;
+    return ST_OK;
+}
+
+static enum status
+set_bool(struct loader *ld, yaml_node_t *val, const struct command *cmd,
+         void *base, const char *path)
+{
+    int i;
+
+    if (set_word(ld, val, path, bool_names, "true or false", &i) != ST_OK) {
+        return ST_ERROR;
+    }
+    *(bool *)(void *)((char *)base + cmd->offset) = i == 1;
     return ST_OK;
 }
 
@@ -758,6 +843,11 @@ config_default(void)
     cfg->request_timeout_ms = CFG_DEFAULT_TIMEOUT_MS;
     cfg->max_connections = 0;
     cfg->shutdown_timeout_ms = CFG_DEFAULT_SHUTDOWN_MS;
+    cfg->distribution = CFG_DIST_KETAMA;
+    cfg->hash = CFG_HASH_DEFAULT;
+    cfg->failure_limit = CFG_DEFAULT_FAILURE_LIMIT;
+    cfg->retry_timeout_ms = CFG_DEFAULT_RETRY_MS;
+    cfg->eject_rehash = false;
     cfg->thread_stack_size = CFG_DEFAULT_STACK_SIZE;
     cfg->item_size_max = CFG_DEFAULT_ITEM_SIZE_MAX;
     cfg->log_level = LOG_LVL_INFO;

@@ -55,6 +55,7 @@ struct handler {
     size_t                 npend;   /* queued replies */
     size_t                 nrecv;   /* replies answered (decoded or failed) */
     size_t                 cap;
+    int                    outcome; /* see handler_take_outcome */
 };
 
 struct handler *
@@ -139,6 +140,7 @@ handler_queue(struct handler *h, const struct request *req,
 static void
 fail_pending(struct handler *h, const char *msg)
 {
+    h->outcome = -1;
     metrics_server_error(h->idx);
     if (strcmp(msg, MSG_BACKEND_ERROR) != 0) {
         metrics_server_up(h->idx, false);
@@ -383,6 +385,9 @@ handler_recv(struct handler *h)
         fail_pending(h, msg);
     } else {
         metrics_observe_backend(h->idx, util_now_ns() - h->sent_ns);
+        if (h->outcome == 0) {
+            h->outcome = 1;
+        }
     }
     fix_pointers(h);
     if (msg == NULL && h->parsed != buf_len(&h->rbuf)) {
@@ -390,6 +395,32 @@ handler_recv(struct handler *h)
                   h->addr->name);
         handler_close(h);
     }
+}
+
+int
+handler_take_outcome(struct handler *h)
+{
+    int o = h->outcome;
+
+    h->outcome = 0;
+    return o;
+}
+
+void
+handler_rebind(struct handler *h, const struct cfg_addr *addr, size_t idx,
+               uint32_t connect_ms, uint32_t request_ms)
+{
+    if (h->fd >= 0 && idx != h->idx) {
+        metrics_server_socket_close(h->idx);
+        metrics_server_socket_open(idx);
+    }
+    h->addr = addr;
+    h->idx = idx;
+    h->connect_ms = connect_ms;
+    if (h->fd >= 0 && request_ms != h->request_ms) {
+        set_timeouts(h->fd, request_ms);
+    }
+    h->request_ms = request_ms;
 }
 
 void

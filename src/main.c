@@ -237,7 +237,7 @@ reload(const struct opts *o)
 {
     char err[512];
     struct config *cfg;
-    struct server_snapshot *snap;
+    struct server_snapshot *snap, *prev;
 
     sd_notifyf(0, "RELOADING=1\nMONOTONIC_USEC=%llu",
                (unsigned long long)monotonic_usec());
@@ -251,7 +251,9 @@ reload(const struct opts *o)
         config_unref(cfg);
         cfg = NULL;
     }
-    snap = cfg ? server_snapshot_create(cfg, err, sizeof(err)) : NULL;
+    prev = server_snapshot_get();
+    snap = cfg ? server_snapshot_create(cfg, prev, err, sizeof(err)) : NULL;
+    server_snapshot_unref(prev);
     metrics_config_reload(snap != NULL);
     if (snap == NULL) {
         log_errorx("reload: %s; keeping the previous configuration", err);
@@ -305,9 +307,14 @@ main(int argc, char **argv)
     parse_args(argc, argv, &o);
     cfg = load_config(&o);
     if (o.test) {
+        snap = server_snapshot_create(cfg, NULL, err, sizeof(err));
+        if (snap == NULL) {
+            fprintf(stderr, "riven: pool: %s\n", err);
+            return 1;
+        }
+        server_snapshot_unref(snap);
         printf("riven: configuration %s is valid\n",
                o.file ? o.file : "(built-in)");
-        config_unref(cfg);
         return 0;
     }
     log_init(log_level_for(cfg, &o));
@@ -320,7 +327,7 @@ main(int argc, char **argv)
     if (the_listener == NULL) {
         fatal("listen: %s", err);
     }
-    snap = server_snapshot_create(config_ref(cfg), err, sizeof(err));
+    snap = server_snapshot_create(config_ref(cfg), NULL, err, sizeof(err));
     if (snap == NULL) {
         fatal("pool: %s", err);
     }

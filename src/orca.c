@@ -23,14 +23,37 @@
 struct orca {
     const struct config *cfg;   /* ref: held by the connection */
     const struct ring   *ring;  /* ref: owned with the snapshot */
+    struct health       *health; /* ref: owned with the snapshot */
     struct handler     **h;     /* per server, created on first use */
     struct response     *each;  /* per server, for barrier commands */
     size_t               nh;
     struct buf           agg;   /* summed stats reply */
 };
 
+/* Move prev's handlers for servers still in the pool into o. */
+static void
+adopt(struct orca *o, struct orca *prev)
+{
+    for (size_t i = 0; i < o->nh; i++) {
+        const struct cfg_server *s = &o->cfg->servers[i];
+
+        for (size_t j = 0; j < prev->nh; j++) {
+            if (prev->h[j] == NULL ||
+                strcmp(prev->cfg->servers[j].addr.name, s->addr.name) != 0) {
+                continue;
+            }
+            o->h[i] = prev->h[j];
+            prev->h[j] = NULL;
+            handler_rebind(o->h[i], &s->addr, i, o->cfg->connect_timeout_ms,
+                           o->cfg->request_timeout_ms);
+            break;
+        }
+    }
+}
+
 struct orca *
-orca_create(const struct config *cfg, const struct ring *ring)
+orca_create(const struct config *cfg, const struct ring *ring,
+            struct health *health, struct orca *prev)
 {
     struct orca *o = calloc(1, sizeof(*o));
 
@@ -39,6 +62,7 @@ orca_create(const struct config *cfg, const struct ring *ring)
     }
     o->cfg = cfg;
     o->ring = ring;
+    o->health = health;
     o->nh = cfg->nservers;
     o->h = calloc(o->nh, sizeof(*o->h));
     o->each = calloc(o->nh, sizeof(*o->each));
@@ -46,6 +70,9 @@ orca_create(const struct config *cfg, const struct ring *ring)
     if (o->h == NULL || o->each == NULL) {
         orca_destroy(o);
         return NULL;
+    }
+    if (prev != NULL) {
+        adopt(o, prev);
     }
     return o;
 }
@@ -90,6 +117,75 @@ queue_on(struct orca *o, size_t i, const struct request *req,
     }
 }
 
+/* The server for key: the ring's choice, or with eject_rehash and that
+ * server ejected, the first live one found by rehashing key with a
+ * counter appended. */
+static size_t
+route(struct orca *o, const char *key, size_t nkey, uint64_t now)
+{
+    size_t idx = ring_lookup(o->ring, key, nkey);
+    char alt[KEY_MAX_LENGTH + 8];
+
+    if (!o->cfg->eject_rehash || !health_ejected(o->health, idx, now) ||
+        nkey > KEY_MAX_LENGTH) {
+        return idx;
+    }
+    memcpy(alt, key, nkey);
+    for (unsigned n = 1; n <= 2 * o->nh; n++) {
+        size_t len = nkey;
+        size_t j;
+
+        alt[len++] = '#';
+        len += util_u64_str(alt + len, n);
+        j = ring_lookup(o->ring, alt, len);
+        if (!health_ejected(o->health, j, now)) {
+            return j;
+        }
+    }
+    return idx;
+}
+
+/* Send req to server idx, unless the server is ejected. */
+static void
+send_to(struct orca *o, size_t idx, const struct request *req,
+        struct response *res, uint64_t now)
+{
+    switch (health_check(o->health, idx, now)) {
+    case HEALTH_EJECTED:
+        if (res != NULL) {
+            res_set_error(res, RES_SERVER_ERROR, MSG_BACKEND_UNAVAILABLE);
+        }
+        return;
+    case HEALTH_PROBE: {
+        /* the probe: a no-op the server must answer before the request */
+        struct request probe = {.cmd = REQ_MN};
+
+        queue_on(o, idx, &probe, NULL);
+        break;
+    }
+    default:
+        break;
+    }
+    queue_on(o, idx, req, res);
+}
+
+/* Tell the shared health state how each server's exchange went. */
+static void
+report(struct orca *o)
+{
+    uint64_t now = util_now_ms();
+
+    for (size_t i = 0; i < o->nh; i++) {
+        int outcome = o->h[i] ? handler_take_outcome(o->h[i]) : 0;
+
+        if (outcome > 0) {
+            health_success(o->health, i);
+        } else if (outcome < 0) {
+            health_failure(o->health, i, now);
+        }
+    }
+}
+
 /* Write every server's share, then read every server's replies. */
 static void
 run_queued(struct orca *o)
@@ -104,6 +200,7 @@ run_queued(struct orca *o)
             handler_recv(o->h[i]);
         }
     }
+    report(o);
 }
 
 /* Answer what needs no backend; false if req must go to one. */
@@ -120,8 +217,8 @@ answer_locally(struct orca *o, const struct request *req,
                                   .key = req->key,
                                   .nkey = req->nkey};
 
-            queue_on(o, ring_lookup(o->ring, req->key, req->nkey), &del,
-                     NULL);
+            send_to(o, route(o, req->key, req->nkey, util_now_ms()), &del,
+                    NULL, util_now_ms());
         }
         return true;
     }
@@ -192,12 +289,14 @@ settle_gets(struct req_batch *b, size_t from, size_t to)
 static void
 run_segment(struct orca *o, struct req_batch *b, size_t from, size_t to)
 {
+    uint64_t now = util_now_ms();
+
     for (size_t k = from; k < to; k++) {
         const struct request *req = &b->reqs[k];
 
         if (!answer_locally(o, req, &b->res[k])) {
-            queue_on(o, ring_lookup(o->ring, req->key, req->nkey), req,
-                     &b->res[k]);
+            send_to(o, route(o, req->key, req->nkey, now), req, &b->res[k],
+                    now);
         }
     }
     run_queued(o);
@@ -236,7 +335,7 @@ run_barrier(struct orca *o, const struct request *req, struct response *res)
     }
     for (size_t i = 0; i < o->nh; i++) {
         memset(&o->each[i], 0, sizeof(o->each[i]));
-        queue_on(o, i, req, &o->each[i]);
+        send_to(o, i, req, &o->each[i], util_now_ms());
     }
     run_queued(o);
     for (size_t i = 0; i < o->nh; i++) {

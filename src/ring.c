@@ -57,6 +57,42 @@ add_server(memcached_st *mc, const struct cfg_server *s)
                                             s->weight);
 }
 
+static const memcached_hash_t hashes[] = {
+    [CFG_HASH_DEFAULT] = MEMCACHED_HASH_DEFAULT,
+    [CFG_HASH_MD5] = MEMCACHED_HASH_MD5,
+    [CFG_HASH_CRC] = MEMCACHED_HASH_CRC,
+    [CFG_HASH_FNV1_64] = MEMCACHED_HASH_FNV1_64,
+    [CFG_HASH_FNV1A_64] = MEMCACHED_HASH_FNV1A_64,
+    [CFG_HASH_FNV1_32] = MEMCACHED_HASH_FNV1_32,
+    [CFG_HASH_FNV1A_32] = MEMCACHED_HASH_FNV1A_32,
+    [CFG_HASH_HSIEH] = MEMCACHED_HASH_HSIEH,
+    [CFG_HASH_MURMUR] = MEMCACHED_HASH_MURMUR,
+    [CFG_HASH_JENKINS] = MEMCACHED_HASH_JENKINS,
+    [CFG_HASH_ONE_AT_A_TIME] = MEMCACHED_HASH_DEFAULT, /* libmemcached: OAAT */
+};
+
+/* The behaviours a libmemcached client would set for the same pool
+ * settings; a test can compare placements with libmemcached itself. */
+static memcached_return_t
+set_distribution(memcached_st *mc, const struct config *cfg)
+{
+    memcached_return_t rc;
+
+    switch (cfg->distribution) {
+    case CFG_DIST_KETAMA_WEIGHTED:
+        rc = memcached_behavior_set(mc, MEMCACHED_BEHAVIOR_KETAMA_WEIGHTED, 1);
+        break;
+    case CFG_DIST_MODULA:
+        rc = memcached_behavior_set(mc, MEMCACHED_BEHAVIOR_DISTRIBUTION,
+                                    MEMCACHED_DISTRIBUTION_MODULA);
+        break;
+    default:
+        rc = memcached_behavior_set(mc, MEMCACHED_BEHAVIOR_KETAMA, 1);
+        break;
+    }
+    return rc;
+}
+
 struct ring *
 ring_create(const struct config *cfg, char *err, size_t errlen)
 {
@@ -73,9 +109,17 @@ ring_create(const struct config *cfg, char *err, size_t errlen)
         snprintf(err, errlen, "memcached_create failed");
         goto error;
     }
-    rc = memcached_behavior_set(ring->mc, MEMCACHED_BEHAVIOR_KETAMA, 1);
+    rc = set_distribution(ring->mc, cfg);
     if (rc != MEMCACHED_SUCCESS) {
-        snprintf(err, errlen, "ketama: %s", memcached_strerror(ring->mc, rc));
+        snprintf(err, errlen, "distribution: %s",
+                 memcached_strerror(ring->mc, rc));
+        goto error;
+    }
+    if (cfg->hash != CFG_HASH_DEFAULT &&
+        (rc = memcached_behavior_set(ring->mc, MEMCACHED_BEHAVIOR_HASH,
+                                     hashes[cfg->hash])) != MEMCACHED_SUCCESS) {
+        snprintf(err, errlen, "hash: not supported by this libmemcached (%s)",
+                 memcached_strerror(ring->mc, rc));
         goto error;
     }
     for (size_t i = 0; i < cfg->nservers; i++) {

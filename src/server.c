@@ -56,7 +56,8 @@ static _Atomic uint64_t snap_gen;          /* bumped on each publish */
 static _Atomic int draining;                /* seq_cst with conn->busy */
 
 struct server_snapshot *
-server_snapshot_create(struct config *cfg, char *err, size_t errlen)
+server_snapshot_create(struct config *cfg, const struct server_snapshot *prev,
+                       char *err, size_t errlen)
 {
     struct server_snapshot *snap = calloc(1, sizeof(*snap));
 
@@ -66,7 +67,13 @@ server_snapshot_create(struct config *cfg, char *err, size_t errlen)
         return NULL;
     }
     snap->ring = ring_create(cfg, err, errlen);
-    if (snap->ring == NULL) {
+    snap->health = health_create(cfg, prev ? prev->health : NULL);
+    if (snap->ring == NULL || snap->health == NULL) {
+        if (snap->ring != NULL) {
+            snprintf(err, errlen, "out of memory");
+        }
+        ring_destroy(snap->ring);
+        health_destroy(snap->health);
         config_unref(cfg);
         free(snap);
         return NULL;
@@ -84,6 +91,7 @@ server_snapshot_unref(struct server_snapshot *snap)
         return;
     }
     ring_destroy(snap->ring);
+    health_destroy(snap->health);
     config_unref(snap->cfg);
     free(snap);
 }
@@ -143,7 +151,7 @@ switch_snapshot(struct server *s)
     if (snap == NULL) {
         return ST_ERROR;
     }
-    orca = orca_create(snap->cfg, snap->ring);
+    orca = orca_create(snap->cfg, snap->ring, snap->health, s->orca);
     if (orca == NULL) {
         server_snapshot_unref(snap);
         return s->orca != NULL ? ST_OK : ST_NOMEM;

@@ -1,0 +1,50 @@
+/*
+ * health: each backend server's state, shared by every connection thread
+ * through atomics. A server that fails failure_limit times in a row is
+ * ejected for retry_timeout_ms; requests to it then fail fast. When the
+ * time is up, one thread wins the right to probe it; a success brings it
+ * back, a failure ejects it again. Each state change is logged once.
+ *
+ *   up ──failure_limit fails──▶ ejected ──retry time──▶ probing
+ *    ▲                             ▲                       │
+ *    └───────── success ───────────┼──── failure ──────────┘
+ *
+ * A struct health belongs to one config snapshot; a new snapshot copies
+ * the state of servers whose address did not change.
+ *
+ * Thread-safe: every function may be called from any thread.
+ */
+#ifndef RIVEN_HEALTH_H
+#define RIVEN_HEALTH_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "config.h"
+
+struct health;
+
+enum health_verdict {
+    HEALTH_USE = 0, /* send requests */
+    HEALTH_PROBE,   /* ejected, and this caller probes it */
+    HEALTH_EJECTED, /* fail fast */
+};
+
+/* State for cfg's servers (ref: cfg must outlive it), carrying over the
+ * state of same-named servers from prev (may be NULL). NULL on ENOMEM. */
+struct health *health_create(const struct config *cfg,
+                             const struct health *prev) WUR;
+void health_destroy(struct health *h);
+
+/* May a request go to server idx now? */
+enum health_verdict health_check(struct health *h, size_t idx, uint64_t now_ms);
+
+/* True if server idx is ejected and not yet due for a probe. */
+bool health_ejected(const struct health *h, size_t idx, uint64_t now_ms);
+
+/* Report the outcome of an exchange with server idx. */
+void health_success(struct health *h, size_t idx);
+void health_failure(struct health *h, size_t idx, uint64_t now_ms);
+
+#endif /* RIVEN_HEALTH_H */

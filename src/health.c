@@ -1,0 +1,138 @@
+/*
+ * health: per-server failure counting and ejection with C11 atomics.
+ * Only the thread that flips a state logs it, so a transition is logged
+ * exactly once however many threads see it.
+ */
+#include "health.h"
+
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+#include "metrics.h"
+
+struct server_health {
+    _Atomic uint32_t fails;    /* consecutive failures */
+    _Atomic int      ejected;  /* 1 while ejected */
+    _Atomic int      probing;  /* 1 while one thread probes */
+    _Atomic uint64_t until_ms; /* ejected until (monotonic ms) */
+};
+
+struct health {
+    const struct config  *cfg; /* ref: owned by the snapshot */
+    size_t                n;
+    struct server_health *s;
+};
+
+struct health *
+health_create(const struct config *cfg, const struct health *prev)
+{
+    struct health *h = calloc(1, sizeof(*h));
+
+    if (h == NULL) {
+        return NULL;
+    }
+    h->cfg = cfg;
+    h->n = cfg->nservers;
+    h->s = calloc(h->n ? h->n : 1, sizeof(*h->s));
+    if (h->s == NULL) {
+        free(h);
+        return NULL;
+    }
+    for (size_t i = 0; prev != NULL && i < h->n; i++) {
+        for (size_t j = 0; j < prev->n; j++) {
+            const struct server_health *o = &prev->s[j];
+
+            if (strcmp(prev->cfg->servers[j].addr.name,
+                       cfg->servers[i].addr.name) != 0) {
+                continue;
+            }
+            atomic_store(&h->s[i].fails, atomic_load(&o->fails));
+            atomic_store(&h->s[i].ejected, atomic_load(&o->ejected));
+            atomic_store(&h->s[i].until_ms, atomic_load(&o->until_ms));
+            break;
+        }
+    }
+    return h;
+}
+
+void
+health_destroy(struct health *h)
+{
+    if (h == NULL) {
+        return;
+    }
+    free(h->s);
+    free(h);
+}
+
+enum health_verdict
+health_check(struct health *h, size_t idx, uint64_t now_ms)
+{
+    struct server_health *s = &h->s[idx];
+    int zero = 0;
+
+    if (!atomic_load_explicit(&s->ejected, memory_order_acquire)) {
+        return HEALTH_USE;
+    }
+    if (now_ms < atomic_load_explicit(&s->until_ms, memory_order_relaxed)) {
+        return HEALTH_EJECTED;
+    }
+    if (atomic_compare_exchange_strong(&s->probing, &zero, 1)) {
+        log_debug("%s: probing %s", __func__, h->cfg->servers[idx].addr.name);
+        return HEALTH_PROBE;
+    }
+    return HEALTH_EJECTED;
+}
+
+bool
+health_ejected(const struct health *h, size_t idx, uint64_t now_ms)
+{
+    const struct server_health *s = &h->s[idx];
+
+    return atomic_load_explicit(&s->ejected, memory_order_acquire) &&
+           now_ms < atomic_load_explicit(&s->until_ms, memory_order_relaxed);
+}
+
+void
+health_success(struct health *h, size_t idx)
+{
+    struct server_health *s = &h->s[idx];
+    int one = 1;
+
+    atomic_store_explicit(&s->fails, 0, memory_order_relaxed);
+    if (atomic_load_explicit(&s->ejected, memory_order_relaxed) &&
+        atomic_compare_exchange_strong(&s->ejected, &one, 0)) {
+        log_info("backend %s is back", h->cfg->servers[idx].addr.name);
+        metrics_server_up(idx, true);
+    }
+    atomic_store(&s->probing, 0);
+}
+
+void
+health_failure(struct health *h, size_t idx, uint64_t now_ms)
+{
+    struct server_health *s = &h->s[idx];
+    uint32_t fails = atomic_fetch_add(&s->fails, 1) + 1;
+    int zero = 0;
+
+    if (atomic_load(&s->probing)) {
+        atomic_store(&s->until_ms, now_ms + h->cfg->retry_timeout_ms);
+        atomic_store(&s->probing, 0);
+        log_debug("%s: probe of %s failed", __func__,
+                  h->cfg->servers[idx].addr.name);
+        return;
+    }
+    if (fails < h->cfg->failure_limit || atomic_load(&s->ejected)) {
+        return;
+    }
+    /* until_ms first: a reader that sees ejected sees the new deadline */
+    atomic_store(&s->until_ms, now_ms + h->cfg->retry_timeout_ms);
+    if (atomic_compare_exchange_strong(&s->ejected, &zero, 1)) {
+        log_warnx("backend %s ejected after %u failures, retry in %u ms",
+                  h->cfg->servers[idx].addr.name, fails,
+                  h->cfg->retry_timeout_ms);
+        metrics_server_up(idx, false);
+    }
+}
