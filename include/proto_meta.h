@@ -68,9 +68,8 @@
  * forwarded verbatim.
  */
 enum status proto_meta_parse_request(const char *buf, size_t len,
-                                     size_t item_size_max,
-                                     struct request *out, size_t *consumed,
-                                     size_t *need) WUR;
+                                     size_t item_size_max, struct request *out,
+                                     size_t *consumed, size_t *need) WUR;
 
 /*
  * Append the reply to a client meta request to q. A local error (req->err

@@ -1,18 +1,26 @@
 /*
- * proto_meta: riven's side of the meta protocol toward memcached >= 1.6
- * backends.
+ * proto_meta: the meta protocol, on both sides of riven.
  *
- *   struct request --encode--> "mg k f v\r\n" ... appended to the wbuf
- *   backend rbuf   --parse---> struct response (refs into the rbuf)
+ *   client rbuf    --parse_request--> struct request (refs into the rbuf)
+ *   struct request --encode_request-> "mg k f v\r\n" ... into a wbuf
+ *   backend rbuf   --parse_reply----> struct response (refs into the rbuf)
+ *   struct response --encode_reply--> client outq (meta clients)
+ *
+ * Meta clients are passed through: riven checks only what it must (the
+ * framing, the key it routes on, flag letters, q and b), forwards the line
+ * without its q flags, and returns the backend's reply bytes verbatim
+ * unless q hides them. Flag arguments are the backend's to check: its
+ * error line reaches the client unchanged, as memcached would send it.
  *
  * Encoding reserves an upper bound once and writes in place; numbers are
- * formatted with util_*_str. Keys and stats arguments are checked so a bad
- * request can never inject a second command into the backend stream.
+ * formatted with util_*_str. Keys, flags and stats arguments are checked
+ * so a bad request can never inject a second command into the backend
+ * stream.
  *
- * Parsing decodes exactly one reply and keeps no state: an incomplete
- * reply is re-parsed from its start when more bytes arrive. It never reads
- * past len, never writes *res unless it returns ST_OK, and fills *res
- * completely (val/msg are NULL when absent).
+ * Parsers decode exactly one request or reply and keep no state: an
+ * incomplete one is re-parsed from its start when more bytes arrive. They
+ * never read past len; the reply parser never writes *res unless it
+ * returns ST_OK, and fills *res completely (val/msg/raw NULL if absent).
  *
  * Facts checked against memcached 1.6.18 (see tests/unit/test_proto_meta.c):
  * T0 means no expiry and a negative T expires at once, as in classic
@@ -20,19 +28,227 @@
  * ms in append/prepend mode ignores F and T and answers NS on a miss; ma
  * clamps decr at 0, wraps incr at 2^64 and answers CLIENT_ERROR for a
  * non-numeric value; EN/HD may carry returned flags ("EN Oabc kk");
- * "stats sizes_enable|sizes_disable" answer one STAT line and no END.
+ * "stats sizes_enable|sizes_disable" answer one STAT line and no END;
+ * binary delete returns CAS 0 but binary touch the item's CAS, and
+ * binary incr on a miss with an expiration creates the item with the
+ * initial value and returns it (ma N<e> J<i> does the same).
+ * Client side: see the two tables below. Known, deliberate differences:
+ * keys and flag tokens with control bytes are refused (memcached accepts
+ * them; a forwarded '\r' could split the backend's line), a line longer
+ * than META_LINE_MAX closes the connection even when its '\n' arrived
+ * with it, an ms value is "too large" when <datalen> > item_size_max and
+ * that is found before the backend could object to a flag argument, and
+ * "ma ... q" hides the reply of an autovivified item, which memcached
+ * shows (the reply bytes are the same; riven cannot tell them apart).
  */
 #include "proto_meta.h"
 
 #include <string.h>
 
-#define META_LINE_MAX 2048       /* longest reply line, memcached's bound */
-#define META_VAL_MAX  (1u << 30) /* memcached's largest item_size_max */
-#define META_NUM_MAX  20         /* digits of a 64-bit counter */
-#define NUM_STR_MAX   21         /* util_*_str output bound */
-#define ENC_FIXED     32         /* command, flag letters, spaces, CRLFs */
+#define META_VAL_MAX (1u << 30) /* memcached's largest item_size_max */
+#define META_NUM_MAX 20         /* digits of a 64-bit counter */
+#define NUM_STR_MAX  21         /* util_*_str output bound */
+#define ENC_FIXED    48         /* command, flag letters, spaces, CRLFs */
 
-/* ---- encoding ---- */
+/* Tokens of a meta line, command and key included: memcached refuses
+ * more than 20 counting its terminal token. */
+#define META_TOKENS_MAX 19
+
+#define MSG_INVALID_OR_DUP "invalid or duplicate flag"
+
+/* ---- what memcached 1.6.18 accepts ---- */
+
+/*
+ * The flags of mg, ms, md and ma. memcached checks them with one shared
+ * parser, in order: a letter not listed is an "invalid flag", a letter
+ * seen twice a "duplicate flag" (md and ma say "invalid or duplicate
+ * flag" for both). Only a token's first byte names its flag ("vx" is v,
+ * "qq" is q); a flag that takes an argument reads the rest of the token
+ * ("T30", "Oabc"). riven checks letters, repeats, q and b; arguments are
+ * checked by the backend. me has no flags: only a "b" right after the key
+ * counts, anything else is ignored.
+ */
+static const struct meta_flag {
+    char letter;
+    bool arg;            /* takes an argument in its token */
+    const char *meaning; /* and the commands it acts on */
+} meta_flags[] = {
+    {'b', false, "key is base64 (decoded for hashing): all"},
+    {'c', false, "return the CAS: mg ms ma"},
+    {'f', false, "return the client flags: mg"},
+    {'h', false, "return whether hit before: mg"},
+    {'k', false, "return the key: all"},
+    {'l', false, "return seconds since last access: mg"},
+    {'q', false, "quiet: hide the nominal status (see meta_cmds): all"},
+    {'s', false, "return the item size: mg"},
+    {'t', false, "return the TTL left, -1 for none: mg ma"},
+    {'u', false, "do not bump the item in the LRU: mg"},
+    {'v', false, "return the value (VA instead of HD): mg ma"},
+    {'C', true, "compare this CAS: ms md ma"},
+    {'D', true, "delta: ma"},
+    {'F', true, "client flags to store: ms"},
+    {'I', false, "invalidate (mark stale): ms md"},
+    {'J', true, "initial value when autovivified: ma"},
+    {'L', true, "ignored (a hint for proxies): all"},
+    {'M', true, "mode: ms E A P R S, ma I + D -"},
+    {'N', true, "autovivify on a miss with this TTL: mg ma"},
+    {'O', true, "opaque, echoed back, at most 31 bytes: all"},
+    {'P', true, "ignored (a path for proxies): all"},
+    {'R', true, "win the recache if the TTL left is below: mg"},
+    {'T', true, "set the TTL: mg ms ma, md with I"},
+};
+
+/*
+ * The commands. A request with q does not get the statuses in q_hides
+ * (mg: a miss; ms, md: success; ma: success with or without a value);
+ * every other status and every error line is sent. The error texts are
+ * memcached's, which differ per command. A line without a key is "ERROR",
+ * except for me ("CLIENT_ERROR bad command line format"); mn ignores
+ * anything after it.
+ */
+static const struct meta_cmd {
+    char name[3];
+    enum req_cmd cmd;
+    bool datalen;          /* ms: "<key> <datalen> <flags>*" */
+    const char *invalid;   /* unknown flag letter */
+    const char *duplicate; /* repeated flag letter */
+    const char *too_long;  /* more than META_TOKENS_MAX tokens */
+    const char *bad_b64;   /* b, and the key does not decode */
+    const char q_hides[2][3];
+} meta_cmds[] = {
+    {.name = "mg",
+     .cmd = REQ_MG,
+     .q_hides = {"EN"},
+     .invalid = "invalid flag",
+     .duplicate = "duplicate flag",
+     .too_long = "options flags are too long",
+     .bad_b64 = "error decoding key"},
+    {.name = "ms",
+     .cmd = REQ_MS,
+     .q_hides = {"HD"},
+     .datalen = true,
+     .invalid = "invalid flag",
+     .duplicate = "duplicate flag",
+     .too_long = "options flags too long",
+     .bad_b64 = "error decoding key"},
+    {.name = "md",
+     .cmd = REQ_MD,
+     .q_hides = {"HD"},
+     .invalid = MSG_INVALID_OR_DUP,
+     .duplicate = MSG_INVALID_OR_DUP,
+     .too_long = "options flags too long",
+     .bad_b64 = MSG_INVALID_OR_DUP},
+    {.name = "ma",
+     .cmd = REQ_MA,
+     .q_hides = {"HD", "VA"},
+     .invalid = MSG_INVALID_OR_DUP,
+     .duplicate = MSG_INVALID_OR_DUP,
+     .too_long = "options flags too long",
+     .bad_b64 = MSG_INVALID_OR_DUP},
+    {.name = "me", .cmd = REQ_ME, .bad_b64 = MSG_BAD_FORMAT},
+    {.name = "mn", .cmd = REQ_MN},
+};
+
+static const struct meta_cmd *
+meta_cmd_of(enum req_cmd cmd)
+{
+    for (size_t i = 0; i < NELEMS(meta_cmds); i++) {
+        if (meta_cmds[i].cmd == cmd) {
+            return &meta_cmds[i];
+        }
+    }
+    return NULL;
+}
+
+/* A client meta command that goes to a backend (mn does not). */
+static bool
+is_meta(enum req_cmd cmd)
+{
+    return cmd == REQ_MG || cmd == REQ_MS || cmd == REQ_MD || cmd == REQ_MA ||
+           cmd == REQ_ME;
+}
+
+/* Index of a flag letter in meta_flags, or -1. */
+static int
+flag_index(char c)
+{
+    for (size_t i = 0; i < NELEMS(meta_flags); i++) {
+        if (meta_flags[i].letter == c) {
+            return (int)i;
+        }
+    }
+    return -1;
+}
+
+/* Does a client with q not get this status ("EN", "HD", ...)? */
+static bool
+q_hides(const struct request *req, const char *status, size_t n)
+{
+    const struct meta_cmd *mc = meta_cmd_of(req->cmd);
+
+    if (!(req->rflags & REQ_F_QUIET) || mc == NULL || n < 2) {
+        return false;
+    }
+    for (size_t i = 0; i < NELEMS(mc->q_hides); i++) {
+        if (mc->q_hides[i][0] != '\0' &&
+            memcmp(mc->q_hides[i], status, 2) == 0 &&
+            (n == 2 || status[2] == ' ' || status[2] == '\r')) {
+            return true;
+        }
+    }
+    return false;
+}
+
+/* false if a control byte in args could end the command line early. */
+static bool
+args_valid(const char *args, size_t nargs)
+{
+    for (size_t i = 0; i < nargs; i++) {
+        unsigned char c = (unsigned char)args[i];
+
+        if (c < 0x20 || c == 0x7f) {
+            return false;
+        }
+    }
+    return true;
+}
+
+/* Would memcached decode this b key? */
+static bool
+b64_key_valid(const char *key, size_t nkey)
+{
+    char tmp[UTIL_B64_DECODED_MAX(KEY_MAX_LENGTH)];
+    size_t n;
+
+    return nkey <= KEY_MAX_LENGTH &&
+           util_b64_decode(key, nkey, tmp, sizeof(tmp), &n);
+}
+
+/* Next space-separated token of s[0..end), advancing *cursor. */
+static bool
+next_token(const char **cursor, const char *end, const char **tok, size_t *ntok)
+{
+    const char *s = *cursor;
+    const char *sp;
+
+    while (s < end && *s == ' ') {
+        s++;
+    }
+    if (s >= end) {
+        *cursor = end;
+        return false;
+    }
+    sp = memchr(s, ' ', (size_t)(end - s));
+    if (sp == NULL) {
+        sp = end;
+    }
+    *tok = s;
+    *ntok = (size_t)(sp - s);
+    *cursor = sp;
+    return true;
+}
+
+/* ---- backend requests ---- */
 
 static char *
 put(char *p, const char *s, size_t n)
@@ -55,38 +271,36 @@ put_i64(char *p, int64_t v)
     return p + util_i64_str(p, v);
 }
 
-/* false if a control byte in args could end the command line early. */
-static bool
-args_valid(const char *args, size_t nargs)
+/* The flags every translated command may end with: " c" to have the CAS
+ * returned, " b" for a base64 key. */
+static char *
+put_tail(const struct request *req, char *p, bool cas)
 {
-    for (size_t i = 0; i < nargs; i++) {
-        unsigned char c = (unsigned char)args[i];
-
-        if (c < 0x20 || c == 0x7f) {
-            return false;
-        }
+    if (cas) {
+        p = PUT_LIT(p, " c");
     }
-    return true;
+    return req->rflags & REQ_F_B64KEY ? PUT_LIT(p, " b") : p;
 }
 
-/* "mg k f v [c] [T<e>]" or "mg k T<e>" for touch. */
+/* "mg k f v [c] [T<e>]" or "mg k [c] T<e>" for touch. */
 static char *
 enc_get(const struct request *req, char *p)
 {
+    bool cas = req->cmd == REQ_GETS || req->cmd == REQ_GATS ||
+               (req->rflags & REQ_F_RET_CAS);
+
     p = put(PUT_LIT(p, "mg "), req->key, req->nkey);
-    if (req->cmd == REQ_TOUCH) {
-        p = PUT_LIT(p, " T");
-        return put_i64(p, req->exptime);
+    if (req->cmd != REQ_TOUCH) {
+        p = PUT_LIT(p, " f v");
     }
-    p = PUT_LIT(p, " f v");
-    if (req->cmd == REQ_GETS || req->cmd == REQ_GATS) {
+    if (cas) {
         p = PUT_LIT(p, " c");
     }
-    if (req->cmd == REQ_GAT || req->cmd == REQ_GATS) {
+    if (req->cmd != REQ_GET && req->cmd != REQ_GETS) {
         p = PUT_LIT(p, " T");
         p = put_i64(p, req->exptime);
     }
-    return p;
+    return put_tail(req, p, false);
 }
 
 /* "ms k n ..." + "\r\n" + value; the caller adds the final "\r\n". */
@@ -112,8 +326,61 @@ enc_store(const struct request *req, char *p)
             p = put_u64(p, req->cas);
         }
     }
+    p = put_tail(req, p, req->rflags & REQ_F_RET_CAS);
     p = PUT_LIT(p, "\r\n");
     return req->nval > 0 ? put(p, req->val, req->nval) : p;
+}
+
+/* "ma k v D<d> [MD] [N<e> J<i>]": binary incr/decr creates the item with
+ * its initial value on a miss unless the expiration is all ones; the
+ * binary parser sets REQ_F_AUTOVIV only then. */
+static char *
+enc_arith(const struct request *req, char *p)
+{
+    p = put(PUT_LIT(p, "ma "), req->key, req->nkey);
+    p = PUT_LIT(p, " v D");
+    p = put_u64(p, req->delta);
+    if (req->cmd == REQ_DECR) {
+        p = PUT_LIT(p, " MD");
+    }
+    if (req->rflags & REQ_F_AUTOVIV) {
+        p = PUT_LIT(p, " N");
+        p = put_i64(p, req->exptime);
+        p = PUT_LIT(p, " J");
+        p = put_u64(p, req->initial);
+    }
+    return put_tail(req, p, req->rflags & REQ_F_RET_CAS);
+}
+
+/* A client's meta command: "<cmd> <key>[ <datalen>]" and its flags
+ * without q (me: only b), then for ms "\r\n" + data. */
+static char *
+enc_meta(const struct request *req, char *p)
+{
+    const char *cur = req->args;
+    const char *end = req->args + req->nargs;
+    const char *tok;
+    size_t ntok;
+
+    p = put(p, meta_cmd_of(req->cmd)->name, 2);
+    p = put(PUT_LIT(p, " "), req->key, req->nkey);
+    if (req->cmd == REQ_ME) {
+        return put_tail(req, p, false);
+    }
+    if (req->cmd == REQ_MS) {
+        *p++ = ' ';
+        p = put_u64(p, req->nval);
+    }
+    while (req->nargs > 0 && next_token(&cur, end, &tok, &ntok)) {
+        if (tok[0] != 'q') {
+            p = put(PUT_LIT(p, " "), tok, ntok);
+        }
+    }
+    if (req->cmd == REQ_MS) {
+        p = PUT_LIT(p, "\r\n");
+        p = req->nval > 0 ? put(p, req->val, req->nval) : p;
+    }
+    return p;
 }
 
 /* Everything but the final "\r\n" of a keyed command. */
@@ -123,13 +390,14 @@ enc_keyed(const struct request *req, char *p)
     switch (req->cmd) {
     case REQ_INCR:
     case REQ_DECR:
-        p = put(PUT_LIT(p, "ma "), req->key, req->nkey);
-        p = PUT_LIT(p, " v D");
-        p = put_u64(p, req->delta);
-        return req->cmd == REQ_DECR ? PUT_LIT(p, " MD") : p;
+        return enc_arith(req, p);
     case REQ_DELETE:
-        return put(PUT_LIT(p, "md "), req->key, req->nkey);
+        return put_tail(req, put(PUT_LIT(p, "md "), req->key, req->nkey),
+                        false);
     default:
+        if (is_meta(req->cmd)) {
+            return enc_meta(req, p);
+        }
         return req_is_storage(req->cmd) ? enc_store(req, p) : enc_get(req, p);
     }
 }
@@ -138,7 +406,8 @@ static bool
 is_keyed(enum req_cmd cmd)
 {
     return req_is_get(cmd) || req_is_storage(cmd) || cmd == REQ_TOUCH ||
-           cmd == REQ_INCR || cmd == REQ_DECR || cmd == REQ_DELETE;
+           cmd == REQ_INCR || cmd == REQ_DECR || cmd == REQ_DELETE ||
+           is_meta(cmd);
 }
 
 /* flush_all and stats: classic text, which meta lacks. */
@@ -161,17 +430,29 @@ enc_classic(const struct request *req, char *p)
     return p;
 }
 
+/* false if args could not be written into one command line. */
+static bool
+line_args_ok(const struct request *req)
+{
+    return req->nargs == 0 ||
+           (req->args != NULL && req->nargs <= META_LINE_MAX &&
+            args_valid(req->args, req->nargs));
+}
+
 /* Upper bound of the encoded length, or 0 if req must not be sent. */
 static size_t
 enc_bound(const struct request *req)
 {
     size_t fixed = ENC_FIXED + 4 * NUM_STR_MAX;
+    bool data = req_is_storage(req->cmd) || req->cmd == REQ_MS;
 
     if (is_keyed(req->cmd)) {
-        if (req->key == NULL || !req_key_valid(req->key, req->nkey)) {
+        if (req->key == NULL || !req_key_valid(req->key, req->nkey) ||
+            (is_meta(req->cmd) && !line_args_ok(req))) {
             return 0;
         }
-        if (!req_is_storage(req->cmd)) {
+        fixed += is_meta(req->cmd) ? req->nargs : 0;
+        if (!data) {
             return fixed + req->nkey;
         }
         if ((req->nval > 0 && req->val == NULL) ||
@@ -181,12 +462,7 @@ enc_bound(const struct request *req)
         return fixed + req->nkey + req->nval;
     }
     if (req->cmd == REQ_STATS) {
-        if (req->nargs > 0 &&
-            (req->args == NULL || !args_valid(req->args, req->nargs) ||
-             req->nargs > META_LINE_MAX)) {
-            return 0;
-        }
-        return fixed + req->nargs;
+        return line_args_ok(req) ? fixed + req->nargs : 0;
     }
     return req->cmd == REQ_FLUSH_ALL ? fixed : 0;
 }
@@ -209,7 +485,7 @@ proto_meta_encode_request(const struct request *req, struct buf *out)
     return ST_OK;
 }
 
-/* ---- parsing ---- */
+/* ---- backend replies ---- */
 
 /* What a reply line's first token is: meta codes, then classic words. */
 enum code {
@@ -219,6 +495,7 @@ enum code {
     C_NS,
     C_EX,
     C_NF,
+    C_ME,
     C_OK,
     C_ERROR,
     C_CLIENT_ERROR,
@@ -235,6 +512,11 @@ enum rclass {
     RC_ARITH,
     RC_DELETE,
     RC_FLUSH,
+    RC_MG, /* meta passthrough: the reply is also kept raw */
+    RC_MS,
+    RC_MD,
+    RC_MA,
+    RC_ME,
     RC_COUNT
 };
 
@@ -250,6 +532,19 @@ static const enum res_kind rmap[RC_COUNT][C_OK + 1] = {
     [RC_ARITH] = {[C_VA] = RES_NUMBER, [C_NF] = RES_NOT_FOUND},
     [RC_DELETE] = {[C_HD] = RES_DELETED, [C_NF] = RES_NOT_FOUND},
     [RC_FLUSH] = {[C_OK] = RES_OK},
+    [RC_MG] = {[C_VA] = RES_VALUE, [C_HD] = RES_VALUE, [C_EN] = RES_MISS},
+    [RC_MS] = {[C_HD] = RES_STORED,
+               [C_NS] = RES_NOT_STORED,
+               [C_EX] = RES_EXISTS,
+               [C_NF] = RES_NOT_FOUND},
+    [RC_MD] =
+        {[C_HD] = RES_DELETED, [C_NF] = RES_NOT_FOUND, [C_EX] = RES_EXISTS},
+    [RC_MA] = {[C_VA] = RES_NUMBER,
+               [C_HD] = RES_NUMBER,
+               [C_NF] = RES_NOT_FOUND,
+               [C_NS] = RES_NOT_STORED,
+               [C_EX] = RES_EXISTS},
+    [RC_ME] = {[C_ME] = RES_RAW, [C_EN] = RES_MISS},
 };
 
 static int
@@ -270,6 +565,16 @@ rclass_of(enum req_cmd cmd)
         return RC_DELETE;
     case REQ_FLUSH_ALL:
         return RC_FLUSH;
+    case REQ_MG:
+        return RC_MG;
+    case REQ_MS:
+        return RC_MS;
+    case REQ_MD:
+        return RC_MD;
+    case REQ_MA:
+        return RC_MA;
+    case REQ_ME:
+        return RC_ME;
     default:
         return req_is_storage(cmd) ? RC_STORE : -1;
     }
@@ -309,7 +614,8 @@ word_is(const char *line, size_t n, const char *word, size_t wlen)
 static enum code
 classify(const char *line, size_t n, size_t *rest)
 {
-    static const char meta[C_OK][3] = {"VA", "EN", "HD", "NS", "EX", "NF"};
+    static const char meta[C_OK][3] = {"VA", "EN", "HD", "NS",
+                                       "EX", "NF", "ME"};
     static const struct {
         const char *word;
         size_t len;
@@ -428,10 +734,12 @@ parse_one(int rc, const char *buf, size_t len, struct response *res,
     }
     if (code != C_VA) {
         *consumed = eol + 2;
-        return parse_flags(buf + rest, eol - rest, res) ? ST_OK : ST_PROTO;
+        return code == C_ME || parse_flags(buf + rest, eol - rest, res)
+                   ? ST_OK
+                   : ST_PROTO;
     }
     st = parse_va(buf, len, rest, eol, res, consumed, need);
-    if (st == ST_OK && rc == RC_ARITH &&
+    if (st == ST_OK && (rc == RC_ARITH || rc == RC_MA) &&
         (res->nval > META_NUM_MAX || !all_digits(res->val, res->nval))) {
         return ST_PROTO;
     }
@@ -511,8 +819,348 @@ proto_meta_parse_reply(const struct request *req, const char *buf, size_t len,
         st = parse_one(rc, buf, len, &r, &used, need);
     }
     if (st == ST_OK) {
+        if (rc >= RC_MG) {
+            r.raw = buf;
+            r.nraw = used;
+        }
         *res = r;
         *consumed = used;
     }
     return st;
+}
+/* ---- client requests ---- */
+
+struct tok {
+    const char *p; /* ref: input buffer */
+    size_t n;
+};
+
+struct mline {
+    const char *p; /* ref: first byte of the line */
+    size_t n;      /* bytes of the command, without "\r\n" */
+    size_t size;   /* bytes the line occupies, with its "\n" */
+    size_t nt;     /* tokens found, at most META_TOKENS_MAX + 1 */
+    struct tok t[META_TOKENS_MAX + 1];
+};
+
+/*
+ * Find and tokenize the line at buf[0..len): one '\r' before the '\n' is
+ * dropped, the line ends at a NUL (memcached reads it as a C string) and
+ * splits on spaces. ST_AGAIN without a '\n', ST_PROTO past META_LINE_MAX.
+ */
+static enum status
+split_line(const char *buf, size_t len, struct mline *l)
+{
+    const char *nl = memchr(buf, '\n', MIN(len, META_LINE_MAX + 1));
+    const char *nul;
+    const char *cur;
+
+    if (nl == NULL) {
+        return len > META_LINE_MAX ? ST_PROTO : ST_AGAIN;
+    }
+    l->p = buf;
+    l->n = (size_t)(nl - buf);
+    l->size = l->n + 1;
+    if (l->n > 1 && buf[l->n - 1] == '\r') {
+        l->n--;
+    }
+    nul = memchr(buf, '\0', l->n);
+    if (nul != NULL) {
+        l->n = (size_t)(nul - buf);
+    }
+    cur = l->p;
+    l->nt = 0;
+    while (l->nt < NELEMS(l->t) &&
+           next_token(&cur, l->p + l->n, &l->t[l->nt].p, &l->t[l->nt].n)) {
+        l->nt++;
+    }
+    return ST_OK;
+}
+
+static enum status
+fail(struct request *out, enum res_kind kind, const char *msg)
+{
+    out->err = kind;
+    out->errmsg = msg;
+    if (kind == RES_ERROR) {
+        out->cmd = REQ_NONE;
+        out->rflags = 0;
+    }
+    return ST_OK;
+}
+
+/* A meta command name: exactly two bytes. */
+static const struct meta_cmd *
+lookup(struct tok t)
+{
+    if (t.n != 2 || t.p[0] != 'm') {
+        return NULL;
+    }
+    for (size_t i = 0; i < NELEMS(meta_cmds); i++) {
+        if (meta_cmds[i].name[1] == t.p[1]) {
+            return &meta_cmds[i];
+        }
+    }
+    return NULL;
+}
+
+/*
+ * memcached's safe_strtol on LP64, for the ms datalen: strtol's syntax
+ * (leading white space, a sign, digits, then the end or white space) and
+ * range, the long then stored into an int32_t ("4294967299" is 3).
+ */
+static bool
+mc_strtol(struct tok t, int32_t *out)
+{
+    size_t i = 0, d0;
+    bool neg;
+    uint64_t mag;
+    uint32_t u;
+
+    while (i < t.n && (t.p[i] == ' ' || (t.p[i] >= '\t' && t.p[i] <= '\r'))) {
+        i++;
+    }
+    neg = i < t.n && t.p[i] == '-';
+    i += i < t.n && (t.p[i] == '-' || t.p[i] == '+');
+    for (d0 = i; i < t.n && t.p[i] >= '0' && t.p[i] <= '9'; i++) {
+    }
+    if ((i < t.n && !(t.p[i] >= '\t' && t.p[i] <= '\r')) ||
+        !util_parse_u64(t.p + d0, i - d0, &mag) ||
+        mag > (uint64_t)INT64_MAX + neg) {
+        return false;
+    }
+    u = (uint32_t)(neg ? 0 - mag : mag);
+    *out = u <= INT32_MAX ? (int32_t)u : -(int32_t)(~u) - 1;
+    return true;
+}
+
+/* The flag tokens t[first..nt): letters, repeats, q and b, in memcached's
+ * order; out->args spans them as sent. */
+static enum status
+check_flags(const struct meta_cmd *mc, const struct mline *l, size_t first,
+            struct request *out)
+{
+    uint32_t seen = 0;
+
+    if (l->nt > first) {
+        out->args = l->t[first].p;
+        out->nargs =
+            (size_t)(l->t[l->nt - 1].p + l->t[l->nt - 1].n - out->args);
+    }
+    for (size_t i = first; i < l->nt; i++) {
+        const struct tok *t = &l->t[i];
+        int f = flag_index(t->p[0]);
+
+        if (!args_valid(t->p, t->n)) {
+            return fail(out, RES_CLIENT_ERROR, MSG_BAD_FORMAT);
+        }
+        if (f < 0) {
+            return fail(out, RES_CLIENT_ERROR, mc->invalid);
+        }
+        if (seen & (1u << f)) {
+            return fail(out, RES_CLIENT_ERROR, mc->duplicate);
+        }
+        seen |= 1u << f;
+        out->rflags |= t->p[0] == 'q'   ? REQ_F_QUIET
+                       : t->p[0] == 'b' ? REQ_F_B64KEY
+                                        : 0;
+    }
+    if ((out->rflags & REQ_F_B64KEY) && !b64_key_valid(out->key, out->nkey)) {
+        return fail(out, RES_CLIENT_ERROR, mc->bad_b64);
+    }
+    return ST_OK;
+}
+
+/*
+ * ms <key> <datalen> <flags>* + data. memcached's order: a bad datalen is
+ * answered without reading the data (it is then read as a command); bad
+ * flags and a value too large swallow <datalen> + 2 bytes; the data must
+ * end in "\r\n".
+ */
+static enum status
+parse_ms(const struct meta_cmd *mc, const struct mline *l, const char *buf,
+         size_t len, size_t item_size_max, struct request *out,
+         size_t *consumed, size_t *need)
+{
+    int32_t vlen;
+    const char *data;
+
+    if (l->nt < 3 || !mc_strtol(l->t[2], &vlen) || vlen < 0 ||
+        vlen > INT32_MAX - 2) {
+        return fail(out, RES_CLIENT_ERROR, MSG_BAD_FORMAT);
+    }
+    (void)check_flags(mc, l, 3, out);
+    if (out->err == RES_NONE && (size_t)vlen > item_size_max) {
+        out->rflags |= REQ_F_TOOLARGE;
+        (void)fail(out, RES_SERVER_ERROR, MSG_TOO_LARGE);
+    }
+    if (out->err != RES_NONE) {
+        out->swallow = (size_t)vlen + 2;
+        return ST_OK;
+    }
+    *need = l->size + (size_t)vlen + 2;
+    if (len < *need) {
+        *consumed = 0;
+        return ST_AGAIN;
+    }
+    *consumed = *need;
+    *need = 0;
+    data = buf + l->size;
+    if (data[vlen] != '\r' || data[vlen + 1] != '\n') {
+        return fail(out, RES_CLIENT_ERROR, MSG_BAD_CHUNK);
+    }
+    out->val = data;
+    out->nval = (size_t)vlen;
+    return ST_OK;
+}
+
+/* me <key> [b]: args keep the rest of the line; only a "b" right after
+ * the key means anything. */
+static enum status
+parse_me(const struct meta_cmd *mc, const struct mline *l, struct request *out)
+{
+    const char *end = l->p + l->n;
+
+    if (l->nt > 2) {
+        while (end[-1] == ' ') {
+            end--;
+        }
+        out->args = l->t[2].p;
+        out->nargs = (size_t)(end - out->args);
+        if (l->t[2].n == 1 && l->t[2].p[0] == 'b') {
+            out->rflags |= REQ_F_B64KEY;
+        }
+    }
+    if ((out->rflags & REQ_F_B64KEY) && !b64_key_valid(out->key, out->nkey)) {
+        return fail(out, RES_CLIENT_ERROR, mc->bad_b64);
+    }
+    return ST_OK;
+}
+
+enum status
+proto_meta_parse_request(const char *buf, size_t len, size_t item_size_max,
+                         struct request *out, size_t *consumed, size_t *need)
+{
+    struct mline l;
+    const struct meta_cmd *mc;
+    enum status st;
+
+    memset(out, 0, sizeof(*out));
+    out->proto = PROTO_META;
+    *consumed = 0;
+    *need = 0;
+    st = split_line(buf, len, &l);
+    if (st != ST_OK) {
+        return st;
+    }
+    *consumed = l.size;
+    mc = l.nt > 0 ? lookup(l.t[0]) : NULL;
+    if (mc == NULL) {
+        return fail(out, RES_ERROR, NULL);
+    }
+    out->cmd = mc->cmd;
+    if (mc->cmd == REQ_MN) {
+        return ST_OK;
+    }
+    if (l.nt < 2) {
+        return mc->cmd == REQ_ME ? fail(out, RES_CLIENT_ERROR, MSG_BAD_FORMAT)
+                                 : fail(out, RES_ERROR, NULL);
+    }
+    if (!req_key_valid(l.t[1].p, l.t[1].n)) {
+        return fail(out, RES_CLIENT_ERROR, MSG_BAD_FORMAT);
+    }
+    out->key = l.t[1].p;
+    out->nkey = l.t[1].n;
+    if (mc->cmd == REQ_ME) {
+        return parse_me(mc, &l, out);
+    }
+    if (l.nt > META_TOKENS_MAX) {
+        return fail(out, RES_CLIENT_ERROR, mc->too_long);
+    }
+    if (mc->datalen) {
+        return parse_ms(mc, &l, buf, len, item_size_max, out, consumed, need);
+    }
+    return check_flags(mc, &l, 2, out);
+}
+
+/* ---- client replies ---- */
+
+#define COPY(q, lit) outq_copy((q), lit, sizeof(lit) - 1)
+
+/* "<prefix>[ <msg>]\r\n" */
+static enum status
+encode_msg(struct outq *q, const char *prefix, size_t nprefix, const char *msg,
+           size_t nmsg)
+{
+    if (outq_copy(q, prefix, nprefix) != ST_OK ||
+        (nmsg > 0 &&
+         (COPY(q, " ") != ST_OK || outq_copy(q, msg, nmsg) != ST_OK))) {
+        return ST_NOMEM;
+    }
+    return COPY(q, "\r\n");
+}
+
+/* "VA <n>\r\n<val>\r\n": a value answered without the backend's bytes. */
+static enum status
+encode_va(const struct response *res, struct outq *q)
+{
+    char num[NUM_STR_MAX + 5] = "VA ";
+    size_t n = 3 + util_u64_str(num + 3, res->nval);
+
+    num[n++] = '\r';
+    num[n++] = '\n';
+    if (outq_copy(q, num, n) != ST_OK ||
+        outq_ref(q, res->val, res->nval) != ST_OK) {
+        return ST_NOMEM;
+    }
+    return COPY(q, "\r\n");
+}
+
+/* A reply riven makes itself: errors, and the bare status of a response
+ * that did not come from a backend. */
+static enum status
+encode_local(const struct request *req, const struct response *res,
+             struct outq *q)
+{
+    static const char codes[][3] = {
+        [RES_MISS] = "EN",      [RES_STORED] = "HD",     [RES_DELETED] = "HD",
+        [RES_TOUCHED] = "HD",   [RES_NOT_STORED] = "NS", [RES_EXISTS] = "EX",
+        [RES_NOT_FOUND] = "NF", [RES_VALUE] = "VA",      [RES_NUMBER] = "VA",
+    };
+    size_t nmsg = res->msg ? res->nmsg : 0;
+
+    switch (res->kind) {
+    case RES_ERROR:
+        return COPY(q, "ERROR\r\n");
+    case RES_CLIENT_ERROR:
+        return encode_msg(q, "CLIENT_ERROR", 12, res->msg, nmsg);
+    case RES_SERVER_ERROR:
+        return encode_msg(q, "SERVER_ERROR", 12, res->msg, nmsg);
+    default:
+        break;
+    }
+    if ((size_t)res->kind >= NELEMS(codes) || codes[res->kind][0] == '\0' ||
+        q_hides(req, codes[res->kind], 2)) {
+        return ST_OK;
+    }
+    if (res->kind == RES_VALUE || res->kind == RES_NUMBER) {
+        return encode_va(res, q);
+    }
+    return encode_msg(q, codes[res->kind], 2, NULL, 0);
+}
+
+enum status
+proto_meta_encode_reply(const struct request *req, const struct response *res,
+                        struct outq *q)
+{
+    if (req->cmd == REQ_MN && req->err == RES_NONE) {
+        return COPY(q, "MN\r\n");
+    }
+    if (res->raw == NULL) {
+        return encode_local(req, res, q);
+    }
+    if (q_hides(req, res->raw, res->nraw)) {
+        return ST_OK;
+    }
+    return outq_ref(q, res->raw, res->nraw);
 }
