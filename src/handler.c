@@ -34,10 +34,12 @@
 struct pend {
     struct response *res;     /* ref: batch response; NULL = drop reply */
     enum req_cmd     cmd;     /* what the reply answers */
+    uint32_t         rflags;  /* its REQ_F_* */
     const char      *args;    /* ref: stats arguments, in the client's rbuf */
     size_t           nargs;
     size_t           val_off; /* res->val as an offset into rbuf */
     size_t           msg_off; /* res->msg as an offset into rbuf */
+    size_t           raw_off; /* res->raw as an offset into rbuf */
     bool             decoded; /* res was decoded from rbuf */
 };
 
@@ -129,9 +131,10 @@ handler_queue(struct handler *h, const struct request *req,
     p = &h->pend[h->npend++];
     p->res = res;
     p->cmd = req->cmd;
+    p->rflags = req->rflags;
     p->args = req->args;
     p->nargs = req->nargs;
-    p->val_off = p->msg_off = 0;
+    p->val_off = p->msg_off = p->raw_off = 0;
     p->decoded = false;
     return ST_OK;
 }
@@ -323,6 +326,9 @@ fix_pointers(struct handler *h)
         if (r->msg != NULL) {
             r->msg = h->rbuf.start + h->pend[i].msg_off;
         }
+        if (r->raw != NULL) {
+            r->raw = h->rbuf.start + h->pend[i].raw_off;
+        }
     }
 }
 
@@ -331,7 +337,10 @@ static enum status
 decode_one(struct handler *h, size_t *need)
 {
     struct pend *p = &h->pend[h->nrecv];
-    struct request req = {.cmd = p->cmd, .args = p->args, .nargs = p->nargs};
+    struct request req = {.cmd = p->cmd,
+                          .rflags = p->rflags,
+                          .args = p->args,
+                          .nargs = p->nargs};
     struct response tmp = {0};
     struct response *r = p->res ? p->res : &tmp;
     const char *base = h->rbuf.start + h->parsed;
@@ -345,6 +354,7 @@ decode_one(struct handler *h, size_t *need)
     }
     p->val_off = r->val ? (size_t)(r->val - h->rbuf.start) : 0;
     p->msg_off = r->msg ? (size_t)(r->msg - h->rbuf.start) : 0;
+    p->raw_off = r->raw ? (size_t)(r->raw - h->rbuf.start) : 0;
     h->parsed += used;
     p->decoded = true;
     h->nrecv++;

@@ -121,10 +121,17 @@ queue_on(struct orca *o, size_t i, const struct request *req,
  * server ejected, the first live one found by rehashing key with a
  * counter appended. */
 static size_t
-route(struct orca *o, const char *key, size_t nkey, uint64_t now)
+route(struct orca *o, const struct request *req, uint64_t now)
 {
-    size_t idx = ring_lookup(o->ring, key, nkey);
-    char alt[KEY_MAX_LENGTH + 8];
+    char dec[KEY_MAX_LENGTH + 8], alt[KEY_MAX_LENGTH + 8];
+    const char *key = req->key;
+    size_t nkey = req->nkey, idx;
+
+    if ((req->rflags & REQ_F_B64KEY) &&
+        util_b64_decode(req->key, req->nkey, dec, sizeof(dec), &nkey)) {
+        key = dec; /* place binary keys by their bytes, as clients do */
+    }
+    idx = ring_lookup(o->ring, key, nkey);
 
     if (!o->cfg->eject_rehash || !health_ejected(o->health, idx, now) ||
         nkey > KEY_MAX_LENGTH) {
@@ -210,15 +217,17 @@ answer_locally(struct orca *o, const struct request *req,
 {
     if (req->err != RES_NONE) {
         res_set_error(res, req->err, req->errmsg);
-        if (req->cmd == REQ_SET && (req->rflags & REQ_F_TOOLARGE)) {
+        if ((req->cmd == REQ_SET || req->cmd == REQ_MS) &&
+            (req->rflags & REQ_F_TOOLARGE)) {
             /* memcached drops the old item when a set is too large, so
              * a stale value never outlives a failed overwrite. */
             struct request del = {.cmd = REQ_DELETE,
+                                  .rflags = req->rflags & REQ_F_B64KEY,
                                   .key = req->key,
                                   .nkey = req->nkey};
 
-            send_to(o, route(o, req->key, req->nkey, util_now_ms()), &del,
-                    NULL, util_now_ms());
+            send_to(o, route(o, &del, util_now_ms()), &del, NULL,
+                    util_now_ms());
         }
         return true;
     }
@@ -295,8 +304,7 @@ run_segment(struct orca *o, struct req_batch *b, size_t from, size_t to)
         const struct request *req = &b->reqs[k];
 
         if (!answer_locally(o, req, &b->res[k])) {
-            send_to(o, route(o, req->key, req->nkey, now), req, &b->res[k],
-                    now);
+            send_to(o, route(o, req, now), req, &b->res[k], now);
         }
     }
     run_queued(o);

@@ -473,6 +473,9 @@ proto_meta_encode_request(const struct request *req, struct buf *out)
     size_t bound = enc_bound(req);
     char *p;
 
+    if (req->cmd == REQ_MN) { /* a health probe */
+        return buf_append(out, "mn\r\n", 4);
+    }
     if (bound == 0) {
         return ST_ERROR;
     }
@@ -811,6 +814,18 @@ proto_meta_parse_reply(const struct request *req, const char *buf, size_t len,
     enum status st;
 
     *need = 0;
+    if (req->cmd == REQ_MN) { /* the answer to a health probe */
+        if (len < 4) {
+            return memcmp(buf, "MN\r\n", len) == 0 ? ST_AGAIN : ST_PROTO;
+        }
+        if (memcmp(buf, "MN\r\n", 4) != 0) {
+            return ST_PROTO;
+        }
+        res->kind = RES_OK;
+        res->val = res->msg = res->raw = NULL;
+        *consumed = 4;
+        return ST_OK;
+    }
     if (req->cmd == REQ_STATS) {
         st = parse_stats(req, buf, len, &r, &used);
     } else if (rc < 0) {

@@ -23,6 +23,7 @@
 #include "metrics.h"
 #include "orca.h"
 #include "proto_binary.h"
+#include "proto_meta.h"
 #include "proto_text.h"
 #include "request.h"
 
@@ -278,6 +279,10 @@ parse_one(struct server *s, const char *p, size_t len, struct request *req,
         return proto_binary_parse(p, len, s->cfg->item_size_max, req, used,
                                   need);
     }
+    if (p[0] == 'm') { /* mg ms md ma mn me, and what merely looks so */
+        return proto_meta_parse_request(p, len, s->cfg->item_size_max, req,
+                                        used, need);
+    }
     return proto_text_parse(p, len, s->cfg->item_size_max, req, used, need);
 }
 
@@ -290,6 +295,9 @@ encode_one(struct server *s, size_t i)
 
     if (req->proto == PROTO_BINARY) {
         return proto_binary_encode(req, res, SERVER_VERSION, &s->out);
+    }
+    if (req->proto == PROTO_META) {
+        return proto_meta_encode_reply(req, res, &s->out);
     }
     return proto_text_encode(req, res, SERVER_VERSION, &s->out);
 }
