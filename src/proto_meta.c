@@ -821,8 +821,7 @@ proto_meta_parse_reply(const struct request *req, const char *buf, size_t len,
         if (memcmp(buf, "MN\r\n", 4) != 0) {
             return ST_PROTO;
         }
-        res->kind = RES_OK;
-        res->val = res->msg = res->raw = NULL;
+        *res = (struct response){.kind = RES_OK};
         *consumed = 4;
         return ST_OK;
     }
