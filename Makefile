@@ -24,7 +24,7 @@ WARN      += -Werror
 endif
 CFLAGS    ?= -O2 -g
 CFLAGS    += -std=c11 -D_GNU_SOURCE -pthread $(WARN) -Iinclude \
-             -DRIVEN_VERSION='"$(VERSION)"' -MMD -MP \
+             -DRIVEN_VERSION='"$(VERSION)"' \
              $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 LDLIBS    += $(shell pkg-config --libs $(PKGS) 2>/dev/null) -pthread
 
@@ -65,11 +65,10 @@ DEB_PKGS  := build-essential pkg-config libmemcached-dev libyaml-dev \
 
 all: $(BIN)
 
-$(BUILD)/obj/%.o: src/%.c | $(BUILD)/obj
-	$(CC) $(CFLAGS) -c -o $@ $<
+DEPFLAGS  := -MMD -MP
 
-$(BUILD)/obj/main.o: src/main.c | $(BUILD)/obj
-	$(CC) $(CFLAGS) -c -o $@ $<
+$(BUILD)/obj/%.o: src/%.c | $(BUILD)/obj
+	$(CC) $(CFLAGS) $(DEPFLAGS) -c -o $@ $<
 
 $(LIB): $(LIB_OBJS)
 	$(AR) rcs $@ $^
@@ -78,7 +77,7 @@ $(BIN): $(BUILD)/obj/main.o $(LIB)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
 $(BUILD)/tobj/%.o: tests/lib/%.c | $(BUILD)/tobj
-	$(CC) $(CFLAGS) -Itests/lib -c -o $@ $<
+	$(CC) $(CFLAGS) $(DEPFLAGS) -Itests/lib -c -o $@ $<
 
 $(BUILD)/tests/test_%: tests/unit/test_%.c $(LIB) | $(BUILD)/tests
 	$(CC) $(CFLAGS) -Itests/lib $(LDFLAGS) -o $@ $< $(LIB) \
