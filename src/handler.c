@@ -343,10 +343,15 @@ decode_one(struct handler *h, size_t *need)
                           .nargs = p->nargs};
     struct response tmp = {0};
     struct response *r = p->res ? p->res : &tmp;
-    const char *base = h->rbuf.start + h->parsed;
+    const char *base;
     size_t used = 0;
     enum status st;
 
+    if (h->rbuf.start == NULL || buf_len(&h->rbuf) == h->parsed) {
+        *need = 0;
+        return ST_AGAIN; /* nothing to decode yet */
+    }
+    base = h->rbuf.start + h->parsed;
     st = proto_meta_parse_reply(&req, base, buf_len(&h->rbuf) - h->parsed, r,
                                 &used, need);
     if (st != ST_OK) {

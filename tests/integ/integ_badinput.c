@@ -1,0 +1,314 @@
+/*
+ * integ_badinput: hostile input on one connection, service on another.
+ *
+ * Each case sends bad bytes on a "victim" connection and checks the exact
+ * reply (memcached 1.6.18's own answer, checked against memcached directly
+ * with RIVEN_DIRECT=1) and whether the connection stays open. Meanwhile an
+ * observer thread on its own connection keeps doing set/get round trips
+ * with exact replies; after each case it must have completed more round
+ * trips and never have seen a wrong byte: riven keeps serving.
+ */
+#include <errno.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <poll.h>
+#include <pthread.h>
+#include <cmocka.h>
+
+#include "harness.h"
+
+static struct harness_stack stack;
+
+struct observer {
+    pthread_t        tid;
+    atomic_bool      stop;
+    atomic_ulong     rounds;  /* completed exact round trips */
+    atomic_int       errors;
+};
+
+static void *
+observer_main(void *arg)
+{
+    struct observer *ob = arg;
+    struct harness_conn *c = harness_conn_open(stack.port, HARNESS_TIMEOUT_MS);
+    char req[128], val[64], want[128];
+
+    if (c == NULL) {
+        atomic_fetch_add(&ob->errors, 1);
+        return NULL;
+    }
+    for (unsigned long i = 0; !atomic_load(&ob->stop); i++) {
+        int n = snprintf(val, sizeof(val), "obs-%lu", i * 2654435761ul);
+
+        snprintf(req, sizeof(req), "set obs%lu 0 0 %d\r\n%s\r\n", i % 16, n,
+                 val);
+        if (!harness_roundtrip(c, req, "STORED\r\n")) {
+            atomic_fetch_add(&ob->errors, 1);
+            break;
+        }
+        snprintf(req, sizeof(req), "get obs%lu\r\n", i % 16);
+        snprintf(want, sizeof(want), "VALUE obs%lu 0 %d\r\n%s\r\nEND\r\n",
+                 i % 16, n, val);
+        if (!harness_roundtrip(c, req, want)) {
+            atomic_fetch_add(&ob->errors, 1);
+            break;
+        }
+        atomic_fetch_add(&ob->rounds, 1);
+    }
+    harness_conn_close(c);
+    return NULL;
+}
+
+static void
+observer_start(struct observer *ob)
+{
+    atomic_init(&ob->stop, false);
+    atomic_init(&ob->rounds, 0);
+    atomic_init(&ob->errors, 0);
+    assert_int_equal(pthread_create(&ob->tid, NULL, observer_main, ob), 0);
+}
+
+/* After a case: the observer must make 20 more exact round trips (5 s),
+ * then it is stopped. false (with a message) on any error. */
+static bool
+observer_finish(struct observer *ob, const char *what)
+{
+    unsigned long base = atomic_load(&ob->rounds);
+    int64_t deadline = harness_now_ms() + HARNESS_TIMEOUT_MS;
+    bool ok;
+
+    while (atomic_load(&ob->rounds) < base + 20 &&
+           atomic_load(&ob->errors) == 0 && harness_now_ms() < deadline) {
+        poll(NULL, 0, 2);
+    }
+    atomic_store(&ob->stop, true);
+    pthread_join(ob->tid, NULL);
+    ok = atomic_load(&ob->errors) == 0 &&
+         atomic_load(&ob->rounds) >= base + 20;
+    printf("    %-28s observer: %lu exact round trips, %d errors%s\n", what,
+           atomic_load(&ob->rounds), atomic_load(&ob->errors),
+           ok ? "" : ": the other connection was NOT served");
+    return ok;
+}
+
+/* cmocka fixtures: the observer runs around every case, and is stopped
+ * and judged even when the case failed. */
+static int
+observer_setup(void **state)
+{
+    struct observer *ob = calloc(1, sizeof(*ob));
+
+    if (ob == NULL) {
+        return -1;
+    }
+    observer_start(ob);
+    *state = ob;
+    return 0;
+}
+
+static int
+observer_teardown(void **state)
+{
+    struct observer *ob = *state;
+    bool ok = observer_finish(ob, "(while this case ran)");
+
+    free(ob);
+    return ok ? 0 : -1;
+}
+
+static struct harness_conn *
+victim(void)
+{
+    struct harness_conn *c = harness_conn_open(stack.port, HARNESS_TIMEOUT_MS);
+
+    assert_non_null(c);
+    return c;
+}
+
+/* The victim connection still works after its error. */
+static void
+still_usable(struct harness_conn *c)
+{
+    assert_true(harness_roundtrip(c, "set vk 0 0 2\r\nok\r\nget vk\r\n",
+                                  "STORED\r\nVALUE vk 0 2\r\nok\r\nEND\r\n"));
+}
+
+static void
+test_garbage(void **state)
+{
+    struct harness_conn *c;
+    char junk[512];
+
+    (void)state;
+    c = victim();
+    assert_true(harness_roundtrip(c, "\x01\x02garbage\xff\r\n", "ERROR\r\n"));
+    for (size_t i = 0; i < sizeof(junk); i++) {
+        uint8_t b = (uint8_t)(i * 131 + 7);
+
+        junk[i] = (char)(b == '\n' || b == '\r' || b == ' ' ? 'x' : b);
+    }
+    junk[0] = 'Z';
+    assert_int_equal(harness_send(c, junk, sizeof(junk)), 0);
+    assert_true(harness_roundtrip(c, "\r\n", "ERROR\r\n"));
+    assert_true(harness_roundtrip(c, "\r\n\r\n", "ERROR\r\nERROR\r\n"));
+    still_usable(c);
+    harness_conn_close(c);
+}
+
+static void
+test_huge_line(void **state)
+{
+    struct harness_conn *c;
+    char *line = malloc(3000);
+
+    (void)state;
+    assert_non_null(line);
+    memset(line, 'x', 3000);
+    c = victim();
+    /* a 3000-byte line without newline: memcached closes, says nothing */
+    assert_int_equal(harness_send(c, line, 3000), 0);
+    assert_true(harness_wait_eof(c, HARNESS_TIMEOUT_MS));
+    assert_int_equal(c->len, 0);
+    harness_conn_close(c);
+    /* same with a storage command prefix */
+    memcpy(line, "set ", 4);
+    c = victim();
+    assert_int_equal(harness_send(c, line, 3000), 0);
+    assert_true(harness_wait_eof(c, HARNESS_TIMEOUT_MS));
+    assert_int_equal(c->len, 0);
+    harness_conn_close(c);
+    free(line);
+}
+
+static void
+test_huge_length(void **state)
+{
+    struct harness_conn *c;
+
+    (void)state;
+    c = victim();
+    assert_true(harness_roundtrip(c, "set k 0 0 4294967295\r\n",
+                                  "CLIENT_ERROR bad command line format\r\n"));
+    assert_true(harness_roundtrip(c, "set k 0 0 -1\r\n",
+                                  "CLIENT_ERROR bad command line format\r\n"));
+    assert_true(harness_roundtrip(c, "set k 0 0 99999999999999999999\r\n",
+                                  "CLIENT_ERROR bad command line format\r\n"));
+    still_usable(c);
+    harness_conn_close(c);
+}
+
+static void
+test_length_mismatch(void **state)
+{
+    struct harness_conn *c;
+
+    (void)state;
+    c = victim();
+    assert_true(harness_roundtrip(c,
+        "set k 0 0 5\r\nabcdefgh\r\nget k\r\n",
+        "CLIENT_ERROR bad data chunk\r\nERROR\r\nEND\r\n"));
+    /* shorter data: "abc\r\nge" is taken as the value, "t k" is a line */
+    assert_true(harness_roundtrip(c,
+        "set k 0 0 5\r\nabc\r\nget k\r\n",
+        "CLIENT_ERROR bad data chunk\r\nERROR\r\n"));
+    still_usable(c);
+    harness_conn_close(c);
+}
+
+static void
+test_long_key(void **state)
+{
+    struct harness_conn *c;
+    char req[600];
+
+    (void)state;
+    c = victim();
+    snprintf(req, sizeof(req), "set %0251d 0 0 1\r\nx\r\n", 7);
+    assert_true(harness_roundtrip(c, req,
+        "CLIENT_ERROR bad command line format\r\nERROR\r\n"));
+    snprintf(req, sizeof(req), "get %0251d\r\n", 7);
+    assert_true(harness_roundtrip(c, req,
+        "CLIENT_ERROR bad command line format\r\n"));
+    snprintf(req, sizeof(req), "set %0250d 0 0 1\r\nx\r\nget %0250d\r\n", 7,
+             7);
+    assert_true(harness_sends(c, req) == 0);
+    snprintf(req, sizeof(req), "STORED\r\nVALUE %0250d 0 1\r\nx\r\nEND\r\n",
+             7);
+    assert_true(harness_expect(c, req));
+    still_usable(c);
+    harness_conn_close(c);
+}
+
+static void
+test_huge_get(void **state)
+{
+    size_t n = 20u * 1024 * 1024;
+    struct harness_conn *c;
+    char *line = malloc(n + 2);
+
+    (void)state;
+    assert_non_null(line);
+    memcpy(line, "get ", 4);
+    memset(line + 4, 'a', n - 4);
+    memcpy(line + n, "\r\n", 2);
+    c = victim();
+    if (harness_send(c, line, n + 2) != 0) {
+        fprintf(stderr, "integ_badinput: sending the 20 MB get line: %s "
+                "(memcached reads it all, answers CLIENT_ERROR bad command "
+                "line format and keeps the connection)\n", strerror(errno));
+        fail();
+    }
+    assert_true(harness_expect_n(c, "CLIENT_ERROR bad command line format\r\n",
+                                 38, 20000));
+    still_usable(c);
+    harness_conn_close(c);
+    free(line);
+}
+
+static int
+group_setup(void **state)
+{
+    (void)state;
+    if (harness_stack_start(&stack, NULL) != 0) {
+        return -1;
+    }
+    printf("integ_badinput: %s on port %d\n",
+           harness_direct() ? "memcached (direct)" : "riven", stack.port);
+    return 0;
+}
+
+static int
+group_teardown(void **state)
+{
+    (void)state;
+    /* riven must have survived everything */
+    if (!harness_direct() && !harness_proc_alive(&stack.rv)) {
+        fprintf(stderr, "integ_badinput: riven is gone\n");
+        harness_stack_stop(&stack);
+        return -1;
+    }
+    harness_stack_stop(&stack);
+    return 0;
+}
+
+#define T(f) cmocka_unit_test_setup_teardown(f, observer_setup, \
+                                            observer_teardown)
+
+int
+main(void)
+{
+    const struct CMUnitTest tests[] = {
+        T(test_garbage),         T(test_huge_line),
+        T(test_huge_length),     T(test_length_mismatch),
+        T(test_long_key),        T(test_huge_get),
+    };
+
+    return cmocka_run_group_tests(tests, group_setup, group_teardown);
+}

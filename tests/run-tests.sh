@@ -1,0 +1,221 @@
+#!/usr/bin/env bash
+# Run riven's tests: every test_* (unit) then integ_* (integration) binary
+# in $TEST_DIR, then memccapable's ascii conformance suite against riven in
+# front of a fresh memcached. Counts cmocka test cases from the
+# "[  PASSED  ] N test(s)." / "[  FAILED  ] N test(s)" lines (cases that ran
+# but neither passed nor were skipped, e.g. a failed fixture, count as
+# failed; a binary that fails without a FAILED line counts as one failure)
+# and memccapable's
+# "[pass]" lines, and ends with exactly one line "N passed, N failed".
+# Exit status: 0 when nothing failed.
+#
+# Environment: TEST_DIR (default build/tests), RIVEN_BIN (default
+# build/riven, exported to the tests), SANITIZER (thread|address|...),
+# RIVEN_DIRECT=1 (tests talk to memcached without riven).
+set -u
+
+TEST_DIR=${TEST_DIR:-build/tests}
+RIVEN_BIN=${RIVEN_BIN:-build/riven}
+export RIVEN_BIN
+case "${SANITIZER:-}" in
+thread)  export TSAN_OPTIONS=${TSAN_OPTIONS:-halt_on_error=1} ;;
+address) export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1} ;;
+esac
+
+PER_BINARY_TIMEOUT=300
+MEMCCAPABLE_TESTS=27   # ascii tests of libmemcached-tools 1.1
+
+passed=0
+failed=0
+skipped=0
+failures=()
+log=$(mktemp)
+mc_pid=""
+rv_pid=""
+
+# Stop one process we started, by pid: TERM (and CONT), wait up to 5 s,
+# then KILL.
+stop_pid() {
+    local pid=$1 i
+    [ -n "$pid" ] || return 0
+    kill -TERM "$pid" 2>/dev/null || return 0
+    kill -CONT "$pid" 2>/dev/null
+    for ((i = 0; i < 500; i++)); do
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 0.01
+    done
+    kill -KILL "$pid" 2>/dev/null
+    wait "$pid" 2>/dev/null
+    return 0
+}
+
+cleanup() {
+    stop_pid "$rv_pid"
+    stop_pid "$mc_pid"
+    rm -f "$log"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+run_binary() {
+    local bin=$1 name rc p f s r
+    name=$(basename "$bin")
+    echo "=== $name"
+    timeout "$PER_BINARY_TIMEOUT" "$bin" >"$log" 2>&1
+    rc=$?
+    cat "$log"
+    p=$(sed -n 's/^\[  PASSED  \] \([0-9][0-9]*\) test(s)\..*/\1/p' "$log" |
+        tail -n 1)
+    f=$(sed -n 's/^\[  FAILED  \] \([0-9][0-9]*\) test(s).*/\1/p' "$log" |
+        tail -n 1)
+    s=$(sed -n 's/^\[  SKIPPED \] \([0-9][0-9]*\) test(s).*/\1/p' "$log" |
+        tail -n 1)
+    r=$(sed -n 's/^\[==========\] \([0-9][0-9]*\) test(s) run\..*/\1/p' "$log" |
+        tail -n 1)
+    p=${p:-0}
+    f=${f:-0}
+    s=${s:-0}
+    # cmocka lists a test whose fixture failed as ERROR, not in the FAILED
+    # count: whatever ran and neither passed nor was skipped failed
+    if [ -n "$r" ] && [ $((r - p - s)) -gt "$f" ]; then
+        f=$((r - p - s))
+    fi
+    if [ "$rc" -ne 0 ] && [ "$f" -eq 0 ]; then
+        # crashed, timed out (124), sanitizer report, or setup failure
+        echo "=== $name: exit status $rc without a FAILED line:" \
+             "counted as 1 failed"
+        f=1
+    elif [ "$rc" -eq 0 ] && [ "$p" -eq 0 ] && [ "$f" -eq 0 ] &&
+         [ "$s" -eq 0 ]; then
+        p=1   # not a cmocka binary: its exit status is the result
+    fi
+    echo "=== $name: $p passed, $f failed, $s skipped (exit $rc)"
+    passed=$((passed + p))
+    failed=$((failed + f))
+    skipped=$((skipped + s))
+    [ "$f" -eq 0 ] || failures+=("$name")
+}
+
+# A TCP port on 127.0.0.1 where nothing answers (the server we start on it
+# fails if it was taken meanwhile, and we retry).
+free_port() {
+    local p
+    for ((i = 0; i < 100; i++)); do
+        p=$((20000 + RANDOM % 40000))
+        if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
+            echo "$p"
+            return 0
+        fi
+    done
+    return 1
+}
+
+# Wait until pid accepts on 127.0.0.1:port (5 s), or pid has exited.
+wait_ready() {
+    local pid=$1 port=$2
+    for ((i = 0; i < 500; i++)); do
+        (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && return 0
+        kill -0 "$pid" 2>/dev/null || return 1
+        sleep 0.01
+    done
+    return 1
+}
+
+start_memcached() {
+    local user=()
+    if [ "$(id -u)" -eq 0 ]; then  # memcached refuses root without -u
+        if getent passwd nobody >/dev/null; then user=(-u nobody)
+        else user=(-u root); fi
+    fi
+    for ((try = 0; try < 5; try++)); do
+        mc_port=$(free_port) || return 1
+        memcached -U 0 -l 127.0.0.1 -p "$mc_port" -m 64 "${user[@]}" &
+        mc_pid=$!
+        wait_ready "$mc_pid" "$mc_port" && return 0
+        stop_pid "$mc_pid"
+        mc_pid=""
+    done
+    return 1
+}
+
+start_riven() {
+    for ((try = 0; try < 5; try++)); do
+        rv_port=$(free_port) || return 1
+        "$RIVEN_BIN" -q -l "127.0.0.1:$rv_port" -b "127.0.0.1:$mc_port" \
+            -m off &
+        rv_pid=$!
+        wait_ready "$rv_pid" "$rv_port" && return 0
+        stop_pid "$rv_pid"
+        rv_pid=""
+    done
+    return 1
+}
+
+run_memccapable() {
+    local tool port rc p=0 f=0 s=0 n=0
+    tool=$(command -v memccapable || command -v memcapable) || {
+        echo "=== memccapable: not installed: counted as 1 failed"
+        failed=$((failed + 1)); failures+=("memccapable"); return
+    }
+    echo "=== memccapable (ascii)"
+    if ! start_memcached; then
+        echo "=== memccapable: cannot start memcached: counted as 1 failed"
+        failed=$((failed + 1)); failures+=("memccapable"); return
+    fi
+    port=$mc_port
+    if [ -z "${RIVEN_DIRECT:-}" ] || [ "${RIVEN_DIRECT}" = 0 ]; then
+        if ! start_riven; then
+            echo "=== memccapable: cannot start $RIVEN_BIN:" \
+                 "counted as 1 failed"
+            failed=$((failed + 1)); failures+=("memccapable")
+            stop_pid "$mc_pid"; mc_pid=""
+            return
+        fi
+        port=$rv_port
+    fi
+    timeout 120 "$tool" -a -t 5 -h 127.0.0.1 -p "$port" </dev/null \
+        >"$log" 2>&1
+    rc=$?
+    cat "$log"
+    while IFS= read -r line; do
+        case "$line" in
+        ascii*"[pass]") p=$((p + 1)); n=$((n + 1)) ;;
+        ascii*"[skip]") s=$((s + 1)); n=$((n + 1)) ;;
+        ascii*"["*"]")  f=$((f + 1)); n=$((n + 1)) ;;
+        esac
+    done <"$log"
+    if [ "$n" -lt "$MEMCCAPABLE_TESTS" ]; then
+        echo "=== memccapable: only $n of $MEMCCAPABLE_TESTS tests reported" \
+             "(exit $rc): $((MEMCCAPABLE_TESTS - n)) counted as failed"
+        f=$((f + MEMCCAPABLE_TESTS - n))
+    elif [ "$rc" -ne 0 ] && [ "$f" -eq 0 ]; then
+        echo "=== memccapable: exit status $rc: counted as 1 failed"
+        f=1
+    fi
+    if [ -n "$rv_pid" ] && ! kill -0 "$rv_pid" 2>/dev/null; then
+        echo "=== memccapable: riven died during the run"
+        f=$((f + 1))
+    fi
+    echo "=== memccapable: $p passed, $f failed, $s skipped (exit $rc)"
+    passed=$((passed + p))
+    failed=$((failed + f))
+    [ "$f" -eq 0 ] || failures+=("memccapable")
+    stop_pid "$rv_pid"; rv_pid=""
+    stop_pid "$mc_pid"; mc_pid=""
+}
+
+ulimit -n 2>/dev/null | sed 's/^/=== ulimit -n: /'
+shopt -s nullglob
+for bin in "$TEST_DIR"/test_* "$TEST_DIR"/integ_*; do
+    case "$bin" in *.d|*.o) continue ;; esac
+    [ -x "$bin" ] && [ -f "$bin" ] || continue
+    run_binary "$bin"
+done
+run_memccapable
+
+if [ "${#failures[@]}" -gt 0 ]; then
+    echo "=== failed: ${failures[*]}"
+fi
+[ "$skipped" -eq 0 ] || echo "=== skipped: $skipped test case(s)"
+echo "$passed passed, $failed failed"
+[ "$failed" -eq 0 ]
