@@ -19,7 +19,7 @@
 #include "util.h"
 
 #define TEXT_LINE_MAX 2048     /* longer without '\n' closes, unless a get */
-#define TEXT_GET_LINE_MAX (8u << 20) /* bound on a multi-get line */
+#define TEXT_GET_LINE_MAX (1u << 20) /* bound on a multi-get line */
 #define TEXT_MAX_TOKENS 24
 
 /*
@@ -44,6 +44,10 @@
 enum status proto_text_parse(const char *buf, size_t len, size_t item_size_max,
                              struct request *out, size_t *consumed,
                              size_t *need) WUR;
+
+/* True if buf starts a get/gets/gat/gats line (after at most 100 spaces),
+ * the only lines memcached lets grow past TEXT_LINE_MAX. */
+bool proto_text_is_get_line(const char *buf, size_t len);
 
 /* Iterate the keys of a parsed get line: *cursor starts at req->args and
  * end is req->args + req->nargs. Returns false when no key is left. */

@@ -477,16 +477,19 @@ lookup(struct tok t)
 static bool
 may_grow(const char *buf, size_t len)
 {
+    if (len <= TEXT_LINE_MAX) {
+        return true;
+    }
+    return len <= TEXT_GET_LINE_MAX && proto_text_is_get_line(buf, len);
+}
+
+bool
+proto_text_is_get_line(const char *buf, size_t len)
+{
     static const struct tok gets[] = {
         {"get ", 4}, {"gets ", 5}, {"gat ", 4}, {"gats ", 5}};
     size_t i = 0;
 
-    if (len <= TEXT_LINE_MAX) {
-        return true;
-    }
-    if (len > TEXT_GET_LINE_MAX) {
-        return false;
-    }
     while (i < len && buf[i] == ' ' && i <= GET_PREFIX_SPACES) {
         i++;
     }

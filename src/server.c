@@ -45,6 +45,7 @@ struct server {
     struct outq          out;     /* replies of the batch */
     size_t               need;    /* bytes the next request needs */
     size_t               swallow; /* data bytes still to discard */
+    bool                 skipline; /* discarding an over-long get line */
     bool                 closing; /* quit seen or stream unframeable */
     bool                 detected; /* proto is known (first byte seen) */
     enum req_proto       proto;   /* PROTO_BINARY, or PROTO_TEXT for text
@@ -179,7 +180,7 @@ read_client(struct server *s)
     if (buf_reserve(&s->rbuf, want) != ST_OK) {
         return ST_NOMEM;
     }
-    if (buf_len(&s->rbuf) == 0 && s->swallow == 0) {
+    if (buf_len(&s->rbuf) == 0 && s->swallow == 0 && !s->skipline) {
         atomic_store(&s->conn->busy, 0);
         if (atomic_load(&draining)) {
             return ST_CLOSED;
@@ -232,6 +233,31 @@ swallow_bytes(struct server *s)
 
     buf_consume(&s->rbuf, n);
     s->swallow -= n;
+}
+
+/* Discard an over-long get line up to its '\n'; when it ends, answer as
+ * memcached does for a line whose key cannot be valid. Memory stays
+ * bounded by TEXT_GET_LINE_MAX. */
+static enum status
+skip_line(struct server *s)
+{
+    char *nl = memchr(s->rbuf.pos, '\n', buf_len(&s->rbuf));
+    struct request *r;
+
+    if (nl == NULL) {
+        buf_consume(&s->rbuf, buf_len(&s->rbuf));
+        return ST_AGAIN;
+    }
+    buf_consume(&s->rbuf, (size_t)(nl + 1 - s->rbuf.pos));
+    s->skipline = false;
+    if ((r = req_batch_push(&s->batch)) == NULL) {
+        return ST_NOMEM;
+    }
+    r->cmd = REQ_GET;
+    r->rflags = REQ_F_FIRST | REQ_F_LAST;
+    r->err = RES_CLIENT_ERROR;
+    r->errmsg = MSG_BAD_FORMAT;
+    return ST_OK;
 }
 
 /* Append req to the batch, one entry per key for a get line. */
@@ -308,7 +334,6 @@ parse_batch(struct server *s)
 {
     size_t used = 0;
 
-    req_batch_reset(&s->batch);
     s->need = 0;
     while (s->batch.n < BATCH_MAX_REQS && used < BATCH_MAX_BYTES) {
         struct request req;
@@ -319,6 +344,12 @@ parse_batch(struct server *s)
                        &req, &n, &need);
         if (st == ST_AGAIN) {
             s->need = need ? need : buf_len(&s->rbuf) - used + 1;
+            break;
+        }
+        if (st == ST_PROTO && s->proto == PROTO_TEXT &&
+            proto_text_is_get_line(s->rbuf.pos + used,
+                                   buf_len(&s->rbuf) - used)) {
+            s->skipline = true; /* a get line past TEXT_GET_LINE_MAX */
             break;
         }
         if (st != ST_OK) {
@@ -410,7 +441,20 @@ process(struct server *s)
         if (switch_snapshot(s) != ST_OK) {
             return ST_ERROR;
         }
-        used = parse_batch(s);
+        used = 0;
+        req_batch_reset(&s->batch);
+        if (s->skipline) {
+            enum status st = skip_line(s);
+
+            if (st == ST_AGAIN) {
+                return ST_OK;
+            }
+            if (st != ST_OK) {
+                return st;
+            }
+        } else {
+            used = parse_batch(s);
+        }
         if (s->batch.n == 0) {
             return s->closing ? ST_CLOSED : ST_OK;
         }

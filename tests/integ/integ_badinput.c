@@ -246,6 +246,29 @@ test_long_key(void **state)
     harness_conn_close(c);
 }
 
+/* riven's key rule (no control bytes) where memcached would store the key:
+ * the command gets memcached's format error, its data line is then an
+ * unknown command, and the connection stays usable. */
+static void
+test_control_key(void **state)
+{
+    struct harness_conn *c;
+
+    (void)state;
+    if (harness_direct()) {
+        skip();
+    }
+    c = victim();
+    assert_true(harness_roundtrip(c, "set a\x01" "b 0 0 1\r\nx\r\n",
+        "CLIENT_ERROR bad command line format\r\nERROR\r\n"));
+    assert_true(harness_roundtrip(c, "get a\tb\r\n",
+        "CLIENT_ERROR bad command line format\r\n"));
+    assert_true(harness_roundtrip(c, "delete a\x7f\r\n",
+        "CLIENT_ERROR bad command line format\r\n"));
+    still_usable(c);
+    harness_conn_close(c);
+}
+
 static void
 test_huge_get(void **state)
 {
@@ -308,6 +331,7 @@ main(void)
         T(test_garbage),         T(test_huge_line),
         T(test_huge_length),     T(test_length_mismatch),
         T(test_long_key),        T(test_huge_get),
+        T(test_control_key),
     };
 
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
