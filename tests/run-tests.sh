@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Run riven's tests: every test_* (unit) then integ_* (integration) binary
-# in $TEST_DIR, then memccapable's ascii conformance suite against riven in
+# in $TEST_DIR, then memccapable's conformance suite (ascii and binary) against riven in
 # front of a fresh memcached. Counts cmocka test cases from the
 # "[  PASSED  ] N test(s)." / "[  FAILED  ] N test(s)" lines (cases that ran
 # but neither passed nor were skipped, e.g. a failed fixture, count as
@@ -23,7 +23,7 @@ address) export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1} ;;
 esac
 
 PER_BINARY_TIMEOUT=300
-MEMCCAPABLE_TESTS=27   # ascii tests of libmemcached-tools 1.1
+MEMCCAPABLE_TESTS=54   # 27 ascii + 27 binary tests of libmemcached-tools 1.1
 
 passed=0
 failed=0
@@ -157,7 +157,7 @@ run_memccapable() {
         echo "=== memccapable: not installed: counted as 1 failed"
         failed=$((failed + 1)); failures+=("memccapable"); return
     }
-    echo "=== memccapable (ascii)"
+    echo "=== memccapable (ascii and binary)"
     if ! start_memcached; then
         echo "=== memccapable: cannot start memcached: counted as 1 failed"
         failed=$((failed + 1)); failures+=("memccapable"); return
@@ -173,15 +173,15 @@ run_memccapable() {
         fi
         port=$rv_port
     fi
-    timeout 120 "$tool" -a -t 5 -h 127.0.0.1 -p "$port" </dev/null \
+    timeout 120 "$tool" -t 5 -h 127.0.0.1 -p "$port" </dev/null \
         >"$log" 2>&1
     rc=$?
     cat "$log"
     while IFS= read -r line; do
         case "$line" in
-        ascii*"[pass]") p=$((p + 1)); n=$((n + 1)) ;;
-        ascii*"[skip]") s=$((s + 1)); n=$((n + 1)) ;;
-        ascii*"["*"]")  f=$((f + 1)); n=$((n + 1)) ;;
+        ascii*"[pass]"|binary*"[pass]") p=$((p + 1)); n=$((n + 1)) ;;
+        ascii*"[skip]"|binary*"[skip]") s=$((s + 1)); n=$((n + 1)) ;;
+        ascii*"["*"]"|binary*"["*"]")   f=$((f + 1)); n=$((n + 1)) ;;
         esac
     done <"$log"
     if [ "$n" -lt "$MEMCCAPABLE_TESTS" ]; then
