@@ -11,7 +11,9 @@
 
 #include <arpa/inet.h>
 #include <ctype.h>
+#include <dirent.h>
 #include <errno.h>
+#include <sched.h>
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -344,13 +346,65 @@ harness_proc_stop(struct harness_proc *p, int timeout_ms)
     return status;
 }
 
+/* True if every task of pid is in state T (stopped). */
+static bool
+all_stopped(pid_t pid)
+{
+    char path[320], line[512];
+    DIR *d;
+    struct dirent *e;
+    bool all = true;
+
+    snprintf(path, sizeof(path), "/proc/%d/task", (int)pid);
+    if ((d = opendir(path)) == NULL) {
+        return false;
+    }
+    while (all && (e = readdir(d)) != NULL) {
+        FILE *f;
+        char *rp;
+
+        if (e->d_name[0] == '.') {
+            continue;
+        }
+        snprintf(path, sizeof(path), "/proc/%d/task/%s/stat", (int)pid,
+                 e->d_name);
+        if ((f = fopen(path, "r")) == NULL) {
+            continue;
+        }
+        if (fgets(line, sizeof(line), f) != NULL &&
+            (rp = strrchr(line, ')')) != NULL && rp[1] == ' ') {
+            all = rp[2] == 'T' || rp[2] == 't';
+        }
+        fclose(f);
+    }
+    closedir(d);
+    return all;
+}
+
+static int
+wait_all_stopped(pid_t pid, int timeout_ms)
+{
+    int64_t deadline = harness_now_ms() + timeout_ms;
+
+    while (!all_stopped(pid)) {
+        if (harness_now_ms() >= deadline) {
+            fprintf(stderr, "harness: pid %d did not stop\n", (int)pid);
+            return -1;
+        }
+        sched_yield();
+    }
+    return 0;
+}
+
 int
 harness_proc_signal(struct harness_proc *p, int sig)
 {
-    if (p->pid <= 0) {
+    if (p->pid <= 0 || kill(p->pid, sig) != 0) {
         return -1;
     }
-    return kill(p->pid, sig);
+    /* SIGSTOP takes effect thread by thread: wait until every thread of
+     * the process is stopped, or a thread could still serve a request. */
+    return sig == SIGSTOP ? wait_all_stopped(p->pid, HARNESS_TIMEOUT_MS) : 0;
 }
 
 void
