@@ -154,7 +154,7 @@ outq_push(struct outq *q, const char *ref, size_t off, size_t len)
     struct outq_ent *e;
 
     if (q->n == q->cap) {
-        size_t cap = q->cap ? q->cap * 2 : 16;
+        size_t cap = q->cap ? q->cap * 2 : 8;
 
         e = realloc(q->ents, cap * sizeof(*e));
         if (e == NULL) {

@@ -215,7 +215,7 @@ handler_connect(struct handler *h)
                 0);
     if (fd < 0) {
         log_warn("%s: socket %s", __func__, a->name);
-        return ST_ERROR;
+        return errno == EMFILE || errno == ENFILE ? ST_NOMEM : ST_ERROR;
     }
     if (connect(fd, (const struct sockaddr *)&a->ss, a->sslen) != 0) {
         st = errno == EINPROGRESS || errno == EAGAIN
@@ -251,6 +251,9 @@ handler_flush(struct handler *h)
     if (h->fd < 0 && (st = handler_connect(h)) != ST_OK) {
         fail_pending(h, st == ST_TIMEOUT ? MSG_BACKEND_TIMEOUT
                                          : MSG_BACKEND_UNAVAILABLE);
+        if (st == ST_NOMEM) {
+            h->outcome = 0; /* our fd limit, not the server's fault */
+        }
         return;
     }
     while (buf_len(&h->wbuf) > 0) {

@@ -86,11 +86,15 @@ listener_activated(const struct listener *l)
     return l->activated;
 }
 
+/* Without max_connections: the open-file limit less a reserve. Backend
+ * sockets open lazily, so idle clients cost one fd each; a busy client
+ * that finds no fd left for a backend gets SERVER_ERROR for that request,
+ * and the server's health is not blamed. */
 static uint32_t
 derive_max_conns(const struct config *cfg)
 {
     struct rlimit rl;
-    uint64_t per = 1 + cfg->nservers, avail;
+    uint64_t avail;
 
     if (cfg->max_connections > 0) {
         return cfg->max_connections;
@@ -98,8 +102,8 @@ derive_max_conns(const struct config *cfg)
     if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur == RLIM_INFINITY) {
         return 1024;
     }
-    avail = rl.rlim_cur > FD_RESERVE ? rl.rlim_cur - FD_RESERVE : 1;
-    return (uint32_t)MAX(avail / per, 1);
+    avail = rl.rlim_cur > 2 * FD_RESERVE ? rl.rlim_cur - FD_RESERVE : 1;
+    return (uint32_t)MIN(avail, UINT32_MAX);
 }
 
 static int

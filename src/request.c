@@ -94,7 +94,7 @@ struct request *
 req_batch_push(struct req_batch *b)
 {
     if (b->n == b->cap) {
-        size_t cap = b->cap ? b->cap * 2 : 32;
+        size_t cap = b->cap ? b->cap * 2 : 4;
         struct request *rq = realloc(b->reqs, cap * sizeof(*rq));
 
         if (rq == NULL) {

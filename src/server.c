@@ -29,9 +29,10 @@
 
 #define SERVER_BUF_INIT    2048
 #define SERVER_READ_MIN    1024
+#define SERVER_OUT_INIT    512     /* reply headers of a typical batch */
 #define BATCH_MAX_REQS     512     /* requests per batch */
 #define BATCH_MAX_BYTES    (256u * 1024) /* request bytes per batch */
-#define IOV_CHUNK          256
+#define IOV_CHUNK          64      /* iovecs per writev: 1 KiB of stack */
 
 struct server {
     int                  fd;
@@ -475,7 +476,7 @@ server_run(struct server_conn *conn)
 
     buf_init(&s.rbuf, SERVER_BUF_INIT);
     req_batch_init(&s.batch);
-    outq_init(&s.out, SERVER_BUF_INIT);
+    outq_init(&s.out, SERVER_OUT_INIT);
     while (switch_snapshot(&s) == ST_OK) {
         if (read_client(&s) != ST_OK || process(&s) != ST_OK) {
             break;
