@@ -77,6 +77,9 @@ struct config {
     uint32_t           request_timeout_ms; /* timeouts.request_ms */
     uint32_t           max_connections;    /* 0 = from the fd limit */
     uint32_t           shutdown_timeout_ms; /* drain limit on SIGTERM */
+    uint32_t           client_idle_timeout_ms; /* 0 = off */
+    uint32_t           client_write_timeout_ms; /* 0 = off */
+    uint32_t           backend_idle_timeout_ms; /* 0 = keep sockets */
     size_t             thread_stack_size;  /* bytes */
     size_t             item_size_max;      /* bytes */
     enum log_level     log_level;
@@ -90,6 +93,7 @@ struct config {
 #define CFG_DEFAULT_SERVER          "127.0.0.1:11211"
 #define CFG_DEFAULT_TIMEOUT_MS      1000
 #define CFG_DEFAULT_SHUTDOWN_MS     10000
+#define CFG_DEFAULT_CLIENT_WRITE_MS 60000
 #define CFG_DEFAULT_FAILURE_LIMIT   3
 #define CFG_DEFAULT_RETRY_MS        1000
 #define CFG_DEFAULT_STACK_SIZE      (256u * 1024)

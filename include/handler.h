@@ -71,4 +71,7 @@ void handler_done(struct handler *h);
 /* Close the socket (it reopens on the next use). */
 void handler_close(struct handler *h);
 
+/* True while the socket is open. */
+bool handler_connected(const struct handler *h);
+
 #endif /* RIVEN_HANDLER_H */

@@ -48,4 +48,9 @@ void orca_execute(struct orca *o, struct req_batch *b);
 /* The client has the replies: release backend buffers of the batch. */
 void orca_done(struct orca *o);
 
+/* Number of backend sockets open. */
+size_t orca_sockets(const struct orca *o);
+/* Close every backend socket (they reopen on the next request). */
+void orca_close_sockets(struct orca *o);
+
 #endif /* RIVEN_ORCA_H */

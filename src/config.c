@@ -126,6 +126,12 @@ static const struct command config_commands[] = {
     {"max_connections", set_u32, CFG_OFF(max_connections), 0, 10000000, NULL},
     {"shutdown_timeout_ms", set_u32, CFG_OFF(shutdown_timeout_ms), 0, 3600000,
      NULL},
+    {"client_idle_timeout_ms", set_u32, CFG_OFF(client_idle_timeout_ms), 0,
+     86400000, NULL},
+    {"client_write_timeout_ms", set_u32, CFG_OFF(client_write_timeout_ms), 0,
+     86400000, NULL},
+    {"backend_idle_timeout_ms", set_u32, CFG_OFF(backend_idle_timeout_ms), 0,
+     86400000, NULL},
     {"thread_stack_size", set_size, CFG_OFF(thread_stack_size), 65536, 67108864,
      NULL},
     {"item_size_max", set_size, CFG_OFF(item_size_max), 1024, 1073741824, NULL},
@@ -843,6 +849,7 @@ config_default(void)
     cfg->request_timeout_ms = CFG_DEFAULT_TIMEOUT_MS;
     cfg->max_connections = 0;
     cfg->shutdown_timeout_ms = CFG_DEFAULT_SHUTDOWN_MS;
+    cfg->client_write_timeout_ms = CFG_DEFAULT_CLIENT_WRITE_MS;
     cfg->distribution = CFG_DIST_KETAMA;
     cfg->hash = CFG_HASH_DEFAULT;
     cfg->failure_limit = CFG_DEFAULT_FAILURE_LIMIT;

@@ -103,6 +103,12 @@ handler_close(struct handler *h)
 }
 
 bool
+handler_connected(const struct handler *h)
+{
+    return h->fd >= 0;
+}
+
+bool
 handler_pending(const struct handler *h)
 {
     return h->nrecv < h->npend;

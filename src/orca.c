@@ -395,6 +395,27 @@ orca_done(struct orca *o)
     buf_shrink(&o->agg);
 }
 
+size_t
+orca_sockets(const struct orca *o)
+{
+    size_t n = 0;
+
+    for (size_t i = 0; i < o->nh; i++) {
+        n += o->h[i] != NULL && handler_connected(o->h[i]);
+    }
+    return n;
+}
+
+void
+orca_close_sockets(struct orca *o)
+{
+    for (size_t i = 0; i < o->nh; i++) {
+        if (o->h[i] != NULL) {
+            handler_close(o->h[i]);
+        }
+    }
+}
+
 /* ---- stats over a pool ---- */
 
 struct stat_ent {

@@ -47,6 +47,8 @@ struct server {
     size_t               need;    /* bytes the next request needs */
     size_t               swallow; /* data bytes still to discard */
     bool                 skipline; /* discarding an over-long get line */
+    uint64_t             last_done; /* ms: connect, or last batch answered */
+    uint32_t             rcv_ms;  /* SO_RCVTIMEO in force (0 = none) */
     bool                 closing; /* quit seen or stream unframeable */
     bool                 detected; /* proto is known (first byte seen) */
     enum req_proto       proto;   /* PROTO_BINARY, or PROTO_TEXT for text
@@ -168,7 +170,59 @@ switch_snapshot(struct server *s)
     return ST_OK;
 }
 
-/* Blocking read into rbuf. ST_OK, ST_CLOSED, ST_ERROR or ST_NOMEM. */
+static void
+set_rcvtimeo(struct server *s, uint32_t ms)
+{
+    struct timeval tv = {.tv_sec = ms / 1000,
+                         .tv_usec = (suseconds_t)(ms % 1000) * 1000};
+
+    if (ms != s->rcv_ms) {
+        (void)setsockopt(s->fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+        s->rcv_ms = ms;
+    }
+}
+
+/* The time recv may block: until the client must have completed a request
+ * (client_idle_timeout_ms) or the backend sockets are released
+ * (backend_idle_timeout_ms), whichever comes first; 0 = forever. */
+static uint32_t
+recv_wait(struct server *s, uint64_t now)
+{
+    uint64_t deadline = UINT64_MAX;
+
+    if (s->cfg->client_idle_timeout_ms > 0) {
+        deadline = s->last_done + s->cfg->client_idle_timeout_ms;
+    }
+    if (s->cfg->backend_idle_timeout_ms > 0 && orca_sockets(s->orca) > 0) {
+        deadline = MIN(deadline, s->last_done + s->cfg->backend_idle_timeout_ms);
+    }
+    if (deadline == UINT64_MAX) {
+        return 0;
+    }
+    return deadline > now ? (uint32_t)MIN(deadline - now, UINT32_MAX) : 1;
+}
+
+/* recv timed out: release backend sockets, or give up on the client. */
+static enum status
+recv_timeout(struct server *s)
+{
+    uint64_t idle = util_now_ms() - s->last_done;
+
+    if (s->cfg->client_idle_timeout_ms > 0 &&
+        idle >= s->cfg->client_idle_timeout_ms) {
+        log_debug("%s: client completed no request in %llu ms, closing",
+                  __func__, (unsigned long long)idle);
+        return ST_TIMEOUT;
+    }
+    if (s->cfg->backend_idle_timeout_ms > 0 &&
+        idle >= s->cfg->backend_idle_timeout_ms) {
+        orca_close_sockets(s->orca);
+    }
+    return ST_OK;
+}
+
+/* Blocking read into rbuf. ST_OK, ST_CLOSED, ST_TIMEOUT, ST_ERROR or
+ * ST_NOMEM. */
 static enum status
 read_client(struct server *s)
 {
@@ -187,9 +241,22 @@ read_client(struct server *s)
             return ST_CLOSED;
         }
     }
-    do {
+    for (;;) {
+        set_rcvtimeo(s, recv_wait(s, util_now_ms()));
         n = recv(s->fd, s->rbuf.last, buf_space(&s->rbuf), 0);
-    } while (n < 0 && errno == EINTR);
+        if (n >= 0 || errno == EINTR) {
+            if (n >= 0) {
+                break;
+            }
+            continue;
+        }
+        if (errno != EAGAIN && errno != EWOULDBLOCK) {
+            break;
+        }
+        if (recv_timeout(s) != ST_OK) {
+            return ST_TIMEOUT;
+        }
+    }
     if (n > 0) {
         atomic_store(&s->conn->busy, 1);
         metrics_add(M_CLIENT_RX_BYTES, (uint64_t)n);
@@ -463,6 +530,7 @@ process(struct server *s)
             return ST_ERROR;
         }
         buf_consume(&s->rbuf, used);
+        s->last_done = util_now_ms();
         if (s->closing) {
             return ST_CLOSED;
         }
@@ -473,10 +541,17 @@ void
 server_run(struct server_conn *conn)
 {
     struct server s = {.fd = conn->fd, .conn = conn};
+    struct timeval tv;
 
     buf_init(&s.rbuf, SERVER_BUF_INIT);
     req_batch_init(&s.batch);
     outq_init(&s.out, SERVER_OUT_INIT);
+    s.last_done = util_now_ms();
+    if (switch_snapshot(&s) == ST_OK && s.cfg->client_write_timeout_ms > 0) {
+        tv.tv_sec = s.cfg->client_write_timeout_ms / 1000;
+        tv.tv_usec = (suseconds_t)(s.cfg->client_write_timeout_ms % 1000) * 1000;
+        (void)setsockopt(s.fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+    }
     while (switch_snapshot(&s) == ST_OK) {
         if (read_client(&s) != ST_OK || process(&s) != ST_OK) {
             break;
