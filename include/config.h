@@ -61,18 +61,35 @@ enum cfg_hash {
     CFG_HASH_ONE_AT_A_TIME,
 };
 
+/* A pool of memcached servers: l1 (alias "pool") or l2. */
+struct cfg_pool {
+    struct cfg_server    *servers;          /* servers */
+    size_t                nservers;
+    enum cfg_distribution distribution;     /* distribution */
+    enum cfg_hash         hash;             /* hash */
+    uint32_t              failure_limit;    /* failure_limit */
+    uint32_t              retry_timeout_ms; /* retry_timeout_ms */
+    bool                  eject_rehash;     /* eject_rehash */
+};
+
+/* orca: how a request uses the pools. */
+enum cfg_orca {
+    CFG_ORCA_L1ONLY = 0, /* one pool */
+    CFG_ORCA_L1L2,       /* RAM cache (l1) in front of the truth (l2) */
+    CFG_ORCA_L1L2BATCH,  /* bulk loaders: refresh only keys hot in l1 */
+};
+
 struct config {
     _Atomic uint32_t   refs;
     char              *path;               /* file it came from, or NULL */
     struct cfg_addr   *listen;             /* listeners */
     size_t             nlisten;
-    struct cfg_server *servers;            /* pool.servers */
-    size_t             nservers;
-    enum cfg_distribution distribution;    /* pool.distribution */
-    enum cfg_hash      hash;               /* pool.hash */
-    uint32_t           failure_limit;      /* pool.failure_limit */
-    uint32_t           retry_timeout_ms;   /* pool.retry_timeout_ms */
-    bool               eject_rehash;       /* pool.eject_rehash */
+    struct cfg_pool    pool;               /* l1: (alias pool:) */
+    struct cfg_pool    l2;                 /* l2: (l1l2 orcas only) */
+    enum cfg_orca      orca;               /* orca */
+    uint32_t           key_locks;          /* key_locks: stripes, 0 = off */
+    struct cfg_addr   *batch_listen;       /* batch_listen: l1l2batch */
+    size_t             nbatch_listen;
     uint32_t           connect_timeout_ms; /* timeouts.connect_ms */
     uint32_t           request_timeout_ms; /* timeouts.request_ms */
     uint32_t           max_connections;    /* 0 = from the fd limit */
@@ -96,6 +113,7 @@ struct config {
 #define CFG_DEFAULT_CLIENT_WRITE_MS 60000
 #define CFG_DEFAULT_FAILURE_LIMIT   3
 #define CFG_DEFAULT_RETRY_MS        1000
+#define CFG_DEFAULT_KEY_LOCKS       1024
 #define CFG_DEFAULT_STACK_SIZE      (256u * 1024)
 #define CFG_DEFAULT_ITEM_SIZE_MAX   (1024u * 1024)
 #define CFG_DEFAULT_UNIX_MODE       0700
@@ -127,6 +145,20 @@ enum status config_set_listen(struct config *cfg, const struct cfg_addr *a,
                               size_t n) WUR;
 enum status config_set_servers(struct config *cfg, const struct cfg_addr *a,
                                size_t n) WUR;
+/* Replace l2's servers (--l2) and the batch listeners (--batch-listen). */
+enum status config_set_l2_servers(struct config *cfg, const struct cfg_addr *a,
+                                  size_t n) WUR;
+enum status config_set_batch_listen(struct config *cfg,
+                                    const struct cfg_addr *a, size_t n) WUR;
+/* Cross-key rules (an l1l2 orca needs l2 servers...). ST_OK, or ST_ERROR
+ * with a message. config_load applies it; call it again after changing a
+ * snapshot from the command line. */
+enum status config_validate(const struct config *cfg, char *err,
+                            size_t errlen) WUR;
+
+/* "l1only" | "l1l2" | "l1l2batch"; false if unknown. */
+bool config_orca_parse(const char *s, enum cfg_orca *out);
+const char *config_orca_name(enum cfg_orca orca);
 
 /* Set the metrics endpoint from text (command line -m): "off" disables it,
  * otherwise a TCP ADDR ("host:port" or "[v6addr]:port"; not unix:). ST_OK,

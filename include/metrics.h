@@ -56,7 +56,19 @@
     X(BACKEND_RX_BYTES, COUNTER, "riven_backend_received_bytes_total",         \
       "backend_bytes_read", "Bytes read from backend servers.")                \
     X(BACKEND_TX_BYTES, COUNTER, "riven_backend_sent_bytes_total",             \
-      "backend_bytes_written", "Bytes written to backend servers.")
+      "backend_bytes_written", "Bytes written to backend servers.")            \
+    X(L1_HITS, COUNTER, "riven_l1_hits_total", "l1_hits",                      \
+      "l1l2 orcas: reads answered by L1.")                                     \
+    X(L1_MISSES, COUNTER, "riven_l1_misses_total", "l1_misses",                \
+      "l1l2 orcas: reads L1 did not have.")                                    \
+    X(L2_HITS, COUNTER, "riven_l2_hits_total", "l2_hits",                      \
+      "l1l2 orcas: L1 misses answered by L2.")                                 \
+    X(L2_MISSES, COUNTER, "riven_l2_misses_total", "l2_misses",                \
+      "l1l2 orcas: reads neither layer had.")                                  \
+    X(L1_FILLS, COUNTER, "riven_l1_fills_total", "l1_fills",                   \
+      "l1l2 orcas: L2 hits copied into L1.")                                   \
+    X(L2_ERRORS, COUNTER, "riven_l2_errors_total", "l2_errors",                \
+      "l1l2 orcas: requests L2 failed (SERVER_ERROR).")
 
 enum metric {
 #define METRICS_ENUM(id, kind, prom, stat, help) M_##id,

@@ -23,6 +23,8 @@
 #ifndef RIVEN_ORCA_H
 #define RIVEN_ORCA_H
 
+#include <pthread.h>
+
 #include "config.h"
 #include "health.h"
 #include "request.h"
@@ -30,14 +32,31 @@
 
 struct orca;
 
-/* An orca for cfg (ref: the caller keeps a reference for the orca's
- * lifetime), ring and health (refs: owned with the snapshot). If prev is
- * not NULL (the connection's orca of the previous snapshot), its backend
- * sockets to servers that are still in the pool move to the new orca;
- * prev keeps the others, which orca_destroy(prev) closes. NULL on
- * ENOMEM. */
-struct orca *orca_create(const struct config *cfg, const struct ring *ring,
-                         struct health *health, struct orca *prev) WUR;
+/* One pool of a config snapshot, shared by every connection. */
+struct orca_pool {
+    const struct cfg_pool *pool;   /* ref: in the snapshot's config */
+    const struct ring     *ring;   /* ref: owned by the snapshot */
+    struct health         *health; /* ref: owned by the snapshot */
+    size_t                 mbase;  /* metrics index of server 0 */
+};
+
+/* What a snapshot gives every orca: its config, the pools and the striped
+ * key locks (l1l2). Owned by the snapshot; read-only but for the locks. */
+struct orca_env {
+    const struct config *cfg;
+    struct orca_pool     l1;
+    struct orca_pool     l2;       /* l2.pool->nservers == 0: no L2 */
+    pthread_mutex_t     *locks;    /* key_locks stripes, or NULL */
+    uint32_t             nlocks;
+};
+
+/* An orca working in mode over env (ref: the caller keeps the snapshot
+ * alive for the orca's lifetime). If prev is not NULL (the connection's
+ * orca of the previous snapshot), its backend sockets to servers that are
+ * still in a pool move to the new orca; prev keeps the others, which
+ * orca_destroy(prev) closes. NULL on ENOMEM. */
+struct orca *orca_create(const struct orca_env *env, enum cfg_orca mode,
+                         struct orca *prev) WUR;
 /* Close backend sockets and free. NULL-safe. */
 void orca_destroy(struct orca *o);
 

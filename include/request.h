@@ -74,6 +74,7 @@ enum req_cmd {
 #define REQ_F_RET_CAS   0x80u /* ask the backend for the item's CAS */
 #define REQ_F_AUTOVIV   0x100u /* binary incr/decr: create with initial */
 #define REQ_F_B64KEY    0x200u /* meta b flag: key is base64 on the wire */
+#define REQ_F_RET_TTL   0x800u /* ask the backend for the remaining TTL */
 #define REQ_F_CLOSE     0x400u /* send the reply, then close: the stream
                                   is not parsed past this request */
 
@@ -132,6 +133,8 @@ struct response {
     enum res_kind  kind;
     uint32_t       flags;   /* client flags of a hit */
     uint64_t       cas;     /* CAS of a hit */
+    int64_t        ttl;     /* remaining TTL of a hit (REQ_F_RET_TTL):
+                               -1 none, else seconds */
     const char    *val;     /* ref: value, number or raw block */
     size_t         nval;
     const char    *msg;     /* ref: error text, without "\r\n" */

@@ -20,13 +20,13 @@
 
 struct ring;
 
-/* Build the ring for cfg's servers. NULL with a message in err on
- * failure. */
-struct ring *ring_create(const struct config *cfg, char *err,
+/* Build the ring for pool's servers (pool is read only during the call).
+ * NULL with a message in err on failure. */
+struct ring *ring_create(const struct cfg_pool *pool, char *err,
                          size_t errlen) WUR;
 void ring_destroy(struct ring *ring);
 
-/* Index into cfg->servers of the server that owns key. */
+/* Index into pool->servers of the server that owns key. */
 uint32_t ring_lookup(const struct ring *ring, const char *key, size_t nkey);
 
 /* Number of servers. */

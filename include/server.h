@@ -21,8 +21,7 @@
 #include <stdint.h>
 
 #include "config.h"
-#include "health.h"
-#include "ring.h"
+#include "orca.h"
 
 /* The "version" answer: the memcached protocol level riven speaks, then
  * riven's own version. */
@@ -42,8 +41,7 @@
 struct server_snapshot {
     _Atomic uint32_t refs;
     struct config   *cfg;    /* one reference, dropped with the snapshot */
-    struct ring     *ring;   /* owned */
-    struct health   *health; /* owned; shared by every connection */
+    struct orca_env  env;    /* pools (rings, health owned here), locks */
 };
 
 /* A snapshot of cfg (the snapshot takes over the caller's reference).
@@ -69,6 +67,7 @@ struct server_snapshot *server_snapshot_get(void);
  */
 struct server_conn {
     int                 fd;
+    bool                batch;  /* accepted on a batch_listen address */
     _Atomic int         busy;
     struct server_conn *prev; /* listener's registry */
     struct server_conn *next;

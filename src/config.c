@@ -68,6 +68,13 @@ static enum status set_listen(struct loader *, yaml_node_t *,
                               const struct command *, void *, const char *);
 static enum status set_servers(struct loader *, yaml_node_t *,
                                const struct command *, void *, const char *);
+static enum status set_pool(struct loader *, yaml_node_t *,
+                            const struct command *, void *, const char *);
+static enum status set_orca(struct loader *, yaml_node_t *,
+                            const struct command *, void *, const char *);
+static enum status set_batch_listen(struct loader *, yaml_node_t *,
+                                    const struct command *, void *,
+                                    const char *);
 static enum status set_addr(struct loader *, yaml_node_t *,
                             const struct command *, void *, const char *);
 static enum status set_distribution(struct loader *, yaml_node_t *,
@@ -94,14 +101,17 @@ static const struct command metrics_commands[] = {
     {NULL, NULL, 0, 0, 0, NULL},
 };
 
+#define POOL_OFF(f) offsetof(struct cfg_pool, f)
+
+/* Keys of a pool (pool:, l1:, l2:); the base is a struct cfg_pool. */
 static const struct command pool_commands[] = {
     {"servers", set_servers, 0, 0, 0, NULL},
-    {"distribution", set_distribution, CFG_OFF(distribution), 0, 0, NULL},
-    {"hash", set_hash, CFG_OFF(hash), 0, 0, NULL},
-    {"failure_limit", set_u32, CFG_OFF(failure_limit), 1, 1000, NULL},
-    {"retry_timeout_ms", set_u32, CFG_OFF(retry_timeout_ms), 1, 3600000,
+    {"distribution", set_distribution, POOL_OFF(distribution), 0, 0, NULL},
+    {"hash", set_hash, POOL_OFF(hash), 0, 0, NULL},
+    {"failure_limit", set_u32, POOL_OFF(failure_limit), 1, 1000, NULL},
+    {"retry_timeout_ms", set_u32, POOL_OFF(retry_timeout_ms), 1, 3600000,
      NULL},
-    {"eject_rehash", set_bool, CFG_OFF(eject_rehash), 0, 0, NULL},
+    {"eject_rehash", set_bool, POOL_OFF(eject_rehash), 0, 0, NULL},
     {NULL, NULL, 0, 0, 0, NULL},
 };
 
@@ -121,7 +131,12 @@ static const struct command server_commands[] = {
 
 static const struct command config_commands[] = {
     {"listen", set_listen, 0, 0, 0, NULL},
-    {"pool", set_map, 0, 0, 0, pool_commands},
+    {"pool", set_pool, CFG_OFF(pool), 0, 0, pool_commands},
+    {"l1", set_pool, CFG_OFF(pool), 0, 0, pool_commands},
+    {"l2", set_pool, CFG_OFF(l2), 0, 0, pool_commands},
+    {"orca", set_orca, CFG_OFF(orca), 0, 0, NULL},
+    {"key_locks", set_u32, CFG_OFF(key_locks), 0, 1048576, NULL},
+    {"batch_listen", set_batch_listen, 0, 0, 0, NULL},
     {"timeouts", set_map, 0, 0, 0, timeout_commands},
     {"max_connections", set_u32, CFG_OFF(max_connections), 0, 10000000, NULL},
     {"shutdown_timeout_ms", set_u32, CFG_OFF(shutdown_timeout_ms), 0, 3600000,
@@ -403,6 +418,39 @@ set_hash(struct loader *ld, yaml_node_t *val, const struct command *cmd,
     return ST_OK;
 }
 
+static const char *const orca_names[] = {"l1only", "l1l2", "l1l2batch", NULL};
+
+bool
+config_orca_parse(const char *s, enum cfg_orca *out)
+{
+    for (int i = 0; orca_names[i] != NULL; i++) {
+        if (strcmp(s, orca_names[i]) == 0) {
+            *out = (enum cfg_orca)i;
+            return true;
+        }
+    }
+    return false;
+}
+
+const char *
+config_orca_name(enum cfg_orca orca)
+{
+    return (unsigned)orca < 3 ? orca_names[orca] : "?";
+}
+
+static enum status
+set_orca(struct loader *ld, yaml_node_t *val, const struct command *cmd,
+         void *base, const char *path)
+{
+    int i;
+
+    if (set_word(ld, val, path, orca_names, "an orca", &i) != ST_OK) {
+        return ST_ERROR;
+    }
+    *(enum cfg_orca *)(void *)((char *)base + cmd->offset) = (enum cfg_orca)i;
+    return ST_OK;
+}
+
 static enum status
 set_bool(struct loader *ld, yaml_node_t *val, const struct command *cmd,
          void *base, const char *path)
@@ -593,18 +641,46 @@ static enum status
 set_servers(struct loader *ld, yaml_node_t *val, const struct command *cmd,
             void *base, const char *path)
 {
+    struct cfg_pool *pool = base;
+    void *arr;
+    size_t n;
+
+    (void)cmd;
+    if (parse_seq(ld, val, path, sizeof(*pool->servers), server_elem, &arr,
+                  &n) != ST_OK) {
+        return ST_ERROR;
+    }
+    free(pool->servers);
+    pool->servers = arr;
+    pool->nservers = n;
+    return ST_OK;
+}
+
+/* pool:, l1: or l2: a mapping of pool_commands over that pool. */
+static enum status
+set_pool(struct loader *ld, yaml_node_t *val, const struct command *cmd,
+         void *base, const char *path)
+{
+    return walk_mapping(ld, val, cmd->sub, (char *)base + cmd->offset, path,
+                        NULL);
+}
+
+static enum status
+set_batch_listen(struct loader *ld, yaml_node_t *val,
+                 const struct command *cmd, void *base, const char *path)
+{
     struct config *cfg = base;
     void *arr;
     size_t n;
 
     (void)cmd;
-    if (parse_seq(ld, val, path, sizeof(*cfg->servers), server_elem, &arr,
+    if (parse_seq(ld, val, path, sizeof(*cfg->batch_listen), listen_elem, &arr,
                   &n) != ST_OK) {
         return ST_ERROR;
     }
-    free(cfg->servers);
-    cfg->servers = arr;
-    cfg->nservers = n;
+    free(cfg->batch_listen);
+    cfg->batch_listen = arr;
+    cfg->nbatch_listen = n;
     return ST_OK;
 }
 
@@ -816,8 +892,8 @@ config_set_listen(struct config *cfg, const struct cfg_addr *a, size_t n)
     return copy_addrs(&cfg->listen, &cfg->nlisten, a, n);
 }
 
-enum status
-config_set_servers(struct config *cfg, const struct cfg_addr *a, size_t n)
+static enum status
+pool_set_servers(struct cfg_pool *pool, const struct cfg_addr *a, size_t n)
 {
     struct cfg_server *arr = calloc(MAX(n, 1), sizeof(*arr));
 
@@ -828,10 +904,64 @@ config_set_servers(struct config *cfg, const struct cfg_addr *a, size_t n)
         arr[i].addr = a[i];
         arr[i].weight = 1;
     }
-    free(cfg->servers);
-    cfg->servers = arr;
-    cfg->nservers = n;
+    free(pool->servers);
+    pool->servers = arr;
+    pool->nservers = n;
     return ST_OK;
+}
+
+enum status
+config_set_servers(struct config *cfg, const struct cfg_addr *a, size_t n)
+{
+    return pool_set_servers(&cfg->pool, a, n);
+}
+
+enum status
+config_set_l2_servers(struct config *cfg, const struct cfg_addr *a, size_t n)
+{
+    return pool_set_servers(&cfg->l2, a, n);
+}
+
+enum status
+config_set_batch_listen(struct config *cfg, const struct cfg_addr *a,
+                        size_t n)
+{
+    struct cfg_addr *arr = calloc(MAX(n, 1), sizeof(*arr));
+
+    if (arr == NULL) {
+        return ST_NOMEM;
+    }
+    memcpy(arr, a, n * sizeof(*a));
+    free(cfg->batch_listen);
+    cfg->batch_listen = arr;
+    cfg->nbatch_listen = n;
+    return ST_OK;
+}
+
+enum status
+config_validate(const struct config *cfg, char *err, size_t errlen)
+{
+    if (cfg->orca != CFG_ORCA_L1ONLY && cfg->l2.nservers == 0) {
+        set_err(err, errlen, "orca %s needs l2 servers (l2.servers or --l2)",
+                config_orca_name(cfg->orca));
+        return ST_ERROR;
+    }
+    if (cfg->orca == CFG_ORCA_L1L2BATCH && cfg->nbatch_listen == 0) {
+        set_err(err, errlen, "orca l1l2batch needs batch_listen addresses "
+                             "(batch_listen or --batch-listen)");
+        return ST_ERROR;
+    }
+    return ST_OK;
+}
+
+static void
+pool_defaults(struct cfg_pool *pool)
+{
+    pool->distribution = CFG_DIST_KETAMA;
+    pool->hash = CFG_HASH_DEFAULT;
+    pool->failure_limit = CFG_DEFAULT_FAILURE_LIMIT;
+    pool->retry_timeout_ms = CFG_DEFAULT_RETRY_MS;
+    pool->eject_rehash = false;
 }
 
 struct config *
@@ -850,11 +980,10 @@ config_default(void)
     cfg->max_connections = 0;
     cfg->shutdown_timeout_ms = CFG_DEFAULT_SHUTDOWN_MS;
     cfg->client_write_timeout_ms = CFG_DEFAULT_CLIENT_WRITE_MS;
-    cfg->distribution = CFG_DIST_KETAMA;
-    cfg->hash = CFG_HASH_DEFAULT;
-    cfg->failure_limit = CFG_DEFAULT_FAILURE_LIMIT;
-    cfg->retry_timeout_ms = CFG_DEFAULT_RETRY_MS;
-    cfg->eject_rehash = false;
+    pool_defaults(&cfg->pool);
+    pool_defaults(&cfg->l2);
+    cfg->orca = CFG_ORCA_L1ONLY;
+    cfg->key_locks = CFG_DEFAULT_KEY_LOCKS;
     cfg->thread_stack_size = CFG_DEFAULT_STACK_SIZE;
     cfg->item_size_max = CFG_DEFAULT_ITEM_SIZE_MAX;
     cfg->log_level = LOG_LVL_INFO;
@@ -977,6 +1106,13 @@ config_load_string(const char *yaml, size_t len, const char *name, char *err,
         walk_mapping(&ld, root, config_commands, cfg, NULL, NULL) != ST_OK) {
         goto error;
     }
+    if (config_validate(cfg, err, errlen) != ST_OK) {
+        char msg[256];
+
+        snprintf(msg, sizeof(msg), "%s", err);
+        set_err(err, errlen, "%s: %s", ld.name, msg);
+        goto error;
+    }
     yaml_document_delete(&doc);
     yaml_parser_delete(&parser);
     return cfg;
@@ -1082,6 +1218,8 @@ config_unref(struct config *cfg)
     }
     free(cfg->path);
     free(cfg->listen);
-    free(cfg->servers);
+    free(cfg->batch_listen);
+    free(cfg->pool.servers);
+    free(cfg->l2.servers);
     free(cfg);
 }

@@ -20,13 +20,15 @@ struct server_health {
 };
 
 struct health {
-    const struct config  *cfg; /* ref: owned by the snapshot */
+    const struct cfg_pool *cfg; /* ref: owned by the snapshot */
+    size_t                mbase; /* metrics index of server 0 */
     size_t                n;
     struct server_health *s;
 };
 
 struct health *
-health_create(const struct config *cfg, const struct health *prev)
+health_create(const struct cfg_pool *cfg, size_t mbase,
+              const struct health *prev)
 {
     struct health *h = calloc(1, sizeof(*h));
 
@@ -34,6 +36,7 @@ health_create(const struct config *cfg, const struct health *prev)
         return NULL;
     }
     h->cfg = cfg;
+    h->mbase = mbase;
     h->n = cfg->nservers;
     h->s = calloc(h->n ? h->n : 1, sizeof(*h->s));
     if (h->s == NULL) {
@@ -105,7 +108,7 @@ health_success(struct health *h, size_t idx)
     if (atomic_load_explicit(&s->ejected, memory_order_relaxed) &&
         atomic_compare_exchange_strong(&s->ejected, &one, 0)) {
         log_info("backend %s is back", h->cfg->servers[idx].addr.name);
-        metrics_server_up(idx, true);
+        metrics_server_up(h->mbase + idx, true);
     }
     atomic_store(&s->probing, 0);
 }
@@ -133,6 +136,6 @@ health_failure(struct health *h, size_t idx, uint64_t now_ms)
         log_warnx("backend %s ejected after %u failures, retry in %u ms",
                   h->cfg->servers[idx].addr.name, fails,
                   h->cfg->retry_timeout_ms);
-        metrics_server_up(idx, false);
+        metrics_server_up(h->mbase + idx, false);
     }
 }

@@ -48,6 +48,7 @@ static struct server_conn *conns; /* registry, guarded by conns_lock */
 struct listen_sock {
     int  fd;
     bool tcp;
+    bool batch;                   /* a batch_listen address (l1l2batch) */
     char path[108];               /* unix socket file we created, or "" */
 };
 
@@ -178,17 +179,18 @@ adopt_systemd(struct listener *l, char *err, size_t errlen)
 }
 
 static int
-bind_all(struct listener *l, const struct config *cfg, char *err,
-         size_t errlen)
+bind_list(struct listener *l, const struct cfg_addr *addrs, size_t n,
+          bool batch, uint32_t mode, char *err, size_t errlen)
 {
-    for (size_t i = 0; i < cfg->nlisten; i++) {
-        const struct cfg_addr *a = &cfg->listen[i];
-        int fd = bind_one(a, cfg->unix_mode, err, errlen);
+    for (size_t i = 0; i < n; i++) {
+        const struct cfg_addr *a = &addrs[i];
+        int fd = bind_one(a, mode, err, errlen);
 
         if (fd < 0) {
             return -1;
         }
         l->socks[l->n].fd = fd;
+        l->socks[l->n].batch = batch;
         l->socks[l->n].tcp = a->ss.ss_family != AF_UNIX;
         if (a->ss.ss_family == AF_UNIX) {
             snprintf(l->socks[l->n].path, sizeof(l->socks[l->n].path), "%s",
@@ -202,7 +204,7 @@ bind_all(struct listener *l, const struct config *cfg, char *err,
 struct listener *
 listener_create(const struct config *cfg, char *err, size_t errlen)
 {
-    size_t cap = MAX(cfg->nlisten, 64);
+    size_t cap = MAX(cfg->nlisten + cfg->nbatch_listen, 64);
     struct listener *l = calloc(1, sizeof(*l));
     pthread_condattr_t ca;
 
@@ -222,12 +224,17 @@ listener_create(const struct config *cfg, char *err, size_t errlen)
     case -1:
         goto error;
     case 0:
-        if (bind_all(l, cfg, err, errlen) != 0) {
+        if (bind_list(l, cfg->listen, cfg->nlisten, false, cfg->unix_mode, err,
+                      errlen) != 0) {
             goto error;
         }
         break;
     default:
         break;
+    }
+    if (bind_list(l, cfg->batch_listen, cfg->nbatch_listen, true,
+                  cfg->unix_mode, err, errlen) != 0) {
+        goto error;
     }
     l->pfds[0].fd = l->wake[0];
     l->pfds[0].events = POLLIN;
@@ -346,7 +353,7 @@ conn_main(void *p)
 }
 
 static void
-spawn(struct listener *l, int fd)
+spawn(struct listener *l, int fd, bool batch)
 {
     struct server_conn *c = calloc(1, sizeof(*c));
     pthread_attr_t attr;
@@ -355,6 +362,7 @@ spawn(struct listener *l, int fd)
 
     if (c != NULL) {
         c->fd = fd;
+        c->batch = batch;
         atomic_init(&c->busy, 1);
         registry_add(c);
         pthread_attr_init(&attr);
@@ -397,7 +405,7 @@ accept_all(struct listener *l, const struct listen_sock *ls)
             (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
         }
         metrics_inc(M_CONNECTIONS_TOTAL);
-        spawn(l, fd);
+        spawn(l, fd, ls->batch);
     }
 }
 

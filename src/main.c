@@ -37,11 +37,15 @@ usage(FILE *f)
     fprintf(f,
             "usage: riven [-c FILE] [-l ADDR]... [-b ADDR]... [-m ADDR|off] "
             "[-t] [-v] [-q] [-V] [-h]\n"
+            "             [--orca NAME] [--l2 ADDR]... [--batch-listen ADDR]...\n"
             "  -c FILE  load the YAML config FILE (default: built-in)\n"
             "  -l ADDR  listen on ADDR (repeatable; replaces the file's)\n"
             "  -b ADDR  backend memcached ADDR (repeatable; replaces the "
             "file's)\n"
             "  -m ADDR  serve /metrics on ADDR, or 'off' (default %s)\n"
+            "  --orca l1only|l1l2|l1l2batch   how requests use L1 and L2\n"
+            "  --l2 ADDR           add an L2 server (repeatable)\n"
+            "  --batch-listen ADDR listener for bulk loaders (l1l2batch)\n"
             "  -t       check the config and exit (0 ok, 1 with a message)\n"
             "  -v / -q  raise / lower the log level (repeatable)\n"
             "  -V       print the version\n"
@@ -103,6 +107,11 @@ struct opts {
     size_t          nlisten;
     struct cfg_addr servers[MAX_ADDRS];
     size_t          nservers;
+    struct cfg_addr l2[MAX_ADDRS];      /* --l2 */
+    size_t          nl2;
+    struct cfg_addr batch[MAX_ADDRS];   /* --batch-listen */
+    size_t          nbatch;
+    const char     *orca;               /* --orca */
     const char     *metrics;    /* -m ADDR|off, or NULL */
     bool            test;
     int             verbosity;
@@ -128,7 +137,16 @@ parse_args(int argc, char **argv, struct opts *o)
 {
     int c;
 
-    while ((c = getopt(argc, argv, "c:l:b:m:tvqVh")) != -1) {
+    static const struct option longs[] = {
+        {"orca", required_argument, NULL, 'O'},
+        {"l2", required_argument, NULL, '2'},
+        {"batch-listen", required_argument, NULL, 'B'},
+        {"help", no_argument, NULL, 'h'},
+        {"version", no_argument, NULL, 'V'},
+        {NULL, 0, NULL, 0},
+    };
+
+    while ((c = getopt_long(argc, argv, "c:l:b:m:tvqVh", longs, NULL)) != -1) {
         switch (c) {
         case 'c':
             o->file = optarg;
@@ -141,6 +159,15 @@ parse_args(int argc, char **argv, struct opts *o)
             break;
         case 'm':
             o->metrics = optarg;
+            break;
+        case 'O':
+            o->orca = optarg;
+            break;
+        case '2':
+            add_addr(o->l2, &o->nl2, optarg);
+            break;
+        case 'B':
+            add_addr(o->batch, &o->nbatch, optarg);
             break;
         case 't':
             o->test = true;
@@ -180,11 +207,22 @@ apply_opts(struct config *cfg, const struct opts *o, char *err, size_t errlen)
         snprintf(err, errlen, "out of memory");
         return ST_NOMEM;
     }
+    if ((o->nl2 > 0 && config_set_l2_servers(cfg, o->l2, o->nl2) != ST_OK) ||
+        (o->nbatch > 0 &&
+         config_set_batch_listen(cfg, o->batch, o->nbatch) != ST_OK)) {
+        snprintf(err, errlen, "out of memory");
+        return ST_NOMEM;
+    }
+    if (o->orca != NULL && !config_orca_parse(o->orca, &cfg->orca)) {
+        snprintf(err, errlen, "--orca: expected l1only, l1l2 or l1l2batch, "
+                              "got '%s'", o->orca);
+        return ST_ERROR;
+    }
     if (o->metrics != NULL &&
         config_set_metrics(cfg, o->metrics, err, errlen) != ST_OK) {
         return ST_ERROR;
     }
-    return ST_OK;
+    return config_validate(cfg, err, errlen);
 }
 
 static struct config *
@@ -220,6 +258,27 @@ monotonic_usec(void)
 
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
+/* Metrics name backend servers by index: L1's, then L2's. */
+static enum status
+name_servers(const struct config *cfg)
+{
+    size_t n = cfg->pool.nservers + cfg->l2.nservers;
+    struct cfg_server *all = calloc(MAX(n, 1), sizeof(*all));
+    enum status st;
+
+    if (all == NULL) {
+        return ST_NOMEM;
+    }
+    memcpy(all, cfg->pool.servers, cfg->pool.nservers * sizeof(*all));
+    if (cfg->l2.nservers > 0) {
+        memcpy(all + cfg->pool.nservers, cfg->l2.servers,
+               cfg->l2.nservers * sizeof(*all));
+    }
+    st = metrics_set_servers(all, n);
+    free(all);
+    return st;
 }
 
 /* The file's log level, moved by -v/-q. */
@@ -259,13 +318,12 @@ reload(const struct opts *o)
         log_errorx("reload: %s; keeping the previous configuration", err);
     } else {
         log_set_level(log_level_for(snap->cfg, o));
-        if (metrics_set_servers(snap->cfg->servers, snap->cfg->nservers) !=
-            ST_OK) {
+        if (name_servers(snap->cfg) != ST_OK) {
             log_warnx("reload: no latency histogram for new servers");
         }
         server_publish(snap);
         log_info("reload: %s loaded, %zu backend server(s)", o->file,
-                 snap->cfg->nservers);
+                 snap->cfg->pool.nservers + snap->cfg->l2.nservers);
     }
     sd_notify(0, "READY=1");
 }
@@ -319,8 +377,7 @@ main(int argc, char **argv)
     }
     log_init(log_level_for(cfg, &o));
     raise_nofile();
-    if (metrics_init() != ST_OK ||
-        metrics_set_servers(cfg->servers, cfg->nservers) != ST_OK) {
+    if (metrics_init() != ST_OK || name_servers(cfg) != ST_OK) {
         fatal("metrics: out of memory");
     }
     the_listener = listener_create(cfg, err, sizeof(err));
@@ -341,11 +398,12 @@ main(int argc, char **argv)
         log_info("metrics on http://%s/metrics", cfg->metrics_listen.name);
     }
     setup_signals();
-    log_info("riven %s: %zu listener(s)%s, %zu backend server(s), max %u "
-             "connections",
+    log_info("riven %s: %zu listener(s)%s, orca %s, %zu L1 + %zu L2 backend "
+             "server(s), max %u connections",
              RIVEN_VERSION_STR, listener_count(the_listener),
              listener_activated(the_listener) ? " from systemd" : "",
-             cfg->nservers, listener_max_connections(the_listener));
+             config_orca_name(cfg->orca), cfg->pool.nservers,
+             cfg->l2.nservers, listener_max_connections(the_listener));
     config_unref(cfg);
     if (sd_watchdog_enabled(0, &m.watchdog_us) > 0) {
         tick_ms = (int)MIN(TICK_MS, m.watchdog_us / 4000 + 1);

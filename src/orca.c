@@ -1,16 +1,28 @@
 /*
- * orca: batch execution.
+ * orca: batch execution over one pool (l1only) or two (l1l2, l1l2batch).
  *
  *   requests ──ring──▶ handler[server].queue ... (all servers)
  *            ──▶ handler.flush (every server written)
  *            ──▶ handler.recv  (then every server read)
  *            ──▶ responses, in request order
  *
+ * With two layers a batch runs in up to three such phases, each sent to
+ * every server before any is read:
+ *
+ *   phase 1   reads to L1, writes to L2 (the truth)
+ *   phase 2   L1 misses to L2; what L2 accepted is mirrored to L1
+ *   phase 3   L2 hits filled into L1 (add: a concurrent write wins);
+ *             an L1 copy that could not be updated is deleted
+ *
+ * Striped key locks (key_locks) hold each key of the segment for all
+ * phases, taken in stripe order so threads cannot deadlock.
+ *
  * flush_all and stats are barriers sent to every server; stats replies are
  * summed by name when the pool has more than one server.
  */
 #include "orca.h"
 
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,59 +32,93 @@
 #include "log.h"
 #include "metrics.h"
 
-struct orca {
-    const struct config *cfg;   /* ref: held by the connection */
-    const struct ring   *ring;  /* ref: owned with the snapshot */
-    struct health       *health; /* ref: owned with the snapshot */
-    struct handler     **h;     /* per server, created on first use */
-    struct response     *each;  /* per server, for barrier commands */
-    size_t               nh;
-    struct buf           agg;   /* summed stats reply */
+/* One pool as this connection sees it. */
+struct layer {
+    const struct orca_pool *env;   /* ref: owned with the snapshot */
+    struct handler        **h;     /* per server, created on first use */
+    struct response        *each;  /* per server, for barrier commands */
+    size_t                  nh;
 };
 
-/* Move prev's handlers for servers still in the pool into o. */
-static void
-adopt(struct orca *o, struct orca *prev)
+struct orca {
+    const struct orca_env *env;    /* ref: owned with the snapshot */
+    enum cfg_orca          mode;
+    struct layer           l1;
+    struct layer           l2;     /* nh == 0 for l1only */
+    struct buf             agg;    /* summed stats reply */
+    struct response       *s1;     /* l1l2: L1's answer to each read */
+    struct response       *s2;     /* l1l2: each request's mirror answer */
+    size_t                 nscratch;
+    uint32_t              *held;   /* lock stripes held, sorted */
+    size_t                 nheld;
+    size_t                 capheld;
+};
+
+static enum status
+layer_init(struct layer *ly, const struct orca_pool *env)
 {
-    for (size_t i = 0; i < o->nh; i++) {
-        const struct cfg_server *s = &o->cfg->servers[i];
+    ly->env = env;
+    ly->nh = env != NULL ? env->pool->nservers : 0;
+    if (ly->nh == 0) {
+        return ST_OK;
+    }
+    ly->h = calloc(ly->nh, sizeof(*ly->h));
+    ly->each = calloc(ly->nh, sizeof(*ly->each));
+    return ly->h != NULL && ly->each != NULL ? ST_OK : ST_NOMEM;
+}
+
+static void
+layer_free(struct layer *ly)
+{
+    for (size_t i = 0; ly->h != NULL && i < ly->nh; i++) {
+        handler_destroy(ly->h[i]);
+    }
+    free(ly->h);
+    free(ly->each);
+}
+
+/* Move prev's handlers for servers still in the pool into ly. */
+static void
+adopt(struct layer *ly, struct layer *prev, const struct config *cfg)
+{
+    for (size_t i = 0; i < ly->nh; i++) {
+        const struct cfg_server *s = &ly->env->pool->servers[i];
 
         for (size_t j = 0; j < prev->nh; j++) {
             if (prev->h[j] == NULL ||
-                strcmp(prev->cfg->servers[j].addr.name, s->addr.name) != 0) {
+                strcmp(prev->env->pool->servers[j].addr.name, s->addr.name) !=
+                    0) {
                 continue;
             }
-            o->h[i] = prev->h[j];
+            ly->h[i] = prev->h[j];
             prev->h[j] = NULL;
-            handler_rebind(o->h[i], &s->addr, i, o->cfg->connect_timeout_ms,
-                           o->cfg->request_timeout_ms);
+            handler_rebind(ly->h[i], &s->addr, ly->env->mbase + i,
+                           cfg->connect_timeout_ms, cfg->request_timeout_ms);
             break;
         }
     }
 }
 
 struct orca *
-orca_create(const struct config *cfg, const struct ring *ring,
-            struct health *health, struct orca *prev)
+orca_create(const struct orca_env *env, enum cfg_orca mode, struct orca *prev)
 {
     struct orca *o = calloc(1, sizeof(*o));
 
     if (o == NULL) {
         return NULL;
     }
-    o->cfg = cfg;
-    o->ring = ring;
-    o->health = health;
-    o->nh = cfg->nservers;
-    o->h = calloc(o->nh, sizeof(*o->h));
-    o->each = calloc(o->nh, sizeof(*o->each));
+    o->env = env;
+    o->mode = mode;
     buf_init(&o->agg, 1024);
-    if (o->h == NULL || o->each == NULL) {
+    if (layer_init(&o->l1, &env->l1) != ST_OK ||
+        layer_init(&o->l2, mode == CFG_ORCA_L1ONLY ? NULL : &env->l2) !=
+            ST_OK) {
         orca_destroy(o);
         return NULL;
     }
     if (prev != NULL) {
-        adopt(o, prev);
+        adopt(&o->l1, &prev->l1, env->cfg);
+        adopt(&o->l2, &prev->l2, env->cfg);
     }
     return o;
 }
@@ -83,32 +129,33 @@ orca_destroy(struct orca *o)
     if (o == NULL) {
         return;
     }
-    for (size_t i = 0; o->h != NULL && i < o->nh; i++) {
-        handler_destroy(o->h[i]);
-    }
-    free(o->h);
-    free(o->each);
+    layer_free(&o->l1);
+    layer_free(&o->l2);
+    free(o->s1);
+    free(o->s2);
+    free(o->held);
     buf_free(&o->agg);
     free(o);
 }
 
 static struct handler *
-handler_at(struct orca *o, size_t i)
+handler_at(struct orca *o, struct layer *ly, size_t i)
 {
-    if (o->h[i] == NULL) {
-        o->h[i] = handler_create(&o->cfg->servers[i].addr, i,
-                                 o->cfg->connect_timeout_ms,
-                                 o->cfg->request_timeout_ms);
+    if (ly->h[i] == NULL) {
+        ly->h[i] = handler_create(&ly->env->pool->servers[i].addr,
+                                  ly->env->mbase + i,
+                                  o->env->cfg->connect_timeout_ms,
+                                  o->env->cfg->request_timeout_ms);
     }
-    return o->h[i];
+    return ly->h[i];
 }
 
 /* Queue req on server i; a failure to queue answers res at once. */
 static void
-queue_on(struct orca *o, size_t i, const struct request *req,
-         struct response *res)
+queue_on(struct orca *o, struct layer *ly, size_t i,
+         const struct request *req, struct response *res)
 {
-    struct handler *h = handler_at(o, i);
+    struct handler *h = handler_at(o, ly, i);
 
     if (h == NULL || handler_queue(h, req, res) != ST_OK) {
         if (res != NULL) {
@@ -121,7 +168,7 @@ queue_on(struct orca *o, size_t i, const struct request *req,
  * server ejected, the first live one found by rehashing key with a
  * counter appended. */
 static size_t
-route(struct orca *o, const struct request *req, uint64_t now)
+route(const struct layer *ly, const struct request *req, uint64_t now)
 {
     char dec[KEY_MAX_LENGTH + 8], alt[KEY_MAX_LENGTH + 8];
     const char *key = req->key;
@@ -131,33 +178,32 @@ route(struct orca *o, const struct request *req, uint64_t now)
         util_b64_decode(req->key, req->nkey, dec, sizeof(dec), &nkey)) {
         key = dec; /* place binary keys by their bytes, as clients do */
     }
-    idx = ring_lookup(o->ring, key, nkey);
-
-    if (!o->cfg->eject_rehash || !health_ejected(o->health, idx, now) ||
-        nkey > KEY_MAX_LENGTH) {
+    idx = ring_lookup(ly->env->ring, key, nkey);
+    if (!ly->env->pool->eject_rehash ||
+        !health_ejected(ly->env->health, idx, now) || nkey > KEY_MAX_LENGTH) {
         return idx;
     }
     memcpy(alt, key, nkey);
-    for (unsigned n = 1; n <= 2 * o->nh; n++) {
+    for (unsigned n = 1; n <= 2 * ly->nh; n++) {
         size_t len = nkey;
         size_t j;
 
         alt[len++] = '#';
         len += util_u64_str(alt + len, n);
-        j = ring_lookup(o->ring, alt, len);
-        if (!health_ejected(o->health, j, now)) {
+        j = ring_lookup(ly->env->ring, alt, len);
+        if (!health_ejected(ly->env->health, j, now)) {
             return j;
         }
     }
     return idx;
 }
 
-/* Send req to server idx, unless the server is ejected. */
+/* Send req to server idx of ly, unless the server is ejected. */
 static void
-send_to(struct orca *o, size_t idx, const struct request *req,
-        struct response *res, uint64_t now)
+send_at(struct orca *o, struct layer *ly, size_t idx,
+        const struct request *req, struct response *res, uint64_t now)
 {
-    switch (health_check(o->health, idx, now)) {
+    switch (health_check(ly->env->health, idx, now)) {
     case HEALTH_EJECTED:
         if (res != NULL) {
             res_set_error(res, RES_SERVER_ERROR, MSG_BACKEND_UNAVAILABLE);
@@ -167,28 +213,34 @@ send_to(struct orca *o, size_t idx, const struct request *req,
         /* the probe: a no-op the server must answer before the request */
         struct request probe = {.cmd = REQ_MN};
 
-        queue_on(o, idx, &probe, NULL);
+        queue_on(o, ly, idx, &probe, NULL);
         break;
     }
     default:
         break;
     }
-    queue_on(o, idx, req, res);
+    queue_on(o, ly, idx, req, res);
+}
+
+/* Send req to the server of ly that owns its key. */
+static void
+send_key(struct orca *o, struct layer *ly, const struct request *req,
+         struct response *res, uint64_t now)
+{
+    send_at(o, ly, route(ly, req, now), req, res, now);
 }
 
 /* Tell the shared health state how each server's exchange went. */
 static void
-report(struct orca *o)
+report(struct layer *ly, uint64_t now)
 {
-    uint64_t now = util_now_ms();
-
-    for (size_t i = 0; i < o->nh; i++) {
-        int outcome = o->h[i] ? handler_take_outcome(o->h[i]) : 0;
+    for (size_t i = 0; i < ly->nh; i++) {
+        int outcome = ly->h[i] ? handler_take_outcome(ly->h[i]) : 0;
 
         if (outcome > 0) {
-            health_success(o->health, i);
+            health_success(ly->env->health, i);
         } else if (outcome < 0) {
-            health_failure(o->health, i, now);
+            health_failure(ly->env->health, i, now);
         }
     }
 }
@@ -197,17 +249,41 @@ report(struct orca *o)
 static void
 run_queued(struct orca *o)
 {
-    for (size_t i = 0; i < o->nh; i++) {
-        if (o->h[i] != NULL && handler_pending(o->h[i])) {
-            handler_flush(o->h[i]);
+    struct layer *ls[2] = {&o->l1, &o->l2};
+
+    for (size_t l = 0; l < 2; l++) {
+        for (size_t i = 0; i < ls[l]->nh; i++) {
+            if (ls[l]->h[i] != NULL && handler_pending(ls[l]->h[i])) {
+                handler_flush(ls[l]->h[i]);
+            }
         }
     }
-    for (size_t i = 0; i < o->nh; i++) {
-        if (o->h[i] != NULL && handler_pending(o->h[i])) {
-            handler_recv(o->h[i]);
+    for (size_t l = 0; l < 2; l++) {
+        for (size_t i = 0; i < ls[l]->nh; i++) {
+            if (ls[l]->h[i] != NULL && handler_pending(ls[l]->h[i])) {
+                handler_recv(ls[l]->h[i]);
+            }
         }
     }
-    report(o);
+    report(&o->l1, util_now_ms());
+    report(&o->l2, util_now_ms());
+}
+
+/* A too-large set: memcached drops the old item, so a stale value never
+ * outlives a failed overwrite; riven drops it from every layer. */
+static void
+drop_stale(struct orca *o, const struct request *req)
+{
+    struct request del = {.cmd = REQ_DELETE,
+                          .rflags = req->rflags & REQ_F_B64KEY,
+                          .key = req->key,
+                          .nkey = req->nkey};
+    uint64_t now = util_now_ms();
+
+    send_key(o, &o->l1, &del, NULL, now);
+    if (o->l2.nh > 0) {
+        send_key(o, &o->l2, &del, NULL, now);
+    }
 }
 
 /* Answer what needs no backend; false if req must go to one. */
@@ -219,15 +295,7 @@ answer_locally(struct orca *o, const struct request *req,
         res_set_error(res, req->err, req->errmsg);
         if ((req->cmd == REQ_SET || req->cmd == REQ_MS) &&
             (req->rflags & REQ_F_TOOLARGE)) {
-            /* memcached drops the old item when a set is too large, so
-             * a stale value never outlives a failed overwrite. */
-            struct request del = {.cmd = REQ_DELETE,
-                                  .rflags = req->rflags & REQ_F_B64KEY,
-                                  .key = req->key,
-                                  .nkey = req->nkey};
-
-            send_to(o, route(o, &del, util_now_ms()), &del, NULL,
-                    util_now_ms());
+            drop_stale(o, req);
         }
         return true;
     }
@@ -295,19 +363,320 @@ settle_gets(struct req_batch *b, size_t from, size_t to)
     }
 }
 
+/* ---- l1l2: striped key locks ---- */
+
+static uint32_t
+stripe_of(const struct request *req, uint32_t n)
+{
+    uint32_t h = 2166136261u; /* FNV-1a */
+
+    for (size_t i = 0; i < req->nkey; i++) {
+        h = (h ^ (unsigned char)req->key[i]) * 16777619u;
+    }
+    return h % n;
+}
+
+static int
+cmp_u32(const void *a, const void *b)
+{
+    uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+
+    return (x > y) - (x < y);
+}
+
+/* Lock the stripes of every key in [from, to), in ascending order. */
+static void
+lock_keys(struct orca *o, const struct req_batch *b, size_t from, size_t to)
+{
+    uint32_t n = o->env->nlocks;
+
+    o->nheld = 0;
+    if (n == 0) {
+        return;
+    }
+    if (to - from > o->capheld) {
+        uint32_t *p = realloc(o->held, (to - from) * sizeof(*p));
+
+        if (p == NULL) {
+            return; /* ENOMEM: run unlocked rather than not at all */
+        }
+        o->held = p;
+        o->capheld = to - from;
+    }
+    for (size_t k = from; k < to; k++) {
+        if (b->reqs[k].key != NULL && b->reqs[k].err == RES_NONE) {
+            o->held[o->nheld++] = stripe_of(&b->reqs[k], n);
+        }
+    }
+    qsort(o->held, o->nheld, sizeof(*o->held), cmp_u32);
+    for (size_t i = 0, w = 0; i < o->nheld; i++) {
+        if (i == 0 || o->held[i] != o->held[w - 1]) {
+            o->held[w++] = o->held[i];
+            pthread_mutex_lock(&o->env->locks[o->held[i]]);
+        }
+        if (i + 1 == o->nheld) {
+            o->nheld = w;
+        }
+    }
+}
+
+static void
+unlock_keys(struct orca *o)
+{
+    for (size_t i = o->nheld; i > 0; i--) {
+        pthread_mutex_unlock(&o->env->locks[o->held[i - 1]]);
+    }
+    o->nheld = 0;
+}
+
+/* ---- l1l2: the phases ---- */
+
+/* Reads that try L1 first. A read that returns a CAS (gets, gats, binary
+ * get) goes to L2: CAS values are L2's, as cas commands go to L2. */
+static bool
+is_layered_read(const struct request *req)
+{
+    return (req->cmd == REQ_GET || req->cmd == REQ_GAT) &&
+           !(req->rflags & REQ_F_RET_CAS);
+}
+
+/*
+ * Response slots: a handler keeps re-pointing the responses it decoded
+ * while its read buffer grows, until the batch ends, so each slot belongs
+ * to one handler: s1[k] to L1's read, res[k] to L2 (the client's answer),
+ * s2[k] to the mirror on the other layer. L1 hits are copied into res[k]
+ * after the last phase, when no buffer moves any more.
+ */
+
+/* Phase 1: plain reads (get, gat) try L1; everything else goes to L2. */
+static void
+phase1(struct orca *o, struct req_batch *b, size_t k, uint64_t now)
+{
+    const struct request *req = &b->reqs[k];
+
+    if (is_layered_read(req)) {
+        send_key(o, &o->l1, req, &o->s1[k], now);
+    } else {
+        send_key(o, &o->l2, req, &b->res[k], now);
+    }
+}
+
+/* An L1 copy of req's key after L2 took req: which command keeps L1
+ * right (REQ_NONE: leave L1 alone). */
+static enum req_cmd
+mirror_cmd(const struct orca *o, const struct request *req,
+           const struct response *res)
+{
+    bool ok = res->kind == RES_STORED;
+
+    switch (req->cmd) {
+    case REQ_SET:
+        if (!ok) {
+            return REQ_NONE;
+        }
+        return o->mode == CFG_ORCA_L1L2BATCH ? REQ_REPLACE : REQ_SET;
+    case REQ_ADD:
+        return ok ? REQ_SET : REQ_NONE;
+    case REQ_REPLACE:
+    case REQ_APPEND:
+    case REQ_PREPEND:
+        return ok ? req->cmd : REQ_DELETE;
+    case REQ_TOUCH:
+        return REQ_TOUCH;
+    case REQ_GET:
+    case REQ_GETS:
+    case REQ_GAT:
+    case REQ_GATS:
+    case REQ_MG:
+    case REQ_ME:
+        return req->cmd == REQ_GAT || req->cmd == REQ_GATS ? REQ_TOUCH
+                                                           : REQ_NONE;
+    default:
+        /* delete, incr, decr, cas, gets, gats, meta: drop the L1 copy */
+        return REQ_DELETE;
+    }
+}
+
+/* Phase 2 for one request, after L1 answered reads and L2 the rest. */
+static void
+phase2(struct orca *o, struct req_batch *b, size_t k, uint64_t now)
+{
+    const struct request *req = &b->reqs[k];
+    struct response *res = &b->res[k];
+    struct request r2 = *req;
+
+    if (is_layered_read(req)) {
+        if (o->s1[k].kind == RES_VALUE) {
+            metrics_inc(M_L1_HITS);
+            if (req->cmd == REQ_GAT) { /* keep L2's TTL in step */
+                r2.cmd = REQ_TOUCH;
+                r2.rflags = 0;
+                send_key(o, &o->l2, &r2, &o->s2[k], now);
+            }
+            return;
+        }
+        metrics_inc(M_L1_MISSES);
+        r2.rflags |= REQ_F_RET_TTL;
+        send_key(o, &o->l2, &r2, res, now);
+        return;
+    }
+    if (res->kind == RES_SERVER_ERROR) {
+        metrics_inc(M_L2_ERRORS);
+        if (req->cmd == REQ_SET) {
+            return; /* L2 failed: the client hears it, L1 is left alone */
+        }
+    }
+    r2.cmd = mirror_cmd(o, req, res);
+    if (r2.cmd == REQ_NONE || r2.key == NULL ||
+        (req->proto == PROTO_META && r2.cmd != REQ_DELETE)) {
+        return;
+    }
+    r2.rflags &= REQ_F_B64KEY;
+    r2.proto = PROTO_TEXT;
+    send_key(o, &o->l1, &r2, &o->s2[k], now);
+}
+
+/* Phase 3: fill L1 with L2's hits; delete L1 copies that failed to
+ * update. */
+static void
+phase3(struct orca *o, struct req_batch *b, size_t k, uint64_t now)
+{
+    const struct request *req = &b->reqs[k];
+    const struct response *res = &b->res[k];
+    struct request fill = {.cmd = REQ_ADD, .key = req->key, .nkey = req->nkey};
+
+    if (is_layered_read(req) && o->s1[k].kind == RES_VALUE) {
+        return; /* served by L1 */
+    }
+    if (is_layered_read(req) && res->kind != RES_VALUE) {
+        if (res->kind == RES_MISS) {
+            metrics_inc(M_L2_MISSES);
+        } else if (res->kind == RES_SERVER_ERROR) {
+            metrics_inc(M_L2_ERRORS);
+        }
+        return;
+    }
+    if (is_layered_read(req)) {
+        metrics_inc(M_L2_HITS);
+        if (o->mode == CFG_ORCA_L1L2BATCH || res->ttl == 0) {
+            return; /* batch loaders do not fill; an expiring item neither */
+        }
+        fill.flags = res->flags;
+        fill.exptime = req->cmd == REQ_GAT ? req->exptime
+                                           : (res->ttl < 0 ? 0 : res->ttl);
+        fill.val = res->val;
+        fill.nval = res->nval;
+        metrics_inc(M_L1_FILLS);
+        send_key(o, &o->l1, &fill, NULL, now);
+        return;
+    }
+    if (req->cmd == REQ_SET && res->kind == RES_STORED &&
+        o->s2[k].kind != RES_STORED && o->s2[k].kind != RES_NOT_STORED) {
+        fill.cmd = REQ_DELETE; /* L1 set failed: never leave it stale */
+        send_key(o, &o->l1, &fill, NULL, now);
+    }
+}
+
+typedef void (*phase_fn)(struct orca *o, struct req_batch *b, size_t k,
+                         uint64_t now);
+
+static enum status
+scratch_reserve(struct orca *o, size_t n)
+{
+    struct response *p;
+
+    if (n <= o->nscratch) {
+        return ST_OK;
+    }
+    if ((p = realloc(o->s1, n * sizeof(*p))) == NULL) {
+        return ST_NOMEM;
+    }
+    o->s1 = p;
+    if ((p = realloc(o->s2, n * sizeof(*p))) == NULL) {
+        return ST_NOMEM;
+    }
+    o->s2 = p;
+    o->nscratch = n;
+    return ST_OK;
+}
+
+/* The three phases over [from, to), whose keys are all different. */
+static void
+run_layered(struct orca *o, struct req_batch *b, size_t from, size_t to)
+{
+    static const phase_fn phases[] = {phase1, phase2, phase3};
+
+    memset(o->s1 + from, 0, (to - from) * sizeof(*o->s1));
+    memset(o->s2 + from, 0, (to - from) * sizeof(*o->s2));
+    lock_keys(o, b, from, to);
+    for (size_t p = 0; p < NELEMS(phases); p++) {
+        uint64_t now = util_now_ms();
+
+        for (size_t k = from; k < to; k++) {
+            if (b->reqs[k].key != NULL && b->reqs[k].err == RES_NONE) {
+                phases[p](o, b, k, now);
+            }
+        }
+        run_queued(o);
+    }
+    unlock_keys(o);
+    for (size_t k = from; k < to; k++) {
+        if (o->s1[k].kind == RES_VALUE && is_layered_read(&b->reqs[k])) {
+            b->res[k] = o->s1[k];
+        }
+    }
+}
+
+/* Phases reorder requests across layers, so a key may appear once per
+ * run: cut [from, to) where a key (by a 1024-bit filter) repeats. */
+static void
+run_layered_cuts(struct orca *o, struct req_batch *b, size_t from, size_t to)
+{
+    uint64_t seen[16] = {0};
+    size_t start = from;
+
+    if (scratch_reserve(o, b->n) != ST_OK) {
+        for (size_t k = from; k < to; k++) {
+            res_set_error(&b->res[k], RES_SERVER_ERROR, MSG_OUT_OF_MEMORY);
+        }
+        return;
+    }
+    for (size_t k = from; k < to; k++) {
+        const struct request *r = &b->reqs[k];
+        uint32_t bit;
+
+        if (r->key == NULL || r->err != RES_NONE) {
+            continue;
+        }
+        bit = stripe_of(r, 1024);
+        if (seen[bit / 64] & (1ull << (bit % 64))) {
+            run_layered(o, b, start, k);
+            memset(seen, 0, sizeof(seen));
+            start = k;
+        }
+        seen[bit / 64] |= 1ull << (bit % 64);
+    }
+    run_layered(o, b, start, to);
+}
+
 static void
 run_segment(struct orca *o, struct req_batch *b, size_t from, size_t to)
 {
     uint64_t now = util_now_ms();
+    bool layered = o->mode != CFG_ORCA_L1ONLY;
 
     for (size_t k = from; k < to; k++) {
         const struct request *req = &b->reqs[k];
 
-        if (!answer_locally(o, req, &b->res[k])) {
-            send_to(o, route(o, req, now), req, &b->res[k], now);
+        if (!answer_locally(o, req, &b->res[k]) && !layered) {
+            send_key(o, &o->l1, req, &b->res[k], now);
         }
     }
-    run_queued(o);
+    if (layered) {
+        run_layered_cuts(o, b, from, to);
+    } else {
+        run_queued(o);
+    }
     settle_gets(b, from, to);
 }
 
@@ -332,31 +701,58 @@ stats_proxy(struct orca *o, const struct request *req, struct response *res)
     return true;
 }
 
-/* flush_all or stats: every server, then one combined answer. */
+/* Send req to every server of ly; answers land in ly->each. */
+static void
+send_all(struct orca *o, struct layer *ly, const struct request *req)
+{
+    for (size_t i = 0; i < ly->nh; i++) {
+        memset(&ly->each[i], 0, sizeof(ly->each[i]));
+        send_at(o, ly, i, req, &ly->each[i], util_now_ms());
+    }
+}
+
+/* The first error among ly's answers, or NULL. */
+static const struct response *
+first_error(const struct layer *ly, size_t *ok)
+{
+    const struct response *err = NULL;
+
+    for (size_t i = 0; i < ly->nh; i++) {
+        enum res_kind kind = ly->each[i].kind;
+
+        if (kind == RES_OK || kind == RES_RAW) {
+            (*ok)++;
+        } else if (err == NULL) {
+            err = &ly->each[i];
+        }
+    }
+    return err;
+}
+
+/* flush_all (every server of every layer) or stats (the l1 pool): one
+ * combined answer. */
 static void
 run_barrier(struct orca *o, const struct request *req, struct response *res)
 {
-    size_t ok = 0, first_err = o->nh;
+    const struct response *err, *err2 = NULL;
+    size_t ok = 0, ok2 = 0;
 
     if (stats_proxy(o, req, res)) {
         return;
     }
-    for (size_t i = 0; i < o->nh; i++) {
-        memset(&o->each[i], 0, sizeof(o->each[i]));
-        send_to(o, i, req, &o->each[i], util_now_ms());
+    send_all(o, &o->l1, req);
+    if (req->cmd == REQ_FLUSH_ALL) {
+        send_all(o, &o->l2, req);
     }
     run_queued(o);
-    for (size_t i = 0; i < o->nh; i++) {
-        enum res_kind kind = o->each[i].kind;
-
-        if (kind == RES_OK || kind == RES_RAW) {
-            ok++;
-        } else if (first_err == o->nh) {
-            first_err = i;
-        }
+    err = first_error(&o->l1, &ok);
+    if (req->cmd == REQ_FLUSH_ALL) {
+        err2 = first_error(&o->l2, &ok2);
+        *res = err2 ? *err2 : err ? *err : o->l1.each[0];
+        return;
     }
-    if (req->cmd == REQ_FLUSH_ALL || o->nh == 1 || ok == 0) {
-        *res = o->each[first_err < o->nh ? first_err : 0];
+    if (o->l1.nh == 1 || ok == 0) {
+        *res = err ? *err : o->l1.each[0];
         return;
     }
     if (stats_sum(o, res) != ST_OK) {
@@ -383,37 +779,57 @@ orca_execute(struct orca *o, struct req_batch *b)
     run_segment(o, b, from, b->n);
 }
 
+static void
+layer_done(struct layer *ly)
+{
+    for (size_t i = 0; i < ly->nh; i++) {
+        if (ly->h[i] != NULL) {
+            handler_done(ly->h[i]);
+        }
+    }
+}
+
 void
 orca_done(struct orca *o)
 {
-    for (size_t i = 0; i < o->nh; i++) {
-        if (o->h[i] != NULL) {
-            handler_done(o->h[i]);
-        }
-    }
+    layer_done(&o->l1);
+    layer_done(&o->l2);
     o->agg.pos = o->agg.last = o->agg.start;
     buf_shrink(&o->agg);
+}
+
+static size_t
+layer_sockets(const struct layer *ly)
+{
+    size_t n = 0;
+
+    for (size_t i = 0; i < ly->nh; i++) {
+        n += ly->h[i] != NULL && handler_connected(ly->h[i]);
+    }
+    return n;
 }
 
 size_t
 orca_sockets(const struct orca *o)
 {
-    size_t n = 0;
+    return layer_sockets(&o->l1) + layer_sockets(&o->l2);
+}
 
-    for (size_t i = 0; i < o->nh; i++) {
-        n += o->h[i] != NULL && handler_connected(o->h[i]);
+static void
+layer_close(struct layer *ly)
+{
+    for (size_t i = 0; i < ly->nh; i++) {
+        if (ly->h[i] != NULL) {
+            handler_close(ly->h[i]);
+        }
     }
-    return n;
 }
 
 void
 orca_close_sockets(struct orca *o)
 {
-    for (size_t i = 0; i < o->nh; i++) {
-        if (o->h[i] != NULL) {
-            handler_close(o->h[i]);
-        }
-    }
+    layer_close(&o->l1);
+    layer_close(&o->l2);
 }
 
 /* ---- stats over a pool ---- */
@@ -540,10 +956,10 @@ stats_sum(struct orca *o, struct response *res)
     size_t n = 0, cap = 0;
     enum status st = ST_OK;
 
-    for (size_t i = 0; i < o->nh && st == ST_OK; i++) {
-        const char *p = o->each[i].val, *end = p + o->each[i].nval;
+    for (size_t i = 0; i < o->l1.nh && st == ST_OK; i++) {
+        const char *p = o->l1.each[i].val, *end = p + o->l1.each[i].nval;
 
-        if (o->each[i].kind != RES_RAW) {
+        if (o->l1.each[i].kind != RES_RAW) {
             continue;
         }
         while (p < end && st == ST_OK) {
@@ -561,9 +977,9 @@ stats_sum(struct orca *o, struct response *res)
     }
     if (st == ST_OK && n == 0) {
         /* Not a STAT listing (e.g. "RESET"): the first answer speaks. */
-        for (size_t i = 0; i < o->nh; i++) {
-            if (o->each[i].kind == RES_RAW) {
-                *res = o->each[i];
+        for (size_t i = 0; i < o->l1.nh; i++) {
+            if (o->l1.each[i].kind == RES_RAW) {
+                *res = o->l1.each[i];
                 break;
             }
         }

@@ -296,6 +296,9 @@ enc_get(const struct request *req, char *p)
     if (cas) {
         p = PUT_LIT(p, " c");
     }
+    if (req->rflags & REQ_F_RET_TTL) {
+        p = PUT_LIT(p, " t");
+    }
     if (req->cmd != REQ_GET && req->cmd != REQ_GETS) {
         p = PUT_LIT(p, " T");
         p = put_i64(p, req->exptime);
@@ -660,6 +663,9 @@ parse_flags(const char *s, size_t n, struct response *res)
             return false;
         }
         if (s[i] == 'c' && !util_parse_u64(s + i + 1, j - i - 1, &res->cas)) {
+            return false;
+        }
+        if (s[i] == 't' && !util_parse_i64(s + i + 1, j - i - 1, &res->ttl)) {
             return false;
         }
         i = j;

@@ -74,7 +74,7 @@ static const memcached_hash_t hashes[] = {
 /* The behaviours a libmemcached client would set for the same pool
  * settings; a test can compare placements with libmemcached itself. */
 static memcached_return_t
-set_distribution(memcached_st *mc, const struct config *cfg)
+set_distribution(memcached_st *mc, const struct cfg_pool *cfg)
 {
     memcached_return_t rc;
 
@@ -94,7 +94,7 @@ set_distribution(memcached_st *mc, const struct config *cfg)
 }
 
 struct ring *
-ring_create(const struct config *cfg, char *err, size_t errlen)
+ring_create(const struct cfg_pool *cfg, char *err, size_t errlen)
 {
     struct ring *ring = calloc(1, sizeof(*ring));
     memcached_return_t rc;

@@ -60,32 +60,83 @@ static struct server_snapshot *snap_cur;   /* guarded by snap_lock */
 static _Atomic uint64_t snap_gen;          /* bumped on each publish */
 static _Atomic int draining;                /* seq_cst with conn->busy */
 
+/* Build one pool's ring and health; mbase numbers its servers for
+ * metrics after the pools before it. */
+static enum status
+pool_env_init(struct orca_pool *env, const struct cfg_pool *pool,
+              size_t mbase, const struct orca_pool *prev, char *err,
+              size_t errlen)
+{
+    env->pool = pool;
+    env->mbase = mbase;
+    if (pool->nservers == 0) {
+        return ST_OK;
+    }
+    env->ring = ring_create(pool, err, errlen);
+    env->health = health_create(pool, mbase, prev ? prev->health : NULL);
+    if (env->ring == NULL || env->health == NULL) {
+        if (env->ring != NULL) {
+            snprintf(err, errlen, "out of memory");
+        }
+        return ST_ERROR;
+    }
+    return ST_OK;
+}
+
+static void
+snapshot_free(struct server_snapshot *snap)
+{
+    struct orca_env *e = &snap->env;
+
+    ring_destroy((struct ring *)e->l1.ring);
+    health_destroy(e->l1.health);
+    ring_destroy((struct ring *)e->l2.ring);
+    health_destroy(e->l2.health);
+    for (uint32_t i = 0; i < e->nlocks; i++) {
+        pthread_mutex_destroy(&e->locks[i]);
+    }
+    free(e->locks);
+    config_unref(snap->cfg);
+    free(snap);
+}
+
 struct server_snapshot *
 server_snapshot_create(struct config *cfg, const struct server_snapshot *prev,
                        char *err, size_t errlen)
 {
     struct server_snapshot *snap = calloc(1, sizeof(*snap));
+    struct orca_env *e;
 
     if (snap == NULL) {
         snprintf(err, errlen, "out of memory");
         config_unref(cfg);
         return NULL;
     }
-    snap->ring = ring_create(cfg, err, errlen);
-    snap->health = health_create(cfg, prev ? prev->health : NULL);
-    if (snap->ring == NULL || snap->health == NULL) {
-        if (snap->ring != NULL) {
-            snprintf(err, errlen, "out of memory");
-        }
-        ring_destroy(snap->ring);
-        health_destroy(snap->health);
-        config_unref(cfg);
-        free(snap);
-        return NULL;
-    }
     atomic_init(&snap->refs, 1);
     snap->cfg = cfg;
+    e = &snap->env;
+    e->cfg = cfg;
+    if (pool_env_init(&e->l1, &cfg->pool, 0, prev ? &prev->env.l1 : NULL,
+                      err, errlen) != ST_OK ||
+        pool_env_init(&e->l2, &cfg->l2, cfg->pool.nservers,
+                      prev ? &prev->env.l2 : NULL, err, errlen) != ST_OK) {
+        goto error;
+    }
+    if (cfg->orca != CFG_ORCA_L1ONLY && cfg->key_locks > 0) {
+        e->locks = calloc(cfg->key_locks, sizeof(*e->locks));
+        if (e->locks == NULL) {
+            snprintf(err, errlen, "out of memory");
+            goto error;
+        }
+        for (; e->nlocks < cfg->key_locks; e->nlocks++) {
+            pthread_mutex_init(&e->locks[e->nlocks], NULL);
+        }
+    }
     return snap;
+
+error:
+    snapshot_free(snap);
+    return NULL;
 }
 
 void
@@ -95,10 +146,7 @@ server_snapshot_unref(struct server_snapshot *snap)
         atomic_fetch_sub_explicit(&snap->refs, 1, memory_order_acq_rel) != 1) {
         return;
     }
-    ring_destroy(snap->ring);
-    health_destroy(snap->health);
-    config_unref(snap->cfg);
-    free(snap);
+    snapshot_free(snap);
 }
 
 void
@@ -140,6 +188,17 @@ server_draining(void)
     return atomic_load(&draining) != 0;
 }
 
+/* The orca a connection runs: l1l2batch on batch listeners; the normal
+ * listeners of an l1l2batch config serve l1l2. */
+static enum cfg_orca
+orca_mode(const struct server *s, const struct config *cfg)
+{
+    if (s->conn->batch) {
+        return CFG_ORCA_L1L2BATCH;
+    }
+    return cfg->orca == CFG_ORCA_L1L2BATCH ? CFG_ORCA_L1L2 : cfg->orca;
+}
+
 /* Move to the newest snapshot, if one was published. Between batches
  * only: responses must no longer point into the old orca. */
 static enum status
@@ -156,7 +215,7 @@ switch_snapshot(struct server *s)
     if (snap == NULL) {
         return ST_ERROR;
     }
-    orca = orca_create(snap->cfg, snap->ring, snap->health, s->orca);
+    orca = orca_create(&snap->env, orca_mode(s, snap->cfg), s->orca);
     if (orca == NULL) {
         server_snapshot_unref(snap);
         return s->orca != NULL ? ST_OK : ST_NOMEM;

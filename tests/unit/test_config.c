@@ -87,9 +87,9 @@ assert_defaults(const struct config *cfg)
     assert_defaults_except_addrs(cfg);
     assert_int_equal(cfg->nlisten, 1);
     assert_inet(&cfg->listen[0], "127.0.0.1:11311", "127.0.0.1", 11311);
-    assert_int_equal(cfg->nservers, 1);
-    assert_inet(&cfg->servers[0].addr, "127.0.0.1:11211", "127.0.0.1", 11211);
-    assert_int_equal(cfg->servers[0].weight, 1);
+    assert_int_equal(cfg->pool.nservers, 1);
+    assert_inet(&cfg->pool.servers[0].addr, "127.0.0.1:11211", "127.0.0.1", 11211);
+    assert_int_equal(cfg->pool.servers[0].weight, 1);
 }
 
 /* Write text to a new file under /tmp; the name goes to path. */
@@ -164,8 +164,8 @@ test_omitted_keys_keep_defaults(void **state)
     assert_int_equal(cfg->connect_timeout_ms, 1000);
     assert_int_equal(cfg->nlisten, 1);
     assert_string_equal(cfg->listen[0].name, "127.0.0.1:11311");
-    assert_int_equal(cfg->nservers, 1);
-    assert_string_equal(cfg->servers[0].addr.name, "127.0.0.1:11211");
+    assert_int_equal(cfg->pool.nservers, 1);
+    assert_string_equal(cfg->pool.servers[0].addr.name, "127.0.0.1:11211");
     config_unref(cfg);
 
     cfg = load_ok("pool: {}\ntimeouts: {}\n");
@@ -193,8 +193,8 @@ test_every_key_set(void **state)
     assert_int_equal(cfg->nlisten, 2);
     assert_inet(&cfg->listen[0], "10.0.0.1:1", "10.0.0.1", 1);
     assert_inet(&cfg->listen[1], "10.0.0.2:65535", "10.0.0.2", 65535);
-    assert_int_equal(cfg->nservers, 1);
-    assert_inet(&cfg->servers[0].addr, "10.1.0.1:11211", "10.1.0.1", 11211);
+    assert_int_equal(cfg->pool.nservers, 1);
+    assert_inet(&cfg->pool.servers[0].addr, "10.1.0.1:11211", "10.1.0.1", 11211);
     assert_int_equal(cfg->connect_timeout_ms, 1);
     assert_int_equal(cfg->request_timeout_ms, 3600000);
     assert_int_equal(cfg->max_connections, 10000000);
@@ -253,18 +253,18 @@ test_server_mappings(void **state)
                                  "    - addr: unix:/run/mc.sock\n");
 
     (void)state;
-    assert_int_equal(cfg->nservers, 4);
-    assert_inet(&cfg->servers[0].addr, "10.0.0.1:11211", "10.0.0.1", 11211);
-    assert_int_equal(cfg->servers[0].weight, 1);
-    assert_inet(&cfg->servers[1].addr, "10.0.0.2:11212", "10.0.0.2", 11212);
-    assert_int_equal(cfg->servers[1].weight, 3);
-    assert_string_equal(cfg->servers[2].addr.name, "[::1]:11213");
-    assert_int_equal(cfg->servers[2].addr.ss.ss_family, AF_INET6);
-    assert_int_equal(addr_port(&cfg->servers[2].addr), 11213);
-    assert_int_equal(cfg->servers[2].weight, 65535);
-    assert_string_equal(cfg->servers[3].addr.name, "unix:/run/mc.sock");
-    assert_int_equal(cfg->servers[3].addr.ss.ss_family, AF_UNIX);
-    assert_int_equal(cfg->servers[3].weight, 1);
+    assert_int_equal(cfg->pool.nservers, 4);
+    assert_inet(&cfg->pool.servers[0].addr, "10.0.0.1:11211", "10.0.0.1", 11211);
+    assert_int_equal(cfg->pool.servers[0].weight, 1);
+    assert_inet(&cfg->pool.servers[1].addr, "10.0.0.2:11212", "10.0.0.2", 11212);
+    assert_int_equal(cfg->pool.servers[1].weight, 3);
+    assert_string_equal(cfg->pool.servers[2].addr.name, "[::1]:11213");
+    assert_int_equal(cfg->pool.servers[2].addr.ss.ss_family, AF_INET6);
+    assert_int_equal(addr_port(&cfg->pool.servers[2].addr), 11213);
+    assert_int_equal(cfg->pool.servers[2].weight, 65535);
+    assert_string_equal(cfg->pool.servers[3].addr.name, "unix:/run/mc.sock");
+    assert_int_equal(cfg->pool.servers[3].addr.ss.ss_family, AF_UNIX);
+    assert_int_equal(cfg->pool.servers[3].weight, 1);
     config_unref(cfg);
 }
 
@@ -686,10 +686,10 @@ test_set_listen_servers(void **state)
     assert_int_equal(cfg->nlisten, 2);
     assert_string_equal(cfg->listen[1].name, "unix:/x");
     assert_int_equal(config_set_servers(cfg, a, 2), ST_OK);
-    assert_int_equal(cfg->nservers, 2);
-    assert_inet(&cfg->servers[0].addr, "10.0.0.1:1", "10.0.0.1", 1);
-    assert_int_equal(cfg->servers[0].weight, 1);
-    assert_int_equal(cfg->servers[1].weight, 1);
+    assert_int_equal(cfg->pool.nservers, 2);
+    assert_inet(&cfg->pool.servers[0].addr, "10.0.0.1:1", "10.0.0.1", 1);
+    assert_int_equal(cfg->pool.servers[0].weight, 1);
+    assert_int_equal(cfg->pool.servers[1].weight, 1);
     config_unref(cfg);
 }
 
