@@ -17,6 +17,7 @@
 #include <sys/resource.h>
 
 #include "config.h"
+#include "handler.h"
 #include "listener.h"
 #include "log.h"
 #include "metrics.h"
@@ -260,6 +261,54 @@ monotonic_usec(void)
     return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
 }
 
+/* Ask one backend for an "mn" over a fresh socket: is it reachable? */
+static bool
+probe(const struct config *cfg, const struct cfg_server *srv, size_t idx)
+{
+    /* an index metrics ignore: a probe is not client traffic */
+    struct handler *h = handler_create(&srv->addr, METRICS_SERVERS_MAX,
+                                       cfg->connect_timeout_ms,
+                                       cfg->request_timeout_ms);
+    struct request mn = {.cmd = REQ_MN};
+    struct response res = {0};
+    bool up = false;
+
+    if (h != NULL && handler_queue(h, &mn, &res) == ST_OK) {
+        handler_flush(h);
+        handler_recv(h);
+        up = res.kind == RES_OK;
+    }
+    handler_destroy(h);
+    metrics_server_up(idx, up);
+    return up;
+}
+
+/* /healthz (libmicrohttpd's thread): healthy while at least one backend
+ * answers a probe now, whether or not any client has used it yet. */
+static bool
+healthz(void *arg)
+{
+    struct server_snapshot *snap = server_snapshot_get();
+    const struct cfg_pool *pools[2];
+    size_t base = 0;
+    bool up = false;
+
+    (void)arg;
+    if (snap == NULL) {
+        return false;
+    }
+    pools[0] = &snap->cfg->pool;
+    pools[1] = &snap->cfg->l2;
+    for (size_t p = 0; p < 2 && !up; p++) {
+        for (size_t i = 0; i < pools[p]->nservers && !up; i++) {
+            up = probe(snap->cfg, &pools[p]->servers[i], base + i);
+        }
+        base += pools[p]->nservers;
+    }
+    server_snapshot_unref(snap);
+    return up;
+}
+
 /* Metrics name backend servers by index: L1's, then L2's. */
 static enum status
 name_servers(const struct config *cfg)
@@ -390,8 +439,8 @@ main(int argc, char **argv)
     }
     server_publish(snap);
     if (cfg->metrics_enabled) {
-        mh = metrics_http_start(&cfg->metrics_listen, metrics_any_server_up,
-                                NULL, err, sizeof(err));
+        mh = metrics_http_start(&cfg->metrics_listen, healthz, NULL, err,
+                                sizeof(err));
         if (mh == NULL) {
             fatal("%s", err);
         }

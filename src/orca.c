@@ -208,6 +208,11 @@ send_at(struct orca *o, struct layer *ly, size_t idx,
         if (res != NULL) {
             res_set_error(res, RES_SERVER_ERROR, MSG_BACKEND_UNAVAILABLE);
         }
+        if (ly->h[idx] != NULL && !handler_pending(ly->h[idx])) {
+            /* the socket likely died with the server: a probe or the
+             * first request after its return must not find it */
+            handler_close(ly->h[idx]);
+        }
         return;
     case HEALTH_PROBE: {
         /* the probe: a no-op the server must answer before the request */

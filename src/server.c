@@ -411,7 +411,7 @@ batch_add(struct server *s, const struct request *req)
         *r = *req;
         r->key = key;
         r->nkey = nkey;
-        r->rflags |= flags;
+        r->rflags = (req->rflags & ~(REQ_F_FIRST | REQ_F_LAST)) | flags;
         flags = 0;
     }
     s->batch.reqs[s->batch.n - 1].rflags |= REQ_F_LAST;
