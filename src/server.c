@@ -32,6 +32,11 @@
 #define SERVER_OUT_INIT    512     /* reply headers of a typical batch */
 #define BATCH_MAX_REQS     512     /* requests per batch */
 #define BATCH_MAX_BYTES    (256u * 1024) /* request bytes per batch */
+#define BATCH_MAX_GETS     64      /* get keys per batch: bounds the reply
+                                      bytes held at once (values <= 1 MiB) */
+#define BATCH_BIG_REPLY    (4u << 20) /* a batch answered with more than
+                                      this makes the next one small */
+#define BATCH_SMALL        4
 #define IOV_CHUNK          64      /* iovecs per writev: 1 KiB of stack */
 
 struct server {
@@ -47,6 +52,7 @@ struct server {
     size_t               need;    /* bytes the next request needs */
     size_t               swallow; /* data bytes still to discard */
     bool                 skipline; /* discarding an over-long get line */
+    bool                 big;     /* last batch's reply was large */
     uint64_t             last_done; /* ms: connect, or last batch answered */
     uint32_t             rcv_ms;  /* SO_RCVTIMEO in force (0 = none) */
     bool                 closing; /* quit seen or stream unframeable */
@@ -459,10 +465,11 @@ encode_one(struct server *s, size_t i)
 static size_t
 parse_batch(struct server *s)
 {
-    size_t used = 0;
+    size_t used = 0, max = s->big ? BATCH_SMALL : BATCH_MAX_REQS, gets = 0;
 
     s->need = 0;
-    while (s->batch.n < BATCH_MAX_REQS && used < BATCH_MAX_BYTES) {
+    while (s->batch.n < max && used < BATCH_MAX_BYTES &&
+           gets < BATCH_MAX_GETS) {
         struct request req;
         size_t n = 0, need = 0;
         enum status st;
@@ -487,6 +494,7 @@ parse_batch(struct server *s)
             s->closing = true;
             break;
         }
+        gets += req_is_get(req.cmd) ? MAX(req.nkeys, 1) : 0;
         used += n;
         if (req.swallow > 0 || req.cmd == REQ_QUIT || req.cmd == REQ_STATS ||
             (req.rflags & REQ_F_CLOSE)) {
@@ -544,6 +552,7 @@ answer_batch(struct server *s)
     if (st == ST_OK) {
         st = write_client(s);
     }
+    s->big = s->out.total > BATCH_BIG_REPLY;
     ns = util_now_ns() - t0;
     for (size_t i = 0; i < s->batch.n; i++) {
         account(&s->batch.reqs[i], &s->batch.res[i], ns);
