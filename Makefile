@@ -94,39 +94,9 @@ $(BUILD)/bench/%: tests/bench/%.c $(LIB) | $(BUILD)/bench
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(LIB) $(LDLIBS)
 
 $(BUILD)/obj $(BUILD)/tobj $(BUILD)/tests $(BUILD)/tools $(BUILD)/bench:
-	mkdir -p $@
-
-tests: $(BIN) $(UNIT_BINS) $(INTEG_BINS) $(TOOL_BINS)
-
-deps:
-	@missing=""; for p in $(DEB_PKGS) $(EXTRA_PKGS); do \
-	    dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "ok installed" \
-	        || missing="$$missing $$p"; \
-	done; \
-	if [ -z "$$missing" ]; then exit 0; fi; \
-	if [ "$$(id -u)" != 0 ]; then \
-	    echo "riven: missing Debian packages:$$missing"; \
-	    echo "riven: run 'sudo make deps' or: sudo apt-get install$$missing"; \
-	    exit 1; \
-	fi; \
-	echo "riven: installing$$missing"; \
-	DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
-	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing
-
-run: deps
-	@$(MAKE) --no-print-directory $(BIN)
-	@exec tests/run-local.sh $(BIN) conf/riven.yml
-
-test: deps
-	@$(MAKE) --no-print-directory tests
-	@RIVEN_BIN=$(BIN) TEST_DIR=$(BUILD)/tests SANITIZER=$(SANITIZER) \
-	    tests/run-tests.sh
-
-bench:
 	@$(MAKE) --no-print-directory deps EXTRA_PKGS=nutcracker
 	@$(MAKE) --no-print-directory $(BIN) $(BENCH_BINS)
-	@for b in $(filter-out $(BUILD)/bench/relay,$(BENCH_BINS)); do $$b || exit 1; done
-	@tests/bench/run.sh $(BIN) $(BUILD)/bench/relay
+	@tests/bench/run.sh $(BIN) $(BUILD)/bench
 
 SYSCONFDIR ?= /etc
 UNITDIR    ?= /etc/systemd/system
@@ -154,3 +124,52 @@ clean:
 	rm -rf build
 
 -include $(LIB_OBJS:.o=.d) $(BUILD)/obj/main.d $(TLIB_OBJS:.o=.d)
+
+# ---- fuzzing (issue 9) ----
+#   make fuzz [FUZZ_SECONDS=60]   build the libFuzzer targets (clang, ASan +
+#                                 UBSan) under build/fuzz/ and run each one
+#                                 for FUZZ_SECONDS on tests/fuzz/corpus/<t>.
+FUZZ_CC      ?= clang
+FUZZ_SECONDS ?= 60
+FUZZ_PKGS    := clang libclang-rt-dev
+FUZZ_BUILD   := build/fuzz
+FUZZ_SAN     := -fsanitize=address,undefined -fno-sanitize-recover=undefined \
+                -fno-omit-frame-pointer
+FUZZ_CFLAGS  := -O1 -g -std=c11 -D_GNU_SOURCE -pthread -Wall -Iinclude \
+                -DRIVEN_VERSION='"$(VERSION)"' $(FUZZ_SAN) \
+                $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+FUZZ_SRCS    := $(wildcard tests/fuzz/fuzz_*.c)
+FUZZ_BINS    := $(FUZZ_SRCS:tests/fuzz/%.c=$(FUZZ_BUILD)/%)
+FUZZ_OBJS    := $(LIB_SRCS:src/%.c=$(FUZZ_BUILD)/obj/%.o)
+FUZZ_LIB     := $(FUZZ_BUILD)/libriven.a
+
+.PHONY: fuzz
+fuzz:
+	@$(MAKE) --no-print-directory deps EXTRA_PKGS="$(FUZZ_PKGS)"
+	@$(MAKE) --no-print-directory $(FUZZ_BINS)
+	@FUZZ_SECONDS=$(FUZZ_SECONDS) tests/fuzz/run.sh $(FUZZ_BUILD) $(FUZZ_BINS)
+
+$(FUZZ_OBJS): $(FUZZ_BUILD)/obj/%.o: src/%.c
+	@mkdir -p $(@D)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link $(DEPFLAGS) -c -o $@ $<
+
+$(FUZZ_LIB): $(FUZZ_OBJS)
+	rm -f $@ && $(AR) rcs $@ $^
+
+$(FUZZ_BINS): $(FUZZ_BUILD)/%: tests/fuzz/%.c $(FUZZ_LIB)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer $(DEPFLAGS) \
+	    -MF $(FUZZ_BUILD)/obj/$*.d -o $@ \
+	    $< $(FUZZ_LIB) $(LDLIBS)
+
+-include $(FUZZ_OBJS:.o=.d) $(FUZZ_SRCS:tests/fuzz/%.c=$(FUZZ_BUILD)/obj/%.d)
+
+# ---- static checks (issue 9) ----
+#   make check   clang-format, clang-tidy (.clang-tidy), cppcheck, header
+#                self-containment and the DESIGN.md layer rule; every step
+#                runs, each prints its result, and any failure fails make.
+CHECK_PKGS   := clang clang-format clang-tidy cppcheck pkg-config
+
+check:
+	@$(MAKE) --no-print-directory deps EXTRA_PKGS="$(CHECK_PKGS)"
+	@CC="$(CC)" RIVEN_PKGS="$(PKGS)" RIVEN_VERSION="$(VERSION)" \
+	    tests/check/run.sh

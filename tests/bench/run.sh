@@ -5,10 +5,13 @@
 # tests/bench/RESULTS.md. Only loopback addresses are used; every process
 # started here is stopped by pid.
 #
-#   tests/bench/run.sh RIVEN_BIN RELAY_BIN [ROUNDS]
+#   tests/bench/run.sh RIVEN_BIN BENCH_DIR [ROUNDS]
+#
+# BENCH_DIR holds the relay, idle, parse_bench and hist_bench binaries.
 set -u
 RIVEN=${1:?riven binary}
-RELAY=${2:?relay binary}
+BENCH=${2:?directory of the bench binaries}
+RELAY=$BENCH/relay
 ROUNDS=${3:-3}
 OUT=tests/bench/RESULTS.md
 TMP=$(mktemp -d /tmp/riven-bench.XXXXXX)
@@ -162,6 +165,22 @@ for t in relay riven; do
     CSW+="| $t | $(awk -v a="$v0" -v b="$vmax" 'BEGIN {printf "%.2f", (b - a) / 20000}') |"$'\n'
 done
 
+# idle scale: a fresh riven holds N idle connections that sent "version"
+IDLE_N=19000
+if [ $((NOFILE - 200)) -lt "$IDLE_N" ]; then
+    IDLE_N=$((NOFILE - 200))
+    echo "bench: idle connections scaled down to $IDLE_N (open-file limit $NOFILE)"
+fi
+kill "$RV_PID" 2>/dev/null; wait "$RV_PID" 2>/dev/null
+IDLE_PORT=$(free_port)
+"$RIVEN" -q -l 127.0.0.1:"$IDLE_PORT" -b 127.0.0.1:"$MC_PORT" -m off &
+IDLE_PID=$!; PIDS+=("$IDLE_PID")
+wait_port "$IDLE_PORT" || exit 1
+"$BENCH/idle" "$IDLE_PORT" "$IDLE_PID" "$IDLE_N" > "$TMP/idle.txt" 2>&1
+cat "$TMP/idle.txt"
+PARSE=$("$BENCH/parse_bench")
+HIST=$("$BENCH/hist_bench" 2>&1)
+
 {
     echo "# riven benchmark results"
     echo
@@ -197,5 +216,21 @@ done
     echo "| target | switches/req |"
     echo "| --- | --- |"
     printf "%s" "$CSW"
+    echo
+    echo "Idle scale (\`tests/bench/idle\`: $IDLE_N connections, each sends \`version\`, all held open):"
+    echo
+    echo '```'
+    cat "$TMP/idle.txt"
+    echo '```'
+    echo
+    echo "Parser micro-benchmark (\`tests/bench/parse_bench\`, one thread, 2,000,000 iterations):"
+    echo
+    echo "$PARSE"
+    echo
+    echo "Histogram record cost (\`tests/bench/hist_bench\`):"
+    echo
+    echo '```'
+    echo "$HIST"
+    echo '```'
 } > "$OUT"
 echo "bench: wrote $OUT"
