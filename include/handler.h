@@ -40,7 +40,7 @@ void handler_destroy(struct handler *h);
 
 /* Encode req for the backend; its reply goes to *res (ref: must stay valid
  * until handler_recv returns), or is read and dropped when res is NULL.
- * ST_OK or ST_NOMEM. */
+ * ST_OK, ST_NOMEM, or ST_ERROR when req cannot be sent to a backend. */
 enum status handler_queue(struct handler *h, const struct request *req,
                           struct response *res) WUR;
 

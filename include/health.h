@@ -31,10 +31,10 @@ enum health_verdict {
     HEALTH_EJECTED, /* fail fast */
 };
 
-/* State for pool's servers (ref: pool must outlive it), carrying over the
+/* State for cfg's servers (ref: cfg must outlive it), carrying over the
  * state of same-named servers from prev (may be NULL). Metrics name server
  * i as metrics index mbase + i. NULL on ENOMEM. */
-struct health *health_create(const struct cfg_pool *pool, size_t mbase,
+struct health *health_create(const struct cfg_pool *cfg, size_t mbase,
                              const struct health *prev) WUR;
 void health_destroy(struct health *h);
 

@@ -20,9 +20,9 @@
 
 struct ring;
 
-/* Build the ring for pool's servers (pool is read only during the call).
+/* Build the ring for the pool cfg's servers (read only during the call).
  * NULL with a message in err on failure. */
-struct ring *ring_create(const struct cfg_pool *pool, char *err,
+struct ring *ring_create(const struct cfg_pool *cfg, char *err,
                          size_t errlen) WUR;
 void ring_destroy(struct ring *ring);
 

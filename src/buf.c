@@ -30,7 +30,7 @@ buf_compact(struct buf *b)
 {
     size_t n = buf_len(b);
 
-    if (b->pos != b->start) {
+    if (b->start != NULL && b->pos != b->start) {
         memmove(b->start, b->pos, n);
         b->pos = b->start;
         b->last = b->start + n;

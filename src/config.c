@@ -272,7 +272,7 @@ parse_uint(struct loader *ld, yaml_node_t *val, const struct command *cmd,
 {
     const char *s = scalar(ld, val, path, "an integer");
     char buf[CFG_SHOW_MAX + 8];
-    uint64_t v;
+    uint64_t v = 0;
 
     if (s == NULL) {
         return ST_ERROR;
@@ -294,7 +294,7 @@ static enum status
 set_u32(struct loader *ld, yaml_node_t *val, const struct command *cmd,
         void *base, const char *path)
 {
-    uint64_t v;
+    uint64_t v = 0;
 
     if (parse_uint(ld, val, cmd, path, &v) != ST_OK) {
         return ST_ERROR;
@@ -307,7 +307,7 @@ static enum status
 set_size(struct loader *ld, yaml_node_t *val, const struct command *cmd,
          void *base, const char *path)
 {
-    uint64_t v;
+    uint64_t v = 0;
 
     if (parse_uint(ld, val, cmd, path, &v) != ST_OK) {
         return ST_ERROR;
@@ -394,7 +394,7 @@ static enum status
 set_distribution(struct loader *ld, yaml_node_t *val,
                  const struct command *cmd, void *base, const char *path)
 {
-    int i;
+    int i = 0;
 
     if (set_word(ld, val, path, distribution_names, "a distribution", &i) !=
         ST_OK) {
@@ -409,7 +409,7 @@ static enum status
 set_hash(struct loader *ld, yaml_node_t *val, const struct command *cmd,
          void *base, const char *path)
 {
-    int i;
+    int i = 0;
 
     if (set_word(ld, val, path, hash_names, "a hash", &i) != ST_OK) {
         return ST_ERROR;
@@ -442,7 +442,7 @@ static enum status
 set_orca(struct loader *ld, yaml_node_t *val, const struct command *cmd,
          void *base, const char *path)
 {
-    int i;
+    int i = 0;
 
     if (set_word(ld, val, path, orca_names, "an orca", &i) != ST_OK) {
         return ST_ERROR;
@@ -455,7 +455,7 @@ static enum status
 set_bool(struct loader *ld, yaml_node_t *val, const struct command *cmd,
          void *base, const char *path)
 {
-    int i;
+    int i = 0;
 
     if (set_word(ld, val, path, bool_names, "true or false", &i) != ST_OK) {
         return ST_ERROR;
@@ -623,8 +623,8 @@ set_listen(struct loader *ld, yaml_node_t *val, const struct command *cmd,
            void *base, const char *path)
 {
     struct config *cfg = base;
-    void *arr;
-    size_t n;
+    void *arr = NULL;
+    size_t n = 0;
 
     (void)cmd;
     if (parse_seq(ld, val, path, sizeof(*cfg->listen), listen_elem, &arr, &n) !=
@@ -642,8 +642,8 @@ set_servers(struct loader *ld, yaml_node_t *val, const struct command *cmd,
             void *base, const char *path)
 {
     struct cfg_pool *pool = base;
-    void *arr;
-    size_t n;
+    void *arr = NULL;
+    size_t n = 0;
 
     (void)cmd;
     if (parse_seq(ld, val, path, sizeof(*pool->servers), server_elem, &arr,
@@ -670,8 +670,8 @@ set_batch_listen(struct loader *ld, yaml_node_t *val,
                  const struct command *cmd, void *base, const char *path)
 {
     struct config *cfg = base;
-    void *arr;
-    size_t n;
+    void *arr = NULL;
+    size_t n = 0;
 
     (void)cmd;
     if (parse_seq(ld, val, path, sizeof(*cfg->batch_listen), listen_elem, &arr,

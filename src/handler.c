@@ -119,6 +119,7 @@ handler_queue(struct handler *h, const struct request *req,
               struct response *res)
 {
     struct pend *p;
+    enum status st;
 
     if (h->npend == h->cap) {
         size_t cap = h->cap ? h->cap * 2 : 16;
@@ -130,8 +131,8 @@ handler_queue(struct handler *h, const struct request *req,
         h->pend = p;
         h->cap = cap;
     }
-    if (proto_meta_encode_request(req, &h->wbuf) != ST_OK) {
-        return ST_NOMEM;
+    if ((st = proto_meta_encode_request(req, &h->wbuf)) != ST_OK) {
+        return st; /* ST_NOMEM, or ST_ERROR: not a request for a backend */
     }
     metrics_server_request(h->idx);
     p = &h->pend[h->npend++];

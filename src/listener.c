@@ -144,7 +144,7 @@ bind_one(const struct cfg_addr *a, uint32_t mode, char *err, size_t errlen)
 static bool
 is_tcp(int fd)
 {
-    struct sockaddr_storage ss;
+    struct sockaddr_storage ss = {0};
     socklen_t len = sizeof(ss);
 
     return getsockname(fd, (struct sockaddr *)&ss, &len) == 0 &&

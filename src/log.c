@@ -27,9 +27,18 @@ stderr_is_journal(void)
 {
     const char *js = getenv("JOURNAL_STREAM");
     unsigned long long dev, ino;
+    char *end;
     struct stat st;
 
-    if (js == NULL || sscanf(js, "%llu:%llu", &dev, &ino) != 2) {
+    if (js == NULL) {
+        return false;
+    }
+    dev = strtoull(js, &end, 10);
+    if (end == js || *end != ':') {
+        return false;
+    }
+    ino = strtoull(end + 1, &end, 10);
+    if (*end != '\0') {
         return false;
     }
     if (fstat(STDERR_FILENO, &st) != 0) {

@@ -545,6 +545,23 @@ struct proc_info {
     bool have_fds;
 };
 
+/* Two decimal numbers from the start of f ("/proc/self/statm"). */
+static bool
+read_two(FILE *f, unsigned long long *a, unsigned long long *b)
+{
+    char line[128], *end;
+
+    if (fgets(line, sizeof(line), f) == NULL) {
+        return false;
+    }
+    *a = strtoull(line, &end, 10);
+    if (end == line || *end != ' ') {
+        return false;
+    }
+    *b = strtoull(end + 1, &end, 10);
+    return *end == ' ' || *end == '\n' || *end == '\0';
+}
+
 static void
 proc_read(struct proc_info *p)
 {
@@ -558,7 +575,7 @@ proc_read(struct proc_info *p)
 
     memset(p, 0, sizeof(*p));
     if (f != NULL) {
-        if (fscanf(f, "%llu %llu", &vsz, &rss) == 2 && page > 0) {
+        if (read_two(f, &vsz, &rss) && page > 0) {
             p->vsz_bytes = vsz * (uint64_t)page;
             p->rss_bytes = rss * (uint64_t)page;
             p->have_mem = true;

@@ -24,6 +24,7 @@
 
 #include <pthread.h>
 #include <stdio.h>
+#include <time.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -39,6 +40,8 @@ struct layer {
     struct response        *each;  /* per server, for barrier commands */
     size_t                  nh;
 };
+
+#define REALTIME_MAXDELTA (60 * 60 * 24 * 30) /* memcached's 30 days */
 
 struct orca {
     const struct orca_env *env;    /* ref: owned with the snapshot */
@@ -62,7 +65,7 @@ layer_init(struct layer *ly, const struct orca_pool *env)
     if (ly->nh == 0) {
         return ST_OK;
     }
-    ly->h = calloc(ly->nh, sizeof(*ly->h));
+    ly->h = calloc(ly->nh, sizeof(struct handler *));
     ly->each = calloc(ly->nh, sizeof(*ly->each));
     return ly->h != NULL && ly->each != NULL ? ST_OK : ST_NOMEM;
 }
@@ -156,11 +159,11 @@ queue_on(struct orca *o, struct layer *ly, size_t i,
          const struct request *req, struct response *res)
 {
     struct handler *h = handler_at(o, ly, i);
+    enum status st = h != NULL ? handler_queue(h, req, res) : ST_NOMEM;
 
-    if (h == NULL || handler_queue(h, req, res) != ST_OK) {
-        if (res != NULL) {
-            res_set_error(res, RES_SERVER_ERROR, MSG_OUT_OF_MEMORY);
-        }
+    if (st != ST_OK && res != NULL) {
+        res_set_error(res, st == ST_NOMEM ? RES_SERVER_ERROR : RES_CLIENT_ERROR,
+                      st == ST_NOMEM ? MSG_OUT_OF_MEMORY : MSG_BAD_FORMAT);
     }
 }
 
@@ -487,7 +490,7 @@ mirror_cmd(const struct orca *o, const struct request *req,
     case REQ_PREPEND:
         return ok ? req->cmd : REQ_DELETE;
     case REQ_TOUCH:
-        return REQ_TOUCH;
+        return res->kind == RES_TOUCHED ? REQ_TOUCH : REQ_DELETE;
     case REQ_GET:
     case REQ_GETS:
     case REQ_GAT:
@@ -569,6 +572,10 @@ phase3(struct orca *o, struct req_batch *b, size_t k, uint64_t now)
         fill.flags = res->flags;
         fill.exptime = req->cmd == REQ_GAT ? req->exptime
                                            : (res->ttl < 0 ? 0 : res->ttl);
+        if (fill.exptime > REALTIME_MAXDELTA) {
+            /* memcached reads more than 30 days as a Unix time */
+            fill.exptime += (int64_t)time(NULL);
+        }
         fill.val = res->val;
         fill.nval = res->nval;
         metrics_inc(M_L1_FILLS);

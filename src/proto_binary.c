@@ -280,7 +280,7 @@ fill(const struct opdef *op, const struct hdr *h, const char *body,
     case REQ_GAT:
     case REQ_TOUCH:
         out->exptime = rd32(body);
-        /* fall through */
+        __attribute__((fallthrough));
     case REQ_GET:
         out->rflags |= REQ_F_RET_CAS;
         if (op->cmd != REQ_TOUCH) { /* one key, as a get line of one */

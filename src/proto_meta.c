@@ -361,7 +361,7 @@ static char *
 enc_meta(const struct request *req, char *p)
 {
     const char *cur = req->args;
-    const char *end = req->args + req->nargs;
+    const char *end = req->args != NULL ? req->args + req->nargs : NULL;
     const char *tok;
     size_t ntok;
 
@@ -451,7 +451,7 @@ enc_bound(const struct request *req)
 
     if (is_keyed(req->cmd)) {
         if (req->key == NULL || !req_key_valid(req->key, req->nkey) ||
-            (is_meta(req->cmd) && !line_args_ok(req))) {
+            (is_meta(req->cmd) && req->cmd != REQ_ME && !line_args_ok(req))) {
             return 0;
         }
         fixed += is_meta(req->cmd) ? req->nargs : 0;

@@ -510,7 +510,7 @@ enum status
 proto_text_parse(const char *buf, size_t len, size_t item_size_max,
                  struct request *out, size_t *consumed, size_t *need)
 {
-    struct line l;
+    struct line l = {0};
     const char *nl;
     const char *nul;
 

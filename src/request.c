@@ -8,7 +8,7 @@
 
 static const char *const cmd_names[REQ_CMD_COUNT] = {
     [REQ_NONE] = "none",
-#define REQ_NAME(name, text) [REQ_##name] = text,
+#define REQ_NAME(name, text) [REQ_##name] = (text),
     REQ_CMD_MAP(REQ_NAME)
 #undef REQ_NAME
 };

@@ -112,7 +112,8 @@ util_now_ms(void)
 /* ---- base64 (RFC 4648 standard alphabet, as memcached uses) ---- */
 
 static const char b64_alphabet[] =
-    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/=";
+/* index 64 is the pad */
 
 /* Value of an alphabet byte, 0 for '=', -1 for a byte memcached skips. */
 static int
@@ -188,12 +189,12 @@ util_b64_encode(const void *in, size_t n, char *out, size_t outcap)
     for (size_t i = 0; i < n; i += 3) {
         unsigned v = (unsigned)s[i] << 16;
 
-        v |= i + 1 < n ? (unsigned)s[i + 1] << 8 : 0;
-        v |= i + 2 < n ? s[i + 2] : 0;
+        v |= i + 1 < n ? (unsigned)(unsigned char)s[i + 1] << 8 : 0u;
+        v |= i + 2 < n ? (unsigned)(unsigned char)s[i + 2] : 0u;
         out[pos++] = b64_alphabet[v >> 18 & 63];
         out[pos++] = b64_alphabet[v >> 12 & 63];
-        out[pos++] = i + 1 < n ? b64_alphabet[v >> 6 & 63] : '=';
-        out[pos++] = i + 2 < n ? b64_alphabet[v & 63] : '=';
+        out[pos++] = b64_alphabet[i + 1 < n ? (v >> 6 & 63) : 64];
+        out[pos++] = b64_alphabet[i + 2 < n ? (v & 63) : 64];
     }
     return pos;
 }
