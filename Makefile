@@ -94,6 +94,35 @@ $(BUILD)/bench/%: tests/bench/%.c $(LIB) | $(BUILD)/bench
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(LIB) $(LDLIBS)
 
 $(BUILD)/obj $(BUILD)/tobj $(BUILD)/tests $(BUILD)/tools $(BUILD)/bench:
+	mkdir -p $@
+
+tests: $(BIN) $(UNIT_BINS) $(INTEG_BINS) $(TOOL_BINS)
+
+deps:
+	@missing=""; for p in $(DEB_PKGS) $(EXTRA_PKGS); do \
+	    dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "ok installed" \
+	        || missing="$$missing $$p"; \
+	done; \
+	if [ -z "$$missing" ]; then exit 0; fi; \
+	if [ "$$(id -u)" != 0 ]; then \
+	    echo "riven: missing Debian packages:$$missing"; \
+	    echo "riven: run 'sudo make deps' or: sudo apt-get install$$missing"; \
+	    exit 1; \
+	fi; \
+	echo "riven: installing$$missing"; \
+	DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing
+
+run: deps
+	@$(MAKE) --no-print-directory $(BIN)
+	@exec tests/run-local.sh $(BIN) conf/riven.yml
+
+test: deps
+	@$(MAKE) --no-print-directory tests
+	@RIVEN_BIN=$(BIN) TEST_DIR=$(BUILD)/tests SANITIZER=$(SANITIZER) \
+	    tests/run-tests.sh
+
+bench:
 	@$(MAKE) --no-print-directory deps EXTRA_PKGS=nutcracker
 	@$(MAKE) --no-print-directory $(BIN) $(BENCH_BINS)
 	@tests/bench/run.sh $(BIN) $(BUILD)/bench
