@@ -125,6 +125,11 @@ static const struct opdef ops[256] = {
     [BIN_VERSION]  = {"version",  REQ_VERSION,   0,  K_NONE, V_NONE,   H_NONE},
     [BIN_QUIT]     = {"quit",     REQ_QUIT,      0,  K_NONE, V_NONE,   H_NONE},
     [BIN_QUITQ]    = {"quitq",    REQ_QUIT,      0,  K_NONE, V_NONE,   H_ALL},
+    /* SASL is not served, but memcached checks the shape first: a wrong
+     * one is invalid arguments (and closes), a right one unknown. */
+    [0x20]         = {"sasl_list_mechs", REQ_NONE, 0, K_NONE, V_NONE, H_NONE},
+    [0x21]         = {"sasl_auth", REQ_NONE,     0,  K_NEED, V_DATA,   H_NONE},
+    [0x22]         = {"sasl_step", REQ_NONE,     0,  K_NEED, V_DATA,   H_NONE},
 };
 /* clang-format on */
 
@@ -351,11 +356,11 @@ proto_binary_parse(const char *buf, size_t len, size_t item_size_max,
     memset(out, 0, sizeof(*out));
     *consumed = 0;
     *need = BIN_HEADER_LEN;
-    if (len > 0 && (uint8_t)buf[0] != BIN_REQ_MAGIC) {
-        return ST_PROTO;
-    }
     if (len < BIN_HEADER_LEN) {
-        return ST_AGAIN;
+        return ST_AGAIN; /* memcached judges the magic of a whole header */
+    }
+    if ((uint8_t)buf[0] != BIN_REQ_MAGIC) {
+        return ST_PROTO;
     }
     hdr_read(buf, &h);
     out->proto = PROTO_BINARY;
@@ -374,6 +379,9 @@ proto_binary_parse(const char *buf, size_t len, size_t item_size_max,
     }
     if (!shape_ok(op, &h)) {
         return fail_close(out, RES_CLIENT_ERROR, MSG_BAD_FORMAT, consumed);
+    }
+    if (op->cmd == REQ_NONE) { /* SASL */
+        return fail_unknown(&h, len, out, consumed);
     }
     if (op->val == V_DATA && h.bodylen - h.extlen - h.keylen > item_size_max) {
         return too_large(op, &h, buf, len, out, consumed, need);
@@ -653,6 +661,9 @@ failure_status(const struct request *req, enum res_kind kind, const char *msg,
     case RES_ERROR: /* from a backend: an unknown stats group */
         return req->cmd == REQ_STATS ? BIN_ST_NOT_FOUND : BIN_ST_UNKNOWN;
     case RES_CLIENT_ERROR:
+        if (req->cmd == REQ_STATS) { /* a stats group with bad arguments */
+            return BIN_ST_NOT_FOUND;
+        }
         return msg_is(msg, nmsg, MSG_NON_NUMERIC) ? BIN_ST_NON_NUMERIC
                                                   : BIN_ST_EINVAL;
     default:

@@ -282,7 +282,19 @@ put_tail(const struct request *req, char *p, bool cas)
     return req->rflags & REQ_F_B64KEY ? PUT_LIT(p, " b") : p;
 }
 
-/* "mg k f v [c] [T<e>]" or "mg k [c] T<e>" for touch. */
+/* " C<cas>" when a binary request carries a CAS to compare (append,
+ * prepend, incr, decr, delete); classic text never sets one. */
+static char *
+put_compare(const struct request *req, char *p)
+{
+    if (req->cas == 0 || req->cmd == REQ_CAS) {
+        return p;
+    }
+    p = PUT_LIT(p, " C");
+    return put_u64(p, req->cas);
+}
+
+/* "mg k f v [c] [T<e>]" or "mg k [f] [c] T<e>" for touch. */
 static char *
 enc_get(const struct request *req, char *p)
 {
@@ -292,6 +304,8 @@ enc_get(const struct request *req, char *p)
     p = put(PUT_LIT(p, "mg "), req->key, req->nkey);
     if (req->cmd != REQ_TOUCH) {
         p = PUT_LIT(p, " f v");
+    } else if (cas) {
+        p = PUT_LIT(p, " f"); /* a binary touch answers the flags too */
     }
     if (cas) {
         p = PUT_LIT(p, " c");
@@ -315,6 +329,7 @@ enc_store(const struct request *req, char *p)
     p = put_u64(p, req->nval);
     if (req->cmd == REQ_APPEND || req->cmd == REQ_PREPEND) {
         p = req->cmd == REQ_APPEND ? PUT_LIT(p, " MA") : PUT_LIT(p, " MP");
+        p = put_compare(req, p);
     } else {
         p = PUT_LIT(p, " F");
         p = put_u64(p, req->flags);
@@ -352,6 +367,7 @@ enc_arith(const struct request *req, char *p)
         p = PUT_LIT(p, " J");
         p = put_u64(p, req->initial);
     }
+    p = put_compare(req, p);
     return put_tail(req, p, req->rflags & REQ_F_RET_CAS);
 }
 
@@ -395,8 +411,8 @@ enc_keyed(const struct request *req, char *p)
     case REQ_DECR:
         return enc_arith(req, p);
     case REQ_DELETE:
-        return put_tail(req, put(PUT_LIT(p, "md "), req->key, req->nkey),
-                        false);
+        p = put_compare(req, put(PUT_LIT(p, "md "), req->key, req->nkey));
+        return put_tail(req, p, false);
     default:
         if (is_meta(req->cmd)) {
             return enc_meta(req, p);
@@ -535,8 +551,11 @@ static const enum res_kind rmap[RC_COUNT][C_OK + 1] = {
                   [C_NS] = RES_NOT_STORED,
                   [C_EX] = RES_EXISTS,
                   [C_NF] = RES_NOT_FOUND},
-    [RC_ARITH] = {[C_VA] = RES_NUMBER, [C_NF] = RES_NOT_FOUND},
-    [RC_DELETE] = {[C_HD] = RES_DELETED, [C_NF] = RES_NOT_FOUND},
+    /* EX: a binary client's CAS did not match (C<cas>) */
+    [RC_ARITH] = {[C_VA] = RES_NUMBER, [C_NF] = RES_NOT_FOUND,
+                  [C_EX] = RES_EXISTS},
+    [RC_DELETE] = {[C_HD] = RES_DELETED, [C_NF] = RES_NOT_FOUND,
+                   [C_EX] = RES_EXISTS},
     [RC_FLUSH] = {[C_OK] = RES_OK},
     [RC_MG] = {[C_VA] = RES_VALUE, [C_HD] = RES_VALUE, [C_EN] = RES_MISS},
     [RC_MS] = {[C_HD] = RES_STORED,
@@ -783,6 +802,8 @@ stats_one_line(const struct request *req)
 }
 
 /* A stats block, verbatim, up to and including its last line. */
+static void stats_error(const char *buf, size_t n, struct response *res);
+
 static enum status
 parse_stats(const struct request *req, const char *buf, size_t len,
             struct response *res, size_t *consumed)
@@ -806,8 +827,34 @@ parse_stats(const struct request *req, const char *buf, size_t len,
     res->kind = RES_RAW;
     res->val = buf;
     res->nval = off;
+    stats_error(buf, off, res);
     *consumed = off;
     return ST_OK;
+}
+
+/* A stats reply that is one error line ("ERROR", "CLIENT_ERROR ...") is an
+ * error, so a binary client hears "Not found"; a text client gets the
+ * same bytes either way. */
+static void
+stats_error(const char *buf, size_t n, struct response *res)
+{
+    static const char cerr[] = "CLIENT_ERROR ";
+
+    if (n == 7 && memcmp(buf, "ERROR\r\n", 7) == 0) {
+        res->kind = RES_ERROR;
+        res->msg = buf;
+        res->nmsg = 0;
+    } else if (n > sizeof(cerr) + 1 &&
+               memcmp(buf, cerr, sizeof(cerr) - 1) == 0 &&
+               memchr(buf, '\n', n - 1) == NULL) {
+        res->kind = RES_CLIENT_ERROR;
+        res->msg = buf + sizeof(cerr) - 1;
+        res->nmsg = n - (sizeof(cerr) - 1) - 2;
+    } else {
+        return;
+    }
+    res->val = NULL;
+    res->nval = 0;
 }
 
 enum status

@@ -444,12 +444,13 @@ test_bad_magic(void **state)
         size_t n = mk(pkt, &p);
 
         pkt[0] = starts[i][0];
+        /* memcached judges the magic once a whole header is in */
         for (size_t cut = 1; cut <= n; cut++) {
             char *buf = dup_exact(pkt, cut);
 
             assert_int_equal(
                 proto_binary_parse(buf, cut, MIB, &r, &used, &need),
-                ST_PROTO);
+                cut < 24 ? ST_AGAIN : ST_PROTO);
             free(buf);
         }
     }
