@@ -513,6 +513,8 @@ phase2(struct orca *o, struct req_batch *b, size_t k, uint64_t now)
     struct response *res = &b->res[k];
     struct request r2 = *req;
 
+    r2.cas = 0; /* a mirror never compares: it must not fail on L1's CAS */
+
     if (is_layered_read(req)) {
         if (o->s1[k].kind == RES_VALUE) {
             metrics_inc(M_L1_HITS);
