@@ -27,11 +27,11 @@
 #include "util.h"
 
 struct buf {
-    char   *start; /* allocation, or NULL before first use */
-    char   *pos;   /* first unread byte */
-    char   *last;  /* one past the last byte written */
-    char   *end;   /* one past the allocation */
-    size_t  init;  /* size to allocate first and to shrink back to */
+    char *start; /* allocation, or NULL before first use */
+    char *pos;   /* first unread byte */
+    char *last;  /* one past the last byte written */
+    char *end;   /* one past the allocation */
+    size_t init; /* size to allocate first and to shrink back to */
 };
 
 /* An empty buffer that allocates init bytes on first use. No allocation. */
@@ -72,16 +72,16 @@ void buf_shrink(struct buf *b);
 
 struct outq_ent {
     const char *ref; /* ref: external bytes, or NULL for bytes in own */
-    size_t      off; /* offset into own when ref == NULL */
-    size_t      len;
+    size_t off;      /* offset into own when ref == NULL */
+    size_t len;
 };
 
 struct outq {
-    struct buf       own;   /* copied bytes */
+    struct buf own; /* copied bytes */
     struct outq_ent *ents;
-    size_t           n;
-    size_t           cap;
-    size_t           total; /* bytes queued */
+    size_t n;
+    size_t cap;
+    size_t total; /* bytes queued */
 };
 
 void outq_init(struct outq *q, size_t init);

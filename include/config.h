@@ -27,21 +27,21 @@
 
 /* A parsed ADDR: "host:port", "[v6addr]:port" or "unix:/path". */
 struct cfg_addr {
-    struct sockaddr_storage ss;   /* resolved address (AF_INET/6/UNIX) */
-    socklen_t               sslen;
+    struct sockaddr_storage ss; /* resolved address (AF_INET/6/UNIX) */
+    socklen_t sslen;
     char name[CFG_ADDR_NAME_MAX]; /* as written, for logs */
 };
 
 struct cfg_server {
     struct cfg_addr addr;
-    uint32_t        weight;       /* 1.. (default 1) */
+    uint32_t weight; /* 1.. (default 1) */
 };
 
 /* pool.distribution: libmemcached's distributions. */
 enum cfg_distribution {
-    CFG_DIST_KETAMA = 0,     /* MEMCACHED_BEHAVIOR_KETAMA (md5, compat) */
+    CFG_DIST_KETAMA = 0,      /* MEMCACHED_BEHAVIOR_KETAMA (md5, compat) */
     CFG_DIST_KETAMA_WEIGHTED, /* MEMCACHED_BEHAVIOR_KETAMA_WEIGHTED */
-    CFG_DIST_MODULA,         /* MEMCACHED_DISTRIBUTION_MODULA */
+    CFG_DIST_MODULA,          /* MEMCACHED_DISTRIBUTION_MODULA */
 };
 
 /* pool.hash: libmemcached's key hashes; CFG_HASH_DEFAULT keeps what the
@@ -63,13 +63,13 @@ enum cfg_hash {
 
 /* A pool of memcached servers: l1 (alias "pool") or l2. */
 struct cfg_pool {
-    struct cfg_server    *servers;          /* servers */
-    size_t                nservers;
-    enum cfg_distribution distribution;     /* distribution */
-    enum cfg_hash         hash;             /* hash */
-    uint32_t              failure_limit;    /* failure_limit */
-    uint32_t              retry_timeout_ms; /* retry_timeout_ms */
-    bool                  eject_rehash;     /* eject_rehash */
+    struct cfg_server *servers; /* servers */
+    size_t nservers;
+    enum cfg_distribution distribution; /* distribution */
+    enum cfg_hash hash;                 /* hash */
+    uint32_t failure_limit;             /* failure_limit */
+    uint32_t retry_timeout_ms;          /* retry_timeout_ms */
+    bool eject_rehash;                  /* eject_rehash */
 };
 
 /* orca: how a request uses the pools. */
@@ -80,29 +80,29 @@ enum cfg_orca {
 };
 
 struct config {
-    _Atomic uint32_t   refs;
-    char              *path;               /* file it came from, or NULL */
-    struct cfg_addr   *listen;             /* listeners */
-    size_t             nlisten;
-    struct cfg_pool    pool;               /* l1: (alias pool:) */
-    struct cfg_pool    l2;                 /* l2: (l1l2 orcas only) */
-    enum cfg_orca      orca;               /* orca */
-    uint32_t           key_locks;          /* key_locks: stripes, 0 = off */
-    struct cfg_addr   *batch_listen;       /* batch_listen: l1l2batch */
-    size_t             nbatch_listen;
-    uint32_t           connect_timeout_ms; /* timeouts.connect_ms */
-    uint32_t           request_timeout_ms; /* timeouts.request_ms */
-    uint32_t           max_connections;    /* 0 = from the fd limit */
-    uint32_t           shutdown_timeout_ms; /* drain limit on SIGTERM */
-    uint32_t           client_idle_timeout_ms; /* 0 = off */
-    uint32_t           client_write_timeout_ms; /* 0 = off */
-    uint32_t           backend_idle_timeout_ms; /* 0 = keep sockets */
-    size_t             thread_stack_size;  /* bytes */
-    size_t             item_size_max;      /* bytes */
-    enum log_level     log_level;
-    uint32_t           unix_mode;          /* unix_socket_mode, e.g. 0700 */
-    struct cfg_addr    metrics_listen;     /* metrics.listen (TCP only) */
-    bool               metrics_enabled;    /* false after "listen: off" */
+    _Atomic uint32_t refs;
+    char *path;              /* file it came from, or NULL */
+    struct cfg_addr *listen; /* listeners */
+    size_t nlisten;
+    struct cfg_pool pool;          /* l1: (alias pool:) */
+    struct cfg_pool l2;            /* l2: (l1l2 orcas only) */
+    enum cfg_orca orca;            /* orca */
+    uint32_t key_locks;            /* key_locks: stripes, 0 = off */
+    struct cfg_addr *batch_listen; /* batch_listen: l1l2batch */
+    size_t nbatch_listen;
+    uint32_t connect_timeout_ms;      /* timeouts.connect_ms */
+    uint32_t request_timeout_ms;      /* timeouts.request_ms */
+    uint32_t max_connections;         /* 0 = from the fd limit */
+    uint32_t shutdown_timeout_ms;     /* drain limit on SIGTERM */
+    uint32_t client_idle_timeout_ms;  /* 0 = off */
+    uint32_t client_write_timeout_ms; /* 0 = off */
+    uint32_t backend_idle_timeout_ms; /* 0 = keep sockets */
+    size_t thread_stack_size;         /* bytes */
+    size_t item_size_max;             /* bytes */
+    enum log_level log_level;
+    uint32_t unix_mode;             /* unix_socket_mode, e.g. 0700 */
+    struct cfg_addr metrics_listen; /* metrics.listen (TCP only) */
+    bool metrics_enabled;           /* false after "listen: off" */
 };
 
 /* Defaults (also what a file that omits a key gets). */

@@ -62,8 +62,8 @@ int handler_take_outcome(struct handler *h);
 
 /* Point the handler at the same server in a new config snapshot (addr is
  * a ref into it), keeping its socket. */
-void handler_rebind(struct handler *h, const struct cfg_addr *addr,
-                    size_t idx, uint32_t connect_ms, uint32_t request_ms);
+void handler_rebind(struct handler *h, const struct cfg_addr *addr, size_t idx,
+                    uint32_t connect_ms, uint32_t request_ms);
 
 /* Release the replies of the finished batch; shrink idle buffers. */
 void handler_done(struct handler *h);

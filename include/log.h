@@ -39,14 +39,15 @@ void log_write(enum log_level level, bool with_errno, const char *fmt, ...)
             log_write(lvl, e, __VA_ARGS__);                                    \
         }                                                                      \
     } while (0)
-#define log_error(...) LOG_AT(LOG_LVL_ERROR, true, __VA_ARGS__)
+#define log_error(...)  LOG_AT(LOG_LVL_ERROR, true, __VA_ARGS__)
 #define log_errorx(...) LOG_AT(LOG_LVL_ERROR, false, __VA_ARGS__)
-#define log_warn(...) LOG_AT(LOG_LVL_WARN, true, __VA_ARGS__)
-#define log_warnx(...) LOG_AT(LOG_LVL_WARN, false, __VA_ARGS__)
-#define log_info(...) LOG_AT(LOG_LVL_INFO, false, __VA_ARGS__)
-#define log_debug(...) LOG_AT(LOG_LVL_DEBUG, false, __VA_ARGS__)
+#define log_warn(...)   LOG_AT(LOG_LVL_WARN, true, __VA_ARGS__)
+#define log_warnx(...)  LOG_AT(LOG_LVL_WARN, false, __VA_ARGS__)
+#define log_info(...)   LOG_AT(LOG_LVL_INFO, false, __VA_ARGS__)
+#define log_debug(...)  LOG_AT(LOG_LVL_DEBUG, false, __VA_ARGS__)
 
 /* Log at error level and exit(1). Only before serving starts. */
-void fatal(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
+void fatal(const char *fmt, ...)
+    __attribute__((format(printf, 1, 2), noreturn));
 
 #endif /* RIVEN_LOG_H */

@@ -34,20 +34,20 @@ struct orca;
 
 /* One pool of a config snapshot, shared by every connection. */
 struct orca_pool {
-    const struct cfg_pool *pool;   /* ref: in the snapshot's config */
-    const struct ring     *ring;   /* ref: owned by the snapshot */
-    struct health         *health; /* ref: owned by the snapshot */
-    size_t                 mbase;  /* metrics index of server 0 */
+    const struct cfg_pool *pool; /* ref: in the snapshot's config */
+    const struct ring *ring;     /* ref: owned by the snapshot */
+    struct health *health;       /* ref: owned by the snapshot */
+    size_t mbase;                /* metrics index of server 0 */
 };
 
 /* What a snapshot gives every orca: its config, the pools and the striped
  * key locks (l1l2). Owned by the snapshot; read-only but for the locks. */
 struct orca_env {
     const struct config *cfg;
-    struct orca_pool     l1;
-    struct orca_pool     l2;       /* l2.pool->nservers == 0: no L2 */
-    pthread_mutex_t     *locks;    /* key_locks stripes, or NULL */
-    uint32_t             nlocks;
+    struct orca_pool l1;
+    struct orca_pool l2;    /* l2.pool->nservers == 0: no L2 */
+    pthread_mutex_t *locks; /* key_locks stripes, or NULL */
+    uint32_t nlocks;
 };
 
 /* An orca working in mode over env (ref: the caller keeps the snapshot

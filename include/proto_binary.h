@@ -129,7 +129,7 @@ enum status proto_binary_parse(const char *buf, size_t len,
  * ST_OK or ST_NOMEM.
  */
 enum status proto_binary_encode(const struct request *req,
-                                const struct response *res,
-                                const char *version, struct outq *q) WUR;
+                                const struct response *res, const char *version,
+                                struct outq *q) WUR;
 
 #endif /* RIVEN_PROTO_BINARY_H */

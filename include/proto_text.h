@@ -18,9 +18,9 @@
 #include "request.h"
 #include "util.h"
 
-#define TEXT_LINE_MAX 2048     /* longer without '\n' closes, unless a get */
+#define TEXT_LINE_MAX     2048 /* longer without '\n' closes, unless a get */
 #define TEXT_GET_LINE_MAX (1u << 20) /* bound on a multi-get line */
-#define TEXT_MAX_TOKENS 24
+#define TEXT_MAX_TOKENS   24
 
 /*
  * Parse one command from buf[0..len).
@@ -51,8 +51,8 @@ bool proto_text_is_get_line(const char *buf, size_t len);
 
 /* Iterate the keys of a parsed get line: *cursor starts at req->args and
  * end is req->args + req->nargs. Returns false when no key is left. */
-bool proto_text_next_key(const char **cursor, const char *end,
-                         const char **key, size_t *nkey);
+bool proto_text_next_key(const char **cursor, const char *end, const char **key,
+                         size_t *nkey);
 
 /*
  * Append the reply to req, as memcached sends it, to q. Nothing for a
@@ -61,7 +61,7 @@ bool proto_text_next_key(const char **cursor, const char *end,
  * riven answers to "version". ST_OK or ST_NOMEM.
  */
 enum status proto_text_encode(const struct request *req,
-                              const struct response *res,
-                              const char *version, struct outq *q) WUR;
+                              const struct response *res, const char *version,
+                              struct outq *q) WUR;
 
 #endif /* RIVEN_PROTO_TEXT_H */

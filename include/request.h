@@ -64,19 +64,20 @@ enum req_cmd {
 };
 
 /* request.rflags */
-#define REQ_F_NOREPLY   0x01u /* client asked for no reply */
-#define REQ_F_FIRST     0x02u /* first key of a multi-key get line */
-#define REQ_F_LAST      0x04u /* last key of a get line: "END" follows */
-#define REQ_F_HAS_DELAY 0x08u /* flush_all carried a delay argument */
-#define REQ_F_TOOLARGE  0x10u /* value over item_size_max, data swallowed */
-#define REQ_F_QUIET     0x20u /* binary quiet opcode / meta q flag */
-#define REQ_F_RET_KEY   0x40u /* binary getk/gatk: the reply carries the key */
-#define REQ_F_RET_CAS   0x80u /* ask the backend for the item's CAS */
+#define REQ_F_NOREPLY   0x01u  /* client asked for no reply */
+#define REQ_F_FIRST     0x02u  /* first key of a multi-key get line */
+#define REQ_F_LAST      0x04u  /* last key of a get line: "END" follows */
+#define REQ_F_HAS_DELAY 0x08u  /* flush_all carried a delay argument */
+#define REQ_F_TOOLARGE  0x10u  /* value over item_size_max, data swallowed */
+#define REQ_F_QUIET     0x20u  /* binary quiet opcode / meta q flag */
+#define REQ_F_RET_KEY   0x40u  /* binary getk/gatk: the reply carries the key */
+#define REQ_F_RET_CAS   0x80u  /* ask the backend for the item's CAS */
 #define REQ_F_AUTOVIV   0x100u /* binary incr/decr: create with initial */
 #define REQ_F_B64KEY    0x200u /* meta b flag: key is base64 on the wire */
 #define REQ_F_RET_TTL   0x800u /* ask the backend for the remaining TTL */
-#define REQ_F_CLOSE     0x400u /* send the reply, then close: the stream
-                                  is not parsed past this request */
+#define REQ_F_CLOSE                                                            \
+    0x400u /* send the reply, then close: the stream                           \
+              is not parsed past this request */
 
 /* The protocol a request arrived in (and its reply must be encoded in). */
 enum req_proto {
@@ -86,16 +87,16 @@ enum req_proto {
 };
 
 enum res_kind {
-    RES_NONE = 0,     /* not answered yet */
-    RES_VALUE,        /* hit: val/nval, flags, cas */
-    RES_MISS,         /* get miss */
+    RES_NONE = 0, /* not answered yet */
+    RES_VALUE,    /* hit: val/nval, flags, cas */
+    RES_MISS,     /* get miss */
     RES_STORED,
     RES_NOT_STORED,
     RES_EXISTS,
     RES_NOT_FOUND,
     RES_DELETED,
     RES_TOUCHED,
-    RES_NUMBER,       /* incr/decr result: decimal digits in val/nval */
+    RES_NUMBER, /* incr/decr result: decimal digits in val/nval */
     RES_OK,
     RES_ERROR,        /* "ERROR" */
     RES_CLIENT_ERROR, /* "CLIENT_ERROR " + msg */
@@ -106,52 +107,53 @@ enum res_kind {
 };
 
 struct request {
-    enum req_cmd   cmd;
-    uint32_t       rflags;  /* REQ_F_* */
-    const char    *key;     /* ref: read buffer; NULL if no key */
-    size_t         nkey;
-    const char    *val;     /* ref: data block of a storage command */
-    size_t         nval;    /* value length, without the "\r\n" */
-    uint32_t       flags;   /* client flags of a storage command */
-    int64_t        exptime; /* set/touch/gat TTL; flush_all delay */
-    uint64_t       cas;     /* cas: value to compare */
-    uint64_t       delta;   /* incr/decr delta; verbosity level */
-    const char    *args;    /* ref: stats arguments; get family: all keys;
-                               meta: the flag tokens, as sent */
-    size_t         nargs;
-    uint32_t       nkeys;   /* get family: number of keys in args */
-    size_t         swallow; /* bytes of a rejected data block to discard */
-    enum res_kind  err;     /* RES_NONE, or the local answer to give */
-    const char    *errmsg;  /* ref: static text for CLIENT/SERVER_ERROR */
-    uint8_t        proto;   /* enum req_proto */
-    uint8_t        opcode;  /* binary: the request's opcode */
-    uint32_t       opaque;  /* binary: echoed in the reply */
-    uint64_t       initial; /* binary incr/decr: value if created */
+    enum req_cmd cmd;
+    uint32_t rflags; /* REQ_F_* */
+    const char *key; /* ref: read buffer; NULL if no key */
+    size_t nkey;
+    const char *val;  /* ref: data block of a storage command */
+    size_t nval;      /* value length, without the "\r\n" */
+    uint32_t flags;   /* client flags of a storage command */
+    int64_t exptime;  /* set/touch/gat TTL; flush_all delay */
+    uint64_t cas;     /* cas: value to compare */
+    uint64_t delta;   /* incr/decr delta; verbosity level */
+    const char *args; /* ref: stats arguments; get family: all keys;
+                         meta: the flag tokens, as sent */
+    size_t nargs;
+    uint32_t nkeys;     /* get family: number of keys in args */
+    size_t swallow;     /* bytes of a rejected data block to discard */
+    enum res_kind err;  /* RES_NONE, or the local answer to give */
+    const char *errmsg; /* ref: static text for CLIENT/SERVER_ERROR */
+    uint8_t proto;      /* enum req_proto */
+    uint8_t opcode;     /* binary: the request's opcode */
+    uint32_t opaque;    /* binary: echoed in the reply */
+    uint64_t initial;   /* binary incr/decr: value if created */
 };
 
 struct response {
-    enum res_kind  kind;
-    uint32_t       flags;   /* client flags of a hit */
-    uint64_t       cas;     /* CAS of a hit */
-    int64_t        ttl;     /* remaining TTL of a hit (REQ_F_RET_TTL):
-                               -1 none, else seconds */
-    const char    *val;     /* ref: value, number or raw block */
-    size_t         nval;
-    const char    *msg;     /* ref: error text, without "\r\n" */
-    size_t         nmsg;
-    const char    *raw;     /* ref: meta passthrough: the backend's whole
-                               reply, forwarded verbatim to a meta client */
-    size_t         nraw;
+    enum res_kind kind;
+    uint32_t flags;  /* client flags of a hit */
+    uint64_t cas;    /* CAS of a hit */
+    int64_t ttl;     /* remaining TTL of a hit (REQ_F_RET_TTL):
+                        -1 none, else seconds */
+    const char *val; /* ref: value, number or raw block */
+    size_t nval;
+    const char *msg; /* ref: error text, without "\r\n" */
+    size_t nmsg;
+    const char *raw; /* ref: meta passthrough: the backend's whole
+                        reply, forwarded verbatim to a meta client */
+    size_t nraw;
 };
 
 /* memcached 1.6's error texts, shared by every encoder. */
-#define MSG_BAD_FORMAT    "bad command line format"
-#define MSG_BAD_CHUNK     "bad data chunk"
-#define MSG_TOO_LARGE     "object too large for cache"
-#define MSG_BAD_DELTA     "invalid numeric delta argument"
-#define MSG_BAD_EXPTIME   "invalid exptime argument"
-#define MSG_NON_NUMERIC   "cannot increment or decrement non-numeric value"
-#define MSG_DELETE_USAGE  "bad command line format.  Usage: delete <key> [noreply]"
+#define MSG_BAD_FORMAT  "bad command line format"
+#define MSG_BAD_CHUNK   "bad data chunk"
+#define MSG_TOO_LARGE   "object too large for cache"
+#define MSG_BAD_DELTA   "invalid numeric delta argument"
+#define MSG_BAD_EXPTIME "invalid exptime argument"
+#define MSG_NON_NUMERIC "cannot increment or decrement non-numeric value"
+#define MSG_DELETE_USAGE                                                       \
+    "bad command line format.  Usage: delete <key> [noreply]"
 #define MSG_BACKEND_TIMEOUT     "backend timeout"
 #define MSG_BACKEND_UNAVAILABLE "backend unavailable"
 #define MSG_BACKEND_ERROR       "backend error"
@@ -178,10 +180,10 @@ void res_set_error(struct response *res, enum res_kind kind, const char *msg);
 /* ---- batch ---- */
 
 struct req_batch {
-    struct request  *reqs;
-    struct response *res;  /* res[i] answers reqs[i] */
-    size_t           n;
-    size_t           cap;
+    struct request *reqs;
+    struct response *res; /* res[i] answers reqs[i] */
+    size_t n;
+    size_t cap;
 };
 
 void req_batch_init(struct req_batch *b);

@@ -40,8 +40,8 @@
  */
 struct server_snapshot {
     _Atomic uint32_t refs;
-    struct config   *cfg;    /* one reference, dropped with the snapshot */
-    struct orca_env  env;    /* pools (rings, health owned here), locks */
+    struct config *cfg;  /* one reference, dropped with the snapshot */
+    struct orca_env env; /* pools (rings, health owned here), locks */
 };
 
 /* A snapshot of cfg (the snapshot takes over the caller's reference).
@@ -66,9 +66,9 @@ struct server_snapshot *server_snapshot_get(void);
  * a new one; a draining listener may shut an idle connection's read side.
  */
 struct server_conn {
-    int                 fd;
-    bool                batch;  /* accepted on a batch_listen address */
-    _Atomic int         busy;
+    int fd;
+    bool batch; /* accepted on a batch_listen address */
+    _Atomic int busy;
     struct server_conn *prev; /* listener's registry */
     struct server_conn *next;
 };

@@ -109,8 +109,7 @@ static const struct command pool_commands[] = {
     {"distribution", set_distribution, POOL_OFF(distribution), 0, 0, NULL},
     {"hash", set_hash, POOL_OFF(hash), 0, 0, NULL},
     {"failure_limit", set_u32, POOL_OFF(failure_limit), 1, 1000, NULL},
-    {"retry_timeout_ms", set_u32, POOL_OFF(retry_timeout_ms), 1, 3600000,
-     NULL},
+    {"retry_timeout_ms", set_u32, POOL_OFF(retry_timeout_ms), 1, 3600000, NULL},
     {"eject_rehash", set_bool, POOL_OFF(eject_rehash), 0, 0, NULL},
     {NULL, NULL, 0, 0, 0, NULL},
 };
@@ -118,7 +117,7 @@ static const struct command pool_commands[] = {
 static const char *const distribution_names[] = {"ketama", "ketama_weighted",
                                                  "modula", NULL};
 static const char *const hash_names[] = {
-    "default", "md5",     "crc",     "fnv1_64", "fnv1a_64",      "fnv1_32",
+    "default",  "md5",   "crc",    "fnv1_64", "fnv1a_64",      "fnv1_32",
     "fnv1a_32", "hsieh", "murmur", "jenkins", "one_at_a_time", NULL};
 static const char *const bool_names[] = {"false", "true", NULL};
 
@@ -391,8 +390,8 @@ set_word(struct loader *ld, yaml_node_t *val, const char *path,
 }
 
 static enum status
-set_distribution(struct loader *ld, yaml_node_t *val,
-                 const struct command *cmd, void *base, const char *path)
+set_distribution(struct loader *ld, yaml_node_t *val, const struct command *cmd,
+                 void *base, const char *path)
 {
     int i = 0;
 
@@ -666,8 +665,8 @@ set_pool(struct loader *ld, yaml_node_t *val, const struct command *cmd,
 }
 
 static enum status
-set_batch_listen(struct loader *ld, yaml_node_t *val,
-                 const struct command *cmd, void *base, const char *path)
+set_batch_listen(struct loader *ld, yaml_node_t *val, const struct command *cmd,
+                 void *base, const char *path)
 {
     struct config *cfg = base;
     void *arr = NULL;
@@ -923,8 +922,7 @@ config_set_l2_servers(struct config *cfg, const struct cfg_addr *a, size_t n)
 }
 
 enum status
-config_set_batch_listen(struct config *cfg, const struct cfg_addr *a,
-                        size_t n)
+config_set_batch_listen(struct config *cfg, const struct cfg_addr *a, size_t n)
 {
     struct cfg_addr *arr = calloc(MAX(n, 1), sizeof(*arr));
 
@@ -947,8 +945,9 @@ config_validate(const struct config *cfg, char *err, size_t errlen)
         return ST_ERROR;
     }
     if (cfg->orca == CFG_ORCA_L1L2BATCH && cfg->nbatch_listen == 0) {
-        set_err(err, errlen, "orca l1l2batch needs batch_listen addresses "
-                             "(batch_listen or --batch-listen)");
+        set_err(err, errlen,
+                "orca l1l2batch needs batch_listen addresses "
+                "(batch_listen or --batch-listen)");
         return ST_ERROR;
     }
     return ST_OK;

@@ -32,32 +32,32 @@
 #define HANDLER_READ_MIN 16384
 
 struct pend {
-    struct response *res;     /* ref: batch response; NULL = drop reply */
-    enum req_cmd     cmd;     /* what the reply answers */
-    uint32_t         rflags;  /* its REQ_F_* */
-    const char      *args;    /* ref: stats arguments, in the client's rbuf */
-    size_t           nargs;
-    size_t           val_off; /* res->val as an offset into rbuf */
-    size_t           msg_off; /* res->msg as an offset into rbuf */
-    size_t           raw_off; /* res->raw as an offset into rbuf */
-    bool             decoded; /* res was decoded from rbuf */
+    struct response *res; /* ref: batch response; NULL = drop reply */
+    enum req_cmd cmd;     /* what the reply answers */
+    uint32_t rflags;      /* its REQ_F_* */
+    const char *args;     /* ref: stats arguments, in the client's rbuf */
+    size_t nargs;
+    size_t val_off; /* res->val as an offset into rbuf */
+    size_t msg_off; /* res->msg as an offset into rbuf */
+    size_t raw_off; /* res->raw as an offset into rbuf */
+    bool decoded;   /* res was decoded from rbuf */
 };
 
 struct handler {
-    const struct cfg_addr *addr;  /* ref: owned by the config snapshot */
-    size_t                 idx;     /* server number, for metrics */
-    uint64_t               sent_ns; /* when the batch was flushed */
-    uint32_t               connect_ms;
-    uint32_t               request_ms;
-    int                    fd;      /* -1 when closed */
-    struct buf             wbuf;    /* encoded requests not yet sent */
-    struct buf             rbuf;    /* replies of the current batch */
-    size_t                 parsed;  /* rbuf offset of the next reply */
-    struct pend           *pend;
-    size_t                 npend;   /* queued replies */
-    size_t                 nrecv;   /* replies answered (decoded or failed) */
-    size_t                 cap;
-    int                    outcome; /* see handler_take_outcome */
+    const struct cfg_addr *addr; /* ref: owned by the config snapshot */
+    size_t idx;                  /* server number, for metrics */
+    uint64_t sent_ns;            /* when the batch was flushed */
+    uint32_t connect_ms;
+    uint32_t request_ms;
+    int fd;          /* -1 when closed */
+    struct buf wbuf; /* encoded requests not yet sent */
+    struct buf rbuf; /* replies of the current batch */
+    size_t parsed;   /* rbuf offset of the next reply */
+    struct pend *pend;
+    size_t npend; /* queued replies */
+    size_t nrecv; /* replies answered (decoded or failed) */
+    size_t cap;
+    int outcome; /* see handler_take_outcome */
 };
 
 struct handler *
@@ -218,8 +218,7 @@ handler_connect(struct handler *h)
     int fd, one = 1;
     enum status st = ST_OK;
 
-    fd = socket(a->ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK,
-                0);
+    fd = socket(a->ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
     if (fd < 0) {
         log_warn("%s: socket %s", __func__, a->name);
         return errno == EMFILE || errno == ENFILE ? ST_NOMEM : ST_ERROR;
@@ -274,8 +273,7 @@ handler_flush(struct handler *h)
         if (errno == EINTR) {
             continue;
         }
-        log_debug("%s: send %s: %s", __func__, h->addr->name,
-                  strerror(errno));
+        log_debug("%s: send %s: %s", __func__, h->addr->name, strerror(errno));
         fail_pending(h, errno == EAGAIN ? MSG_BACKEND_TIMEOUT
                                         : MSG_BACKEND_UNAVAILABLE);
         return;
@@ -284,8 +282,7 @@ handler_flush(struct handler *h)
 
 /* Read more reply bytes. ST_OK, or the failure message in *msg. */
 static enum status
-read_more(struct handler *h, size_t need, uint64_t deadline,
-          const char **msg)
+read_more(struct handler *h, size_t need, uint64_t deadline, const char **msg)
 {
     size_t want = need > buf_len(&h->rbuf) ? need - buf_len(&h->rbuf) : 0;
     ssize_t n;
@@ -314,8 +311,7 @@ read_more(struct handler *h, size_t need, uint64_t deadline,
         log_debug("%s: %s timed out", __func__, h->addr->name);
     } else {
         *msg = MSG_BACKEND_UNAVAILABLE;
-        log_debug("%s: recv %s: %s", __func__, h->addr->name,
-                  strerror(errno));
+        log_debug("%s: recv %s: %s", __func__, h->addr->name, strerror(errno));
     }
     return ST_ERROR;
 }
@@ -347,10 +343,8 @@ static enum status
 decode_one(struct handler *h, size_t *need)
 {
     struct pend *p = &h->pend[h->nrecv];
-    struct request req = {.cmd = p->cmd,
-                          .rflags = p->rflags,
-                          .args = p->args,
-                          .nargs = p->nargs};
+    struct request req = {
+        .cmd = p->cmd, .rflags = p->rflags, .args = p->args, .nargs = p->nargs};
     struct response tmp = {0};
     struct response *r = p->res ? p->res : &tmp;
     const char *base;

@@ -14,15 +14,15 @@
 
 struct server_health {
     _Atomic uint32_t fails;    /* consecutive failures */
-    _Atomic int      ejected;  /* 1 while ejected */
-    _Atomic int      probing;  /* 1 while one thread probes */
+    _Atomic int ejected;       /* 1 while ejected */
+    _Atomic int probing;       /* 1 while one thread probes */
     _Atomic uint64_t until_ms; /* ejected until (monotonic ms) */
 };
 
 struct health {
     const struct cfg_pool *cfg; /* ref: owned by the snapshot */
-    size_t                mbase; /* metrics index of server 0 */
-    size_t                n;
+    size_t mbase;               /* metrics index of server 0 */
+    size_t n;
     struct server_health *s;
 };
 

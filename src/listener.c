@@ -46,21 +46,21 @@ static pthread_cond_t conns_empty;
 static struct server_conn *conns; /* registry, guarded by conns_lock */
 
 struct listen_sock {
-    int  fd;
+    int fd;
     bool tcp;
-    bool batch;                   /* a batch_listen address (l1l2batch) */
-    char path[108];               /* unix socket file we created, or "" */
+    bool batch;     /* a batch_listen address (l1l2batch) */
+    char path[108]; /* unix socket file we created, or "" */
 };
 
 struct listener {
     struct listen_sock *socks;
-    struct pollfd      *pfds;     /* [0] is the wake pipe */
-    size_t              n;        /* listening sockets */
-    bool                activated; /* sockets came from systemd */
-    size_t              stack_size;
-    uint32_t            max_conns;
-    int                 wake[2];
-    _Atomic int         stop;
+    struct pollfd *pfds; /* [0] is the wake pipe */
+    size_t n;            /* listening sockets */
+    bool activated;      /* sockets came from systemd */
+    size_t stack_size;
+    uint32_t max_conns;
+    int wake[2];
+    _Atomic int stop;
 };
 
 uint64_t
@@ -113,8 +113,7 @@ bind_one(const struct cfg_addr *a, uint32_t mode, char *err, size_t errlen)
     const struct sockaddr_un *un = (const struct sockaddr_un *)&a->ss;
     int fd, one = 1;
 
-    fd = socket(a->ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK,
-                0);
+    fd = socket(a->ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
     if (fd < 0) {
         snprintf(err, errlen, "%s: socket: %s", a->name, strerror(errno));
         return -1;
@@ -164,8 +163,10 @@ adopt_systemd(struct listener *l, char *err, size_t errlen)
         int fd = SD_LISTEN_FDS_START + i;
 
         if (sd_is_socket(fd, AF_UNSPEC, SOCK_STREAM, 1) <= 0) {
-            snprintf(err, errlen, "systemd socket %d is not a listening "
-                                  "stream socket", fd);
+            snprintf(err, errlen,
+                     "systemd socket %d is not a listening "
+                     "stream socket",
+                     fd);
             return -1;
         }
         (void)fcntl(fd, F_SETFD, FD_CLOEXEC);
@@ -410,8 +411,7 @@ accept_all(struct listener *l, const struct listen_sock *ls)
 }
 
 enum status
-listener_run(struct listener *l, listener_tick_fn tick, void *arg,
-             int tick_ms)
+listener_run(struct listener *l, listener_tick_fn tick, void *arg, int tick_ms)
 {
     char drain[64];
 

@@ -74,15 +74,13 @@ log_get_level(void)
 bool
 log_enabled(enum log_level level)
 {
-    return (int)level <=
-           atomic_load_explicit(&log_level, memory_order_relaxed);
+    return (int)level <= atomic_load_explicit(&log_level, memory_order_relaxed);
 }
 
 bool
 log_level_parse(const char *s, enum log_level *out)
 {
-    for (size_t i = 0; i < sizeof(level_names) / sizeof(level_names[0]);
-         i++) {
+    for (size_t i = 0; i < sizeof(level_names) / sizeof(level_names[0]); i++) {
         if (strcmp(s, level_names[i]) == 0) {
             *out = (enum log_level)i;
             return true;

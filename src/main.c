@@ -35,25 +35,26 @@ static _Atomic int want_reload;
 static void
 usage(FILE *f)
 {
-    fprintf(f,
-            "usage: riven [-c FILE] [-l ADDR]... [-b ADDR]... [-m ADDR|off] "
-            "[-t] [-v] [-q] [-V] [-h]\n"
-            "             [--orca NAME] [--l2 ADDR]... [--batch-listen ADDR]...\n"
-            "  -c FILE  load the YAML config FILE (default: built-in)\n"
-            "  -l ADDR  listen on ADDR (repeatable; replaces the file's)\n"
-            "  -b ADDR  backend memcached ADDR (repeatable; replaces the "
-            "file's)\n"
-            "  -m ADDR  serve /metrics on ADDR, or 'off' (default %s)\n"
-            "  --orca l1only|l1l2|l1l2batch   how requests use L1 and L2\n"
-            "  --l2 ADDR           add an L2 server (repeatable)\n"
-            "  --batch-listen ADDR listener for bulk loaders (l1l2batch)\n"
-            "  -t       check the config and exit (0 ok, 1 with a message)\n"
-            "  -v / -q  raise / lower the log level (repeatable)\n"
-            "  -V       print the version\n"
-            "  -h       print this help\n"
-            "ADDR is host:port, [v6addr]:port or unix:/path.\n"
-            "Defaults: listen %s, backend %s.\n",
-            CFG_DEFAULT_METRICS_LISTEN, CFG_DEFAULT_LISTEN, CFG_DEFAULT_SERVER);
+    fprintf(
+        f,
+        "usage: riven [-c FILE] [-l ADDR]... [-b ADDR]... [-m ADDR|off] "
+        "[-t] [-v] [-q] [-V] [-h]\n"
+        "             [--orca NAME] [--l2 ADDR]... [--batch-listen ADDR]...\n"
+        "  -c FILE  load the YAML config FILE (default: built-in)\n"
+        "  -l ADDR  listen on ADDR (repeatable; replaces the file's)\n"
+        "  -b ADDR  backend memcached ADDR (repeatable; replaces the "
+        "file's)\n"
+        "  -m ADDR  serve /metrics on ADDR, or 'off' (default %s)\n"
+        "  --orca l1only|l1l2|l1l2batch   how requests use L1 and L2\n"
+        "  --l2 ADDR           add an L2 server (repeatable)\n"
+        "  --batch-listen ADDR listener for bulk loaders (l1l2batch)\n"
+        "  -t       check the config and exit (0 ok, 1 with a message)\n"
+        "  -v / -q  raise / lower the log level (repeatable)\n"
+        "  -V       print the version\n"
+        "  -h       print this help\n"
+        "ADDR is host:port, [v6addr]:port or unix:/path.\n"
+        "Defaults: listen %s, backend %s.\n",
+        CFG_DEFAULT_METRICS_LISTEN, CFG_DEFAULT_LISTEN, CFG_DEFAULT_SERVER);
 }
 
 static void
@@ -103,19 +104,19 @@ raise_nofile(void)
 }
 
 struct opts {
-    const char     *file;
+    const char *file;
     struct cfg_addr listen[MAX_ADDRS];
-    size_t          nlisten;
+    size_t nlisten;
     struct cfg_addr servers[MAX_ADDRS];
-    size_t          nservers;
-    struct cfg_addr l2[MAX_ADDRS];      /* --l2 */
-    size_t          nl2;
-    struct cfg_addr batch[MAX_ADDRS];   /* --batch-listen */
-    size_t          nbatch;
-    const char     *orca;               /* --orca */
-    const char     *metrics;    /* -m ADDR|off, or NULL */
-    bool            test;
-    int             verbosity;
+    size_t nservers;
+    struct cfg_addr l2[MAX_ADDRS]; /* --l2 */
+    size_t nl2;
+    struct cfg_addr batch[MAX_ADDRS]; /* --batch-listen */
+    size_t nbatch;
+    const char *orca;    /* --orca */
+    const char *metrics; /* -m ADDR|off, or NULL */
+    bool test;
+    int verbosity;
 };
 
 static void
@@ -215,8 +216,10 @@ apply_opts(struct config *cfg, const struct opts *o, char *err, size_t errlen)
         return ST_NOMEM;
     }
     if (o->orca != NULL && !config_orca_parse(o->orca, &cfg->orca)) {
-        snprintf(err, errlen, "--orca: expected l1only, l1l2 or l1l2batch, "
-                              "got '%s'", o->orca);
+        snprintf(err, errlen,
+                 "--orca: expected l1only, l1l2 or l1l2batch, "
+                 "got '%s'",
+                 o->orca);
         return ST_ERROR;
     }
     if (o->metrics != NULL &&
@@ -247,9 +250,9 @@ load_config(const struct opts *o)
 /* State the main loop's tick works on. */
 struct main_state {
     const struct opts *opts;
-    uint64_t           last_conns;  /* last STATUS= sent */
-    uint64_t           watchdog_us; /* 0 when no watchdog */
-    uint64_t           last_ping;   /* ms of the last WATCHDOG=1 */
+    uint64_t last_conns;  /* last STATUS= sent */
+    uint64_t watchdog_us; /* 0 when no watchdog */
+    uint64_t last_ping;   /* ms of the last WATCHDOG=1 */
 };
 
 static uint64_t
@@ -266,9 +269,9 @@ static bool
 probe(const struct config *cfg, const struct cfg_server *srv, size_t idx)
 {
     /* an index metrics ignore: a probe is not client traffic */
-    struct handler *h = handler_create(&srv->addr, METRICS_SERVERS_MAX,
-                                       cfg->connect_timeout_ms,
-                                       cfg->request_timeout_ms);
+    struct handler *h =
+        handler_create(&srv->addr, METRICS_SERVERS_MAX, cfg->connect_timeout_ms,
+                       cfg->request_timeout_ms);
     struct request mn = {.cmd = REQ_MN};
     struct response res = {0};
     bool up = false;
@@ -451,8 +454,8 @@ main(int argc, char **argv)
              "server(s), max %u connections",
              RIVEN_VERSION_STR, listener_count(the_listener),
              listener_activated(the_listener) ? " from systemd" : "",
-             config_orca_name(cfg->orca), cfg->pool.nservers,
-             cfg->l2.nservers, listener_max_connections(the_listener));
+             config_orca_name(cfg->orca), cfg->pool.nservers, cfg->l2.nservers,
+             listener_max_connections(the_listener));
     config_unref(cfg);
     if (sd_watchdog_enabled(0, &m.watchdog_us) > 0) {
         tick_ms = (int)MIN(TICK_MS, m.watchdog_us / 4000 + 1);

@@ -35,26 +35,26 @@
 
 /* One pool as this connection sees it. */
 struct layer {
-    const struct orca_pool *env;   /* ref: owned with the snapshot */
-    struct handler        **h;     /* per server, created on first use */
-    struct response        *each;  /* per server, for barrier commands */
-    size_t                  nh;
+    const struct orca_pool *env; /* ref: owned with the snapshot */
+    struct handler **h;          /* per server, created on first use */
+    struct response *each;       /* per server, for barrier commands */
+    size_t nh;
 };
 
 #define REALTIME_MAXDELTA (60 * 60 * 24 * 30) /* memcached's 30 days */
 
 struct orca {
-    const struct orca_env *env;    /* ref: owned with the snapshot */
-    enum cfg_orca          mode;
-    struct layer           l1;
-    struct layer           l2;     /* nh == 0 for l1only */
-    struct buf             agg;    /* summed stats reply */
-    struct response       *s1;     /* l1l2: L1's answer to each read */
-    struct response       *s2;     /* l1l2: each request's mirror answer */
-    size_t                 nscratch;
-    uint32_t              *held;   /* lock stripes held, sorted */
-    size_t                 nheld;
-    size_t                 capheld;
+    const struct orca_env *env; /* ref: owned with the snapshot */
+    enum cfg_orca mode;
+    struct layer l1;
+    struct layer l2;     /* nh == 0 for l1only */
+    struct buf agg;      /* summed stats reply */
+    struct response *s1; /* l1l2: L1's answer to each read */
+    struct response *s2; /* l1l2: each request's mirror answer */
+    size_t nscratch;
+    uint32_t *held; /* lock stripes held, sorted */
+    size_t nheld;
+    size_t capheld;
 };
 
 static enum status
@@ -145,18 +145,17 @@ static struct handler *
 handler_at(struct orca *o, struct layer *ly, size_t i)
 {
     if (ly->h[i] == NULL) {
-        ly->h[i] = handler_create(&ly->env->pool->servers[i].addr,
-                                  ly->env->mbase + i,
-                                  o->env->cfg->connect_timeout_ms,
-                                  o->env->cfg->request_timeout_ms);
+        ly->h[i] = handler_create(
+            &ly->env->pool->servers[i].addr, ly->env->mbase + i,
+            o->env->cfg->connect_timeout_ms, o->env->cfg->request_timeout_ms);
     }
     return ly->h[i];
 }
 
 /* Queue req on server i; a failure to queue answers res at once. */
 static void
-queue_on(struct orca *o, struct layer *ly, size_t i,
-         const struct request *req, struct response *res)
+queue_on(struct orca *o, struct layer *ly, size_t i, const struct request *req,
+         struct response *res)
 {
     struct handler *h = handler_at(o, ly, i);
     enum status st = h != NULL ? handler_queue(h, req, res) : ST_NOMEM;
@@ -203,8 +202,8 @@ route(const struct layer *ly, const struct request *req, uint64_t now)
 
 /* Send req to server idx of ly, unless the server is ejected. */
 static void
-send_at(struct orca *o, struct layer *ly, size_t idx,
-        const struct request *req, struct response *res, uint64_t now)
+send_at(struct orca *o, struct layer *ly, size_t idx, const struct request *req,
+        struct response *res, uint64_t now)
 {
     switch (health_check(ly->env->health, idx, now)) {
     case HEALTH_EJECTED:
@@ -296,8 +295,7 @@ drop_stale(struct orca *o, const struct request *req)
 
 /* Answer what needs no backend; false if req must go to one. */
 static bool
-answer_locally(struct orca *o, const struct request *req,
-               struct response *res)
+answer_locally(struct orca *o, const struct request *req, struct response *res)
 {
     if (req->err != RES_NONE) {
         res_set_error(res, req->err, req->errmsg);
@@ -572,8 +570,8 @@ phase3(struct orca *o, struct req_batch *b, size_t k, uint64_t now)
             return; /* batch loaders do not fill; an expiring item neither */
         }
         fill.flags = res->flags;
-        fill.exptime = req->cmd == REQ_GAT ? req->exptime
-                                           : (res->ttl < 0 ? 0 : res->ttl);
+        fill.exptime =
+            req->cmd == REQ_GAT ? req->exptime : (res->ttl < 0 ? 0 : res->ttl);
         if (fill.exptime > REALTIME_MAXDELTA) {
             /* memcached reads more than 30 days as a Unix time */
             fill.exptime += (int64_t)time(NULL);
@@ -849,13 +847,13 @@ orca_close_sockets(struct orca *o)
 /* ---- stats over a pool ---- */
 
 struct stat_ent {
-    const char *name;  /* ref: a reply block */
-    size_t      nname;
-    const char *val;   /* ref: first server's text */
-    size_t      nval;
-    uint64_t    sum;   /* integer sum */
-    double      fsum;  /* decimal sum ("1.234") */
-    int         kind;  /* 0 text, 1 integer, 2 decimal */
+    const char *name; /* ref: a reply block */
+    size_t nname;
+    const char *val; /* ref: first server's text */
+    size_t nval;
+    uint64_t sum; /* integer sum */
+    double fsum;  /* decimal sum ("1.234") */
+    int kind;     /* 0 text, 1 integer, 2 decimal */
 };
 
 static int

@@ -71,13 +71,13 @@ enum op_hide {
 #define EXT_0_OR_4 0xff /* flush: no extras, or a 4-byte delay */
 
 struct opdef {
-    const char   *name;   /* NULL: unknown opcode */
-    enum req_cmd  cmd;
-    uint8_t       ext;    /* extras length required, or EXT_0_OR_4 */
-    enum op_key   key;
-    enum op_val   val;
-    enum op_hide  hide;
-    bool          retkey; /* reply carries the key */
+    const char *name; /* NULL: unknown opcode */
+    enum req_cmd cmd;
+    uint8_t ext; /* extras length required, or EXT_0_OR_4 */
+    enum op_key key;
+    enum op_val val;
+    enum op_hide hide;
+    bool retkey; /* reply carries the key */
 };
 
 /*
@@ -136,10 +136,10 @@ static const struct opdef ops[256] = {
 #define AUTOVIV_NEVER 0xffffffffu /* incr/decr exptime: fail on a miss */
 
 struct hdr {
-    uint8_t  magic;
-    uint8_t  opcode;
+    uint8_t magic;
+    uint8_t opcode;
     uint16_t keylen;
-    uint8_t  extlen;
+    uint8_t extlen;
     uint32_t bodylen;
     uint32_t opaque;
     uint64_t cas;
@@ -408,15 +408,15 @@ proto_binary_parse(const char *buf, size_t len, size_t item_size_max,
 /* One reply packet. ext and key are copied; val is queued by reference
  * unless copy is set (bytes on the encoder's stack). */
 struct pkt {
-    uint16_t    status;
-    uint64_t    cas;
+    uint16_t status;
+    uint64_t cas;
     const char *ext;
-    size_t      next;
+    size_t next;
     const char *key;
-    size_t      nkey;
+    size_t nkey;
     const char *val;
-    size_t      nval;
-    bool        copy;
+    size_t nval;
+    bool copy;
 };
 
 static enum status

@@ -552,10 +552,10 @@ static const enum res_kind rmap[RC_COUNT][C_OK + 1] = {
                   [C_EX] = RES_EXISTS,
                   [C_NF] = RES_NOT_FOUND},
     /* EX: a binary client's CAS did not match (C<cas>) */
-    [RC_ARITH] = {[C_VA] = RES_NUMBER, [C_NF] = RES_NOT_FOUND,
-                  [C_EX] = RES_EXISTS},
-    [RC_DELETE] = {[C_HD] = RES_DELETED, [C_NF] = RES_NOT_FOUND,
-                   [C_EX] = RES_EXISTS},
+    [RC_ARITH] =
+        {[C_VA] = RES_NUMBER, [C_NF] = RES_NOT_FOUND, [C_EX] = RES_EXISTS},
+    [RC_DELETE] =
+        {[C_HD] = RES_DELETED, [C_NF] = RES_NOT_FOUND, [C_EX] = RES_EXISTS},
     [RC_FLUSH] = {[C_OK] = RES_OK},
     [RC_MG] = {[C_VA] = RES_VALUE, [C_HD] = RES_VALUE, [C_EN] = RES_MISS},
     [RC_MS] = {[C_HD] = RES_STORED,

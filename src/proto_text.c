@@ -32,15 +32,15 @@
 
 struct tok {
     const char *p; /* ref: input buffer */
-    size_t      n;
+    size_t n;
 };
 
 struct line {
-    const char *p;    /* ref: first byte of the line */
-    size_t      n;    /* bytes of the command, without "\r\n" */
-    size_t      size; /* bytes the line occupies, with its "\n" */
-    size_t      nt;   /* tokens found, at most LINE_TOKENS */
-    struct tok  t[LINE_TOKENS];
+    const char *p; /* ref: first byte of the line */
+    size_t n;      /* bytes of the command, without "\r\n" */
+    size_t size;   /* bytes the line occupies, with its "\n" */
+    size_t nt;     /* tokens found, at most LINE_TOKENS */
+    struct tok t[LINE_TOKENS];
 };
 
 static bool
@@ -549,8 +549,7 @@ proto_text_parse(const char *buf, size_t len, size_t item_size_max,
     case REQ_APPEND:
     case REQ_PREPEND:
     case REQ_CAS:
-        return parse_storage(&l, buf, len, item_size_max, out, consumed,
-                             need);
+        return parse_storage(&l, buf, len, item_size_max, out, consumed, need);
     case REQ_INCR:
     case REQ_DECR:
         return parse_arith(&l, out);
@@ -630,8 +629,8 @@ encode_value(const struct request *req, const struct response *res,
 
 /* "<prefix> <msg>\r\n", or "<prefix>\r\n" without a message. */
 static enum status
-encode_msg(struct outq *q, const char *prefix, size_t nprefix,
-           const char *msg, size_t nmsg)
+encode_msg(struct outq *q, const char *prefix, size_t nprefix, const char *msg,
+           size_t nmsg)
 {
     if (outq_copy(q, prefix, nprefix) != ST_OK) {
         return ST_NOMEM;

@@ -6,10 +6,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-static const char *const cmd_names[REQ_CMD_COUNT] = {
-    [REQ_NONE] = "none",
+static const char *const cmd_names[REQ_CMD_COUNT] = {[REQ_NONE] = "none",
 #define REQ_NAME(name, text) [REQ_##name] = (text),
-    REQ_CMD_MAP(REQ_NAME)
+                                                     REQ_CMD_MAP(REQ_NAME)
 #undef REQ_NAME
 };
 

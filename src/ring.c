@@ -10,14 +10,13 @@
 #include <string.h>
 
 struct ring {
-    memcached_st *mc;       /* distribution only; never connects */
-    uint32_t      nservers;
+    memcached_st *mc; /* distribution only; never connects */
+    uint32_t nservers;
 };
 
 /* Split "host:port" / "[v6]:port" into host and port. */
 static int
-split_host_port(const char *name, char *host, size_t hostlen,
-                unsigned *port)
+split_host_port(const char *name, char *host, size_t hostlen, unsigned *port)
 {
     const char *colon = strrchr(name, ':');
     const char *h = name;

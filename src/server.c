@@ -27,51 +27,52 @@
 #include "proto_text.h"
 #include "request.h"
 
-#define SERVER_BUF_INIT    2048
-#define SERVER_READ_MIN    1024
-#define SERVER_OUT_INIT    512     /* reply headers of a typical batch */
-#define BATCH_MAX_REQS     512     /* requests per batch */
-#define BATCH_MAX_BYTES    (256u * 1024) /* request bytes per batch */
-#define BATCH_MAX_GETS     64      /* get keys per batch: bounds the reply
-                                      bytes held at once (values <= 1 MiB) */
-#define BATCH_BIG_REPLY    (4u << 20) /* a batch answered with more than
-                                      this makes the next one small */
-#define BATCH_SMALL        4
-#define IOV_CHUNK          64      /* iovecs per writev: 1 KiB of stack */
+#define SERVER_BUF_INIT 2048
+#define SERVER_READ_MIN 1024
+#define SERVER_OUT_INIT 512           /* reply headers of a typical batch */
+#define BATCH_MAX_REQS  512           /* requests per batch */
+#define BATCH_MAX_BYTES (256u * 1024) /* request bytes per batch */
+#define BATCH_MAX_GETS                                                         \
+    64 /* get keys per batch: bounds the reply                                 \
+          bytes held at once (values <= 1 MiB) */
+#define BATCH_BIG_REPLY                                                        \
+    (4u << 20) /* a batch answered with more than                              \
+               this makes the next one small */
+#define BATCH_SMALL 4
+#define IOV_CHUNK   64 /* iovecs per writev: 1 KiB of stack */
 
 struct server {
-    int                  fd;
-    struct server_conn  *conn;    /* ref: owned by the listener */
+    int fd;
+    struct server_conn *conn;     /* ref: owned by the listener */
     struct server_snapshot *snap; /* one reference */
-    uint64_t             gen;     /* generation of snap */
+    uint64_t gen;                 /* generation of snap */
     const struct config *cfg;     /* ref: snap->cfg */
-    struct orca         *orca;
-    struct buf           rbuf;    /* client bytes */
-    struct req_batch     batch;
-    struct outq          out;     /* replies of the batch */
-    size_t               need;    /* bytes the next request needs */
-    size_t               swallow; /* data bytes still to discard */
-    bool                 skipline; /* discarding an over-long get line */
-    bool                 big;     /* last batch's reply was large */
-    uint64_t             last_done; /* ms: connect, or last batch answered */
-    uint32_t             rcv_ms;  /* SO_RCVTIMEO in force (0 = none) */
-    bool                 closing; /* quit seen or stream unframeable */
-    bool                 detected; /* proto is known (first byte seen) */
-    enum req_proto       proto;   /* PROTO_BINARY, or PROTO_TEXT for text
-                                     and meta commands mixed */
+    struct orca *orca;
+    struct buf rbuf; /* client bytes */
+    struct req_batch batch;
+    struct outq out;      /* replies of the batch */
+    size_t need;          /* bytes the next request needs */
+    size_t swallow;       /* data bytes still to discard */
+    bool skipline;        /* discarding an over-long get line */
+    bool big;             /* last batch's reply was large */
+    uint64_t last_done;   /* ms: connect, or last batch answered */
+    uint32_t rcv_ms;      /* SO_RCVTIMEO in force (0 = none) */
+    bool closing;         /* quit seen or stream unframeable */
+    bool detected;        /* proto is known (first byte seen) */
+    enum req_proto proto; /* PROTO_BINARY, or PROTO_TEXT for text
+                             and meta commands mixed */
 };
 
 static pthread_mutex_t snap_lock = PTHREAD_MUTEX_INITIALIZER;
-static struct server_snapshot *snap_cur;   /* guarded by snap_lock */
-static _Atomic uint64_t snap_gen;          /* bumped on each publish */
-static _Atomic int draining;                /* seq_cst with conn->busy */
+static struct server_snapshot *snap_cur; /* guarded by snap_lock */
+static _Atomic uint64_t snap_gen;        /* bumped on each publish */
+static _Atomic int draining;             /* seq_cst with conn->busy */
 
 /* Build one pool's ring and health; mbase numbers its servers for
  * metrics after the pools before it. */
 static enum status
-pool_env_init(struct orca_pool *env, const struct cfg_pool *pool,
-              size_t mbase, const struct orca_pool *prev, char *err,
-              size_t errlen)
+pool_env_init(struct orca_pool *env, const struct cfg_pool *pool, size_t mbase,
+              const struct orca_pool *prev, char *err, size_t errlen)
 {
     env->pool = pool;
     env->mbase = mbase;
@@ -122,8 +123,8 @@ server_snapshot_create(struct config *cfg, const struct server_snapshot *prev,
     snap->cfg = cfg;
     e = &snap->env;
     e->cfg = cfg;
-    if (pool_env_init(&e->l1, &cfg->pool, 0, prev ? &prev->env.l1 : NULL,
-                      err, errlen) != ST_OK ||
+    if (pool_env_init(&e->l1, &cfg->pool, 0, prev ? &prev->env.l1 : NULL, err,
+                      errlen) != ST_OK ||
         pool_env_init(&e->l2, &cfg->l2, cfg->pool.nservers,
                       prev ? &prev->env.l2 : NULL, err, errlen) != ST_OK) {
         goto error;
@@ -259,7 +260,8 @@ recv_wait(struct server *s, uint64_t now)
         deadline = s->last_done + s->cfg->client_idle_timeout_ms;
     }
     if (s->cfg->backend_idle_timeout_ms > 0 && orca_sockets(s->orca) > 0) {
-        deadline = MIN(deadline, s->last_done + s->cfg->backend_idle_timeout_ms);
+        deadline =
+            MIN(deadline, s->last_done + s->cfg->backend_idle_timeout_ms);
     }
     if (deadline == UINT64_MAX) {
         return 0;
@@ -474,8 +476,8 @@ parse_batch(struct server *s)
         size_t n = 0, need = 0;
         enum status st;
 
-        st = parse_one(s, s->rbuf.pos + used, buf_len(&s->rbuf) - used,
-                       &req, &n, &need);
+        st = parse_one(s, s->rbuf.pos + used, buf_len(&s->rbuf) - used, &req,
+                       &n, &need);
         if (st == ST_AGAIN) {
             s->need = need ? need : buf_len(&s->rbuf) - used + 1;
             break;
@@ -509,8 +511,7 @@ parse_batch(struct server *s)
 
 /* Count one answered request: command, hit or miss, error kind. */
 static void
-account(const struct request *req, const struct response *res,
-        uint64_t ns)
+account(const struct request *req, const struct response *res, uint64_t ns)
 {
     metrics_cmd(req->cmd, req->proto);
     metrics_observe_request(req->cmd, ns);
@@ -617,7 +618,8 @@ server_run(struct server_conn *conn)
     s.last_done = util_now_ms();
     if (switch_snapshot(&s) == ST_OK && s.cfg->client_write_timeout_ms > 0) {
         tv.tv_sec = s.cfg->client_write_timeout_ms / 1000;
-        tv.tv_usec = (suseconds_t)(s.cfg->client_write_timeout_ms % 1000) * 1000;
+        tv.tv_usec =
+            (suseconds_t)(s.cfg->client_write_timeout_ms % 1000) * 1000;
         (void)setsockopt(s.fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
     }
     while (switch_snapshot(&s) == ST_OK) {

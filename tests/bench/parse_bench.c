@@ -16,8 +16,8 @@
 
 #define ITERS 2000000
 
-typedef enum status (*parse_fn)(const char *, size_t, size_t,
-                                struct request *, size_t *, size_t *);
+typedef enum status (*parse_fn)(const char *, size_t, size_t, struct request *,
+                                size_t *, size_t *);
 
 static double
 bench_parse(const char *name, parse_fn fn, const char *in, size_t len)
@@ -103,9 +103,8 @@ main(void)
     size_t nbget, nbset;
 
     nbget = bin_packet(bget, 0x00, "user:1234:profile", NULL, 0, NULL, 0);
-    nbset = bin_packet(bset, 0x01, "user:1234:profile",
-                       "\0\0\0\0\0\0\x0e\x10", 8,
-                       "0123456789abcdef0123456789abcdef", 32);
+    nbset = bin_packet(bset, 0x01, "user:1234:profile", "\0\0\0\0\0\0\x0e\x10",
+                       8, "0123456789abcdef0123456789abcdef", 32);
     printf("| request | ns/request |\n| --- | --- |\n");
     bench_parse("text get (1 key)", proto_text_parse, get, sizeof(get) - 1);
     bench_parse("text set (32-byte value)", proto_text_parse, set,
@@ -114,8 +113,7 @@ main(void)
     bench_parse("meta ms (32-byte value)", proto_meta_parse_request, ms,
                 sizeof(ms) - 1);
     bench_parse("binary get", proto_binary_parse, bget, nbget);
-    bench_parse("binary set (32-byte value)", proto_binary_parse, bset,
-                nbset);
+    bench_parse("binary set (32-byte value)", proto_binary_parse, bset, nbset);
     bench_encode("encode get -> mg (backend)", get, sizeof(get) - 1);
     bench_encode("encode set -> ms (backend)", set, sizeof(set) - 1);
     return 0;

@@ -29,7 +29,7 @@
 
 #define UNAVAILABLE "SERVER_ERROR backend unavailable\r\n"
 #define TIMEOUT     "SERVER_ERROR backend timeout\r\n"
-#define RECOVER_MS  15000  /* deadline for riven to use a backend again */
+#define RECOVER_MS  15000 /* deadline for riven to use a backend again */
 
 /* Send "get key" and return the whole reply (one error line, or up to
  * END). NULL on timeout or EOF. */
@@ -95,14 +95,14 @@ wait_reply(struct harness_conn *c, const char *key, const char *want,
 static bool
 is_server_error(const char *r)
 {
-    return r != NULL && (strcmp(r, UNAVAILABLE) == 0 ||
-                         strcmp(r, TIMEOUT) == 0);
+    return r != NULL &&
+           (strcmp(r, UNAVAILABLE) == 0 || strcmp(r, TIMEOUT) == 0);
 }
 
 static void
 test_down_from_start(void **state)
 {
-    struct harness_proc mc = { .pid = -1 }, rv = { .pid = -1 };
+    struct harness_proc mc = {.pid = -1}, rv = {.pid = -1};
     struct harness_conn *c;
     int mport;
     char *r;
@@ -117,8 +117,8 @@ test_down_from_start(void **state)
     /* a multi-key get is one request: one error line, nothing after it
      * (first, before riven ejects the backend and fails fast) */
     {
-        struct harness_conn *c2 = harness_conn_open(rv.port,
-                                                    HARNESS_TIMEOUT_MS);
+        struct harness_conn *c2 =
+            harness_conn_open(rv.port, HARNESS_TIMEOUT_MS);
         bool ok;
 
         assert_non_null(c2);
@@ -166,7 +166,7 @@ test_killed_and_restarted(void **state)
     assert_non_null(c);
     assert_true(harness_roundtrip(c, "set k 0 0 2\r\nv1\r\n", "STORED\r\n"));
 
-    harness_proc_kill(&s.mc);  /* by pid, SIGKILL */
+    harness_proc_kill(&s.mc); /* by pid, SIGKILL */
     r = get_reply(c, "k", HARNESS_TIMEOUT_MS);
     if (!is_server_error(r)) {
         harness_dump("reply with the backend killed", r, r ? strlen(r) : 0,
@@ -195,7 +195,7 @@ test_killed_and_restarted(void **state)
 static void
 test_stopped_backend(void **state)
 {
-    struct harness_proc mc = { .pid = -1 }, rv = { .pid = -1 };
+    struct harness_proc mc = {.pid = -1}, rv = {.pid = -1};
     char path[] = "/tmp/riven-integ-XXXXXX.yml";
     struct harness_conn *c;
     int64_t t0, elapsed;
@@ -213,9 +213,10 @@ test_stopped_backend(void **state)
     assert_true(fd >= 0);
     f = fdopen(fd, "w");
     assert_non_null(f);
-    fprintf(f, "listen: [\"127.0.0.1:%d\"]\n"
-               "pool: {servers: [\"127.0.0.1:%d\"]}\n"
-               "timeouts: {connect_ms: 300, request_ms: 300}\n",
+    fprintf(f,
+            "listen: [\"127.0.0.1:%d\"]\n"
+            "pool: {servers: [\"127.0.0.1:%d\"]}\n"
+            "timeouts: {connect_ms: 300, request_ms: 300}\n",
             rport, mc.port);
     fclose(f);
     assert_int_equal(harness_riven_start(&rv, mc.port, path, rport, NULL), 0);
@@ -237,8 +238,8 @@ test_stopped_backend(void **state)
     /* another connection is not stuck behind the hung backend: riven
      * answers version itself */
     {
-        struct harness_conn *c2 = harness_conn_open(rv.port,
-                                                    HARNESS_TIMEOUT_MS);
+        struct harness_conn *c2 =
+            harness_conn_open(rv.port, HARNESS_TIMEOUT_MS);
         char *line;
 
         assert_non_null(c2);

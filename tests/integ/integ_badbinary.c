@@ -39,10 +39,10 @@
 
 #include "harness.h"
 
-#define OP_GET   0x00
-#define OP_SET   0x01
-#define OP_NOOP  0x0a
-#define OP_GETK  0x0c
+#define OP_GET  0x00
+#define OP_SET  0x01
+#define OP_NOOP 0x0a
+#define OP_GETK 0x0c
 
 static struct harness_stack stack;
 
@@ -76,10 +76,9 @@ pkt(unsigned char *out, uint8_t op, const char *key, const void *ext,
 }
 
 static size_t
-pkt_set(unsigned char *out, const char *key, const char *val,
-        uint32_t opaque)
+pkt_set(unsigned char *out, const char *key, const char *val, uint32_t opaque)
 {
-    uint32_t ext[2] = { 0, 0 };
+    uint32_t ext[2] = {0, 0};
 
     return pkt(out, OP_SET, key, ext, 8, val, strlen(val), opaque);
 }
@@ -100,9 +99,9 @@ noop_reply(unsigned char *out, uint32_t opaque)
  * differs between a memcached that served the observer and one that did
  * not). ext/key/val NULL mean empty. false with a message on mismatch. */
 static bool
-expect_pkt(struct harness_conn *c, uint8_t op, uint16_t status,
-           uint32_t opaque, const void *ext, uint8_t elen, const char *key,
-           const void *val, size_t vlen)
+expect_pkt(struct harness_conn *c, uint8_t op, uint16_t status, uint32_t opaque,
+           const void *ext, uint8_t elen, const char *key, const void *val,
+           size_t vlen)
 {
     size_t klen = key != NULL ? strlen(key) : 0;
     size_t blen = elen + klen + vlen;
@@ -122,8 +121,8 @@ expect_pkt(struct harness_conn *c, uint8_t op, uint16_t status,
         return false;
     }
     memset(got + 16, 0, 8); /* CAS */
-    ok = harness_diff("expected", want, 24 + blen, "received", got,
-                      24 + blen) < 0;
+    ok = harness_diff("expected", want, 24 + blen, "received", got, 24 + blen) <
+         0;
     free(got);
     return ok;
 }
@@ -140,10 +139,10 @@ expect_noop(struct harness_conn *c, uint32_t opaque)
 /* ---- observer ------------------------------------------------------ */
 
 struct observer {
-    pthread_t    tid;
-    atomic_bool  stop;
-    atomic_ulong rounds;  /* completed exact round trips */
-    atomic_int   errors;
+    pthread_t tid;
+    atomic_bool stop;
+    atomic_ulong rounds; /* completed exact round trips */
+    atomic_int errors;
 };
 
 static void *
@@ -217,8 +216,7 @@ observer_teardown(void **state)
     }
     atomic_store(&ob->stop, true);
     pthread_join(ob->tid, NULL);
-    ok = atomic_load(&ob->errors) == 0 &&
-         atomic_load(&ob->rounds) >= base + 20;
+    ok = atomic_load(&ob->errors) == 0 && atomic_load(&ob->rounds) >= base + 20;
     printf("    observer: %lu exact binary round trips, %d errors%s\n",
            atomic_load(&ob->rounds), atomic_load(&ob->errors),
            ok ? "" : ": the other connection was NOT served");
@@ -248,8 +246,8 @@ closes_silently(struct harness_conn *c)
 {
     assert_true(harness_wait_eof(c, HARNESS_TIMEOUT_MS));
     if (c->len != 0) {
-        harness_dump("integ_badbinary: unexpected bytes before close",
-                     c->buf, c->len, 200);
+        harness_dump("integ_badbinary: unexpected bytes before close", c->buf,
+                     c->len, 200);
     }
     assert_int_equal(c->len, 0);
 }
@@ -330,8 +328,8 @@ test_long_body(void **state)
     assert_true(expect_noop(c, 4));
     n = pkt(req, OP_GETK, "lb", NULL, 0, NULL, 0, 5);
     assert_int_equal(harness_send(c, req, n), 0);
-    assert_true(expect_pkt(c, OP_GETK, 0, 5, &flags, 4, "lb",
-                           "xy0123456789", 12));
+    assert_true(
+        expect_pkt(c, OP_GETK, 0, 5, &flags, 4, "lb", "xy0123456789", 12));
     /* this time the missing bytes are the first 8 of a noop: the value
      * takes them, the rest of that noop is a header with magic 0x00 */
     n = pkt_set(req, "lb", "xy", 6);
@@ -349,7 +347,7 @@ test_long_body(void **state)
 static void
 test_bad_magic(void **state)
 {
-    static const unsigned char magics[] = { 0x81, 0x00, 0x42, 0xff, 'g' };
+    static const unsigned char magics[] = {0x81, 0x00, 0x42, 0xff, 'g'};
     unsigned char req[24];
 
     (void)state;
@@ -396,8 +394,8 @@ test_short_text_after_binary(void **state)
     assert_int_equal(harness_sends(c, "version\r\n"), 0);
     if (!harness_quiet(c, 300)) {
         fprintf(stderr, "integ_badbinary: 9 bytes of a 24-byte header "
-                "with magic 'v' were judged before the header was "
-                "complete (memcached waits for all 24)\n");
+                        "with magic 'v' were judged before the header was "
+                        "complete (memcached waits for all 24)\n");
         fail();
     }
     assert_int_equal(harness_send(c, "0123456789abcde", 15), 0);
@@ -409,7 +407,7 @@ static void
 test_unknown_opcode(void **state)
 {
     static const char unknown[] = "Unknown command";
-    static const uint8_t ops[] = { 0x1b, 0x20, 0x30, 0x7f, 0xff };
+    static const uint8_t ops[] = {0x1b, 0x20, 0x30, 0x7f, 0xff};
     unsigned char req[24];
     struct harness_conn *c;
 
@@ -449,8 +447,8 @@ group_teardown(void **state)
     return alive ? 0 : -1;
 }
 
-#define T(f) cmocka_unit_test_setup_teardown(f, observer_setup, \
-                                            observer_teardown)
+#define T(f)                                                                   \
+    cmocka_unit_test_setup_teardown(f, observer_setup, observer_teardown)
 
 int
 main(void)

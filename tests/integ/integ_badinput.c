@@ -27,10 +27,10 @@
 static struct harness_stack stack;
 
 struct observer {
-    pthread_t        tid;
-    atomic_bool      stop;
-    atomic_ulong     rounds;  /* completed exact round trips */
-    atomic_int       errors;
+    pthread_t tid;
+    atomic_bool stop;
+    atomic_ulong rounds; /* completed exact round trips */
+    atomic_int errors;
 };
 
 static void *
@@ -90,8 +90,7 @@ observer_finish(struct observer *ob, const char *what)
     }
     atomic_store(&ob->stop, true);
     pthread_join(ob->tid, NULL);
-    ok = atomic_load(&ob->errors) == 0 &&
-         atomic_load(&ob->rounds) >= base + 20;
+    ok = atomic_load(&ob->errors) == 0 && atomic_load(&ob->rounds) >= base + 20;
     printf("    %-28s observer: %lu exact round trips, %d errors%s\n", what,
            atomic_load(&ob->rounds), atomic_load(&ob->errors),
            ok ? "" : ": the other connection was NOT served");
@@ -211,13 +210,12 @@ test_length_mismatch(void **state)
 
     (void)state;
     c = victim();
-    assert_true(harness_roundtrip(c,
-        "set k 0 0 5\r\nabcdefgh\r\nget k\r\n",
-        "CLIENT_ERROR bad data chunk\r\nERROR\r\nEND\r\n"));
+    assert_true(
+        harness_roundtrip(c, "set k 0 0 5\r\nabcdefgh\r\nget k\r\n",
+                          "CLIENT_ERROR bad data chunk\r\nERROR\r\nEND\r\n"));
     /* shorter data: "abc\r\nge" is taken as the value, "t k" is a line */
-    assert_true(harness_roundtrip(c,
-        "set k 0 0 5\r\nabc\r\nget k\r\n",
-        "CLIENT_ERROR bad data chunk\r\nERROR\r\n"));
+    assert_true(harness_roundtrip(c, "set k 0 0 5\r\nabc\r\nget k\r\n",
+                                  "CLIENT_ERROR bad data chunk\r\nERROR\r\n"));
     still_usable(c);
     harness_conn_close(c);
 }
@@ -231,16 +229,14 @@ test_long_key(void **state)
     (void)state;
     c = victim();
     snprintf(req, sizeof(req), "set %0251d 0 0 1\r\nx\r\n", 7);
-    assert_true(harness_roundtrip(c, req,
-        "CLIENT_ERROR bad command line format\r\nERROR\r\n"));
+    assert_true(harness_roundtrip(
+        c, req, "CLIENT_ERROR bad command line format\r\nERROR\r\n"));
     snprintf(req, sizeof(req), "get %0251d\r\n", 7);
-    assert_true(harness_roundtrip(c, req,
-        "CLIENT_ERROR bad command line format\r\n"));
-    snprintf(req, sizeof(req), "set %0250d 0 0 1\r\nx\r\nget %0250d\r\n", 7,
-             7);
+    assert_true(
+        harness_roundtrip(c, req, "CLIENT_ERROR bad command line format\r\n"));
+    snprintf(req, sizeof(req), "set %0250d 0 0 1\r\nx\r\nget %0250d\r\n", 7, 7);
     assert_true(harness_sends(c, req) == 0);
-    snprintf(req, sizeof(req), "STORED\r\nVALUE %0250d 0 1\r\nx\r\nEND\r\n",
-             7);
+    snprintf(req, sizeof(req), "STORED\r\nVALUE %0250d 0 1\r\nx\r\nEND\r\n", 7);
     assert_true(harness_expect(c, req));
     still_usable(c);
     harness_conn_close(c);
@@ -259,12 +255,15 @@ test_control_key(void **state)
         skip();
     }
     c = victim();
-    assert_true(harness_roundtrip(c, "set a\x01" "b 0 0 1\r\nx\r\n",
-        "CLIENT_ERROR bad command line format\r\nERROR\r\n"));
+    assert_true(
+        harness_roundtrip(c,
+                          "set a\x01"
+                          "b 0 0 1\r\nx\r\n",
+                          "CLIENT_ERROR bad command line format\r\nERROR\r\n"));
     assert_true(harness_roundtrip(c, "get a\tb\r\n",
-        "CLIENT_ERROR bad command line format\r\n"));
+                                  "CLIENT_ERROR bad command line format\r\n"));
     assert_true(harness_roundtrip(c, "delete a\x7f\r\n",
-        "CLIENT_ERROR bad command line format\r\n"));
+                                  "CLIENT_ERROR bad command line format\r\n"));
     still_usable(c);
     harness_conn_close(c);
 }
@@ -283,9 +282,11 @@ test_huge_get(void **state)
     memcpy(line + n, "\r\n", 2);
     c = victim();
     if (harness_send(c, line, n + 2) != 0) {
-        fprintf(stderr, "integ_badinput: sending the 20 MB get line: %s "
+        fprintf(stderr,
+                "integ_badinput: sending the 20 MB get line: %s "
                 "(memcached reads it all, answers CLIENT_ERROR bad command "
-                "line format and keeps the connection)\n", strerror(errno));
+                "line format and keeps the connection)\n",
+                strerror(errno));
         fail();
     }
     assert_true(harness_expect_n(c, "CLIENT_ERROR bad command line format\r\n",
@@ -321,16 +322,15 @@ group_teardown(void **state)
     return 0;
 }
 
-#define T(f) cmocka_unit_test_setup_teardown(f, observer_setup, \
-                                            observer_teardown)
+#define T(f)                                                                   \
+    cmocka_unit_test_setup_teardown(f, observer_setup, observer_teardown)
 
 int
 main(void)
 {
     const struct CMUnitTest tests[] = {
-        T(test_garbage),         T(test_huge_line),
-        T(test_huge_length),     T(test_length_mismatch),
-        T(test_long_key),        T(test_huge_get),
+        T(test_garbage),         T(test_huge_line), T(test_huge_length),
+        T(test_length_mismatch), T(test_long_key),  T(test_huge_get),
         T(test_control_key),
     };
 

@@ -36,12 +36,12 @@ client_new(bool noreply)
     memcached_st *m = memcached_create(NULL);
 
     assert_non_null(m);
-    assert_int_equal(memcached_server_add(m, "127.0.0.1",
-                                          (in_port_t)stack.port),
-                     MEMCACHED_SUCCESS);
-    assert_int_equal(memcached_behavior_set(m,
-                         MEMCACHED_BEHAVIOR_BINARY_PROTOCOL, 1),
-                     MEMCACHED_SUCCESS);
+    assert_int_equal(
+        memcached_server_add(m, "127.0.0.1", (in_port_t)stack.port),
+        MEMCACHED_SUCCESS);
+    assert_int_equal(
+        memcached_behavior_set(m, MEMCACHED_BEHAVIOR_BINARY_PROTOCOL, 1),
+        MEMCACHED_SUCCESS);
     memcached_behavior_set(m, MEMCACHED_BEHAVIOR_SUPPORT_CAS, 1);
     memcached_behavior_set(m, MEMCACHED_BEHAVIOR_POLL_TIMEOUT, 5000);
     memcached_behavior_set(m, MEMCACHED_BEHAVIOR_CONNECT_TIMEOUT, 5000);
@@ -114,8 +114,8 @@ check_fetch_end(memcached_st *m, memcached_return_t rc)
 static uint64_t
 get_cas(memcached_st *m, const char *key)
 {
-    const char *keys[1] = { key };
-    size_t lens[1] = { strlen(key) };
+    const char *keys[1] = {key};
+    size_t lens[1] = {strlen(key)};
     memcached_result_st *r;
     memcached_return_t rc;
     uint64_t cas;
@@ -218,8 +218,7 @@ test_incr_decr(void **state)
     assert_int_equal(v, 15);
     CHECK_RC(m, memcached_decrement(m, "b:n", 3, 3, &v), MEMCACHED_SUCCESS);
     assert_int_equal(v, 12);
-    CHECK_RC(m, memcached_decrement(m, "b:n", 3, 100, &v),
-             MEMCACHED_SUCCESS);
+    CHECK_RC(m, memcached_decrement(m, "b:n", 3, 100, &v), MEMCACHED_SUCCESS);
     assert_int_equal(v, 0);
     want_value(m, "b:n", "0 ", 2, 0); /* memcached pads shorter results */
     put(m, "b:n", "18446744073709551615", 20, 0);
@@ -258,24 +257,22 @@ test_incr_initial(void **state)
              MEMCACHED_SUCCESS);
     assert_int_equal(v, 47);
     want_value(m, "b:ni", "47", 2, 0);
-    CHECK_RC(m, memcached_decrement_with_initial(m, "b:nd", 4, 5, 9, 1000,
-                                                 &v),
+    CHECK_RC(m, memcached_decrement_with_initial(m, "b:nd", 4, 5, 9, 1000, &v),
              MEMCACHED_SUCCESS);
     assert_int_equal(v, 9);
-    CHECK_RC(m, memcached_decrement_with_initial(m, "b:nd", 4, 50, 9, 1000,
-                                                 &v),
+    CHECK_RC(m, memcached_decrement_with_initial(m, "b:nd", 4, 50, 9, 1000, &v),
              MEMCACHED_SUCCESS);
     assert_int_equal(v, 0);
     /* expiration in the past (an absolute time in 1970): created expired */
-    CHECK_RC(m, memcached_increment_with_initial(m, "b:np", 4, 1, 3, 2592001,
-                                                 &v),
+    CHECK_RC(m,
+             memcached_increment_with_initial(m, "b:np", 4, 1, 3, 2592001, &v),
              MEMCACHED_SUCCESS);
     assert_int_equal(v, 3);
     want_miss(m, "b:np");
     /* MEMCACHED_EXPIRATION_NOT_ADD (0xffffffff): fail on a miss */
-    CHECK_RC(m, memcached_increment_with_initial(m, "b:nx", 4, 1, 3,
-                                                 MEMCACHED_EXPIRATION_NOT_ADD,
-                                                 &v),
+    CHECK_RC(m,
+             memcached_increment_with_initial(m, "b:nx", 4, 1, 3,
+                                              MEMCACHED_EXPIRATION_NOT_ADD, &v),
              MEMCACHED_NOTFOUND);
     want_miss(m, "b:nx");
 }
@@ -302,8 +299,7 @@ test_touch(void **state)
 
     put(m, "b:tch", "tv", 2, 5);
     CHECK_RC(m, memcached_touch(m, "b:tch", 5, 1000), MEMCACHED_SUCCESS);
-    CHECK_RC(m, memcached_touch(m, "b:tch-none", 10, 1000),
-             MEMCACHED_NOTFOUND);
+    CHECK_RC(m, memcached_touch(m, "b:tch-none", 10, 1000), MEMCACHED_NOTFOUND);
     want_value(m, "b:tch", "tv", 2, 5);
     /* a touch into the past expires the item (libmemcached has no gat
      * call: integ_diff_proto covers gat, gatq, gatk and gatkq) */
@@ -393,12 +389,10 @@ test_noreply(void **state)
              MEMCACHED_SUCCESS);
     CHECK_RC(m, memcached_prepend(m, "b:nr", 4, "_", 1, 0, 0),
              MEMCACHED_SUCCESS);
-    CHECK_RC(m, memcached_set(m, "b:nrc", 5, "40", 2, 0, 0),
-             MEMCACHED_SUCCESS);
+    CHECK_RC(m, memcached_set(m, "b:nrc", 5, "40", 2, 0, 0), MEMCACHED_SUCCESS);
     memcached_increment(m, "b:nrc", 5, 5, &v);
     memcached_decrement(m, "b:nrc", 5, 3, &v);
-    CHECK_RC(m, memcached_set(m, "b:nrd", 5, "d", 1, 0, 0),
-             MEMCACHED_SUCCESS);
+    CHECK_RC(m, memcached_set(m, "b:nrd", 5, "d", 1, 0, 0), MEMCACHED_SUCCESS);
     CHECK_RC(m, memcached_delete(m, "b:nrd", 5, 0), MEMCACHED_SUCCESS);
     CHECK_RC(m, memcached_replace(m, "b:nrr", 5, "r", 1, 0, 0),
              MEMCACHED_SUCCESS);
@@ -407,9 +401,10 @@ test_noreply(void **state)
         int n = snprintf(val, sizeof(val), "flood-%d", i);
 
         snprintf(key, sizeof(key), "b:flood%d", i);
-        CHECK_RC(m, memcached_set(m, key, strlen(key), val, (size_t)n, 0,
-                                  (uint32_t)i),
-                 MEMCACHED_SUCCESS);
+        CHECK_RC(
+            m,
+            memcached_set(m, key, strlen(key), val, (size_t)n, 0, (uint32_t)i),
+            MEMCACHED_SUCCESS);
     }
     /* back to replies on the same connection: the get is answered only
      * after every quiet command before it was processed */
@@ -437,7 +432,7 @@ test_mget_many(void **state)
     const char *keys[MGET_KEYS + 100];
     size_t lens[MGET_KEYS + 100];
     char names[MGET_KEYS + 100][32];
-    bool seen[MGET_KEYS] = { false };
+    bool seen[MGET_KEYS] = {false};
     memcached_result_st *r;
     memcached_return_t rc;
     int hits = 0;
@@ -461,8 +456,8 @@ test_mget_many(void **state)
         char want[64];
         int i, n;
 
-        assert_int_equal(sscanf(memcached_result_key_value(r), "b:mget:%d",
-                                &i), 1);
+        assert_int_equal(sscanf(memcached_result_key_value(r), "b:mget:%d", &i),
+                         1);
         assert_true(i >= 0 && i < MGET_KEYS);
         assert_false(seen[i]);
         seen[i] = true;
@@ -483,14 +478,13 @@ test_mget_many(void **state)
 static void
 test_value_sizes(void **state)
 {
-    static const size_t sizes[] = { 0, 1, 1000, 100000, 1000000,
-                                    MAX_VALUE4 };
+    static const size_t sizes[] = {0, 1, 1000, 100000, 1000000, MAX_VALUE4};
     memcached_st *m = *state;
     char *v = malloc(MAX_VALUE4 + 2);
 
     assert_non_null(v);
     for (size_t i = 0; i < MAX_VALUE4 + 1; i++) {
-        v[i] = (char)(i * 7 + i / 13);  /* every byte value */
+        v[i] = (char)(i * 7 + i / 13); /* every byte value */
     }
     for (size_t i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) {
         put(m, "size", v, sizes[i], 0);
@@ -564,11 +558,14 @@ int
 main(void)
 {
     const struct CMUnitTest tests[] = {
-        T(test_set_get),       T(test_add_replace), T(test_append_prepend),
-        T(test_cas),           T(test_incr_decr),   T(test_incr_initial),
-        T(test_delete),        T(test_touch),       T(test_flush),
-        T(test_version_verbosity), T(test_stats),   T(test_noreply),
-        T(test_mget_many),     T(test_value_sizes), T(test_binary_safe),
+        T(test_set_get),        T(test_add_replace),
+        T(test_append_prepend), T(test_cas),
+        T(test_incr_decr),      T(test_incr_initial),
+        T(test_delete),         T(test_touch),
+        T(test_flush),          T(test_version_verbosity),
+        T(test_stats),          T(test_noreply),
+        T(test_mget_many),      T(test_value_sizes),
+        T(test_binary_safe),
     };
 
     return cmocka_run_group_tests(tests, group_setup, group_teardown);

@@ -34,9 +34,9 @@ client_new(bool noreply)
     memcached_st *m = memcached_create(NULL);
 
     assert_non_null(m);
-    assert_int_equal(memcached_server_add(m, "127.0.0.1",
-                                          (in_port_t)stack.port),
-                     MEMCACHED_SUCCESS);
+    assert_int_equal(
+        memcached_server_add(m, "127.0.0.1", (in_port_t)stack.port),
+        MEMCACHED_SUCCESS);
     memcached_behavior_set(m, MEMCACHED_BEHAVIOR_BINARY_PROTOCOL, 0);
     memcached_behavior_set(m, MEMCACHED_BEHAVIOR_SUPPORT_CAS, 1);
     memcached_behavior_set(m, MEMCACHED_BEHAVIOR_POLL_TIMEOUT, 5000);
@@ -71,7 +71,7 @@ put(memcached_st *m, const char *key, const void *val, size_t len,
 /* get key and compare value and flags exactly. */
 static void
 want_value(memcached_st *m, const char *key, const void *want, size_t len,
-             uint32_t want_flags)
+           uint32_t want_flags)
 {
     memcached_return_t rc;
     uint32_t flags = 0;
@@ -111,8 +111,8 @@ check_fetch_end(memcached_st *m, memcached_return_t rc)
 static uint64_t
 get_cas(memcached_st *m, const char *key)
 {
-    const char *keys[1] = { key };
-    size_t lens[1] = { strlen(key) };
+    const char *keys[1] = {key};
+    size_t lens[1] = {strlen(key)};
     memcached_result_st *r;
     memcached_return_t rc;
     uint64_t cas;
@@ -149,8 +149,7 @@ test_add_replace(void **state)
     memcached_st *m = *state;
 
     put(m, "ar", "one", 3, 0);
-    CHECK_RC(m, memcached_add(m, "ar", 2, "two", 3, 0, 0),
-             MEMCACHED_NOTSTORED);
+    CHECK_RC(m, memcached_add(m, "ar", 2, "two", 3, 0, 0), MEMCACHED_NOTSTORED);
     want_value(m, "ar", "one", 3, 0);
     CHECK_RC(m, memcached_add(m, "ar-new", 6, "two", 3, 0, 7),
              MEMCACHED_SUCCESS);
@@ -232,20 +231,20 @@ test_incr_decr(void **state)
     CHECK_RC(m, memcached_increment(m, "n", 1, 1, &v), MEMCACHED_SUCCESS);
     assert_int_equal(v, 100);
     want_value(m, "n", "100", 3, 0);
-    CHECK_RC(m, memcached_increment(m, "n-none", 6, 1, &v),
-             MEMCACHED_NOTFOUND);
+    CHECK_RC(m, memcached_increment(m, "n-none", 6, 1, &v), MEMCACHED_NOTFOUND);
     /* non-numeric value */
     put(m, "n", "abc", 3, 0);
-    CHECK_RC(m, memcached_increment(m, "n", 1, 1, &v),
-             MEMCACHED_CLIENT_ERROR);
+    CHECK_RC(m, memcached_increment(m, "n", 1, 1, &v), MEMCACHED_CLIENT_ERROR);
     c = harness_conn_open(stack.port, HARNESS_TIMEOUT_MS);
     assert_non_null(c);
-    assert_true(harness_roundtrip(c, "incr n 1\r\n",
+    assert_true(harness_roundtrip(
+        c, "incr n 1\r\n",
         "CLIENT_ERROR cannot increment or decrement non-numeric value\r\n"));
-    assert_true(harness_roundtrip(c, "decr n 1\r\n",
+    assert_true(harness_roundtrip(
+        c, "decr n 1\r\n",
         "CLIENT_ERROR cannot increment or decrement non-numeric value\r\n"));
-    assert_true(harness_roundtrip(c, "incr n x\r\n",
-        "CLIENT_ERROR invalid numeric delta argument\r\n"));
+    assert_true(harness_roundtrip(
+        c, "incr n x\r\n", "CLIENT_ERROR invalid numeric delta argument\r\n"));
     harness_conn_close(c);
 }
 
@@ -278,15 +277,14 @@ test_touch_gat(void **state)
     assert_non_null(c);
     assert_true(harness_roundtrip(c, "gat 100 tch\r\n",
                                   "VALUE tch 5 2\r\ntv\r\nEND\r\n"));
-    snprintf(want, sizeof(want),
-             "VALUE tch 5 2 %llu\r\ntv\r\nEND\r\n", (unsigned long long)cas);
+    snprintf(want, sizeof(want), "VALUE tch 5 2 %llu\r\ntv\r\nEND\r\n",
+             (unsigned long long)cas);
     assert_true(harness_roundtrip(c, "gats 100 tch tch-none\r\n", want));
     assert_true(harness_roundtrip(c, "gat 100 tch-none\r\n", "END\r\n"));
     assert_true(harness_roundtrip(c, "gat abc tch\r\n",
                                   "CLIENT_ERROR invalid exptime argument\r\n"));
     assert_true(harness_roundtrip(c, "touch tch 10\r\n", "TOUCHED\r\n"));
-    assert_true(harness_roundtrip(c, "touch tch-none 10\r\n",
-                                  "NOT_FOUND\r\n"));
+    assert_true(harness_roundtrip(c, "touch tch-none 10\r\n", "NOT_FOUND\r\n"));
     harness_conn_close(c);
 }
 
@@ -388,10 +386,8 @@ test_noreply(void **state)
     (void)state;
     CHECK_RC(m, memcached_set(m, "nr", 2, "a", 1, 0, 1), MEMCACHED_SUCCESS);
     CHECK_RC(m, memcached_add(m, "nr", 2, "X", 1, 0, 0), MEMCACHED_SUCCESS);
-    CHECK_RC(m, memcached_append(m, "nr", 2, "b", 1, 0, 0),
-             MEMCACHED_SUCCESS);
-    CHECK_RC(m, memcached_prepend(m, "nr", 2, "_", 1, 0, 0),
-             MEMCACHED_SUCCESS);
+    CHECK_RC(m, memcached_append(m, "nr", 2, "b", 1, 0, 0), MEMCACHED_SUCCESS);
+    CHECK_RC(m, memcached_prepend(m, "nr", 2, "_", 1, 0, 0), MEMCACHED_SUCCESS);
     CHECK_RC(m, memcached_set(m, "nrc", 3, "40", 2, 0, 0), MEMCACHED_SUCCESS);
     memcached_increment(m, "nrc", 3, 5, &v);
     memcached_decrement(m, "nrc", 3, 3, &v);
@@ -418,7 +414,7 @@ test_mget_many(void **state)
     const char *keys[MGET_KEYS + 100];
     size_t lens[MGET_KEYS + 100];
     char names[MGET_KEYS + 100][32];
-    bool seen[MGET_KEYS] = { false };
+    bool seen[MGET_KEYS] = {false};
     memcached_result_st *r;
     memcached_return_t rc;
     int hits = 0;
@@ -442,8 +438,8 @@ test_mget_many(void **state)
         char want[64];
         int i, n;
 
-        assert_int_equal(sscanf(memcached_result_key_value(r), "mget:%d",
-                                &i), 1);
+        assert_int_equal(sscanf(memcached_result_key_value(r), "mget:%d", &i),
+                         1);
         assert_true(i >= 0 && i < MGET_KEYS);
         assert_false(seen[i]);
         seen[i] = true;
@@ -463,8 +459,7 @@ test_mget_many(void **state)
 static void
 test_value_sizes(void **state)
 {
-    static const size_t sizes[] = { 0, 1, 1000, 100000, 1000000,
-                                    MAX_VALUE(4) };
+    static const size_t sizes[] = {0, 1, 1000, 100000, 1000000, MAX_VALUE(4)};
     memcached_st *m = *state;
     size_t max = MAX_VALUE(4);
     char *v = malloc(max + 2);
@@ -478,8 +473,7 @@ test_value_sizes(void **state)
         want_value(m, "size", v, sizes[i], 0);
     }
     /* one byte more than memcached stores under this key */
-    CHECK_RC(m, memcached_set(m, "size", 4, v, max + 1, 0, 0),
-             MEMCACHED_E2BIG);
+    CHECK_RC(m, memcached_set(m, "size", 4, v, max + 1, 0, 0), MEMCACHED_E2BIG);
     want_miss(m, "size"); /* a failed set drops the old value */
     printf("    largest value stored under a 4-byte key: %zu bytes\n", max);
     free(v);
@@ -501,7 +495,8 @@ test_too_large_raw(void **state)
     snprintf(hdr, sizeof(hdr), "set size 0 0 %zu\r\n", max + 1);
     assert_int_equal(harness_sends(c, hdr), 0);
     assert_int_equal(harness_send(c, v, max + 1), 0);
-    assert_true(harness_roundtrip(c, "\r\nget size\r\n",
+    assert_true(harness_roundtrip(
+        c, "\r\nget size\r\n",
         "SERVER_ERROR object too large for cache\r\nEND\r\n"));
     snprintf(hdr, sizeof(hdr), "set size 0 0 %zu\r\n", max);
     assert_int_equal(harness_sends(c, hdr), 0);
@@ -614,10 +609,10 @@ int
 main(void)
 {
     const struct CMUnitTest tests[] = {
-        T(test_set_get),     T(test_add_replace), T(test_append_prepend),
-        T(test_cas),         T(test_incr_decr),   T(test_delete),
-        T(test_touch_gat),   T(test_flush),       T(test_version_verbosity),
-        T(test_stats),       T(test_noreply),     T(test_mget_many),
+        T(test_set_get),     T(test_add_replace),   T(test_append_prepend),
+        T(test_cas),         T(test_incr_decr),     T(test_delete),
+        T(test_touch_gat),   T(test_flush),         T(test_version_verbosity),
+        T(test_stats),       T(test_noreply),       T(test_mget_many),
         T(test_value_sizes), T(test_too_large_raw), T(test_binary_safe),
         T(test_expiry),
     };

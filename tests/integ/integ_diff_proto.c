@@ -56,14 +56,14 @@
 #include "harness.h"
 
 struct script {
-    char  *data;
+    char *data;
     size_t len;
     size_t cap;
 };
 
-static struct harness_proc  mc_a;    /* reference memcached */
-static struct harness_stack side_b;  /* riven + memcached (or direct) */
-static int                  section_no;
+static struct harness_proc mc_a;    /* reference memcached */
+static struct harness_stack side_b; /* riven + memcached (or direct) */
+static int section_no;
 
 #define sc_lit(s, lit) sc_add((s), (lit), sizeof(lit) - 1)
 
@@ -123,15 +123,39 @@ make_value(size_t n, unsigned seed, bool binary)
 /* ---- binary packets ------------------------------------------------ */
 
 enum {
-    OP_GET = 0x00, OP_SET = 0x01, OP_ADD = 0x02, OP_REPLACE = 0x03,
-    OP_DELETE = 0x04, OP_INCR = 0x05, OP_DECR = 0x06, OP_QUIT = 0x07,
-    OP_FLUSH = 0x08, OP_GETQ = 0x09, OP_NOOP = 0x0a, OP_VERSION = 0x0b,
-    OP_GETK = 0x0c, OP_GETKQ = 0x0d, OP_APPEND = 0x0e, OP_PREPEND = 0x0f,
-    OP_STAT = 0x10, OP_SETQ = 0x11, OP_ADDQ = 0x12, OP_REPLACEQ = 0x13,
-    OP_DELETEQ = 0x14, OP_INCRQ = 0x15, OP_DECRQ = 0x16, OP_QUITQ = 0x17,
-    OP_FLUSHQ = 0x18, OP_APPENDQ = 0x19, OP_PREPENDQ = 0x1a,
-    OP_VERBOSITY = 0x1b, OP_TOUCH = 0x1c, OP_GAT = 0x1d, OP_GATQ = 0x1e,
-    OP_GATK = 0x23, OP_GATKQ = 0x24,
+    OP_GET = 0x00,
+    OP_SET = 0x01,
+    OP_ADD = 0x02,
+    OP_REPLACE = 0x03,
+    OP_DELETE = 0x04,
+    OP_INCR = 0x05,
+    OP_DECR = 0x06,
+    OP_QUIT = 0x07,
+    OP_FLUSH = 0x08,
+    OP_GETQ = 0x09,
+    OP_NOOP = 0x0a,
+    OP_VERSION = 0x0b,
+    OP_GETK = 0x0c,
+    OP_GETKQ = 0x0d,
+    OP_APPEND = 0x0e,
+    OP_PREPEND = 0x0f,
+    OP_STAT = 0x10,
+    OP_SETQ = 0x11,
+    OP_ADDQ = 0x12,
+    OP_REPLACEQ = 0x13,
+    OP_DELETEQ = 0x14,
+    OP_INCRQ = 0x15,
+    OP_DECRQ = 0x16,
+    OP_QUITQ = 0x17,
+    OP_FLUSHQ = 0x18,
+    OP_APPENDQ = 0x19,
+    OP_PREPENDQ = 0x1a,
+    OP_VERBOSITY = 0x1b,
+    OP_TOUCH = 0x1c,
+    OP_GAT = 0x1d,
+    OP_GATQ = 0x1e,
+    OP_GATK = 0x23,
+    OP_GATKQ = 0x24,
 };
 
 /* One request packet; key/ext/val may be NULL with length 0. */
@@ -174,14 +198,13 @@ bin_store(struct script *s, uint8_t op, const char *key, uint32_t flags,
           uint32_t exp, const void *val, size_t vlen, uint32_t opaque,
           uint64_t cas)
 {
-    uint32_t ext[2] = { htonl(flags), htonl(exp) };
+    uint32_t ext[2] = {htonl(flags), htonl(exp)};
 
     bin_pkt(s, op, key, ext, sizeof(ext), val, vlen, opaque, cas);
 }
 
-#define bin_store_s(s, op, key, flags, exp, str, opaque) \
-    bin_store((s), (op), (key), (flags), (exp), (str), strlen(str), \
-              (opaque), 0)
+#define bin_store_s(s, op, key, flags, exp, str, opaque)                       \
+    bin_store((s), (op), (key), (flags), (exp), (str), strlen(str), (opaque), 0)
 
 /* append/prepend (and quiet forms): no extras. */
 static void
@@ -221,8 +244,8 @@ bin_touch(struct script *s, uint8_t op, const char *key, uint32_t exp,
 struct sender {
     struct harness_conn *conn;
     const struct script *sc;
-    uint32_t             seed;
-    int                  rc;
+    uint32_t seed;
+    int rc;
 };
 
 static void *
@@ -239,7 +262,7 @@ sender_main(void *arg)
         x = x * 1103515245u + 12345u;
         switch ((x >> 16) % 4) {
         case 0:
-            n = 1 + (x >> 8) % 7;          /* tiny: split headers */
+            n = 1 + (x >> 8) % 7; /* tiny: split headers */
             break;
         case 1:
             n = 1 + (x >> 8) % 300;
@@ -248,14 +271,14 @@ sender_main(void *arg)
             n = 1 + (x >> 8) % 4000;
             break;
         default:
-            n = 65536;                     /* large: pipelining */
+            n = 65536; /* large: pipelining */
             break;
         }
         if (n > sd->sc->len - off) {
             n = sd->sc->len - off;
         }
         if (harness_send(sd->conn, sd->sc->data + off, n) != 0) {
-            sd->rc = -1;  /* the peer closed: possible in EOF sections */
+            sd->rc = -1; /* the peer closed: possible in EOF sections */
             break;
         }
         off += n;
@@ -269,7 +292,7 @@ static char *
 exchange(struct harness_conn *c, const struct script *sc, uint32_t seed,
          const char *term, size_t termlen, size_t *outlen)
 {
-    struct sender sd = { .conn = c, .sc = sc, .seed = seed, .rc = 0 };
+    struct sender sd = {.conn = c, .sc = sc, .seed = seed, .rc = 0};
     pthread_t tid;
     char *out = NULL;
 
@@ -364,8 +387,8 @@ normalize_text(const char *s, size_t len, size_t *outlen)
     return o;
 }
 
-#define SEC_EOF    0x1  /* the section ends by closing the connection */
-#define SEC_BINARY 0x2  /* binary packets (else meta text) */
+#define SEC_EOF    0x1 /* the section ends by closing the connection */
+#define SEC_BINARY 0x2 /* binary packets (else meta text) */
 
 /* The marker request appended to sc, and the exact reply it gets. */
 static size_t
@@ -386,8 +409,8 @@ add_marker(struct script *sc, int flags, char *term, size_t termcap)
         char mark[64];
         int ml = snprintf(mark, sizeof(mark), "MARK-%03d", section_no);
 
-        sc_addf(sc, "ms __mark_%d %d q\r\n%s\r\nmg __mark_%d v\r\n",
-                section_no, ml, mark, section_no);
+        sc_addf(sc, "ms __mark_%d %d q\r\n%s\r\nmg __mark_%d v\r\n", section_no,
+                ml, mark, section_no);
         return (size_t)snprintf(term, termcap, "VA %d\r\n%s\r\n", ml, mark);
     }
 }
@@ -451,8 +474,10 @@ section_ok(const char *name, struct script *sc, int flags)
             harness_dump("  memcached replied", ra, la, 3000);
         }
         sides_stop();
-        fprintf(stderr, "ERROR: section '%s': no complete reply stream from "
-                "%s\n", name, ra == NULL ? "memcached" : "riven");
+        fprintf(stderr,
+                "ERROR: section '%s': no complete reply stream from "
+                "%s\n",
+                name, ra == NULL ? "memcached" : "riven");
         free(ra);
         free(rb);
         free(sc->data);
@@ -474,12 +499,15 @@ section_ok(const char *name, struct script *sc, int flags)
     free(rb);
     free(sc->data);
     if (diff >= 0) {
-        fprintf(stderr, "ERROR: section '%s': reply streams differ (%zu "
-                "request bytes)\n", name, sc->len);
+        fprintf(stderr,
+                "ERROR: section '%s': reply streams differ (%zu "
+                "request bytes)\n",
+                name, sc->len);
         return false;
     }
     printf("    section %-17s %8zu request bytes, %7zu reply bytes: "
-           "identical\n", name, sc->len, la);
+           "identical\n",
+           name, sc->len, la);
     return true;
 }
 
@@ -496,11 +524,11 @@ run_section(const char *name, struct script *sc, int flags)
 static void
 test_bin_storage(void **state)
 {
-    static const uint8_t ops[] = { OP_SET, OP_ADD, OP_REPLACE, OP_SETQ,
-                                   OP_ADDQ, OP_REPLACEQ };
-    static const uint8_t cats[] = { OP_APPEND, OP_PREPEND, OP_APPENDQ,
-                                    OP_PREPENDQ };
-    struct script sc = { 0 };
+    static const uint8_t ops[] = {OP_SET,  OP_ADD,  OP_REPLACE,
+                                  OP_SETQ, OP_ADDQ, OP_REPLACEQ};
+    static const uint8_t cats[] = {OP_APPEND, OP_PREPEND, OP_APPENDQ,
+                                   OP_PREPENDQ};
+    struct script sc = {0};
     char all[256], key[32];
     uint32_t op = 100;
 
@@ -561,7 +589,7 @@ test_bin_storage(void **state)
 static void
 test_bin_longkey(void **state)
 {
-    struct script sc = { 0 };
+    struct script sc = {0};
     char key[251];
 
     (void)state;
@@ -577,7 +605,7 @@ test_bin_longkey(void **state)
 static void
 test_bin_quiet(void **state)
 {
-    struct script sc = { 0 };
+    struct script sc = {0};
     char key[32], val[64];
 
     (void)state;
@@ -602,7 +630,7 @@ test_bin_quiet(void **state)
     bin_cat(&sc, OP_PREPENDQ, "nope", "x", 4, 0);
     bin_key(&sc, OP_DELETEQ, "nope", 5);
     bin_arith(&sc, OP_INCRQ, "nope", 1, 0, 0xffffffff, 6, 0);
-    bin_arith(&sc, OP_DECRQ, "q2", 1, 0, 0, 7, 0);   /* non-numeric */
+    bin_arith(&sc, OP_DECRQ, "q2", 1, 0, 0, 7, 0); /* non-numeric */
     bin_touch(&sc, OP_GATQ, "nope", 0, 8);
     bin_touch(&sc, OP_GATKQ, "nope", 0, 9);
     bin_touch(&sc, OP_GATQ, "q3", 0, 10);
@@ -623,7 +651,7 @@ test_bin_quiet(void **state)
 static void
 test_bin_cas(void **state)
 {
-    struct script sc = { 0 };
+    struct script sc = {0};
 
     (void)state;
     /* the CAS values are the same on both sides (see the top comment), so
@@ -652,7 +680,7 @@ test_bin_cas(void **state)
 static void
 test_bin_cas_cat(void **state)
 {
-    struct script sc = { 0 };
+    struct script sc = {0};
 
     (void)state;
     bin_store_s(&sc, OP_SET, "cc", 0, 0, "a", 1);
@@ -670,7 +698,7 @@ test_bin_cas_cat(void **state)
 static void
 test_bin_cas_arith(void **state)
 {
-    struct script sc = { 0 };
+    struct script sc = {0};
 
     (void)state;
     bin_store_s(&sc, OP_SET, "cn", 0, 0, "5", 1);
@@ -686,7 +714,7 @@ test_bin_cas_arith(void **state)
 static void
 test_bin_cas_delete(void **state)
 {
-    struct script sc = { 0 };
+    struct script sc = {0};
 
     (void)state;
     bin_store_s(&sc, OP_SET, "cd", 0, 0, "d", 1);
@@ -703,10 +731,10 @@ test_bin_cas_delete(void **state)
 static void
 test_bin_arith(void **state)
 {
-    static const char *vals[] = { "0", "1", "99", "18446744073709551615",
-                                  "18446744073709551616", " 5", "abc",
-                                  "-1", "" };
-    struct script sc = { 0 };
+    static const char *vals[] = {
+        "0",   "1",  "99", "18446744073709551615", "18446744073709551616", " 5",
+        "abc", "-1", ""};
+    struct script sc = {0};
     char key[32];
     uint32_t op = 1;
 
@@ -760,7 +788,7 @@ test_bin_arith(void **state)
 static void
 test_bin_touch(void **state)
 {
-    struct script sc = { 0 };
+    struct script sc = {0};
 
     (void)state;
     bin_store_s(&sc, OP_SET, "tk", 0, 0, "tt", 1);
@@ -787,7 +815,7 @@ test_bin_touch(void **state)
 static void
 test_bin_touch_flags(void **state)
 {
-    struct script sc = { 0 };
+    struct script sc = {0};
 
     (void)state;
     bin_store_s(&sc, OP_SET, "tf", 0xcafe0007, 0, "f", 1);
@@ -799,7 +827,7 @@ test_bin_touch_flags(void **state)
 static void
 test_bin_flush(void **state)
 {
-    struct script sc = { 0 };
+    struct script sc = {0};
     uint32_t delay = htonl(100000), zero = 0;
 
     (void)state;
@@ -827,9 +855,9 @@ test_bin_flush(void **state)
 static void
 test_bin_misc(void **state)
 {
-    static const uint8_t unknown[] = { OP_VERBOSITY, 0x20, 0x25, 0x30, 0x3f,
-                                       0x7f, 0xfe, 0xff };
-    struct script sc = { 0 };
+    static const uint8_t unknown[] = {OP_VERBOSITY, 0x20, 0x25, 0x30,
+                                      0x3f,         0x7f, 0xfe, 0xff};
+    struct script sc = {0};
 
     (void)state;
     bin_key(&sc, OP_NOOP, NULL, 0);
@@ -850,7 +878,7 @@ test_bin_misc(void **state)
 static void
 test_bin_stats(void **state)
 {
-    struct script sc = { 0 };
+    struct script sc = {0};
 
     (void)state;
     bin_key(&sc, OP_STAT, NULL, 1);
@@ -863,7 +891,7 @@ test_bin_stats(void **state)
 static void
 test_bin_stats_unknown(void **state)
 {
-    struct script sc = { 0 };
+    struct script sc = {0};
 
     (void)state;
     bin_key(&sc, OP_STAT, "nosuchgroup", 1);
@@ -874,10 +902,10 @@ test_bin_stats_unknown(void **state)
 static void
 test_bin_large(void **state)
 {
-    static const size_t sizes[] = { 0, 1, 100, 8192, 100000, 524288,
-                                    1048000, 1048517, 1048576, 1048577,
-                                    2097152 };
-    struct script sc = { 0 };
+    static const size_t sizes[] = {0,       1,       100,     8192,
+                                   100000,  524288,  1048000, 1048517,
+                                   1048576, 1048577, 2097152};
+    struct script sc = {0};
     uint32_t op = 1;
 
     (void)state;
@@ -899,7 +927,7 @@ test_bin_large(void **state)
 static bool
 bin_eof_case(const char *name, const struct script *bad)
 {
-    struct script sc = { 0 };
+    struct script sc = {0};
 
     bin_store_s(&sc, OP_SET, "pre", 0, 0, name, 1);
     bin_key(&sc, OP_GETK, "pre", 2);
@@ -911,14 +939,14 @@ bin_eof_case(const char *name, const struct script *bad)
 static void
 test_bin_quit(void **state)
 {
-    struct script sc = { 0 };
+    struct script sc = {0};
 
     (void)state;
     bin_key(&sc, OP_NOOP, NULL, 1);
     bin_key(&sc, OP_QUIT, NULL, 2);
     bin_key(&sc, OP_NOOP, NULL, 3);
     run_section("bin-quit", &sc, SEC_BINARY | SEC_EOF);
-    sc = (struct script){ 0 };
+    sc = (struct script){0};
     bin_key(&sc, OP_NOOP, NULL, 1);
     bin_key(&sc, OP_QUITQ, NULL, 2);
     bin_key(&sc, OP_NOOP, NULL, 3);
@@ -930,46 +958,46 @@ test_bin_quit(void **state)
 static void
 test_bin_errors(void **state)
 {
-    struct script bad = { 0 };
+    struct script bad = {0};
     char key[252];
-    uint32_t ext[2] = { 0, 0 };
+    uint32_t ext[2] = {0, 0};
     int failed = 0;
 
     (void)state;
     memset(key, 'x', 251);
     key[251] = '\0';
-#define EOF_CASE(name, build) \
-    do {                                        \
-        bad.len = 0;                            \
-        build;                                  \
-        failed += !bin_eof_case((name), &bad);  \
+#define EOF_CASE(name, build)                                                  \
+    do {                                                                       \
+        bad.len = 0;                                                           \
+        build;                                                                 \
+        failed += !bin_eof_case((name), &bad);                                 \
     } while (0)
     /* a key longer than 250 bytes, whatever the opcode */
     EOF_CASE("bin-err-keylen", bin_key(&bad, OP_GET, key, 9));
     EOF_CASE("bin-err-keylen-q", bin_key(&bad, OP_GETKQ, key, 9));
     /* extras, key or value an opcode does not take */
-    EOF_CASE("bin-err-extras", bin_pkt(&bad, OP_GET, "k", ext, 4, NULL, 0,
-                                       9, 0));
-    EOF_CASE("bin-err-setext", bin_pkt(&bad, OP_SET, "k", ext, 4, "v", 1,
-                                       9, 0));
-    EOF_CASE("bin-err-getval", bin_pkt(&bad, OP_GET, "k", NULL, 0, "v", 1,
-                                       9, 0));
+    EOF_CASE("bin-err-extras",
+             bin_pkt(&bad, OP_GET, "k", ext, 4, NULL, 0, 9, 0));
+    EOF_CASE("bin-err-setext",
+             bin_pkt(&bad, OP_SET, "k", ext, 4, "v", 1, 9, 0));
+    EOF_CASE("bin-err-getval",
+             bin_pkt(&bad, OP_GET, "k", NULL, 0, "v", 1, 9, 0));
     EOF_CASE("bin-err-nokey", bin_key(&bad, OP_GET, NULL, 9));
     EOF_CASE("bin-err-noopkey", bin_key(&bad, OP_NOOP, "k", 9));
-    EOF_CASE("bin-err-versval", bin_pkt(&bad, OP_VERSION, NULL, NULL, 0,
-                                        "v", 1, 9, 0));
-    EOF_CASE("bin-err-incrnokey", bin_arith(&bad, OP_INCR, NULL, 1, 0, 0,
-                                            9, 0));
-    EOF_CASE("bin-err-incrval", bin_pkt(&bad, OP_INCR, "k", key, 20, "v",
-                                        1, 9, 0));
-    EOF_CASE("bin-err-flushext", bin_pkt(&bad, OP_FLUSH, NULL, ext, 8,
-                                         NULL, 0, 9, 0));
-    EOF_CASE("bin-err-delext", bin_pkt(&bad, OP_DELETE, "k", ext, 4, NULL,
-                                       0, 9, 0));
+    EOF_CASE("bin-err-versval",
+             bin_pkt(&bad, OP_VERSION, NULL, NULL, 0, "v", 1, 9, 0));
+    EOF_CASE("bin-err-incrnokey",
+             bin_arith(&bad, OP_INCR, NULL, 1, 0, 0, 9, 0));
+    EOF_CASE("bin-err-incrval",
+             bin_pkt(&bad, OP_INCR, "k", key, 20, "v", 1, 9, 0));
+    EOF_CASE("bin-err-flushext",
+             bin_pkt(&bad, OP_FLUSH, NULL, ext, 8, NULL, 0, 9, 0));
+    EOF_CASE("bin-err-delext",
+             bin_pkt(&bad, OP_DELETE, "k", ext, 4, NULL, 0, 9, 0));
     EOF_CASE("bin-err-touchext", bin_key(&bad, OP_TOUCH, "k", 9));
     /* body length shorter than extras + key: 0x0081, then close */
-    EOF_CASE("bin-err-short", (bin_store_s(&bad, OP_SET, "key", 0, 0, "", 9),
-                               bad.data[11] = 5));
+    EOF_CASE("bin-err-short",
+             (bin_store_s(&bad, OP_SET, "key", 0, 0, "", 9), bad.data[11] = 5));
     /* SASL list mechanisms takes no key, auth needs one: memcached checks
      * their shape even without -S */
     EOF_CASE("bin-err-saslkey", bin_key(&bad, 0x20, "PLAIN", 9));
@@ -987,7 +1015,7 @@ test_bin_errors(void **state)
 static void
 test_meta_mg(void **state)
 {
-    struct script sc = { 0 };
+    struct script sc = {0};
 
     (void)state;
     sc_lit(&sc, "ms mk 5 F33 T0\r\nhello\r\n");
@@ -1013,9 +1041,9 @@ test_meta_mg(void **state)
 static void
 test_meta_ms(void **state)
 {
-    static const char *modes[] = { "ME", "MA", "MP", "MR", "MS", "Ms", "Me",
-                                   "Ma", "MX", "M", "M1", "MEE" };
-    struct script sc = { 0 };
+    static const char *modes[] = {"ME", "MA", "MP", "MR", "MS", "Ms",
+                                  "Me", "Ma", "MX", "M",  "M1", "MEE"};
+    struct script sc = {0};
 
     (void)state;
     sc_lit(&sc, "ms sk 3\r\none\r\nms sk 3 c\r\ntwo\r\n");
@@ -1024,8 +1052,8 @@ test_meta_ms(void **state)
     for (size_t i = 0; i < sizeof(modes) / sizeof(modes[0]); i++) {
         sc_addf(&sc, "ms sk 2 %s k\r\n<%c\r\nmg sk v f\r\n", modes[i],
                 (char)('a' + i));
-        sc_addf(&sc, "ms sm%zu 2 %s q\r\n>%c\r\nmg sm%zu v k q\r\nmn\r\n",
-                i, modes[i], (char)('a' + i), i);
+        sc_addf(&sc, "ms sm%zu 2 %s q\r\n>%c\r\nmg sm%zu v k q\r\nmn\r\n", i,
+                modes[i], (char)('a' + i), i);
     }
     /* CAS compare: a range of guesses, same on both sides */
     for (int cas = 0; cas < 200; cas += 13) {
@@ -1057,7 +1085,7 @@ test_meta_ms(void **state)
 static void
 test_meta_ms_badflag_chunk(void **state)
 {
-    struct script sc = { 0 };
+    struct script sc = {0};
 
     (void)state;
     /* A bad flag letter with a wrong-length value: both answer the flag
@@ -1071,7 +1099,7 @@ test_meta_ms_badflag_chunk(void **state)
 static void
 test_meta_md(void **state)
 {
-    struct script sc = { 0 };
+    struct script sc = {0};
 
     (void)state;
     sc_lit(&sc, "ms dk 1\r\nd\r\nmd dk\r\nmd dk\r\nmd dk q\r\nmn\r\n");
@@ -1090,7 +1118,7 @@ test_meta_md(void **state)
 static void
 test_meta_ma(void **state)
 {
-    struct script sc = { 0 };
+    struct script sc = {0};
 
     (void)state;
     sc_lit(&sc, "ms ak 2\r\n10\r\nma ak\r\nma ak v\r\nma ak D5 v c\r\n");
@@ -1118,7 +1146,7 @@ test_meta_ma(void **state)
 static void
 test_meta_recache(void **state)
 {
-    struct script sc = { 0 };
+    struct script sc = {0};
 
     (void)state;
     /* N: autovivify on a miss (W to the winner, Z to later readers) */
@@ -1135,7 +1163,7 @@ test_meta_recache(void **state)
 static void
 test_meta_mn_order(void **state)
 {
-    struct script sc = { 0 };
+    struct script sc = {0};
     char key[32];
 
     (void)state;
@@ -1169,17 +1197,32 @@ static void
 test_meta_errors(void **state)
 {
     static const char *lines[] = {
-        "mg\r\n", "mg \r\n", "mg k x\r\n", "mg k v v\r\n", "mg k vv\r\n",
-        "mg k qq\r\n", "mg k V\r\n", "mg k 1\r\n", "mg k Oabc Odef\r\n",
-        "mg k b\r\n", "mg !!!! b\r\n", "md k x\r\n", "ma k x\r\n",
-        "me\r\n", "me nome\r\n", "me bm9tZQ== b\r\n", "me nome x y\r\n",
-        "mx k\r\n", "MG k\r\n", "mgk\r\n",
+        "mg\r\n",
+        "mg \r\n",
+        "mg k x\r\n",
+        "mg k v v\r\n",
+        "mg k vv\r\n",
+        "mg k qq\r\n",
+        "mg k V\r\n",
+        "mg k 1\r\n",
+        "mg k Oabc Odef\r\n",
+        "mg k b\r\n",
+        "mg !!!! b\r\n",
+        "md k x\r\n",
+        "ma k x\r\n",
+        "me\r\n",
+        "me nome\r\n",
+        "me bm9tZQ== b\r\n",
+        "me nome x y\r\n",
+        "mx k\r\n",
+        "MG k\r\n",
+        "mgk\r\n",
         "mg k a b c d e f g h i j k l m n o p q r s t u v w x\r\n",
         "mg k v f c k s t h O1 q u L P Nx Rx Tx z\r\n",
         "mg k v f c k s t u O1 N1 R1 T1 L P\r\n",
         "md k q I T1 C1 O1 k b x\r\n",
     };
-    struct script sc = { 0 };
+    struct script sc = {0};
     char key[300];
 
     (void)state;
@@ -1200,8 +1243,8 @@ test_meta_errors(void **state)
 static void
 test_meta_large(void **state)
 {
-    static const size_t sizes[] = { 1048000, 1048576, 1048577 };
-    struct script sc = { 0 };
+    static const size_t sizes[] = {1048000, 1048576, 1048577};
+    struct script sc = {0};
 
     (void)state;
     for (size_t i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) {
@@ -1218,7 +1261,7 @@ test_meta_large(void **state)
 static void
 test_meta_mixed(void **state)
 {
-    struct script sc = { 0 };
+    struct script sc = {0};
 
     (void)state;
     /* classic and meta commands on one connection */
@@ -1234,8 +1277,8 @@ group_setup(void **state)
 {
     (void)state;
     printf("integ_diff_proto: each section on a fresh memcached A and a "
-           "fresh %s\n", harness_direct() ? "memcached B (direct)" :
-           "riven + memcached B");
+           "fresh %s\n",
+           harness_direct() ? "memcached B (direct)" : "riven + memcached B");
     return 0;
 }
 
@@ -1275,7 +1318,8 @@ main(void)
         cmocka_unit_test(test_meta_ma),
         cmocka_unit_test(test_meta_recache),
         cmocka_unit_test(test_meta_mn_order),
-        cmocka_unit_test(test_meta_errors), cmocka_unit_test(test_meta_large),
+        cmocka_unit_test(test_meta_errors),
+        cmocka_unit_test(test_meta_large),
         cmocka_unit_test(test_meta_mixed),
     };
 

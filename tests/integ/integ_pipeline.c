@@ -27,8 +27,8 @@
 
 #include "harness.h"
 
-#define NGETS         100
-#define MAX_SYSCALLS  30
+#define NGETS        100
+#define MAX_SYSCALLS 30
 
 static struct harness_stack stack;
 
@@ -45,8 +45,8 @@ build_burst(char **req, size_t *reqlen, char **want, size_t *wantlen)
         rl += (size_t)snprintf(r + rl, rcap - rl, "get k%d\r\n", i);
         if (i % 2 == 0) {
             wl += (size_t)snprintf(w + wl, wcap - wl,
-                                   "VALUE k%d %d %d\r\nval%06d\r\nEND\r\n",
-                                   i, i, 9, i);
+                                   "VALUE k%d %d %d\r\nval%06d\r\nEND\r\n", i,
+                                   i, 9, i);
         } else {
             wl += (size_t)snprintf(w + wl, wcap - wl, "END\r\n");
         }
@@ -83,7 +83,7 @@ burst(struct harness_conn *c)
     size_t rl, wl;
 
     build_burst(&req, &rl, &want, &wl);
-    assert_int_equal(harness_send(c, req, rl), 0);  /* one write */
+    assert_int_equal(harness_send(c, req, rl), 0); /* one write */
     assert_true(harness_expect_n(c, want, wl, HARNESS_TIMEOUT_MS));
     free(req);
     free(want);
@@ -135,7 +135,7 @@ all_traced(pid_t pid, pid_t tracer)
                  de->d_name);
         f = fopen(path, "r");
         if (f == NULL) {
-            continue;   /* thread exited meanwhile */
+            continue; /* thread exited meanwhile */
         }
         while (fgets(line, sizeof(line), f) != NULL) {
             if (sscanf(line, "TracerPid: %ld", &tp) == 1) {
@@ -155,8 +155,8 @@ static int
 strace_attach(struct harness_proc *st, const char *out)
 {
     char pidstr[16];
-    const char *argv[] = { "strace", "-q", "-f", "-c", "-o", out, "-p",
-                           pidstr, NULL };
+    const char *argv[] = {"strace", "-q", "-f",   "-c", "-o",
+                          out,      "-p", pidstr, NULL};
     int64_t deadline = harness_now_ms() + HARNESS_TIMEOUT_MS;
 
     snprintf(pidstr, sizeof(pidstr), "%d", stack.rv.pid);
@@ -205,7 +205,7 @@ strace_detach(struct harness_proc *st, const char *out, bool show)
     }
     fclose(f);
     if (total < 0) {
-        total = 0;  /* strace prints no total when nothing was traced */
+        total = 0; /* strace prints no total when nothing was traced */
     }
     return total;
 }
@@ -214,7 +214,7 @@ static void
 test_pipeline_syscalls(void **state)
 {
     char out[] = "/tmp/riven-strace-XXXXXX";
-    struct harness_proc st = { .pid = -1 };
+    struct harness_proc st = {.pid = -1};
     struct harness_conn *c;
     long base, total;
     int fd;
@@ -233,7 +233,7 @@ test_pipeline_syscalls(void **state)
     assert_true(fd >= 0);
     close(fd);
     c = open_loaded();
-    burst(c);  /* warm: thread, buffers and backend socket exist */
+    burst(c); /* warm: thread, buffers and backend socket exist */
 
     if (strace_attach(&st, out) != 0) {
         printf("    strace cannot attach to riven here (ptrace not "
@@ -252,8 +252,8 @@ test_pipeline_syscalls(void **state)
     total = strace_detach(&st, out, true);
     assert_true(total >= 0);
     printf("    riven syscalls: %ld for %d pipelined gets, %ld for one get "
-           "(baseline); difference %ld (limit %d)\n", total, NGETS, base,
-           total - base, MAX_SYSCALLS);
+           "(baseline); difference %ld (limit %d)\n",
+           total, NGETS, base, total - base, MAX_SYSCALLS);
     harness_conn_close(c);
     unlink(out);
     assert_true(total - base < MAX_SYSCALLS);

@@ -44,34 +44,34 @@
 
 #include "harness.h"
 
-#define UNAVAILABLE  "SERVER_ERROR backend unavailable\r\n"
-#define TIMEOUT      "SERVER_ERROR backend timeout\r\n"
-#define BACKEND_ERR  "SERVER_ERROR backend error\r\n"
-#define MAX_SERVERS  4
-#define GOLDEN_KEYS  10000
-#define POLL_MS      10   /* period of every "is it back yet" poll */
+#define UNAVAILABLE "SERVER_ERROR backend unavailable\r\n"
+#define TIMEOUT     "SERVER_ERROR backend timeout\r\n"
+#define BACKEND_ERR "SERVER_ERROR backend error\r\n"
+#define MAX_SERVERS 4
+#define GOLDEN_KEYS 10000
+#define POLL_MS     10 /* period of every "is it back yet" poll */
 
 /* ---- pool configuration: one description, two renderings ---------- */
 
 struct pool_conf {
-    int         listen_port;
-    size_t      n;
-    int         ports[MAX_SERVERS];
-    uint32_t    weights[MAX_SERVERS]; /* 0: a plain ADDR entry */
-    const char *distribution;         /* NULL: key left out (ketama) */
-    const char *hash;                 /* NULL: key left out */
-    uint32_t    failure_limit;        /* 0: key left out (and below) */
-    uint32_t    retry_ms;
-    uint32_t    connect_ms;
-    uint32_t    request_ms;
-    bool        eject_rehash;
+    int listen_port;
+    size_t n;
+    int ports[MAX_SERVERS];
+    uint32_t weights[MAX_SERVERS]; /* 0: a plain ADDR entry */
+    const char *distribution;      /* NULL: key left out (ketama) */
+    const char *hash;              /* NULL: key left out */
+    uint32_t failure_limit;        /* 0: key left out (and below) */
+    uint32_t retry_ms;
+    uint32_t connect_ms;
+    uint32_t request_ms;
+    bool eject_rehash;
 };
 
 struct pool {
     struct harness_proc mc[MAX_SERVERS];
-    size_t              n;
+    size_t n;
     struct harness_proc rv;
-    char                path[64]; /* riven's config file */
+    char path[64]; /* riven's config file */
 };
 
 static int64_t
@@ -94,8 +94,10 @@ conf_write(const char *path, const struct pool_conf *pc)
     snprintf(tmp, sizeof(tmp), "%s.new", path);
     f = fopen(tmp, "w");
     assert_non_null(f);
-    fprintf(f, "listen: [\"127.0.0.1:%d\"]\nlog_level: %s\npool:\n"
-               "  servers:\n", pc->listen_port, level ? level : "warn");
+    fprintf(f,
+            "listen: [\"127.0.0.1:%d\"]\nlog_level: %s\npool:\n"
+            "  servers:\n",
+            pc->listen_port, level ? level : "warn");
     for (size_t i = 0; i < pc->n; i++) {
         if (pc->weights[i] == 0) {
             fprintf(f, "    - \"127.0.0.1:%d\"\n", pc->ports[i]);
@@ -126,7 +128,7 @@ conf_write(const char *path, const struct pool_conf *pc)
 }
 
 static const struct {
-    const char      *name;
+    const char *name;
     memcached_hash_t hash;
 } hash_names[] = {
     {"md5", MEMCACHED_HASH_MD5},
@@ -160,8 +162,8 @@ lmc_create(const struct pool_conf *pc)
         rc = memcached_behavior_set(mc, MEMCACHED_BEHAVIOR_KETAMA, 1);
     }
     assert_int_equal(rc, MEMCACHED_SUCCESS);
-    for (size_t i = 0; pc->hash != NULL && i < sizeof(hash_names) /
-                                                   sizeof(hash_names[0]);
+    for (size_t i = 0;
+         pc->hash != NULL && i < sizeof(hash_names) / sizeof(hash_names[0]);
          i++) {
         if (strcmp(pc->hash, hash_names[i].name) == 0) {
             rc = memcached_behavior_set(mc, MEMCACHED_BEHAVIOR_HASH,
@@ -172,10 +174,9 @@ lmc_create(const struct pool_conf *pc)
     for (size_t i = 0; i < pc->n; i++) {
         in_port_t port = (in_port_t)pc->ports[i];
 
-        rc = pc->weights[i] == 0
-                 ? memcached_server_add(mc, "127.0.0.1", port)
-                 : memcached_server_add_with_weight(mc, "127.0.0.1", port,
-                                                    pc->weights[i]);
+        rc = pc->weights[i] == 0 ? memcached_server_add(mc, "127.0.0.1", port)
+                                 : memcached_server_add_with_weight(
+                                       mc, "127.0.0.1", port, pc->weights[i]);
         assert_int_equal(rc, MEMCACHED_SUCCESS);
     }
     return mc;
@@ -242,8 +243,8 @@ pool_start_riven(struct pool *p, struct pool_conf *pc)
         pc->listen_port = harness_free_port();
         assert_true(pc->listen_port > 0);
         conf_write(p->path, pc);
-        if (harness_riven_start(&p->rv, 0, p->path, pc->listen_port,
-                                NULL) == 0) {
+        if (harness_riven_start(&p->rv, 0, p->path, pc->listen_port, NULL) ==
+            0) {
             return;
         }
     }
@@ -301,8 +302,7 @@ get_reply(struct harness_conn *c, const char *keys, int timeout_ms)
 /* "VALUE key 0 n\r\nval\r\n" appended at out (cap bytes). Returns the
  * new length. */
 static size_t
-value_block(char *out, size_t off, size_t cap, const char *key,
-            const char *val)
+value_block(char *out, size_t off, size_t cap, const char *key, const char *val)
 {
     int n = snprintf(out + off, cap - off, "VALUE %s 0 %zu\r\n%s\r\n", key,
                      strlen(val), val);
@@ -339,8 +339,7 @@ wait_reply(struct harness_conn *c, const char *key, const char *want,
             return harness_now_ms() - start;
         }
         if (harness_now_ms() - start > timeout_ms) {
-            harness_dump("integ_pool: last reply", r, r ? strlen(r) : 0,
-                         200);
+            harness_dump("integ_pool: last reply", r, r ? strlen(r) : 0, 200);
             free(r);
             return -1;
         }
@@ -384,8 +383,8 @@ golden_set(int port, const char *prefix, size_t n)
             int v = snprintf(val, sizeof(val), "v-%zu", i);
 
             len += (size_t)snprintf(req + len, sizeof(req) - len,
-                                    "set %s-%zu 0 0 %d\r\n%s\r\n", prefix, i,
-                                    v, val);
+                                    "set %s-%zu 0 0 %d\r\n%s\r\n", prefix, i, v,
+                                    val);
         }
         assert_int_equal(harness_send(c, req, len), 0);
         assert_true(harness_expect_n(c, want, cnt * 8, HARNESS_TIMEOUT_MS));
@@ -418,8 +417,7 @@ golden_scan(int port, int s, const char *prefix, size_t n, uint8_t *owner)
             unsigned long idx;
             unsigned bytes;
 
-            assert_int_equal(sscanf(p, "VALUE %63s 0 %u\r\n", key, &bytes),
-                             2);
+            assert_int_equal(sscanf(p, "VALUE %63s 0 %u\r\n", key, &bytes), 2);
             p = strstr(p, "\r\n") + 2;
             assert_true(bytes < sizeof(val));
             memcpy(val, p, bytes);
@@ -469,14 +467,15 @@ golden_one(struct pool *p, const char *label, const char *dist,
         if (owner[i] == (1u << want)) {
             match++;
         } else if (shown++ < 5) {
-            fprintf(stderr, "integ_pool: %s: %s on servers mask %#x, "
-                    "libmemcached says server %d\n", label, key, owner[i],
-                    want);
+            fprintf(stderr,
+                    "integ_pool: %s: %s on servers mask %#x, "
+                    "libmemcached says server %d\n",
+                    label, key, owner[i], want);
         }
     }
     printf("    %s: %zu/%d keys where libmemcached puts them "
-           "(per server %zu %zu %zu)\n", label, match, GOLDEN_KEYS, per[0],
-           per[1], per[2]);
+           "(per server %zu %zu %zu)\n",
+           label, match, GOLDEN_KEYS, per[0], per[1], per[2]);
     memcached_free(mc);
     free(owner);
     assert_int_equal(match, GOLDEN_KEYS);
@@ -568,40 +567,40 @@ test_multiget_order(void **state)
 
 /* ---- 3. one server killed under load -------------------------------- */
 
-#define LOAD_CLIENTS 100
-#define LOAD_PACE_MS 10    /* each client's pause between rounds */
-#define LOAD_WIN_MS  1000  /* baseline window = window after the kill */
-#define SAMPLES_MAX  4096  /* per client */
-#define KILL_REQ_MS  200   /* request_ms (connect_ms too) */
+#define LOAD_CLIENTS  100
+#define LOAD_PACE_MS  10   /* each client's pause between rounds */
+#define LOAD_WIN_MS   1000 /* baseline window = window after the kill */
+#define SAMPLES_MAX   4096 /* per client */
+#define KILL_REQ_MS   200  /* request_ms (connect_ms too) */
 #define KILL_RETRY_MS 500  /* retry_timeout_ms */
-#define EJECT_MS     50    /* after the kill, ejection has happened */
-#define SCHED_MS     100   /* scheduling slack on a loaded 2-core box */
+#define EJECT_MS      50   /* after the kill, ejection has happened */
+#define SCHED_MS      100  /* scheduling slack on a loaded 2-core box */
 
 enum kind { K_OK, K_MISS, K_ERR, K_PARTIAL, K_BAD };
-#define MULTI 0xff         /* sample.srv of a multi-get */
+#define MULTI 0xff /* sample.srv of a multi-get */
 
 struct sample {
-    int64_t  t_us;   /* when the request was sent */
+    int64_t t_us;    /* when the request was sent */
     uint32_t lat_us; /* until its whole reply arrived */
-    uint8_t  srv;    /* server of the key, or MULTI */
-    uint8_t  kind;
+    uint8_t srv;     /* server of the key, or MULTI */
+    uint8_t kind;
 };
 
 struct kclient {
-    pthread_t      tid;
-    int            port;
-    int            killed;      /* server index killed in the run */
-    char           key[3][32];  /* one key on each server */
-    int            srv[3];
-    char           hit[3][96];  /* exact reply to get key[i] */
-    char           mkeys[100];  /* "key0 key1 key2" */
-    char           mall[300];   /* exact reply to the multi-get */
-    char           mpart[300];  /* the same without the killed key */
+    pthread_t tid;
+    int port;
+    int killed;      /* server index killed in the run */
+    char key[3][32]; /* one key on each server */
+    int srv[3];
+    char hit[3][96]; /* exact reply to get key[i] */
+    char mkeys[100]; /* "key0 key1 key2" */
+    char mall[300];  /* exact reply to the multi-get */
+    char mpart[300]; /* the same without the killed key */
     struct sample *s;
-    size_t         n;
+    size_t n;
     _Atomic size_t rounds;
-    bool           lost;        /* EOF, reset or no reply */
-    int64_t        lost_us;     /* when the request that got none went */
+    bool lost;       /* EOF, reset or no reply */
+    int64_t lost_us; /* when the request that got none went */
 };
 
 static _Atomic int load_stop;
@@ -636,8 +635,7 @@ record(struct kclient *k, int64_t t0, uint8_t srv, enum kind kind,
     s->srv = srv;
     s->kind = (uint8_t)kind;
     if (kind == K_BAD && atomic_fetch_add(&bad_dumps, 1) < 3) {
-        harness_dump("integ_pool: unexpected reply", r, r ? strlen(r) : 0,
-                     200);
+        harness_dump("integ_pool: unexpected reply", r, r ? strlen(r) : 0, 200);
     }
 }
 
@@ -666,10 +664,10 @@ kclient_main(void *arg)
         }
         t0 = now_us();
         r = get_reply(c, k->mkeys, HARNESS_TIMEOUT_MS);
-        kind = r == NULL                     ? K_BAD
-               : strcmp(r, k->mall) == 0    ? K_OK
-               : strcmp(r, k->mpart) == 0   ? K_PARTIAL
-                                            : K_BAD;
+        kind = r == NULL                  ? K_BAD
+               : strcmp(r, k->mall) == 0  ? K_OK
+               : strcmp(r, k->mpart) == 0 ? K_PARTIAL
+                                          : K_BAD;
         record(k, t0, MULTI, kind, r);
         k->lost = r == NULL;
         k->lost_us = r == NULL ? t0 : 0;
@@ -728,7 +726,7 @@ cmp_u32(const void *a, const void *b)
 /* Latencies (us) of samples matching want, sorted; count in *n. */
 struct lat_set {
     uint32_t *v;
-    size_t    n;
+    size_t n;
 };
 
 static void
@@ -752,17 +750,17 @@ lat_pct(struct lat_set *ls, double pct)
 
 /* Times of the kill run, in us. */
 struct kill_times {
-    int64_t base0;    /* baseline window starts */
-    int64_t kill0;    /* SIGKILL about to be sent */
-    int64_t kill;     /* the killed memcached is reaped */
-    int64_t ready;    /* the restarted memcached accepts */
-    int64_t back;     /* riven serves its keys again */
-    int64_t stop;     /* clients told to stop */
+    int64_t base0; /* baseline window starts */
+    int64_t kill0; /* SIGKILL about to be sent */
+    int64_t kill;  /* the killed memcached is reaped */
+    int64_t ready; /* the restarted memcached accepts */
+    int64_t back;  /* riven serves its keys again */
+    int64_t stop;  /* clients told to stop */
 };
 
 struct kill_stats {
-    size_t        total, live_err, early_err, dead_ok, late_err, bad;
-    size_t        dead_err, partial;
+    size_t total, live_err, early_err, dead_ok, late_err, bad;
+    size_t dead_err, partial;
     struct lat_set base, after, fast;
 };
 
@@ -791,8 +789,8 @@ kill_analyse_one(const struct kclient *k, const struct sample *s,
             st->live_err++;
         } else if (s->t_us >= t->base0 && end < t->kill0) {
             lat_add(&st->base, s->lat_us);
-        } else if (s->t_us >= t->kill && s->t_us < t->kill +
-                                                      LOAD_WIN_MS * 1000) {
+        } else if (s->t_us >= t->kill &&
+                   s->t_us < t->kill + LOAD_WIN_MS * 1000) {
             lat_add(&st->after, s->lat_us);
         }
         return;
@@ -813,8 +811,8 @@ kill_analyse_one(const struct kclient *k, const struct sample *s,
 
 /* Start the clients, run baseline / kill / restart, stop them. */
 static void
-kill_run(struct pool *p, struct kclient *k, int killed,
-         struct kill_times *t, int64_t *back_ms)
+kill_run(struct pool *p, struct kclient *k, int killed, struct kill_times *t,
+         int64_t *back_ms)
 {
     struct harness_conn *probe;
     int64_t deadline;
@@ -834,11 +832,11 @@ kill_run(struct pool *p, struct kclient *k, int killed,
         }
     }
     t->base0 = now_us();
-    poll(NULL, 0, LOAD_WIN_MS);            /* the baseline window */
+    poll(NULL, 0, LOAD_WIN_MS); /* the baseline window */
     t->kill0 = now_us();
-    harness_proc_kill(&p->mc[killed]);     /* SIGKILL by pid, reaped */
+    harness_proc_kill(&p->mc[killed]); /* SIGKILL by pid, reaped */
     t->kill = now_us();
-    poll(NULL, 0, LOAD_WIN_MS);            /* the same window, one down */
+    poll(NULL, 0, LOAD_WIN_MS); /* the same window, one down */
     assert_int_equal(harness_memcached_start(&p->mc[killed], port, NULL), 0);
     t->ready = now_us();
     probe = harness_conn_open(k[0].port, HARNESS_TIMEOUT_MS);
@@ -846,7 +844,7 @@ kill_run(struct pool *p, struct kclient *k, int killed,
     *back_ms = wait_reply(probe, k[0].key[killed], "END\r\n", 5000);
     t->back = now_us();
     harness_conn_close(probe);
-    poll(NULL, 0, 300);                    /* load on the restarted one */
+    poll(NULL, 0, 300); /* load on the restarted one */
     atomic_store(&load_stop, 1);
     t->stop = now_us();
     for (int i = 0; i < LOAD_CLIENTS; i++) {
@@ -898,9 +896,10 @@ test_kill_under_load(void **state)
     assert_true(st.base.v && st.after.v && st.fast.v);
     for (int i = 0; i < LOAD_CLIENTS; i++) {
         if (k[i].lost) {
-            fprintf(stderr, "integ_pool: client %d: no reply to a request "
-                    "sent %lld ms after the kill\n", i,
-                    (long long)(k[i].lost_us - t.kill) / 1000);
+            fprintf(stderr,
+                    "integ_pool: client %d: no reply to a request "
+                    "sent %lld ms after the kill\n",
+                    i, (long long)(k[i].lost_us - t.kill) / 1000);
         }
         lost += k[i].lost;
         for (size_t j = 0; j < k[i].n; j++) {
@@ -914,16 +913,17 @@ test_kill_under_load(void **state)
     f99 = lat_pct(&st.fast, 99);
     fmax = lat_pct(&st.fast, 100);
     printf("    %zu requests from %d clients; killed server: %zu errors, "
-           "%zu partial multi-gets\n", st.total, LOAD_CLIENTS, st.dead_err,
-           st.partial);
+           "%zu partial multi-gets\n",
+           st.total, LOAD_CLIENTS, st.dead_err, st.partial);
     printf("    live keys: p50/p99 %u/%u us before (%zu gets), %u/%u us "
-           "after the kill (%zu gets)\n", b50, b99, st.base.n, a50, a99,
-           st.after.n);
+           "after the kill (%zu gets)\n",
+           b50, b99, st.base.n, a50, a99, st.after.n);
     printf("    killed keys after ejection: p99 %u us, max %u us "
-           "(%zu gets, request_ms %d)\n", f99, fmax, st.fast.n, KILL_REQ_MS);
+           "(%zu gets, request_ms %d)\n",
+           f99, fmax, st.fast.n, KILL_REQ_MS);
     printf("    restarted: served again %lld ms after it accepted "
-           "(bound %d)\n", (long long)back_ms,
-           KILL_RETRY_MS + POLL_MS + SCHED_MS);
+           "(bound %d)\n",
+           (long long)back_ms, KILL_RETRY_MS + POLL_MS + SCHED_MS);
     for (int i = 0; i < LOAD_CLIENTS; i++) {
         free(k[i].s);
     }
@@ -938,15 +938,14 @@ test_kill_under_load(void **state)
            (long long)(t.stop - t.kill) / 1000);
     assert_int_equal(lost, 0);
     assert_int_equal(st.bad, 0);
-    assert_int_equal(st.live_err, 0);   /* only the killed server's keys */
+    assert_int_equal(st.live_err, 0); /* only the killed server's keys */
     assert_int_equal(st.early_err, 0);
     assert_int_equal(st.dead_ok, 0);
     assert_int_equal(st.late_err, 0);
     assert_true(st.base.n >= 1000 && st.after.n >= 1000 && st.fast.n >= 100);
-    assert_true(fmax < KILL_REQ_MS * 1000 / 2);       /* fail fast */
+    assert_true(fmax < KILL_REQ_MS * 1000 / 2); /* fail fast */
     assert_true(a99 <= 2 * b99);
-    assert_true(back_ms >= 0 &&
-                back_ms <= KILL_RETRY_MS + POLL_MS + SCHED_MS);
+    assert_true(back_ms >= 0 && back_ms <= KILL_RETRY_MS + POLL_MS + SCHED_MS);
     free(st.base.v);
     free(st.after.v);
     free(st.fast.v);
@@ -960,8 +959,8 @@ test_kill_under_load(void **state)
 /* ks[s]: a key on server s, stored through c; hit[s]: its get reply. */
 static void
 keys_per_server(memcached_st *mc, const struct pool_conf *pc,
-                struct harness_conn *c, const char *prefix,
-                char ks[][32], char hit[][96], char val[][32])
+                struct harness_conn *c, const char *prefix, char ks[][32],
+                char hit[][96], char val[][32])
 {
     unsigned next = 0;
 
@@ -1024,18 +1023,19 @@ test_stopped_server(void **state)
 
     assert_int_equal(harness_proc_signal(&p.mc[stopped], SIGSTOP), 0);
     el1 = timed_get(c, ks[stopped], &r1);
-    el2 = timed_get(c2, ks[0], &r2);          /* a live key meanwhile */
+    el2 = timed_get(c2, ks[0], &r2); /* a live key meanwhile */
     snprintf(keys, sizeof(keys), "%s %s %s", ks[0], ks[stopped], ks[1]);
     wl = value_block(want, wl, sizeof(want), ks[0], val[0]);
     wl = value_block(want, wl, sizeof(want), ks[1], val[1]);
     memcpy(want + wl, "END\r\n", 6);
-    el3 = timed_get(c, keys, &r3);            /* a multi-get across it */
+    el3 = timed_get(c, keys, &r3); /* a multi-get across it */
     assert_int_equal(harness_proc_signal(&p.mc[stopped], SIGCONT), 0);
     back = wait_reply(c, ks[stopped], hit[stopped], 5000);
     printf("    stopped server: get answered in %lld ms, multi-get in %lld "
            "ms (request_ms %d); live key %lld ms; after SIGCONT served in "
-           "%lld ms\n", (long long)el1, (long long)el3, STOP_REQ_MS,
-           (long long)el2, (long long)back);
+           "%lld ms\n",
+           (long long)el1, (long long)el3, STOP_REQ_MS, (long long)el2,
+           (long long)back);
     harness_conn_close(c);
     harness_conn_close(c2);
     memcached_free(mc);
@@ -1066,12 +1066,12 @@ test_stopped_server(void **state)
 #define GARBAGE    "XYZZY 42 this is not memcached\r\n"
 
 struct fake {
-    pthread_t   tid;
-    int         lfd;
-    int         port;
-    _Atomic int accepts;   /* connections accepted */
-    _Atomic int closes;    /* connections the peer closed */
-    _Atomic int requests;  /* reads answered with garbage */
+    pthread_t tid;
+    int lfd;
+    int port;
+    _Atomic int accepts;  /* connections accepted */
+    _Atomic int closes;   /* connections the peer closed */
+    _Atomic int requests; /* reads answered with garbage */
     _Atomic int stop;
 };
 
@@ -1146,13 +1146,13 @@ fake_stop(struct fake *f)
 
 /* A client that only uses the real server's key. */
 struct bystander {
-    pthread_t        tid;
-    int              port;
-    const char      *key;
-    const char      *hit;
+    pthread_t tid;
+    int port;
+    const char *key;
+    const char *hit;
     _Atomic uint64_t ok;
     _Atomic uint64_t errors;
-    _Atomic int      stop;
+    _Atomic int stop;
 };
 
 static void *
@@ -1276,9 +1276,9 @@ test_garbage_backend(void **state)
     atomic_store(&b.stop, 1);
     pthread_join(b.tid, NULL);
     printf("    fake backend: accepts per round %d %d %d %d %d, closes %d %d "
-           "%d %d %d; bystander %llu gets, %llu errors\n", accepts[0],
-           accepts[1], accepts[2], accepts[3], accepts[4], closes[0],
-           closes[1], closes[2], closes[3], closes[4],
+           "%d %d %d; bystander %llu gets, %llu errors\n",
+           accepts[0], accepts[1], accepts[2], accepts[3], accepts[4],
+           closes[0], closes[1], closes[2], closes[3], closes[4],
            (unsigned long long)atomic_load(&b.ok),
            (unsigned long long)atomic_load(&b.errors));
     /* the connection that got the errors still serves the real key */
@@ -1304,24 +1304,24 @@ test_garbage_backend(void **state)
 #define RELOAD_KEYS    12
 
 struct rclient {
-    pthread_t        tid;
-    int              port;
-    int              idx;
-    char             key[RELOAD_KEYS][32];
-    bool             moved[RELOAD_KEYS];
+    pthread_t tid;
+    int port;
+    int idx;
+    char key[RELOAD_KEYS][32];
+    bool moved[RELOAD_KEYS];
     _Atomic uint64_t rounds;
-    uint64_t         err_still;   /* errors on keys that did not move */
-    uint64_t         err_moved;   /* errors on keys that moved */
-    bool             lost;        /* EOF, reset or no reply */
-    bool             alive_after; /* "version" answered at the end */
+    uint64_t err_still; /* errors on keys that did not move */
+    uint64_t err_moved; /* errors on keys that moved */
+    bool lost;          /* EOF, reset or no reply */
+    bool alive_after;   /* "version" answered at the end */
 };
 
 static _Atomic int reload_stop;
 
 /* set then get one key; false on any deviation. NULL reply -> *lost. */
 static bool
-rclient_step(struct harness_conn *c, const char *key, uint64_t round,
-             int idx, bool *lost)
+rclient_step(struct harness_conn *c, const char *key, uint64_t round, int idx,
+             bool *lost)
 {
     char req[128], val[48], want[160];
     char *line, *r;
@@ -1361,8 +1361,7 @@ rclient_main(void *arg)
     struct harness_conn *c = harness_conn_open(k->port, HARNESS_TIMEOUT_MS);
 
     k->lost = c == NULL;
-    for (uint64_t round = 0; !k->lost && !atomic_load(&reload_stop);
-         round++) {
+    for (uint64_t round = 0; !k->lost && !atomic_load(&reload_stop); round++) {
         for (int i = 0; i < RELOAD_KEYS && !k->lost; i++) {
             if (!rclient_step(c, k->key[i], round, k->idx, &k->lost)) {
                 *(k->moved[i] ? &k->err_moved : &k->err_still) += 1;
@@ -1440,12 +1439,12 @@ test_reload_under_load(void **state)
     if (harness_direct()) {
         skip();
     }
-    pool_start_servers(&p, 3);            /* A, B, C */
+    pool_start_servers(&p, 3); /* A, B, C */
     base_conns = curr_connections(p.mc[0].port);
     pool_conf_init(&p, &pc1);
-    pc1.n = 2;                            /* [A, B] */
+    pc1.n = 2; /* [A, B] */
     pool_start_riven(&p, &pc1);
-    pc2 = pc1;                            /* [B, C] */
+    pc2 = pc1; /* [B, C] */
     pc2.ports[0] = p.mc[1].port;
     pc2.ports[1] = p.mc[2].port;
     mc1 = lmc_create(&pc1);
@@ -1479,7 +1478,7 @@ test_reload_under_load(void **state)
     rclients_advance(k, 3);
 
     pc2.listen_port = pc1.listen_port;
-    conf_write(p.path, &pc2);             /* atomic rename */
+    conf_write(p.path, &pc2); /* atomic rename */
     assert_int_equal(harness_proc_signal(&p.rv, SIGHUP), 0);
     c = harness_conn_open(pc1.listen_port, HARNESS_TIMEOUT_MS);
     assert_non_null(c);
@@ -1491,7 +1490,7 @@ test_reload_under_load(void **state)
         reload_ms = wait_reply(c, marker, want, 5000);
     }
     harness_conn_close(c);
-    rclients_advance(k, 3);               /* everyone on the new config */
+    rclients_advance(k, 3); /* everyone on the new config */
     atomic_store(&reload_stop, 1);
     for (int i = 0; i < RELOAD_CLIENTS; i++) {
         pthread_join(k[i].tid, NULL);
@@ -1510,10 +1509,11 @@ test_reload_under_load(void **state)
     printf("    reload seen after %lld ms; %llu rounds of %d set+get by %d "
            "clients; %zu of %d keys moved: %llu errors on moved keys, %llu "
            "on the others; %zu connections lost, %zu dead; A's "
-           "connections %ld (before riven %ld)\n", (long long)reload_ms,
-           (unsigned long long)rounds, RELOAD_KEYS, RELOAD_CLIENTS, nmoved,
-           RELOAD_CLIENTS * RELOAD_KEYS, (unsigned long long)err_moved,
-           (unsigned long long)err_still, lost, dead, a_conns, base_conns);
+           "connections %ld (before riven %ld)\n",
+           (long long)reload_ms, (unsigned long long)rounds, RELOAD_KEYS,
+           RELOAD_CLIENTS, nmoved, RELOAD_CLIENTS * RELOAD_KEYS,
+           (unsigned long long)err_moved, (unsigned long long)err_still, lost,
+           dead, a_conns, base_conns);
     free(k);
     memcached_free(mc1);
     memcached_free(mc2);
@@ -1577,8 +1577,8 @@ test_eject_rehash(void **state)
             break;
         }
         if (strcmp(line, UNAVAILABLE) != 0) {
-            harness_dump("integ_pool: set on a dead server", line,
-                         strlen(line), 200);
+            harness_dump("integ_pool: set on a dead server", line, strlen(line),
+                         200);
         }
         errors++;
         free(line);
@@ -1632,8 +1632,9 @@ test_eject_rehash(void **state)
     }
     printf("    eject_rehash: %d failures before the first rehashed set; "
            "%d/%d stored, %d/%d read back, %d/%d on one live server, %d/%d "
-           "live keys in place\n", errors, stored, NKEYS, hits, NKEYS,
-           on_live, NKEYS, live_placed, NKEYS);
+           "live keys in place\n",
+           errors, stored, NKEYS, hits, NKEYS, on_live, NKEYS, live_placed,
+           NKEYS);
     harness_conn_close(c);
     memcached_free(mc);
     pool_stop(&p);

@@ -29,9 +29,8 @@
 #define KEYS_PER    50
 
 static struct harness_stack stack;
-static pthread_barrier_t    start_line;
-static atomic_ulong         total_sets, total_gets, total_errors,
-                            total_mismatches;
+static pthread_barrier_t start_line;
+static atomic_ulong total_sets, total_gets, total_errors, total_mismatches;
 
 /* Value for (tid, iter): a header plus filler of a varying length. */
 static size_t
@@ -56,9 +55,9 @@ worker(void *arg)
     char key[64], val[512];
     int64_t deadline;
 
-    if (m == NULL || memcached_server_add(m, "127.0.0.1",
-                                          (in_port_t)stack.port) !=
-                     MEMCACHED_SUCCESS) {
+    if (m == NULL ||
+        memcached_server_add(m, "127.0.0.1", (in_port_t)stack.port) !=
+            MEMCACHED_SUCCESS) {
         atomic_fetch_add(&total_errors, 1);
         pthread_barrier_wait(&start_line);
         memcached_free(m);
@@ -69,8 +68,8 @@ worker(void *arg)
     pthread_barrier_wait(&start_line);
     deadline = harness_now_ms() + DURATION_MS;
     for (int i = 0; i < ITER_MAX && harness_now_ms() < deadline; i++) {
-        size_t klen = (size_t)snprintf(key, sizeof(key), "stress:%d:%d",
-                                       tid, i % KEYS_PER);
+        size_t klen = (size_t)snprintf(key, sizeof(key), "stress:%d:%d", tid,
+                                       i % KEYS_PER);
         size_t vlen = make_value(val, sizeof(val), tid, i);
         memcached_return_t rc;
         uint32_t flags = 0;
@@ -131,16 +130,16 @@ test_stress(void **state)
             threads = 1;
         }
         printf("    ulimit -n is %ld: scaling down to %d threads "
-               "(need %d for %d)\n", nofile, threads, 2 * THREADS + 64,
-               THREADS);
+               "(need %d for %d)\n",
+               nofile, threads, 2 * THREADS + 64, THREADS);
     }
-    assert_int_equal(pthread_barrier_init(&start_line, NULL,
-                                          (unsigned)threads + 1), 0);
+    assert_int_equal(
+        pthread_barrier_init(&start_line, NULL, (unsigned)threads + 1), 0);
     pthread_attr_init(&attr);
     pthread_attr_setstacksize(&attr, 256 * 1024);
     for (int i = 0; i < threads; i++) {
-        assert_int_equal(pthread_create(&tids[i], &attr, worker,
-                                        (void *)(intptr_t)i), 0);
+        assert_int_equal(
+            pthread_create(&tids[i], &attr, worker, (void *)(intptr_t)i), 0);
     }
     pthread_barrier_wait(&start_line);
     t0 = harness_now_ms();
@@ -151,9 +150,10 @@ test_stress(void **state)
     pthread_attr_destroy(&attr);
     pthread_barrier_destroy(&start_line);
     printf("    %d threads, %lld ms: %lu sets, %lu gets, %lu errors, "
-           "%lu wrong values (%.0f ops/s)\n", threads, (long long)ms,
-           atomic_load(&total_sets), atomic_load(&total_gets),
-           atomic_load(&total_errors), atomic_load(&total_mismatches),
+           "%lu wrong values (%.0f ops/s)\n",
+           threads, (long long)ms, atomic_load(&total_sets),
+           atomic_load(&total_gets), atomic_load(&total_errors),
+           atomic_load(&total_mismatches),
            (double)(atomic_load(&total_sets) + atomic_load(&total_gets)) *
                1000.0 / (double)(ms > 0 ? ms : 1));
     assert_int_equal(atomic_load(&total_mismatches), 0);

@@ -101,8 +101,7 @@ write_config(char *path, size_t len, int listen_port, int request_ms)
 {
     FILE *f;
 
-    snprintf(path, len, "/tmp/riven-sd-%d-%d.yml", (int)getpid(),
-             listen_port);
+    snprintf(path, len, "/tmp/riven-sd-%d-%d.yml", (int)getpid(), listen_port);
     f = fopen(path, "w");
     if (f == NULL) {
         return -1;
@@ -157,16 +156,25 @@ test_socket_activation(void **state)
     snprintf(lst, sizeof(lst), "127.0.0.1:%d", port);
     snprintf(lother, sizeof(lother), "127.0.0.1:%d", other);
     snprintf(back, sizeof(back), "127.0.0.1:%d", mc.port);
-    const char *argv[] = {"systemd-socket-activate", "-l", lst,
-                          harness_riven_bin(), "-q", "-m", "off", "-l", lother,
-                          "-b", back, NULL};
+    const char *argv[] = {"systemd-socket-activate",
+                          "-l",
+                          lst,
+                          harness_riven_bin(),
+                          "-q",
+                          "-m",
+                          "off",
+                          "-l",
+                          lother,
+                          "-b",
+                          back,
+                          NULL};
     assert_int_equal(harness_spawn(&sa, "activate", argv), 0);
     assert_int_equal(harness_wait_ready(&sa, port, 5000), 0);
     c = harness_conn_open(port, 2000);
     assert_non_null(c);
     assert_true(harness_roundtrip(c, "set sa 1 0 2\r\nok\r\n", "STORED\r\n"));
-    assert_true(harness_roundtrip(c, "get sa\r\n",
-                                  "VALUE sa 1 2\r\nok\r\nEND\r\n"));
+    assert_true(
+        harness_roundtrip(c, "get sa\r\n", "VALUE sa 1 2\r\nok\r\nEND\r\n"));
     harness_conn_close(c);
     /* riven binds nothing but what systemd passed */
     assert_null(harness_conn_open(other, 300));
@@ -237,8 +245,8 @@ log_lines(bool journal, char *out, size_t len)
     if (journal) {
         setenv("JOURNAL_STREAM", cmd, 1);
     }
-    snprintf(cmd, sizeof(cmd), "exec %s -m off -c %s 2>>%s", harness_riven_bin(),
-             conf, path);
+    snprintf(cmd, sizeof(cmd), "exec %s -m off -c %s 2>>%s",
+             harness_riven_bin(), conf, path);
     const char *argv[] = {"/bin/sh", "-c", cmd, NULL};
     assert_int_equal(harness_spawn(&rv, "riven", argv), 0);
     unsetenv("JOURNAL_STREAM");

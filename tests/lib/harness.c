@@ -89,7 +89,7 @@ on_fatal_signal(int sig)
 static void
 harness_init(void)
 {
-    static const int sigs[] = { SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGABRT };
+    static const int sigs[] = {SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGABRT};
     struct sigaction sa;
 
     if (inited) {
@@ -185,8 +185,7 @@ harness_nofile_limit(void)
 }
 
 int
-harness_spawn(struct harness_proc *p, const char *name,
-              const char *const *argv)
+harness_spawn(struct harness_proc *p, const char *name, const char *const *argv)
 {
     pid_t parent = getpid();
     pid_t pid;
@@ -240,8 +239,8 @@ harness_proc_alive(struct harness_proc *p)
     }
     if (r == p->pid) {
         if (WIFEXITED(status)) {
-            fprintf(stderr, "harness: %s (pid %d) exited with %d\n",
-                    p->name, p->pid, WEXITSTATUS(status));
+            fprintf(stderr, "harness: %s (pid %d) exited with %d\n", p->name,
+                    p->pid, WEXITSTATUS(status));
         } else if (WIFSIGNALED(status)) {
             fprintf(stderr, "harness: %s (pid %d) killed by signal %d\n",
                     p->name, p->pid, WTERMSIG(status));
@@ -336,8 +335,10 @@ harness_proc_stop(struct harness_proc *p, int timeout_ms)
     kill(pid, SIGCONT); /* a stopped process cannot act on SIGTERM */
     status = harness_proc_wait(p, timeout_ms);
     if (p->pid > 0) {
-        fprintf(stderr, "harness: %s (pid %d) ignored SIGTERM for %d ms, "
-                "killing\n", p->name, pid, timeout_ms);
+        fprintf(stderr,
+                "harness: %s (pid %d) ignored SIGTERM for %d ms, "
+                "killing\n",
+                p->name, pid, timeout_ms);
         kill(pid, SIGKILL);
         waitpid(pid, &status, 0);
         reg_del(pid);
@@ -436,8 +437,7 @@ start_and_wait(struct harness_proc *p, const char *name,
 
 /* Append a NULL-terminated list to argv at *n (bounded by max - 1). */
 static int
-append_args(const char **argv, size_t *n, size_t max,
-            const char *const *extra)
+append_args(const char **argv, size_t *n, size_t max, const char *const *extra)
 {
     for (size_t i = 0; extra != NULL && extra[i] != NULL; i++) {
         if (*n + 1 >= max) {
@@ -657,7 +657,7 @@ harness_sends(struct harness_conn *c, const char *s)
 static ssize_t
 fill(struct harness_conn *c, int64_t deadline)
 {
-    struct pollfd pfd = { .fd = c->fd, .events = POLLIN };
+    struct pollfd pfd = {.fd = c->fd, .events = POLLIN};
     int64_t left;
     ssize_t n;
 
@@ -724,8 +724,8 @@ harness_recv_until(struct harness_conn *c, const char *term, size_t termlen,
 
     for (;;) {
         if (c->len >= termlen) {
-            const char *hit = memmem(c->buf + from, c->len - from, term,
-                                     termlen);
+            const char *hit =
+                memmem(c->buf + from, c->len - from, term, termlen);
 
             if (hit != NULL) {
                 size_t n = (size_t)(hit - c->buf) + termlen;
@@ -764,8 +764,7 @@ harness_expect_n(struct harness_conn *c, const void *want, size_t len,
     ssize_t r = 1;
 
     /* Read until len bytes, or until what we have already differs. */
-    while (c->len < len &&
-           (c->len == 0 || memcmp(c->buf, want, c->len) == 0)) {
+    while (c->len < len && (c->len == 0 || memcmp(c->buf, want, c->len) == 0)) {
         r = fill(c, deadline);
         if (r <= 0) {
             break;
@@ -780,8 +779,10 @@ harness_expect_n(struct harness_conn *c, const void *want, size_t len,
         return true;
     }
     fprintf(stderr, "harness: unexpected reply (%s)\n",
-            r == 0 ? "connection closed" :
-            r == -2 ? "timeout" : r < 0 ? "error" : "mismatch");
+            r == 0    ? "connection closed"
+            : r == -2 ? "timeout"
+            : r < 0   ? "error"
+                      : "mismatch");
     harness_diff("expected", want, len, "received", c->buf,
                  c->len < len ? c->len : len);
     return false;
@@ -860,8 +861,8 @@ harness_dump(const char *label, const void *data, size_t len, size_t max)
 }
 
 long
-harness_diff(const char *name_a, const void *a, size_t alen,
-             const char *name_b, const void *b, size_t blen)
+harness_diff(const char *name_a, const void *a, size_t alen, const char *name_b,
+             const void *b, size_t blen)
 {
     const unsigned char *pa = a, *pb = b;
     size_t min = alen < blen ? alen : blen;
@@ -875,9 +876,10 @@ harness_diff(const char *name_a, const void *a, size_t alen,
         return -1;
     }
     from = i > 160 ? i - 160 : 0;
-    fprintf(stderr, "harness: first difference at byte %zu (%s has %zu "
-            "bytes, %s has %zu); showing from byte %zu\n", i, name_a, alen,
-            name_b, blen, from);
+    fprintf(stderr,
+            "harness: first difference at byte %zu (%s has %zu "
+            "bytes, %s has %zu); showing from byte %zu\n",
+            i, name_a, alen, name_b, blen, from);
     snprintf(label, sizeof(label), "  %s", name_a);
     harness_dump(label, pa + from, alen - from, 400);
     snprintf(label, sizeof(label), "  %s", name_b);

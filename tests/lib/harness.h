@@ -30,16 +30,16 @@
 #define HARNESS_TIMEOUT_MS 5000 /* default deadline for one reply */
 
 struct harness_proc {
-    pid_t pid;       /* -1 when not running */
-    int   port;      /* TCP port it listens on (127.0.0.1) */
-    char  name[16];  /* "memcached", "riven", "strace": for messages */
+    pid_t pid;     /* -1 when not running */
+    int port;      /* TCP port it listens on (127.0.0.1) */
+    char name[16]; /* "memcached", "riven", "strace": for messages */
 };
 
 /* A memcached with riven in front, or the memcached alone (direct mode). */
 struct harness_stack {
-    struct harness_proc mc;    /* the backend */
-    struct harness_proc rv;    /* riven; pid -1 in direct mode */
-    int                 port;  /* the port clients use */
+    struct harness_proc mc; /* the backend */
+    struct harness_proc rv; /* riven; pid -1 in direct mode */
+    int port;               /* the port clients use */
 };
 
 /* Milliseconds of CLOCK_MONOTONIC. */
@@ -117,9 +117,9 @@ bool harness_stack_alive(struct harness_stack *s);
 /* A client socket with a read buffer: bytes past what a read helper
  * returned stay buffered for the next call. */
 struct harness_conn {
-    int    fd;
-    char  *buf;   /* owned */
-    size_t len;   /* buffered bytes */
+    int fd;
+    char *buf;  /* owned */
+    size_t len; /* buffered bytes */
     size_t cap;
 };
 
@@ -162,8 +162,7 @@ bool harness_wait_eof(struct harness_conn *c, int timeout_ms);
 bool harness_quiet(struct harness_conn *c, int timeout_ms);
 
 /* Print len bytes of data to stderr with C escapes, at most max bytes. */
-void harness_dump(const char *label, const void *data, size_t len,
-                  size_t max);
+void harness_dump(const char *label, const void *data, size_t len, size_t max);
 
 /* Print both streams around the first differing byte. Returns the offset
  * of the first difference, or -1 if a and b are equal. */

@@ -88,7 +88,8 @@ assert_defaults(const struct config *cfg)
     assert_int_equal(cfg->nlisten, 1);
     assert_inet(&cfg->listen[0], "127.0.0.1:11311", "127.0.0.1", 11311);
     assert_int_equal(cfg->pool.nservers, 1);
-    assert_inet(&cfg->pool.servers[0].addr, "127.0.0.1:11211", "127.0.0.1", 11211);
+    assert_inet(&cfg->pool.servers[0].addr, "127.0.0.1:11211", "127.0.0.1",
+                11211);
     assert_int_equal(cfg->pool.servers[0].weight, 1);
 }
 
@@ -194,7 +195,8 @@ test_every_key_set(void **state)
     assert_inet(&cfg->listen[0], "10.0.0.1:1", "10.0.0.1", 1);
     assert_inet(&cfg->listen[1], "10.0.0.2:65535", "10.0.0.2", 65535);
     assert_int_equal(cfg->pool.nservers, 1);
-    assert_inet(&cfg->pool.servers[0].addr, "10.1.0.1:11211", "10.1.0.1", 11211);
+    assert_inet(&cfg->pool.servers[0].addr, "10.1.0.1:11211", "10.1.0.1",
+                11211);
     assert_int_equal(cfg->connect_timeout_ms, 1);
     assert_int_equal(cfg->request_timeout_ms, 3600000);
     assert_int_equal(cfg->max_connections, 10000000);
@@ -254,9 +256,11 @@ test_server_mappings(void **state)
 
     (void)state;
     assert_int_equal(cfg->pool.nservers, 4);
-    assert_inet(&cfg->pool.servers[0].addr, "10.0.0.1:11211", "10.0.0.1", 11211);
+    assert_inet(&cfg->pool.servers[0].addr, "10.0.0.1:11211", "10.0.0.1",
+                11211);
     assert_int_equal(cfg->pool.servers[0].weight, 1);
-    assert_inet(&cfg->pool.servers[1].addr, "10.0.0.2:11212", "10.0.0.2", 11212);
+    assert_inet(&cfg->pool.servers[1].addr, "10.0.0.2:11212", "10.0.0.2",
+                11212);
     assert_int_equal(cfg->pool.servers[1].weight, 3);
     assert_string_equal(cfg->pool.servers[2].addr.name, "[::1]:11213");
     assert_int_equal(cfg->pool.servers[2].addr.ss.ss_family, AF_INET6);

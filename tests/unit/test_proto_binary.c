@@ -64,21 +64,21 @@
 
 #include "proto_binary.h"
 
-#define MIB (1024u * 1024u)
-#define B(lit) lit, sizeof(lit) - 1
+#define MIB      (1024u * 1024u)
+#define B(lit)   lit, sizeof(lit) - 1
 #define EXT(lit) .ext = lit, .next = sizeof(lit) - 1
 
 /* ---- packets ---- */
 
 struct pk {
-    uint8_t     op;
-    const char *ext;     /* extras bytes */
-    size_t      next;
-    const char *key;     /* NULL: none */
-    const char *val;     /* NULL: none */
-    uint64_t    cas;     /* header CAS */
-    uint32_t    opaque;
-    uint32_t    bodylen; /* 0: extras + key + value */
+    uint8_t op;
+    const char *ext; /* extras bytes */
+    size_t next;
+    const char *key; /* NULL: none */
+    const char *val; /* NULL: none */
+    uint64_t cas;    /* header CAS */
+    uint32_t opaque;
+    uint32_t bodylen; /* 0: extras + key + value */
 };
 
 static void
@@ -124,43 +124,45 @@ dup_exact(const char *s, size_t n)
 /* ---- parser table ---- */
 
 struct pcase {
-    const char   *name;
-    struct pk     pk;
-    size_t        item_max; /* 0: 1 MiB */
-    size_t        answer;   /* bytes needed for ST_OK; 0: whole packet */
-    size_t        consumed; /* consumed when whole; 0: whole packet */
-    size_t        partial;  /* consumed when answer <= cut < whole, the
-                               rest swallowed; 0: as consumed, none */
-    enum req_cmd  cmd;
-    uint32_t      rflags;
-    const char   *key;      /* NULL: no key expected */
-    const char   *val;      /* NULL: no value expected */
-    const char   *args;     /* NULL: no args expected */
-    uint32_t      nkeys;
-    uint32_t      flags;
-    int64_t       exptime;
-    uint64_t      cas;
-    uint64_t      delta;
-    uint64_t      initial;
+    const char *name;
+    struct pk pk;
+    size_t item_max; /* 0: 1 MiB */
+    size_t answer;   /* bytes needed for ST_OK; 0: whole packet */
+    size_t consumed; /* consumed when whole; 0: whole packet */
+    size_t partial;  /* consumed when answer <= cut < whole, the
+                        rest swallowed; 0: as consumed, none */
+    enum req_cmd cmd;
+    uint32_t rflags;
+    const char *key;  /* NULL: no key expected */
+    const char *val;  /* NULL: no value expected */
+    const char *args; /* NULL: no args expected */
+    uint32_t nkeys;
+    uint32_t flags;
+    int64_t exptime;
+    uint64_t cas;
+    uint64_t delta;
+    uint64_t initial;
     enum res_kind err;
 };
 
-#define X10 "xxxxxxxxxx"
-#define X50 X10 X10 X10 X10 X10
+#define X10  "xxxxxxxxxx"
+#define X50  X10 X10 X10 X10 X10
 #define X250 X50 X50 X50 X50 X50
 
 #define SX "\xde\xad\xbe\xef\x00\x00\x0e\x10" /* flags, exptime 3600 */
-#define IX "\x00\x00\x00\x00\x00\x00\x00\x05" \
-           "\x00\x00\x00\x00\x00\x00\x00\x07" \
-           "\x00\x00\x00\x64" /* delta 5, initial 7, exptime 100 */
-#define IXNEVER "\x00\x00\x00\x00\x00\x00\x00\x05" \
-                "\x00\x00\x00\x00\x00\x00\x00\x07" \
-                "\xff\xff\xff\xff"
+#define IX                                                                     \
+    "\x00\x00\x00\x00\x00\x00\x00\x05"                                         \
+    "\x00\x00\x00\x00\x00\x00\x00\x07"                                         \
+    "\x00\x00\x00\x64" /* delta 5, initial 7, exptime 100 */
+#define IXNEVER                                                                \
+    "\x00\x00\x00\x00\x00\x00\x00\x05"                                         \
+    "\x00\x00\x00\x00\x00\x00\x00\x07"                                         \
+    "\xff\xff\xff\xff"
 #define E100 "\x00\x00\x00\x64"
 
 #define RC REQ_F_RET_CAS
 #define RK REQ_F_RET_KEY
-#define Q REQ_F_QUIET
+#define Q  REQ_F_QUIET
 #define CE RES_CLIENT_ERROR
 
 /* clang-format off */
@@ -473,8 +475,7 @@ test_ignored_fields(void **state)
     pkt[5] = 1;
     pkt[6] = 0;
     pkt[7] = 5;
-    assert_int_equal(proto_binary_parse(pkt, n, MIB, &r, &used, &need),
-                     ST_OK);
+    assert_int_equal(proto_binary_parse(pkt, n, MIB, &r, &used, &need), ST_OK);
     assert_int_equal(r.err, RES_NONE);
     assert_int_equal(used, n);
 }
@@ -537,16 +538,16 @@ expect_bytes(const struct outq *q, const char *want, size_t n)
 }
 
 struct ecase {
-    const char   *name;
-    const char   *req;  /* the request sent to memcached */
-    size_t        nreq;
+    const char *name;
+    const char *req; /* the request sent to memcached */
+    size_t nreq;
     enum res_kind kind; /* what the orca answers */
-    uint32_t      flags;
-    uint64_t      cas;
-    const char   *val;
-    const char   *msg;
-    const char   *want; /* memcached 1.6.18's reply */
-    size_t        nwant;
+    uint32_t flags;
+    uint64_t cas;
+    const char *val;
+    const char *msg;
+    const char *want; /* memcached 1.6.18's reply */
+    size_t nwant;
 };
 
 /* clang-format off */
@@ -1174,8 +1175,7 @@ parse_one(const char *pkt, size_t n, struct request *r)
 {
     size_t used, need;
 
-    assert_int_equal(proto_binary_parse(pkt, n, MIB, r, &used, &need),
-                     ST_OK);
+    assert_int_equal(proto_binary_parse(pkt, n, MIB, r, &used, &need), ST_OK);
 }
 
 static void
@@ -1197,8 +1197,8 @@ test_encode_golden(void **state)
     for (size_t i = 0; i < NELEMS(ecases); i++) {
         const struct ecase *c = &ecases[i];
         struct request req;
-        struct response res = {.kind = c->kind, .flags = c->flags,
-                               .cas = c->cas};
+        struct response res = {
+            .kind = c->kind, .flags = c->flags, .cas = c->cas};
 
         print_message("case %s\n", c->name);
         parse_one(c->req, c->nreq, &req);
@@ -1276,8 +1276,8 @@ test_encode_stats(void **state)
         "\x81\x10\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x05"
         "\x00\x00\x00\x00\x00\x00\x00\x00";
     struct pk p = {.op = BIN_STAT, .opaque = 5};
-    struct response res = {.kind = RES_RAW, .val = raw,
-                           .nval = sizeof(raw) - 1};
+    struct response res = {
+        .kind = RES_RAW, .val = raw, .nval = sizeof(raw) - 1};
     char pkt[64];
     struct request req;
 
@@ -1292,18 +1292,22 @@ test_encode_backend_errors(void **state)
 {
     static const char tmpfail[] =
         "\x81\x01\x00\x00\x00\x00\x00\x86\x00\x00\x00\x0f\x00\x00\x00\x09"
-        "\x00\x00\x00\x00\x00\x00\x00\x00" "backend timeout";
+        "\x00\x00\x00\x00\x00\x00\x00\x00"
+        "backend timeout";
     static const char unavail[] =
         "\x81\x0d\x00\x00\x00\x00\x00\x86\x00\x00\x00\x13\x00\x00\x00\x09"
-        "\x00\x00\x00\x00\x00\x00\x00\x00" "backend unavailable";
+        "\x00\x00\x00\x00\x00\x00\x00\x00"
+        "backend unavailable";
     static const char internal[] =
         "\x81\x01\x00\x00\x00\x00\x00\x84\x00\x00\x00\x0d\x00\x00\x00\x09"
-        "\x00\x00\x00\x00\x00\x00\x00\x00" "backend error";
+        "\x00\x00\x00\x00\x00\x00\x00\x00"
+        "backend error";
     static const char nomem[] = /* as memcached -M sent it */
         "\x81\x01\x00\x00\x00\x00\x00\x82\x00\x00\x00\x1d\x00\x00\x00\x09"
-        "\x00\x00\x00\x00\x00\x00\x00\x00" "Out of memory allocating item";
-    struct pk set = {.op = BIN_SET, EXT(SX), .key = "k", .val = "v",
-                     .opaque = 9};
+        "\x00\x00\x00\x00\x00\x00\x00\x00"
+        "Out of memory allocating item";
+    struct pk set = {
+        .op = BIN_SET, EXT(SX), .key = "k", .val = "v", .opaque = 9};
     struct pk getkq = {.op = BIN_GETKQ, .key = "k", .opaque = 9};
     char pkt[64];
     struct request req;
@@ -1329,8 +1333,7 @@ test_encode_value_ref(void **state)
 {
     static char big[4096];
     struct pk p = {.op = BIN_GET, .key = "k"};
-    struct response res = {.kind = RES_VALUE, .val = big,
-                           .nval = sizeof(big)};
+    struct response res = {.kind = RES_VALUE, .val = big, .nval = sizeof(big)};
     struct request req;
     struct iovec iov[8];
     struct outq q;

@@ -422,9 +422,8 @@ static const struct dec_case dec_cases[] = {
     {"stats cachedump", REQ_STATS, "cachedump 1 0",
      RAW("ITEM foo:b [1 b; 0 s]\r\nITEM a [1 b; 0 s]\r\nEND\r\n")},
     /* a stats reply of one error line is that error */
-    {"stats bad slab", REQ_STATS, NULL,
-     IN("CLIENT_ERROR Illegal slab id\r\n"), RES_CLIENT_ERROR,
-     .msg = "Illegal slab id"},
+    {"stats bad slab", REQ_STATS, NULL, IN("CLIENT_ERROR Illegal slab id\r\n"),
+     RES_CLIENT_ERROR, .msg = "Illegal slab id"},
     {"stats detail usage", REQ_STATS, "detail",
      IN("CLIENT_ERROR usage: stats detail on|off|dump\r\n"), RES_CLIENT_ERROR,
      .msg = "usage: stats detail on|off|dump"},

@@ -88,32 +88,32 @@
 
 #include "proto_text.h"
 
-#define MIB (1024u * 1024u)
+#define MIB    (1024u * 1024u)
 #define S(lit) lit, sizeof(lit) - 1
 
 struct pcase {
-    const char   *name;
-    const char   *in;       /* exactly one command */
-    size_t        inlen;    /* 0: strlen(in) */
-    size_t        item_max; /* 0: 1 MiB */
-    size_t        consumed; /* 0: inlen */
-    enum req_cmd  cmd;
-    uint32_t      rflags;
-    const char   *key;      /* NULL: no key expected */
-    const char   *val;      /* NULL: no value expected */
-    uint32_t      flags;
-    int64_t       exptime;
-    uint64_t      cas;
-    uint64_t      delta;
-    const char   *args;     /* NULL: no args expected */
-    uint32_t      nkeys;
-    size_t        swallow;
+    const char *name;
+    const char *in;  /* exactly one command */
+    size_t inlen;    /* 0: strlen(in) */
+    size_t item_max; /* 0: 1 MiB */
+    size_t consumed; /* 0: inlen */
+    enum req_cmd cmd;
+    uint32_t rflags;
+    const char *key; /* NULL: no key expected */
+    const char *val; /* NULL: no value expected */
+    uint32_t flags;
+    int64_t exptime;
+    uint64_t cas;
+    uint64_t delta;
+    const char *args; /* NULL: no args expected */
+    uint32_t nkeys;
+    size_t swallow;
     enum res_kind err;
-    const char   *errmsg;
+    const char *errmsg;
 };
 
-#define X10 "xxxxxxxxxx"
-#define X50 X10 X10 X10 X10 X10
+#define X10  "xxxxxxxxxx"
+#define X50  X10 X10 X10 X10 X10
 #define X250 X50 X50 X50 X50 X50
 
 #define FL (REQ_F_FIRST | REQ_F_LAST)
@@ -425,8 +425,8 @@ test_table(void **state)
         print_message("case %s\n", c->name);
         for (size_t cut = 0; cut < want; cut++) {
             buf = dup_exact(c->in, cut);
-            assert_int_equal(
-                proto_text_parse(buf, cut, imax, &r, &used, &need), ST_AGAIN);
+            assert_int_equal(proto_text_parse(buf, cut, imax, &r, &used, &need),
+                             ST_AGAIN);
             assert_true(need == 0 || need == want);
             free(buf);
         }
@@ -481,8 +481,7 @@ test_long_lines(void **state)
     assert_non_null(buf);
     memset(buf, 'x', n);
     /* not a get: 2048 bytes without '\n' may still grow, 2049 may not */
-    assert_int_equal(parse_str(buf, TEXT_LINE_MAX, &r, &used, &need),
-                     ST_AGAIN);
+    assert_int_equal(parse_str(buf, TEXT_LINE_MAX, &r, &used, &need), ST_AGAIN);
     assert_int_equal(parse_str(buf, TEXT_LINE_MAX + 1, &r, &used, &need),
                      ST_PROTO);
     /* but a complete long line is a command (memcached: "ERROR") */
@@ -623,8 +622,7 @@ test_pipeline(void **state)
     (void)state;
     for (size_t i = 0; i < NELEMS(want); i++) {
         assert_int_equal(
-            proto_text_parse(in + off, len - off, 10, &r, &used, &need),
-            ST_OK);
+            proto_text_parse(in + off, len - off, 10, &r, &used, &need), ST_OK);
         assert_int_equal(r.cmd, want[i].cmd);
         assert_int_equal(r.err, want[i].err);
         assert_int_equal(used, want[i].used);
@@ -671,13 +669,18 @@ test_encode_simple(void **state)
 {
     static const struct {
         enum res_kind kind;
-        const char   *want;
+        const char *want;
     } t[] = {
-        {RES_STORED, "STORED\r\n"},       {RES_NOT_STORED, "NOT_STORED\r\n"},
-        {RES_EXISTS, "EXISTS\r\n"},       {RES_NOT_FOUND, "NOT_FOUND\r\n"},
-        {RES_DELETED, "DELETED\r\n"},     {RES_TOUCHED, "TOUCHED\r\n"},
-        {RES_OK, "OK\r\n"},               {RES_ERROR, "ERROR\r\n"},
-        {RES_VERSION, "VERSION 1.2.3\r\n"}, {RES_QUIT, ""},
+        {RES_STORED, "STORED\r\n"},
+        {RES_NOT_STORED, "NOT_STORED\r\n"},
+        {RES_EXISTS, "EXISTS\r\n"},
+        {RES_NOT_FOUND, "NOT_FOUND\r\n"},
+        {RES_DELETED, "DELETED\r\n"},
+        {RES_TOUCHED, "TOUCHED\r\n"},
+        {RES_OK, "OK\r\n"},
+        {RES_ERROR, "ERROR\r\n"},
+        {RES_VERSION, "VERSION 1.2.3\r\n"},
+        {RES_QUIT, ""},
         {RES_NONE, ""},
     };
     struct request req = {.cmd = REQ_SET};
@@ -701,8 +704,7 @@ test_encode_errors(void **state)
     encode_expect(&req, &res,
                   S("CLIENT_ERROR invalid numeric delta argument\r\n"));
     res_set_error(&res, RES_SERVER_ERROR, MSG_TOO_LARGE);
-    encode_expect(&req, &res,
-                  S("SERVER_ERROR object too large for cache\r\n"));
+    encode_expect(&req, &res, S("SERVER_ERROR object too large for cache\r\n"));
     res_set_error(&res, RES_CLIENT_ERROR, MSG_DELETE_USAGE);
     encode_expect(&req, &res,
                   S("CLIENT_ERROR bad command line format.  "
@@ -724,9 +726,9 @@ static void
 test_encode_noreply(void **state)
 {
     static const enum res_kind kinds[] = {
-        RES_STORED,    RES_NOT_STORED,   RES_EXISTS,       RES_NOT_FOUND,
-        RES_DELETED,   RES_TOUCHED,      RES_NUMBER,       RES_OK,
-        RES_ERROR,     RES_CLIENT_ERROR, RES_SERVER_ERROR,
+        RES_STORED,  RES_NOT_STORED,   RES_EXISTS,       RES_NOT_FOUND,
+        RES_DELETED, RES_TOUCHED,      RES_NUMBER,       RES_OK,
+        RES_ERROR,   RES_CLIENT_ERROR, RES_SERVER_ERROR,
     };
     struct request req = {.cmd = REQ_SET, .rflags = REQ_F_NOREPLY};
     struct response res = {.val = "5", .nval = 1, .msg = "x", .nmsg = 1};
@@ -757,10 +759,13 @@ test_encode_number_raw(void **state)
 static void
 test_encode_get(void **state)
 {
-    struct request req = {.cmd = REQ_GET, .key = "foo", .nkey = 3,
-                          .rflags = REQ_F_FIRST};
-    struct response res = {.kind = RES_VALUE, .flags = 4294967295u,
-                           .cas = 99, .val = "bar", .nval = 3};
+    struct request req = {
+        .cmd = REQ_GET, .key = "foo", .nkey = 3, .rflags = REQ_F_FIRST};
+    struct response res = {.kind = RES_VALUE,
+                           .flags = 4294967295u,
+                           .cas = 99,
+                           .val = "bar",
+                           .nval = 3};
     struct outq q;
 
     (void)state;
@@ -768,8 +773,7 @@ test_encode_get(void **state)
     req.rflags = REQ_F_LAST;
     encode_expect(&req, &res, S("VALUE foo 4294967295 3\r\nbar\r\nEND\r\n"));
     req.cmd = REQ_GETS;
-    encode_expect(&req, &res,
-                  S("VALUE foo 4294967295 3 99\r\nbar\r\nEND\r\n"));
+    encode_expect(&req, &res, S("VALUE foo 4294967295 3 99\r\nbar\r\nEND\r\n"));
     req.cmd = REQ_GATS;
     res.nval = 0;
     res.flags = 0;
@@ -812,7 +816,9 @@ test_encode_value_ref(void **state)
     enum { N = 1000 };
     char *val = malloc(N);
     char want[N + 64];
-    struct request req = {.cmd = REQ_GET, .key = "k", .nkey = 1,
+    struct request req = {.cmd = REQ_GET,
+                          .key = "k",
+                          .nkey = 1,
                           .rflags = REQ_F_FIRST | REQ_F_LAST};
     struct response res = {.kind = RES_VALUE, .val = val, .nval = N};
     struct outq q;
@@ -863,8 +869,8 @@ test_parse_encode_roundtrip(void **state)
         struct response res = {0};
         size_t used, need;
 
-        assert_int_equal(
-            parse_str(t[i].in, strlen(t[i].in), &r, &used, &need), ST_OK);
+        assert_int_equal(parse_str(t[i].in, strlen(t[i].in), &r, &used, &need),
+                         ST_OK);
         assert_int_not_equal(r.err, RES_NONE);
         res_set_error(&res, r.err, r.errmsg);
         encode_expect(&r, &res, t[i].out, strlen(t[i].out));
