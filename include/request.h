@@ -128,12 +128,15 @@ struct request {
     uint8_t opcode;     /* binary: the request's opcode */
     uint32_t opaque;    /* binary: echoed in the reply */
     uint64_t initial;   /* binary incr/decr: value if created */
+    uint32_t tag;       /* toward a backend: O<tag> on mg, checked against
+                           the reply's (0 = none) */
 };
 
 struct response {
     enum res_kind kind;
     uint32_t flags;  /* client flags of a hit */
     uint64_t cas;    /* CAS of a hit */
+    uint32_t tag;    /* the O<tag> a backend echoed, or 0 */
     int64_t ttl;     /* remaining TTL of a hit (REQ_F_RET_TTL):
                         -1 none, else seconds */
     const char *val; /* ref: value, number or raw block */

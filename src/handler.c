@@ -34,6 +34,7 @@
 struct pend {
     struct response *res; /* ref: batch response; NULL = drop reply */
     enum req_cmd cmd;     /* what the reply answers */
+    uint32_t tag;         /* O<tag> sent (reads), 0 if none */
     uint32_t rflags;      /* its REQ_F_* */
     const char *args;     /* ref: stats arguments, in the client's rbuf */
     size_t nargs;
@@ -119,6 +120,7 @@ handler_queue(struct handler *h, const struct request *req,
               struct response *res)
 {
     struct pend *p;
+    struct request tagged;
     enum status st;
 
     if (h->npend == h->cap) {
@@ -131,6 +133,13 @@ handler_queue(struct handler *h, const struct request *req,
         h->pend = p;
         h->cap = cap;
     }
+    if (req_is_get(req->cmd) || req->cmd == REQ_TOUCH) {
+        /* tag reads: a hit or miss alone cannot show that a backend
+         * answered out of order and handed one key another's value */
+        tagged = *req;
+        tagged.tag = (uint32_t)(h->npend % 1000000) + 1;
+        req = &tagged;
+    }
     if ((st = proto_meta_encode_request(req, &h->wbuf)) != ST_OK) {
         return st; /* ST_NOMEM, or ST_ERROR: not a request for a backend */
     }
@@ -138,6 +147,7 @@ handler_queue(struct handler *h, const struct request *req,
     p = &h->pend[h->npend++];
     p->res = res;
     p->cmd = req->cmd;
+    p->tag = req->tag;
     p->rflags = req->rflags;
     p->args = req->args;
     p->nargs = req->nargs;
@@ -360,6 +370,9 @@ decode_one(struct handler *h, size_t *need)
                                 &used, need);
     if (st != ST_OK) {
         return st;
+    }
+    if (p->tag != 0 && r->tag != p->tag) {
+        return ST_PROTO; /* the reply to another request */
     }
     p->val_off = r->val ? (size_t)(r->val - h->rbuf.start) : 0;
     p->msg_off = r->msg ? (size_t)(r->msg - h->rbuf.start) : 0;

@@ -339,7 +339,10 @@ settle_get_line(struct req_batch *b, size_t first, size_t last)
             answered = true;
         }
     }
-    if (!answered) {
+    if (!answered) { /* one error line answers the whole get line */
+        for (size_t k = first + 1; k <= last; k++) {
+            b->res[k].kind = RES_NONE;
+        }
         return;
     }
     for (size_t k = first; k <= last; k++) {

@@ -313,6 +313,10 @@ enc_get(const struct request *req, char *p)
     if (req->rflags & REQ_F_RET_TTL) {
         p = PUT_LIT(p, " t");
     }
+    if (req->tag != 0) { /* lets the handler match the reply to it */
+        p = PUT_LIT(p, " O");
+        p = put_u64(p, req->tag);
+    }
     if (req->cmd != REQ_GET && req->cmd != REQ_GETS) {
         p = PUT_LIT(p, " T");
         p = put_i64(p, req->exptime);
@@ -686,6 +690,9 @@ parse_flags(const char *s, size_t n, struct response *res)
         }
         if (s[i] == 't' && !util_parse_i64(s + i + 1, j - i - 1, &res->ttl)) {
             return false;
+        }
+        if (s[i] == 'O' && !util_parse_u32(s + i + 1, j - i - 1, &res->tag)) {
+            res->tag = 0; /* not one of riven's tags */
         }
         i = j;
     }

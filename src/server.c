@@ -345,6 +345,7 @@ write_client(struct server *s)
 
     while (done < s->out.total) {
         int n = outq_iov(&s->out, done, iov, IOV_CHUNK);
+        uint64_t t0 = s->cfg->client_write_timeout_ms ? util_now_ms() : 0;
         ssize_t w = writev(s->fd, iov, n);
 
         if (w < 0) {
@@ -356,6 +357,14 @@ write_client(struct server *s)
         }
         done += (size_t)w;
         metrics_add(M_CLIENT_TX_BYTES, (uint64_t)w);
+        /* SO_SNDTIMEO ends a stalled writev with what it sent so far; a
+         * client that took that long to accept a part has stopped
+         * reading: do not wait a second timeout for the rest. */
+        if (t0 != 0 && done < s->out.total &&
+            util_now_ms() - t0 >= s->cfg->client_write_timeout_ms) {
+            log_debug("%s: client stopped reading, closing", __func__);
+            return ST_ERROR;
+        }
     }
     return ST_OK;
 }

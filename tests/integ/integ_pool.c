@@ -599,8 +599,8 @@ struct kclient {
     struct sample *s;
     size_t n;
     _Atomic size_t rounds;
-    bool lost;       /* EOF, reset or no reply */
-    int64_t lost_us; /* when the request that got none went */
+    _Atomic bool lost; /* EOF, reset or no reply (read by kill_run) */
+    int64_t lost_us;   /* when the request that got none went */
 };
 
 static _Atomic int load_stop;
