@@ -65,7 +65,8 @@ MC_PID=$!; PIDS+=("$MC_PID")
 wait_port "$MC_PORT" || exit 1
 
 RV_PORT=$(free_port)
-"$RIVEN" -q -l 127.0.0.1:"$RV_PORT" -b 127.0.0.1:"$MC_PORT" &
+RV_METRICS=$(free_port)
+"$RIVEN" -q -l 127.0.0.1:"$RV_PORT" -b 127.0.0.1:"$MC_PORT" -m 127.0.0.1:"$RV_METRICS" &
 RV_PID=$!; PIDS+=("$RV_PID")
 RL_PORT=$(free_port)
 "$RELAY" "$RL_PORT" "$MC_PORT" &
@@ -135,18 +136,50 @@ for c in "${SETTINGS[@]}"; do
 done
 
 # syscalls and context switches per request: one strace'd run at c=64
+# I/O system calls per request: /proc/PID/io counts read-like (syscr) and
+# write-like (syscw) calls of every thread, exited ones included, so the
+# short-lived connection threads are counted too.
+io_calls() { awk '/^sysc[rw]:/ {s += $2} END {print s + 0}' /proc/"$1"/io 2>/dev/null; }
 SYS=""
-if command -v strace >/dev/null; then
-    for t in relay riven; do
-        strace -c -f -q -p "${PID[$t]}" -o "$TMP/strace.$t" &
-        sp=$!
-        sleep 0.5
-        timeout 120 memcaslap -s 127.0.0.1:"${PORT[$t]}" -T 1 -c 64 -x 20000 > /dev/null 2>&1
-        kill -INT "$sp"; wait "$sp" 2>/dev/null
-        calls=$(awk '/total/ {print $3}' "$TMP/strace.$t")
-        SYS+="| $t | $(awk -v c="${calls:-0}" 'BEGIN {printf "%.2f", c / 20000}') |"$'\n'
+for t in relay riven; do
+    a=$(io_calls "${PID[$t]}")
+    timeout 120 memcaslap -s 127.0.0.1:"${PORT[$t]}" -T 1 -c 64 -x 20000 > /dev/null 2>&1
+    b=$(io_calls "${PID[$t]}")
+    SYS+="| $t | $(awk -v a="${a:-0}" -v b="${b:-0}" 'BEGIN {printf "%.2f", (b - a) / 20000}') |"$'\n'
+done
+
+# The cost of scraping: riven at c=64 with /metrics read 10 times a second,
+# against the plain c=64 rounds above.
+scrape_loop() {
+    while :; do
+        (exec 3<>/dev/tcp/127.0.0.1/"$RV_METRICS" &&
+            printf 'GET /metrics HTTP/1.0\r\n\r\n' >&3 && cat <&3 > /dev/null) 2>/dev/null
+        sleep 0.1
     done
-fi
+}
+SCRAPED=""
+for r in $(seq 1 "$ROUNDS"); do
+    scrape_loop &
+    sl=$!
+    read -r tps _ < <(one_run riven 64)
+    kill "$sl" 2>/dev/null; wait "$sl" 2>/dev/null
+    SCRAPED+="$tps "
+    echo "bench: c=64 round $r riven with /metrics scraped 10/s: $tps ops/s"
+done
+
+# A new client while c=9000 connections are busy: connect + version, 20
+# times, timed by the idle tool (its slowest).
+C9=${SETTINGS[3]}
+timeout 120 memcaslap -s 127.0.0.1:"$RV_PORT" -T 1 -c "$C9" -x 200000 > /dev/null 2>&1 &
+lp=$!
+for _ in $(seq 1 100); do
+    [ "$(awk '/^Threads/ {print $2}' /proc/"$RV_PID"/status)" -ge $((C9 / 2)) ] && break
+    sleep 0.1
+done
+NEWCLIENT=$("$BENCH/idle" "$RV_PORT" "$RV_PID" 20 2>&1 | awk '/slowest/ {print $(NF-1), $NF}')
+wait "$lp"
+echo "bench: new client during c=$C9 load: slowest of 20 connect+version: $NEWCLIENT"
+
 csw_sum() { # voluntary + involuntary switches of the live threads of pid
     awk '/ctxt_switches/ {s += $2} END {print s + 0}' /proc/"$1"/task/*/status 2>/dev/null
 }
@@ -158,7 +191,7 @@ for t in relay riven; do
     vmax=$v0
     while kill -0 "$lp" 2>/dev/null; do
         v=$(csw_sum "${PID[$t]}")
-        [ "$v" -gt "$vmax" ] && vmax=$v
+        [ "${v:-0}" -gt "$vmax" ] && vmax=$v
         sleep 0.05
     done
     wait "$lp"
@@ -204,9 +237,10 @@ HIST=$("$BENCH/hist_bench" 2>&1)
         done
     done
     echo
-    echo "System calls per request (\`strace -c -f\`, one run at c=64, 20000 requests):"
+    echo "I/O system calls per request (read-like + write-like, all threads, from"
+    echo "/proc/PID/io; one run at c=64, 20000 requests):"
     echo
-    echo "| target | syscalls/req |"
+    echo "| target | I/O syscalls/req |"
     echo "| --- | --- |"
     printf "%s" "$SYS"
     echo
@@ -216,6 +250,15 @@ HIST=$("$BENCH/hist_bench" 2>&1)
     echo "| target | switches/req |"
     echo "| --- | --- |"
     printf "%s" "$CSW"
+    echo
+    echo "Scraping cost: riven at c=64 with \`/metrics\` read 10 times a second, medians:"
+    echo
+    echo "| riven c=64 | ops/s |"
+    echo "| --- | --- |"
+    echo "| plain (table above) | $(echo ${TPS[riven,64]} | tr ' ' '\n' | median) |"
+    echo "| scraped 10/s | $(echo $SCRAPED | tr ' ' '\n' | median) |"
+    echo
+    echo "A new client during the c=$C9 load: slowest of 20 connect + \`version\`: $NEWCLIENT."
     echo
     echo "Idle scale (\`tests/bench/idle\`: $IDLE_N connections, each sends \`version\`, all held open):"
     echo
