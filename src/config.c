@@ -617,23 +617,32 @@ error:
     return ST_ERROR;
 }
 
+/* Parse a list of addresses into *dst (replacing it) and *ndst. */
+static enum status
+set_addr_list(struct loader *ld, yaml_node_t *val, const char *path,
+              struct cfg_addr **dst, size_t *ndst)
+{
+    void *arr = NULL;
+    size_t n = 0;
+
+    if (parse_seq(ld, val, path, sizeof(**dst), listen_elem, &arr, &n) !=
+        ST_OK) {
+        return ST_ERROR;
+    }
+    free(*dst);
+    *dst = arr;
+    *ndst = n;
+    return ST_OK;
+}
+
 static enum status
 set_listen(struct loader *ld, yaml_node_t *val, const struct command *cmd,
            void *base, const char *path)
 {
     struct config *cfg = base;
-    void *arr = NULL;
-    size_t n = 0;
 
     (void)cmd;
-    if (parse_seq(ld, val, path, sizeof(*cfg->listen), listen_elem, &arr, &n) !=
-        ST_OK) {
-        return ST_ERROR;
-    }
-    free(cfg->listen);
-    cfg->listen = arr;
-    cfg->nlisten = n;
-    return ST_OK;
+    return set_addr_list(ld, val, path, &cfg->listen, &cfg->nlisten);
 }
 
 static enum status
@@ -669,18 +678,10 @@ set_batch_listen(struct loader *ld, yaml_node_t *val, const struct command *cmd,
                  void *base, const char *path)
 {
     struct config *cfg = base;
-    void *arr = NULL;
-    size_t n = 0;
 
     (void)cmd;
-    if (parse_seq(ld, val, path, sizeof(*cfg->batch_listen), listen_elem, &arr,
-                  &n) != ST_OK) {
-        return ST_ERROR;
-    }
-    free(cfg->batch_listen);
-    cfg->batch_listen = arr;
-    cfg->nbatch_listen = n;
-    return ST_OK;
+    return set_addr_list(ld, val, path, &cfg->batch_listen,
+                         &cfg->nbatch_listen);
 }
 
 /* metrics.listen: "off", or a TCP ADDR. */
