@@ -417,6 +417,9 @@ lock_keys(struct orca *o, const struct req_batch *b, size_t from, size_t to)
             o->held[o->nheld++] = stripe_of(&b->reqs[k], n);
         }
     }
+    if (o->nheld == 0) {
+        return;
+    }
     qsort(o->held, o->nheld, sizeof(*o->held), cmp_u32);
     for (size_t i = 0, w = 0; i < o->nheld; i++) {
         if (i == 0 || o->held[i] != o->held[w - 1]) {

@@ -68,21 +68,6 @@
 
 static struct harness_proc mc; /* the group's memcached */
 
-/* RSS bounds are riven's own memory; a sanitizer's shadow memory and
- * per-thread state multiply it (TSan: 50 idle threads alone take 60 MB),
- * so under one the bounds are scaled by this. */
-static long
-rss_scale(void)
-{
-    const char *san = getenv("SANITIZER");
-    const char *bin = harness_riven_bin();
-
-    return (san != NULL && san[0] != '\0') || strstr(bin, "/thread/") != NULL ||
-                   strstr(bin, "/address/") != NULL
-               ? 4
-               : 1;
-}
-
 /* ---- /proc ------------------------------------------------------------ */
 
 /* A "Name:   123 kB" field of /proc/pid/status, in bytes; -1 if absent. */
@@ -408,14 +393,14 @@ fixture_of(void **state)
 }
 
 /* Peak RSS growth since the case started, in bytes, divided by
- * rss_scale(). */
+ * harness_rss_scale(). */
 static long
 rss_growth(const struct fixture *fx)
 {
     long hwm = proc_status(fx->rv.pid, "VmHWM");
 
     assert_true(hwm > 0);
-    return (hwm - fx->rss0) / rss_scale();
+    return (hwm - fx->rss0) / harness_rss_scale();
 }
 
 static void
@@ -1168,7 +1153,7 @@ group_setup(void **state)
     printf("integ_hostile_clients: memcached on %d, %s%s\n", mc.port,
            harness_direct() ? "direct (riven cases skipped)"
                             : harness_riven_bin(),
-           rss_scale() > 1 ? " (sanitizer: RSS bounds x4)" : "");
+           harness_rss_scale() > 1 ? " (sanitizer: RSS bounds x16)" : "");
     return 0;
 }
 

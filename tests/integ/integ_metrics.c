@@ -630,8 +630,12 @@ bin_req(uint8_t *p, uint8_t op, const char *key, const void *extras,
     p[4] = extlen;
     memcpy(p + 8, &nb, 4);
     memcpy(p + 12, &opaque, 4);
-    memcpy(p + 24, extras, extlen);
-    memcpy(p + 24 + extlen, key, klen);
+    if (extlen > 0) {
+        memcpy(p + 24, extras, extlen);
+    }
+    if (klen > 0) {
+        memcpy(p + 24 + extlen, key, klen);
+    }
     if (vlen > 0) {
         memcpy(p + 24 + extlen + klen, val, vlen);
     }

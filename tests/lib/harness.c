@@ -886,3 +886,16 @@ harness_diff(const char *name_a, const void *a, size_t alen, const char *name_b,
     harness_dump(label, pb + from, blen - from, 400);
     return (long)i;
 }
+
+long
+harness_rss_scale(void)
+{
+    const char *san = getenv("SANITIZER");
+    const char *bin = harness_riven_bin();
+
+    if ((san != NULL && san[0] != '\0') || strstr(bin, "/thread/") != NULL ||
+        strstr(bin, "/address/") != NULL) {
+        return 16;
+    }
+    return 1;
+}

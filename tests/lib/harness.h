@@ -112,6 +112,12 @@ void harness_stack_stop(struct harness_stack *s);
  * status or signal. */
 bool harness_stack_alive(struct harness_stack *s);
 
+/* How much a sanitizer multiplies riven's memory (ASan: quarantine and
+ * fake stacks, about 10 MB a thread; TSan: shadow and per-thread state):
+ * 16 when SANITIZER is set or RIVEN_BIN is a build/thread or
+ * build/address binary, else 1. RSS bounds in tests are scaled by it. */
+long harness_rss_scale(void);
+
 /* ---- raw connections ------------------------------------------------ */
 
 /* A client socket with a read buffer: bytes past what a read helper
