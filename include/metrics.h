@@ -141,6 +141,12 @@ void metrics_reset(void);
  * without it). Thread-safe against recorders and renderers. */
 enum status metrics_set_servers(const struct cfg_server *servers, size_t n) WUR;
 
+/* With an l1l2 orca: servers [0, nl1) of metrics_set_servers are L1, the
+ * rest L2, and riven_layer_request_duration_seconds{layer} sums their
+ * histograms per layer. 0 (the default) means one layer: no such family.
+ * Thread-safe. */
+void metrics_set_layers(size_t nl1);
+
 /* ---- recording (any thread, lock-free except histograms) ---- */
 
 static inline void

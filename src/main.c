@@ -329,6 +329,7 @@ name_servers(const struct config *cfg)
                cfg->l2.nservers * sizeof(*all));
     }
     st = metrics_set_servers(all, n);
+    metrics_set_layers(cfg->l2.nservers > 0 ? cfg->pool.nservers : 0);
     free(all);
     return st;
 }

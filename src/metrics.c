@@ -52,7 +52,8 @@ static struct timespec start_real; /* CLOCK_REALTIME at metrics_init */
 
 static pthread_mutex_t names_lock = PTHREAD_MUTEX_INITIALIZER;
 static char server_names[METRICS_SERVERS_MAX][SERVER_NAME_MAX];
-static size_t nservers; /* registered; under names_lock */
+static size_t nservers;         /* registered; under names_lock */
+static _Atomic size_t l1_count; /* l1l2: servers [0, l1_count) are L1 */
 
 static const char *const proto_names[METRICS_PROTO_COUNT] = {"text", "meta",
                                                              "binary"};
@@ -515,6 +516,49 @@ render_request_hists(struct out *o, struct hist_snapshot *snap)
     }
 }
 
+void
+metrics_set_layers(size_t nl1)
+{
+    atomic_store(&l1_count, nl1);
+}
+
+/* riven_layer_request_duration_seconds{layer}: the servers' histograms
+ * summed per layer (l1l2 orcas). Caller holds names_lock. */
+static void
+render_layer_hists(struct out *o, struct hist_snapshot *snap)
+{
+    size_t split = atomic_load(&l1_count);
+    struct hist_snapshot *acc;
+
+    if (split == 0 || split >= nservers ||
+        (acc = malloc(sizeof(*acc))) == NULL) {
+        return;
+    }
+    emit_family(o, "riven_layer_request_duration_seconds", "histogram",
+                "Round trip time of requests to each cache layer (l1l2).");
+    for (int layer = 0; layer < 2; layer++) {
+        memset(acc, 0, sizeof(*acc));
+        for (size_t i = layer ? split : 0; i < (layer ? nservers : split);
+             i++) {
+            struct hist *h = atomic_load_explicit(&metrics_store.server[i].hist,
+                                                  memory_order_acquire);
+
+            if (h == NULL) {
+                continue;
+            }
+            hist_snapshot(h, snap, false);
+            acc->count += snap->count;
+            acc->sum_ns += snap->sum_ns;
+            for (size_t b = 0; b < HIST_NBUCKETS; b++) {
+                acc->buckets[b] += snap->buckets[b];
+            }
+        }
+        render_hist(o, "riven_layer_request_duration_seconds", "layer",
+                    layer ? "l2" : "l1", acc);
+    }
+    free(acc);
+}
+
 /* Caller holds names_lock. */
 static void
 render_backend_hists(struct out *o, struct hist_snapshot *snap)
@@ -654,6 +698,7 @@ metrics_render_prometheus(struct buf *out)
     render_servers(&o);
     render_request_hists(&o, snap);
     render_backend_hists(&o, snap);
+    render_layer_hists(&o, snap);
     pthread_mutex_unlock(&names_lock);
     render_process(&o);
     free(snap);
