@@ -78,7 +78,9 @@ check_one(const char *p, size_t rem, size_t item_max, enum status st,
     const char *end = p + used;
 
     CHECK(st == ST_OK || st == ST_AGAIN || st == ST_PROTO);
-    CHECK((st == ST_PROTO) == ((uint8_t)p[0] != BIN_REQ_MAGIC));
+    /* the magic is judged once a whole header is in, as memcached does */
+    CHECK((st == ST_PROTO) ==
+          (rem >= BIN_HEADER_LEN && (uint8_t)p[0] != BIN_REQ_MAGIC));
     if (st == ST_AGAIN) {
         CHECK(need >= BIN_HEADER_LEN && need > rem);
         return;
