@@ -441,6 +441,10 @@ static enum status
 parse_one(struct server *s, const char *p, size_t len, struct request *req,
           size_t *used, size_t *need)
 {
+    if (len == 0) { /* every byte parsed: wait for more */
+        *need = 0;
+        return ST_AGAIN;
+    }
     if (!s->detected) {
         s->proto = (unsigned char)p[0] == 0x80 ? PROTO_BINARY : PROTO_TEXT;
         s->detected = true;
