@@ -31,6 +31,7 @@
 
 static struct listener *the_listener;
 static _Atomic int want_reload;
+static _Atomic int want_stop; /* a signal that came before the listener */
 
 static void
 usage(FILE *f)
@@ -61,6 +62,7 @@ static void
 on_stop(int sig)
 {
     (void)sig;
+    atomic_store(&want_stop, 1);
     if (the_listener != NULL) {
         listener_stop(the_listener);
     }
@@ -430,12 +432,20 @@ main(int argc, char **argv)
     }
     log_init(log_level_for(cfg, &o));
     raise_nofile();
+    /*
+     * Handlers before the first listen(2): a client can connect, and a
+     * supervisor can signal, as soon as the socket is bound.
+     */
+    setup_signals();
     if (metrics_init() != ST_OK || name_servers(cfg) != ST_OK) {
         fatal("metrics: out of memory");
     }
     the_listener = listener_create(cfg, err, sizeof(err));
     if (the_listener == NULL) {
         fatal("listen: %s", err);
+    }
+    if (atomic_load(&want_stop)) {
+        listener_stop(the_listener);
     }
     snap = server_snapshot_create(config_ref(cfg), NULL, err, sizeof(err));
     if (snap == NULL) {
@@ -450,7 +460,6 @@ main(int argc, char **argv)
         }
         log_info("metrics on http://%s/metrics", cfg->metrics_listen.name);
     }
-    setup_signals();
     log_info("riven %s: %zu listener(s)%s, orca %s, %zu L1 + %zu L2 backend "
              "server(s), max %u connections",
              RIVEN_VERSION_STR, listener_count(the_listener),
