@@ -34,7 +34,8 @@
  *   *consumed = the line only and out->swallow = bytes of data block to
  *   discard (value + 2), which may not have arrived yet.
  *   Get family: out->key/nkey is the first key, out->args/nargs spans all
- *   keys and out->nkeys counts them; iterate with proto_text_next_key.
+ *   keys and out->nkeys counts them; iterate with util_next_token
+ *   from args to args + nargs.
  * ST_AGAIN: the command is incomplete. *need is the total number of bytes
  *   the command is known to need (line + data + 2), or 0 if unknown.
  * ST_PROTO: the stream cannot be framed (a line longer than TEXT_LINE_MAX
@@ -48,11 +49,6 @@ enum status proto_text_parse(const char *buf, size_t len, size_t item_size_max,
 /* True if buf starts a get/gets/gat/gats line (after at most 100 spaces),
  * the only lines memcached lets grow past TEXT_LINE_MAX. */
 bool proto_text_is_get_line(const char *buf, size_t len);
-
-/* Iterate the keys of a parsed get line: *cursor starts at req->args and
- * end is req->args + req->nargs. Returns false when no key is left. */
-bool proto_text_next_key(const char **cursor, const char *end, const char **key,
-                         size_t *nkey);
 
 /*
  * Append the reply to req, as memcached sends it, to q. Nothing for a

@@ -41,6 +41,17 @@ bool util_parse_i64(const char *s, size_t len, int64_t *out) WUR;
 size_t util_u64_str(char *dst, uint64_t v);
 size_t util_i64_str(char *dst, int64_t v);
 
+/* snprintf into err[0..errlen) for an error message; nothing if err is
+ * NULL or errlen 0. */
+void util_errf(char *err, size_t errlen, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* The next space-separated token of [*cursor, end): skips leading spaces,
+ * sets tok/ntok and advances *cursor past it. false when none is left
+ * (and *cursor is end). */
+bool util_next_token(const char **cursor, const char *end, const char **tok,
+                     size_t *ntok);
+
 /* CLOCK_MONOTONIC, via the vDSO (no syscall). */
 uint64_t util_now_ns(void);
 uint64_t util_now_ms(void);

@@ -157,19 +157,6 @@ static const struct command config_commands[] = {
 
 /* ---- messages ---- */
 
-static void __attribute__((format(printf, 3, 4)))
-set_err(char *err, size_t errlen, const char *fmt, ...)
-{
-    va_list ap;
-
-    if (err == NULL || errlen == 0) {
-        return;
-    }
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
-
 /* "name:line: path: message"; path may be NULL. Returns ST_ERROR. */
 static enum status __attribute__((format(printf, 4, 5)))
 cfg_err(struct loader *ld, const yaml_node_t *node, const char *path,
@@ -596,7 +583,7 @@ parse_seq(struct loader *ld, yaml_node_t *seq, const char *path, size_t size,
     }
     arr = calloc(n, size);
     if (arr == NULL) {
-        set_err(ld->err, ld->errlen, "%s: out of memory", ld->name);
+        util_errf(ld->err, ld->errlen, "%s: out of memory", ld->name);
         return ST_NOMEM;
     }
     for (size_t i = 0; i < n; i++) {
@@ -711,12 +698,12 @@ parse_unix(const char *path, struct cfg_addr *out, char *err, size_t errlen)
     size_t len = strlen(path);
 
     if (len == 0) {
-        set_err(err, errlen, "empty unix socket path in 'unix:'");
+        util_errf(err, errlen, "empty unix socket path in 'unix:'");
         return ST_ERROR;
     }
     if (len >= sizeof(un->sun_path)) {
-        set_err(err, errlen, "unix socket path too long (%zu bytes, max %zu)",
-                len, sizeof(un->sun_path) - 1);
+        util_errf(err, errlen, "unix socket path too long (%zu bytes, max %zu)",
+                  len, sizeof(un->sun_path) - 1);
         return ST_ERROR;
     }
     un->sun_family = AF_UNIX;
@@ -741,13 +728,13 @@ resolve(const char *host, uint16_t port, bool v6, struct cfg_addr *out,
     hints.ai_flags = v6 ? AI_NUMERICHOST : 0;
     rc = getaddrinfo(host, NULL, &hints, &res);
     if (rc != 0 && v6) {
-        set_err(err, errlen, "invalid IPv6 address '%s'", host);
+        util_errf(err, errlen, "invalid IPv6 address '%s'", host);
         return ST_ERROR;
     }
     if (rc != 0) {
-        set_err(err, errlen, "cannot resolve '%s': %s", host,
-                rc == EAI_SYSTEM ? strerror_r(errno, ebuf, sizeof(ebuf))
-                                 : gai_strerror(rc));
+        util_errf(err, errlen, "cannot resolve '%s': %s", host,
+                  rc == EAI_SYSTEM ? strerror_r(errno, ebuf, sizeof(ebuf))
+                                   : gai_strerror(rc));
         return ST_ERROR;
     }
     memcpy(&out->ss, res->ai_addr, res->ai_addrlen);
@@ -773,7 +760,7 @@ split_host_port(const char *s, char *host, const char **port, bool *v6,
     if (*v6) {
         sep = strchr(s, ']');
         if (sep == NULL) {
-            set_err(err, errlen, "missing ']' in '%s'", s);
+            util_errf(err, errlen, "missing ']' in '%s'", s);
             return ST_ERROR;
         }
         memcpy(host, s + 1, (size_t)(sep - s - 1));
@@ -787,18 +774,18 @@ split_host_port(const char *s, char *host, const char **port, bool *v6,
         }
     }
     if (sep == NULL || *sep != ':' || sep[1] == '\0') {
-        set_err(err, errlen, "missing port in '%s' (%s)", s, ADDR_FORMS);
+        util_errf(err, errlen, "missing port in '%s' (%s)", s, ADDR_FORMS);
         return ST_ERROR;
     }
     if (!*v6 && strchr(host, ':') != NULL) {
-        set_err(err, errlen,
-                "IPv6 address must be in brackets, "
-                "[v6addr]:port, in '%s'",
-                s);
+        util_errf(err, errlen,
+                  "IPv6 address must be in brackets, "
+                  "[v6addr]:port, in '%s'",
+                  s);
         return ST_ERROR;
     }
     if (host[0] == '\0') {
-        set_err(err, errlen, "missing host in '%s' (%s)", s, ADDR_FORMS);
+        util_errf(err, errlen, "missing host in '%s' (%s)", s, ADDR_FORMS);
         return ST_ERROR;
     }
     *port = sep + 1;
@@ -816,12 +803,12 @@ config_parse_addr(const char *s, struct cfg_addr *out, char *err, size_t errlen)
 
     memset(out, 0, sizeof(*out));
     if (len == 0) {
-        set_err(err, errlen, "empty address (%s)", ADDR_FORMS);
+        util_errf(err, errlen, "empty address (%s)", ADDR_FORMS);
         return ST_ERROR;
     }
     if (len >= CFG_ADDR_NAME_MAX) {
-        set_err(err, errlen, "address too long (%zu bytes, max %d)", len,
-                CFG_ADDR_NAME_MAX - 1);
+        util_errf(err, errlen, "address too long (%zu bytes, max %d)", len,
+                  CFG_ADDR_NAME_MAX - 1);
         return ST_ERROR;
     }
     memcpy(out->name, s, len + 1);
@@ -832,11 +819,11 @@ config_parse_addr(const char *s, struct cfg_addr *out, char *err, size_t errlen)
         return ST_ERROR;
     }
     if (!all_digits(port)) {
-        set_err(err, errlen, "invalid port '%s' in '%s'", port, s);
+        util_errf(err, errlen, "invalid port '%s' in '%s'", port, s);
         return ST_ERROR;
     }
     if (!util_parse_u64(port, strlen(port), &p) || p < 1 || p > 65535) {
-        set_err(err, errlen, "port %s out of range 1..65535", port);
+        util_errf(err, errlen, "port %s out of range 1..65535", port);
         return ST_ERROR;
     }
     return resolve(host, (uint16_t)p, v6, out, err, errlen);
@@ -857,10 +844,10 @@ config_set_metrics(struct config *cfg, const char *s, char *err, size_t errlen)
         return ST_ERROR;
     }
     if (a.ss.ss_family == AF_UNIX) {
-        set_err(err, errlen,
-                "'%s': the metrics endpoint needs a TCP address "
-                "(host:port or [v6addr]:port) or off",
-                s);
+        util_errf(err, errlen,
+                  "'%s': the metrics endpoint needs a TCP address "
+                  "(host:port or [v6addr]:port) or off",
+                  s);
         return ST_ERROR;
     }
     cfg->metrics_listen = a;
@@ -941,14 +928,14 @@ enum status
 config_validate(const struct config *cfg, char *err, size_t errlen)
 {
     if (cfg->orca != CFG_ORCA_L1ONLY && cfg->l2.nservers == 0) {
-        set_err(err, errlen, "orca %s needs l2 servers (l2.servers or --l2)",
-                config_orca_name(cfg->orca));
+        util_errf(err, errlen, "orca %s needs l2 servers (l2.servers or --l2)",
+                  config_orca_name(cfg->orca));
         return ST_ERROR;
     }
     if (cfg->orca == CFG_ORCA_L1L2BATCH && cfg->nbatch_listen == 0) {
-        set_err(err, errlen,
-                "orca l1l2batch needs batch_listen addresses "
-                "(batch_listen or --batch-listen)");
+        util_errf(err, errlen,
+                  "orca l1l2batch needs batch_listen addresses "
+                  "(batch_listen or --batch-listen)");
         return ST_ERROR;
     }
     return ST_OK;
@@ -1016,22 +1003,22 @@ syntax_error(struct loader *ld, const yaml_parser_t *parser)
 
     switch (parser->error) {
     case YAML_MEMORY_ERROR:
-        set_err(ld->err, ld->errlen, "%s: out of memory", ld->name);
+        util_errf(ld->err, ld->errlen, "%s: out of memory", ld->name);
         break;
     case YAML_READER_ERROR:
-        set_err(ld->err, ld->errlen, "%s: invalid YAML: %s at byte %zu",
-                ld->name, problem, parser->problem_offset);
+        util_errf(ld->err, ld->errlen, "%s: invalid YAML: %s at byte %zu",
+                  ld->name, problem, parser->problem_offset);
         break;
     default:
         if (parser->context != NULL) {
-            set_err(ld->err, ld->errlen,
-                    "%s:%zu: invalid YAML: %s (%s "
-                    "at line %zu)",
-                    ld->name, parser->problem_mark.line + 1, problem,
-                    parser->context, parser->context_mark.line + 1);
+            util_errf(ld->err, ld->errlen,
+                      "%s:%zu: invalid YAML: %s (%s "
+                      "at line %zu)",
+                      ld->name, parser->problem_mark.line + 1, problem,
+                      parser->context, parser->context_mark.line + 1);
         } else {
-            set_err(ld->err, ld->errlen, "%s:%zu: invalid YAML: %s", ld->name,
-                    parser->problem_mark.line + 1, problem);
+            util_errf(ld->err, ld->errlen, "%s:%zu: invalid YAML: %s", ld->name,
+                      parser->problem_mark.line + 1, problem);
         }
         break;
     }
@@ -1053,9 +1040,9 @@ expect_end(struct loader *ld, yaml_parser_t *parser)
     line = next.start_mark.line + 1;
     yaml_document_delete(&next);
     if (more) {
-        set_err(ld->err, ld->errlen,
-                "%s:%zu: a second YAML document is not allowed", ld->name,
-                line);
+        util_errf(ld->err, ld->errlen,
+                  "%s:%zu: a second YAML document is not allowed", ld->name,
+                  line);
         return ST_ERROR;
     }
     return ST_OK;
@@ -1081,9 +1068,9 @@ config_load_string(const char *yaml, size_t len, const char *name, char *err,
     struct config *cfg = NULL;
     bool have_doc = false;
 
-    set_err(err, errlen, "%s", "");
+    util_errf(err, errlen, "%s", "");
     if (!yaml_parser_initialize(&parser)) {
-        set_err(err, errlen, "%s: out of memory", ld.name);
+        util_errf(err, errlen, "%s: out of memory", ld.name);
         return NULL;
     }
     yaml_parser_set_input_string(&parser, (const unsigned char *)yaml, len);
@@ -1098,7 +1085,7 @@ config_load_string(const char *yaml, size_t len, const char *name, char *err,
     }
     cfg = config_default();
     if (cfg == NULL) {
-        set_err(err, errlen, "%s: out of memory", ld.name);
+        util_errf(err, errlen, "%s: out of memory", ld.name);
         goto error;
     }
     root = yaml_document_get_root_node(&doc);
@@ -1110,7 +1097,7 @@ config_load_string(const char *yaml, size_t len, const char *name, char *err,
         char msg[256];
 
         snprintf(msg, sizeof(msg), "%s", err);
-        set_err(err, errlen, "%s: %s", ld.name, msg);
+        util_errf(err, errlen, "%s: %s", ld.name, msg);
         goto error;
     }
     yaml_document_delete(&doc);
@@ -1136,29 +1123,29 @@ read_file(const char *path, char **out, size_t *outlen, char *err,
     size_t len = 0, cap = 0;
 
     if (f == NULL) {
-        set_err(err, errlen, "cannot open '%s': %s", path,
-                strerror_r(errno, ebuf, sizeof(ebuf)));
+        util_errf(err, errlen, "cannot open '%s': %s", path,
+                  strerror_r(errno, ebuf, sizeof(ebuf)));
         return ST_ERROR;
     }
     for (;;) {
         if (len == cap) {
             cap = cap ? cap * 2 : 4096;
             if (cap > CFG_FILE_MAX) {
-                set_err(err, errlen, "'%s': file larger than %u bytes", path,
-                        CFG_FILE_MAX);
+                util_errf(err, errlen, "'%s': file larger than %u bytes", path,
+                          CFG_FILE_MAX);
                 goto error;
             }
             p = realloc(text, cap);
             if (p == NULL) {
-                set_err(err, errlen, "'%s': out of memory", path);
+                util_errf(err, errlen, "'%s': out of memory", path);
                 goto error;
             }
             text = p;
         }
         len += fread(text + len, 1, cap - len, f);
         if (ferror(f)) {
-            set_err(err, errlen, "cannot read '%s': %s", path,
-                    strerror_r(errno, ebuf, sizeof(ebuf)));
+            util_errf(err, errlen, "cannot read '%s': %s", path,
+                      strerror_r(errno, ebuf, sizeof(ebuf)));
             goto error;
         }
         if (feof(f)) {
@@ -1193,7 +1180,7 @@ config_load(const char *path, char *err, size_t errlen)
     }
     cfg->path = strdup(path);
     if (cfg->path == NULL) {
-        set_err(err, errlen, "%s: out of memory", path);
+        util_errf(err, errlen, "%s: out of memory", path);
         config_unref(cfg);
         return NULL;
     }

@@ -39,22 +39,6 @@ struct metrics_http {
     _Atomic bool started;       /* false: start reports, not the log */
 };
 
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void
-set_err(char *err, size_t errlen, const char *fmt, ...)
-{
-    va_list ap;
-
-    if (err == NULL || errlen == 0) {
-        return;
-    }
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
-
 /* MHD's error log: during start, kept for start's own message; after,
  * logged as a warning. */
 static void
@@ -158,15 +142,15 @@ metrics_http_start(const struct cfg_addr *addr, metrics_healthy_fn healthy,
     int family = addr->ss.ss_family, saved;
 
     if (family != AF_INET && family != AF_INET6) {
-        set_err(err, errlen,
-                "metrics: cannot listen on %s: expected host:port or "
-                "[v6addr]:port",
-                addr->name);
+        util_errf(err, errlen,
+                  "metrics: cannot listen on %s: expected host:port or "
+                  "[v6addr]:port",
+                  addr->name);
         return NULL;
     }
     mh = calloc(1, sizeof(*mh));
     if (mh == NULL) {
-        set_err(err, errlen, "metrics: out of memory");
+        util_errf(err, errlen, "metrics: out of memory");
         return NULL;
     }
     mh->healthy = healthy;
@@ -180,9 +164,10 @@ metrics_http_start(const struct cfg_addr *addr, metrics_healthy_fn healthy,
         (unsigned)HTTP_TIMEOUT_S, MHD_OPTION_END);
     if (mh->daemon == NULL) {
         saved = errno;
-        set_err(err, errlen, "metrics: cannot listen on %s: %s", addr->name,
-                saved != 0 ? strerror_r(saved, ebuf, sizeof(ebuf))
-                           : (mh->lasterr[0] ? mh->lasterr : "unknown error"));
+        util_errf(err, errlen, "metrics: cannot listen on %s: %s", addr->name,
+                  saved != 0
+                      ? strerror_r(saved, ebuf, sizeof(ebuf))
+                      : (mh->lasterr[0] ? mh->lasterr : "unknown error"));
         free(mh);
         return NULL;
     }

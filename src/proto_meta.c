@@ -224,30 +224,6 @@ b64_key_valid(const char *key, size_t nkey)
            util_b64_decode(key, nkey, tmp, sizeof(tmp), &n);
 }
 
-/* Next space-separated token of s[0..end), advancing *cursor. */
-static bool
-next_token(const char **cursor, const char *end, const char **tok, size_t *ntok)
-{
-    const char *s = *cursor;
-    const char *sp;
-
-    while (s < end && *s == ' ') {
-        s++;
-    }
-    if (s >= end) {
-        *cursor = end;
-        return false;
-    }
-    sp = memchr(s, ' ', (size_t)(end - s));
-    if (sp == NULL) {
-        sp = end;
-    }
-    *tok = s;
-    *ntok = (size_t)(sp - s);
-    *cursor = sp;
-    return true;
-}
-
 /* ---- backend requests ---- */
 
 static char *
@@ -394,7 +370,7 @@ enc_meta(const struct request *req, char *p)
         *p++ = ' ';
         p = put_u64(p, req->nval);
     }
-    while (req->nargs > 0 && next_token(&cur, end, &tok, &ntok)) {
+    while (req->nargs > 0 && util_next_token(&cur, end, &tok, &ntok)) {
         if (tok[0] != 'q') {
             p = put(PUT_LIT(p, " "), tok, ntok);
         }
@@ -945,7 +921,7 @@ split_line(const char *buf, size_t len, struct mline *l)
     cur = l->p;
     l->nt = 0;
     while (l->nt < NELEMS(l->t) &&
-           next_token(&cur, l->p + l->n, &l->t[l->nt].p, &l->t[l->nt].n)) {
+           util_next_token(&cur, l->p + l->n, &l->t[l->nt].p, &l->t[l->nt].n)) {
         l->nt++;
     }
     return ST_OK;

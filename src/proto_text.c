@@ -249,7 +249,7 @@ parse_get(const struct line *l, struct request *out)
         cur = l->t[1].p + l->t[1].n;
     }
     out->args = cur;
-    while (proto_text_next_key(&cur, end, &key, &nkey)) {
+    while (util_next_token(&cur, end, &key, &nkey)) {
         if (!req_key_valid(key, nkey)) {
             return get_fail(out);
         }
@@ -569,30 +569,6 @@ proto_text_parse(const char *buf, size_t len, size_t item_size_max,
     default:
         return reply_error(out);
     }
-}
-
-bool
-proto_text_next_key(const char **cursor, const char *end, const char **key,
-                    size_t *nkey)
-{
-    const char *s = *cursor;
-    const char *sp;
-
-    while (s < end && *s == ' ') {
-        s++;
-    }
-    if (s >= end) {
-        *cursor = end;
-        return false;
-    }
-    sp = memchr(s, ' ', (size_t)(end - s));
-    if (sp == NULL) {
-        sp = end;
-    }
-    *key = s;
-    *nkey = (size_t)(sp - s);
-    *cursor = sp;
-    return true;
 }
 
 /* ---- encoder ---- */

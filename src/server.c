@@ -421,7 +421,7 @@ batch_add(struct server *s, const struct request *req)
         r->rflags |= REQ_F_FIRST | REQ_F_LAST;
         return ST_OK;
     }
-    while (proto_text_next_key(&cur, end, &key, &nkey)) {
+    while (util_next_token(&cur, end, &key, &nkey)) {
         if ((r = req_batch_push(&s->batch)) == NULL) {
             return ST_NOMEM;
         }

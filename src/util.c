@@ -1,10 +1,50 @@
 /*
- * util: number parsing and formatting on unterminated tokens, and the
- * monotonic clock. Parsers never read past len and never allocate.
+ * util: tokens, number parsing and formatting on unterminated input, and
+ * the monotonic clock. Parsers never read past len and never allocate.
  */
 #include "util.h"
 
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
 #include <time.h>
+
+void
+util_errf(char *err, size_t errlen, const char *fmt, ...)
+{
+    va_list ap;
+
+    if (err == NULL || errlen == 0) {
+        return;
+    }
+    va_start(ap, fmt);
+    vsnprintf(err, errlen, fmt, ap);
+    va_end(ap);
+}
+
+bool
+util_next_token(const char **cursor, const char *end, const char **tok,
+                size_t *ntok)
+{
+    const char *s = *cursor;
+    const char *sp;
+
+    while (s < end && *s == ' ') {
+        s++;
+    }
+    if (s >= end) {
+        *cursor = end;
+        return false;
+    }
+    sp = memchr(s, ' ', (size_t)(end - s));
+    if (sp == NULL) {
+        sp = end;
+    }
+    *tok = s;
+    *ntok = (size_t)(sp - s);
+    *cursor = sp;
+    return true;
+}
 
 bool
 util_parse_u64(const char *s, size_t len, uint64_t *out)

@@ -7,7 +7,7 @@
  * proto_text_parse's contract, re-parsed from an exact-size copy of its own
  * bytes (the parser must not look past what it consumed) and from one byte
  * less (which must be incomplete), its get keys are walked with
- * proto_text_next_key, and a plausible response is encoded.
+ * util_next_token, and a plausible response is encoded.
  *
  * A broken invariant prints what broke and aborts, so libFuzzer saves the
  * input as a crash.
@@ -63,7 +63,7 @@ check_keys(const struct request *r)
     uint32_t n = 0;
 
     CHECK(r->args != NULL && r->nargs > 0);
-    while (proto_text_next_key(&cur, r->args + r->nargs, &key, &nkey)) {
+    while (util_next_token(&cur, r->args + r->nargs, &key, &nkey)) {
         CHECK(inside(key, nkey, r->args, r->args + r->nargs));
         CHECK(cur <= r->args + r->nargs);
         CHECK(req_key_valid(key, nkey));

@@ -556,7 +556,7 @@ test_get_many_keys(void **state)
     assert_int_equal(r.rflags, REQ_F_FIRST);
     cur = r.args;
     end = r.args + r.nargs;
-    while (proto_text_next_key(&cur, end, &key, &nkey)) {
+    while (util_next_token(&cur, end, &key, &nkey)) {
         assert_int_equal(nkey, KEY_MAX_LENGTH);
         assert_int_equal(key[0], 'a' + (int)k % 26);
         k++;
@@ -572,25 +572,6 @@ test_get_many_keys(void **state)
     assert_int_equal(r.rflags, REQ_F_FIRST | REQ_F_LAST);
     assert_int_equal(r.nkeys, 0);
     free(in);
-}
-
-static void
-test_next_key(void **state)
-{
-    static const char line[] = "  a  bb ccc ";
-    const char *cur = line, *end = line + sizeof(line) - 1, *key;
-    size_t nkey;
-
-    (void)state;
-    assert_true(proto_text_next_key(&cur, end, &key, &nkey));
-    assert_int_equal(nkey, 1);
-    assert_ptr_equal(key, line + 2);
-    assert_true(proto_text_next_key(&cur, end, &key, &nkey));
-    assert_memory_equal(key, "bb", nkey);
-    assert_true(proto_text_next_key(&cur, end, &key, &nkey));
-    assert_memory_equal(key, "ccc", nkey);
-    assert_false(proto_text_next_key(&cur, end, &key, &nkey));
-    assert_false(proto_text_next_key(&cur, end, &key, &nkey));
 }
 
 /* Requests back to back in one buffer, as a pipelining client sends them;
@@ -886,7 +867,6 @@ main(void)
         cmocka_unit_test(test_long_lines),
         cmocka_unit_test(test_get_line_max),
         cmocka_unit_test(test_get_many_keys),
-        cmocka_unit_test(test_next_key),
         cmocka_unit_test(test_pipeline),
         cmocka_unit_test(test_encode_simple),
         cmocka_unit_test(test_encode_errors),

@@ -205,6 +205,42 @@ test_clock(void **state)
     assert_true(ms >= a / 1000000u && ms <= b / 1000000u);
 }
 
+static void
+test_next_token(void **state)
+{
+    static const char line[] = "  a  bb ccc ";
+    const char *cur = line, *end = line + sizeof(line) - 1, *tok;
+    size_t ntok;
+
+    (void)state;
+    assert_true(util_next_token(&cur, end, &tok, &ntok));
+    assert_int_equal(ntok, 1);
+    assert_ptr_equal(tok, line + 2);
+    assert_true(util_next_token(&cur, end, &tok, &ntok));
+    assert_int_equal(ntok, 2);
+    assert_ptr_equal(tok, line + 5);
+    assert_true(util_next_token(&cur, end, &tok, &ntok));
+    assert_int_equal(ntok, 3);
+    assert_ptr_equal(tok, line + 8);
+    assert_false(util_next_token(&cur, end, &tok, &ntok));
+    assert_ptr_equal(cur, end);
+    assert_false(util_next_token(&cur, end, &tok, &ntok));
+}
+
+static void
+test_errf(void **state)
+{
+    char err[8];
+
+    (void)state;
+    memset(err, 'x', sizeof(err));
+    util_errf(err, sizeof(err), "%s %d", "port", 123456);
+    assert_string_equal(err, "port 12"); /* truncated, terminated */
+    util_errf(NULL, 0, "%s", "ignored");
+    util_errf(err, 0, "%s", "ignored");
+    assert_string_equal(err, "port 12");
+}
+
 int
 main(void)
 {
@@ -216,6 +252,8 @@ main(void)
         cmocka_unit_test(test_format),
         cmocka_unit_test(test_format_roundtrip),
         cmocka_unit_test(test_clock),
+        cmocka_unit_test(test_next_token),
+        cmocka_unit_test(test_errf),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
