@@ -943,6 +943,9 @@ test_kill_under_load(void **state)
     a99 = lat_pct(&st.after, 99);
     f99 = lat_pct(&st.fast, 99);
     fmax = lat_pct(&st.fast, 100);
+    free(st.base.v); /* before any assert: a failure must not leak them */
+    free(st.after.v);
+    free(st.fast.v);
     printf("    %zu requests from %d clients; killed server: %zu errors, "
            "%zu partial multi-gets\n",
            st.total, LOAD_CLIENTS, st.dead_err, st.partial);
@@ -974,12 +977,16 @@ test_kill_under_load(void **state)
     assert_int_equal(st.dead_ok, 0);
     assert_int_equal(st.late_err, 0);
     assert_true(st.base.n >= 1000 && st.after.n >= 1000 && st.fast.n >= 100);
-    assert_true(fmax < KILL_REQ_MS * 1000 / 2); /* fail fast */
+    /*
+     * Fail fast: an ejected server's keys are answered without a wait on
+     * it. A wait would take request_ms; the p99 must be far below that,
+     * and even the slowest (a 2-core box under ASan deschedules a thread
+     * for 100 ms now and then) must not reach it.
+     */
+    assert_true(f99 < KILL_REQ_MS * 1000 / 4);
+    assert_true(fmax < KILL_REQ_MS * 1000);
     assert_true(a99 <= 2 * b99);
     assert_true(back_ms >= 0 && back_ms <= KILL_RETRY_MS + POLL_MS + SCHED_MS);
-    free(st.base.v);
-    free(st.after.v);
-    free(st.fast.v);
 }
 
 /* ---- 4. a SIGSTOPped server ----------------------------------------- */
