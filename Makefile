@@ -88,7 +88,8 @@ $(BUILD)/tests/integ_%: tests/integ/integ_%.c $(TLIB_OBJS) $(LIB) | $(BUILD)/tes
 	    $(shell pkg-config --libs cmocka) $(LDLIBS)
 
 $(BUILD)/tools/%: tests/tools/%.c $(TLIB_OBJS) | $(BUILD)/tools
-	$(CC) $(CFLAGS) -Itests/lib $(LDFLAGS) -o $@ $< $(TLIB_OBJS) $(LDLIBS)
+	$(CC) $(CFLAGS) -Itests/lib $(LDFLAGS) -o $@ $< $(TLIB_OBJS) \
+	    $(shell pkg-config --libs cmocka) $(LDLIBS)
 
 $(BUILD)/bench/%: tests/bench/%.c $(LIB) | $(BUILD)/bench
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(LIB) $(LDLIBS)

@@ -14,7 +14,6 @@
  */
 #include <arpa/inet.h>
 #include <stdint.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -22,22 +21,7 @@
 #include "proto_binary.h"
 #include "request.h"
 
-#define ITEM_MAX (1024u * 1024u)
-
-#define CHECK(cond)                                                            \
-    do {                                                                       \
-        if (!(cond)) {                                                         \
-            fprintf(stderr, "fuzz_binary: invariant failed: %s (%s:%d)\n",     \
-                    #cond, __FILE__, __LINE__);                                \
-            abort();                                                           \
-        }                                                                      \
-    } while (0)
-
-static int
-inside(const char *p, size_t n, const char *lo, const char *hi)
-{
-    return p >= lo && p <= hi && n <= (size_t)(hi - p);
-}
+#include "fuzz_common.h"
 
 static uint32_t
 be32(const char *p)
@@ -55,20 +39,6 @@ be16(const char *p)
 
     memcpy(&v, p, 2);
     return ntohs(v);
-}
-
-static enum status
-parse_copy(const char *buf, size_t len, size_t item_max, struct request *r,
-           size_t *used, size_t *need)
-{
-    char *copy = malloc(len ? len : 1);
-    enum status st;
-
-    CHECK(copy != NULL);
-    memcpy(copy, buf, len);
-    st = proto_binary_parse(copy, len, item_max, r, used, need);
-    free(copy); /* r's pointers dangle from here: compare values only */
-    return st;
 }
 
 static void
@@ -93,9 +63,7 @@ check_one(const char *p, size_t rem, size_t item_max, enum status st,
     CHECK(r->proto == PROTO_BINARY);
     CHECK(r->opcode == (uint8_t)p[1]);
     CHECK(r->opaque == be32(p + 12));
-    CHECK(r->key == NULL || inside(r->key, r->nkey, p, end));
-    CHECK(r->val == NULL || inside(r->val, r->nval, p, end));
-    CHECK(r->args == NULL || inside(r->args, r->nargs, p, end));
+    fuzz_check_spans(r, p, end);
     CHECK(r->key == NULL || r->nkey == be16(p + 2));
     if (r->rflags & REQ_F_CLOSE) {
         CHECK(r->err != RES_NONE && used == BIN_HEADER_LEN);
@@ -121,7 +89,8 @@ check_prefixes(const char *p, size_t used, size_t item_max,
     size_t used2 = 0, need2 = 0;
     enum status st;
 
-    st = parse_copy(p, used, item_max, &r2, &used2, &need2);
+    st = fuzz_parse_copy(proto_binary_parse, p, used, item_max, &r2, &used2,
+                         &need2);
     CHECK(st == ST_OK && used2 == used);
     CHECK(r2.cmd == r->cmd && r2.err == r->err && r2.rflags == r->rflags);
     CHECK(r2.nkey == r->nkey && r2.nval == r->nval);
@@ -130,59 +99,9 @@ check_prefixes(const char *p, size_t used, size_t item_max,
     CHECK(r2.delta == r->delta && r2.initial == r->initial);
     if (r->err == RES_NONE) {
         /* a whole accepted packet: one byte less needs exactly it */
-        st = parse_copy(p, used - 1, item_max, &r2, &used2, &need2);
+        st = fuzz_parse_copy(proto_binary_parse, p, used - 1, item_max, &r2,
+                             &used2, &need2);
         CHECK(st == ST_AGAIN && need2 == used);
-    }
-}
-
-static void
-make_response(const struct request *r, unsigned sel, struct response *res)
-{
-    static const char val[] = "0123456789abcdef";
-    static const char stats[] = "STAT pid 1\r\nSTAT uptime 22\r\nEND\r\n";
-
-    memset(res, 0, sizeof(*res));
-    if (sel % 7 == 0) {
-        res_set_error(res, RES_SERVER_ERROR, MSG_BACKEND_TIMEOUT);
-        return;
-    }
-    switch (r->cmd) {
-    case REQ_GET:
-    case REQ_GAT:
-    case REQ_TOUCH:
-        res->kind = sel & 1 ? RES_MISS : RES_VALUE;
-        res->val = val;
-        res->nval = sel % sizeof(val);
-        res->flags = sel;
-        res->cas = (uint64_t)sel * 0x9e3779b97f4a7c15u;
-        break;
-    case REQ_INCR:
-    case REQ_DECR:
-        res->kind = sel & 1 ? RES_NOT_FOUND : RES_NUMBER;
-        res->val = "18446744073709551615";
-        res->nval = 1 + sel % 20;
-        break;
-    case REQ_DELETE:
-        res->kind = sel & 1 ? RES_NOT_FOUND : RES_DELETED;
-        break;
-    case REQ_STATS:
-        res->kind = RES_RAW;
-        res->val = stats;
-        res->nval = sizeof(stats) - 1;
-        break;
-    case REQ_FLUSH_ALL:
-    case REQ_VERBOSITY:
-        res->kind = RES_OK;
-        break;
-    case REQ_NOOP:
-    case REQ_VERSION:
-    case REQ_QUIT:
-        res->kind = RES_NONE;
-        break;
-    default: /* storage */
-        res->kind = (enum res_kind)(RES_STORED + sel % 4);
-        res->cas = sel;
-        break;
     }
 }
 
@@ -197,7 +116,7 @@ check_encode(const struct request *r, unsigned sel)
     size_t total = 0, off = 0;
     int n;
 
-    make_response(r, sel, &res);
+    fuzz_make_response(r, sel, true, &res);
     outq_init(&q, 64);
     CHECK(proto_binary_encode(r, &res, "1.6.18", &q) == ST_OK);
     n = outq_iov(&q, 0, iov, (int)NELEMS(iov));
@@ -229,33 +148,20 @@ check_encode(const struct request *r, unsigned sel)
     outq_free(&q);
 }
 
+static void
+check_accepted(const char *p, size_t used, size_t item_max,
+               const struct request *r, unsigned sel)
+{
+    check_prefixes(p, used, item_max, r);
+    check_encode(r, sel);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    const char *buf = (const char *)data;
-    size_t off = 0;
-    unsigned sel = 0;
-    size_t item_max = size > 0 && (data[size - 1] & 1) ? 64 : ITEM_MAX;
-
-    while (off < size) {
-        struct request r;
-        size_t used = 0, need = 0, rem = size - off;
-        enum status st;
-
-        st = proto_binary_parse(buf + off, rem, item_max, &r, &used, &need);
-        check_one(buf + off, rem, item_max, st, &r, used, need);
-        if (st != ST_OK) {
-            break;
-        }
-        check_prefixes(buf + off, used, item_max, &r);
-        check_encode(&r, sel++ ^ (unsigned)used);
-        if (r.rflags & REQ_F_CLOSE) {
-            break;
-        }
-        off += used;
-        off += MIN(r.swallow, size - off);
-    }
+    fuzz_request_stream(data, size, proto_binary_parse, check_one,
+                        check_accepted);
     return 0;
 }

@@ -26,14 +26,7 @@
 
 #include "config.h"
 
-#define CHECK(cond)                                                            \
-    do {                                                                       \
-        if (!(cond)) {                                                         \
-            fprintf(stderr, "fuzz_config: invariant failed: %s (%s:%d)\n",     \
-                    #cond, __FILE__, __LINE__);                                \
-            abort();                                                           \
-        }                                                                      \
-    } while (0)
+#include "fuzz_common.h"
 
 typedef int (*getaddrinfo_fn)(const char *, const char *,
                               const struct addrinfo *, struct addrinfo **);

@@ -17,21 +17,13 @@
  * A broken invariant prints what broke and aborts.
  */
 #include <stdint.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "proto_meta.h"
 #include "request.h"
 
-#define CHECK(cond)                                                            \
-    do {                                                                       \
-        if (!(cond)) {                                                         \
-            fprintf(stderr, "fuzz_meta_reply: invariant failed: %s (%s:%d)\n", \
-                    #cond, __FILE__, __LINE__);                                \
-            abort();                                                           \
-        }                                                                      \
-    } while (0)
+#include "fuzz_common.h"
 
 /* Seeds were made with this order: append only. */
 static const enum req_cmd cmds[] = {
@@ -40,12 +32,6 @@ static const enum req_cmd cmds[] = {
     REQ_DECR, REQ_DELETE,  REQ_FLUSH_ALL, REQ_STATS,   REQ_MG,      REQ_MS,
     REQ_MD,   REQ_MA,      REQ_MN,        REQ_ME,      REQ_VERSION, REQ_NONE,
 };
-
-static int
-inside(const char *p, size_t n, const char *lo, const char *hi)
-{
-    return p >= lo && p <= hi && n <= (size_t)(hi - p);
-}
 
 static int
 is_meta(enum req_cmd cmd)
@@ -64,12 +50,9 @@ static enum status
 parse_copy(const struct request *req, const char *buf, size_t len,
            struct response *res, size_t *used, size_t *need)
 {
-    char *copy = malloc(len ? len : 1);
-    enum status st;
+    char *copy = fuzz_dup(buf, len);
+    enum status st = proto_meta_parse_reply(req, copy, len, res, used, need);
 
-    CHECK(copy != NULL);
-    memcpy(copy, buf, len);
-    st = proto_meta_parse_reply(req, copy, len, res, used, need);
     free(copy); /* res's pointers dangle from here: compare values only */
     return st;
 }
@@ -79,24 +62,19 @@ check_one(const struct request *req, const char *p, size_t rem, enum status st,
           const struct response *res, size_t used, size_t need)
 {
     const char *end = p + used;
+    bool ok = fuzz_check_line_status(st, rem, used, need);
 
-    CHECK(st == ST_OK || st == ST_AGAIN || st == ST_PROTO);
     if (!is_sent(req->cmd)) {
         CHECK(st == ST_PROTO);
     }
-    if (st == ST_AGAIN) {
-        CHECK(need == 0 || need > rem);
+    if (!ok) {
         return;
     }
-    if (st != ST_OK) {
-        return;
-    }
-    CHECK(used > 0 && used <= rem);
     CHECK(end[-1] == '\n');
     CHECK(res->kind != RES_NONE);
-    CHECK(res->val == NULL || inside(res->val, res->nval, p, end));
-    CHECK(res->msg == NULL || inside(res->msg, res->nmsg, p, end));
-    CHECK(res->raw == NULL || inside(res->raw, res->nraw, p, end));
+    CHECK(res->val == NULL || fuzz_inside(res->val, res->nval, p, end));
+    CHECK(res->msg == NULL || fuzz_inside(res->msg, res->nmsg, p, end));
+    CHECK(res->raw == NULL || fuzz_inside(res->raw, res->nraw, p, end));
     if (is_meta(req->cmd)) {
         CHECK(res->raw == p && res->nraw == used);
     }

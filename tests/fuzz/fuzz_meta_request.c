@@ -14,31 +14,13 @@
  * A broken invariant prints what broke and aborts.
  */
 #include <stdint.h>
-#include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 
 #include "buf.h"
 #include "proto_meta.h"
 #include "request.h"
 
-#define ITEM_MAX (1024u * 1024u)
-
-#define CHECK(cond)                                                            \
-    do {                                                                       \
-        if (!(cond)) {                                                         \
-            fprintf(stderr,                                                    \
-                    "fuzz_meta_request: invariant failed: %s (%s:%d)\n",       \
-                    #cond, __FILE__, __LINE__);                                \
-            abort();                                                           \
-        }                                                                      \
-    } while (0)
-
-static int
-inside(const char *p, size_t n, const char *lo, const char *hi)
-{
-    return p >= lo && p <= hi && n <= (size_t)(hi - p);
-}
+#include "fuzz_common.h"
 
 static int
 is_meta(enum req_cmd cmd)
@@ -47,36 +29,16 @@ is_meta(enum req_cmd cmd)
            cmd == REQ_MN || cmd == REQ_ME;
 }
 
-/* Parse buf[0..len) from an exact-size heap copy, so ASan sees over-reads.
- * *copy is the caller's to free. */
-static enum status
-parse_copy(const char *buf, size_t len, size_t item_max, struct request *r,
-           size_t *used, size_t *need, char **copy)
-{
-    *copy = malloc(len ? len : 1);
-    CHECK(*copy != NULL);
-    memcpy(*copy, buf, len);
-    return proto_meta_parse_request(*copy, len, item_max, r, used, need);
-}
-
 static void
 check_one(const char *p, size_t rem, size_t item_max, enum status st,
           const struct request *r, size_t used, size_t need)
 {
     const char *end = p + used;
 
-    CHECK(st == ST_OK || st == ST_AGAIN || st == ST_PROTO);
-    if (st == ST_AGAIN) {
-        CHECK(need == 0 || need > rem);
+    if (!fuzz_check_line_status(st, rem, used, need)) {
         return;
     }
-    if (st != ST_OK) {
-        return;
-    }
-    CHECK(used > 0 && used <= rem);
-    CHECK(r->key == NULL || inside(r->key, r->nkey, p, end));
-    CHECK(r->val == NULL || inside(r->val, r->nval, p, end));
-    CHECK(r->args == NULL || inside(r->args, r->nargs, p, end));
+    fuzz_check_spans(r, p, end);
     CHECK(r->err != RES_NONE || r->swallow == 0);
     if (r->err != RES_NONE) {
         return;
@@ -93,32 +55,6 @@ check_one(const char *p, size_t rem, size_t item_max, enum status st,
     } else {
         CHECK(end[-1] == '\n');
     }
-}
-
-/* The parser must decide from the consumed bytes alone. */
-static void
-check_prefixes(const char *p, size_t used, size_t item_max,
-               const struct request *r)
-{
-    struct request r2;
-    size_t used2 = 0, need2 = 0;
-    char *copy = NULL;
-    enum status st;
-
-    st = parse_copy(p, used, item_max, &r2, &used2, &need2, &copy);
-    CHECK(st == ST_OK);
-    CHECK(used2 == used);
-    CHECK(r2.cmd == r->cmd && r2.err == r->err && r2.rflags == r->rflags);
-    CHECK(r2.nkey == r->nkey && r2.nval == r->nval && r2.nargs == r->nargs);
-    CHECK(r2.swallow == r->swallow);
-    free(copy);
-
-    st = parse_copy(p, used - 1, item_max, &r2, &used2, &need2, &copy);
-    CHECK(st == ST_AGAIN || (st == ST_PROTO && used - 1 > META_LINE_MAX));
-    if (st == ST_AGAIN) {
-        CHECK(need2 == 0 || (need2 > used - 1 && need2 <= used));
-    }
-    free(copy);
 }
 
 /* What goes to the backend parses back as the same command, q removed. */
@@ -190,34 +126,28 @@ check_client_reply(const struct request *r, unsigned sel)
     outq_free(&q);
 }
 
+/* The parser must decide from the consumed bytes alone; what it accepted
+ * goes to a backend and back to the client. */
+static void
+check_accepted(const char *p, size_t used, size_t item_max,
+               const struct request *r, unsigned sel)
+{
+    struct request again;
+
+    fuzz_check_line_prefixes(proto_meta_parse_request, p, used, item_max,
+                             META_LINE_MAX, r, &again);
+    if (r->err == RES_NONE) {
+        check_backend_request(r);
+    }
+    check_client_reply(r, sel);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    const char *buf = (const char *)data;
-    size_t off = 0;
-    unsigned sel = 0;
-    size_t item_max = size > 0 && (data[size - 1] & 1) ? 64 : ITEM_MAX;
-
-    while (off < size) {
-        struct request r;
-        size_t used = 0, need = 0, rem = size - off;
-        enum status st;
-
-        st = proto_meta_parse_request(buf + off, rem, item_max, &r, &used,
-                                      &need);
-        check_one(buf + off, rem, item_max, st, &r, used, need);
-        if (st != ST_OK) {
-            break;
-        }
-        check_prefixes(buf + off, used, item_max, &r);
-        if (r.err == RES_NONE) {
-            check_backend_request(&r);
-        }
-        check_client_reply(&r, sel++ ^ (unsigned)used);
-        off += used;
-        off += MIN(r.swallow, size - off);
-    }
+    fuzz_request_stream(data, size, proto_meta_parse_request, check_one,
+                        check_accepted);
     return 0;
 }

@@ -23,7 +23,6 @@
  */
 #include <setjmp.h>
 #include <stdarg.h>
-#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -31,56 +30,25 @@
 #include <string.h>
 
 #include <arpa/inet.h>
-#include <endian.h>
-#include <poll.h>
-#include <pthread.h>
 #include <sys/socket.h>
 #include <cmocka.h>
 
+#include "binpkt.h"
+#include "group.h"
 #include "harness.h"
+#include "observer.h"
 
 #define OP_GET  0x00
 #define OP_SET  0x01
 #define OP_NOOP 0x0a
 #define OP_GETK 0x0c
 
-static struct harness_stack stack;
-
-/* Request header + extras + key + value into out (at least 24 + ...). */
-static size_t
-pkt(unsigned char *out, uint8_t op, const char *key, const void *ext,
-    uint8_t elen, const void *val, size_t vlen, uint32_t opaque)
-{
-    size_t klen = key != NULL ? strlen(key) : 0;
-    uint16_t k16 = htons((uint16_t)klen);
-    uint32_t body = htonl((uint32_t)(elen + klen + vlen));
-    uint32_t o = htonl(opaque);
-
-    memset(out, 0, 24);
-    out[0] = 0x80;
-    out[1] = op;
-    memcpy(out + 2, &k16, 2);
-    out[4] = elen;
-    memcpy(out + 8, &body, 4);
-    memcpy(out + 12, &o, 4);
-    if (elen > 0) {
-        memcpy(out + 24, ext, elen);
-    }
-    if (klen > 0) {
-        memcpy(out + 24 + elen, key, klen);
-    }
-    if (vlen > 0) {
-        memcpy(out + 24 + elen + klen, val, vlen);
-    }
-    return 24 + elen + klen + vlen;
-}
-
 static size_t
 pkt_set(unsigned char *out, const char *key, const char *val, uint32_t opaque)
 {
     uint32_t ext[2] = {0, 0};
 
-    return pkt(out, OP_SET, key, ext, 8, val, strlen(val), opaque);
+    return binpkt_request(out, OP_SET, key, ext, 8, val, strlen(val), opaque);
 }
 
 /* The 24-byte noop reply with this opaque. */
@@ -110,7 +78,7 @@ expect_pkt(struct harness_conn *c, uint8_t op, uint16_t status, uint32_t opaque,
     bool ok;
 
     assert_true(24 + blen <= sizeof(want));
-    pkt(want, op, key, ext, elen, val, vlen, opaque);
+    binpkt_request(want, op, key, ext, elen, val, vlen, opaque);
     want[0] = 0x81;
     want[6] = (unsigned char)(status >> 8);
     want[7] = (unsigned char)status;
@@ -138,91 +106,30 @@ expect_noop(struct harness_conn *c, uint32_t opaque)
 
 /* ---- observer ------------------------------------------------------ */
 
-struct observer {
-    pthread_t tid;
-    atomic_bool stop;
-    atomic_ulong rounds; /* completed exact round trips */
-    atomic_int errors;
-};
-
-static void *
-observer_main(void *arg)
+/* One observer round trip: a binary set and a getk of it, exact
+ * replies (the opaques tell the trips apart). */
+static bool
+bin_trip(struct harness_conn *c, unsigned long i)
 {
-    struct observer *ob = arg;
-    struct harness_conn *c = harness_conn_open(stack.port, HARNESS_TIMEOUT_MS);
     unsigned char req[256];
     uint32_t flags = 0;
+    char key[32], val[64];
+    size_t n;
 
-    if (c == NULL) {
-        atomic_fetch_add(&ob->errors, 1);
-        return NULL;
+    snprintf(key, sizeof(key), "obs%lu", i % 16);
+    snprintf(val, sizeof(val), "obs-%lu", i * 2654435761ul);
+    n = pkt_set(req, key, val, (uint32_t)i);
+    if (harness_send(c, req, n) != 0 ||
+        !expect_pkt(c, OP_SET, 0, (uint32_t)i, NULL, 0, NULL, NULL, 0)) {
+        return false;
     }
-    for (unsigned long i = 0; !atomic_load(&ob->stop); i++) {
-        char key[32], val[64];
-        size_t n;
-
-        snprintf(key, sizeof(key), "obs%lu", i % 16);
-        snprintf(val, sizeof(val), "obs-%lu", i * 2654435761ul);
-        n = pkt_set(req, key, val, (uint32_t)i);
-        if (harness_send(c, req, n) != 0 ||
-            !expect_pkt(c, OP_SET, 0, (uint32_t)i, NULL, 0, NULL, NULL, 0)) {
-            atomic_fetch_add(&ob->errors, 1);
-            break;
-        }
-        n = pkt(req, OP_GETK, key, NULL, 0, NULL, 0, (uint32_t)~i);
-        if (harness_send(c, req, n) != 0 ||
-            !expect_pkt(c, OP_GETK, 0, (uint32_t)~i, &flags, 4, key, val,
-                        strlen(val))) {
-            atomic_fetch_add(&ob->errors, 1);
-            break;
-        }
-        atomic_fetch_add(&ob->rounds, 1);
-    }
-    harness_conn_close(c);
-    return NULL;
+    n = binpkt_request(req, OP_GETK, key, NULL, 0, NULL, 0, (uint32_t)~i);
+    return harness_send(c, req, n) == 0 &&
+           expect_pkt(c, OP_GETK, 0, (uint32_t)~i, &flags, 4, key, val,
+                      strlen(val));
 }
 
-static int
-observer_setup(void **state)
-{
-    struct observer *ob = calloc(1, sizeof(*ob));
-
-    if (ob == NULL) {
-        return -1;
-    }
-    atomic_init(&ob->stop, false);
-    atomic_init(&ob->rounds, 0);
-    atomic_init(&ob->errors, 0);
-    if (pthread_create(&ob->tid, NULL, observer_main, ob) != 0) {
-        free(ob);
-        return -1;
-    }
-    *state = ob;
-    return 0;
-}
-
-/* After a case: 20 more exact round trips (within 5 s), then stop. */
-static int
-observer_teardown(void **state)
-{
-    struct observer *ob = *state;
-    unsigned long base = atomic_load(&ob->rounds);
-    int64_t deadline = harness_now_ms() + HARNESS_TIMEOUT_MS;
-    bool ok;
-
-    while (atomic_load(&ob->rounds) < base + 20 &&
-           atomic_load(&ob->errors) == 0 && harness_now_ms() < deadline) {
-        poll(NULL, 0, 2);
-    }
-    atomic_store(&ob->stop, true);
-    pthread_join(ob->tid, NULL);
-    ok = atomic_load(&ob->errors) == 0 && atomic_load(&ob->rounds) >= base + 20;
-    printf("    observer: %lu exact binary round trips, %d errors%s\n",
-           atomic_load(&ob->rounds), atomic_load(&ob->errors),
-           ok ? "" : ": the other connection was NOT served");
-    free(ob);
-    return ok ? 0 : -1;
-}
+static const struct observer_conf bin_observer = {.trip = bin_trip};
 
 /* ---- cases --------------------------------------------------------- */
 
@@ -230,11 +137,12 @@ observer_teardown(void **state)
 static struct harness_conn *
 victim(void)
 {
-    struct harness_conn *c = harness_conn_open(stack.port, HARNESS_TIMEOUT_MS);
+    struct harness_conn *c =
+        harness_conn_open(group_stack.port, HARNESS_TIMEOUT_MS);
     unsigned char req[24];
 
     assert_non_null(c);
-    pkt(req, OP_NOOP, NULL, NULL, 0, NULL, 0, 0x1234);
+    binpkt_request(req, OP_NOOP, NULL, NULL, 0, NULL, 0, 0x1234);
     assert_int_equal(harness_send(c, req, 24), 0);
     assert_true(expect_noop(c, 0x1234));
     return c;
@@ -266,7 +174,7 @@ test_truncated_header(void **state)
     assert_int_equal(harness_send(c, req, 10), 0);
     assert_int_equal(harness_send(c, req + 10, 24 + 8 + 2 + 2 - 10), 0);
     assert_true(expect_pkt(c, OP_SET, 0, 1, NULL, 0, NULL, NULL, 0));
-    pkt(req, OP_GETK, "tk", NULL, 0, NULL, 0, 2);
+    binpkt_request(req, OP_GETK, "tk", NULL, 0, NULL, 0, 2);
     assert_int_equal(harness_send(c, req, 23), 0);
     assert_int_equal(harness_send(c, req + 23, 3), 0);
     assert_true(expect_pkt(c, OP_GETK, 0, 2, &flags, 4, "tk", "tv", 2));
@@ -297,7 +205,7 @@ test_short_body(void **state)
     harness_conn_close(c);
     /* get with key length 6 and body length 3 */
     c = victim();
-    n = pkt(req, OP_GET, "abcdef", NULL, 0, NULL, 0, 8);
+    n = binpkt_request(req, OP_GET, "abcdef", NULL, 0, NULL, 0, 8);
     req[11] = 3;
     assert_int_equal(harness_send(c, req, n), 0);
     assert_true(expect_pkt(c, OP_GET, 0x0081, 8, NULL, 0, NULL, unknown,
@@ -321,12 +229,12 @@ test_long_body(void **state)
     n = pkt_set(req, "lb", "xy", 3);
     req[11] += 10;
     assert_int_equal(harness_send(c, req, n), 0);
-    n = pkt(req, OP_NOOP, NULL, NULL, 0, NULL, 0, 4);
+    n = binpkt_request(req, OP_NOOP, NULL, NULL, 0, NULL, 0, 4);
     assert_int_equal(harness_send(c, "0123456789", 10), 0);
     assert_int_equal(harness_send(c, req, n), 0);
     assert_true(expect_pkt(c, OP_SET, 0, 3, NULL, 0, NULL, NULL, 0));
     assert_true(expect_noop(c, 4));
-    n = pkt(req, OP_GETK, "lb", NULL, 0, NULL, 0, 5);
+    n = binpkt_request(req, OP_GETK, "lb", NULL, 0, NULL, 0, 5);
     assert_int_equal(harness_send(c, req, n), 0);
     assert_true(
         expect_pkt(c, OP_GETK, 0, 5, &flags, 4, "lb", "xy0123456789", 12));
@@ -335,7 +243,7 @@ test_long_body(void **state)
     n = pkt_set(req, "lb", "xy", 6);
     req[11] += 8;
     assert_int_equal(harness_send(c, req, n), 0);
-    n = pkt(req, OP_NOOP, NULL, NULL, 0, NULL, 0, 7);
+    n = binpkt_request(req, OP_NOOP, NULL, NULL, 0, NULL, 0, 7);
     assert_int_equal(harness_send(c, req, 8), 0);
     assert_true(expect_pkt(c, OP_SET, 0, 6, NULL, 0, NULL, NULL, 0));
     assert_int_equal(harness_send(c, req + 8, 16), 0);
@@ -354,7 +262,7 @@ test_bad_magic(void **state)
     for (size_t i = 0; i < sizeof(magics); i++) {
         struct harness_conn *c = victim();
 
-        pkt(req, OP_NOOP, NULL, NULL, 0, NULL, 0, 9);
+        binpkt_request(req, OP_NOOP, NULL, NULL, 0, NULL, 0, 9);
         req[0] = magics[i];
         assert_int_equal(harness_send(c, req, 24), 0);
         closes_silently(c);
@@ -414,41 +322,30 @@ test_unknown_opcode(void **state)
     (void)state;
     c = victim();
     for (size_t i = 0; i < sizeof(ops); i++) {
-        pkt(req, ops[i], NULL, NULL, 0, NULL, 0, 100 + (uint32_t)i);
+        binpkt_request(req, ops[i], NULL, NULL, 0, NULL, 0, 100 + (uint32_t)i);
         assert_int_equal(harness_send(c, req, 24), 0);
         assert_true(expect_pkt(c, ops[i], 0x0081, 100 + (uint32_t)i, NULL, 0,
                                NULL, unknown, sizeof(unknown) - 1));
     }
-    pkt(req, OP_NOOP, NULL, NULL, 0, NULL, 0, 200);
+    binpkt_request(req, OP_NOOP, NULL, NULL, 0, NULL, 0, 200);
     assert_int_equal(harness_send(c, req, 24), 0);
     assert_true(expect_noop(c, 200));
     harness_conn_close(c);
 }
 
 static int
-group_setup(void **state)
-{
-    (void)state;
-    if (harness_stack_start(&stack, NULL) != 0) {
-        return -1;
-    }
-    printf("integ_badbinary: %s on port %d\n",
-           harness_direct() ? "memcached (direct)" : "riven", stack.port);
-    return 0;
-}
-
-static int
 group_teardown(void **state)
 {
-    bool alive = harness_stack_alive(&stack);
+    bool alive = harness_stack_alive(&group_stack);
 
     (void)state;
-    harness_stack_stop(&stack);
+    harness_stack_stop(&group_stack);
     return alive ? 0 : -1;
 }
 
 #define T(f)                                                                   \
-    cmocka_unit_test_setup_teardown(f, observer_setup, observer_teardown)
+    cmocka_unit_test_prestate_setup_teardown(                                  \
+        f, observer_setup, observer_teardown, (void *)&bin_observer)
 
 int
 main(void)
@@ -460,5 +357,5 @@ main(void)
         T(test_unknown_opcode),
     };
 
-    return cmocka_run_group_tests(tests, group_setup, group_teardown);
+    return cmocka_run_group_tests(tests, group_stack_setup, group_teardown);
 }

@@ -11,121 +11,42 @@
 #include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
-#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include <poll.h>
-#include <pthread.h>
 #include <cmocka.h>
 
+#include "group.h"
 #include "harness.h"
+#include "observer.h"
 
-static struct harness_stack stack;
-
-struct observer {
-    pthread_t tid;
-    atomic_bool stop;
-    atomic_ulong rounds; /* completed exact round trips */
-    atomic_int errors;
-};
-
-static void *
-observer_main(void *arg)
-{
-    struct observer *ob = arg;
-    struct harness_conn *c = harness_conn_open(stack.port, HARNESS_TIMEOUT_MS);
-    char req[128], val[64], want[128];
-
-    if (c == NULL) {
-        atomic_fetch_add(&ob->errors, 1);
-        return NULL;
-    }
-    for (unsigned long i = 0; !atomic_load(&ob->stop); i++) {
-        int n = snprintf(val, sizeof(val), "obs-%lu", i * 2654435761ul);
-
-        snprintf(req, sizeof(req), "set obs%lu 0 0 %d\r\n%s\r\n", i % 16, n,
-                 val);
-        if (!harness_roundtrip(c, req, "STORED\r\n")) {
-            atomic_fetch_add(&ob->errors, 1);
-            break;
-        }
-        snprintf(req, sizeof(req), "get obs%lu\r\n", i % 16);
-        snprintf(want, sizeof(want), "VALUE obs%lu 0 %d\r\n%s\r\nEND\r\n",
-                 i % 16, n, val);
-        if (!harness_roundtrip(c, req, want)) {
-            atomic_fetch_add(&ob->errors, 1);
-            break;
-        }
-        atomic_fetch_add(&ob->rounds, 1);
-    }
-    harness_conn_close(c);
-    return NULL;
-}
-
-static void
-observer_start(struct observer *ob)
-{
-    atomic_init(&ob->stop, false);
-    atomic_init(&ob->rounds, 0);
-    atomic_init(&ob->errors, 0);
-    assert_int_equal(pthread_create(&ob->tid, NULL, observer_main, ob), 0);
-}
-
-/* After a case: the observer must make 20 more exact round trips (5 s),
- * then it is stopped. false (with a message) on any error. */
+/* One observer round trip: a set and a get of it, exact replies. */
 static bool
-observer_finish(struct observer *ob, const char *what)
+text_trip(struct harness_conn *c, unsigned long i)
 {
-    unsigned long base = atomic_load(&ob->rounds);
-    int64_t deadline = harness_now_ms() + HARNESS_TIMEOUT_MS;
-    bool ok;
+    char req[128], val[64], want[128];
+    int n = snprintf(val, sizeof(val), "obs-%lu", i * 2654435761ul);
 
-    while (atomic_load(&ob->rounds) < base + 20 &&
-           atomic_load(&ob->errors) == 0 && harness_now_ms() < deadline) {
-        poll(NULL, 0, 2);
+    snprintf(req, sizeof(req), "set obs%lu 0 0 %d\r\n%s\r\n", i % 16, n, val);
+    if (!harness_roundtrip(c, req, "STORED\r\n")) {
+        return false;
     }
-    atomic_store(&ob->stop, true);
-    pthread_join(ob->tid, NULL);
-    ok = atomic_load(&ob->errors) == 0 && atomic_load(&ob->rounds) >= base + 20;
-    printf("    %-28s observer: %lu exact round trips, %d errors%s\n", what,
-           atomic_load(&ob->rounds), atomic_load(&ob->errors),
-           ok ? "" : ": the other connection was NOT served");
-    return ok;
+    snprintf(req, sizeof(req), "get obs%lu\r\n", i % 16);
+    snprintf(want, sizeof(want), "VALUE obs%lu 0 %d\r\n%s\r\nEND\r\n", i % 16,
+             n, val);
+    return harness_roundtrip(c, req, want);
 }
 
-/* cmocka fixtures: the observer runs around every case, and is stopped
- * and judged even when the case failed. */
-static int
-observer_setup(void **state)
-{
-    struct observer *ob = calloc(1, sizeof(*ob));
-
-    if (ob == NULL) {
-        return -1;
-    }
-    observer_start(ob);
-    *state = ob;
-    return 0;
-}
-
-static int
-observer_teardown(void **state)
-{
-    struct observer *ob = *state;
-    bool ok = observer_finish(ob, "(while this case ran)");
-
-    free(ob);
-    return ok ? 0 : -1;
-}
+static const struct observer_conf text_observer = {.trip = text_trip};
 
 static struct harness_conn *
 victim(void)
 {
-    struct harness_conn *c = harness_conn_open(stack.port, HARNESS_TIMEOUT_MS);
+    struct harness_conn *c =
+        harness_conn_open(group_stack.port, HARNESS_TIMEOUT_MS);
 
     assert_non_null(c);
     return c;
@@ -297,33 +218,22 @@ test_huge_get(void **state)
 }
 
 static int
-group_setup(void **state)
-{
-    (void)state;
-    if (harness_stack_start(&stack, NULL) != 0) {
-        return -1;
-    }
-    printf("integ_badinput: %s on port %d\n",
-           harness_direct() ? "memcached (direct)" : "riven", stack.port);
-    return 0;
-}
-
-static int
 group_teardown(void **state)
 {
     (void)state;
     /* riven must have survived everything */
-    if (!harness_direct() && !harness_proc_alive(&stack.rv)) {
+    if (!harness_direct() && !harness_proc_alive(&group_stack.rv)) {
         fprintf(stderr, "integ_badinput: riven is gone\n");
-        harness_stack_stop(&stack);
+        harness_stack_stop(&group_stack);
         return -1;
     }
-    harness_stack_stop(&stack);
+    harness_stack_stop(&group_stack);
     return 0;
 }
 
 #define T(f)                                                                   \
-    cmocka_unit_test_setup_teardown(f, observer_setup, observer_teardown)
+    cmocka_unit_test_prestate_setup_teardown(                                  \
+        f, observer_setup, observer_teardown, (void *)&text_observer)
 
 int
 main(void)
@@ -334,5 +244,5 @@ main(void)
         T(test_control_key),
     };
 
-    return cmocka_run_group_tests(tests, group_setup, group_teardown);
+    return cmocka_run_group_tests(tests, group_stack_setup, group_teardown);
 }

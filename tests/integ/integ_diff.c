@@ -24,57 +24,14 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <pthread.h>
 #include <cmocka.h>
 
 #include "harness.h"
-
-struct script {
-    char *data;
-    size_t len;
-    size_t cap;
-};
+#include "script.h"
 
 static struct harness_proc mc_a;    /* reference memcached */
 static struct harness_stack side_b; /* riven + memcached (or direct) */
 static int section_no;
-
-#define sc_lit(s, lit) sc_add((s), (lit), sizeof(lit) - 1)
-
-static void
-sc_add(struct script *s, const void *p, size_t n)
-{
-    if (s->len + n + 1 > s->cap) {
-        size_t ncap = s->cap == 0 ? 4096 : s->cap;
-
-        while (ncap < s->len + n + 1) {
-            ncap *= 2;
-        }
-        s->data = realloc(s->data, ncap);
-        assert_non_null(s->data);
-        s->cap = ncap;
-    }
-    memcpy(s->data + s->len, p, n);
-    s->len += n;
-    s->data[s->len] = '\0';
-}
-
-static void sc_addf(struct script *s, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
-
-static void
-sc_addf(struct script *s, const char *fmt, ...)
-{
-    char tmp[2048];
-    va_list ap;
-    int n;
-
-    va_start(ap, fmt);
-    n = vsnprintf(tmp, sizeof(tmp), fmt, ap);
-    va_end(ap);
-    assert_true(n >= 0 && (size_t)n < sizeof(tmp));
-    sc_add(s, tmp, (size_t)n);
-}
 
 /* "CMD KEY FLAGS EXP LEN[ noreply]\r\n" + data + "\r\n"; fe is
  * "FLAGS EXP". */
@@ -88,22 +45,6 @@ sc_store(struct script *s, const char *cmd, const char *key, const char *fe,
     sc_add(s, "\r\n", 2);
 }
 
-/* Value of n bytes filled from a seed, printable or not. */
-static char *
-make_value(size_t n, unsigned seed, bool binary)
-{
-    char *v = malloc(n + 1);
-    uint32_t x = seed * 2654435761u + 1;
-
-    assert_non_null(v);
-    for (size_t i = 0; i < n; i++) {
-        x = x * 1103515245u + 12345u;
-        v[i] = binary ? (char)(x >> 16) : (char)('a' + (x >> 16) % 26);
-    }
-    v[n] = '\0';
-    return v;
-}
-
 static char *
 make_key(size_t n, char ch)
 {
@@ -115,78 +56,7 @@ make_key(size_t n, char ch)
     return k;
 }
 
-/* ---- sending and reading ------------------------------------------- */
-
-struct sender {
-    struct harness_conn *conn;
-    const struct script *sc;
-    uint32_t seed;
-    int rc;
-};
-
-static void *
-sender_main(void *arg)
-{
-    struct sender *sd = arg;
-    uint32_t x = sd->seed;
-    size_t off = 0;
-
-    sd->rc = 0;
-    while (off < sd->sc->len) {
-        size_t n;
-
-        x = x * 1103515245u + 12345u;
-        switch ((x >> 16) % 4) {
-        case 0:
-            n = 1 + (x >> 8) % 7; /* tiny: split tokens */
-            break;
-        case 1:
-            n = 1 + (x >> 8) % 300;
-            break;
-        case 2:
-            n = 1 + (x >> 8) % 4000;
-            break;
-        default:
-            n = 65536; /* large: pipelining */
-            break;
-        }
-        if (n > sd->sc->len - off) {
-            n = sd->sc->len - off;
-        }
-        if (harness_send(sd->conn, sd->sc->data + off, n) != 0) {
-            sd->rc = -1;
-            break;
-        }
-        off += n;
-    }
-    return NULL;
-}
-
-/* Send sc on c (in a thread) and read replies until term arrives, or until
- * EOF when term is NULL. Returns the malloc'd reply stream. */
-static char *
-exchange(struct harness_conn *c, const struct script *sc, uint32_t seed,
-         const char *term, size_t *outlen)
-{
-    struct sender sd = {.conn = c, .sc = sc, .seed = seed, .rc = 0};
-    pthread_t tid;
-    char *out = NULL;
-
-    assert_int_equal(pthread_create(&tid, NULL, sender_main, &sd), 0);
-    if (term != NULL) {
-        out = harness_recv_until(c, term, strlen(term), 20000, outlen);
-    } else if (harness_wait_eof(c, 20000)) {
-        out = harness_recv_n(c, c->len, 0);
-        *outlen = out != NULL ? strlen(out) : 0;
-    }
-    pthread_join(tid, NULL);
-    if (out == NULL) {
-        fprintf(stderr, "integ_diff: no complete reply stream (%s)\n",
-                term != NULL ? "marker never arrived" : "no EOF");
-        harness_dump("  received so far", c->buf, c->len, 2000);
-    }
-    return out;
-}
+/* ---- comparing ---------------------------------------------------- */
 
 /* Copy of s where "STAT name value" lines lose their value and "VERSION x"
  * lines their version. collapse: a run of STAT lines becomes one "STAT "
@@ -261,10 +131,11 @@ run_section(const char *name, struct script *sc, int flags)
     assert_non_null(b);
     /* both sides always get the whole section, so that a failure here
      * leaves both memcacheds in the same state for the next sections */
-    ra = exchange(a, sc, 7u * (unsigned)section_no, until_eof ? NULL : term,
-                  &la);
-    rb = exchange(b, sc, 1000u + 13u * (unsigned)section_no,
-                  until_eof ? NULL : term, &lb);
+    ra = sc_exchange(a, sc, 7u * (unsigned)section_no, until_eof ? NULL : term,
+                     until_eof ? 0 : strlen(term), 20000, &la);
+    rb = sc_exchange(b, sc, 1000u + 13u * (unsigned)section_no,
+                     until_eof ? NULL : term, until_eof ? 0 : strlen(term),
+                     20000, &lb);
     assert_non_null(ra);
     assert_true(harness_stack_alive(&side_b));
     if (rb == NULL) {
@@ -563,7 +434,7 @@ test_toolarge(void **state)
 {
     struct script sc = {0};
     size_t n = 2 * 1024 * 1024;
-    char *v = make_value(n, 3, false);
+    char *v = sc_make_value(n, 3, false);
 
     (void)state;
     sc_lit(&sc, "set big 0 0 1\r\nb\r\n");
@@ -587,7 +458,7 @@ test_values(void **state)
 
     (void)state;
     for (size_t i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) {
-        char *v = make_value(sizes[i], (unsigned)i, i % 2 == 1);
+        char *v = sc_make_value(sizes[i], (unsigned)i, i % 2 == 1);
 
         sc_store(&sc, "set", "v", "9 0", v, sizes[i], false);
         sc_lit(&sc, "get v\r\n");

@@ -50,75 +50,15 @@
 
 #include <arpa/inet.h>
 #include <endian.h>
-#include <pthread.h>
 #include <cmocka.h>
 
+#include "binpkt.h"
 #include "harness.h"
-
-struct script {
-    char *data;
-    size_t len;
-    size_t cap;
-};
+#include "script.h"
 
 static struct harness_proc mc_a;    /* reference memcached */
 static struct harness_stack side_b; /* riven + memcached (or direct) */
 static int section_no;
-
-#define sc_lit(s, lit) sc_add((s), (lit), sizeof(lit) - 1)
-
-static void
-sc_add(struct script *s, const void *p, size_t n)
-{
-    if (s->len + n + 1 > s->cap) {
-        size_t ncap = s->cap == 0 ? 4096 : s->cap;
-
-        while (ncap < s->len + n + 1) {
-            ncap *= 2;
-        }
-        s->data = realloc(s->data, ncap);
-        assert_non_null(s->data);
-        s->cap = ncap;
-    }
-    if (n > 0) {
-        memcpy(s->data + s->len, p, n);
-    }
-    s->len += n;
-    s->data[s->len] = '\0';
-}
-
-static void sc_addf(struct script *s, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
-
-static void
-sc_addf(struct script *s, const char *fmt, ...)
-{
-    char tmp[4096];
-    va_list ap;
-    int n;
-
-    va_start(ap, fmt);
-    n = vsnprintf(tmp, sizeof(tmp), fmt, ap);
-    va_end(ap);
-    assert_true(n >= 0 && (size_t)n < sizeof(tmp));
-    sc_add(s, tmp, (size_t)n);
-}
-
-/* Value of n bytes filled from a seed, printable or not. */
-static char *
-make_value(size_t n, unsigned seed, bool binary)
-{
-    char *v = malloc(n + 1);
-    uint32_t x = seed * 2654435761u + 1;
-
-    assert_non_null(v);
-    for (size_t i = 0; i < n; i++) {
-        x = x * 1103515245u + 12345u;
-        v[i] = binary ? (char)(x >> 16) : (char)('a' + (x >> 16) % 26);
-    }
-    v[n] = '\0';
-    return v;
-}
 
 /* ---- binary packets ------------------------------------------------ */
 
@@ -165,20 +105,10 @@ bin_pkt(struct script *s, uint8_t op, const char *key, const void *ext,
         uint64_t cas)
 {
     size_t klen = key != NULL ? strlen(key) : 0;
-    unsigned char h[24];
-    uint16_t k16 = htons((uint16_t)klen);
-    uint32_t body = htonl((uint32_t)(elen + klen + vlen));
-    uint32_t op32 = htonl(opaque);
-    uint64_t cas64 = htobe64(cas);
+    uint8_t h[BINPKT_HEADER_LEN];
 
-    memset(h, 0, sizeof(h));
-    h[0] = 0x80;
-    h[1] = op;
-    memcpy(h + 2, &k16, 2);
-    h[4] = (unsigned char)elen;
-    memcpy(h + 8, &body, 4);
-    memcpy(h + 12, &op32, 4);
-    memcpy(h + 16, &cas64, 8);
+    binpkt_header(h, op, (uint16_t)klen, (uint8_t)elen,
+                  (uint32_t)(elen + klen + vlen), opaque, cas);
     sc_add(s, h, sizeof(h));
     sc_add(s, ext, elen);
     sc_add(s, key, klen);
@@ -239,78 +169,7 @@ bin_touch(struct script *s, uint8_t op, const char *key, uint32_t exp,
     bin_pkt(s, op, key, &e, sizeof(e), NULL, 0, opaque, 0);
 }
 
-/* ---- sending and reading ------------------------------------------- */
-
-struct sender {
-    struct harness_conn *conn;
-    const struct script *sc;
-    uint32_t seed;
-    int rc;
-};
-
-static void *
-sender_main(void *arg)
-{
-    struct sender *sd = arg;
-    uint32_t x = sd->seed;
-    size_t off = 0;
-
-    sd->rc = 0;
-    while (off < sd->sc->len) {
-        size_t n;
-
-        x = x * 1103515245u + 12345u;
-        switch ((x >> 16) % 4) {
-        case 0:
-            n = 1 + (x >> 8) % 7; /* tiny: split headers */
-            break;
-        case 1:
-            n = 1 + (x >> 8) % 300;
-            break;
-        case 2:
-            n = 1 + (x >> 8) % 4000;
-            break;
-        default:
-            n = 65536; /* large: pipelining */
-            break;
-        }
-        if (n > sd->sc->len - off) {
-            n = sd->sc->len - off;
-        }
-        if (harness_send(sd->conn, sd->sc->data + off, n) != 0) {
-            sd->rc = -1; /* the peer closed: possible in EOF sections */
-            break;
-        }
-        off += n;
-    }
-    return NULL;
-}
-
-/* Send sc on c (in a thread) and read replies until term (termlen bytes)
- * arrives, or until EOF when term is NULL. The malloc'd reply stream. */
-static char *
-exchange(struct harness_conn *c, const struct script *sc, uint32_t seed,
-         const char *term, size_t termlen, size_t *outlen)
-{
-    struct sender sd = {.conn = c, .sc = sc, .seed = seed, .rc = 0};
-    pthread_t tid;
-    char *out = NULL;
-
-    assert_int_equal(pthread_create(&tid, NULL, sender_main, &sd), 0);
-    if (term != NULL) {
-        out = harness_recv_until(c, term, termlen, 20000, outlen);
-    } else if (harness_wait_eof(c, HARNESS_TIMEOUT_MS)) {
-        *outlen = c->len;
-        out = harness_recv_n(c, c->len, 0);
-    }
-    pthread_join(tid, NULL);
-    if (out == NULL) {
-        fprintf(stderr, "integ_diff_proto: no complete reply stream (%s)\n",
-                term != NULL ? "marker never arrived" : "no EOF");
-        harness_dump("  received so far", c->buf, c->len, 2000);
-    }
-    return out;
-}
+/* ---- comparing ---------------------------------------------------- */
 
 /* Binary: successful version replies lose their body, successful stat
  * replies their value. A stream that stops parsing as response packets is
@@ -463,10 +322,10 @@ section_ok(const char *name, struct script *sc, int flags)
         sides_stop();
         fail_msg("section '%s': cannot connect", name);
     }
-    ra = exchange(a, sc, 7u * (unsigned)section_no, until_eof ? NULL : term,
-                  termlen, &la);
-    rb = exchange(b, sc, 1000u + 13u * (unsigned)section_no,
-                  until_eof ? NULL : term, termlen, &lb);
+    ra = sc_exchange(a, sc, 7u * (unsigned)section_no, until_eof ? NULL : term,
+                     termlen, HARNESS_TIMEOUT_MS, &la);
+    rb = sc_exchange(b, sc, 1000u + 13u * (unsigned)section_no,
+                     until_eof ? NULL : term, termlen, HARNESS_TIMEOUT_MS, &lb);
     harness_conn_close(a);
     harness_conn_close(b);
     if (ra == NULL || rb == NULL || !harness_stack_alive(&side_b)) {
@@ -910,7 +769,7 @@ test_bin_large(void **state)
 
     (void)state;
     for (size_t i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) {
-        char *v = make_value(sizes[i], (unsigned)i, i % 2 == 1);
+        char *v = sc_make_value(sizes[i], (unsigned)i, i % 2 == 1);
 
         bin_store_s(&sc, OP_SET, "big", 0, 0, "old", op++);
         bin_store(&sc, OP_SET, "big", 3, 0, v, sizes[i], op++, 0);
@@ -1248,7 +1107,7 @@ test_meta_large(void **state)
 
     (void)state;
     for (size_t i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) {
-        char *v = make_value(sizes[i], (unsigned)i, true);
+        char *v = sc_make_value(sizes[i], (unsigned)i, true);
 
         sc_addf(&sc, "ms lg 3\r\nold\r\nms lg %zu\r\n", sizes[i]);
         sc_add(&sc, v, sizes[i]);

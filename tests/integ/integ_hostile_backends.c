@@ -55,30 +55,6 @@
 #define UNAVAILABLE "SERVER_ERROR backend unavailable\r\n"
 #define TIMEOUT     "SERVER_ERROR backend timeout\r\n"
 
-/* A "Name:   123 kB" field of /proc/pid/status, in bytes; -1 if absent. */
-static long
-proc_status(pid_t pid, const char *field)
-{
-    char path[64], line[256];
-    size_t flen = strlen(field);
-    long kb = -1;
-    FILE *f;
-
-    snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
-    f = fopen(path, "r");
-    if (f == NULL) {
-        return -1;
-    }
-    while (fgets(line, sizeof(line), f) != NULL) {
-        if (strncmp(line, field, flen) == 0 && line[flen] == ':') {
-            kb = strtol(line + flen + 1, NULL, 10);
-            break;
-        }
-    }
-    fclose(f);
-    return kb < 0 ? -1 : kb * 1024;
-}
-
 /* ---- the fake backend -------------------------------------------------- */
 
 #define FAKE_CONNS 32
@@ -827,7 +803,7 @@ run_case(const struct hostile *h)
     memset(&b, 0, sizeof(b));
     key_on("bystander-", g.mc.port, b.key, sizeof(b.key));
     assert_true(harness_proc_alive(&g.rv));
-    rss0 = proc_status(g.rv.pid, "VmRSS");
+    rss0 = harness_proc_status(g.rv.pid, "VmRSS");
     assert_true(rss0 > 0);
     assert_int_equal(pthread_create(&b.tid, NULL, bystander_main, &b), 0);
     bystander_wait(&b, 10);
@@ -853,7 +829,7 @@ run_case(const struct hostile *h)
     bystander_wait(&b, 10);
     atomic_store(&b.stop, true);
     pthread_join(b.tid, NULL);
-    hwm = proc_status(g.rv.pid, "VmHWM");
+    hwm = harness_proc_status(g.rv.pid, "VmHWM");
     for (int i = 0; i < 2; i++) {
         printf("    client %c: %d/%d rounds, %d wrong replies, %d with the "
                "other client's data%s%s\n",

@@ -52,7 +52,9 @@
 #include <unistd.h>
 #include <cmocka.h>
 
+#include "binpkt.h"
 #include "harness.h"
+#include "observer.h"
 
 #define MB          (1024L * 1024L)
 #define TOO_MANY    "SERVER_ERROR too many open connections\r\n"
@@ -69,30 +71,6 @@
 static struct harness_proc mc; /* the group's memcached */
 
 /* ---- /proc ------------------------------------------------------------ */
-
-/* A "Name:   123 kB" field of /proc/pid/status, in bytes; -1 if absent. */
-static long
-proc_status(pid_t pid, const char *field)
-{
-    char path[64], line[256];
-    size_t flen = strlen(field);
-    long kb = -1;
-    FILE *f;
-
-    snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
-    f = fopen(path, "r");
-    if (f == NULL) {
-        return -1;
-    }
-    while (fgets(line, sizeof(line), f) != NULL) {
-        if (strncmp(line, field, flen) == 0 && line[flen] == ':') {
-            kb = strtol(line + flen + 1, NULL, 10);
-            break;
-        }
-    }
-    fclose(f);
-    return kb < 0 ? -1 : kb * 1024;
-}
 
 /* Open fds of pid; -1 on failure. */
 static int
@@ -207,99 +185,19 @@ rv_start(struct fixture *fx)
 
 /* ---- the observer -------------------------------------------------- */
 
-struct observer {
-    pthread_t tid;
-    int port;
-    atomic_bool stop;
-    atomic_ulong rounds; /* completed exact round trips */
-    atomic_int errors;
-    _Atomic int64_t worst; /* slowest round trip, ms */
-};
-
-static void *
-observer_main(void *arg)
-{
-    struct observer *ob = arg;
-    struct harness_conn *c = harness_conn_open(ob->port, DEADLINE_MS);
-    char req[128], val[64], want[160];
-
-    if (c == NULL) {
-        atomic_fetch_add(&ob->errors, 1);
-        return NULL;
-    }
-    for (unsigned long i = 0; !atomic_load(&ob->stop); i++) {
-        int n = snprintf(val, sizeof(val), "obs-%lu", i * 2654435761ul);
-        int64_t t0 = harness_now_ms(), dt;
-
-        snprintf(req, sizeof(req), "set obs%lu 0 0 %d\r\n%s\r\nget obs%lu\r\n",
-                 i % 16, n, val, i % 16);
-        snprintf(want, sizeof(want),
-                 "STORED\r\nVALUE obs%lu 0 %d\r\n%s\r\nEND\r\n", i % 16, n,
-                 val);
-        if (!harness_roundtrip(c, req, want)) {
-            atomic_fetch_add(&ob->errors, 1);
-            break;
-        }
-        dt = harness_now_ms() - t0;
-        if (dt > atomic_load(&ob->worst)) {
-            atomic_store(&ob->worst, dt);
-        }
-        atomic_fetch_add(&ob->rounds, 1);
-    }
-    harness_conn_close(c);
-    return NULL;
-}
-
-/* Wait until the observer has made `more` more round trips (or failed). */
-static void
-observer_wait(struct observer *ob, unsigned long more)
-{
-    unsigned long want = atomic_load(&ob->rounds) + more;
-    int64_t deadline = harness_now_ms() + DEADLINE_MS;
-
-    while (atomic_load(&ob->rounds) < want && atomic_load(&ob->errors) == 0 &&
-           harness_now_ms() < deadline) {
-        poll(NULL, 0, 2);
-    }
-}
-
-static struct observer *
-observer_start(int port)
-{
-    struct observer *ob = calloc(1, sizeof(*ob));
-
-    assert_non_null(ob);
-    ob->port = port;
-    assert_int_equal(pthread_create(&ob->tid, NULL, observer_main, ob), 0);
-    observer_wait(ob, 5);
-    atomic_store(&ob->worst, 0); /* judge what follows the first trips */
-    return ob;
-}
-
-/* 20 more round trips, then stop. false on any error or a slow one. */
+/* One observer round trip: a set and a get of it in one write, exact
+ * replies. */
 static bool
-observer_finish(struct observer *ob)
+obs_trip(struct harness_conn *c, unsigned long i)
 {
-    unsigned long base;
-    bool ok;
+    char req[128], val[64], want[160];
+    int n = snprintf(val, sizeof(val), "obs-%lu", i * 2654435761ul);
 
-    if (ob == NULL) {
-        return true;
-    }
-    base = atomic_load(&ob->rounds);
-    observer_wait(ob, 20);
-    atomic_store(&ob->stop, true);
-    pthread_join(ob->tid, NULL);
-    ok = atomic_load(&ob->errors) == 0 &&
-         atomic_load(&ob->rounds) >= base + 20 &&
-         atomic_load(&ob->worst) < OBS_SLOW_MS;
-    printf("    observer: %lu exact round trips, %d errors, slowest %lld "
-           "ms%s\n",
-           atomic_load(&ob->rounds), atomic_load(&ob->errors),
-           (long long)atomic_load(&ob->worst),
-           ok ? "" : ": the other connection was NOT served");
-    free(ob);
-    return ok;
+    snprintf(req, sizeof(req), "set obs%lu 0 0 %d\r\n%s\r\nget obs%lu\r\n",
+             i % 16, n, val, i % 16);
+    snprintf(want, sizeof(want), "STORED\r\nVALUE obs%lu 0 %d\r\n%s\r\nEND\r\n",
+             i % 16, n, val);
+    return harness_roundtrip(c, req, want);
 }
 
 /* ---- fixtures ------------------------------------------------------ */
@@ -328,8 +226,8 @@ case_setup(void **state)
     if (rv_start(fx) != 0) {
         return -1;
     }
-    fx->ob = observer_start(fx->port);
-    fx->rss0 = proc_status(fx->rv.pid, "VmRSS");
+    fx->ob = observer_start(fx->port, obs_trip, 5);
+    fx->rss0 = harness_proc_status(fx->rv.pid, "VmRSS");
     return fx->rss0 > 0 ? 0 : -1;
 }
 
@@ -356,10 +254,10 @@ static int
 case_teardown(void **state)
 {
     struct fixture *fx = *state;
-    bool ok = observer_finish(fx->ob);
+    bool ok = observer_finish(fx->ob, OBS_SLOW_MS);
 
     if (fx->rv.pid > 0) {
-        long hwm = proc_status(fx->rv.pid, "VmHWM");
+        long hwm = harness_proc_status(fx->rv.pid, "VmHWM");
 
         printf("    riven RSS: %ld KiB at start, peak %ld KiB (+%ld KiB)\n",
                fx->rss0 / 1024, hwm / 1024, (hwm - fx->rss0) / 1024);
@@ -397,7 +295,7 @@ fixture_of(void **state)
 static long
 rss_growth(const struct fixture *fx)
 {
-    long hwm = proc_status(fx->rv.pid, "VmHWM");
+    long hwm = harness_proc_status(fx->rv.pid, "VmHWM");
 
     assert_true(hwm > 0);
     return (hwm - fx->rss0) / harness_rss_scale();
@@ -637,7 +535,7 @@ test_never_reads(void **state)
     while (closed < 0 && harness_now_ms() < deadline) {
         struct pollfd pfd = {.fd = c->fd, .events = POLLOUT};
         ssize_t n = send(c->fd, chunk, sizeof(chunk), MSG_NOSIGNAL);
-        long rss = proc_status(fx->rv.pid, "VmRSS");
+        long rss = harness_proc_status(fx->rv.pid, "VmRSS");
 
         rss_max = rss > rss_max ? rss : rss_max;
         if (n > 0) {
@@ -778,23 +676,6 @@ test_huge_get_line(void **state)
 
 /* ---- binary: body shorter than key + extras ------------------------- */
 
-static size_t
-bin_header(uint8_t *p, uint8_t op, uint16_t klen, uint8_t elen, uint32_t blen,
-           uint32_t opaque)
-{
-    uint16_t k = htons(klen);
-    uint32_t b = htonl(blen), o = htonl(opaque);
-
-    memset(p, 0, 24);
-    p[0] = 0x80;
-    p[1] = op;
-    memcpy(p + 2, &k, 2);
-    p[4] = elen;
-    memcpy(p + 8, &b, 4);
-    memcpy(p + 12, &o, 4);
-    return 24;
-}
-
 /* Everything port sends back for req until it closes (or 2 s). */
 static char *
 bin_exchange(int port, const uint8_t *req, size_t len, size_t *outlen,
@@ -840,13 +721,13 @@ test_bin_short_body(void **state)
         char *m, *r = NULL;
         bool meof, reof = true;
 
-        len = bin_header(req, cases[i].op, cases[i].klen, cases[i].elen,
-                         cases[i].blen, 0x1000u + (uint32_t)i);
+        len = binpkt_header(req, cases[i].op, cases[i].klen, cases[i].elen,
+                            cases[i].blen, 0x1000u + (uint32_t)i, 0);
         memset(req + len, 'k', cases[i].blen);
         len += cases[i].blen;
-        len += bin_header(req + len, 0x0a, 0, 0, 0, 7); /* a noop after */
+        len += binpkt_header(req + len, 0x0a, 0, 0, 0, 7, 0); /* a noop after */
         /* memcached: "Unknown command" (status 0x81), then it closes */
-        bin_header(want, cases[i].op, 0, 0, 15, 0x1000u + (uint32_t)i);
+        binpkt_header(want, cases[i].op, 0, 0, 15, 0x1000u + (uint32_t)i, 0);
         want[0] = 0x81;
         want[7] = 0x81;
         memcpy(want + 24, "Unknown command", 15);
@@ -880,7 +761,7 @@ static size_t
 setq_packet(uint8_t *p, unsigned i)
 {
     char kv[16];
-    size_t n = bin_header(p, 0x11, 8, 8, 8 + 8 + 7, i);
+    size_t n = binpkt_header(p, 0x11, 8, 8, 8 + 8 + 7, i, 0);
 
     memset(p + n, 0, 8); /* flags 0, exptime 0 */
     n += 8;
@@ -907,20 +788,20 @@ test_setq_flood(void **state)
     for (unsigned i = 0; i < SETQ_N; i++) {
         len += setq_packet(req + len, i);
     }
-    len += bin_header(req + len, 0x0a, 0, 0, 0, 0xabcd);
+    len += binpkt_header(req + len, 0x0a, 0, 0, 0, 0xabcd, 0);
     /* then getk of the last key: its reply must follow the noop's at once */
-    len += bin_header(req + len, 0x0c, 8, 0, 8, 0xbeef);
+    len += binpkt_header(req + len, 0x0c, 8, 0, 8, 0xbeef, 0);
     memcpy(req + len, "fq099999", 8);
     len += 8;
     c = harness_conn_open(fx->port, DEADLINE_MS);
     assert_non_null(c);
     t0 = harness_now_ms();
     assert_int_equal(harness_send(c, req, len), 0);
-    bin_header(want, 0x0a, 0, 0, 0, 0xabcd);
+    binpkt_header(want, 0x0a, 0, 0, 0, 0xabcd, 0);
     want[0] = 0x81;
     assert_true(harness_expect_n(c, want, 24, 30000));
     /* getk hit: key 8, extras 4 (flags), value "v099999" */
-    bin_header(want, 0x0c, 8, 4, 4 + 8 + 7, 0xbeef);
+    binpkt_header(want, 0x0c, 8, 4, 4 + 8 + 7, 0xbeef, 0);
     want[0] = 0x81;
     {
         char *r = harness_recv_n(c, sizeof(want), DEADLINE_MS);

@@ -36,6 +36,7 @@
 
 #include <cmocka.h>
 
+#include "binpkt.h"
 #include "harness.h"
 
 #define DEADLINE_MS  5000 /* for any condition polled below */
@@ -617,29 +618,8 @@ static size_t
 bin_req(uint8_t *p, uint8_t op, const char *key, const void *extras,
         uint8_t extlen, const char *val)
 {
-    uint16_t klen = (uint16_t)strlen(key);
-    uint32_t vlen = val != NULL ? (uint32_t)strlen(val) : 0;
-    uint32_t body = extlen + klen + vlen;
-    uint16_t nk = htons(klen);
-    uint32_t nb = htonl(body), opaque = htonl(0x01020304);
-
-    memset(p, 0, 24);
-    p[0] = 0x80;
-    p[1] = op;
-    memcpy(p + 2, &nk, 2);
-    p[4] = extlen;
-    memcpy(p + 8, &nb, 4);
-    memcpy(p + 12, &opaque, 4);
-    if (extlen > 0) {
-        memcpy(p + 24, extras, extlen);
-    }
-    if (klen > 0) {
-        memcpy(p + 24 + extlen, key, klen);
-    }
-    if (vlen > 0) {
-        memcpy(p + 24 + extlen + klen, val, vlen);
-    }
-    return 24 + body;
+    return binpkt_request(p, op, key, extras, extlen, val,
+                          val != NULL ? strlen(val) : 0, 0x01020304);
 }
 
 /* One binary response packet; its header fields and malloc'd body. */

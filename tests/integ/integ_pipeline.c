@@ -25,12 +25,11 @@
 #include <unistd.h>
 #include <cmocka.h>
 
+#include "group.h"
 #include "harness.h"
 
 #define NGETS        100
 #define MAX_SYSCALLS 30
-
-static struct harness_stack stack;
 
 /* Requests and expected replies: kN exists for even N only. */
 static void
@@ -60,7 +59,8 @@ build_burst(char **req, size_t *reqlen, char **want, size_t *wantlen)
 static struct harness_conn *
 open_loaded(void)
 {
-    struct harness_conn *c = harness_conn_open(stack.port, HARNESS_TIMEOUT_MS);
+    struct harness_conn *c =
+        harness_conn_open(group_stack.port, HARNESS_TIMEOUT_MS);
     char buf[64];
 
     assert_non_null(c);
@@ -159,11 +159,11 @@ strace_attach(struct harness_proc *st, const char *out)
                           out,      "-p", pidstr, NULL};
     int64_t deadline = harness_now_ms() + HARNESS_TIMEOUT_MS;
 
-    snprintf(pidstr, sizeof(pidstr), "%d", stack.rv.pid);
+    snprintf(pidstr, sizeof(pidstr), "%d", group_stack.rv.pid);
     if (harness_spawn(st, "strace", argv) != 0) {
         return -1;
     }
-    while (!all_traced(stack.rv.pid, st->pid)) {
+    while (!all_traced(group_stack.rv.pid, st->pid)) {
         if (!harness_proc_alive(st) || harness_now_ms() > deadline) {
             harness_proc_stop(st, 1000);
             return -1;
@@ -259,26 +259,6 @@ test_pipeline_syscalls(void **state)
     assert_true(total - base < MAX_SYSCALLS);
 }
 
-static int
-group_setup(void **state)
-{
-    (void)state;
-    if (harness_stack_start(&stack, NULL) != 0) {
-        return -1;
-    }
-    printf("integ_pipeline: %s on port %d\n",
-           harness_direct() ? "memcached (direct)" : "riven", stack.port);
-    return 0;
-}
-
-static int
-group_teardown(void **state)
-{
-    (void)state;
-    harness_stack_stop(&stack);
-    return 0;
-}
-
 int
 main(void)
 {
@@ -287,5 +267,6 @@ main(void)
         cmocka_unit_test(test_pipeline_syscalls),
     };
 
-    return cmocka_run_group_tests(tests, group_setup, group_teardown);
+    return cmocka_run_group_tests(tests, group_stack_setup,
+                                  group_stack_teardown);
 }

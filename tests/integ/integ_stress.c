@@ -21,6 +21,7 @@
 #include <cmocka.h>
 #include <libmemcached/memcached.h>
 
+#include "group.h"
 #include "harness.h"
 
 #define THREADS     200
@@ -28,7 +29,6 @@
 #define ITER_MAX    5000
 #define KEYS_PER    50
 
-static struct harness_stack stack;
 static pthread_barrier_t start_line;
 static atomic_ulong total_sets, total_gets, total_errors, total_mismatches;
 
@@ -56,7 +56,7 @@ worker(void *arg)
     int64_t deadline;
 
     if (m == NULL ||
-        memcached_server_add(m, "127.0.0.1", (in_port_t)stack.port) !=
+        memcached_server_add(m, "127.0.0.1", (in_port_t)group_stack.port) !=
             MEMCACHED_SUCCESS) {
         atomic_fetch_add(&total_errors, 1);
         pthread_barrier_wait(&start_line);
@@ -161,28 +161,8 @@ test_stress(void **state)
     assert_true(atomic_load(&total_gets) >= (unsigned long)threads);
     assert_int_equal(atomic_load(&total_sets), atomic_load(&total_gets));
     if (!harness_direct()) {
-        assert_true(harness_proc_alive(&stack.rv));
+        assert_true(harness_proc_alive(&group_stack.rv));
     }
-}
-
-static int
-group_setup(void **state)
-{
-    (void)state;
-    if (harness_stack_start(&stack, NULL) != 0) {
-        return -1;
-    }
-    printf("integ_stress: %s on port %d\n",
-           harness_direct() ? "memcached (direct)" : "riven", stack.port);
-    return 0;
-}
-
-static int
-group_teardown(void **state)
-{
-    (void)state;
-    harness_stack_stop(&stack);
-    return 0;
 }
 
 int
@@ -192,5 +172,6 @@ main(void)
         cmocka_unit_test(test_stress),
     };
 
-    return cmocka_run_group_tests(tests, group_setup, group_teardown);
+    return cmocka_run_group_tests(tests, group_stack_setup,
+                                  group_stack_teardown);
 }

@@ -269,9 +269,8 @@ static void
 test_journal_prefix(void **state)
 {
     /* the three lines of a quiet run, each with the journal's <6> (info) */
-    static const char *const want[] = {"<6>riven ",
-                                       "<6>shutting down: draining ",
-                                       "<6>stopped\n"};
+    static const char *const want[] = {
+        "<6>riven ", "<6>shutting down: draining ", "<6>stopped\n"};
     char text[8192];
     int lines = 0;
 

@@ -33,6 +33,14 @@
 
 #define REG_MAX 64
 
+/* stdout line by line, so a test's printf lines and harness's stderr
+ * lines keep their order in a log both go to */
+__attribute__((constructor)) static void
+harness_line_buffered(void)
+{
+    setvbuf(stdout, NULL, _IOLBF, 0);
+}
+
 static volatile pid_t reg[REG_MAX]; /* started and not yet reaped */
 static bool inited;
 
@@ -331,6 +339,9 @@ harness_proc_stop(struct harness_proc *p, int timeout_ms)
     if (pid <= 0) {
         return -1;
     }
+    if (harness_rss_scale() > 1) {
+        timeout_ms *= 4;
+    }
     kill(pid, SIGTERM);
     kill(pid, SIGCONT); /* a stopped process cannot act on SIGTERM */
     status = harness_proc_wait(p, timeout_ms);
@@ -345,6 +356,29 @@ harness_proc_stop(struct harness_proc *p, int timeout_ms)
         p->pid = -1;
     }
     return status;
+}
+
+long
+harness_proc_status(pid_t pid, const char *field)
+{
+    char path[64], line[256];
+    size_t flen = strlen(field);
+    long kb = -1;
+    FILE *f;
+
+    snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
+    f = fopen(path, "r");
+    if (f == NULL) {
+        return -1;
+    }
+    while (fgets(line, sizeof(line), f) != NULL) {
+        if (strncmp(line, field, flen) == 0 && line[flen] == ':') {
+            kb = strtol(line + flen + 1, NULL, 10);
+            break;
+        }
+    }
+    fclose(f);
+    return kb < 0 ? -1 : kb * 1024;
 }
 
 /* True if every task of pid is in state T (stopped). */

@@ -88,7 +88,9 @@ int harness_wait_ready(struct harness_proc *p, int port, int timeout_ms);
 /* true while p's process has not exited (reaps it when it has). */
 bool harness_proc_alive(struct harness_proc *p);
 
-/* Stop p: SIGTERM, wait up to timeout_ms, then SIGKILL and reap. Returns
+/* Stop p: SIGTERM, wait up to timeout_ms (times 4 under a sanitizer:
+ * LeakSanitizer's scan at exit takes seconds after a test that ran
+ * thousands of threads), then SIGKILL and reap. Returns
  * the exit status as waitpid gives it, or -1 if p was not running. Safe to
  * call twice; p->pid becomes -1. */
 int harness_proc_stop(struct harness_proc *p, int timeout_ms);
@@ -111,6 +113,10 @@ void harness_stack_stop(struct harness_stack *s);
  * memcached); a dead one is reaped and reported on stderr with its exit
  * status or signal. */
 bool harness_stack_alive(struct harness_stack *s);
+
+/* A "Name:   123 kB" field of /proc/pid/status (VmRSS, VmHWM...) in
+ * bytes; -1 if absent. */
+long harness_proc_status(pid_t pid, const char *field);
 
 /* How much a sanitizer multiplies riven's memory (ASan: quarantine and
  * fake stacks, about 10 MB a thread; TSan: shadow and per-thread state):
