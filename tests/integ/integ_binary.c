@@ -173,13 +173,7 @@ test_flush(void **state)
 {
     memcached_st *m = *state;
 
-    lmc_put(m, "b:fl1", "a", 1, 0);
-    lmc_put(m, "b:fl2", "b", 1, 0);
-    LMC_CHECK_RC(m, memcached_flush(m, 0), MEMCACHED_SUCCESS);
-    lmc_want_miss(m, "b:fl1");
-    lmc_want_miss(m, "b:fl2");
-    lmc_put(m, "b:fl1", "c", 1, 0);
-    lmc_want_value(m, "b:fl1", "c", 1, 0);
+    lmc_check_flush(m, "b:fl1", "b:fl2");
     /* a delay far in the future flushes nothing now */
     LMC_CHECK_RC(m, memcached_flush(m, 100000), MEMCACHED_SUCCESS);
     lmc_want_value(m, "b:fl1", "c", 1, 0);
@@ -233,26 +227,9 @@ static void
 test_noreply(void **state)
 {
     memcached_st *m = lmc_new(group_stack.port, true, true);
-    uint64_t v;
 
     (void)state;
-    LMC_CHECK_RC(m, memcached_set(m, "b:nr", 4, "a", 1, 0, 1),
-                 MEMCACHED_SUCCESS);
-    LMC_CHECK_RC(m, memcached_add(m, "b:nr", 4, "X", 1, 0, 0),
-                 MEMCACHED_SUCCESS);
-    LMC_CHECK_RC(m, memcached_append(m, "b:nr", 4, "b", 1, 0, 0),
-                 MEMCACHED_SUCCESS);
-    LMC_CHECK_RC(m, memcached_prepend(m, "b:nr", 4, "_", 1, 0, 0),
-                 MEMCACHED_SUCCESS);
-    LMC_CHECK_RC(m, memcached_set(m, "b:nrc", 5, "40", 2, 0, 0),
-                 MEMCACHED_SUCCESS);
-    memcached_increment(m, "b:nrc", 5, 5, &v);
-    memcached_decrement(m, "b:nrc", 5, 3, &v);
-    LMC_CHECK_RC(m, memcached_set(m, "b:nrd", 5, "d", 1, 0, 0),
-                 MEMCACHED_SUCCESS);
-    LMC_CHECK_RC(m, memcached_delete(m, "b:nrd", 5, 0), MEMCACHED_SUCCESS);
-    LMC_CHECK_RC(m, memcached_replace(m, "b:nrr", 5, "r", 1, 0, 0),
-                 MEMCACHED_SUCCESS);
+    lmc_noreply_burst(m, "b:");
     for (int i = 0; i < 200; i++) {
         char key[32], val[32];
         int n = snprintf(val, sizeof(val), "flood-%d", i);
@@ -263,13 +240,7 @@ test_noreply(void **state)
             memcached_set(m, key, strlen(key), val, (size_t)n, 0, (uint32_t)i),
             MEMCACHED_SUCCESS);
     }
-    /* back to replies on the same connection: the get is answered only
-     * after every quiet command before it was processed */
-    memcached_behavior_set(m, MEMCACHED_BEHAVIOR_NOREPLY, 0);
-    lmc_want_value(m, "b:nr", "_ab", 3, 1);
-    lmc_want_value(m, "b:nrc", "42", 2, 0);
-    lmc_want_miss(m, "b:nrd");
-    lmc_want_miss(m, "b:nrr");
+    lmc_noreply_check(m, "b:");
     for (int i = 0; i < 200; i += 37) {
         char key[32], val[32];
         int n = snprintf(val, sizeof(val), "flood-%d", i);

@@ -151,13 +151,7 @@ test_flush(void **state)
 {
     memcached_st *m = *state;
 
-    lmc_put(m, "fl1", "a", 1, 0);
-    lmc_put(m, "fl2", "b", 1, 0);
-    LMC_CHECK_RC(m, memcached_flush(m, 0), MEMCACHED_SUCCESS);
-    lmc_want_miss(m, "fl1");
-    lmc_want_miss(m, "fl2");
-    lmc_put(m, "fl1", "c", 1, 0);
-    lmc_want_value(m, "fl1", "c", 1, 0);
+    lmc_check_flush(m, "fl1", "fl2");
 }
 
 static void
@@ -233,31 +227,10 @@ static void
 test_noreply(void **state)
 {
     memcached_st *m = lmc_new(group_stack.port, false, true);
-    uint64_t v;
 
     (void)state;
-    LMC_CHECK_RC(m, memcached_set(m, "nr", 2, "a", 1, 0, 1), MEMCACHED_SUCCESS);
-    LMC_CHECK_RC(m, memcached_add(m, "nr", 2, "X", 1, 0, 0), MEMCACHED_SUCCESS);
-    LMC_CHECK_RC(m, memcached_append(m, "nr", 2, "b", 1, 0, 0),
-                 MEMCACHED_SUCCESS);
-    LMC_CHECK_RC(m, memcached_prepend(m, "nr", 2, "_", 1, 0, 0),
-                 MEMCACHED_SUCCESS);
-    LMC_CHECK_RC(m, memcached_set(m, "nrc", 3, "40", 2, 0, 0),
-                 MEMCACHED_SUCCESS);
-    memcached_increment(m, "nrc", 3, 5, &v);
-    memcached_decrement(m, "nrc", 3, 3, &v);
-    LMC_CHECK_RC(m, memcached_set(m, "nrd", 3, "d", 1, 0, 0),
-                 MEMCACHED_SUCCESS);
-    LMC_CHECK_RC(m, memcached_delete(m, "nrd", 3, 0), MEMCACHED_SUCCESS);
-    LMC_CHECK_RC(m, memcached_replace(m, "nrr", 3, "r", 1, 0, 0),
-                 MEMCACHED_SUCCESS);
-    /* back to replies on the same connection: a get is answered only
-     * after every earlier noreply command was processed */
-    memcached_behavior_set(m, MEMCACHED_BEHAVIOR_NOREPLY, 0);
-    lmc_want_value(m, "nr", "_ab", 3, 1);
-    lmc_want_value(m, "nrc", "42", 2, 0);
-    lmc_want_miss(m, "nrd");
-    lmc_want_miss(m, "nrr");
+    lmc_noreply_burst(m, "");
+    lmc_noreply_check(m, "");
     memcached_free(m);
 }
 

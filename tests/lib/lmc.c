@@ -230,6 +230,66 @@ lmc_check_delete(memcached_st *m, const char *key)
                  MEMCACHED_NOTFOUND);
 }
 
+/* "<p><suffix>" into key (64 bytes); its length */
+static size_t
+nr_key(char *key, const char *p, const char *suffix)
+{
+    int n = snprintf(key, 64, "%s%s", p, suffix);
+
+    assert_true(n > 0 && n < 64);
+    return (size_t)n;
+}
+
+void
+lmc_noreply_burst(memcached_st *m, const char *p)
+{
+    char k[64], kc[64], kd[64], kr[64];
+    size_t n = nr_key(k, p, "nr"), nc = nr_key(kc, p, "nrc");
+    size_t nd = nr_key(kd, p, "nrd"), nr = nr_key(kr, p, "nrr");
+    uint64_t v;
+
+    LMC_CHECK_RC(m, memcached_set(m, k, n, "a", 1, 0, 1), MEMCACHED_SUCCESS);
+    LMC_CHECK_RC(m, memcached_add(m, k, n, "X", 1, 0, 0), MEMCACHED_SUCCESS);
+    LMC_CHECK_RC(m, memcached_append(m, k, n, "b", 1, 0, 0), MEMCACHED_SUCCESS);
+    LMC_CHECK_RC(m, memcached_prepend(m, k, n, "_", 1, 0, 0),
+                 MEMCACHED_SUCCESS);
+    LMC_CHECK_RC(m, memcached_set(m, kc, nc, "40", 2, 0, 0), MEMCACHED_SUCCESS);
+    memcached_increment(m, kc, nc, 5, &v);
+    memcached_decrement(m, kc, nc, 3, &v);
+    LMC_CHECK_RC(m, memcached_set(m, kd, nd, "d", 1, 0, 0), MEMCACHED_SUCCESS);
+    LMC_CHECK_RC(m, memcached_delete(m, kd, nd, 0), MEMCACHED_SUCCESS);
+    LMC_CHECK_RC(m, memcached_replace(m, kr, nr, "r", 1, 0, 0),
+                 MEMCACHED_SUCCESS);
+}
+
+void
+lmc_noreply_check(memcached_st *m, const char *p)
+{
+    char k[64];
+
+    memcached_behavior_set(m, MEMCACHED_BEHAVIOR_NOREPLY, 0);
+    nr_key(k, p, "nr");
+    lmc_want_value(m, k, "_ab", 3, 1);
+    nr_key(k, p, "nrc");
+    lmc_want_value(m, k, "42", 2, 0);
+    nr_key(k, p, "nrd");
+    lmc_want_miss(m, k);
+    nr_key(k, p, "nrr");
+    lmc_want_miss(m, k);
+}
+
+void
+lmc_check_flush(memcached_st *m, const char *k1, const char *k2)
+{
+    lmc_put(m, k1, "a", 1, 0);
+    lmc_put(m, k2, "b", 1, 0);
+    LMC_CHECK_RC(m, memcached_flush(m, 0), MEMCACHED_SUCCESS);
+    lmc_want_miss(m, k1);
+    lmc_want_miss(m, k2);
+    lmc_put(m, k1, "c", 1, 0);
+    lmc_want_value(m, k1, "c", 1, 0);
+}
+
 void
 lmc_check_version(memcached_st *m)
 {

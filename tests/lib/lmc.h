@@ -70,6 +70,18 @@ void lmc_check_cas(memcached_st *m, const char *key);
 /* delete key: SUCCESS, then NOTFOUND. */
 void lmc_check_delete(memcached_st *m, const char *key);
 
+/* On m with MEMCACHED_BEHAVIOR_NOREPLY on: set, add, append, prepend,
+ * incr, decr, delete and replace on keys "<p>nr", "<p>nrc", "<p>nrd",
+ * "<p>nrr". lmc_noreply_check turns replies back on and finds exactly
+ * their effects (a get is answered only after every earlier quiet
+ * command was processed). */
+void lmc_noreply_burst(memcached_st *m, const char *p);
+void lmc_noreply_check(memcached_st *m, const char *p);
+
+/* Two keys k1, k2 set, memcached_flush(0) empties both, and k1 set
+ * again is found again. */
+void lmc_check_flush(memcached_st *m, const char *k1, const char *k2);
+
 /* memcached_version succeeds and reports memcached 1.6.18. */
 void lmc_check_version(memcached_st *m);
 
