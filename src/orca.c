@@ -168,7 +168,8 @@ queue_on(struct orca *o, struct layer *ly, size_t i, const struct request *req,
 
 /* The server for key: the ring's choice, or with eject_rehash and that
  * server ejected, the first live one found by rehashing key with a
- * counter appended. */
+ * counter appended (2 * n tries), else the next live index after it, so
+ * a key never fails while any server is live. */
 static size_t
 route(const struct layer *ly, const struct request *req, uint64_t now)
 {
@@ -193,6 +194,14 @@ route(const struct layer *ly, const struct request *req, uint64_t now)
         alt[len++] = '#';
         len += util_u64_str(alt + len, n);
         j = ring_lookup(ly->env->ring, alt, len);
+        if (!health_ejected(ly->env->health, j, now)) {
+            return j;
+        }
+    }
+    /* every try landed on ejected servers: likely with few live ones */
+    for (size_t k = 1; k < ly->nh; k++) {
+        size_t j = (idx + k) % ly->nh;
+
         if (!health_ejected(ly->env->health, j, now)) {
             return j;
         }

@@ -322,37 +322,6 @@ set_key(struct harness_conn *c, const char *key, const char *val)
     return harness_roundtrip(c, req, "STORED\r\n");
 }
 
-/* Set key on a live server; 0 if STORED at once. A SERVER_ERROR line is
- * printed whole and the set retried once, which must then succeed: seen
- * rarely in CI runs of the whole suite on a loaded machine and not
- * reproduced alone, so it is reported, not hidden. */
-static int
-set_live_key(struct harness_conn *c, const char *key, const char *val)
-{
-    char req[512];
-
-    snprintf(req, sizeof(req), "set %s 0 0 %zu\r\n%s\r\n", key, strlen(val),
-             val);
-    for (int attempt = 0; attempt < 2; attempt++) {
-        char *line;
-        bool ok;
-
-        assert_int_equal(harness_sends(c, req), 0);
-        line = harness_recv_until(c, "\r\n", 2, HARNESS_TIMEOUT_MS, NULL);
-        assert_non_null(line);
-        ok = strcmp(line, "STORED\r\n") == 0;
-        if (!ok) {
-            printf("    WARNING: live key %s: %s", key, line);
-        }
-        free(line);
-        if (ok) {
-            return attempt;
-        }
-    }
-    fail_msg("live key %s not stored after a retry", key);
-    return 1;
-}
-
 /* Poll "get key" on c every POLL_MS until the reply is want. Elapsed ms,
  * or -1 past timeout_ms. */
 static int64_t
@@ -390,6 +359,31 @@ key_on(memcached_st *mc, const struct pool_conf *pc, int server,
         }
     }
     fail_msg("no key for server %d", server);
+}
+
+/* A key like key_on's whose eject_rehash tries ("KEY#1" .. "KEY#2n" for
+ * n servers) all land on server too: with server ejected, riven must
+ * fall back to the next live server by index. */
+static void
+key_all_tries_on(memcached_st *mc, const struct pool_conf *pc, int server,
+                 const char *prefix, unsigned *next, char *out, size_t outlen)
+{
+    /* about 1 candidate in 700 qualifies at a third of the ring each */
+    for (unsigned i = 0; i < 200000; i++) {
+        bool all = true;
+
+        key_on(mc, pc, server, prefix, next, out, outlen);
+        for (size_t n = 1; all && n <= 2 * pc->n; n++) {
+            char alt[64];
+
+            snprintf(alt, sizeof(alt), "%s#%zu", out, n);
+            all = lmc_index(mc, pc, alt) == server;
+        }
+        if (all) {
+            return;
+        }
+    }
+    fail_msg("no key whose rehash tries all land on server %d", server);
 }
 
 /* ---- 1. placement golden test ------------------------------------- */
@@ -1579,7 +1573,7 @@ test_eject_rehash(void **state)
     memcached_st *mc;
     unsigned next = 0, lnext = 0;
     int errors = 0, stored = 0, hits = 0, on_live = 0, live_placed = 0;
-    int live_errors = 0; /* live-key sets that needed a retry */
+    int live_stored = 0, fallback_on = -1;
 
     (void)state;
     if (harness_direct()) {
@@ -1599,6 +1593,10 @@ test_eject_rehash(void **state)
         key_on(mc, &pc, killed, "rh", &next, ks[i], sizeof(ks[i]));
         key_on(mc, &pc, i % 2, "lv", &lnext, lk[i], sizeof(lk[i]));
     }
+    /* the last one: every rehash try hits the killed server too */
+    next = 0;
+    key_all_tries_on(mc, &pc, killed, "rf", &next, ks[NKEYS - 1],
+                     sizeof(ks[NKEYS - 1]));
     c = harness_conn_open(pc.listen_port, HARNESS_TIMEOUT_MS);
     assert_non_null(c);
     assert_true(set_key(c, ks[0], "before")); /* a socket to it exists */
@@ -1649,7 +1647,10 @@ test_eject_rehash(void **state)
                 d = harness_conn_open(p.mc[s].port, HARNESS_TIMEOUT_MS);
                 assert_non_null(d);
                 r = get_reply(d, ks[i], HARNESS_TIMEOUT_MS);
-                found += r != NULL && strcmp(r, hit) == 0;
+                if (r != NULL && strcmp(r, hit) == 0) {
+                    found++;
+                    fallback_on = i == NKEYS - 1 ? s : fallback_on;
+                }
                 free(r);
                 harness_conn_close(d);
             }
@@ -1657,7 +1658,7 @@ test_eject_rehash(void **state)
         }
         /* a live server's key stays where libmemcached puts it */
         snprintf(val, sizeof(val), "live-%d", i);
-        live_errors += set_live_key(c, lk[i], val);
+        live_stored += set_key(c, lk[i], val);
         {
             struct harness_conn *d =
                 harness_conn_open(p.mc[i % 2].port, HARNESS_TIMEOUT_MS);
@@ -1672,10 +1673,11 @@ test_eject_rehash(void **state)
         }
     }
     printf("    eject_rehash: %d failures before the first rehashed set; "
-           "%d/%d stored, %d/%d read back, %d/%d on one live server, %d/%d "
-           "live keys in place (%d needed a retry)\n",
-           errors, stored, NKEYS, hits, NKEYS, on_live, NKEYS, live_placed,
-           NKEYS, live_errors);
+           "%d/%d stored, %d/%d read back, %d/%d on one live server; %d/%d "
+           "live keys stored, %d/%d in place; %s (all tries ejected) on "
+           "server %d\n",
+           errors, stored, NKEYS, hits, NKEYS, on_live, NKEYS, live_stored,
+           NKEYS, live_placed, NKEYS, ks[NKEYS - 1], fallback_on);
     harness_conn_close(c);
     memcached_free(mc);
     pool_stop(&p);
@@ -1684,7 +1686,10 @@ test_eject_rehash(void **state)
     assert_int_equal(stored, NKEYS);
     assert_int_equal(hits, NKEYS);
     assert_int_equal(on_live, NKEYS);
+    assert_int_equal(live_stored, NKEYS);
     assert_int_equal(live_placed, NKEYS);
+    /* the key whose every rehash try was ejected: the next index, live */
+    assert_int_equal(fallback_on, (killed + 1) % 3);
 }
 
 int
