@@ -106,7 +106,7 @@ enum bin_status {
  *   further. Unknown opcode: *consumed = 24 + bodylen when the body is
  *   in buf, else 24 with out->swallow = bodylen.
  *   A key memcached accepts but the backends' meta protocol cannot carry
- *   (space or control byte): the whole packet, RES_CLIENT_ERROR (0x0004),
+ *   (space, '\n' or NUL): the whole packet, RES_CLIENT_ERROR (0x0004),
  *   connection kept.
  *   A value larger than item_size_max: RES_SERVER_ERROR, MSG_TOO_LARGE,
  *   REQ_F_TOOLARGE, once header, extras and key are in buf; *consumed is

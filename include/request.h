@@ -171,7 +171,10 @@ bool req_is_get(enum req_cmd cmd);
  * cas). */
 bool req_is_storage(enum req_cmd cmd);
 
-/* memcached's key rule: 1..250 bytes, no space or control byte. */
+/* A key riven accepts and can forward on a meta line: 1..250 bytes, no
+ * space, '\n' or NUL. Other control bytes pass, as memcached takes them
+ * (memaslap's keys begin with 8 of them); a '\r' is safe anywhere, since
+ * memcached strips only the one before the line's '\n'. */
 bool req_key_valid(const char *key, size_t nkey);
 
 /* True if res carries exactly the message text msg. */

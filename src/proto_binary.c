@@ -31,8 +31,9 @@
  * Deliberate differences: memcached over-discards the body of an unknown
  * opcode by its extras + key and leaves a stat/touch/gat value unread,
  * which misframes the stream; riven takes the body length as the truth.
- * Keys with a space or control byte, which memcached stores but the meta
- * protocol to the backends cannot carry, get 0x0004 without a close.
+ * Keys with a space, '\n' or NUL, which memcached stores but a meta line
+ * to the backends cannot carry, get 0x0004 without a close (other control
+ * bytes are forwarded as they are).
  * A value is "too large" when it exceeds item_size_max (memcached also
  * counts its item header). Backend failures, which memcached never has,
  * are 0x0086 "Temporary failure" (backend unavailable or timeout: retry

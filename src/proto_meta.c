@@ -33,8 +33,8 @@
  * binary incr on a miss with an expiration creates the item with the
  * initial value and returns it (ma N<e> J<i> does the same).
  * Client side: see the two tables below. Known, deliberate differences:
- * keys and flag tokens with control bytes are refused (memcached accepts
- * them; a forwarded '\r' could split the backend's line), a line longer
+ * flag tokens with control bytes are refused (memcached accepts them;
+ * keys may hold them, as req_key_valid says), a line longer
  * than META_LINE_MAX closes the connection even when its '\n' arrived
  * with it, an ms value is "too large" when <datalen> > item_size_max and
  * that is found before the backend could object to a flag argument, and

@@ -14,8 +14,6 @@
  * consumes and whether noreply silences it follow memcached 1.6.18's
  * proto_text.c; the cases were checked against the real daemon (table
  * in tests/unit/test_proto_text.c). Known, deliberate differences:
- * keys must pass req_key_valid (memcached accepts control bytes such as
- * '\t' in keys; the meta protocol to the backends cannot carry them),
  * a value is "too large" when <bytes> > item_size_max (memcached also
  * counts its item header), and commands riven does not proxy (shutdown,
  * slabs, lru_crawler, ...) are answered "ERROR".

@@ -41,7 +41,7 @@ req_key_valid(const char *key, size_t nkey)
     for (size_t i = 0; i < nkey; i++) {
         unsigned char c = (unsigned char)key[i];
 
-        if (c <= ' ' || c == 0x7f) {
+        if (c == ' ' || c == '\n' || c == '\0') {
             return false;
         }
     }

@@ -604,11 +604,19 @@ test_keys(void **state)
     struct script sc = {0};
 
     (void)state;
-    /* Bytes above 0x7f are key bytes like any other. Control bytes are
-     * not: memcached stores "a\x01b", riven refuses it as the key rule
-     * says (no control characters; the meta protocol to the backends
-     * could not carry every one), so integ_badinput checks that case. */
+    /* Bytes above 0x7f are key bytes like any other, and so are control
+     * bytes: memaslap's keys begin with 8 of them. A '\r' inside a key, or
+     * last before another '\r\n', is a key byte too. */
     sc_lit(&sc, "set \x80\xff\xfe 0 0 1\r\ny\r\nget \x80\xff\xfe\r\n");
+    sc_lit(&sc, "set \x10\x10\x10\x10\x10\x10\x10\x11"
+                "fHfZ9 0 0 2\r\nms\r\n"
+                "get \x10\x10\x10\x10\x10\x10\x10\x11"
+                "fHfZ9\r\n");
+    sc_lit(&sc, "set a\tb\x01\x7f 3 0 1\r\nc\r\ngets a\tb\x01\x7f\r\n"
+                "append a\tb\x01\x7f 0 0 1\r\nd\r\nget a\tb\x01\x7f\r\n"
+                "delete a\tb\x01\x7f\r\nget a\tb\x01\x7f\r\n");
+    sc_lit(&sc, "set r\rs 0 0 1\r\nr\r\nget r\rs\r\nset rr\r 0 0 1\r\nq\r\n"
+                "get rr\r\r\nincr r\rs 1\r\ntouch r\rs 10\r\n");
     sc_lit(&sc,
            "set caf\xc3\xa9 0 0 1\r\nz\r\nget caf\xc3\xa9 \x80\xff\xfe\r\n");
     sc_lit(&sc, "set k" KEY250 " 0 0 1\r\nw\r\nget k" KEY250 "\r\n");

@@ -33,7 +33,8 @@
  * same read, so its bytes depend on how the stream was cut (see
  * integ_badbinary). Deliberate differences (src/proto_binary.c and
  * src/proto_meta.c) are left out: unknown binary opcodes carry no body
- * (memcached over-discards it), keys hold no control bytes, and no
+ * (memcached over-discards it), binary keys hold no space, '\n' or NUL
+ * (riven answers 0x0004; a meta line cannot carry them), and no
  * "ma <miss> N<ttl> q" (riven hides that reply, memcached shows it).
  * A case riven is known to get wrong has a small section of its own, so
  * that the other sections keep their meaning while it fails.
@@ -434,9 +435,11 @@ test_bin_storage(void **state)
     bin_key(&sc, OP_GET, "all", op++);
     bin_store(&sc, OP_SET, "tricky", 0, 0, "\r\nEND\r\n\x80\x01", 9, op++, 0);
     bin_key(&sc, OP_GETK, "tricky", op++);
-    /* keys with bytes above 0x7f, and 250 bytes */
+    /* keys with bytes above 0x7f or control bytes, and 250 bytes */
     bin_store_s(&sc, OP_SET, "caf\xc3\xa9\xff", 0, 0, "u", op++);
     bin_key(&sc, OP_GETK, "caf\xc3\xa9\xff", op++);
+    bin_store_s(&sc, OP_SET, "\x10\x10\x11k\t\r\x7f", 0, 0, "v", op++);
+    bin_key(&sc, OP_GETK, "\x10\x10\x11k\t\r\x7f", op++);
     bin_key(&sc, OP_DELETE, "foo", op++);
     bin_key(&sc, OP_DELETE, "foo", op++);
     bin_key(&sc, OP_DELETEQ, "fl", op++);
@@ -894,6 +897,9 @@ test_meta_mg(void **state)
     sc_lit(&sc, "mg Zm9v$$ b v\r\nmg Zm9vYmFy b q v\r\nmg bm9wZQ== b k q\r\n");
     /* T on mg: answers the value as it was, then applies the TTL */
     sc_lit(&sc, "ms tk 2 T0\r\ntt\r\nmg tk v T-1\r\nmg tk v\r\n");
+    /* control bytes in a key are key bytes, as in memcached */
+    sc_lit(&sc, "ms c\x10\x7f\tk 2\r\ncc\r\nmg c\x10\x7f\tk v k\r\n"
+                "get c\x10\x7f\tk\r\nmd c\x10\x7f\tk\r\nmg c\x10\x7f\tk v\r\n");
     run_section("meta-mg", &sc, 0);
 }
 

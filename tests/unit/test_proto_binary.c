@@ -50,7 +50,8 @@
  *   body length < extras + key       0x0081 "Unknown command", closed
  *   magic other than 0x80            closed, no reply
  *   datatype 1, vbucket 5            ignored; replies carry datatype 0
- *   key "a b\x01"                    stored (riven: 0x0004, see .c)
+ *   key "a b\x01"                    stored (riven: 0x0004 for a space,
+ *                                    '\n' or NUL, see .c)
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -339,8 +340,11 @@ static const struct pcase cases[] = {
     {.name = "key with space", .pk = {.op = BIN_GET, .key = "a b"},
      .cmd = REQ_GET, .rflags = RC, .key = "a b", .args = "a b", .nkeys = 1,
      .err = CE},
+    /* other control bytes are key bytes, as in memcached */
     {.name = "key with control byte", .pk = {.op = BIN_DELETE,
-     .key = "a\tb"}, .cmd = REQ_DELETE, .key = "a\tb", .err = CE},
+     .key = "a\tb\x10\r"}, .cmd = REQ_DELETE, .key = "a\tb\x10\r"},
+    {.name = "key with newline", .pk = {.op = BIN_DELETE,
+     .key = "a\nb"}, .cmd = REQ_DELETE, .key = "a\nb", .err = CE},
 };
 /* clang-format on */
 

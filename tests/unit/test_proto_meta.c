@@ -834,7 +834,7 @@ static const struct req_case req_cases[] = {
     {"mg key 251", REQ("mg k" K250 " v q\r\n"), REQ_MG, CERR(MSG_BAD_FORMAT)},
     {"me key 251", REQ("me k" K250 "\r\n"), REQ_ME, CERR(MSG_BAD_FORMAT)},
     {"mg b key 252", REQ("mg " B252 " b\r\n"), REQ_MG, CERR(MSG_BAD_FORMAT)},
-    {"mg control key", REQ("mg fo\x01o v\r\n"), REQ_MG, CERR(MSG_BAD_FORMAT)},
+    {"mg control key", REQ("mg fo\x01o\r v\r\n"), REQ_MG, "fo\x01o\r", "v"},
     {"mg control flag", REQ("mg foo v\tx\r\n"), REQ_MG, "foo", "v\tx",
      CERR(MSG_BAD_FORMAT)},
     {"mg invalid", REQ("mg foo !\r\n"), REQ_MG, "foo", "!",

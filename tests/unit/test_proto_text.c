@@ -148,8 +148,9 @@ static const struct pcase cases[] = {
     {.name = "gat no exptime", .in = "gat\r\n", .err = RES_ERROR},
     {.name = "gat bad exptime", .in = "gat x k\r\n", .cmd = REQ_GAT,
      .rflags = FL, .err = CE, .errmsg = MSG_BAD_EXPTIME},
-    {.name = "get ctl key", .in = "get a b\tc\r\n", .cmd = REQ_GET,
-     .rflags = FL, .err = CE, .errmsg = MSG_BAD_FORMAT},
+    /* control bytes are key bytes, as in memcached (memaslap's keys) */
+    {.name = "get ctl key", .in = "get a b\tc\x10\x7f\r\n", .cmd = REQ_GET,
+     .rflags = REQ_F_FIRST, .key = "a", .args = "a b\tc\x10\x7f", .nkeys = 2},
     {.name = "get cut at nul", .in = "get k\0j\r\n", .inlen = 9,
      .cmd = REQ_GET, .rflags = FL, .key = "k", .args = "k", .nkeys = 1},
     /* storage */
