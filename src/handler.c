@@ -10,6 +10,14 @@
  * Invariant: between batches rbuf and wbuf are empty and no reply is
  * outstanding; any failure closes the socket, so a late reply can never
  * be taken for the answer to a later request.
+ *
+ * New connections to one server are gated: at most CONNECT_GATE of them
+ * may be between connect(2) and their first answered batch, across all
+ * threads. Without it, thousands of clients arriving at once (memaslap
+ * -c 9000) overflow memcached's accept queue (its -b, 1024); the kernel
+ * drops the SYNs, the retransmits come a second later, and every connect
+ * times out together. A thread waits for a place within its connect
+ * timeout.
  */
 #include "handler.h"
 
@@ -18,9 +26,11 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "buf.h"
@@ -30,6 +40,16 @@
 
 #define HANDLER_BUF_INIT 2048
 #define HANDLER_READ_MIN 16384
+#define CONNECT_GATE     256 /* well under memcached's default backlog */
+
+struct gate {
+    pthread_mutex_t lock;
+    pthread_cond_t freed;
+    unsigned busy; /* connections not yet proven by an answered batch */
+};
+
+static struct gate gates[METRICS_SERVERS_MAX];
+static pthread_once_t gates_once = PTHREAD_ONCE_INIT;
 
 struct pend {
     struct response *res; /* ref: batch response; NULL = drop reply */
@@ -59,7 +79,68 @@ struct handler {
     size_t nrecv; /* replies answered (decoded or failed) */
     size_t cap;
     int outcome; /* see handler_take_outcome */
+    bool gated;  /* holds a place in gates[idx] */
 };
+
+static void
+gates_init(void)
+{
+    pthread_condattr_t ca;
+
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    for (size_t i = 0; i < METRICS_SERVERS_MAX; i++) {
+        pthread_mutex_init(&gates[i].lock, NULL);
+        pthread_cond_init(&gates[i].freed, &ca);
+    }
+    pthread_condattr_destroy(&ca);
+}
+
+/* Take a place in h's gate by deadline (CLOCK_MONOTONIC ms). false on
+ * timeout. Servers without a metrics index (the /healthz probes) pass. */
+static bool
+gate_enter(struct handler *h, uint64_t deadline)
+{
+    struct gate *g;
+    struct timespec ts = {.tv_sec = (time_t)(deadline / 1000),
+                          .tv_nsec = (long)(deadline % 1000) * 1000000L};
+    bool ok = true;
+
+    if (h->idx >= METRICS_SERVERS_MAX) {
+        return true;
+    }
+    pthread_once(&gates_once, gates_init);
+    g = &gates[h->idx];
+    pthread_mutex_lock(&g->lock);
+    while (g->busy >= CONNECT_GATE) {
+        if (pthread_cond_timedwait(&g->freed, &g->lock, &ts) == ETIMEDOUT) {
+            ok = g->busy < CONNECT_GATE;
+            break;
+        }
+    }
+    if (ok) {
+        g->busy++;
+        h->gated = true;
+    }
+    pthread_mutex_unlock(&g->lock);
+    return ok;
+}
+
+static void
+gate_leave(struct handler *h)
+{
+    struct gate *g;
+
+    if (!h->gated) {
+        return;
+    }
+    g = &gates[h->idx];
+    h->gated = false;
+    pthread_mutex_lock(&g->lock);
+    g->busy--;
+    pthread_cond_signal(&g->freed);
+    pthread_mutex_unlock(&g->lock);
+}
 
 struct handler *
 handler_create(const struct cfg_addr *addr, size_t idx, uint32_t connect_ms,
@@ -101,6 +182,7 @@ handler_close(struct handler *h)
         h->fd = -1;
         metrics_server_socket_close(h->idx);
     }
+    gate_leave(h);
 }
 
 bool
@@ -188,12 +270,12 @@ set_timeouts(int fd, uint32_t ms)
     (void)setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
 }
 
-/* Wait for a non-blocking connect. ST_OK, ST_TIMEOUT or ST_ERROR. */
+/* Wait for a non-blocking connect until deadline (CLOCK_MONOTONIC ms).
+ * ST_OK, ST_TIMEOUT or ST_ERROR. */
 static enum status
-connect_wait(int fd, uint32_t ms)
+connect_wait(int fd, uint64_t deadline)
 {
     struct pollfd pfd = {.fd = fd, .events = POLLOUT};
-    uint64_t deadline = util_now_ms() + ms;
     int err = 0, r;
     socklen_t len = sizeof(err);
 
@@ -228,20 +310,29 @@ handler_connect(struct handler *h)
     int fd, one = 1;
     enum status st = ST_OK;
 
+    uint64_t deadline = util_now_ms() + h->connect_ms;
+
+    if (!gate_enter(h, deadline)) {
+        log_debug("%s: %s: timed out waiting for the connect gate", __func__,
+                  a->name);
+        return ST_TIMEOUT;
+    }
     fd = socket(a->ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
     if (fd < 0) {
         log_warn("%s: socket %s", __func__, a->name);
+        gate_leave(h);
         return errno == EMFILE || errno == ENFILE ? ST_NOMEM : ST_ERROR;
     }
     if (connect(fd, (const struct sockaddr *)&a->ss, a->sslen) != 0) {
         st = errno == EINPROGRESS || errno == EAGAIN
-                 ? connect_wait(fd, h->connect_ms)
+                 ? connect_wait(fd, deadline)
                  : ST_ERROR;
     }
     if (st != ST_OK) {
         log_debug("%s: %s: %s", __func__, a->name,
                   st == ST_TIMEOUT ? "timed out" : strerror(errno));
         close(fd);
+        gate_leave(h);
         return st;
     }
     (void)fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK);
@@ -420,6 +511,7 @@ handler_recv(struct handler *h)
         if (h->outcome == 0) {
             h->outcome = 1;
         }
+        gate_leave(h); /* the server accepted this connection */
     }
     fix_pointers(h);
     if (msg == NULL && h->parsed != buf_len(&h->rbuf)) {
@@ -445,6 +537,9 @@ handler_rebind(struct handler *h, const struct cfg_addr *addr, size_t idx,
     if (h->fd >= 0 && idx != h->idx) {
         metrics_server_socket_close(h->idx);
         metrics_server_socket_open(idx);
+    }
+    if (idx != h->idx) {
+        gate_leave(h); /* the place was taken under the old number */
     }
     h->addr = addr;
     h->idx = idx;
