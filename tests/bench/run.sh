@@ -99,38 +99,51 @@ fi
 
 ops_for() { case $1 in 1) echo 30000 ;; *) echo 100000 ;; esac; }
 
-# one_run TARGET C -> "tps cpu_us_per_req errors misses maxrss_kb"
+# get + set commands memcached has executed (keys for a multi-get)
+mc_cmds() {
+    local out
+    out=$( (exec 3<>/dev/tcp/127.0.0.1/"$MC_PORT" && printf 'stats\r\nquit\r\n' >&3 && cat <&3) 2>/dev/null)
+    echo "$out" | awk '$2 == "cmd_get" || $2 == "cmd_set" {s += $3} END {print s + 0}'
+}
+
+# one_run TARGET C -> "tps cpu_us_per_req errors misses maxrss_kb
+# backend_cmds_per_op"
 one_run() {
-    local t=$1 c=$2 ops pid before after log rss=0 sampler
+    local t=$1 c=$2 ops pid before after log rss=0 sampler mc0 mc1
     ops=$(ops_for "$c")
     pid=${PID[$t]}
     log="$TMP/run.log"
+    mc0=$(mc_cmds)
     before=$(cpu_ticks "$pid")
     ( while :; do rss_kb "$pid"; sleep 0.2; done ) > "$TMP/rss" &
     sampler=$!
     timeout 120 memcaslap -s 127.0.0.1:"${PORT[$t]}" -T 1 -c "$c" -x "$ops" > "$log" 2>&1
     kill "$sampler" 2>/dev/null; wait "$sampler" 2>/dev/null
     after=$(cpu_ticks "$pid")
+    mc1=$(mc_cmds)
     rss=$(sort -n "$TMP/rss" | tail -1)
-    awk -v b="$before" -v a="$after" -v hz="$HZ" -v rss="${rss:-0}" '
+    # an error is any line memaslap prints about one (memcached's error
+    # replies are upper case: "<9 CLIENT_ERROR ...")
+    awk -v b="$before" -v a="$after" -v hz="$HZ" -v rss="${rss:-0}" -v mc="$((mc1 - mc0))" '
         /^Run time/ { for (i = 1; i <= NF; i++) { if ($i == "TPS:") tps = $(i+1); if ($i == "Ops:") ops = $(i+1) } }
         /get_misses/ { miss = $2 }
-        /[Ee]rror|failed/ { err++ }
+        /ERROR|[Ee]rror|failed/ { err++ }
         END { cpu = (ops > 0) ? (a - b) * 1e6 / hz / ops : 0;
-              printf "%d %.1f %d %d %d\n", tps, cpu, err + 0, miss + 0, rss }' "$log"
+              printf "%d %.1f %d %d %d %.2f\n", tps, cpu, err + 0, miss + 0, rss, (ops > 0) ? mc / ops : 0 }' "$log"
 }
 
 median() { sort -n | awk '{a[NR]=$1} END {print (NR ? a[int((NR+1)/2)] : 0)}'; }
 
-declare -A TPS CPU ERR MISS RSS
+declare -A TPS CPU ERR MISS RSS REACH
 for c in "${SETTINGS[@]}"; do
     for r in $(seq 1 "$ROUNDS"); do
         for t in $TARGETS; do
-            read -r tps cpu err miss rss < <(one_run "$t" "$c")
-            echo "bench: c=$c round $r $t: $tps ops/s, ${cpu} us/req cpu, rss ${rss} KiB, errors $err, misses $miss"
+            read -r tps cpu err miss rss reach < <(one_run "$t" "$c")
+            echo "bench: c=$c round $r $t: $tps ops/s, ${cpu} us/req cpu, rss ${rss} KiB, errors $err, misses $miss, memcached commands per op $reach"
             TPS[$t,$c]+="$tps "; CPU[$t,$c]+="$cpu "
             ERR[$t,$c]=$(( ${ERR[$t,$c]:-0} + err )); MISS[$t,$c]=$(( ${MISS[$t,$c]:-0} + miss ))
             RSS[$t,$c]=$rss
+            REACH[$t,$c]+="$reach "
         done
     done
 done
@@ -222,6 +235,55 @@ cat "$TMP/idle.txt"
 PARSE=$("$BENCH/parse_bench")
 HIST=$("$BENCH/hist_bench" 2>&1)
 
+# The targets of issue 7, judged on this run's medians.
+med() { echo $1 | tr ' ' '\n' | median; }
+check() { # description, result text, 0/1 met
+    printf "| %s | %s: %s |\n" "$1" "$([ "$3" = 1 ] && echo met || echo MISSED)" "$2"
+}
+ratio_ok() { awk -v a="$1" -v b="$2" -v lim="$3" -v op="$4" 'BEGIN {
+    r = b ? a / b : 0; ok = (op == "le") ? (r <= lim) : (r >= lim); printf "%.2f %d", r, ok }'; }
+VERDICT=""
+# every request a proxy answered must have reached memcached: a proxy that
+# answers errors of its own is fast and wrong
+reach_txt=""; reach_ok=1
+for t in $TARGETS; do
+    for c in "${SETTINGS[@]}"; do
+        for v in ${REACH[$t,$c]}; do
+            awk -v v="$v" 'BEGIN {exit !(v >= 0.99 && v <= 1.01)}' || { reach_ok=0; reach_txt+="$t c=$c: $v; "; }
+        done
+    done
+done
+VERDICT+=$(check "every request reached memcached (its cmd_get + cmd_set per op, 0.99 to 1.01, every run)" \
+    "${reach_txt:-all runs of every target}" "$reach_ok")$'\n'
+cpu_txt=""; cpu_ok=1
+for c in "${SETTINGS[@]:0:3}"; do
+    read -r r ok < <(ratio_ok "$(med "${CPU[riven,$c]}")" "$(med "${CPU[relay,$c]}")" 1.1 le)
+    cpu_txt+="c=$c $(med "${CPU[riven,$c]}") vs $(med "${CPU[relay,$c]}") µs (${r}x); "
+    [ "$ok" = 1 ] || cpu_ok=0
+done
+VERDICT+=$(check "riven CPU/request <= 1.1x the relay's at c=${SETTINGS[0]}, ${SETTINGS[1]}, ${SETTINGS[2]}" "${cpu_txt%; }" "$cpu_ok")$'\n'
+tp_txt=""; tp_ok=1
+for c in "${SETTINGS[@]:1:2}"; do
+    read -r r ok < <(ratio_ok "$(med "${TPS[riven,$c]}")" "$(med "${TPS[direct,$c]}")" 0.45 ge)
+    tp_txt+="c=$c ${r}x; "
+    [ "$ok" = 1 ] || tp_ok=0
+done
+VERDICT+=$(check "riven >= 0.45x direct at c=${SETTINGS[1]} and c=${SETTINGS[2]}" "${tp_txt%; }" "$tp_ok")$'\n'
+if [[ " $TARGETS " == *" twemproxy "* ]]; then
+    c=${SETTINGS[0]}
+    read -r r ok < <(ratio_ok "$(med "${TPS[riven,$c]}")" "$(med "${TPS[twemproxy,$c]}")" 1 ge)
+    VERDICT+=$(check "riven >= twemproxy at c=$c" "$(med "${TPS[riven,$c]}") vs $(med "${TPS[twemproxy,$c]}") ops/s (${r}x)" "$ok")$'\n'
+fi
+VERDICT+=$(check "c=$C9: zero errors" "${ERR[riven,$C9]} errors, ${MISS[riven,$C9]} misses over $ROUNDS rounds" "$([ "${ERR[riven,$C9]}" = 0 ] && echo 1 || echo 0)")$'\n'
+read -r r ok < <(awk -v rss="${RSS[riven,$C9]}" -v c="$C9" 'BEGIN { k = rss / c; printf "%.1f %d", k, k <= 16 }')
+VERDICT+=$(check "c=$C9: <= 16 KiB RSS per connection" "$r KiB (peak RSS over $C9 busy connections)" "$ok")$'\n'
+read -r r ok < <(echo "$NEWCLIENT" | awk '{ printf "%s %d", $1, ($1 != "" && $1 <= 10) }')
+VERDICT+=$(check "c=$C9: a new client answered within 10 ms" "slowest of 20 connect + \`version\` during the load, $r ms" "$ok")$'\n'
+read -r held kib fds < <(awk '/connections held/ {h = $2} /per connection/ {k = $(NF-3)} /backend sockets/ {b = $(NF-2)}
+    END {print h + 0, k + 0, b + 0}' "$TMP/idle.txt")
+VERDICT+=$(check "$IDLE_N idle connections, <= 16 KiB each, no backend socket" "$held held, $kib KiB each, $fds backend sockets" \
+    "$([ "$held" = "$IDLE_N" ] && awk -v k="$kib" 'BEGIN {exit !(k <= 16)}' && [ "$fds" = 0 ] && echo 1 || echo 0)")$'\n'
+
 {
     echo "# riven benchmark results"
     echo
@@ -231,17 +293,24 @@ HIST=$("$BENCH/hist_bench" 2>&1)
     echo "medians below. CPU is utime+stime of the process in the middle (memcached for"
     echo "direct) from /proc, per request. RSS is the peak sampled during the run."
     echo
-    echo "| c | target | ops/s | ratio to direct | CPU µs/req | RSS KiB | RSS/conn KiB | errors | misses |"
-    echo "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"
+    echo "Targets (issue 7), judged by \`run.sh\` on the medians below:"
+    echo
+    echo "| target | result |"
+    echo "| --- | --- |"
+    printf "%s" "$VERDICT"
+    echo
+    echo "| c | target | ops/s | ratio to direct | CPU µs/req | RSS KiB | RSS/conn KiB | errors | misses | memcached cmds/op |"
+    echo "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"
     for c in "${SETTINGS[@]}"; do
         d=$(echo ${TPS[direct,$c]} | tr ' ' '\n' | median)
         for t in $TARGETS; do
             m=$(echo ${TPS[$t,$c]} | tr ' ' '\n' | median)
             u=$(echo ${CPU[$t,$c]} | tr ' ' '\n' | median)
+            rc=$(echo ${REACH[$t,$c]} | tr ' ' '\n' | median)
             awk -v c="$c" -v t="$t" -v m="$m" -v d="$d" -v u="$u" -v rss="${RSS[$t,$c]}" \
-                -v e="${ERR[$t,$c]}" -v mi="${MISS[$t,$c]}" 'BEGIN {
-                printf "| %s | %s | %d | %.2f | %s | %d | %.1f | %d | %d |\n",
-                    c, t, m, d ? m / d : 0, u, rss, (t == "direct" ? 0 : rss / c), e, mi }'
+                -v e="${ERR[$t,$c]}" -v mi="${MISS[$t,$c]}" -v rc="$rc" 'BEGIN {
+                printf "| %s | %s | %d | %.2f | %s | %d | %.1f | %d | %d | %s |\n",
+                    c, t, m, d ? m / d : 0, u, rss, (t == "direct" ? 0 : rss / c), e, mi, rc }'
         done
     done
     echo
@@ -290,5 +359,7 @@ HIST=$("$BENCH/hist_bench" 2>&1)
     echo '```'
     echo "$HIST"
     echo '```'
+    echo
+    cat tests/bench/NOTES.md
 } > "$OUT"
 echo "bench: wrote $OUT"
