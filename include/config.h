@@ -109,6 +109,7 @@ struct config {
 #define CFG_DEFAULT_LISTEN          "127.0.0.1:11311"
 #define CFG_DEFAULT_SERVER          "127.0.0.1:11211"
 #define CFG_DEFAULT_TIMEOUT_MS      1000
+#define CFG_DEFAULT_CONNECT_MS      4000 /* libmemcached's default */
 #define CFG_DEFAULT_SHUTDOWN_MS     10000
 #define CFG_DEFAULT_CLIENT_WRITE_MS 60000
 #define CFG_DEFAULT_FAILURE_LIMIT   3

@@ -962,7 +962,7 @@ config_default(void)
         return NULL;
     }
     atomic_init(&cfg->refs, 1);
-    cfg->connect_timeout_ms = CFG_DEFAULT_TIMEOUT_MS;
+    cfg->connect_timeout_ms = CFG_DEFAULT_CONNECT_MS;
     cfg->request_timeout_ms = CFG_DEFAULT_TIMEOUT_MS;
     cfg->max_connections = 0;
     cfg->shutdown_timeout_ms = CFG_DEFAULT_SHUTDOWN_MS;

@@ -11,7 +11,7 @@
  * outstanding; any failure closes the socket, so a late reply can never
  * be taken for the answer to a later request.
  *
- * New connections to one server are gated: at most CONNECT_GATE of them
+ * New connections to one server are gated: at most CONNECT_GATE (512) of them
  * may be between connect(2) and their first answered batch, across all
  * threads. Without it, thousands of clients arriving at once (memaslap
  * -c 9000) overflow memcached's accept queue (its -b, 1024); the kernel
@@ -40,7 +40,7 @@
 
 #define HANDLER_BUF_INIT 2048
 #define HANDLER_READ_MIN 16384
-#define CONNECT_GATE     256 /* well under memcached's default backlog */
+#define CONNECT_GATE     512 /* half memcached's default backlog */
 
 struct gate {
     pthread_mutex_t lock;
@@ -315,7 +315,7 @@ handler_connect(struct handler *h)
     if (!gate_enter(h, deadline)) {
         log_debug("%s: %s: timed out waiting for the connect gate", __func__,
                   a->name);
-        return ST_TIMEOUT;
+        return ST_AGAIN; /* riven's own queue, not the server */
     }
     fd = socket(a->ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
     if (fd < 0) {
@@ -356,10 +356,12 @@ handler_flush(struct handler *h)
     }
     h->sent_ns = util_now_ns();
     if (h->fd < 0 && (st = handler_connect(h)) != ST_OK) {
-        fail_pending(h, st == ST_TIMEOUT ? MSG_BACKEND_TIMEOUT
-                                         : MSG_BACKEND_UNAVAILABLE);
-        if (st == ST_NOMEM) {
-            h->outcome = 0; /* our fd limit, not the server's fault */
+        fail_pending(h, st == ST_TIMEOUT || st == ST_AGAIN
+                            ? MSG_BACKEND_TIMEOUT
+                            : MSG_BACKEND_UNAVAILABLE);
+        if (st == ST_NOMEM || st == ST_AGAIN) {
+            h->outcome = 0; /* our fd limit or connect gate, not the
+                               server's fault: no step toward ejection */
         }
         return;
     }

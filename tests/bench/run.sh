@@ -73,11 +73,28 @@ RL_PORT=$(free_port)
 RL_PID=$!; PIDS+=("$RL_PID")
 wait_port "$RV_PORT" && wait_port "$RL_PORT" || exit 1
 
-TARGETS="direct relay riven"
-declare -A PORT PID
+# riven-unix: riven with its backend on a Unix socket (the one-box
+# deployment), in front of a second memcached started the same way
+chmod 711 "$TMP" # memcached runs as nobody and must reach its socket's dir
+mkdir -m 1777 "$TMP/unix"
+MCU_SOCK=$TMP/unix/memcached.sock
+memcached -u nobody -U 0 -s "$MCU_SOCK" -a 0766 -m 1024 -c 20000 -t 2 &
+MCU_PID=$!; PIDS+=("$MCU_PID")
+for _ in $(seq 1 500); do [ -S "$MCU_SOCK" ] && break; sleep 0.01; done
+[ -S "$MCU_SOCK" ] || { echo "bench: memcached made no socket at $MCU_SOCK" >&2; exit 1; }
+RU_PORT=$(free_port)
+"$RIVEN" -q -l 127.0.0.1:"$RU_PORT" -b unix:"$MCU_SOCK" -m off &
+RU_PID=$!; PIDS+=("$RU_PID")
+wait_port "$RU_PORT" || exit 1
+
+TARGETS="direct relay riven riven-unix"
+declare -A PORT PID MCADDR
 PORT[direct]=$MC_PORT; PID[direct]=$MC_PID
 PORT[relay]=$RL_PORT; PID[relay]=$RL_PID
 PORT[riven]=$RV_PORT; PID[riven]=$RV_PID
+PORT[riven-unix]=$RU_PORT; PID[riven-unix]=$RU_PID
+for t in direct relay riven twemproxy; do MCADDR[$t]=127.0.0.1:$MC_PORT; done
+MCADDR[riven-unix]=$MCU_SOCK
 if command -v nutcracker >/dev/null; then
     TW_PORT=$(free_port)
     cat > "$TMP/nutcracker.yml" <<YML
@@ -99,11 +116,32 @@ fi
 
 ops_for() { case $1 in 1) echo 30000 ;; *) echo 100000 ;; esac; }
 
-# get + set commands memcached has executed (keys for a multi-get)
+# get + set commands a memcached (host:port or a Unix socket path) has
+# executed (keys for a multi-get)
 mc_cmds() {
-    local out
-    out=$( (exec 3<>/dev/tcp/127.0.0.1/"$MC_PORT" && printf 'stats\r\nquit\r\n' >&3 && cat <&3) 2>/dev/null)
-    echo "$out" | awk '$2 == "cmd_get" || $2 == "cmd_set" {s += $3} END {print s + 0}'
+    python3 - "$1" <<'PY'
+import socket, sys
+a = sys.argv[1]
+if a.startswith("/"):
+    s = socket.socket(socket.AF_UNIX)
+    s.connect(a)
+else:
+    h, p = a.rsplit(":", 1)
+    s = socket.create_connection((h, int(p)))
+s.sendall(b"stats\r\nquit\r\n")
+d = b""
+while True:
+    b = s.recv(65536)
+    if not b:
+        break
+    d += b
+n = 0
+for line in d.decode("latin-1").split("\r\n"):
+    f = line.split()
+    if len(f) == 3 and f[1] in ("cmd_get", "cmd_set"):
+        n += int(f[2])
+print(n)
+PY
 }
 
 # one_run TARGET C -> "tps cpu_us_per_req errors misses maxrss_kb
@@ -113,14 +151,14 @@ one_run() {
     ops=$(ops_for "$c")
     pid=${PID[$t]}
     log="$TMP/run.log"
-    mc0=$(mc_cmds)
+    mc0=$(mc_cmds "${MCADDR[$t]}")
     before=$(cpu_ticks "$pid")
     ( while :; do rss_kb "$pid"; sleep 0.2; done ) > "$TMP/rss" &
     sampler=$!
     timeout 120 memcaslap -s 127.0.0.1:"${PORT[$t]}" -T 1 -c "$c" -x "$ops" > "$log" 2>&1
     kill "$sampler" 2>/dev/null; wait "$sampler" 2>/dev/null
     after=$(cpu_ticks "$pid")
-    mc1=$(mc_cmds)
+    mc1=$(mc_cmds "${MCADDR[$t]}")
     rss=$(sort -n "$TMP/rss" | tail -1)
     # an error is any line memaslap prints about one (memcached's error
     # replies are upper case: "<9 CLIENT_ERROR ...")

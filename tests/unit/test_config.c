@@ -70,7 +70,7 @@ assert_inet(const struct cfg_addr *a, const char *name, const char *ip,
 static void
 assert_defaults_except_addrs(const struct config *cfg)
 {
-    assert_int_equal(cfg->connect_timeout_ms, 1000);
+    assert_int_equal(cfg->connect_timeout_ms, 4000);
     assert_int_equal(cfg->request_timeout_ms, 1000);
     assert_int_equal(cfg->max_connections, 0);
     assert_int_equal(cfg->thread_stack_size, 262144);
@@ -162,7 +162,7 @@ test_omitted_keys_keep_defaults(void **state)
 
     (void)state;
     assert_int_equal(cfg->request_timeout_ms, 250);
-    assert_int_equal(cfg->connect_timeout_ms, 1000);
+    assert_int_equal(cfg->connect_timeout_ms, 4000);
     assert_int_equal(cfg->nlisten, 1);
     assert_string_equal(cfg->listen[0].name, "127.0.0.1:11311");
     assert_int_equal(cfg->pool.nservers, 1);
