@@ -39,7 +39,7 @@
 #include "proto_meta.h"
 
 #define HANDLER_BUF_INIT 2048
-#define HANDLER_READ_MIN 16384
+#define HANDLER_READ_MIN HANDLER_BUF_INIT /* replies of a typical batch fit */
 #define CONNECT_GATE     512 /* half memcached's default backlog */
 
 struct gate {
