@@ -270,6 +270,9 @@ IDLE_PID=$!; PIDS+=("$IDLE_PID")
 wait_port "$IDLE_PORT" || exit 1
 "$BENCH/idle" "$IDLE_PORT" "$IDLE_PID" "$IDLE_N" > "$TMP/idle.txt" 2>&1
 cat "$TMP/idle.txt"
+# the micro-benchmarks on a quiet machine: no riven unwinding 19000 threads
+kill "$IDLE_PID" 2>/dev/null; wait "$IDLE_PID" 2>/dev/null
+for t in $TARGETS; do kill "${PID[$t]}" 2>/dev/null; wait "${PID[$t]}" 2>/dev/null; done
 PARSE=$("$BENCH/parse_bench")
 HIST=$("$BENCH/hist_bench" 2>&1)
 
