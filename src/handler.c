@@ -40,7 +40,7 @@
 
 #define HANDLER_BUF_INIT 2048
 #define HANDLER_READ_MIN HANDLER_BUF_INIT /* replies of a typical batch fit */
-#define CONNECT_GATE     512 /* half memcached's default backlog */
+#define CONNECT_GATE     512              /* half memcached's default backlog */
 
 struct gate {
     pthread_mutex_t lock;
@@ -309,8 +309,7 @@ handler_connect(struct handler *h)
     const struct cfg_addr *a = h->addr;
     int fd, one = 1;
     enum status st = ST_OK;
-
-    uint64_t deadline = util_now_ms() + h->connect_ms;
+    uint64_t deadline = util_now_ms() + h->connect_ms; /* gate included */
 
     if (!gate_enter(h, deadline)) {
         log_debug("%s: %s: timed out waiting for the connect gate", __func__,
@@ -319,9 +318,10 @@ handler_connect(struct handler *h)
     }
     fd = socket(a->ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
     if (fd < 0) {
+        st = errno == EMFILE || errno == ENFILE ? ST_NOMEM : ST_ERROR;
         log_warn("%s: socket %s", __func__, a->name);
         gate_leave(h);
-        return errno == EMFILE || errno == ENFILE ? ST_NOMEM : ST_ERROR;
+        return st;
     }
     if (connect(fd, (const struct sockaddr *)&a->ss, a->sslen) != 0) {
         st = errno == EINPROGRESS || errno == EAGAIN
