@@ -31,37 +31,6 @@
 #define TIMEOUT     "SERVER_ERROR backend timeout\r\n"
 #define RECOVER_MS  15000 /* deadline for riven to use a backend again */
 
-/* Send "get key" and return the whole reply (one error line, or up to
- * END). NULL on timeout or EOF. */
-static char *
-get_reply(struct harness_conn *c, const char *key, int timeout_ms)
-{
-    char req[300];
-    char *line, *rest, *all;
-    size_t len, rlen;
-
-    snprintf(req, sizeof(req), "get %s\r\n", key);
-    if (harness_sends(c, req) != 0) {
-        return NULL;
-    }
-    line = harness_recv_until(c, "\r\n", 2, timeout_ms, &len);
-    if (line == NULL || strncmp(line, "VALUE ", 6) != 0) {
-        return line;
-    }
-    rest = harness_recv_until(c, "END\r\n", 5, timeout_ms, &rlen);
-    if (rest == NULL) {
-        free(line);
-        return NULL;
-    }
-    all = malloc(len + rlen + 1);
-    assert_non_null(all);
-    memcpy(all, line, len);
-    memcpy(all + len, rest, rlen + 1);
-    free(line);
-    free(rest);
-    return all;
-}
-
 /* Poll "get key" on c until the reply is want, or the deadline. */
 static bool
 wait_reply(struct harness_conn *c, const char *key, const char *want,
@@ -72,7 +41,7 @@ wait_reply(struct harness_conn *c, const char *key, const char *want,
 
     for (;;) {
         free(r);
-        r = get_reply(c, key, HARNESS_TIMEOUT_MS);
+        r = harness_get_reply(c, key, HARNESS_TIMEOUT_MS);
         if (r != NULL && strcmp(r, want) == 0) {
             printf("    serving again after %lld ms\n",
                    (long long)(harness_now_ms() - start));
@@ -140,7 +109,7 @@ test_down_from_start(void **state)
     assert_true(wait_reply(c, "k", "END\r\n", RECOVER_MS));
     assert_true(harness_roundtrip(c, "set k 0 0 1\r\nx\r\nget k\r\n",
                                   "STORED\r\nVALUE k 0 1\r\nx\r\nEND\r\n"));
-    r = get_reply(c, "k", HARNESS_TIMEOUT_MS);
+    r = harness_get_reply(c, "k", HARNESS_TIMEOUT_MS);
     assert_string_equal(r, "VALUE k 0 1\r\nx\r\nEND\r\n");
     free(r);
     harness_conn_close(c);
@@ -167,7 +136,7 @@ test_killed_and_restarted(void **state)
     assert_true(harness_roundtrip(c, "set k 0 0 2\r\nv1\r\n", "STORED\r\n"));
 
     harness_proc_kill(&s.mc); /* by pid, SIGKILL */
-    r = get_reply(c, "k", HARNESS_TIMEOUT_MS);
+    r = harness_get_reply(c, "k", HARNESS_TIMEOUT_MS);
     if (!is_server_error(r)) {
         harness_dump("reply with the backend killed", r, r ? strlen(r) : 0,
                      200);
@@ -184,7 +153,7 @@ test_killed_and_restarted(void **state)
     assert_true(wait_reply(c, "k", "END\r\n", RECOVER_MS));
     assert_true(wait_reply(c2, "k", "END\r\n", RECOVER_MS));
     assert_true(harness_roundtrip(c2, "set k 0 0 2\r\nv3\r\n", "STORED\r\n"));
-    r = get_reply(c, "k", HARNESS_TIMEOUT_MS);
+    r = harness_get_reply(c, "k", HARNESS_TIMEOUT_MS);
     assert_string_equal(r, "VALUE k 0 2\r\nv3\r\nEND\r\n");
     free(r);
     harness_conn_close(c);
@@ -226,7 +195,7 @@ test_stopped_backend(void **state)
 
     assert_int_equal(harness_proc_signal(&mc, SIGSTOP), 0);
     t0 = harness_now_ms();
-    r = get_reply(c, "k", HARNESS_TIMEOUT_MS);
+    r = harness_get_reply(c, "k", HARNESS_TIMEOUT_MS);
     elapsed = harness_now_ms() - t0;
     printf("    get with a stopped backend answered after %lld ms\n",
            (long long)elapsed);

@@ -267,38 +267,6 @@ pool_stop(struct pool *p)
 
 /* ---- raw request helpers --------------------------------------------- */
 
-/* Send "get KEYS" and return the whole reply (one error line, or up to
- * END). NULL on timeout or EOF. */
-static char *
-get_reply(struct harness_conn *c, const char *keys, int timeout_ms)
-{
-    char req[1024 * 8];
-    char *line, *rest, *all;
-    size_t len, rlen;
-
-    snprintf(req, sizeof(req), "get %s\r\n", keys);
-    if (harness_sends(c, req) != 0) {
-        return NULL;
-    }
-    line = harness_recv_until(c, "\r\n", 2, timeout_ms, &len);
-    if (line == NULL || strncmp(line, "VALUE ", 6) != 0) {
-        return line;
-    }
-    rest = harness_recv_until(c, "END\r\n", 5, timeout_ms, &rlen);
-    if (rest == NULL) {
-        free(line);
-        return NULL;
-    }
-    all = malloc(len + rlen + 1);
-    if (all != NULL) {
-        memcpy(all, line, len);
-        memcpy(all + len, rest, rlen + 1);
-    }
-    free(line);
-    free(rest);
-    return all;
-}
-
 /* "VALUE key 0 n\r\nval\r\n" appended at out (cap bytes). Returns the
  * new length. */
 static size_t
@@ -333,7 +301,7 @@ wait_reply(struct harness_conn *c, const char *key, const char *want,
 
     for (;;) {
         free(r);
-        r = get_reply(c, key, HARNESS_TIMEOUT_MS);
+        r = harness_get_reply(c, key, HARNESS_TIMEOUT_MS);
         if (r != NULL && strcmp(r, want) == 0) {
             free(r);
             return harness_now_ms() - start;
@@ -435,7 +403,7 @@ golden_scan(int port, int s, const char *prefix, size_t n, uint8_t *owner)
             len += (size_t)snprintf(keys + len, sizeof(keys) - len, "%s%s-%zu",
                                     len ? " " : "", prefix, i);
         }
-        r = get_reply(c, keys, HARNESS_TIMEOUT_MS);
+        r = harness_get_reply(c, keys, HARNESS_TIMEOUT_MS);
         assert_non_null(r);
         for (p = r; strncmp(p, "VALUE ", 6) == 0;) {
             char key[64], val[32], want[32];
@@ -678,7 +646,7 @@ kclient_main(void *arg)
 
         for (int i = 0; i < 3 && !k->lost; i++) {
             t0 = now_us();
-            r = get_reply(c, k->key[i], HARNESS_TIMEOUT_MS);
+            r = harness_get_reply(c, k->key[i], HARNESS_TIMEOUT_MS);
             record(k, t0, (uint8_t)k->srv[i], classify(r, k->hit[i]), r);
             k->lost = r == NULL;
             k->lost_us = r == NULL ? t0 : 0;
@@ -688,7 +656,7 @@ kclient_main(void *arg)
             break;
         }
         t0 = now_us();
-        r = get_reply(c, k->mkeys, HARNESS_TIMEOUT_MS);
+        r = harness_get_reply(c, k->mkeys, HARNESS_TIMEOUT_MS);
         kind = r == NULL                  ? K_BAD
                : strcmp(r, k->mall) == 0  ? K_OK
                : strcmp(r, k->mpart) == 0 ? K_PARTIAL
@@ -1012,7 +980,7 @@ timed_get(struct harness_conn *c, const char *keys, char **r)
 {
     int64_t t0 = harness_now_ms();
 
-    *r = get_reply(c, keys, HARNESS_TIMEOUT_MS);
+    *r = harness_get_reply(c, keys, HARNESS_TIMEOUT_MS);
     return harness_now_ms() - t0;
 }
 
@@ -1046,7 +1014,7 @@ test_stopped_server(void **state)
     keys_per_server(mc, &pc, c, "st", ks, hit, val);
     /* both connections have a socket to every server before the stop */
     for (int s = 0; s < 3; s++) {
-        char *r = get_reply(c2, ks[s], HARNESS_TIMEOUT_MS);
+        char *r = harness_get_reply(c2, ks[s], HARNESS_TIMEOUT_MS);
 
         assert_non_null(r);
         assert_string_equal(r, hit[s]);
@@ -1194,7 +1162,7 @@ bystander_main(void *arg)
     struct harness_conn *c = harness_conn_open(b->port, HARNESS_TIMEOUT_MS);
 
     while (c != NULL && !atomic_load(&b->stop)) {
-        char *r = get_reply(c, b->key, HARNESS_TIMEOUT_MS);
+        char *r = harness_get_reply(c, b->key, HARNESS_TIMEOUT_MS);
 
         if (r != NULL && strcmp(r, b->hit) == 0) {
             atomic_fetch_add(&b->ok, 1);
@@ -1374,7 +1342,7 @@ rclient_step(struct harness_conn *c, const char *key, uint64_t round, int idx,
     }
     ok = strcmp(line, "STORED\r\n") == 0;
     free(line);
-    r = get_reply(c, key, HARNESS_TIMEOUT_MS);
+    r = harness_get_reply(c, key, HARNESS_TIMEOUT_MS);
     if (r == NULL) {
         *lost = true;
         return false;
@@ -1631,7 +1599,7 @@ test_eject_rehash(void **state)
         stored += set_key(c, ks[i], val);
         hl = value_block(hit, 0, sizeof(hit), ks[i], val);
         memcpy(hit + hl, "END\r\n", 6);
-        r = get_reply(c, ks[i], HARNESS_TIMEOUT_MS);
+        r = harness_get_reply(c, ks[i], HARNESS_TIMEOUT_MS);
         hits += r != NULL && strcmp(r, hit) == 0;
         free(r);
         /* found directly on exactly one live server */
@@ -1646,7 +1614,7 @@ test_eject_rehash(void **state)
                 }
                 d = harness_conn_open(p.mc[s].port, HARNESS_TIMEOUT_MS);
                 assert_non_null(d);
-                r = get_reply(d, ks[i], HARNESS_TIMEOUT_MS);
+                r = harness_get_reply(d, ks[i], HARNESS_TIMEOUT_MS);
                 if (r != NULL && strcmp(r, hit) == 0) {
                     found++;
                     fallback_on = i == NKEYS - 1 ? s : fallback_on;
@@ -1666,7 +1634,7 @@ test_eject_rehash(void **state)
             assert_non_null(d);
             hl = value_block(hit, 0, sizeof(hit), lk[i], val);
             memcpy(hit + hl, "END\r\n", 6);
-            r = get_reply(d, lk[i], HARNESS_TIMEOUT_MS);
+            r = harness_get_reply(d, lk[i], HARNESS_TIMEOUT_MS);
             live_placed += r != NULL && strcmp(r, hit) == 0;
             free(r);
             harness_conn_close(d);

@@ -778,6 +778,41 @@ harness_recv_until(struct harness_conn *c, const char *term, size_t termlen,
 }
 
 char *
+harness_get_reply(struct harness_conn *c, const char *keys, int timeout_ms)
+{
+    char *req, *line, *rest, *all;
+    size_t len, rlen, n = strlen(keys) + 7;
+
+    req = malloc(n);
+    if (req == NULL) {
+        return NULL;
+    }
+    snprintf(req, n, "get %s\r\n", keys);
+    if (harness_sends(c, req) != 0) {
+        free(req);
+        return NULL;
+    }
+    free(req);
+    line = harness_recv_until(c, "\r\n", 2, timeout_ms, &len);
+    if (line == NULL || strncmp(line, "VALUE ", 6) != 0) {
+        return line;
+    }
+    rest = harness_recv_until(c, "END\r\n", 5, timeout_ms, &rlen);
+    if (rest == NULL) {
+        free(line);
+        return NULL;
+    }
+    all = malloc(len + rlen + 1);
+    if (all != NULL) {
+        memcpy(all, line, len);
+        memcpy(all + len, rest, rlen + 1);
+    }
+    free(line);
+    free(rest);
+    return all;
+}
+
+char *
 harness_recv_n(struct harness_conn *c, size_t n, int timeout_ms)
 {
     int64_t deadline = harness_now_ms() + timeout_ms;

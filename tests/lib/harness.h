@@ -151,6 +151,12 @@ int harness_sends(struct harness_conn *c, const char *s);
 char *harness_recv_until(struct harness_conn *c, const char *term,
                          size_t termlen, int timeout_ms, size_t *outlen);
 
+/* Send "get KEYS" on c; the whole reply (one error line, or the VALUE
+ * blocks through "END\r\n"), NUL-terminated, to free. NULL on timeout or
+ * EOF. */
+char *harness_get_reply(struct harness_conn *c, const char *keys,
+                        int timeout_ms);
+
 /* Read exactly n bytes. Same ownership and failures as above. */
 char *harness_recv_n(struct harness_conn *c, size_t n, int timeout_ms);
 
