@@ -16,7 +16,11 @@
  * Response values point into the handler's read buffer and stay valid
  * until handler_done().
  *
- * Not thread-safe: a handler belongs to one connection thread.
+ * Not thread-safe: a handler belongs to one connection thread. The one
+ * state handlers share is the connect gate per server index (handler.c,
+ * mutex and condvar): at most 512 new connections to a server wait for
+ * their first reply at once; a wait counts against connect_ms and a
+ * timeout there answers "backend timeout" without a step toward ejection.
  */
 #ifndef RIVEN_HANDLER_H
 #define RIVEN_HANDLER_H
