@@ -33,33 +33,6 @@
 #endif
 
 /*
- * A snapshot is what connections serve with: one config and the ring built
- * from it. main publishes one at start and on each good reload; each
- * connection thread holds a reference and switches to the newest snapshot
- * between batches, never in the middle of one. Thread-safe.
- */
-struct server_snapshot {
-    _Atomic uint32_t refs;
-    struct config *cfg;  /* one reference, dropped with the snapshot */
-    struct orca_env env; /* pools (rings, health owned here), locks */
-};
-
-/* A snapshot of cfg (the snapshot takes over the caller's reference).
- * Servers also in prev (may be NULL) keep their health state. NULL with a
- * message in err when the ring cannot be built; cfg is then released. */
-struct server_snapshot *
-server_snapshot_create(struct config *cfg, const struct server_snapshot *prev,
-                       char *err, size_t errlen) WUR;
-void server_snapshot_unref(struct server_snapshot *snap);
-
-/* Make snap current (takes the caller's reference); the previous one is
- * released once the last connection moves off it. */
-void server_publish(struct server_snapshot *snap);
-
-/* A new reference to the current snapshot. */
-struct server_snapshot *server_snapshot_get(void);
-
-/*
  * One client connection as the listener sees it, shared between the
  * connection's thread and the thread that drains. busy is 1 while the
  * connection holds a partial or unanswered request, 0 while it waits for

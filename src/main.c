@@ -23,6 +23,7 @@
 #include "metrics.h"
 #include "metrics_http.h"
 #include "server.h"
+#include "snapshot.h"
 #include "util.h"
 
 #define MAX_ADDRS 64
@@ -293,7 +294,7 @@ probe(const struct config *cfg, const struct cfg_server *srv, size_t idx)
 static bool
 healthz(void *arg)
 {
-    struct server_snapshot *snap = server_snapshot_get();
+    struct snapshot *snap = snapshot_get();
     const struct cfg_pool *pools[2];
     size_t base = 0;
     bool up = false;
@@ -310,7 +311,7 @@ healthz(void *arg)
         }
         base += pools[p]->nservers;
     }
-    server_snapshot_unref(snap);
+    snapshot_unref(snap);
     return up;
 }
 
@@ -351,7 +352,7 @@ reload(const struct opts *o)
 {
     char err[512];
     struct config *cfg;
-    struct server_snapshot *snap, *prev;
+    struct snapshot *snap, *prev;
 
     sd_notifyf(0, "RELOADING=1\nMONOTONIC_USEC=%llu",
                (unsigned long long)monotonic_usec());
@@ -365,9 +366,9 @@ reload(const struct opts *o)
         config_unref(cfg);
         cfg = NULL;
     }
-    prev = server_snapshot_get();
-    snap = cfg ? server_snapshot_create(cfg, prev, err, sizeof(err)) : NULL;
-    server_snapshot_unref(prev);
+    prev = snapshot_get();
+    snap = cfg ? snapshot_create(cfg, prev, err, sizeof(err)) : NULL;
+    snapshot_unref(prev);
     metrics_config_reload(snap != NULL);
     if (snap == NULL) {
         log_errorx("reload: %s; keeping the previous configuration", err);
@@ -376,7 +377,7 @@ reload(const struct opts *o)
         if (name_servers(snap->cfg) != ST_OK) {
             log_warnx("reload: no latency histogram for new servers");
         }
-        server_publish(snap);
+        snapshot_publish(snap);
         log_info("reload: %s loaded, %zu backend server(s)", o->file,
                  snap->cfg->pool.nservers + snap->cfg->l2.nservers);
     }
@@ -408,7 +409,7 @@ main(int argc, char **argv)
 {
     struct opts o;
     struct config *cfg;
-    struct server_snapshot *snap;
+    struct snapshot *snap;
     struct main_state m = {.opts = &o};
     struct metrics_http *mh = NULL;
     char err[512];
@@ -420,12 +421,12 @@ main(int argc, char **argv)
     parse_args(argc, argv, &o);
     cfg = load_config(&o);
     if (o.test) {
-        snap = server_snapshot_create(cfg, NULL, err, sizeof(err));
+        snap = snapshot_create(cfg, NULL, err, sizeof(err));
         if (snap == NULL) {
             fprintf(stderr, "riven: pool: %s\n", err);
             return 1;
         }
-        server_snapshot_unref(snap);
+        snapshot_unref(snap);
         printf("riven: configuration %s is valid\n",
                o.file ? o.file : "(built-in)");
         return 0;
@@ -447,11 +448,11 @@ main(int argc, char **argv)
     if (atomic_load(&want_stop)) {
         listener_stop(the_listener);
     }
-    snap = server_snapshot_create(config_ref(cfg), NULL, err, sizeof(err));
+    snap = snapshot_create(config_ref(cfg), NULL, err, sizeof(err));
     if (snap == NULL) {
         fatal("pool: %s", err);
     }
-    server_publish(snap);
+    snapshot_publish(snap);
     if (cfg->metrics_enabled) {
         mh = metrics_http_start(&cfg->metrics_listen, healthz, NULL, err,
                                 sizeof(err));
@@ -478,9 +479,9 @@ main(int argc, char **argv)
                (unsigned long long)listener_connections());
     log_info("shutting down: draining %llu connection(s)",
              (unsigned long long)listener_connections());
-    snap = server_snapshot_get();
+    snap = snapshot_get();
     shutdown_ms = snap->cfg->shutdown_timeout_ms;
-    server_snapshot_unref(snap);
+    snapshot_unref(snap);
     left = listener_drain(the_listener, shutdown_ms);
     if (left > 0) {
         log_warnx("shutdown: closing %llu connection(s) still busy",

@@ -26,6 +26,7 @@
 #include "proto_meta.h"
 #include "proto_text.h"
 #include "request.h"
+#include "snapshot.h"
 
 #define SERVER_BUF_INIT 2048
 #define SERVER_READ_MIN 1024
@@ -43,10 +44,10 @@
 
 struct server {
     int fd;
-    struct server_conn *conn;     /* ref: owned by the listener */
-    struct server_snapshot *snap; /* one reference */
-    uint64_t gen;                 /* generation of snap */
-    const struct config *cfg;     /* ref: snap->cfg */
+    struct server_conn *conn; /* ref: owned by the listener */
+    struct snapshot *snap;    /* one reference */
+    uint64_t gen;             /* generation of snap */
+    const struct config *cfg; /* ref: snap->cfg */
     struct orca *orca;
     struct buf rbuf; /* client bytes */
     struct req_batch batch;
@@ -63,125 +64,7 @@ struct server {
                              and meta commands mixed */
 };
 
-static pthread_mutex_t snap_lock = PTHREAD_MUTEX_INITIALIZER;
-static struct server_snapshot *snap_cur; /* guarded by snap_lock */
-static _Atomic uint64_t snap_gen;        /* bumped on each publish */
-static _Atomic int draining;             /* seq_cst with conn->busy */
-
-/* Build one pool's ring and health; mbase numbers its servers for
- * metrics after the pools before it. */
-static enum status
-pool_env_init(struct orca_pool *env, const struct cfg_pool *pool, size_t mbase,
-              const struct orca_pool *prev, char *err, size_t errlen)
-{
-    env->pool = pool;
-    env->mbase = mbase;
-    if (pool->nservers == 0) {
-        return ST_OK;
-    }
-    env->ring = ring_create(pool, err, errlen);
-    env->health = health_create(pool, mbase, prev ? prev->health : NULL);
-    if (env->ring == NULL || env->health == NULL) {
-        if (env->ring != NULL) {
-            snprintf(err, errlen, "out of memory");
-        }
-        return ST_ERROR;
-    }
-    return ST_OK;
-}
-
-static void
-snapshot_free(struct server_snapshot *snap)
-{
-    struct orca_env *e = &snap->env;
-
-    ring_destroy((struct ring *)e->l1.ring);
-    health_destroy(e->l1.health);
-    ring_destroy((struct ring *)e->l2.ring);
-    health_destroy(e->l2.health);
-    for (uint32_t i = 0; i < e->nlocks; i++) {
-        pthread_mutex_destroy(&e->locks[i]);
-    }
-    free(e->locks);
-    config_unref(snap->cfg);
-    free(snap);
-}
-
-struct server_snapshot *
-server_snapshot_create(struct config *cfg, const struct server_snapshot *prev,
-                       char *err, size_t errlen)
-{
-    struct server_snapshot *snap = calloc(1, sizeof(*snap));
-    struct orca_env *e;
-
-    if (snap == NULL) {
-        snprintf(err, errlen, "out of memory");
-        config_unref(cfg);
-        return NULL;
-    }
-    atomic_init(&snap->refs, 1);
-    snap->cfg = cfg;
-    e = &snap->env;
-    e->cfg = cfg;
-    if (pool_env_init(&e->l1, &cfg->pool, 0, prev ? &prev->env.l1 : NULL, err,
-                      errlen) != ST_OK ||
-        pool_env_init(&e->l2, &cfg->l2, cfg->pool.nservers,
-                      prev ? &prev->env.l2 : NULL, err, errlen) != ST_OK) {
-        goto error;
-    }
-    if (cfg->orca != CFG_ORCA_L1ONLY && cfg->key_locks > 0) {
-        e->locks = calloc(cfg->key_locks, sizeof(*e->locks));
-        if (e->locks == NULL) {
-            snprintf(err, errlen, "out of memory");
-            goto error;
-        }
-        for (; e->nlocks < cfg->key_locks; e->nlocks++) {
-            pthread_mutex_init(&e->locks[e->nlocks], NULL);
-        }
-    }
-    return snap;
-
-error:
-    snapshot_free(snap);
-    return NULL;
-}
-
-void
-server_snapshot_unref(struct server_snapshot *snap)
-{
-    if (snap == NULL ||
-        atomic_fetch_sub_explicit(&snap->refs, 1, memory_order_acq_rel) != 1) {
-        return;
-    }
-    snapshot_free(snap);
-}
-
-void
-server_publish(struct server_snapshot *snap)
-{
-    struct server_snapshot *old;
-
-    pthread_mutex_lock(&snap_lock);
-    old = snap_cur;
-    snap_cur = snap;
-    atomic_fetch_add_explicit(&snap_gen, 1, memory_order_release);
-    pthread_mutex_unlock(&snap_lock);
-    server_snapshot_unref(old);
-}
-
-struct server_snapshot *
-server_snapshot_get(void)
-{
-    struct server_snapshot *snap;
-
-    pthread_mutex_lock(&snap_lock);
-    snap = snap_cur;
-    if (snap != NULL) {
-        atomic_fetch_add_explicit(&snap->refs, 1, memory_order_relaxed);
-    }
-    pthread_mutex_unlock(&snap_lock);
-    return snap;
-}
+static _Atomic int draining; /* seq_cst with conn->busy */
 
 void
 server_drain(void)
@@ -211,24 +94,24 @@ orca_mode(const struct server *s, const struct config *cfg)
 static enum status
 switch_snapshot(struct server *s)
 {
-    uint64_t gen = atomic_load_explicit(&snap_gen, memory_order_acquire);
-    struct server_snapshot *snap;
+    uint64_t gen = snapshot_generation();
+    struct snapshot *snap;
     struct orca *orca;
 
     if (gen == s->gen && s->orca != NULL) {
         return ST_OK;
     }
-    snap = server_snapshot_get();
+    snap = snapshot_get();
     if (snap == NULL) {
         return ST_ERROR;
     }
     orca = orca_create(&snap->env, orca_mode(s, snap->cfg), s->orca);
     if (orca == NULL) {
-        server_snapshot_unref(snap);
+        snapshot_unref(snap);
         return s->orca != NULL ? ST_OK : ST_NOMEM;
     }
     orca_destroy(s->orca);
-    server_snapshot_unref(s->snap);
+    snapshot_unref(s->snap);
     s->orca = orca;
     s->snap = snap;
     s->cfg = snap->cfg;
@@ -645,7 +528,7 @@ server_run(struct server_conn *conn)
         }
     }
     orca_destroy(s.orca);
-    server_snapshot_unref(s.snap);
+    snapshot_unref(s.snap);
     req_batch_free(&s.batch);
     outq_free(&s.out);
     buf_free(&s.rbuf);

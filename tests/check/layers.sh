@@ -17,7 +17,7 @@ declare -A LAYER=(
     [ring]=1 [hist]=1
     [metrics]=2 [metrics_http]=2
     [health]=3 [handler]=3
-    [orca]=4
+    [orca]=4 [snapshot]=4
     [server]=5
     [listener]=6
     [main]=7
@@ -27,7 +27,7 @@ declare -A LAYER=(
 declare -A RANK=()
 r=0
 for mod in util log buf request proto_text proto_meta proto_binary config \
-           ring hist metrics metrics_http health handler orca server \
+           ring hist metrics metrics_http health handler orca snapshot server \
            listener main; do
     RANK[$mod]=$r
     r=$((r + 1))

@@ -1,0 +1,138 @@
+/*
+ * snapshot: publish and pick up config snapshots. The current snapshot
+ * sits behind a mutex taken only to publish or to take a reference;
+ * connections poll the generation counter, an atomic, between batches.
+ */
+#include "snapshot.h"
+
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "health.h"
+#include "ring.h"
+
+static pthread_mutex_t snap_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct snapshot *snap_cur; /* guarded by snap_lock */
+static _Atomic uint64_t snap_gen; /* bumped on each publish */
+
+/* Build one pool's ring and health; mbase numbers its servers for
+ * metrics after the pools before it. */
+static enum status
+pool_env_init(struct orca_pool *env, const struct cfg_pool *pool, size_t mbase,
+              const struct orca_pool *prev, char *err, size_t errlen)
+{
+    env->pool = pool;
+    env->mbase = mbase;
+    if (pool->nservers == 0) {
+        return ST_OK;
+    }
+    env->ring = ring_create(pool, err, errlen);
+    env->health = health_create(pool, mbase, prev ? prev->health : NULL);
+    if (env->ring == NULL || env->health == NULL) {
+        if (env->ring != NULL) {
+            snprintf(err, errlen, "out of memory");
+        }
+        return ST_ERROR;
+    }
+    return ST_OK;
+}
+
+static void
+snapshot_free(struct snapshot *snap)
+{
+    struct orca_env *e = &snap->env;
+
+    ring_destroy((struct ring *)e->l1.ring);
+    health_destroy(e->l1.health);
+    ring_destroy((struct ring *)e->l2.ring);
+    health_destroy(e->l2.health);
+    for (uint32_t i = 0; i < e->nlocks; i++) {
+        pthread_mutex_destroy(&e->locks[i]);
+    }
+    free(e->locks);
+    config_unref(snap->cfg);
+    free(snap);
+}
+
+struct snapshot *
+snapshot_create(struct config *cfg, const struct snapshot *prev, char *err,
+                size_t errlen)
+{
+    struct snapshot *snap = calloc(1, sizeof(*snap));
+    struct orca_env *e;
+
+    if (snap == NULL) {
+        snprintf(err, errlen, "out of memory");
+        config_unref(cfg);
+        return NULL;
+    }
+    atomic_init(&snap->refs, 1);
+    snap->cfg = cfg;
+    e = &snap->env;
+    e->cfg = cfg;
+    if (pool_env_init(&e->l1, &cfg->pool, 0, prev ? &prev->env.l1 : NULL, err,
+                      errlen) != ST_OK ||
+        pool_env_init(&e->l2, &cfg->l2, cfg->pool.nservers,
+                      prev ? &prev->env.l2 : NULL, err, errlen) != ST_OK) {
+        goto error;
+    }
+    if (cfg->orca != CFG_ORCA_L1ONLY && cfg->key_locks > 0) {
+        e->locks = calloc(cfg->key_locks, sizeof(*e->locks));
+        if (e->locks == NULL) {
+            snprintf(err, errlen, "out of memory");
+            goto error;
+        }
+        for (; e->nlocks < cfg->key_locks; e->nlocks++) {
+            pthread_mutex_init(&e->locks[e->nlocks], NULL);
+        }
+    }
+    return snap;
+
+error:
+    snapshot_free(snap);
+    return NULL;
+}
+
+void
+snapshot_unref(struct snapshot *snap)
+{
+    if (snap == NULL ||
+        atomic_fetch_sub_explicit(&snap->refs, 1, memory_order_acq_rel) != 1) {
+        return;
+    }
+    snapshot_free(snap);
+}
+
+void
+snapshot_publish(struct snapshot *snap)
+{
+    struct snapshot *old;
+
+    pthread_mutex_lock(&snap_lock);
+    old = snap_cur;
+    snap_cur = snap;
+    atomic_fetch_add_explicit(&snap_gen, 1, memory_order_release);
+    pthread_mutex_unlock(&snap_lock);
+    snapshot_unref(old);
+}
+
+struct snapshot *
+snapshot_get(void)
+{
+    struct snapshot *snap;
+
+    pthread_mutex_lock(&snap_lock);
+    snap = snap_cur;
+    if (snap != NULL) {
+        atomic_fetch_add_explicit(&snap->refs, 1, memory_order_relaxed);
+    }
+    pthread_mutex_unlock(&snap_lock);
+    return snap;
+}
+
+uint64_t
+snapshot_generation(void)
+{
+    return atomic_load_explicit(&snap_gen, memory_order_acquire);
+}
