@@ -99,6 +99,7 @@ struct config {
     uint32_t backend_idle_timeout_ms; /* 0 = keep sockets */
     size_t thread_stack_size;         /* bytes */
     size_t item_size_max;             /* bytes */
+    size_t client_max_buffer;         /* bytes per connection, 0 = derived */
     enum log_level log_level;
     uint32_t unix_mode;             /* unix_socket_mode, e.g. 0700 */
     struct cfg_addr metrics_listen; /* metrics.listen (TCP only) */
@@ -117,6 +118,11 @@ struct config {
 #define CFG_DEFAULT_KEY_LOCKS       1024
 #define CFG_DEFAULT_STACK_SIZE      (256u * 1024)
 #define CFG_DEFAULT_ITEM_SIZE_MAX   (1024u * 1024)
+/* client_max_buffer: derived as this many item_size_max, and at least
+ * CFG_CLIENT_BUFFER_MIN_ITEMS of them (a largest set in, a largest value
+ * out). */
+#define CFG_CLIENT_BUFFER_ITEMS     8
+#define CFG_CLIENT_BUFFER_MIN_ITEMS 2
 #define CFG_DEFAULT_UNIX_MODE       0700
 #define CFG_DEFAULT_METRICS_LISTEN  "127.0.0.1:11299"
 
@@ -154,6 +160,10 @@ enum status config_set_batch_listen(struct config *cfg,
 /* Cross-key rules (an l1l2 orca needs l2 servers...). ST_OK, or ST_ERROR
  * with a message. config_load applies it; call it again after changing a
  * snapshot from the command line. */
+/* The bytes one client connection may hold (client_max_buffer, or its
+ * default derived from item_size_max). */
+size_t config_client_max_buffer(const struct config *cfg);
+
 enum status config_validate(const struct config *cfg, char *err,
                             size_t errlen) WUR;
 

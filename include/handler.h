@@ -6,6 +6,8 @@
  *   handler_queue() x N    encode requests into the write buffer
  *   handler_flush()        connect lazily, send them in one write
  *   handler_recv()         read and decode one reply per queued request
+ *                          (or, past a byte limit, pause until
+ *                          handler_release() drops what was written)
  *   handler_done()         after the client got the replies: drop them
  *
  * Failures: a connect failure, timeout, reset or malformed reply answers
@@ -56,8 +58,21 @@ bool handler_pending(const struct handler *h);
 void handler_flush(struct handler *h);
 
 /* Read the replies to everything flushed and fill their responses. On
- * failure the unanswered ones get SERVER_ERROR. */
-void handler_recv(struct handler *h);
+ * failure the unanswered ones get SERVER_ERROR. Pauses once the decoded
+ * replies it holds reach limit bytes (SIZE_MAX: never), after decoding
+ * at least one if it held none: call again after handler_release. */
+void handler_recv(struct handler *h, size_t limit);
+
+/* The client has the responses [lo, hi): drop the leading decoded
+ * replies that belong to them (or to nobody), so that the read buffer
+ * holds only what is still to be written. Later responses keep valid
+ * pointers. */
+void handler_release(struct handler *h, const struct response *lo,
+                     const struct response *hi);
+
+/* The response of the first reply not yet read that somebody waits for,
+ * or NULL. */
+const struct response *handler_waiting(const struct handler *h);
 
 /* What happened since the last call: 0 nothing was sent, 1 every
  * exchange succeeded, -1 one failed (connect, timeout, reset, garbage).

@@ -83,6 +83,7 @@ enum metrics_err {
     MERR_SERVER_ERROR,        /* SERVER_ERROR sent for a backend error reply */
     MERR_BACKEND_TIMEOUT,     /* a backend did not answer in request_ms */
     MERR_BACKEND_UNAVAILABLE, /* connect failed, or the server is ejected */
+    MERR_HANGUP,              /* closed unanswered: an HTTP request line */
     MERR_COUNT
 };
 

@@ -60,9 +60,20 @@ struct orca *orca_create(const struct orca_env *env, enum cfg_orca mode,
 /* Close backend sockets and free. NULL-safe. */
 void orca_destroy(struct orca *o);
 
-/* Execute b->reqs[0..n) and fill b->res[0..n). Each request gets its own
- * answer; nothing fails as a whole. */
-void orca_execute(struct orca *o, struct req_batch *b);
+/* Execute b->reqs[0..n) and fill b->res[0..n) (b is a ref until
+ * orca_done). Each request gets its own answer; nothing fails as a whole.
+ * Returns how many leading responses are final. A backend's handler
+ * holds at most about limit bytes of replies the client has not taken:
+ * while orca_busy(), write the final responses and call orca_continue.
+ * (The l1l2 orcas never pause: their batches are bounded by their size.) */
+size_t orca_execute(struct orca *o, struct req_batch *b, size_t limit) WUR;
+
+/* True while the batch has requests not yet answered. */
+bool orca_busy(const struct orca *o);
+
+/* The client has b->res[0..written): drop their reply bytes and read
+ * on. Returns the new number of final leading responses. */
+size_t orca_continue(struct orca *o, size_t written) WUR;
 
 /* The client has the replies: release backend buffers of the batch. */
 void orca_done(struct orca *o);

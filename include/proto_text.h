@@ -50,6 +50,12 @@ enum status proto_text_parse(const char *buf, size_t len, size_t item_size_max,
  * the only lines memcached lets grow past TEXT_LINE_MAX. */
 bool proto_text_is_get_line(const char *buf, size_t len);
 
+/* True if the command line buf[0..len) (without "\r\n") is one memcached
+ * hangs up on without an answer: an unknown command whose last token
+ * begins "HTTP/" ("GET / HTTP/1.0"). proto_text_parse answers such a
+ * line with RES_QUIT and REQ_F_CLOSE. */
+bool proto_text_is_http(const char *buf, size_t len);
+
 /*
  * Append the reply to req, as memcached sends it, to q. Nothing for a
  * noreply request or a get miss; "END\r\n" after the last key of a get.

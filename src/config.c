@@ -149,6 +149,8 @@ static const struct command config_commands[] = {
     {"thread_stack_size", set_size, CFG_OFF(thread_stack_size), 65536, 67108864,
      NULL},
     {"item_size_max", set_size, CFG_OFF(item_size_max), 1024, 1073741824, NULL},
+    {"client_max_buffer", set_size, CFG_OFF(client_max_buffer), 0,
+     (size_t)1 << 40, NULL},
     {"log_level", set_log_level, CFG_OFF(log_level), 0, 0, NULL},
     {"unix_socket_mode", set_mode, CFG_OFF(unix_mode), 0, 0777, NULL},
     {"metrics", set_map, 0, 0, 0, metrics_commands},
@@ -924,9 +926,27 @@ config_set_batch_listen(struct config *cfg, const struct cfg_addr *a, size_t n)
     return ST_OK;
 }
 
+size_t
+config_client_max_buffer(const struct config *cfg)
+{
+    if (cfg->client_max_buffer > 0) {
+        return cfg->client_max_buffer;
+    }
+    return CFG_CLIENT_BUFFER_ITEMS * cfg->item_size_max;
+}
+
 enum status
 config_validate(const struct config *cfg, char *err, size_t errlen)
 {
+    if (cfg->client_max_buffer > 0 &&
+        cfg->client_max_buffer / CFG_CLIENT_BUFFER_MIN_ITEMS <
+            cfg->item_size_max) {
+        util_errf(err, errlen,
+                  "client_max_buffer %zu is below %d x item_size_max (%zu)",
+                  cfg->client_max_buffer, CFG_CLIENT_BUFFER_MIN_ITEMS,
+                  cfg->item_size_max);
+        return ST_ERROR;
+    }
     if (cfg->orca != CFG_ORCA_L1ONLY && cfg->l2.nservers == 0) {
         util_errf(err, errlen, "orca %s needs l2 servers (l2.servers or --l2)",
                   config_orca_name(cfg->orca));

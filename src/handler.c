@@ -61,6 +61,7 @@ struct pend {
     size_t val_off; /* res->val as an offset into rbuf */
     size_t msg_off; /* res->msg as an offset into rbuf */
     size_t raw_off; /* res->raw as an offset into rbuf */
+    size_t start;   /* rbuf offset where the reply begins */
     bool decoded;   /* res was decoded from rbuf */
 };
 
@@ -233,7 +234,7 @@ handler_queue(struct handler *h, const struct request *req,
     p->rflags = req->rflags;
     p->args = req->args;
     p->nargs = req->nargs;
-    p->val_off = p->msg_off = p->raw_off = 0;
+    p->val_off = p->msg_off = p->raw_off = p->start = 0;
     p->decoded = false;
     return ST_OK;
 }
@@ -248,6 +249,7 @@ fail_pending(struct handler *h, const char *msg)
         metrics_server_up(h->idx, false);
     }
     for (size_t i = h->nrecv; i < h->npend; i++) {
+        h->pend[i].start = h->parsed;
         if (h->pend[i].res != NULL) {
             res_set_error(h->pend[i].res, RES_SERVER_ERROR, msg);
         }
@@ -467,6 +469,7 @@ decode_one(struct handler *h, size_t *need)
     if (p->tag != 0 && r->tag != p->tag) {
         return ST_PROTO; /* the reply to another request */
     }
+    p->start = h->parsed;
     p->val_off = r->val ? (size_t)(r->val - h->rbuf.start) : 0;
     p->msg_off = r->msg ? (size_t)(r->msg - h->rbuf.start) : 0;
     p->raw_off = r->raw ? (size_t)(r->raw - h->rbuf.start) : 0;
@@ -477,15 +480,20 @@ decode_one(struct handler *h, size_t *need)
 }
 
 void
-handler_recv(struct handler *h)
+handler_recv(struct handler *h, size_t limit)
 {
     uint64_t deadline = util_now_ms() + h->request_ms;
     const char *msg = NULL;
+    size_t first = h->nrecv;
 
     while (h->nrecv < h->npend) {
         size_t need = 0;
-        enum status st = decode_one(h, &need);
+        enum status st;
 
+        if (h->parsed >= limit && (h->nrecv > first || h->parsed > 0)) {
+            break; /* paused: the client takes what is held first */
+        }
+        st = decode_one(h, &need);
         if (st == ST_OK) {
             continue;
         }
@@ -508,7 +516,7 @@ handler_recv(struct handler *h)
     }
     if (msg != NULL) {
         fail_pending(h, msg);
-    } else {
+    } else if (h->nrecv == h->npend) {
         metrics_observe_backend(h->idx, util_now_ns() - h->sent_ns);
         if (h->outcome == 0) {
             h->outcome = 1;
@@ -516,11 +524,66 @@ handler_recv(struct handler *h)
         gate_leave(h); /* the server accepted this connection */
     }
     fix_pointers(h);
-    if (msg == NULL && h->parsed != buf_len(&h->rbuf)) {
+    if (msg == NULL && h->nrecv == h->npend && h->parsed != buf_len(&h->rbuf)) {
         log_warnx("%s: %s sent bytes nobody asked for, resetting", __func__,
                   h->addr->name);
         handler_close(h);
     }
+}
+
+/* Is r one of the responses [lo, hi)? */
+static bool
+res_within(const struct response *r, const struct response *lo,
+           const struct response *hi)
+{
+    return (uintptr_t)r >= (uintptr_t)lo && (uintptr_t)r < (uintptr_t)hi;
+}
+
+void
+handler_release(struct handler *h, const struct response *lo,
+                const struct response *hi)
+{
+    size_t n = 0, cut, rest;
+
+    while (n < h->nrecv &&
+           (h->pend[n].res == NULL || res_within(h->pend[n].res, lo, hi))) {
+        n++;
+    }
+    if (n == 0) {
+        return;
+    }
+    cut = n < h->nrecv ? h->pend[n].start : h->parsed;
+    rest = buf_len(&h->rbuf) - cut;
+    if (h->rbuf.start != NULL) {
+        memmove(h->rbuf.start, h->rbuf.start + cut, rest);
+        h->rbuf.last = h->rbuf.start + rest;
+    }
+    h->parsed -= cut;
+    memmove(h->pend, h->pend + n, (h->npend - n) * sizeof(*h->pend));
+    h->npend -= n;
+    h->nrecv -= n;
+    for (size_t i = 0; i < h->nrecv; i++) {
+        struct pend *p = &h->pend[i];
+
+        p->start -= cut;
+        if (p->decoded && p->res != NULL) {
+            p->val_off -= p->res->val ? cut : 0;
+            p->msg_off -= p->res->msg ? cut : 0;
+            p->raw_off -= p->res->raw ? cut : 0;
+        }
+    }
+    fix_pointers(h);
+}
+
+const struct response *
+handler_waiting(const struct handler *h)
+{
+    for (size_t i = h->nrecv; i < h->npend; i++) {
+        if (h->pend[i].res != NULL) {
+            return h->pend[i].res;
+        }
+    }
+    return NULL;
 }
 
 int
@@ -555,6 +618,9 @@ handler_rebind(struct handler *h, const struct cfg_addr *addr, size_t idx,
 void
 handler_done(struct handler *h)
 {
+    if (h->nrecv < h->npend) {
+        handler_close(h); /* abandoned mid-batch: its replies are unread */
+    }
     h->npend = h->nrecv = 0;
     h->parsed = 0;
     h->rbuf.pos = h->rbuf.last = h->rbuf.start;

@@ -281,7 +281,7 @@ probe(const struct config *cfg, const struct cfg_server *srv, size_t idx)
 
     if (h != NULL && handler_queue(h, &mn, &res) == ST_OK) {
         handler_flush(h);
-        handler_recv(h);
+        handler_recv(h, SIZE_MAX);
         up = res.kind == RES_OK;
     }
     handler_destroy(h);

@@ -58,7 +58,8 @@ static _Atomic size_t l1_count; /* l1l2: servers [0, l1_count) are L1 */
 static const char *const proto_names[METRICS_PROTO_COUNT] = {"text", "meta",
                                                              "binary"};
 static const char *const err_names[MERR_COUNT] = {
-    "client_error", "server_error", "backend_timeout", "backend_unavailable"};
+    "client_error", "server_error", "backend_timeout", "backend_unavailable",
+    "hangup"};
 static const char *const reload_names[2] = {"failure", "success"};
 
 /* The scalar table, generated from METRICS_SCALARS. */

@@ -55,6 +55,9 @@ struct orca {
     uint32_t *held; /* lock stripes held, sorted */
     size_t nheld;
     size_t capheld;
+    struct req_batch *b; /* ref: the batch in execution, the server's */
+    size_t next;         /* b: first request not yet sent */
+    size_t limit;        /* reply bytes a handler may hold (l1only) */
 };
 
 static enum status
@@ -261,9 +264,10 @@ report(struct layer *ly, uint64_t now)
     }
 }
 
-/* Write every server's share, then read every server's replies. */
+/* Write every server's share, then read every server's replies, each
+ * handler pausing once it holds limit bytes of them. */
 static void
-run_queued(struct orca *o)
+run_queued(struct orca *o, size_t limit)
 {
     struct layer *ls[2] = {&o->l1, &o->l2};
 
@@ -277,7 +281,7 @@ run_queued(struct orca *o)
     for (size_t l = 0; l < 2; l++) {
         for (size_t i = 0; i < ls[l]->nh; i++) {
             if (ls[l]->h[i] != NULL && handler_pending(ls[l]->h[i])) {
-                handler_recv(ls[l]->h[i]);
+                handler_recv(ls[l]->h[i], limit);
             }
         }
     }
@@ -331,53 +335,6 @@ answer_locally(struct orca *o, const struct request *req, struct response *res)
         return true;
     default:
         return false;
-    }
-}
-
-/* In a get line where some keys were answered, failed keys are misses;
- * where none was, the line answers with the first key's error. */
-static void
-settle_get_line(struct req_batch *b, size_t first, size_t last)
-{
-    bool answered = false;
-
-    for (size_t k = first; k <= last; k++) {
-        enum res_kind kind = b->res[k].kind;
-
-        if (kind == RES_VALUE || kind == RES_MISS) {
-            answered = true;
-        }
-    }
-    if (!answered) { /* one error line answers the whole get line */
-        for (size_t k = first + 1; k <= last; k++) {
-            b->res[k].kind = RES_NONE;
-        }
-        return;
-    }
-    for (size_t k = first; k <= last; k++) {
-        if (b->res[k].kind != RES_VALUE) {
-            b->res[k].kind = RES_MISS;
-        }
-    }
-}
-
-static void
-settle_gets(struct req_batch *b, size_t from, size_t to)
-{
-    size_t first = from;
-
-    for (size_t k = from; k < to; k++) {
-        const struct request *r = &b->reqs[k];
-
-        if (!req_is_get(r->cmd) || r->err != RES_NONE) {
-            continue;
-        }
-        if (r->rflags & REQ_F_FIRST) {
-            first = k;
-        }
-        if (r->rflags & REQ_F_LAST) {
-            settle_get_line(b, first, k);
-        }
     }
 }
 
@@ -644,7 +601,7 @@ run_layered(struct orca *o, struct req_batch *b, size_t from, size_t to)
                 phases[p](o, b, k, now);
             }
         }
-        run_queued(o);
+        run_queued(o, SIZE_MAX);
     }
     unlock_keys(o);
     for (size_t k = from; k < to; k++) {
@@ -702,9 +659,8 @@ run_segment(struct orca *o, struct req_batch *b, size_t from, size_t to)
     if (layered) {
         run_layered_cuts(o, b, from, to);
     } else {
-        run_queued(o);
+        run_queued(o, o->limit);
     }
-    settle_gets(b, from, to);
 }
 
 /* Append "STAT name value\r\n" lines of blocks summed by name. */
@@ -771,7 +727,7 @@ run_barrier(struct orca *o, const struct request *req, struct response *res)
     if (req->cmd == REQ_FLUSH_ALL) {
         send_all(o, &o->l2, req);
     }
-    run_queued(o);
+    run_queued(o, SIZE_MAX);
     err = first_error(&o->l1, &ok);
     if (req->cmd == REQ_FLUSH_ALL) {
         err2 = first_error(&o->l2, &ok2);
@@ -787,23 +743,112 @@ run_barrier(struct orca *o, const struct request *req, struct response *res)
     }
 }
 
-void
-orca_execute(struct orca *o, struct req_batch *b)
+static bool
+is_barrier(const struct request *req)
 {
-    size_t from = 0;
+    return req->err == RES_NONE &&
+           (req->cmd == REQ_FLUSH_ALL || req->cmd == REQ_STATS);
+}
 
-    for (size_t k = 0; k < b->n; k++) {
-        const struct request *req = &b->reqs[k];
+static bool
+layer_busy(const struct layer *ly)
+{
+    for (size_t i = 0; i < ly->nh; i++) {
+        if (ly->h[i] != NULL && handler_pending(ly->h[i])) {
+            return true;
+        }
+    }
+    return false;
+}
 
-        if (req->err != RES_NONE ||
-            (req->cmd != REQ_FLUSH_ALL && req->cmd != REQ_STATS)) {
+/* How many leading responses of the batch are final: those before the
+ * first that a handler has still to read, and never past o->next. */
+static size_t
+final_prefix(const struct orca *o)
+{
+    const struct layer *ls[2] = {&o->l1, &o->l2};
+    const struct response *res = o->b->res;
+    size_t n = o->next;
+
+    for (size_t l = 0; l < 2; l++) {
+        for (size_t i = 0; i < ls[l]->nh; i++) {
+            const struct response *w =
+                ls[l]->h[i] ? handler_waiting(ls[l]->h[i]) : NULL;
+
+            if (w != NULL && (uintptr_t)w >= (uintptr_t)res &&
+                (uintptr_t)w < (uintptr_t)(res + o->b->n)) {
+                n = MIN(n, (size_t)(w - res));
+            }
+        }
+    }
+    return n;
+}
+
+/* Run segments and barriers from o->next until the batch is done or a
+ * segment's handlers pause with replies held for the client. */
+static size_t
+run_from(struct orca *o)
+{
+    struct req_batch *b = o->b;
+
+    while (o->next < b->n) {
+        size_t k = o->next, to = k;
+
+        if (is_barrier(&b->reqs[k])) {
+            run_barrier(o, &b->reqs[k], &b->res[k]);
+            o->next = k + 1;
             continue;
         }
-        run_segment(o, b, from, k);
-        run_barrier(o, req, &b->res[k]);
-        from = k + 1;
+        while (to < b->n && !is_barrier(&b->reqs[to])) {
+            to++;
+        }
+        o->next = to;
+        run_segment(o, b, k, to);
+        if (layer_busy(&o->l1) || layer_busy(&o->l2)) {
+            break; /* paused: the client takes the replies held first */
+        }
     }
-    run_segment(o, b, from, b->n);
+    return final_prefix(o);
+}
+
+size_t
+orca_execute(struct orca *o, struct req_batch *b, size_t limit)
+{
+    o->b = b;
+    o->next = 0;
+    /* each server's share; half of it, as a read buffer doubles */
+    o->limit = MAX(limit / (2 * MAX(o->l1.nh, 1)), 1);
+    return run_from(o);
+}
+
+bool
+orca_busy(const struct orca *o)
+{
+    return o->b != NULL &&
+           (o->next < o->b->n || layer_busy(&o->l1) || layer_busy(&o->l2));
+}
+
+size_t
+orca_continue(struct orca *o, size_t written)
+{
+    struct layer *ly = &o->l1; /* only l1only segments pause */
+    const struct response *res = o->b->res;
+
+    for (size_t i = 0; i < ly->nh; i++) {
+        if (ly->h[i] != NULL) {
+            handler_release(ly->h[i], res, res + written);
+        }
+    }
+    for (size_t i = 0; i < ly->nh; i++) {
+        if (ly->h[i] != NULL && handler_pending(ly->h[i])) {
+            handler_recv(ly->h[i], o->limit);
+        }
+    }
+    report(ly, util_now_ms());
+    if (layer_busy(ly)) {
+        return final_prefix(o);
+    }
+    return run_from(o);
 }
 
 static void
@@ -819,6 +864,7 @@ layer_done(struct layer *ly)
 void
 orca_done(struct orca *o)
 {
+    o->b = NULL;
     layer_done(&o->l1);
     layer_done(&o->l2);
     o->agg.pos = o->agg.last = o->agg.start;

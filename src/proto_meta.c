@@ -45,6 +45,8 @@
 
 #include <string.h>
 
+#include "proto_text.h"
+
 #define META_VAL_MAX (1u << 30) /* memcached's largest item_size_max */
 #define META_NUM_MAX 20         /* digits of a 64-bit counter */
 #define NUM_STR_MAX  21         /* util_*_str output bound */
@@ -1105,6 +1107,10 @@ proto_meta_parse_request(const char *buf, size_t len, size_t item_size_max,
     }
     *consumed = l.size;
     mc = l.nt > 0 ? lookup(l.t[0]) : NULL;
+    if (mc == NULL && proto_text_is_http(l.p, l.n)) {
+        out->rflags = REQ_F_CLOSE; /* "mkcol /x HTTP/1.1": hang up */
+        return fail(out, RES_QUIT, NULL);
+    }
     if (mc == NULL) {
         return fail(out, RES_ERROR, NULL);
     }

@@ -187,6 +187,50 @@ reply_error(struct request *out)
     return reply(out, RES_ERROR, NULL);
 }
 
+/* memcached's hang-up (its t/malicious-commands.t): a command it does
+ * not know, whose first byte picks none of its command families, with a
+ * last token that begins "HTTP/" is a browser or an HTTP proxy talking
+ * to the cache. It closes the connection without an answer, which keeps
+ * cross-protocol requests from reading anything back. */
+static bool
+is_http(const struct line *l)
+{
+    static const struct tok known[] = {
+        {"bget", 4}, {"lru", 3}, {"lru_crawler", 11}, {"watch", 5}};
+    const struct tok *last = &l->t[l->nt - 1];
+
+    if (strchr("gsacidt", l->t[0].p[0]) != NULL ||
+        (l->t[0].p[0] == 'm' && l->t[0].n == 2)) {
+        return false; /* memcached answers these ERROR */
+    }
+    for (size_t i = 0; i < NELEMS(known); i++) {
+        if (tok_is(l->t[0], known[i].p, known[i].n)) {
+            return false; /* commands memcached runs and riven does not */
+        }
+    }
+    return last->n >= 5 && memcmp(last->p, "HTTP/", 5) == 0;
+}
+
+static enum status
+reply_unknown(const struct line *l, struct request *out)
+{
+    if (!is_http(l)) {
+        return reply_error(out);
+    }
+    out->cmd = REQ_NONE;
+    out->rflags = REQ_F_CLOSE;
+    return reply(out, RES_QUIT, NULL);
+}
+
+bool
+proto_text_is_http(const char *buf, size_t len)
+{
+    struct line l = {.p = buf, .n = len};
+
+    tokenize(&l);
+    return l.nt > 0 && l.t[0].n >= 2 && is_http(&l);
+}
+
 /* memcached's set_noreply_maybe: the last token is "noreply". */
 static bool
 noreply_maybe(const struct line *l, struct request *out)
@@ -565,7 +609,7 @@ proto_text_parse(const char *buf, size_t len, size_t item_size_max,
     case REQ_QUIT:
         return ST_OK; /* memcached ignores any further tokens */
     default:
-        return reply_error(out);
+        return reply_unknown(&l, out);
     }
 }
 

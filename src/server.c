@@ -33,14 +33,9 @@
 #define SERVER_OUT_INIT 512           /* reply headers of a typical batch */
 #define BATCH_MAX_REQS  512           /* requests per batch */
 #define BATCH_MAX_BYTES (256u * 1024) /* request bytes per batch */
-#define BATCH_MAX_GETS                                                         \
-    64 /* get keys per batch: bounds the reply                                 \
-          bytes held at once (values <= 1 MiB) */
-#define BATCH_BIG_REPLY                                                        \
-    (4u << 20) /* a batch answered with more than                              \
-               this makes the next one small */
-#define BATCH_SMALL 4
-#define IOV_CHUNK   64 /* iovecs per writev: 1 KiB of stack */
+#define BATCH_MAX_GETS  64            /* get keys per batch */
+#define REPLY_OVERHEAD  512 /* a reply's bytes besides its value, at most */
+#define IOV_CHUNK       64  /* iovecs per writev: 1 KiB of stack */
 
 struct server {
     int fd;
@@ -51,17 +46,24 @@ struct server {
     struct orca *orca;
     struct buf rbuf; /* client bytes */
     struct req_batch batch;
-    struct outq out;      /* replies of the batch */
-    size_t need;          /* bytes the next request needs */
-    size_t swallow;       /* data bytes still to discard */
-    bool skipline;        /* discarding an over-long get line */
-    bool big;             /* last batch's reply was large */
-    uint64_t last_done;   /* ms: connect, or last batch answered */
-    uint32_t rcv_ms;      /* SO_RCVTIMEO in force (0 = none) */
-    bool closing;         /* quit seen or stream unframeable */
-    bool detected;        /* proto is known (first byte seen) */
-    enum req_proto proto; /* PROTO_BINARY, or PROTO_TEXT for text
-                             and meta commands mixed */
+    struct outq out;          /* replies of the batch */
+    size_t need;              /* bytes the next request needs */
+    size_t swallow;           /* data bytes still to discard */
+    bool skipline;            /* discarding an over-long get line */
+    struct request line;      /* a get line streamed in sub-batches: its
+                                 keys from line.args on are still to come */
+    bool line_open;           /* line holds keys not yet executed */
+    bool line_answered;       /* a key of the current line hit or missed */
+    size_t line_used;         /* rbuf bytes up to the end of the line */
+    struct response line_err; /* the line's first error */
+    size_t line_errs;         /* failed keys before the first answer */
+    char line_msg[128];       /* line_err's text */
+    uint64_t last_done;       /* ms: connect, or last batch answered */
+    uint32_t rcv_ms;          /* SO_RCVTIMEO in force (0 = none) */
+    bool closing;             /* quit seen or stream unframeable */
+    bool detected;            /* proto is known (first byte seen) */
+    enum req_proto proto;     /* PROTO_BINARY, or PROTO_TEXT for text
+                                 and meta commands mixed */
 };
 
 static _Atomic int draining; /* seq_cst with conn->busy */
@@ -287,16 +289,49 @@ skip_line(struct server *s)
     return ST_OK;
 }
 
-/* Append req to the batch, one entry per key for a get line. */
+/* Take the next keys of the open get line into the batch, at most room
+ * of them. The line's first key carries REQ_F_FIRST, its last REQ_F_LAST;
+ * the line stays open while keys remain. */
 static enum status
-batch_add(struct server *s, const struct request *req)
+line_keys(struct server *s, size_t room)
 {
-    const char *cur = req->args, *end = req->args + req->nargs, *key;
-    size_t nkey;
-    struct request *r;
-    uint32_t flags = REQ_F_FIRST;
+    struct request *line = &s->line;
+    const char *cur = line->args, *end = line->args + line->nargs, *key;
+    size_t nkey, n = 0;
+    struct request *r = NULL;
 
-    if (!req_is_get(req->cmd) || req->err != RES_NONE) {
+    while (n < room && util_next_token(&cur, end, &key, &nkey)) {
+        if ((r = req_batch_push(&s->batch)) == NULL) {
+            return ST_NOMEM;
+        }
+        *r = *line;
+        r->key = key;
+        r->nkey = nkey;
+        r->rflags = line->rflags & ~REQ_F_LAST;
+        line->rflags &= ~REQ_F_FIRST;
+        n++;
+    }
+    line->nargs = (size_t)(end - cur);
+    line->args = cur;
+    while (line->nargs > 0 && line->args[0] == ' ') {
+        line->args++;
+        line->nargs--;
+    }
+    s->line_open = line->nargs > 0;
+    if (!s->line_open && r != NULL) {
+        r->rflags |= REQ_F_LAST;
+    }
+    return ST_OK;
+}
+
+/* Append req to the batch, one entry per key for a get line, at most
+ * room keys of it now; the rest follow in the next batches. */
+static enum status
+batch_add(struct server *s, const struct request *req, size_t room)
+{
+    struct request *r;
+
+    if (!req_is_get(req->cmd) || req->err != RES_NONE || req->nkeys <= 1) {
         if ((r = req_batch_push(&s->batch)) == NULL) {
             return ST_NOMEM;
         }
@@ -304,18 +339,9 @@ batch_add(struct server *s, const struct request *req)
         r->rflags |= REQ_F_FIRST | REQ_F_LAST;
         return ST_OK;
     }
-    while (util_next_token(&cur, end, &key, &nkey)) {
-        if ((r = req_batch_push(&s->batch)) == NULL) {
-            return ST_NOMEM;
-        }
-        *r = *req;
-        r->key = key;
-        r->nkey = nkey;
-        r->rflags = (req->rflags & ~(REQ_F_FIRST | REQ_F_LAST)) | flags;
-        flags = 0;
-    }
-    s->batch.reqs[s->batch.n - 1].rflags |= REQ_F_LAST;
-    return ST_OK;
+    s->line = *req;
+    s->line.rflags |= REQ_F_FIRST;
+    return line_keys(s, MAX(room, 1));
 }
 
 /* Parse one request in the connection's protocol. The first byte of a
@@ -345,11 +371,9 @@ parse_one(struct server *s, const char *p, size_t len, struct request *req,
 
 /* Encode one reply in the protocol its request came in. */
 static enum status
-encode_one(struct server *s, size_t i)
+encode_one(struct server *s, const struct request *req,
+           const struct response *res)
 {
-    const struct request *req = &s->batch.reqs[i];
-    const struct response *res = &s->batch.res[i];
-
     if (req->proto == PROTO_BINARY) {
         return proto_binary_encode(req, res, SERVER_VERSION, &s->out);
     }
@@ -359,15 +383,40 @@ encode_one(struct server *s, size_t i)
     return proto_text_encode(req, res, SERVER_VERSION, &s->out);
 }
 
-/* Parse complete requests into the batch; returns bytes used. */
+/* Get keys a batch may carry. The l1only orca pauses its handlers at
+ * the reply budget, so only the batch size bounds it; the l1l2 orcas do
+ * not pause, so their keys are as many as largest values fit. */
+static size_t
+gets_max(const struct server *s)
+{
+    size_t budget = config_client_max_buffer(s->cfg);
+    size_t held = (size_t)(s->rbuf.end - s->rbuf.start);
+
+    if (orca_mode(s, s->cfg) == CFG_ORCA_L1ONLY) {
+        return BATCH_MAX_GETS;
+    }
+    budget = budget > held ? budget - held : 0;
+    return MAX(
+        MIN(budget / (s->cfg->item_size_max + REPLY_OVERHEAD), BATCH_MAX_GETS),
+        1);
+}
+
+/* Parse complete requests into the batch; returns bytes used. An open
+ * get line fills the batch alone; its bytes are used once it closes. */
 static size_t
 parse_batch(struct server *s)
 {
-    size_t used = 0, max = s->big ? BATCH_SMALL : BATCH_MAX_REQS, gets = 0;
+    size_t used = 0, gets = 0, gmax = gets_max(s);
 
     s->need = 0;
-    while (s->batch.n < max && used < BATCH_MAX_BYTES &&
-           gets < BATCH_MAX_GETS) {
+    if (s->line_open) {
+        if (line_keys(s, gmax) != ST_OK) {
+            s->closing = true;
+        }
+        return s->line_open ? 0 : s->line_used;
+    }
+    while (s->batch.n < BATCH_MAX_REQS && used < BATCH_MAX_BYTES &&
+           gets < gmax) {
         struct request req;
         size_t n = 0, need = 0;
         enum status st;
@@ -388,12 +437,16 @@ parse_batch(struct server *s)
             s->closing = true;
             break;
         }
-        if (batch_add(s, &req) != ST_OK) {
+        if (batch_add(s, &req, gmax - gets) != ST_OK) {
             s->closing = true;
             break;
         }
         gets += req_is_get(req.cmd) ? MAX(req.nkeys, 1) : 0;
         used += n;
+        if (s->line_open) {
+            s->line_used = used;
+            return 0;
+        }
         if (req.swallow > 0 || req.cmd == REQ_QUIT || req.cmd == REQ_STATS ||
             (req.rflags & REQ_F_CLOSE)) {
             s->swallow = req.swallow;
@@ -405,13 +458,80 @@ parse_batch(struct server *s)
     return used;
 }
 
-/* Count one answered request: command, hit or miss, error kind. */
+/* Remember a failed key of the open get line: the first error's text,
+ * and how many failed before any key hit or missed. */
+static void
+line_error(struct server *s, const struct response *res)
+{
+    if (s->line_err.kind == RES_NONE) {
+        size_t n = res->msg ? MIN(res->nmsg, sizeof(s->line_msg)) : 0;
+
+        if (n > 0) {
+            memcpy(s->line_msg, res->msg, n);
+        }
+        s->line_err =
+            (struct response){.kind = res->kind, .msg = s->line_msg, .nmsg = n};
+    }
+    if (!s->line_answered) {
+        s->line_errs++;
+    }
+}
+
+/* The answer a get key gives within its line. A line where some key hit
+ * or missed answers its failed keys as misses; a line where none did
+ * answers with its first error alone. Errors therefore wait for the end
+ * of the line, which may come batches later; they hold no memory but
+ * their text, copied to line_msg. Other requests answer as they are. */
+static const struct response *
+settle(struct server *s, const struct request *req, const struct response *res,
+       struct response *tmp, const struct response **count)
+{
+    static const struct response miss = {.kind = RES_MISS};
+    const uint32_t both = REQ_F_FIRST | REQ_F_LAST;
+    bool last = (req->rflags & REQ_F_LAST) != 0;
+
+    *count = res;
+    if (!req_is_get(req->cmd) || req->err != RES_NONE ||
+        (req->rflags & both) == both) {
+        return res;
+    }
+    if (req->rflags & REQ_F_FIRST) {
+        s->line_answered = false;
+        s->line_err.kind = RES_NONE;
+        s->line_errs = 0;
+    }
+    if (res->kind == RES_VALUE || res->kind == RES_MISS) {
+        s->line_answered = true;
+    } else {
+        line_error(s, res);
+        *count = s->line_answered ? &miss : NULL; /* decided at the end */
+    }
+    if (last && s->line_answered) {
+        for (; s->line_errs > 0; s->line_errs--) {
+            metrics_miss(req->cmd); /* failed keys before the first hit */
+        }
+    }
+    if (res->kind == RES_VALUE) {
+        return res;
+    }
+    if (last && !s->line_answered) {
+        *count = &s->line_err;
+        return &s->line_err;
+    }
+    *tmp = *res;
+    tmp->raw = NULL;
+    tmp->kind = last ? RES_MISS : RES_NONE;
+    return tmp;
+}
+
+/* Count one answered request: command, and the hit, miss or error kind
+ * of res (NULL: none yet). */
 static void
 account(const struct request *req, const struct response *res, uint64_t ns)
 {
     metrics_cmd(req->cmd, req->proto);
     metrics_observe_request(req->cmd, ns);
-    switch (res->kind) {
+    switch (res != NULL ? res->kind : RES_NONE) {
     case RES_VALUE:
         metrics_hit(req->cmd);
         break;
@@ -421,6 +541,11 @@ account(const struct request *req, const struct response *res, uint64_t ns)
     case RES_ERROR:
     case RES_CLIENT_ERROR:
         metrics_error(MERR_CLIENT_ERROR);
+        break;
+    case RES_QUIT:
+        if (req->cmd == REQ_NONE) {
+            metrics_error(MERR_HANGUP);
+        }
         break;
     case RES_SERVER_ERROR:
         metrics_error(res_msg_is(res, MSG_BACKEND_TIMEOUT)
@@ -434,25 +559,58 @@ account(const struct request *req, const struct response *res, uint64_t ns)
     }
 }
 
-/* Run the batch and write its replies. */
+/* Encode, write and count the replies [from, to) of the batch. */
+static enum status
+answer_range(struct server *s, size_t from, size_t to, uint64_t t0)
+{
+    enum status st = ST_OK;
+    uint64_t ns = util_now_ns() - t0;
+
+    outq_reset(&s->out);
+    for (size_t i = from; i < to; i++) {
+        const struct request *req = &s->batch.reqs[i];
+        struct response tmp;
+        const struct response *count;
+        const struct response *res =
+            settle(s, req, &s->batch.res[i], &tmp, &count);
+
+        if (st == ST_OK) {
+            st = encode_one(s, req, res);
+        }
+        account(req, count, ns);
+    }
+    return st == ST_OK ? write_client(s) : st;
+}
+
+/* The reply bytes the orca may hold for this connection: what
+ * client_max_buffer leaves beside the read buffer. */
+static size_t
+reply_budget(const struct server *s)
+{
+    size_t budget = config_client_max_buffer(s->cfg);
+    size_t held = (size_t)(s->rbuf.end - s->rbuf.start);
+
+    return budget > held ? budget - held : 0;
+}
+
+/* Run the batch and write its replies: those that are final first, then
+ * the rest as the orca reads them, so that a client that does not read
+ * leaves riven holding at most the reply budget (backpressure). */
 static enum status
 answer_batch(struct server *s)
 {
-    enum status st = ST_OK;
-    uint64_t t0 = util_now_ns(), ns;
+    enum status st;
+    uint64_t t0 = util_now_ns();
+    size_t done = 0, ready;
 
-    orca_execute(s->orca, &s->batch);
-    outq_reset(&s->out);
-    for (size_t i = 0; i < s->batch.n && st == ST_OK; i++) {
-        st = encode_one(s, i);
-    }
-    if (st == ST_OK) {
-        st = write_client(s);
-    }
-    s->big = s->out.total > BATCH_BIG_REPLY;
-    ns = util_now_ns() - t0;
-    for (size_t i = 0; i < s->batch.n; i++) {
-        account(&s->batch.reqs[i], &s->batch.res[i], ns);
+    ready = orca_execute(s->orca, &s->batch, reply_budget(s));
+    for (;;) {
+        st = answer_range(s, done, ready, t0);
+        done = ready;
+        if (st != ST_OK || !orca_busy(s->orca)) {
+            break;
+        }
+        ready = orca_continue(s->orca, done);
     }
     orca_done(s->orca);
     return st;
