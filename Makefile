@@ -97,7 +97,15 @@ $(BUILD)/bench/%: tests/bench/%.c $(LIB) | $(BUILD)/bench
 $(BUILD)/obj $(BUILD)/tobj $(BUILD)/tests $(BUILD)/tools $(BUILD)/bench:
 	mkdir -p $@
 
-tests: $(BIN) $(UNIT_BINS) $(INTEG_BINS) $(TOOL_BINS)
+# riven with allocation faults on request (tests/fault/riven_fault.c)
+FAULT_BIN := $(BUILD)/tests/riven-fault
+FAULT_WRAP := -Wl,--wrap=malloc,--wrap=calloc,--wrap=realloc,--wrap=server_run
+
+$(FAULT_BIN): tests/fault/riven_fault.c $(BUILD)/obj/main.o $(LIB) | $(BUILD)/tests
+	$(CC) $(CFLAGS) $(LDFLAGS) $(FAULT_WRAP) -o $@ $< $(BUILD)/obj/main.o \
+	    $(LIB) $(LDLIBS)
+
+tests: $(BIN) $(UNIT_BINS) $(INTEG_BINS) $(TOOL_BINS) $(FAULT_BIN)
 
 deps:
 	@missing=""; for p in $(DEB_PKGS) $(EXTRA_PKGS); do \

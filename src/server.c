@@ -61,6 +61,7 @@ struct server {
     uint64_t last_done;       /* ms: connect, or last batch answered */
     uint32_t rcv_ms;          /* SO_RCVTIMEO in force (0 = none) */
     bool closing;             /* quit seen or stream unframeable */
+    bool nomem;               /* the batch could not be built */
     bool detected;            /* proto is known (first byte seen) */
     enum req_proto proto;     /* PROTO_BINARY, or PROTO_TEXT for text
                                  and meta commands mixed */
@@ -410,9 +411,7 @@ parse_batch(struct server *s)
 
     s->need = 0;
     if (s->line_open) {
-        if (line_keys(s, gmax) != ST_OK) {
-            s->closing = true;
-        }
+        s->nomem = line_keys(s, gmax) != ST_OK;
         return s->line_open ? 0 : s->line_used;
     }
     while (s->batch.n < BATCH_MAX_REQS && used < BATCH_MAX_BYTES &&
@@ -438,7 +437,7 @@ parse_batch(struct server *s)
             break;
         }
         if (batch_add(s, &req, gmax - gets) != ST_OK) {
-            s->closing = true;
+            s->nomem = true;
             break;
         }
         gets += req_is_get(req.cmd) ? MAX(req.nkeys, 1) : 0;
@@ -621,6 +620,7 @@ static enum status
 process(struct server *s)
 {
     for (;;) {
+        enum status st;
         size_t used;
 
         if (s->swallow > 0) {
@@ -629,14 +629,13 @@ process(struct server *s)
                 return ST_OK;
             }
         }
-        if (switch_snapshot(s) != ST_OK) {
-            return ST_ERROR;
+        if ((st = switch_snapshot(s)) != ST_OK) {
+            return st;
         }
         used = 0;
         req_batch_reset(&s->batch);
         if (s->skipline) {
-            enum status st = skip_line(s);
-
+            st = skip_line(s);
             if (st == ST_AGAIN) {
                 return ST_OK;
             }
@@ -646,11 +645,14 @@ process(struct server *s)
         } else {
             used = parse_batch(s);
         }
+        if (s->nomem) {
+            return ST_NOMEM; /* nothing of this batch ran */
+        }
         if (s->batch.n == 0) {
             return s->closing ? ST_CLOSED : ST_OK;
         }
-        if (answer_batch(s) != ST_OK) {
-            return ST_ERROR;
+        if ((st = answer_batch(s)) != ST_OK) {
+            return st;
         }
         buf_consume(&s->rbuf, used);
         s->last_done = util_now_ms();
@@ -660,11 +662,26 @@ process(struct server *s)
     }
 }
 
+/* An allocation failed: this connection ends, and where its protocol
+ * has a line for it, the client hears why. The line is static: nothing
+ * more is allocated. */
+static void
+out_of_memory(const struct server *s)
+{
+    static const char line[] = "SERVER_ERROR " MSG_OUT_OF_MEMORY "\r\n";
+
+    log_warnx("%s: closing a client connection", __func__);
+    if (s->detected && s->proto == PROTO_TEXT) {
+        (void)!send(s->fd, line, sizeof(line) - 1, MSG_NOSIGNAL);
+    }
+}
+
 void
 server_run(struct server_conn *conn)
 {
     struct server s = {.fd = conn->fd, .conn = conn};
     struct timeval tv;
+    enum status st;
 
     buf_init(&s.rbuf, SERVER_BUF_INIT);
     req_batch_init(&s.batch);
@@ -676,14 +693,17 @@ server_run(struct server_conn *conn)
             (suseconds_t)(s.cfg->client_write_timeout_ms % 1000) * 1000;
         (void)setsockopt(s.fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
     }
-    while (switch_snapshot(&s) == ST_OK) {
-        if (read_client(&s) != ST_OK || process(&s) != ST_OK) {
+    while ((st = switch_snapshot(&s)) == ST_OK) {
+        if ((st = read_client(&s)) != ST_OK || (st = process(&s)) != ST_OK) {
             break;
         }
         if (buf_len(&s.rbuf) == 0) {
             buf_shrink(&s.rbuf);
             outq_shrink(&s.out);
         }
+    }
+    if (st == ST_NOMEM) {
+        out_of_memory(&s);
     }
     orca_destroy(s.orca);
     snapshot_unref(s.snap);
