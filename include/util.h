@@ -37,6 +37,22 @@ bool util_parse_u32(const char *s, size_t len, uint32_t *out) WUR;
 /* Optional leading '-' then digits; false on overflow of int64_t. */
 bool util_parse_i64(const char *s, size_t len, int64_t *out) WUR;
 
+/*
+ * memcached's safe_strtoull / safe_strtoul / safe_strtol on LP64, over
+ * s[0..len): strto*'s syntax (leading white space, an optional sign, at
+ * least one digit) and then the end or white space, whatever follows it
+ * ("5\tjunk" is 5). false on anything else or when the magnitude
+ * overflows uint64_t (strto*'s ERANGE); *out is untouched then.
+ * - strtoull: "-N" is refused only when the wrapped result is negative as
+ *   an int64_t ("-0" is 0, "-1" fails);
+ * - strtoul: as strtoull, then stored into 32 bits ("4294967296" is 0);
+ * - strtol: strtol's range (int64_t), then stored into 32 bits modulo 2^32
+ *   ("4294967297" is 1, "2147483648" is INT32_MIN).
+ */
+bool util_safe_strtoull(const char *s, size_t len, uint64_t *out) WUR;
+bool util_safe_strtoul(const char *s, size_t len, uint32_t *out) WUR;
+bool util_safe_strtol(const char *s, size_t len, int32_t *out) WUR;
+
 /* Writes v in decimal to dst (at least 21 bytes), no NUL; returns length. */
 size_t util_u64_str(char *dst, uint64_t v);
 size_t util_i64_str(char *dst, int64_t v);

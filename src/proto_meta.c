@@ -954,36 +954,6 @@ lookup(struct tok t)
     return NULL;
 }
 
-/*
- * memcached's safe_strtol on LP64, for the ms datalen: strtol's syntax
- * (leading white space, a sign, digits, then the end or white space) and
- * range, the long then stored into an int32_t ("4294967299" is 3).
- */
-static bool
-mc_strtol(struct tok t, int32_t *out)
-{
-    size_t i = 0, d0;
-    bool neg;
-    uint64_t mag;
-    uint32_t u;
-
-    while (i < t.n && (t.p[i] == ' ' || (t.p[i] >= '\t' && t.p[i] <= '\r'))) {
-        i++;
-    }
-    neg = i < t.n && t.p[i] == '-';
-    i += i < t.n && (t.p[i] == '-' || t.p[i] == '+');
-    for (d0 = i; i < t.n && t.p[i] >= '0' && t.p[i] <= '9'; i++) {
-    }
-    if ((i < t.n && !(t.p[i] >= '\t' && t.p[i] <= '\r')) ||
-        !util_parse_u64(t.p + d0, i - d0, &mag) ||
-        mag > (uint64_t)INT64_MAX + neg) {
-        return false;
-    }
-    u = (uint32_t)(neg ? 0 - mag : mag);
-    *out = u <= INT32_MAX ? (int32_t)u : -(int32_t)(~u) - 1;
-    return true;
-}
-
 /* The flag tokens t[first..nt): letters, repeats, q and b, in memcached's
  * order; out->args spans them as sent. */
 static enum status
@@ -1035,8 +1005,8 @@ parse_ms(const struct meta_cmd *mc, const struct mline *l, const char *buf,
     int32_t vlen;
     const char *data;
 
-    if (l->nt < 3 || !mc_strtol(l->t[2], &vlen) || vlen < 0 ||
-        vlen > INT32_MAX - 2) {
+    if (l->nt < 3 || !util_safe_strtol(l->t[2].p, l->t[2].n, &vlen) ||
+        vlen < 0 || vlen > INT32_MAX - 2) {
         return fail(out, RES_CLIENT_ERROR, MSG_BAD_FORMAT);
     }
     (void)check_flags(mc, l, 3, out);

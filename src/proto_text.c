@@ -76,97 +76,6 @@ tokenize(struct line *l)
     }
 }
 
-/* ---- numbers with memcached's safe_strto* semantics ---- */
-
-static bool
-is_space(char c)
-{
-    return c == ' ' || (c >= '\t' && c <= '\r');
-}
-
-/*
- * strtol-style scan of a token: leading white space, an optional sign,
- * at least one digit, then the end or white space (memcached accepts
- * "5\tjunk" as 5). False on anything else or when the magnitude
- * overflows uint64_t (strto* ERANGE).
- */
-static bool
-scan_num(struct tok t, bool *neg, uint64_t *mag)
-{
-    size_t i = 0;
-    size_t d0;
-
-    while (i < t.n && is_space(t.p[i])) {
-        i++;
-    }
-    *neg = i < t.n && t.p[i] == '-';
-    if (i < t.n && (t.p[i] == '-' || t.p[i] == '+')) {
-        i++;
-    }
-    d0 = i;
-    while (i < t.n && t.p[i] >= '0' && t.p[i] <= '9') {
-        i++;
-    }
-    if (i < t.n && !is_space(t.p[i])) {
-        return false;
-    }
-    return util_parse_u64(t.p + d0, i - d0, mag);
-}
-
-/* safe_strtoull: "-N" is refused only when the wrapped result is
- * negative as a signed number (so "-0" is 0). */
-static bool
-mc_strtoull(struct tok t, uint64_t *out)
-{
-    bool neg;
-    uint64_t mag;
-    uint64_t v;
-
-    if (!scan_num(t, &neg, &mag)) {
-        return false;
-    }
-    v = neg ? 0 - mag : mag;
-    if (neg && v > INT64_MAX) {
-        return false;
-    }
-    *out = v;
-    return true;
-}
-
-/* safe_strtoul on LP64: as strtoull, then stored into a uint32_t, so
- * "4294967296" is silently 0 (memcached 1.6.18 does this to flags). */
-static bool
-mc_strtoul(struct tok t, uint32_t *out)
-{
-    uint64_t v;
-
-    if (!mc_strtoull(t, &v)) {
-        return false;
-    }
-    *out = (uint32_t)v;
-    return true;
-}
-
-/* safe_strtol on LP64: strtol's range, then stored into an int32_t
- * (modulo 2^32: "4294967297" is 1, "2147483648" is INT32_MIN). */
-static bool
-mc_strtol(struct tok t, int32_t *out)
-{
-    bool neg;
-    uint64_t mag;
-    uint32_t u;
-
-    if (!scan_num(t, &neg, &mag)) {
-        return false;
-    }
-    if (mag > (neg ? (uint64_t)INT64_MAX + 1 : (uint64_t)INT64_MAX)) {
-        return false;
-    }
-    u = (uint32_t)(neg ? 0 - mag : mag);
-    *out = u <= INT32_MAX ? (int32_t)u : -(int32_t)(~u) - 1;
-    return true;
-}
-
 /* ---- results ---- */
 
 static enum status
@@ -240,7 +149,7 @@ parse_get(const struct line *l, struct request *out)
     if (out->cmd == REQ_GAT || out->cmd == REQ_GATS) {
         int32_t exptime;
 
-        if (!mc_strtol(l->t[1], &exptime)) {
+        if (!util_safe_strtol(l->t[1].p, l->t[1].n, &exptime)) {
             return reply(out, RES_CLIENT_ERROR, MSG_BAD_EXPTIME);
         }
         out->exptime = exptime;
@@ -284,10 +193,12 @@ parse_storage(const struct line *l, const char *buf, size_t len,
         return reply_error(out);
     }
     noreply_maybe(l, out);
-    if (!set_key(out, l->t[1]) || !mc_strtoul(l->t[2], &out->flags) ||
-        !mc_strtol(l->t[3], &exptime) || !mc_strtol(l->t[4], &vlen) ||
-        (nt == 6 && !mc_strtoull(l->t[5], &out->cas)) || vlen < 0 ||
-        vlen > INT32_MAX - 2) {
+    if (!set_key(out, l->t[1]) ||
+        !util_safe_strtoul(l->t[2].p, l->t[2].n, &out->flags) ||
+        !util_safe_strtol(l->t[3].p, l->t[3].n, &exptime) ||
+        !util_safe_strtol(l->t[4].p, l->t[4].n, &vlen) ||
+        (nt == 6 && !util_safe_strtoull(l->t[5].p, l->t[5].n, &out->cas)) ||
+        vlen < 0 || vlen > INT32_MAX - 2) {
         /* the data block is not swallowed: it is read as a command */
         return reply(out, RES_CLIENT_ERROR, MSG_BAD_FORMAT);
     }
@@ -325,7 +236,7 @@ parse_arith(const struct line *l, struct request *out)
     if (!set_key(out, l->t[1])) {
         return reply(out, RES_CLIENT_ERROR, MSG_BAD_FORMAT);
     }
-    if (!mc_strtoull(l->t[2], &out->delta)) {
+    if (!util_safe_strtoull(l->t[2].p, l->t[2].n, &out->delta)) {
         return reply(out, RES_CLIENT_ERROR, MSG_BAD_DELTA);
     }
     return ST_OK;
@@ -365,7 +276,7 @@ parse_touch(const struct line *l, struct request *out)
     if (!set_key(out, l->t[1])) {
         return reply(out, RES_CLIENT_ERROR, MSG_BAD_FORMAT);
     }
-    if (!mc_strtol(l->t[2], &exptime)) {
+    if (!util_safe_strtol(l->t[2].p, l->t[2].n, &exptime)) {
         return reply(out, RES_CLIENT_ERROR, MSG_BAD_EXPTIME);
     }
     out->exptime = exptime;
@@ -385,7 +296,7 @@ parse_flush(const struct line *l, struct request *out)
     if (l->nt == (noreply_maybe(l, out) ? 2u : 1u)) {
         return ST_OK;
     }
-    if (!mc_strtol(l->t[1], &delay)) {
+    if (!util_safe_strtol(l->t[1].p, l->t[1].n, &delay)) {
         return reply(out, RES_CLIENT_ERROR, MSG_BAD_EXPTIME);
     }
     out->rflags |= REQ_F_HAS_DELAY;
@@ -403,7 +314,7 @@ parse_verbosity(const struct line *l, struct request *out)
         return reply_error(out);
     }
     noreply_maybe(l, out);
-    if (!mc_strtoul(l->t[1], &level)) {
+    if (!util_safe_strtoul(l->t[1].p, l->t[1].n, &level)) {
         return reply(out, RES_CLIENT_ERROR, MSG_BAD_FORMAT);
     }
     out->delta = level;

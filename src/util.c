@@ -1,6 +1,7 @@
 /*
- * util: tokens, number parsing and formatting on unterminated input, and
- * the monotonic clock. Parsers never read past len and never allocate.
+ * util: tokens, number parsing (strict, and memcached's safe_strto*) and
+ * formatting on unterminated input, and the monotonic clock. Parsers never
+ * read past len and never allocate.
  */
 #include "util.h"
 
@@ -105,6 +106,91 @@ util_parse_i64(const char *s, size_t len, int64_t *out)
         }
         *out = (int64_t)v;
     }
+    return true;
+}
+
+/* ---- memcached's safe_strto* ---- */
+
+/* isspace() in the C locale */
+static bool
+is_space(char c)
+{
+    return c == ' ' || (c >= '\t' && c <= '\r');
+}
+
+/*
+ * The scan all three share: leading white space, an optional sign, at
+ * least one digit, then the end or white space. false on anything else or
+ * when the magnitude overflows uint64_t.
+ */
+static bool
+scan_num(const char *s, size_t len, bool *neg, uint64_t *mag)
+{
+    size_t i = 0;
+    size_t d0;
+
+    while (i < len && is_space(s[i])) {
+        i++;
+    }
+    *neg = i < len && s[i] == '-';
+    if (i < len && (s[i] == '-' || s[i] == '+')) {
+        i++;
+    }
+    d0 = i;
+    while (i < len && s[i] >= '0' && s[i] <= '9') {
+        i++;
+    }
+    if (i < len && !is_space(s[i])) {
+        return false;
+    }
+    return util_parse_u64(s + d0, i - d0, mag);
+}
+
+bool
+util_safe_strtoull(const char *s, size_t len, uint64_t *out)
+{
+    bool neg;
+    uint64_t mag;
+    uint64_t v;
+
+    if (!scan_num(s, len, &neg, &mag)) {
+        return false;
+    }
+    v = neg ? 0 - mag : mag;
+    if (neg && v > INT64_MAX) {
+        return false;
+    }
+    *out = v;
+    return true;
+}
+
+bool
+util_safe_strtoul(const char *s, size_t len, uint32_t *out)
+{
+    uint64_t v;
+
+    if (!util_safe_strtoull(s, len, &v)) {
+        return false;
+    }
+    *out = (uint32_t)v;
+    return true;
+}
+
+bool
+util_safe_strtol(const char *s, size_t len, int32_t *out)
+{
+    bool neg;
+    uint64_t mag;
+    uint32_t u;
+
+    if (!scan_num(s, len, &neg, &mag)) {
+        return false;
+    }
+    if (mag > (neg ? (uint64_t)INT64_MAX + 1 : (uint64_t)INT64_MAX)) {
+        return false;
+    }
+    u = (uint32_t)(neg ? 0 - mag : mag);
+    *out = u <= INT32_MAX ? (int32_t)u : -(int32_t)(~u) - 1;
     return true;
 }
 

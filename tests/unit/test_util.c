@@ -1,12 +1,17 @@
 /*
  * test_util: number parsing at its boundaries (overflow by one, signs,
- * stray bytes, lengths shorter than the string) and integer formatting
- * (0, INT64_MIN, UINT64_MAX), checked byte for byte.
+ * stray bytes, lengths shorter than the string), memcached's safe_strto*
+ * against a copy of memcached's own code over libc, and integer
+ * formatting (0, INT64_MIN, UINT64_MAX), checked byte for byte.
  */
+#include <ctype.h>
+#include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <cmocka.h>
@@ -130,6 +135,172 @@ test_parse_i64(void **state)
     }
 }
 
+/*
+ * memcached 1.6's safe_strto* (its util.c), on NUL-terminated input: the
+ * oracle the util_safe_* functions must agree with on every input.
+ */
+static bool
+mc_ok(const char *str, const char *end)
+{
+    return errno != ERANGE && end != str &&
+           (isspace((unsigned char)*end) || *end == '\0');
+}
+
+static bool
+mc_strtoull(const char *str, uint64_t *out)
+{
+    char *end;
+    unsigned long long ull;
+
+    errno = 0;
+    ull = strtoull(str, &end, 10);
+    if (!mc_ok(str, end) ||
+        ((long long)ull < 0 && memchr(str, '-', (size_t)(end - str)))) {
+        return false;
+    }
+    *out = ull;
+    return true;
+}
+
+static bool
+mc_strtoul(const char *str, uint32_t *out)
+{
+    char *end;
+    unsigned long l;
+
+    errno = 0;
+    l = strtoul(str, &end, 10);
+    if (!mc_ok(str, end) ||
+        ((long)l < 0 && memchr(str, '-', (size_t)(end - str)))) {
+        return false;
+    }
+    *out = (uint32_t)l;
+    return true;
+}
+
+static bool
+mc_strtol(const char *str, int32_t *out)
+{
+    char *end;
+    long l;
+
+    errno = 0;
+    l = strtol(str, &end, 10);
+    if (!mc_ok(str, end)) {
+        return false;
+    }
+    *out = (int32_t)l; /* modulo 2^32, as gcc and clang define it */
+    return true;
+}
+
+static void
+test_safe_strto_oracle(void **state)
+{
+    static const char *const in[] = {
+        "0",
+        "-0",
+        "+0",
+        "7",
+        "+7",
+        "-7",
+        "007",
+        " 7",
+        "\t\n\v\f\r7",
+        "5\tjunk",
+        "5\rx",
+        "5 x",
+        "5\n",
+        "5x",
+        "x5",
+        "0x10",
+        "1.5",
+        "1e3",
+        "",
+        " ",
+        "-",
+        "+",
+        "--1",
+        "+-1",
+        "- 1",
+        "\t-3",
+        "1-",
+        "2147483647",
+        "2147483648",
+        "-2147483648",
+        "-2147483649",
+        "4294967295",
+        "4294967296",
+        "4294967297",
+        "-4294967295",
+        "9223372036854775807",
+        "9223372036854775808",
+        "-9223372036854775807",
+        "-9223372036854775808",
+        "-9223372036854775809",
+        "-18446744073709551615",
+        "18446744073709551615",
+        "18446744073709551616",
+        "-18446744073709551616",
+        "99999999999999999999999",
+    };
+
+    (void)state;
+    for (size_t i = 0; i < NELEMS(in); i++) {
+        size_t n = strlen(in[i]);
+        uint64_t ull = 1, want_ull = 1;
+        uint32_t ul = 1, want_ul = 1;
+        int32_t l = 1, want_l = 1;
+        bool ok;
+
+        ok = util_safe_strtoull(in[i], n, &ull);
+        if (ok != mc_strtoull(in[i], &want_ull) || ull != want_ull) {
+            fail_msg("strtoull '%s'", in[i]);
+        }
+        ok = util_safe_strtoul(in[i], n, &ul);
+        if (ok != mc_strtoul(in[i], &want_ul) || ul != want_ul) {
+            fail_msg("strtoul '%s'", in[i]);
+        }
+        ok = util_safe_strtol(in[i], n, &l);
+        if (ok != mc_strtol(in[i], &want_l) || l != want_l) {
+            fail_msg("strtol '%s'", in[i]);
+        }
+    }
+}
+
+/* The quirks riven's parsers rely on, spelled out. */
+static void
+test_safe_strto(void **state)
+{
+    uint64_t ull = 0;
+    uint32_t ul = 0;
+    int32_t l = 0;
+
+    (void)state;
+    assert_true(util_safe_strtol(S("5\tjunk"), &l));
+    assert_int_equal(l, 5);
+    assert_true(util_safe_strtol(S("4294967297"), &l));
+    assert_int_equal(l, 1);
+    assert_true(util_safe_strtol(S("2147483648"), &l));
+    assert_true(l == INT32_MIN);
+    assert_true(util_safe_strtol(S("-1"), &l));
+    assert_int_equal(l, -1);
+    assert_false(util_safe_strtol(S("9223372036854775808"), &l));
+    assert_true(util_safe_strtoul(S("4294967296"), &ul));
+    assert_int_equal(ul, 0);
+    assert_true(util_safe_strtoull(S("-0"), &ull));
+    assert_true(ull == 0);
+    assert_true(util_safe_strtoull(S("-9223372036854775809"), &ull));
+    assert_true(ull == INT64_MAX);
+    ull = 42;
+    assert_false(util_safe_strtoull(S("-1"), &ull));
+    assert_true(ull == 42); /* untouched on failure */
+    /* only s[0..len) is read */
+    assert_true(util_safe_strtol("12", 1, &l));
+    assert_int_equal(l, 1);
+    assert_false(util_safe_strtol("1", 0, &l));
+    assert_false(util_safe_strtoull(" ", 0, &ull));
+}
+
 /* Format with fn into a buffer of 'X's: exact bytes, nothing past them. */
 static void
 check_u64(uint64_t v, const char *want)
@@ -249,6 +420,8 @@ main(void)
         cmocka_unit_test(test_parse_len_bounds),
         cmocka_unit_test(test_parse_u32),
         cmocka_unit_test(test_parse_i64),
+        cmocka_unit_test(test_safe_strto_oracle),
+        cmocka_unit_test(test_safe_strto),
         cmocka_unit_test(test_format),
         cmocka_unit_test(test_format_roundtrip),
         cmocka_unit_test(test_clock),
