@@ -53,6 +53,9 @@ bool util_safe_strtoull(const char *s, size_t len, uint64_t *out) WUR;
 bool util_safe_strtoul(const char *s, size_t len, uint32_t *out) WUR;
 bool util_safe_strtol(const char *s, size_t len, int32_t *out) WUR;
 
+/* true if s[0..len) is one or more decimal digits and nothing else. */
+bool util_all_digits(const char *s, size_t len);
+
 /* Writes v in decimal to dst (at least 21 bytes), no NUL; returns length. */
 size_t util_u64_str(char *dst, uint64_t v);
 size_t util_i64_str(char *dst, int64_t v);

@@ -237,33 +237,21 @@ scalar(struct loader *ld, const yaml_node_t *node, const char *path,
 
 /* ---- scalar setters ---- */
 
-static bool
-all_digits(const char *s)
-{
-    if (*s == '\0') {
-        return false;
-    }
-    for (; *s != '\0'; s++) {
-        if (*s < '0' || *s > '9') {
-            return false;
-        }
-    }
-    return true;
-}
-
 /* A plain decimal integer within [cmd->min, cmd->max]. */
 static enum status
 parse_uint(struct loader *ld, yaml_node_t *val, const struct command *cmd,
            const char *path, uint64_t *out)
 {
     const char *s = scalar(ld, val, path, "an integer");
+    const char *digits;
     char buf[CFG_SHOW_MAX + 8];
     uint64_t v = 0;
 
     if (s == NULL) {
         return ST_ERROR;
     }
-    if (!all_digits(s) && !(s[0] == '-' && all_digits(s + 1))) {
+    digits = s[0] == '-' ? s + 1 : s; /* "-5" is out of range, not junk */
+    if (!util_all_digits(digits, strlen(digits))) {
         return cfg_err(ld, val, path, "expected an integer, got %s",
                        describe(val, buf, sizeof(buf)));
     }
@@ -818,7 +806,7 @@ config_parse_addr(const char *s, struct cfg_addr *out, char *err, size_t errlen)
     if (split_host_port(s, host, &port, &v6, err, errlen) != ST_OK) {
         return ST_ERROR;
     }
-    if (!all_digits(port)) {
+    if (!util_all_digits(port, strlen(port))) {
         util_errf(err, errlen, "invalid port '%s' in '%s'", port, s);
         return ST_ERROR;
     }

@@ -703,17 +703,6 @@ parse_va(const char *buf, size_t len, size_t rest, size_t eol,
     return ST_OK;
 }
 
-static bool
-all_digits(const char *s, size_t n)
-{
-    for (size_t i = 0; i < n; i++) {
-        if (s[i] < '0' || s[i] > '9') {
-            return false;
-        }
-    }
-    return n > 0;
-}
-
 /* One reply to a keyed command or flush_all. */
 static enum status
 parse_one(int rc, const char *buf, size_t len, struct response *res,
@@ -751,7 +740,7 @@ parse_one(int rc, const char *buf, size_t len, struct response *res,
     }
     st = parse_va(buf, len, rest, eol, res, consumed, need);
     if (st == ST_OK && (rc == RC_ARITH || rc == RC_MA) &&
-        (res->nval > META_NUM_MAX || !all_digits(res->val, res->nval))) {
+        (res->nval > META_NUM_MAX || !util_all_digits(res->val, res->nval))) {
         return ST_PROTO;
     }
     return st;

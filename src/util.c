@@ -109,6 +109,17 @@ util_parse_i64(const char *s, size_t len, int64_t *out)
     return true;
 }
 
+bool
+util_all_digits(const char *s, size_t len)
+{
+    for (size_t i = 0; i < len; i++) {
+        if (s[i] < '0' || s[i] > '9') {
+            return false;
+        }
+    }
+    return len > 0;
+}
+
 /* ---- memcached's safe_strto* ---- */
 
 /* isspace() in the C locale */

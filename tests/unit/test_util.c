@@ -301,6 +301,26 @@ test_safe_strto(void **state)
     assert_false(util_safe_strtoull(" ", 0, &ull));
 }
 
+static void
+test_all_digits(void **state)
+{
+    static const char nul[] = {'1', '\0', '2'};
+
+    (void)state;
+    assert_true(util_all_digits(S("0")));
+    assert_true(util_all_digits(S("0123456789")));
+    assert_true(util_all_digits("12x", 2));
+    assert_false(util_all_digits(S("")));
+    assert_false(util_all_digits("1", 0));
+    assert_false(util_all_digits(S("-1")));
+    assert_false(util_all_digits(S("+1")));
+    assert_false(util_all_digits(S(" 1")));
+    assert_false(util_all_digits(S("1 ")));
+    assert_false(util_all_digits(S("1/")));
+    assert_false(util_all_digits(S("1:")));
+    assert_false(util_all_digits(nul, sizeof(nul)));
+}
+
 /* Format with fn into a buffer of 'X's: exact bytes, nothing past them. */
 static void
 check_u64(uint64_t v, const char *want)
@@ -422,6 +442,7 @@ main(void)
         cmocka_unit_test(test_parse_i64),
         cmocka_unit_test(test_safe_strto_oracle),
         cmocka_unit_test(test_safe_strto),
+        cmocka_unit_test(test_all_digits),
         cmocka_unit_test(test_format),
         cmocka_unit_test(test_format_roundtrip),
         cmocka_unit_test(test_clock),
