@@ -71,6 +71,22 @@ void util_errf(char *err, size_t errlen, const char *fmt, ...)
 bool util_next_token(const char **cursor, const char *end, const char **tok,
                      size_t *ntok);
 
+/* The address forms riven takes, for error messages. */
+#define UTIL_ADDR_FORMS "expected host:port, [v6addr]:port or unix:/path"
+
+/*
+ * Split "host:port" or "[v6addr]:port" (an IPv6 address must be in
+ * brackets): copies the host, without brackets, NUL-terminated into
+ * host[0..hostlen), points *port at the text after the ':' (not empty,
+ * not checked further) and sets *v6 when the host was in brackets.
+ * ST_ERROR with a message in err[0..errlen) when a ']', the port or the
+ * host is missing, an unbracketed host holds a ':', or the host does not
+ * fit; *host and *port are undefined then. "unix:" is the caller's.
+ */
+enum status util_split_host_port(const char *s, char *host, size_t hostlen,
+                                 const char **port, bool *v6, char *err,
+                                 size_t errlen) WUR;
+
 /* CLOCK_MONOTONIC, via the vDSO (no syscall). */
 uint64_t util_now_ns(void);
 uint64_t util_now_ms(void);

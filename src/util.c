@@ -120,6 +120,54 @@ util_all_digits(const char *s, size_t len)
     return len > 0;
 }
 
+enum status
+util_split_host_port(const char *s, char *host, size_t hostlen,
+                     const char **port, bool *v6, char *err, size_t errlen)
+{
+    const char *h = s;
+    const char *sep;
+    size_t n;
+
+    *v6 = s[0] == '[';
+    if (*v6) {
+        h = s + 1;
+        sep = strchr(s, ']');
+        if (sep == NULL) {
+            util_errf(err, errlen, "missing ']' in '%s'", s);
+            return ST_ERROR;
+        }
+        n = (size_t)(sep - h);
+        sep++;
+    } else {
+        sep = strrchr(s, ':');
+        n = sep != NULL ? (size_t)(sep - s) : 0;
+    }
+    if (sep == NULL || *sep != ':' || sep[1] == '\0') {
+        util_errf(err, errlen, "missing port in '%s' (%s)", s, UTIL_ADDR_FORMS);
+        return ST_ERROR;
+    }
+    if (!*v6 && memchr(h, ':', n) != NULL) {
+        util_errf(err, errlen,
+                  "IPv6 address must be in brackets, "
+                  "[v6addr]:port, in '%s'",
+                  s);
+        return ST_ERROR;
+    }
+    if (n == 0) {
+        util_errf(err, errlen, "missing host in '%s' (%s)", s, UTIL_ADDR_FORMS);
+        return ST_ERROR;
+    }
+    if (n >= hostlen) {
+        util_errf(err, errlen, "host too long in '%s' (%zu bytes, max %zu)", s,
+                  n, hostlen - 1);
+        return ST_ERROR;
+    }
+    memcpy(host, h, n);
+    host[n] = '\0';
+    *port = sep + 1;
+    return ST_OK;
+}
+
 /* ---- memcached's safe_strto* ---- */
 
 /* isspace() in the C locale */

@@ -1,8 +1,9 @@
 /*
  * test_util: number parsing at its boundaries (overflow by one, signs,
  * stray bytes, lengths shorter than the string), memcached's safe_strto*
- * against a copy of memcached's own code over libc, and integer
- * formatting (0, INT64_MIN, UINT64_MAX), checked byte for byte.
+ * against a copy of memcached's own code over libc, host:port splitting
+ * with its messages, and integer formatting (0, INT64_MIN, UINT64_MAX),
+ * checked byte for byte.
  */
 #include <ctype.h>
 #include <errno.h>
@@ -321,6 +322,81 @@ test_all_digits(void **state)
     assert_false(util_all_digits(nul, sizeof(nul)));
 }
 
+static void
+test_split_host_port(void **state)
+{
+    static const struct {
+        const char *in, *host, *port, *err;
+        bool v6;
+    } cases[] = {
+        {"127.0.0.1:11211", "127.0.0.1", "11211", NULL, false},
+        {"localhost:1", "localhost", "1", NULL, false},
+        {"[::1]:11211", "::1", "11211", NULL, true},
+        {"[fe80::1%lo]:80", "fe80::1%lo", "80", NULL, true},
+        {"h:x:", NULL, NULL, "missing port in 'h:x:' (" UTIL_ADDR_FORMS ")",
+         false},
+        {"h:junk", "h", "junk", NULL, false}, /* the port is the caller's */
+        {"host", NULL, NULL, "missing port in 'host' (" UTIL_ADDR_FORMS ")",
+         false},
+        {"[::1]11211", NULL, NULL,
+         "missing port in '[::1]11211' (" UTIL_ADDR_FORMS ")", true},
+        {"[::1]", NULL, NULL, "missing port in '[::1]' (" UTIL_ADDR_FORMS ")",
+         true},
+        {"[::1:11211", NULL, NULL, "missing ']' in '[::1:11211'", true},
+        {"::1:11211", NULL, NULL,
+         "IPv6 address must be in brackets, [v6addr]:port, in '::1:11211'",
+         false},
+        {":11211", NULL, NULL, "missing host in ':11211' (" UTIL_ADDR_FORMS ")",
+         false},
+        {"[]:11211", NULL, NULL,
+         "missing host in '[]:11211' (" UTIL_ADDR_FORMS ")", true},
+        {"", NULL, NULL, "missing port in '' (" UTIL_ADDR_FORMS ")", false},
+    };
+
+    (void)state;
+    for (size_t i = 0; i < NELEMS(cases); i++) {
+        char host[32], err[160] = "";
+        const char *port = NULL;
+        bool v6 = !cases[i].v6;
+        enum status st = util_split_host_port(cases[i].in, host, sizeof(host),
+                                              &port, &v6, err, sizeof(err));
+
+        if (cases[i].err != NULL) {
+            assert_int_equal(st, ST_ERROR);
+            assert_string_equal(err, cases[i].err);
+        } else {
+            assert_int_equal(st, ST_OK);
+            assert_string_equal(host, cases[i].host);
+            assert_string_equal(port, cases[i].port);
+        }
+        assert_int_equal(v6, cases[i].v6);
+    }
+}
+
+/* The host must fit host[0..hostlen) with its NUL; no message needed. */
+static void
+test_split_host_port_bounds(void **state)
+{
+    char host[4] = "xxx", err[96];
+    const char *port = NULL;
+    bool v6;
+
+    (void)state;
+    assert_int_equal(
+        util_split_host_port("abc:1", host, 4, &port, &v6, NULL, 0), ST_OK);
+    assert_string_equal(host, "abc");
+    assert_int_equal(
+        util_split_host_port("[::1]:1", host, 4, &port, &v6, NULL, 0), ST_OK);
+    assert_string_equal(host, "::1");
+    assert_int_equal(
+        util_split_host_port("abcd:1", host, 4, &port, &v6, err, sizeof(err)),
+        ST_ERROR);
+    assert_string_equal(err, "host too long in 'abcd:1' (4 bytes, max 3)");
+    assert_int_equal(
+        util_split_host_port("[::12]:1", host, 4, &port, &v6, NULL, 0),
+        ST_ERROR);
+}
+
 /* Format with fn into a buffer of 'X's: exact bytes, nothing past them. */
 static void
 check_u64(uint64_t v, const char *want)
@@ -443,6 +519,8 @@ main(void)
         cmocka_unit_test(test_safe_strto_oracle),
         cmocka_unit_test(test_safe_strto),
         cmocka_unit_test(test_all_digits),
+        cmocka_unit_test(test_split_host_port),
+        cmocka_unit_test(test_split_host_port_bounds),
         cmocka_unit_test(test_format),
         cmocka_unit_test(test_format_roundtrip),
         cmocka_unit_test(test_clock),
