@@ -183,6 +183,27 @@ bool res_msg_is(const struct response *res, const char *msg);
 /* Make res a local error answer. msg is static text or NULL. */
 void res_set_error(struct response *res, enum res_kind kind, const char *msg);
 
+/* ---- what the text and meta parsers share ---- */
+
+/*
+ * The data block of a storage command (classic set..cas, meta ms): vlen
+ * bytes and "\r\n" after the command line's nline bytes at buf[0..len),
+ * framed as memcached frames it. vlen is at most INT32_MAX - 2.
+ * - out->err already set (the command was refused), or vlen over
+ *   item_size_max (then "SERVER_ERROR object too large for cache" and
+ *   REQ_F_TOOLARGE): ST_OK, out->swallow = vlen + 2 bytes to discard;
+ * - the block not all in buf: ST_AGAIN, *consumed 0, *need = nline +
+ *   vlen + 2, the bytes the command needs;
+ * - else ST_OK, *consumed = nline + vlen + 2, *need 0, and out->val/nval
+ *   the value, or "CLIENT_ERROR bad data chunk" if the block does not end
+ *   in "\r\n" (memcached reads vlen + 2 bytes whatever they hold).
+ * *consumed and *need are left alone in the first case.
+ */
+enum status req_data_block(const char *buf, size_t len, size_t nline,
+                           size_t vlen, size_t item_size_max,
+                           struct request *out, size_t *consumed,
+                           size_t *need) WUR;
+
 /* ---- batch ---- */
 
 struct req_batch {

@@ -992,35 +992,14 @@ parse_ms(const struct meta_cmd *mc, const struct mline *l, const char *buf,
          size_t *consumed, size_t *need)
 {
     int32_t vlen;
-    const char *data;
 
     if (l->nt < 3 || !util_safe_strtol(l->t[2].p, l->t[2].n, &vlen) ||
         vlen < 0 || vlen > INT32_MAX - 2) {
         return fail(out, RES_CLIENT_ERROR, MSG_BAD_FORMAT);
     }
     (void)check_flags(mc, l, 3, out);
-    if (out->err == RES_NONE && (size_t)vlen > item_size_max) {
-        out->rflags |= REQ_F_TOOLARGE;
-        (void)fail(out, RES_SERVER_ERROR, MSG_TOO_LARGE);
-    }
-    if (out->err != RES_NONE) {
-        out->swallow = (size_t)vlen + 2;
-        return ST_OK;
-    }
-    *need = l->size + (size_t)vlen + 2;
-    if (len < *need) {
-        *consumed = 0;
-        return ST_AGAIN;
-    }
-    *consumed = *need;
-    *need = 0;
-    data = buf + l->size;
-    if (data[vlen] != '\r' || data[vlen + 1] != '\n') {
-        return fail(out, RES_CLIENT_ERROR, MSG_BAD_CHUNK);
-    }
-    out->val = data;
-    out->nval = (size_t)vlen;
-    return ST_OK;
+    return req_data_block(buf, len, l->size, (size_t)vlen, item_size_max, out,
+                          consumed, need);
 }
 
 /* me <key> [b]: args keep the rest of the line; only a "b" right after

@@ -187,7 +187,6 @@ parse_storage(const struct line *l, const char *buf, size_t len,
     size_t nt = out->cmd == REQ_CAS ? 6 : 5;
     int32_t exptime;
     int32_t vlen;
-    const char *data;
 
     if (l->nt != nt && l->nt != nt + 1) {
         return reply_error(out);
@@ -203,26 +202,8 @@ parse_storage(const struct line *l, const char *buf, size_t len,
         return reply(out, RES_CLIENT_ERROR, MSG_BAD_FORMAT);
     }
     out->exptime = exptime;
-    if ((size_t)vlen > item_size_max) {
-        out->rflags |= REQ_F_TOOLARGE;
-        out->swallow = (size_t)vlen + 2;
-        return reply(out, RES_SERVER_ERROR, MSG_TOO_LARGE);
-    }
-    *need = l->size + (size_t)vlen + 2;
-    if (len < *need) {
-        *consumed = 0;
-        return ST_AGAIN;
-    }
-    /* memcached reads <bytes> + 2 whatever they hold, then checks */
-    *consumed = *need;
-    *need = 0;
-    data = buf + l->size;
-    if (data[vlen] != '\r' || data[vlen + 1] != '\n') {
-        return reply(out, RES_CLIENT_ERROR, MSG_BAD_CHUNK);
-    }
-    out->val = data;
-    out->nval = (size_t)vlen;
-    return ST_OK;
+    return req_data_block(buf, len, l->size, (size_t)vlen, item_size_max, out,
+                          consumed, need);
 }
 
 /* incr|decr <key> <delta> [noreply] */

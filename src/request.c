@@ -1,5 +1,6 @@
 /*
- * request: command names, key rules and the growable batch arrays.
+ * request: command names, key rules, what the text and meta protocols
+ * share (a storage command's data block) and the growable batch arrays.
  */
 #include "request.h"
 
@@ -62,6 +63,40 @@ res_set_error(struct response *res, enum res_kind kind, const char *msg)
     res->kind = kind;
     res->msg = msg;
     res->nmsg = msg ? strlen(msg) : 0;
+}
+
+enum status
+req_data_block(const char *buf, size_t len, size_t nline, size_t vlen,
+               size_t item_size_max, struct request *out, size_t *consumed,
+               size_t *need)
+{
+    const char *data;
+
+    if (out->err == RES_NONE && vlen > item_size_max) {
+        out->rflags |= REQ_F_TOOLARGE;
+        out->err = RES_SERVER_ERROR;
+        out->errmsg = MSG_TOO_LARGE;
+    }
+    if (out->err != RES_NONE) {
+        out->swallow = vlen + 2;
+        return ST_OK;
+    }
+    *need = nline + vlen + 2;
+    if (len < *need) {
+        *consumed = 0;
+        return ST_AGAIN;
+    }
+    *consumed = *need;
+    *need = 0;
+    data = buf + nline;
+    if (data[vlen] != '\r' || data[vlen + 1] != '\n') {
+        out->err = RES_CLIENT_ERROR;
+        out->errmsg = MSG_BAD_CHUNK;
+        return ST_OK;
+    }
+    out->val = data;
+    out->nval = vlen;
+    return ST_OK;
 }
 
 void

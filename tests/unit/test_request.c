@@ -1,0 +1,130 @@
+/*
+ * test_request: what the text and meta protocols share, apart from their
+ * parsers: the framing of a storage command's data block, fed at every
+ * split point from a buffer of exactly the bytes given (so ASan sees any
+ * read past len).
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "request.h"
+
+#define LINE "set k 0 0 N\r\n" /* stands for any command line */
+
+static const struct block_case {
+    const char *block;  /* the bytes after the line */
+    size_t vlen;        /* the <bytes> the line announced */
+    size_t max;         /* item_size_max */
+    enum res_kind err0; /* out->err before the call */
+    enum res_kind err;  /* out->err after */
+    const char *errmsg;
+    size_t swallow; /* out->swallow after */
+} block_cases[] = {
+    {"hello\r\n", 5, 1024, RES_NONE, RES_NONE, NULL, 0},
+    {"\r\n", 0, 1024, RES_NONE, RES_NONE, NULL, 0},
+    {"a\r\nb\r\n", 4, 4, RES_NONE, RES_NONE, NULL, 0}, /* max is inclusive */
+    {"hello\n\n", 5, 1024, RES_NONE, RES_CLIENT_ERROR, MSG_BAD_CHUNK, 0},
+    {"helloXY", 5, 1024, RES_NONE, RES_CLIENT_ERROR, MSG_BAD_CHUNK, 0},
+    {"hello\r\r", 5, 1024, RES_NONE, RES_CLIENT_ERROR, MSG_BAD_CHUNK, 0},
+    {"hello\r\n", 5, 4, RES_NONE, RES_SERVER_ERROR, MSG_TOO_LARGE, 7},
+    /* refused before (a bad meta flag): swallowed, size not looked at */
+    {"hello\r\n", 5, 4, RES_CLIENT_ERROR, RES_CLIENT_ERROR, "x", 7},
+    {"hello\r\n", 5, 1024, RES_CLIENT_ERROR, RES_CLIENT_ERROR, "x", 7},
+};
+
+/* One call on exactly line + block[0..n). */
+static enum status
+frame(const struct block_case *c, size_t n, struct request *out,
+      size_t *consumed, size_t *need)
+{
+    size_t nline = sizeof(LINE) - 1;
+    char *buf = malloc(nline + n + 1);
+    enum status st;
+
+    assert_non_null(buf);
+    memcpy(buf, LINE, nline);
+    memcpy(buf + nline, c->block, n);
+    memset(out, 0, sizeof(*out));
+    if (c->err0 != RES_NONE) {
+        out->err = c->err0;
+        out->errmsg = "x";
+    }
+    *consumed = nline; /* as the parsers leave it: the line is used */
+    *need = 0;
+    st = req_data_block(buf, nline + n, nline, c->vlen, c->max, out, consumed,
+                        need);
+    if (st == ST_OK && out->val != NULL) {
+        /* the value points into buf: check it before buf goes */
+        assert_ptr_equal(out->val, buf + nline);
+        assert_memory_equal(out->val, c->block, c->vlen);
+    }
+    free(buf);
+    return st;
+}
+
+static void
+test_data_block(void **state)
+{
+    size_t nline = sizeof(LINE) - 1;
+
+    (void)state;
+    for (size_t i = 0; i < NELEMS(block_cases); i++) {
+        const struct block_case *c = &block_cases[i];
+        size_t total = c->vlen + 2;
+
+        for (size_t n = 0; n <= total; n++) {
+            struct request out;
+            size_t consumed, need;
+            enum status st = frame(c, n, &out, &consumed, &need);
+
+            if (c->swallow > 0) { /* answered at once, whatever follows */
+                assert_int_equal(st, ST_OK);
+                assert_int_equal(out.err, c->err);
+                assert_string_equal(out.errmsg, c->errmsg);
+                assert_int_equal(out.swallow, c->swallow);
+                assert_int_equal(consumed, nline);
+                assert_int_equal(need, 0);
+                assert_null(out.val);
+                assert_int_equal((out.rflags & REQ_F_TOOLARGE) != 0,
+                                 c->err0 == RES_NONE &&
+                                     c->err == RES_SERVER_ERROR);
+                continue;
+            }
+            if (n < total) {
+                assert_int_equal(st, ST_AGAIN);
+                assert_int_equal(consumed, 0);
+                assert_int_equal(need, nline + total);
+                continue;
+            }
+            assert_int_equal(st, ST_OK);
+            assert_int_equal(consumed, nline + total);
+            assert_int_equal(need, 0);
+            assert_int_equal(out.swallow, 0);
+            assert_int_equal(out.rflags, 0);
+            assert_int_equal(out.err, c->err);
+            if (c->err == RES_NONE) {
+                assert_int_equal(out.nval, c->vlen);
+                assert_null(out.errmsg);
+            } else {
+                assert_string_equal(out.errmsg, c->errmsg);
+                assert_null(out.val);
+            }
+        }
+    }
+}
+
+int
+main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_data_block),
+    };
+
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
