@@ -183,7 +183,7 @@ bool res_msg_is(const struct response *res, const char *msg);
 /* Make res a local error answer. msg is static text or NULL. */
 void res_set_error(struct response *res, enum res_kind kind, const char *msg);
 
-/* ---- what the text and meta parsers share ---- */
+/* ---- what the text and meta parsers and encoders share ---- */
 
 /*
  * The data block of a storage command (classic set..cas, meta ms): vlen
@@ -203,6 +203,13 @@ enum status req_data_block(const char *buf, size_t len, size_t nline,
                            size_t vlen, size_t item_size_max,
                            struct request *out, size_t *consumed,
                            size_t *need) WUR;
+
+struct outq;
+
+/* Append "<prefix> <msg>\r\n", or "<prefix>\r\n" when nmsg is 0, to q:
+ * a text or meta status or error line. ST_NOMEM if q cannot grow. */
+enum status res_encode_line(struct outq *q, const char *prefix, size_t nprefix,
+                            const char *msg, size_t nmsg) WUR;
 
 /* ---- batch ---- */
 

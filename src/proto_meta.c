@@ -1075,19 +1075,6 @@ proto_meta_parse_request(const char *buf, size_t len, size_t item_size_max,
 
 #define COPY(q, lit) outq_copy((q), lit, sizeof(lit) - 1)
 
-/* "<prefix>[ <msg>]\r\n" */
-static enum status
-encode_msg(struct outq *q, const char *prefix, size_t nprefix, const char *msg,
-           size_t nmsg)
-{
-    if (outq_copy(q, prefix, nprefix) != ST_OK ||
-        (nmsg > 0 &&
-         (COPY(q, " ") != ST_OK || outq_copy(q, msg, nmsg) != ST_OK))) {
-        return ST_NOMEM;
-    }
-    return COPY(q, "\r\n");
-}
-
 /* "VA <n>\r\n<val>\r\n": a value answered without the backend's bytes. */
 static enum status
 encode_va(const struct response *res, struct outq *q)
@@ -1121,9 +1108,9 @@ encode_local(const struct request *req, const struct response *res,
     case RES_ERROR:
         return COPY(q, "ERROR\r\n");
     case RES_CLIENT_ERROR:
-        return encode_msg(q, "CLIENT_ERROR", 12, res->msg, nmsg);
+        return res_encode_line(q, "CLIENT_ERROR", 12, res->msg, nmsg);
     case RES_SERVER_ERROR:
-        return encode_msg(q, "SERVER_ERROR", 12, res->msg, nmsg);
+        return res_encode_line(q, "SERVER_ERROR", 12, res->msg, nmsg);
     default:
         break;
     }
@@ -1134,7 +1121,7 @@ encode_local(const struct request *req, const struct response *res,
     if (res->kind == RES_VALUE || res->kind == RES_NUMBER) {
         return encode_va(res, q);
     }
-    return encode_msg(q, codes[res->kind], 2, NULL, 0);
+    return res_encode_line(q, codes[res->kind], 2, NULL, 0);
 }
 
 enum status

@@ -493,21 +493,6 @@ encode_value(const struct request *req, const struct response *res,
     return last ? COPY(q, "\r\nEND\r\n") : COPY(q, "\r\n");
 }
 
-/* "<prefix> <msg>\r\n", or "<prefix>\r\n" without a message. */
-static enum status
-encode_msg(struct outq *q, const char *prefix, size_t nprefix, const char *msg,
-           size_t nmsg)
-{
-    if (outq_copy(q, prefix, nprefix) != ST_OK) {
-        return ST_NOMEM;
-    }
-    if (nmsg > 0 &&
-        (COPY(q, " ") != ST_OK || outq_copy(q, msg, nmsg) != ST_OK)) {
-        return ST_NOMEM;
-    }
-    return COPY(q, "\r\n");
-}
-
 enum status
 proto_text_encode(const struct request *req, const struct response *res,
                   const char *version, struct outq *q)
@@ -539,16 +524,16 @@ proto_text_encode(const struct request *req, const struct response *res,
     case RES_ERROR:
         return COPY(q, "ERROR\r\n");
     case RES_NUMBER:
-        return encode_msg(q, res->val, res->nval, NULL, 0);
+        return res_encode_line(q, res->val, res->nval, NULL, 0);
     case RES_CLIENT_ERROR:
-        return encode_msg(q, "CLIENT_ERROR", 12, res->msg,
-                          res->msg ? res->nmsg : 0);
+        return res_encode_line(q, "CLIENT_ERROR", 12, res->msg,
+                               res->msg ? res->nmsg : 0);
     case RES_SERVER_ERROR:
-        return encode_msg(q, "SERVER_ERROR", 12, res->msg,
-                          res->msg ? res->nmsg : 0);
+        return res_encode_line(q, "SERVER_ERROR", 12, res->msg,
+                               res->msg ? res->nmsg : 0);
     case RES_VERSION:
-        return encode_msg(q, "VERSION", 7, version,
-                          version ? strlen(version) : 0);
+        return res_encode_line(q, "VERSION", 7, version,
+                               version ? strlen(version) : 0);
     case RES_RAW:
         return outq_ref(q, res->val, res->nval);
     case RES_NONE:

@@ -1,11 +1,14 @@
 /*
  * request: command names, key rules, what the text and meta protocols
- * share (a storage command's data block) and the growable batch arrays.
+ * share (a storage command's data block, status and error lines) and the
+ * growable batch arrays.
  */
 #include "request.h"
 
 #include <stdlib.h>
 #include <string.h>
+
+#include "buf.h"
 
 static const char *const cmd_names[REQ_CMD_COUNT] = {[REQ_NONE] = "none",
 #define REQ_NAME(name, text) [REQ_##name] = (text),
@@ -97,6 +100,20 @@ req_data_block(const char *buf, size_t len, size_t nline, size_t vlen,
     out->val = data;
     out->nval = vlen;
     return ST_OK;
+}
+
+#define COPY(q, lit) outq_copy((q), lit, sizeof(lit) - 1)
+
+enum status
+res_encode_line(struct outq *q, const char *prefix, size_t nprefix,
+                const char *msg, size_t nmsg)
+{
+    if (outq_copy(q, prefix, nprefix) != ST_OK ||
+        (nmsg > 0 &&
+         (COPY(q, " ") != ST_OK || outq_copy(q, msg, nmsg) != ST_OK))) {
+        return ST_NOMEM;
+    }
+    return COPY(q, "\r\n");
 }
 
 void

@@ -2,7 +2,7 @@
  * test_request: what the text and meta protocols share, apart from their
  * parsers: the framing of a storage command's data block, fed at every
  * split point from a buffer of exactly the bytes given (so ASan sees any
- * read past len).
+ * read past len), and the status and error lines, checked byte for byte.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -10,10 +10,14 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/uio.h>
 
 #include <cmocka.h>
 
+#include "buf.h"
 #include "request.h"
+
+#define S(lit) (lit), (sizeof(lit) - 1) /* literal -> pointer, length */
 
 #define LINE "set k 0 0 N\r\n" /* stands for any command line */
 
@@ -119,11 +123,55 @@ test_data_block(void **state)
     }
 }
 
+/* res_encode_line into a fresh queue: exactly want[0..n). */
+static void
+line_expect(const char *prefix, size_t nprefix, const char *msg, size_t nmsg,
+            const char *want, size_t n)
+{
+    struct outq q;
+    struct iovec iov[8];
+    char got[256];
+    size_t len = 0;
+    int k;
+
+    outq_init(&q, 16);
+    assert_int_equal(res_encode_line(&q, prefix, nprefix, msg, nmsg), ST_OK);
+    k = outq_iov(&q, 0, iov, 8);
+    for (int i = 0; i < k; i++) {
+        assert_true(len + iov[i].iov_len <= sizeof(got));
+        memcpy(got + len, iov[i].iov_base, iov[i].iov_len);
+        len += iov[i].iov_len;
+    }
+    assert_int_equal(len, n);
+    assert_int_equal(q.total, n);
+    assert_memory_equal(got, want, n);
+    outq_free(&q);
+}
+
+static void
+test_encode_line(void **state)
+{
+    (void)state;
+    line_expect(S("CLIENT_ERROR"), S(MSG_BAD_CHUNK),
+                S("CLIENT_ERROR bad data chunk\r\n"));
+    line_expect(S("SERVER_ERROR"), S(MSG_TOO_LARGE),
+                S("SERVER_ERROR object too large for cache\r\n"));
+    line_expect(S("HD"), NULL, 0, S("HD\r\n"));
+    line_expect(S("SERVER_ERROR"), "ignored", 0, S("SERVER_ERROR\r\n"));
+    line_expect(S("VERSION"), S("1.2.3"), S("VERSION 1.2.3\r\n"));
+    line_expect(S("18446744073709551615"), NULL, 0,
+                S("18446744073709551615\r\n")); /* an incr result */
+    /* only msg[0..nmsg): the rest of a backend's line is not copied */
+    line_expect(S("CLIENT_ERROR"), "bad\r\nEND\r\n", 3,
+                S("CLIENT_ERROR bad\r\n"));
+}
+
 int
 main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_data_block),
+        cmocka_unit_test(test_encode_line),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
