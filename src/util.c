@@ -210,16 +210,12 @@ util_safe_strtoull(const char *s, size_t len, uint64_t *out)
 {
     bool neg;
     uint64_t mag;
-    uint64_t v;
 
-    if (!scan_num(s, len, &neg, &mag)) {
+    /* a "-N" wraps, and is refused only if negative as an int64_t */
+    if (!scan_num(s, len, &neg, &mag) || (neg && 0 - mag > INT64_MAX)) {
         return false;
     }
-    v = neg ? 0 - mag : mag;
-    if (neg && v > INT64_MAX) {
-        return false;
-    }
-    *out = v;
+    *out = neg ? 0 - mag : mag;
     return true;
 }
 
@@ -227,27 +223,25 @@ bool
 util_safe_strtoul(const char *s, size_t len, uint32_t *out)
 {
     uint64_t v;
+    bool ok = util_safe_strtoull(s, len, &v);
 
-    if (!util_safe_strtoull(s, len, &v)) {
-        return false;
+    if (ok) {
+        *out = (uint32_t)v; /* the unsigned long, stored into 32 bits */
     }
-    *out = (uint32_t)v;
-    return true;
+    return ok;
 }
 
 bool
 util_safe_strtol(const char *s, size_t len, int32_t *out)
 {
+    uint32_t u;
     bool neg;
     uint64_t mag;
-    uint32_t u;
 
-    if (!scan_num(s, len, &neg, &mag)) {
-        return false;
+    if (!scan_num(s, len, &neg, &mag) || mag > (uint64_t)INT64_MAX + neg) {
+        return false; /* strtol's ERANGE */
     }
-    if (mag > (neg ? (uint64_t)INT64_MAX + 1 : (uint64_t)INT64_MAX)) {
-        return false;
-    }
+    /* the long, stored into 32 bits: modulo 2^32 */
     u = (uint32_t)(neg ? 0 - mag : mag);
     *out = u <= INT32_MAX ? (int32_t)u : -(int32_t)(~u) - 1;
     return true;

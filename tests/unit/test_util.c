@@ -272,34 +272,55 @@ test_safe_strto_oracle(void **state)
 static void
 test_safe_strto(void **state)
 {
-    uint64_t ull = 0;
-    uint32_t ul = 0;
-    int32_t l = 0;
+    static const struct {
+        char fn; /* 'l' strtol, 'u' strtoul, 'U' strtoull */
+        const char *s;
+        size_t len;
+        bool ok;
+        int64_t want;
+    } cases[] = {
+        {'l', S("5\tjunk"), true, 5},
+        {'l', S("4294967297"), true, 1},
+        {'l', S("2147483648"), true, INT32_MIN},
+        {'l', S("-1"), true, -1},
+        {'l', S("9223372036854775808"), false, 0},
+        {'l', "12", 1, true, 1}, /* only s[0..len) is read */
+        {'l', "1", 0, false, 0},
+        {'u', S("4294967296"), true, 0},
+        {'u', S("-1"), false, 0},
+        {'U', S("-0"), true, 0},
+        {'U', S("-9223372036854775809"), true, INT64_MAX},
+        {'U', S("-1"), false, 0},
+        {'U', " ", 0, false, 0},
+    };
 
     (void)state;
-    assert_true(util_safe_strtol(S("5\tjunk"), &l));
-    assert_int_equal(l, 5);
-    assert_true(util_safe_strtol(S("4294967297"), &l));
-    assert_int_equal(l, 1);
-    assert_true(util_safe_strtol(S("2147483648"), &l));
-    assert_true(l == INT32_MIN);
-    assert_true(util_safe_strtol(S("-1"), &l));
-    assert_int_equal(l, -1);
-    assert_false(util_safe_strtol(S("9223372036854775808"), &l));
-    assert_true(util_safe_strtoul(S("4294967296"), &ul));
-    assert_int_equal(ul, 0);
-    assert_true(util_safe_strtoull(S("-0"), &ull));
-    assert_true(ull == 0);
-    assert_true(util_safe_strtoull(S("-9223372036854775809"), &ull));
-    assert_true(ull == INT64_MAX);
-    ull = 42;
-    assert_false(util_safe_strtoull(S("-1"), &ull));
-    assert_true(ull == 42); /* untouched on failure */
-    /* only s[0..len) is read */
-    assert_true(util_safe_strtol("12", 1, &l));
-    assert_int_equal(l, 1);
-    assert_false(util_safe_strtol("1", 0, &l));
-    assert_false(util_safe_strtoull(" ", 0, &ull));
+    for (size_t i = 0; i < NELEMS(cases); i++) {
+        uint64_t ull = 42; /* untouched on failure */
+        uint32_t ul = 42;
+        int32_t l = 42;
+        bool ok = false;
+        int64_t got = 0;
+
+        switch (cases[i].fn) {
+        case 'l':
+            ok = util_safe_strtol(cases[i].s, cases[i].len, &l);
+            got = l;
+            break;
+        case 'u':
+            ok = util_safe_strtoul(cases[i].s, cases[i].len, &ul);
+            got = ul;
+            break;
+        default:
+            ok = util_safe_strtoull(cases[i].s, cases[i].len, &ull);
+            got = (int64_t)ull;
+            break;
+        }
+        if (ok != cases[i].ok || got != (ok ? cases[i].want : 42)) {
+            fail_msg("%c '%.*s': %d %lld", cases[i].fn, (int)cases[i].len,
+                     cases[i].s, ok, (long long)got);
+        }
+    }
 }
 
 static void
