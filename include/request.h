@@ -185,6 +185,34 @@ void res_set_error(struct response *res, enum res_kind kind, const char *msg);
 
 /* ---- what the text and meta parsers and encoders share ---- */
 
+/* Tokens a command line is split into at the most: memcached's MAX_TOKENS
+ * (24) less the terminal token its tokenize_command adds. */
+#define REQ_LINE_TOKENS 23
+
+struct req_tok {
+    const char *p; /* ref: the read buffer */
+    size_t n;
+};
+
+/* One command line of the text protocols, classic and meta. */
+struct req_line {
+    const char *p; /* ref: first byte of the line */
+    size_t n;      /* bytes of the command, without "\r\n" */
+    size_t size;   /* bytes the line occupies, with its "\n" */
+    size_t nt;     /* tokens found, at most the caller's maxtok */
+    struct req_tok t[REQ_LINE_TOKENS];
+};
+
+/*
+ * Split the line buf[0..nl], nl its '\n', as memcached does: one '\r'
+ * before the '\n' is dropped (not when it is the whole command), the
+ * command ends at its first NUL (memcached reads a C string) and splits
+ * on spaces into at most maxtok <= REQ_LINE_TOKENS tokens; what follows
+ * them is not looked at. Reads only buf[0..nl).
+ */
+void req_line_split(const char *buf, const char *nl, size_t maxtok,
+                    struct req_line *l);
+
 /*
  * The data block of a storage command (classic set..cas, meta ms): vlen
  * bytes and "\r\n" after the command line's nline bytes at buf[0..len),

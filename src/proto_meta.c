@@ -53,6 +53,8 @@
 /* Tokens of a meta line, command and key included: memcached refuses
  * more than 20 counting its terminal token. */
 #define META_TOKENS_MAX 19
+_Static_assert(META_TOKENS_MAX + 1 <= REQ_LINE_TOKENS,
+               "struct req_line holds a line");
 
 #define MSG_INVALID_OR_DUP "invalid or duplicate flag"
 
@@ -869,50 +871,20 @@ proto_meta_parse_reply(const struct request *req, const char *buf, size_t len,
 }
 /* ---- client requests ---- */
 
-struct tok {
-    const char *p; /* ref: input buffer */
-    size_t n;
-};
-
-struct mline {
-    const char *p; /* ref: first byte of the line */
-    size_t n;      /* bytes of the command, without "\r\n" */
-    size_t size;   /* bytes the line occupies, with its "\n" */
-    size_t nt;     /* tokens found, at most META_TOKENS_MAX + 1 */
-    struct tok t[META_TOKENS_MAX + 1];
-};
-
 /*
- * Find and tokenize the line at buf[0..len): one '\r' before the '\n' is
- * dropped, the line ends at a NUL (memcached reads it as a C string) and
- * splits on spaces. ST_AGAIN without a '\n', ST_PROTO past META_LINE_MAX.
+ * Find and tokenize the line at buf[0..len) (req_line_split says how),
+ * at most META_TOKENS_MAX + 1 tokens: ST_AGAIN without a '\n', ST_PROTO
+ * past META_LINE_MAX.
  */
 static enum status
-split_line(const char *buf, size_t len, struct mline *l)
+split_line(const char *buf, size_t len, struct req_line *l)
 {
     const char *nl = memchr(buf, '\n', MIN(len, META_LINE_MAX + 1));
-    const char *nul;
-    const char *cur;
 
     if (nl == NULL) {
         return len > META_LINE_MAX ? ST_PROTO : ST_AGAIN;
     }
-    l->p = buf;
-    l->n = (size_t)(nl - buf);
-    l->size = l->n + 1;
-    if (l->n > 1 && buf[l->n - 1] == '\r') {
-        l->n--;
-    }
-    nul = memchr(buf, '\0', l->n);
-    if (nul != NULL) {
-        l->n = (size_t)(nul - buf);
-    }
-    cur = l->p;
-    l->nt = 0;
-    while (l->nt < NELEMS(l->t) &&
-           util_next_token(&cur, l->p + l->n, &l->t[l->nt].p, &l->t[l->nt].n)) {
-        l->nt++;
-    }
+    req_line_split(buf, nl, META_TOKENS_MAX + 1, l);
     return ST_OK;
 }
 
@@ -930,7 +902,7 @@ fail(struct request *out, enum res_kind kind, const char *msg)
 
 /* A meta command name: exactly two bytes. */
 static const struct meta_cmd *
-lookup(struct tok t)
+lookup(struct req_tok t)
 {
     if (t.n != 2 || t.p[0] != 'm') {
         return NULL;
@@ -946,7 +918,7 @@ lookup(struct tok t)
 /* The flag tokens t[first..nt): letters, repeats, q and b, in memcached's
  * order; out->args spans them as sent. */
 static enum status
-check_flags(const struct meta_cmd *mc, const struct mline *l, size_t first,
+check_flags(const struct meta_cmd *mc, const struct req_line *l, size_t first,
             struct request *out)
 {
     uint32_t seen = 0;
@@ -957,7 +929,7 @@ check_flags(const struct meta_cmd *mc, const struct mline *l, size_t first,
             (size_t)(l->t[l->nt - 1].p + l->t[l->nt - 1].n - out->args);
     }
     for (size_t i = first; i < l->nt; i++) {
-        const struct tok *t = &l->t[i];
+        const struct req_tok *t = &l->t[i];
         int f = flag_index(t->p[0]);
 
         if (!args_valid(t->p, t->n)) {
@@ -987,7 +959,7 @@ check_flags(const struct meta_cmd *mc, const struct mline *l, size_t first,
  * end in "\r\n".
  */
 static enum status
-parse_ms(const struct meta_cmd *mc, const struct mline *l, const char *buf,
+parse_ms(const struct meta_cmd *mc, const struct req_line *l, const char *buf,
          size_t len, size_t item_size_max, struct request *out,
          size_t *consumed, size_t *need)
 {
@@ -1005,7 +977,8 @@ parse_ms(const struct meta_cmd *mc, const struct mline *l, const char *buf,
 /* me <key> [b]: args keep the rest of the line; only a "b" right after
  * the key means anything. */
 static enum status
-parse_me(const struct meta_cmd *mc, const struct mline *l, struct request *out)
+parse_me(const struct meta_cmd *mc, const struct req_line *l,
+         struct request *out)
 {
     const char *end = l->p + l->n;
 
@@ -1029,7 +1002,7 @@ enum status
 proto_meta_parse_request(const char *buf, size_t len, size_t item_size_max,
                          struct request *out, size_t *consumed, size_t *need)
 {
-    struct mline l;
+    struct req_line l;
     const struct meta_cmd *mc;
     enum status st;
 

@@ -28,53 +28,15 @@
 
 #define GET_PREFIX_SPACES 100 /* leading spaces memcached tolerates */
 
-struct tok {
-    const char *p; /* ref: input buffer */
-    size_t n;
-};
-
-struct line {
-    const char *p; /* ref: first byte of the line */
-    size_t n;      /* bytes of the command, without "\r\n" */
-    size_t size;   /* bytes the line occupies, with its "\n" */
-    size_t nt;     /* tokens found, at most LINE_TOKENS */
-    struct tok t[LINE_TOKENS];
-};
+_Static_assert(LINE_TOKENS <= REQ_LINE_TOKENS, "struct req_line holds a line");
 
 static bool
-tok_is(struct tok t, const char *s, size_t n)
+tok_is(struct req_tok t, const char *s, size_t n)
 {
     return t.n == n && memcmp(t.p, s, n) == 0;
 }
 
 #define TOK_IS(t, lit) tok_is((t), lit, sizeof(lit) - 1)
-
-static void
-tokenize(struct line *l)
-{
-    const char *s = l->p;
-    const char *e = l->p + l->n;
-
-    l->nt = 0;
-    while (l->nt < LINE_TOKENS) {
-        const char *sp;
-
-        while (s < e && *s == ' ') {
-            s++;
-        }
-        if (s == e) {
-            break;
-        }
-        sp = memchr(s, ' ', (size_t)(e - s));
-        if (sp == NULL) {
-            sp = e;
-        }
-        l->t[l->nt].p = s;
-        l->t[l->nt].n = (size_t)(sp - s);
-        l->nt++;
-        s = sp;
-    }
-}
 
 /* ---- results ---- */
 
@@ -98,7 +60,7 @@ reply_error(struct request *out)
 
 /* memcached's set_noreply_maybe: the last token is "noreply". */
 static bool
-noreply_maybe(const struct line *l, struct request *out)
+noreply_maybe(const struct req_line *l, struct request *out)
 {
     if (TOK_IS(l->t[l->nt - 1], "noreply")) {
         out->rflags |= REQ_F_NOREPLY;
@@ -108,7 +70,7 @@ noreply_maybe(const struct line *l, struct request *out)
 }
 
 static bool
-set_key(struct request *out, struct tok t)
+set_key(struct request *out, struct req_tok t)
 {
     if (!req_key_valid(t.p, t.n)) {
         return false;
@@ -134,7 +96,7 @@ get_fail(struct request *out)
 /* get|gets <key>*, gat|gats <exptime> <key>*: the whole line is read,
  * however many tokens it holds; one bad key fails the whole line. */
 static enum status
-parse_get(const struct line *l, struct request *out)
+parse_get(const struct req_line *l, struct request *out)
 {
     const char *end = l->p + l->n;
     const char *cur;
@@ -180,7 +142,7 @@ parse_get(const struct line *l, struct request *out)
 
 /* <cmd> <key> <flags> <exptime> <bytes> [<cas>] [noreply] + data */
 static enum status
-parse_storage(const struct line *l, const char *buf, size_t len,
+parse_storage(const struct req_line *l, const char *buf, size_t len,
               size_t item_size_max, struct request *out, size_t *consumed,
               size_t *need)
 {
@@ -208,7 +170,7 @@ parse_storage(const struct line *l, const char *buf, size_t len,
 
 /* incr|decr <key> <delta> [noreply] */
 static enum status
-parse_arith(const struct line *l, struct request *out)
+parse_arith(const struct req_line *l, struct request *out)
 {
     if (l->nt != 3 && l->nt != 4) {
         return reply_error(out);
@@ -225,7 +187,7 @@ parse_arith(const struct line *l, struct request *out)
 
 /* delete <key> [0] [noreply]: the legacy hold time must be "0". */
 static enum status
-parse_delete(const struct line *l, struct request *out)
+parse_delete(const struct req_line *l, struct request *out)
 {
     if (l->nt < 2 || l->nt > 4) {
         return reply_error(out);
@@ -246,7 +208,7 @@ parse_delete(const struct line *l, struct request *out)
 
 /* touch <key> <exptime> [noreply] */
 static enum status
-parse_touch(const struct line *l, struct request *out)
+parse_touch(const struct req_line *l, struct request *out)
 {
     int32_t exptime;
 
@@ -267,7 +229,7 @@ parse_touch(const struct line *l, struct request *out)
 /* flush_all [delay] [noreply]: a token other than a lone "noreply"
  * must be a number ("flush_all 0 junk" is accepted). */
 static enum status
-parse_flush(const struct line *l, struct request *out)
+parse_flush(const struct req_line *l, struct request *out)
 {
     int32_t delay;
 
@@ -287,7 +249,7 @@ parse_flush(const struct line *l, struct request *out)
 
 /* verbosity <level> [noreply]; the level goes to out->delta. */
 static enum status
-parse_verbosity(const struct line *l, struct request *out)
+parse_verbosity(const struct req_line *l, struct request *out)
 {
     uint32_t level;
 
@@ -304,7 +266,7 @@ parse_verbosity(const struct line *l, struct request *out)
 
 /* stats [args]: the arguments, trimmed of spaces, are passed on raw. */
 static enum status
-parse_stats(const struct line *l, struct request *out)
+parse_stats(const struct req_line *l, struct request *out)
 {
     const char *end = l->p + l->n;
 
@@ -322,7 +284,7 @@ parse_stats(const struct line *l, struct request *out)
 /* Command name -> enum, by length first (memcached names are exact and
  * case-sensitive). */
 static enum req_cmd
-lookup(struct tok t)
+lookup(struct req_tok t)
 {
     switch (t.n) {
     case 3:
@@ -376,7 +338,7 @@ may_grow(const char *buf, size_t len)
 bool
 proto_text_is_get_line(const char *buf, size_t len)
 {
-    static const struct tok gets[] = {
+    static const struct req_tok gets[] = {
         {"get ", 4}, {"gets ", 5}, {"gat ", 4}, {"gats ", 5}};
     size_t i = 0;
 
@@ -387,7 +349,7 @@ proto_text_is_get_line(const char *buf, size_t len)
         return false;
     }
     for (size_t k = 0; k < NELEMS(gets); k++) {
-        const struct tok *g = &gets[k];
+        const struct req_tok *g = &gets[k];
 
         if (len - i >= g->n && memcmp(buf + i, g->p, g->n) == 0) {
             return true;
@@ -400,9 +362,8 @@ enum status
 proto_text_parse(const char *buf, size_t len, size_t item_size_max,
                  struct request *out, size_t *consumed, size_t *need)
 {
-    struct line l = {0};
+    struct req_line l = {0};
     const char *nl;
-    const char *nul;
 
     memset(out, 0, sizeof(*out));
     *consumed = 0;
@@ -411,17 +372,7 @@ proto_text_parse(const char *buf, size_t len, size_t item_size_max,
     if (nl == NULL) {
         return may_grow(buf, len) ? ST_AGAIN : ST_PROTO;
     }
-    l.p = buf;
-    l.n = (size_t)(nl - buf);
-    l.size = l.n + 1;
-    if (l.n > 1 && buf[l.n - 1] == '\r') {
-        l.n--;
-    }
-    nul = memchr(buf, '\0', l.n);
-    if (nul != NULL) {
-        l.n = (size_t)(nul - buf);
-    }
-    tokenize(&l);
+    req_line_split(buf, nl, LINE_TOKENS, &l);
     *consumed = l.size;
     if (l.nt == 0 || l.t[0].n < 2) {
         return reply_error(out);

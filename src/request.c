@@ -1,7 +1,7 @@
 /*
  * request: command names, key rules, what the text and meta protocols
- * share (a storage command's data block, status and error lines) and the
- * growable batch arrays.
+ * share (the command line, a storage command's data block, status and
+ * error lines) and the growable batch arrays.
  */
 #include "request.h"
 
@@ -66,6 +66,30 @@ res_set_error(struct response *res, enum res_kind kind, const char *msg)
     res->kind = kind;
     res->msg = msg;
     res->nmsg = msg ? strlen(msg) : 0;
+}
+
+void
+req_line_split(const char *buf, const char *nl, size_t maxtok,
+               struct req_line *l)
+{
+    const char *nul;
+    const char *cur = buf;
+
+    l->p = buf;
+    l->n = (size_t)(nl - buf);
+    l->size = l->n + 1;
+    if (l->n > 1 && buf[l->n - 1] == '\r') {
+        l->n--;
+    }
+    nul = memchr(buf, '\0', l->n);
+    if (nul != NULL) {
+        l->n = (size_t)(nul - buf);
+    }
+    l->nt = 0;
+    while (l->nt < maxtok &&
+           util_next_token(&cur, l->p + l->n, &l->t[l->nt].p, &l->t[l->nt].n)) {
+        l->nt++;
+    }
 }
 
 enum status

@@ -1,8 +1,9 @@
 /*
  * test_request: what the text and meta protocols share, apart from their
- * parsers: the framing of a storage command's data block, fed at every
- * split point from a buffer of exactly the bytes given (so ASan sees any
- * read past len), and the status and error lines, checked byte for byte.
+ * parsers: the command line and its tokens, the framing of a storage
+ * command's data block, fed at every split point, each from a buffer of
+ * exactly the bytes given (so ASan sees any read past them), and the
+ * status and error lines, checked byte for byte.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -18,6 +19,63 @@
 #include "request.h"
 
 #define S(lit) (lit), (sizeof(lit) - 1) /* literal -> pointer, length */
+
+static const struct line_case {
+    const char *in; /* up to and with its '\n' */
+    size_t len;
+    size_t maxtok;
+    size_t n;                              /* the command's bytes */
+    const char *toks[REQ_LINE_TOKENS + 1]; /* NULL-terminated */
+} line_cases[] = {
+    {S("get a  b\r\n"), REQ_LINE_TOKENS, 8, {"get", "a", "b"}},
+    {S("  get   a  \n"), REQ_LINE_TOKENS, 11, {"get", "a"}},
+    {S("mn\n"), REQ_LINE_TOKENS, 2, {"mn"}},
+    {S("\n"), REQ_LINE_TOKENS, 0, {NULL}},
+    {S("   \r\n"), REQ_LINE_TOKENS, 3, {NULL}},
+    {S("\r\n"), REQ_LINE_TOKENS, 1, {"\r"}}, /* a lone '\r' stays */
+    {S("a\r\r\n"), REQ_LINE_TOKENS, 2, {"a\r"}},
+    {S("a\rb\n"), REQ_LINE_TOKENS, 3, {"a\rb"}},
+    {S("set k\0 junk\r\n"), REQ_LINE_TOKENS, 5, {"set", "k"}},
+    {S("\0get a\r\n"), REQ_LINE_TOKENS, 0, {NULL}},
+    {S("a\tb c\n"), REQ_LINE_TOKENS, 5, {"a\tb", "c"}}, /* spaces only */
+    {S("a b c d\r\n"), 2, 7, {"a", "b"}},
+    {S("a b c d\r\n"), 0, 7, {NULL}},
+    {S("1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20 21 22 23 24\n"),
+     REQ_LINE_TOKENS,
+     62,
+     {"1",  "2",  "3",  "4",  "5",  "6",  "7",  "8",  "9",  "10", "11", "12",
+      "13", "14", "15", "16", "17", "18", "19", "20", "21", "22", "23"}},
+};
+
+static void
+test_line_split(void **state)
+{
+    (void)state;
+    for (size_t i = 0; i < NELEMS(line_cases); i++) {
+        const struct line_case *c = &line_cases[i];
+        char *buf = malloc(c->len);
+        struct req_line l;
+        size_t nt = 0;
+
+        assert_non_null(buf);
+        memcpy(buf, c->in, c->len);
+        memset(&l, 0xa5, sizeof(l));
+        req_line_split(buf, buf + c->len - 1, c->maxtok, &l);
+        assert_ptr_equal(l.p, buf);
+        assert_int_equal(l.size, c->len);
+        assert_int_equal(l.n, c->n);
+        while (c->toks[nt] != NULL) {
+            nt++;
+        }
+        assert_int_equal(l.nt, nt);
+        for (size_t k = 0; k < nt; k++) {
+            assert_int_equal(l.t[k].n, strlen(c->toks[k]));
+            assert_memory_equal(l.t[k].p, c->toks[k], l.t[k].n);
+            assert_true(l.t[k].p >= buf && l.t[k].p + l.t[k].n <= l.p + l.n);
+        }
+        free(buf);
+    }
+}
 
 #define LINE "set k 0 0 N\r\n" /* stands for any command line */
 
@@ -170,6 +228,7 @@ int
 main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_line_split),
         cmocka_unit_test(test_data_block),
         cmocka_unit_test(test_encode_line),
     };
