@@ -183,6 +183,62 @@ bool res_msg_is(const struct response *res, const char *msg);
 /* Make res a local error answer. msg is static text or NULL. */
 void res_set_error(struct response *res, enum res_kind kind, const char *msg);
 
+/* ---- what the text and meta parsers and encoders share ---- */
+
+/* Tokens a command line is split into at the most: memcached's MAX_TOKENS
+ * (24) less the terminal token its tokenize_command adds. */
+#define REQ_LINE_TOKENS 23
+
+struct req_tok {
+    const char *p; /* ref: the read buffer */
+    size_t n;
+};
+
+/* One command line of the text protocols, classic and meta. */
+struct req_line {
+    const char *p; /* ref: first byte of the line */
+    size_t n;      /* bytes of the command, without "\r\n" */
+    size_t size;   /* bytes the line occupies, with its "\n" */
+    size_t nt;     /* tokens found, at most the caller's maxtok */
+    struct req_tok t[REQ_LINE_TOKENS];
+};
+
+/*
+ * Split the line buf[0..nl], nl its '\n', as memcached does: one '\r'
+ * before the '\n' is dropped (not when it is the whole command), the
+ * command ends at its first NUL (memcached reads a C string) and splits
+ * on spaces into at most maxtok <= REQ_LINE_TOKENS tokens; what follows
+ * them is not looked at. Reads only buf[0..nl).
+ */
+void req_line_split(const char *buf, const char *nl, size_t maxtok,
+                    struct req_line *l);
+
+/*
+ * The data block of a storage command (classic set..cas, meta ms): vlen
+ * bytes and "\r\n" after the command line's nline bytes at buf[0..len),
+ * framed as memcached frames it. vlen is at most INT32_MAX - 2.
+ * - out->err already set (the command was refused), or vlen over
+ *   item_size_max (then "SERVER_ERROR object too large for cache" and
+ *   REQ_F_TOOLARGE): ST_OK, out->swallow = vlen + 2 bytes to discard;
+ * - the block not all in buf: ST_AGAIN, *consumed 0, *need = nline +
+ *   vlen + 2, the bytes the command needs;
+ * - else ST_OK, *consumed = nline + vlen + 2, *need 0, and out->val/nval
+ *   the value, or "CLIENT_ERROR bad data chunk" if the block does not end
+ *   in "\r\n" (memcached reads vlen + 2 bytes whatever they hold).
+ * *consumed and *need are left alone in the first case.
+ */
+enum status req_data_block(const char *buf, size_t len, size_t nline,
+                           size_t vlen, size_t item_size_max,
+                           struct request *out, size_t *consumed,
+                           size_t *need) WUR;
+
+struct outq;
+
+/* Append "<prefix> <msg>\r\n", or "<prefix>\r\n" when nmsg is 0, to q:
+ * a text or meta status or error line. ST_NOMEM if q cannot grow. */
+enum status res_encode_line(struct outq *q, const char *prefix, size_t nprefix,
+                            const char *msg, size_t nmsg) WUR;
+
 /* ---- batch ---- */
 
 struct req_batch {

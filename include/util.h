@@ -37,6 +37,25 @@ bool util_parse_u32(const char *s, size_t len, uint32_t *out) WUR;
 /* Optional leading '-' then digits; false on overflow of int64_t. */
 bool util_parse_i64(const char *s, size_t len, int64_t *out) WUR;
 
+/*
+ * memcached's safe_strtoull / safe_strtoul / safe_strtol on LP64, over
+ * s[0..len): strto*'s syntax (leading white space, an optional sign, at
+ * least one digit) and then the end or white space, whatever follows it
+ * ("5\tjunk" is 5). false on anything else or when the magnitude
+ * overflows uint64_t (strto*'s ERANGE); *out is untouched then.
+ * - strtoull: "-N" is refused only when the wrapped result is negative as
+ *   an int64_t ("-0" is 0, "-1" fails);
+ * - strtoul: as strtoull, then stored into 32 bits ("4294967296" is 0);
+ * - strtol: strtol's range (int64_t), then stored into 32 bits modulo 2^32
+ *   ("4294967297" is 1, "2147483648" is INT32_MIN).
+ */
+bool util_safe_strtoull(const char *s, size_t len, uint64_t *out) WUR;
+bool util_safe_strtoul(const char *s, size_t len, uint32_t *out) WUR;
+bool util_safe_strtol(const char *s, size_t len, int32_t *out) WUR;
+
+/* true if s[0..len) is one or more decimal digits and nothing else. */
+bool util_all_digits(const char *s, size_t len);
+
 /* Writes v in decimal to dst (at least 21 bytes), no NUL; returns length. */
 size_t util_u64_str(char *dst, uint64_t v);
 size_t util_i64_str(char *dst, int64_t v);
@@ -51,6 +70,22 @@ void util_errf(char *err, size_t errlen, const char *fmt, ...)
  * (and *cursor is end). */
 bool util_next_token(const char **cursor, const char *end, const char **tok,
                      size_t *ntok);
+
+/* The address forms riven takes, for error messages. */
+#define UTIL_ADDR_FORMS "expected host:port, [v6addr]:port or unix:/path"
+
+/*
+ * Split "host:port" or "[v6addr]:port" (an IPv6 address must be in
+ * brackets): copies the host, without brackets, NUL-terminated into
+ * host[0..hostlen), points *port at the text after the ':' (not empty,
+ * not checked further) and sets *v6 when the host was in brackets.
+ * ST_ERROR with a message in err[0..errlen) when a ']', the port or the
+ * host is missing, an unbracketed host holds a ':', or the host does not
+ * fit; *host and *port are undefined then. "unix:" is the caller's.
+ */
+enum status util_split_host_port(const char *s, char *host, size_t hostlen,
+                                 const char **port, bool *v6, char *err,
+                                 size_t errlen) WUR;
 
 /* CLOCK_MONOTONIC, via the vDSO (no syscall). */
 uint64_t util_now_ns(void);

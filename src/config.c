@@ -30,7 +30,6 @@
 #define CFG_PATH_MAX 128         /* "pool.servers[12].weight" */
 #define CFG_FILE_MAX (16u << 20) /* refuse larger config files */
 #define CFG_SHOW_MAX 64          /* bytes of a bad value quoted */
-#define ADDR_FORMS   "expected host:port, [v6addr]:port or unix:/path"
 
 struct loader {
     yaml_document_t *doc; /* ref: the document being walked */
@@ -239,33 +238,21 @@ scalar(struct loader *ld, const yaml_node_t *node, const char *path,
 
 /* ---- scalar setters ---- */
 
-static bool
-all_digits(const char *s)
-{
-    if (*s == '\0') {
-        return false;
-    }
-    for (; *s != '\0'; s++) {
-        if (*s < '0' || *s > '9') {
-            return false;
-        }
-    }
-    return true;
-}
-
 /* A plain decimal integer within [cmd->min, cmd->max]. */
 static enum status
 parse_uint(struct loader *ld, yaml_node_t *val, const struct command *cmd,
            const char *path, uint64_t *out)
 {
     const char *s = scalar(ld, val, path, "an integer");
+    const char *digits;
     char buf[CFG_SHOW_MAX + 8];
     uint64_t v = 0;
 
     if (s == NULL) {
         return ST_ERROR;
     }
-    if (!all_digits(s) && !(s[0] == '-' && all_digits(s + 1))) {
+    digits = s[0] == '-' ? s + 1 : s; /* "-5" is out of range, not junk */
+    if (!util_all_digits(digits, strlen(digits))) {
         return cfg_err(ld, val, path, "expected an integer, got %s",
                        describe(val, buf, sizeof(buf)));
     }
@@ -750,50 +737,6 @@ resolve(const char *host, uint16_t port, bool v6, struct cfg_addr *out,
     return ST_OK;
 }
 
-/* Split "host:port" or "[v6]:port" into host (size >= strlen(s) + 1) and
- * the port text. */
-static enum status
-split_host_port(const char *s, char *host, const char **port, bool *v6,
-                char *err, size_t errlen)
-{
-    const char *sep;
-
-    *v6 = s[0] == '[';
-    if (*v6) {
-        sep = strchr(s, ']');
-        if (sep == NULL) {
-            util_errf(err, errlen, "missing ']' in '%s'", s);
-            return ST_ERROR;
-        }
-        memcpy(host, s + 1, (size_t)(sep - s - 1));
-        host[sep - s - 1] = '\0';
-        sep++;
-    } else {
-        sep = strrchr(s, ':');
-        if (sep != NULL) {
-            memcpy(host, s, (size_t)(sep - s));
-            host[sep - s] = '\0';
-        }
-    }
-    if (sep == NULL || *sep != ':' || sep[1] == '\0') {
-        util_errf(err, errlen, "missing port in '%s' (%s)", s, ADDR_FORMS);
-        return ST_ERROR;
-    }
-    if (!*v6 && strchr(host, ':') != NULL) {
-        util_errf(err, errlen,
-                  "IPv6 address must be in brackets, "
-                  "[v6addr]:port, in '%s'",
-                  s);
-        return ST_ERROR;
-    }
-    if (host[0] == '\0') {
-        util_errf(err, errlen, "missing host in '%s' (%s)", s, ADDR_FORMS);
-        return ST_ERROR;
-    }
-    *port = sep + 1;
-    return ST_OK;
-}
-
 enum status
 config_parse_addr(const char *s, struct cfg_addr *out, char *err, size_t errlen)
 {
@@ -805,7 +748,7 @@ config_parse_addr(const char *s, struct cfg_addr *out, char *err, size_t errlen)
 
     memset(out, 0, sizeof(*out));
     if (len == 0) {
-        util_errf(err, errlen, "empty address (%s)", ADDR_FORMS);
+        util_errf(err, errlen, "empty address (%s)", UTIL_ADDR_FORMS);
         return ST_ERROR;
     }
     if (len >= CFG_ADDR_NAME_MAX) {
@@ -817,10 +760,11 @@ config_parse_addr(const char *s, struct cfg_addr *out, char *err, size_t errlen)
     if (strncmp(s, "unix:", 5) == 0) {
         return parse_unix(s + 5, out, err, errlen);
     }
-    if (split_host_port(s, host, &port, &v6, err, errlen) != ST_OK) {
+    if (util_split_host_port(s, host, sizeof(host), &port, &v6, err, errlen) !=
+        ST_OK) {
         return ST_ERROR;
     }
-    if (!all_digits(port)) {
+    if (!util_all_digits(port, strlen(port))) {
         util_errf(err, errlen, "invalid port '%s' in '%s'", port, s);
         return ST_ERROR;
     }

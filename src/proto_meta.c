@@ -55,6 +55,8 @@
 /* Tokens of a meta line, command and key included: memcached refuses
  * more than 20 counting its terminal token. */
 #define META_TOKENS_MAX 19
+_Static_assert(META_TOKENS_MAX + 1 <= REQ_LINE_TOKENS,
+               "struct req_line holds a line");
 
 #define MSG_INVALID_OR_DUP "invalid or duplicate flag"
 
@@ -705,17 +707,6 @@ parse_va(const char *buf, size_t len, size_t rest, size_t eol,
     return ST_OK;
 }
 
-static bool
-all_digits(const char *s, size_t n)
-{
-    for (size_t i = 0; i < n; i++) {
-        if (s[i] < '0' || s[i] > '9') {
-            return false;
-        }
-    }
-    return n > 0;
-}
-
 /* One reply to a keyed command or flush_all. */
 static enum status
 parse_one(int rc, const char *buf, size_t len, struct response *res,
@@ -753,7 +744,7 @@ parse_one(int rc, const char *buf, size_t len, struct response *res,
     }
     st = parse_va(buf, len, rest, eol, res, consumed, need);
     if (st == ST_OK && (rc == RC_ARITH || rc == RC_MA) &&
-        (res->nval > META_NUM_MAX || !all_digits(res->val, res->nval))) {
+        (res->nval > META_NUM_MAX || !util_all_digits(res->val, res->nval))) {
         return ST_PROTO;
     }
     return st;
@@ -882,50 +873,20 @@ proto_meta_parse_reply(const struct request *req, const char *buf, size_t len,
 }
 /* ---- client requests ---- */
 
-struct tok {
-    const char *p; /* ref: input buffer */
-    size_t n;
-};
-
-struct mline {
-    const char *p; /* ref: first byte of the line */
-    size_t n;      /* bytes of the command, without "\r\n" */
-    size_t size;   /* bytes the line occupies, with its "\n" */
-    size_t nt;     /* tokens found, at most META_TOKENS_MAX + 1 */
-    struct tok t[META_TOKENS_MAX + 1];
-};
-
 /*
- * Find and tokenize the line at buf[0..len): one '\r' before the '\n' is
- * dropped, the line ends at a NUL (memcached reads it as a C string) and
- * splits on spaces. ST_AGAIN without a '\n', ST_PROTO past META_LINE_MAX.
+ * Find and tokenize the line at buf[0..len) (req_line_split says how),
+ * at most META_TOKENS_MAX + 1 tokens: ST_AGAIN without a '\n', ST_PROTO
+ * past META_LINE_MAX.
  */
 static enum status
-split_line(const char *buf, size_t len, struct mline *l)
+split_line(const char *buf, size_t len, struct req_line *l)
 {
     const char *nl = memchr(buf, '\n', MIN(len, META_LINE_MAX + 1));
-    const char *nul;
-    const char *cur;
 
     if (nl == NULL) {
         return len > META_LINE_MAX ? ST_PROTO : ST_AGAIN;
     }
-    l->p = buf;
-    l->n = (size_t)(nl - buf);
-    l->size = l->n + 1;
-    if (l->n > 1 && buf[l->n - 1] == '\r') {
-        l->n--;
-    }
-    nul = memchr(buf, '\0', l->n);
-    if (nul != NULL) {
-        l->n = (size_t)(nul - buf);
-    }
-    cur = l->p;
-    l->nt = 0;
-    while (l->nt < NELEMS(l->t) &&
-           util_next_token(&cur, l->p + l->n, &l->t[l->nt].p, &l->t[l->nt].n)) {
-        l->nt++;
-    }
+    req_line_split(buf, nl, META_TOKENS_MAX + 1, l);
     return ST_OK;
 }
 
@@ -943,7 +904,7 @@ fail(struct request *out, enum res_kind kind, const char *msg)
 
 /* A meta command name: exactly two bytes. */
 static const struct meta_cmd *
-lookup(struct tok t)
+lookup(struct req_tok t)
 {
     if (t.n != 2 || t.p[0] != 'm') {
         return NULL;
@@ -956,40 +917,10 @@ lookup(struct tok t)
     return NULL;
 }
 
-/*
- * memcached's safe_strtol on LP64, for the ms datalen: strtol's syntax
- * (leading white space, a sign, digits, then the end or white space) and
- * range, the long then stored into an int32_t ("4294967299" is 3).
- */
-static bool
-mc_strtol(struct tok t, int32_t *out)
-{
-    size_t i = 0, d0;
-    bool neg;
-    uint64_t mag;
-    uint32_t u;
-
-    while (i < t.n && (t.p[i] == ' ' || (t.p[i] >= '\t' && t.p[i] <= '\r'))) {
-        i++;
-    }
-    neg = i < t.n && t.p[i] == '-';
-    i += i < t.n && (t.p[i] == '-' || t.p[i] == '+');
-    for (d0 = i; i < t.n && t.p[i] >= '0' && t.p[i] <= '9'; i++) {
-    }
-    if ((i < t.n && !(t.p[i] >= '\t' && t.p[i] <= '\r')) ||
-        !util_parse_u64(t.p + d0, i - d0, &mag) ||
-        mag > (uint64_t)INT64_MAX + neg) {
-        return false;
-    }
-    u = (uint32_t)(neg ? 0 - mag : mag);
-    *out = u <= INT32_MAX ? (int32_t)u : -(int32_t)(~u) - 1;
-    return true;
-}
-
 /* The flag tokens t[first..nt): letters, repeats, q and b, in memcached's
  * order; out->args spans them as sent. */
 static enum status
-check_flags(const struct meta_cmd *mc, const struct mline *l, size_t first,
+check_flags(const struct meta_cmd *mc, const struct req_line *l, size_t first,
             struct request *out)
 {
     uint32_t seen = 0;
@@ -1000,7 +931,7 @@ check_flags(const struct meta_cmd *mc, const struct mline *l, size_t first,
             (size_t)(l->t[l->nt - 1].p + l->t[l->nt - 1].n - out->args);
     }
     for (size_t i = first; i < l->nt; i++) {
-        const struct tok *t = &l->t[i];
+        const struct req_tok *t = &l->t[i];
         int f = flag_index(t->p[0]);
 
         if (!args_valid(t->p, t->n)) {
@@ -1030,46 +961,26 @@ check_flags(const struct meta_cmd *mc, const struct mline *l, size_t first,
  * end in "\r\n".
  */
 static enum status
-parse_ms(const struct meta_cmd *mc, const struct mline *l, const char *buf,
+parse_ms(const struct meta_cmd *mc, const struct req_line *l, const char *buf,
          size_t len, size_t item_size_max, struct request *out,
          size_t *consumed, size_t *need)
 {
     int32_t vlen;
-    const char *data;
 
-    if (l->nt < 3 || !mc_strtol(l->t[2], &vlen) || vlen < 0 ||
-        vlen > INT32_MAX - 2) {
+    if (l->nt < 3 || !util_safe_strtol(l->t[2].p, l->t[2].n, &vlen) ||
+        vlen < 0 || vlen > INT32_MAX - 2) {
         return fail(out, RES_CLIENT_ERROR, MSG_BAD_FORMAT);
     }
     (void)check_flags(mc, l, 3, out);
-    if (out->err == RES_NONE && (size_t)vlen > item_size_max) {
-        out->rflags |= REQ_F_TOOLARGE;
-        (void)fail(out, RES_SERVER_ERROR, MSG_TOO_LARGE);
-    }
-    if (out->err != RES_NONE) {
-        out->swallow = (size_t)vlen + 2;
-        return ST_OK;
-    }
-    *need = l->size + (size_t)vlen + 2;
-    if (len < *need) {
-        *consumed = 0;
-        return ST_AGAIN;
-    }
-    *consumed = *need;
-    *need = 0;
-    data = buf + l->size;
-    if (data[vlen] != '\r' || data[vlen + 1] != '\n') {
-        return fail(out, RES_CLIENT_ERROR, MSG_BAD_CHUNK);
-    }
-    out->val = data;
-    out->nval = (size_t)vlen;
-    return ST_OK;
+    return req_data_block(buf, len, l->size, (size_t)vlen, item_size_max, out,
+                          consumed, need);
 }
 
 /* me <key> [b]: args keep the rest of the line; only a "b" right after
  * the key means anything. */
 static enum status
-parse_me(const struct meta_cmd *mc, const struct mline *l, struct request *out)
+parse_me(const struct meta_cmd *mc, const struct req_line *l,
+         struct request *out)
 {
     const char *end = l->p + l->n;
 
@@ -1093,7 +1004,7 @@ enum status
 proto_meta_parse_request(const char *buf, size_t len, size_t item_size_max,
                          struct request *out, size_t *consumed, size_t *need)
 {
-    struct mline l;
+    struct req_line l;
     const struct meta_cmd *mc;
     enum status st;
 
@@ -1143,19 +1054,6 @@ proto_meta_parse_request(const char *buf, size_t len, size_t item_size_max,
 
 #define COPY(q, lit) outq_copy((q), lit, sizeof(lit) - 1)
 
-/* "<prefix>[ <msg>]\r\n" */
-static enum status
-encode_msg(struct outq *q, const char *prefix, size_t nprefix, const char *msg,
-           size_t nmsg)
-{
-    if (outq_copy(q, prefix, nprefix) != ST_OK ||
-        (nmsg > 0 &&
-         (COPY(q, " ") != ST_OK || outq_copy(q, msg, nmsg) != ST_OK))) {
-        return ST_NOMEM;
-    }
-    return COPY(q, "\r\n");
-}
-
 /* "VA <n>\r\n<val>\r\n": a value answered without the backend's bytes. */
 static enum status
 encode_va(const struct response *res, struct outq *q)
@@ -1189,9 +1087,9 @@ encode_local(const struct request *req, const struct response *res,
     case RES_ERROR:
         return COPY(q, "ERROR\r\n");
     case RES_CLIENT_ERROR:
-        return encode_msg(q, "CLIENT_ERROR", 12, res->msg, nmsg);
+        return res_encode_line(q, "CLIENT_ERROR", 12, res->msg, nmsg);
     case RES_SERVER_ERROR:
-        return encode_msg(q, "SERVER_ERROR", 12, res->msg, nmsg);
+        return res_encode_line(q, "SERVER_ERROR", 12, res->msg, nmsg);
     default:
         break;
     }
@@ -1202,7 +1100,7 @@ encode_local(const struct request *req, const struct response *res,
     if (res->kind == RES_VALUE || res->kind == RES_NUMBER) {
         return encode_va(res, q);
     }
-    return encode_msg(q, codes[res->kind], 2, NULL, 0);
+    return res_encode_line(q, codes[res->kind], 2, NULL, 0);
 }
 
 enum status

@@ -28,144 +28,15 @@
 
 #define GET_PREFIX_SPACES 100 /* leading spaces memcached tolerates */
 
-struct tok {
-    const char *p; /* ref: input buffer */
-    size_t n;
-};
-
-struct line {
-    const char *p; /* ref: first byte of the line */
-    size_t n;      /* bytes of the command, without "\r\n" */
-    size_t size;   /* bytes the line occupies, with its "\n" */
-    size_t nt;     /* tokens found, at most LINE_TOKENS */
-    struct tok t[LINE_TOKENS];
-};
+_Static_assert(LINE_TOKENS <= REQ_LINE_TOKENS, "struct req_line holds a line");
 
 static bool
-tok_is(struct tok t, const char *s, size_t n)
+tok_is(struct req_tok t, const char *s, size_t n)
 {
     return t.n == n && memcmp(t.p, s, n) == 0;
 }
 
 #define TOK_IS(t, lit) tok_is((t), lit, sizeof(lit) - 1)
-
-static void
-tokenize(struct line *l)
-{
-    const char *s = l->p;
-    const char *e = l->p + l->n;
-
-    l->nt = 0;
-    while (l->nt < LINE_TOKENS) {
-        const char *sp;
-
-        while (s < e && *s == ' ') {
-            s++;
-        }
-        if (s == e) {
-            break;
-        }
-        sp = memchr(s, ' ', (size_t)(e - s));
-        if (sp == NULL) {
-            sp = e;
-        }
-        l->t[l->nt].p = s;
-        l->t[l->nt].n = (size_t)(sp - s);
-        l->nt++;
-        s = sp;
-    }
-}
-
-/* ---- numbers with memcached's safe_strto* semantics ---- */
-
-static bool
-is_space(char c)
-{
-    return c == ' ' || (c >= '\t' && c <= '\r');
-}
-
-/*
- * strtol-style scan of a token: leading white space, an optional sign,
- * at least one digit, then the end or white space (memcached accepts
- * "5\tjunk" as 5). False on anything else or when the magnitude
- * overflows uint64_t (strto* ERANGE).
- */
-static bool
-scan_num(struct tok t, bool *neg, uint64_t *mag)
-{
-    size_t i = 0;
-    size_t d0;
-
-    while (i < t.n && is_space(t.p[i])) {
-        i++;
-    }
-    *neg = i < t.n && t.p[i] == '-';
-    if (i < t.n && (t.p[i] == '-' || t.p[i] == '+')) {
-        i++;
-    }
-    d0 = i;
-    while (i < t.n && t.p[i] >= '0' && t.p[i] <= '9') {
-        i++;
-    }
-    if (i < t.n && !is_space(t.p[i])) {
-        return false;
-    }
-    return util_parse_u64(t.p + d0, i - d0, mag);
-}
-
-/* safe_strtoull: "-N" is refused only when the wrapped result is
- * negative as a signed number (so "-0" is 0). */
-static bool
-mc_strtoull(struct tok t, uint64_t *out)
-{
-    bool neg;
-    uint64_t mag;
-    uint64_t v;
-
-    if (!scan_num(t, &neg, &mag)) {
-        return false;
-    }
-    v = neg ? 0 - mag : mag;
-    if (neg && v > INT64_MAX) {
-        return false;
-    }
-    *out = v;
-    return true;
-}
-
-/* safe_strtoul on LP64: as strtoull, then stored into a uint32_t, so
- * "4294967296" is silently 0 (memcached 1.6.18 does this to flags). */
-static bool
-mc_strtoul(struct tok t, uint32_t *out)
-{
-    uint64_t v;
-
-    if (!mc_strtoull(t, &v)) {
-        return false;
-    }
-    *out = (uint32_t)v;
-    return true;
-}
-
-/* safe_strtol on LP64: strtol's range, then stored into an int32_t
- * (modulo 2^32: "4294967297" is 1, "2147483648" is INT32_MIN). */
-static bool
-mc_strtol(struct tok t, int32_t *out)
-{
-    bool neg;
-    uint64_t mag;
-    uint32_t u;
-
-    if (!scan_num(t, &neg, &mag)) {
-        return false;
-    }
-    if (mag > (neg ? (uint64_t)INT64_MAX + 1 : (uint64_t)INT64_MAX)) {
-        return false;
-    }
-    u = (uint32_t)(neg ? 0 - mag : mag);
-    *out = u <= INT32_MAX ? (int32_t)u : -(int32_t)(~u) - 1;
-    return true;
-}
 
 /* ---- results ---- */
 
@@ -233,7 +104,7 @@ proto_text_is_http(const char *buf, size_t len)
 
 /* memcached's set_noreply_maybe: the last token is "noreply". */
 static bool
-noreply_maybe(const struct line *l, struct request *out)
+noreply_maybe(const struct req_line *l, struct request *out)
 {
     if (TOK_IS(l->t[l->nt - 1], "noreply")) {
         out->rflags |= REQ_F_NOREPLY;
@@ -243,7 +114,7 @@ noreply_maybe(const struct line *l, struct request *out)
 }
 
 static bool
-set_key(struct request *out, struct tok t)
+set_key(struct request *out, struct req_tok t)
 {
     if (!req_key_valid(t.p, t.n)) {
         return false;
@@ -269,7 +140,7 @@ get_fail(struct request *out)
 /* get|gets <key>*, gat|gats <exptime> <key>*: the whole line is read,
  * however many tokens it holds; one bad key fails the whole line. */
 static enum status
-parse_get(const struct line *l, struct request *out)
+parse_get(const struct req_line *l, struct request *out)
 {
     const char *end = l->p + l->n;
     const char *cur;
@@ -284,7 +155,7 @@ parse_get(const struct line *l, struct request *out)
     if (out->cmd == REQ_GAT || out->cmd == REQ_GATS) {
         int32_t exptime;
 
-        if (!mc_strtol(l->t[1], &exptime)) {
+        if (!util_safe_strtol(l->t[1].p, l->t[1].n, &exptime)) {
             return reply(out, RES_CLIENT_ERROR, MSG_BAD_EXPTIME);
         }
         out->exptime = exptime;
@@ -315,52 +186,35 @@ parse_get(const struct line *l, struct request *out)
 
 /* <cmd> <key> <flags> <exptime> <bytes> [<cas>] [noreply] + data */
 static enum status
-parse_storage(const struct line *l, const char *buf, size_t len,
+parse_storage(const struct req_line *l, const char *buf, size_t len,
               size_t item_size_max, struct request *out, size_t *consumed,
               size_t *need)
 {
     size_t nt = out->cmd == REQ_CAS ? 6 : 5;
     int32_t exptime;
     int32_t vlen;
-    const char *data;
 
     if (l->nt != nt && l->nt != nt + 1) {
         return reply_error(out);
     }
     noreply_maybe(l, out);
-    if (!set_key(out, l->t[1]) || !mc_strtoul(l->t[2], &out->flags) ||
-        !mc_strtol(l->t[3], &exptime) || !mc_strtol(l->t[4], &vlen) ||
-        (nt == 6 && !mc_strtoull(l->t[5], &out->cas)) || vlen < 0 ||
-        vlen > INT32_MAX - 2) {
+    if (!set_key(out, l->t[1]) ||
+        !util_safe_strtoul(l->t[2].p, l->t[2].n, &out->flags) ||
+        !util_safe_strtol(l->t[3].p, l->t[3].n, &exptime) ||
+        !util_safe_strtol(l->t[4].p, l->t[4].n, &vlen) ||
+        (nt == 6 && !util_safe_strtoull(l->t[5].p, l->t[5].n, &out->cas)) ||
+        vlen < 0 || vlen > INT32_MAX - 2) {
         /* the data block is not swallowed: it is read as a command */
         return reply(out, RES_CLIENT_ERROR, MSG_BAD_FORMAT);
     }
     out->exptime = exptime;
-    if ((size_t)vlen > item_size_max) {
-        out->rflags |= REQ_F_TOOLARGE;
-        out->swallow = (size_t)vlen + 2;
-        return reply(out, RES_SERVER_ERROR, MSG_TOO_LARGE);
-    }
-    *need = l->size + (size_t)vlen + 2;
-    if (len < *need) {
-        *consumed = 0;
-        return ST_AGAIN;
-    }
-    /* memcached reads <bytes> + 2 whatever they hold, then checks */
-    *consumed = *need;
-    *need = 0;
-    data = buf + l->size;
-    if (data[vlen] != '\r' || data[vlen + 1] != '\n') {
-        return reply(out, RES_CLIENT_ERROR, MSG_BAD_CHUNK);
-    }
-    out->val = data;
-    out->nval = (size_t)vlen;
-    return ST_OK;
+    return req_data_block(buf, len, l->size, (size_t)vlen, item_size_max, out,
+                          consumed, need);
 }
 
 /* incr|decr <key> <delta> [noreply] */
 static enum status
-parse_arith(const struct line *l, struct request *out)
+parse_arith(const struct req_line *l, struct request *out)
 {
     if (l->nt != 3 && l->nt != 4) {
         return reply_error(out);
@@ -369,7 +223,7 @@ parse_arith(const struct line *l, struct request *out)
     if (!set_key(out, l->t[1])) {
         return reply(out, RES_CLIENT_ERROR, MSG_BAD_FORMAT);
     }
-    if (!mc_strtoull(l->t[2], &out->delta)) {
+    if (!util_safe_strtoull(l->t[2].p, l->t[2].n, &out->delta)) {
         return reply(out, RES_CLIENT_ERROR, MSG_BAD_DELTA);
     }
     return ST_OK;
@@ -377,7 +231,7 @@ parse_arith(const struct line *l, struct request *out)
 
 /* delete <key> [0] [noreply]: the legacy hold time must be "0". */
 static enum status
-parse_delete(const struct line *l, struct request *out)
+parse_delete(const struct req_line *l, struct request *out)
 {
     if (l->nt < 2 || l->nt > 4) {
         return reply_error(out);
@@ -398,7 +252,7 @@ parse_delete(const struct line *l, struct request *out)
 
 /* touch <key> <exptime> [noreply] */
 static enum status
-parse_touch(const struct line *l, struct request *out)
+parse_touch(const struct req_line *l, struct request *out)
 {
     int32_t exptime;
 
@@ -409,7 +263,7 @@ parse_touch(const struct line *l, struct request *out)
     if (!set_key(out, l->t[1])) {
         return reply(out, RES_CLIENT_ERROR, MSG_BAD_FORMAT);
     }
-    if (!mc_strtol(l->t[2], &exptime)) {
+    if (!util_safe_strtol(l->t[2].p, l->t[2].n, &exptime)) {
         return reply(out, RES_CLIENT_ERROR, MSG_BAD_EXPTIME);
     }
     out->exptime = exptime;
@@ -419,7 +273,7 @@ parse_touch(const struct line *l, struct request *out)
 /* flush_all [delay] [noreply]: a token other than a lone "noreply"
  * must be a number ("flush_all 0 junk" is accepted). */
 static enum status
-parse_flush(const struct line *l, struct request *out)
+parse_flush(const struct req_line *l, struct request *out)
 {
     int32_t delay;
 
@@ -429,7 +283,7 @@ parse_flush(const struct line *l, struct request *out)
     if (l->nt == (noreply_maybe(l, out) ? 2u : 1u)) {
         return ST_OK;
     }
-    if (!mc_strtol(l->t[1], &delay)) {
+    if (!util_safe_strtol(l->t[1].p, l->t[1].n, &delay)) {
         return reply(out, RES_CLIENT_ERROR, MSG_BAD_EXPTIME);
     }
     out->rflags |= REQ_F_HAS_DELAY;
@@ -439,7 +293,7 @@ parse_flush(const struct line *l, struct request *out)
 
 /* verbosity <level> [noreply]; the level goes to out->delta. */
 static enum status
-parse_verbosity(const struct line *l, struct request *out)
+parse_verbosity(const struct req_line *l, struct request *out)
 {
     uint32_t level;
 
@@ -447,7 +301,7 @@ parse_verbosity(const struct line *l, struct request *out)
         return reply_error(out);
     }
     noreply_maybe(l, out);
-    if (!mc_strtoul(l->t[1], &level)) {
+    if (!util_safe_strtoul(l->t[1].p, l->t[1].n, &level)) {
         return reply(out, RES_CLIENT_ERROR, MSG_BAD_FORMAT);
     }
     out->delta = level;
@@ -456,7 +310,7 @@ parse_verbosity(const struct line *l, struct request *out)
 
 /* stats [args]: the arguments, trimmed of spaces, are passed on raw. */
 static enum status
-parse_stats(const struct line *l, struct request *out)
+parse_stats(const struct req_line *l, struct request *out)
 {
     const char *end = l->p + l->n;
 
@@ -474,7 +328,7 @@ parse_stats(const struct line *l, struct request *out)
 /* Command name -> enum, by length first (memcached names are exact and
  * case-sensitive). */
 static enum req_cmd
-lookup(struct tok t)
+lookup(struct req_tok t)
 {
     switch (t.n) {
     case 3:
@@ -528,7 +382,7 @@ may_grow(const char *buf, size_t len)
 bool
 proto_text_is_get_line(const char *buf, size_t len)
 {
-    static const struct tok gets[] = {
+    static const struct req_tok gets[] = {
         {"get ", 4}, {"gets ", 5}, {"gat ", 4}, {"gats ", 5}};
     size_t i = 0;
 
@@ -539,7 +393,7 @@ proto_text_is_get_line(const char *buf, size_t len)
         return false;
     }
     for (size_t k = 0; k < NELEMS(gets); k++) {
-        const struct tok *g = &gets[k];
+        const struct req_tok *g = &gets[k];
 
         if (len - i >= g->n && memcmp(buf + i, g->p, g->n) == 0) {
             return true;
@@ -552,9 +406,8 @@ enum status
 proto_text_parse(const char *buf, size_t len, size_t item_size_max,
                  struct request *out, size_t *consumed, size_t *need)
 {
-    struct line l = {0};
+    struct req_line l = {0};
     const char *nl;
-    const char *nul;
 
     memset(out, 0, sizeof(*out));
     *consumed = 0;
@@ -563,17 +416,7 @@ proto_text_parse(const char *buf, size_t len, size_t item_size_max,
     if (nl == NULL) {
         return may_grow(buf, len) ? ST_AGAIN : ST_PROTO;
     }
-    l.p = buf;
-    l.n = (size_t)(nl - buf);
-    l.size = l.n + 1;
-    if (l.n > 1 && buf[l.n - 1] == '\r') {
-        l.n--;
-    }
-    nul = memchr(buf, '\0', l.n);
-    if (nul != NULL) {
-        l.n = (size_t)(nul - buf);
-    }
-    tokenize(&l);
+    req_line_split(buf, nl, LINE_TOKENS, &l);
     *consumed = l.size;
     if (l.nt == 0 || l.t[0].n < 2) {
         return reply_error(out);
@@ -645,21 +488,6 @@ encode_value(const struct request *req, const struct response *res,
     return last ? COPY(q, "\r\nEND\r\n") : COPY(q, "\r\n");
 }
 
-/* "<prefix> <msg>\r\n", or "<prefix>\r\n" without a message. */
-static enum status
-encode_msg(struct outq *q, const char *prefix, size_t nprefix, const char *msg,
-           size_t nmsg)
-{
-    if (outq_copy(q, prefix, nprefix) != ST_OK) {
-        return ST_NOMEM;
-    }
-    if (nmsg > 0 &&
-        (COPY(q, " ") != ST_OK || outq_copy(q, msg, nmsg) != ST_OK)) {
-        return ST_NOMEM;
-    }
-    return COPY(q, "\r\n");
-}
-
 enum status
 proto_text_encode(const struct request *req, const struct response *res,
                   const char *version, struct outq *q)
@@ -691,16 +519,16 @@ proto_text_encode(const struct request *req, const struct response *res,
     case RES_ERROR:
         return COPY(q, "ERROR\r\n");
     case RES_NUMBER:
-        return encode_msg(q, res->val, res->nval, NULL, 0);
+        return res_encode_line(q, res->val, res->nval, NULL, 0);
     case RES_CLIENT_ERROR:
-        return encode_msg(q, "CLIENT_ERROR", 12, res->msg,
-                          res->msg ? res->nmsg : 0);
+        return res_encode_line(q, "CLIENT_ERROR", 12, res->msg,
+                               res->msg ? res->nmsg : 0);
     case RES_SERVER_ERROR:
-        return encode_msg(q, "SERVER_ERROR", 12, res->msg,
-                          res->msg ? res->nmsg : 0);
+        return res_encode_line(q, "SERVER_ERROR", 12, res->msg,
+                               res->msg ? res->nmsg : 0);
     case RES_VERSION:
-        return encode_msg(q, "VERSION", 7, version,
-                          version ? strlen(version) : 0);
+        return res_encode_line(q, "VERSION", 7, version,
+                               version ? strlen(version) : 0);
     case RES_RAW:
         return outq_ref(q, res->val, res->nval);
     case RES_NONE:

@@ -1,10 +1,14 @@
 /*
- * request: command names, key rules and the growable batch arrays.
+ * request: command names, key rules, what the text and meta protocols
+ * share (the command line, a storage command's data block, status and
+ * error lines) and the growable batch arrays.
  */
 #include "request.h"
 
 #include <stdlib.h>
 #include <string.h>
+
+#include "buf.h"
 
 static const char *const cmd_names[REQ_CMD_COUNT] = {[REQ_NONE] = "none",
 #define REQ_NAME(name, text) [REQ_##name] = (text),
@@ -62,6 +66,78 @@ res_set_error(struct response *res, enum res_kind kind, const char *msg)
     res->kind = kind;
     res->msg = msg;
     res->nmsg = msg ? strlen(msg) : 0;
+}
+
+void
+req_line_split(const char *buf, const char *nl, size_t maxtok,
+               struct req_line *l)
+{
+    const char *nul;
+    const char *cur = buf;
+
+    l->p = buf;
+    l->n = (size_t)(nl - buf);
+    l->size = l->n + 1;
+    if (l->n > 1 && buf[l->n - 1] == '\r') {
+        l->n--;
+    }
+    nul = memchr(buf, '\0', l->n);
+    if (nul != NULL) {
+        l->n = (size_t)(nul - buf);
+    }
+    l->nt = 0;
+    while (l->nt < maxtok &&
+           util_next_token(&cur, l->p + l->n, &l->t[l->nt].p, &l->t[l->nt].n)) {
+        l->nt++;
+    }
+}
+
+enum status
+req_data_block(const char *buf, size_t len, size_t nline, size_t vlen,
+               size_t item_size_max, struct request *out, size_t *consumed,
+               size_t *need)
+{
+    const char *data;
+
+    if (out->err == RES_NONE && vlen > item_size_max) {
+        out->rflags |= REQ_F_TOOLARGE;
+        out->err = RES_SERVER_ERROR;
+        out->errmsg = MSG_TOO_LARGE;
+    }
+    if (out->err != RES_NONE) {
+        out->swallow = vlen + 2;
+        return ST_OK;
+    }
+    *need = nline + vlen + 2;
+    if (len < *need) {
+        *consumed = 0;
+        return ST_AGAIN;
+    }
+    *consumed = *need;
+    *need = 0;
+    data = buf + nline;
+    if (data[vlen] != '\r' || data[vlen + 1] != '\n') {
+        out->err = RES_CLIENT_ERROR;
+        out->errmsg = MSG_BAD_CHUNK;
+        return ST_OK;
+    }
+    out->val = data;
+    out->nval = vlen;
+    return ST_OK;
+}
+
+#define COPY(q, lit) outq_copy((q), lit, sizeof(lit) - 1)
+
+enum status
+res_encode_line(struct outq *q, const char *prefix, size_t nprefix,
+                const char *msg, size_t nmsg)
+{
+    if (outq_copy(q, prefix, nprefix) != ST_OK ||
+        (nmsg > 0 &&
+         (COPY(q, " ") != ST_OK || outq_copy(q, msg, nmsg) != ST_OK))) {
+        return ST_NOMEM;
+    }
+    return COPY(q, "\r\n");
 }
 
 void

@@ -1,6 +1,7 @@
 /*
- * util: tokens, number parsing and formatting on unterminated input, and
- * the monotonic clock. Parsers never read past len and never allocate.
+ * util: tokens, number parsing (strict, and memcached's safe_strto*) and
+ * formatting on unterminated input, and the monotonic clock. Parsers never
+ * read past len and never allocate.
  */
 #include "util.h"
 
@@ -105,6 +106,144 @@ util_parse_i64(const char *s, size_t len, int64_t *out)
         }
         *out = (int64_t)v;
     }
+    return true;
+}
+
+bool
+util_all_digits(const char *s, size_t len)
+{
+    for (size_t i = 0; i < len; i++) {
+        if (s[i] < '0' || s[i] > '9') {
+            return false;
+        }
+    }
+    return len > 0;
+}
+
+enum status
+util_split_host_port(const char *s, char *host, size_t hostlen,
+                     const char **port, bool *v6, char *err, size_t errlen)
+{
+    const char *h = s;
+    const char *sep;
+    size_t n;
+
+    *v6 = s[0] == '[';
+    if (*v6) {
+        h = s + 1;
+        sep = strchr(s, ']');
+        if (sep == NULL) {
+            util_errf(err, errlen, "missing ']' in '%s'", s);
+            return ST_ERROR;
+        }
+        n = (size_t)(sep - h);
+        sep++;
+    } else {
+        sep = strrchr(s, ':');
+        n = sep != NULL ? (size_t)(sep - s) : 0;
+    }
+    if (sep == NULL || *sep != ':' || sep[1] == '\0') {
+        util_errf(err, errlen, "missing port in '%s' (%s)", s, UTIL_ADDR_FORMS);
+        return ST_ERROR;
+    }
+    if (!*v6 && memchr(h, ':', n) != NULL) {
+        util_errf(err, errlen,
+                  "IPv6 address must be in brackets, "
+                  "[v6addr]:port, in '%s'",
+                  s);
+        return ST_ERROR;
+    }
+    if (n == 0) {
+        util_errf(err, errlen, "missing host in '%s' (%s)", s, UTIL_ADDR_FORMS);
+        return ST_ERROR;
+    }
+    if (n >= hostlen) {
+        util_errf(err, errlen, "host too long in '%s' (%zu bytes, max %zu)", s,
+                  n, hostlen - 1);
+        return ST_ERROR;
+    }
+    memcpy(host, h, n);
+    host[n] = '\0';
+    *port = sep + 1;
+    return ST_OK;
+}
+
+/* ---- memcached's safe_strto* ---- */
+
+/* isspace() in the C locale */
+static bool
+is_space(char c)
+{
+    return c == ' ' || (c >= '\t' && c <= '\r');
+}
+
+/*
+ * The scan all three share: leading white space, an optional sign, at
+ * least one digit, then the end or white space. false on anything else or
+ * when the magnitude overflows uint64_t.
+ */
+static bool
+scan_num(const char *s, size_t len, bool *neg, uint64_t *mag)
+{
+    size_t i = 0;
+    size_t d0;
+
+    while (i < len && is_space(s[i])) {
+        i++;
+    }
+    *neg = i < len && s[i] == '-';
+    if (i < len && (s[i] == '-' || s[i] == '+')) {
+        i++;
+    }
+    d0 = i;
+    while (i < len && s[i] >= '0' && s[i] <= '9') {
+        i++;
+    }
+    if (i < len && !is_space(s[i])) {
+        return false;
+    }
+    return util_parse_u64(s + d0, i - d0, mag);
+}
+
+bool
+util_safe_strtoull(const char *s, size_t len, uint64_t *out)
+{
+    bool neg;
+    uint64_t mag;
+
+    /* a "-N" wraps, and is refused only if negative as an int64_t */
+    if (!scan_num(s, len, &neg, &mag) || (neg && 0 - mag > INT64_MAX)) {
+        return false;
+    }
+    *out = neg ? 0 - mag : mag;
+    return true;
+}
+
+bool
+util_safe_strtoul(const char *s, size_t len, uint32_t *out)
+{
+    uint64_t v;
+    bool ok = util_safe_strtoull(s, len, &v);
+
+    if (ok) {
+        *out = (uint32_t)v; /* the unsigned long, stored into 32 bits */
+    }
+    return ok;
+}
+
+bool
+util_safe_strtol(const char *s, size_t len, int32_t *out)
+{
+    uint32_t u;
+    bool neg;
+    uint64_t mag;
+
+    if (!scan_num(s, len, &neg, &mag) || mag > (uint64_t)INT64_MAX + neg) {
+        return false; /* strtol's ERANGE */
+    }
+    /* the long, stored into 32 bits: modulo 2^32 */
+    u = (uint32_t)(neg ? 0 - mag : mag);
+    *out = u <= INT32_MAX ? (int32_t)u : -(int32_t)(~u) - 1;
     return true;
 }
 
