@@ -64,11 +64,11 @@ reply_error(struct request *out)
  * to the cache. It closes the connection without an answer, which keeps
  * cross-protocol requests from reading anything back. */
 static bool
-is_http(const struct line *l)
+is_http(const struct req_line *l)
 {
-    static const struct tok known[] = {
+    static const struct req_tok known[] = {
         {"bget", 4}, {"lru", 3}, {"lru_crawler", 11}, {"watch", 5}};
-    const struct tok *last = &l->t[l->nt - 1];
+    const struct req_tok *last = &l->t[l->nt - 1];
 
     if (strchr("gsacidt", l->t[0].p[0]) != NULL ||
         (l->t[0].p[0] == 'm' && l->t[0].n == 2)) {
@@ -83,7 +83,7 @@ is_http(const struct line *l)
 }
 
 static enum status
-reply_unknown(const struct line *l, struct request *out)
+reply_unknown(const struct req_line *l, struct request *out)
 {
     if (!is_http(l)) {
         return reply_error(out);
@@ -96,9 +96,9 @@ reply_unknown(const struct line *l, struct request *out)
 bool
 proto_text_is_http(const char *buf, size_t len)
 {
-    struct line l = {.p = buf, .n = len};
+    struct req_line l;
 
-    tokenize(&l);
+    req_line_split(buf, buf + len, LINE_TOKENS, &l);
     return l.nt > 0 && l.t[0].n >= 2 && is_http(&l);
 }
 
