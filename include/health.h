@@ -5,6 +5,11 @@
  * time is up, one thread wins the right to probe it; a success brings it
  * back, a failure ejects it again. Each state change is logged once.
  *
+ * Whoever wins HEALTH_PROBE must end the probe on every path: with
+ * health_success, health_failure, or health_probe_failed when the probe
+ * could not even be tried (no descriptor, the connect gate, no memory).
+ * So a server is never left ejected with nobody probing it.
+ *
  *   up ──failure_limit fails──▶ ejected ──retry time──▶ probing
  *    ▲                             ▲                       │
  *    └───────── success ───────────┼──── failure ──────────┘
@@ -47,5 +52,12 @@ bool health_ejected(const struct health *h, size_t idx, uint64_t now_ms);
 /* Report the outcome of an exchange with server idx. */
 void health_success(struct health *h, size_t idx);
 void health_failure(struct health *h, size_t idx, uint64_t now_ms);
+
+/* The caller won HEALTH_PROBE for server idx but the probe never reached
+ * the server, for riven's own reasons: the server stays ejected for
+ * another retry_timeout_ms from now_ms and the probe ends, so a later
+ * caller probes again. No step toward ejection otherwise: a no-op when
+ * the probe already ended (another thread's success or failure). */
+void health_probe_failed(struct health *h, size_t idx, uint64_t now_ms);
 
 #endif /* RIVEN_HEALTH_H */

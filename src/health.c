@@ -139,3 +139,18 @@ health_failure(struct health *h, size_t idx, uint64_t now_ms)
         metrics_server_up(h->mbase + idx, false);
     }
 }
+
+void
+health_probe_failed(struct health *h, size_t idx, uint64_t now_ms)
+{
+    struct server_health *s = &h->s[idx];
+
+    if (!atomic_load(&s->probing) || !atomic_load(&s->ejected)) {
+        return; /* ended by another thread's report */
+    }
+    /* until_ms first: whoever sees probing 0 sees the new deadline */
+    atomic_store(&s->until_ms, now_ms + h->cfg->retry_timeout_ms);
+    atomic_store(&s->probing, 0);
+    log_debug("%s: %s could not be probed, retry in %u ms", __func__,
+              h->cfg->servers[idx].addr.name, h->cfg->retry_timeout_ms);
+}

@@ -38,6 +38,7 @@ struct layer {
     const struct orca_pool *env; /* ref: owned with the snapshot */
     struct handler **h;          /* per server, created on first use */
     struct response *each;       /* per server, for barrier commands */
+    bool *probe;                 /* per server: this orca won its probe */
     size_t nh;
 };
 
@@ -67,7 +68,9 @@ layer_init(struct layer *ly, const struct orca_pool *env)
     }
     ly->h = calloc(ly->nh, sizeof(struct handler *));
     ly->each = calloc(ly->nh, sizeof(*ly->each));
-    return ly->h != NULL && ly->each != NULL ? ST_OK : ST_NOMEM;
+    ly->probe = calloc(ly->nh, sizeof(*ly->probe));
+    return ly->h != NULL && ly->each != NULL && ly->probe != NULL ? ST_OK
+                                                                  : ST_NOMEM;
 }
 
 static void
@@ -78,6 +81,7 @@ layer_free(struct layer *ly)
     }
     free(ly->h);
     free(ly->each);
+    free(ly->probe);
 }
 
 /* Move prev's handlers for servers still in the pool into ly. */
@@ -226,9 +230,11 @@ send_at(struct orca *o, struct layer *ly, size_t idx, const struct request *req,
         }
         return;
     case HEALTH_PROBE: {
-        /* the probe: a no-op the server must answer before the request */
+        /* the probe: a no-op the server must answer before the request;
+         * report() ends it whatever happens to it */
         struct request probe = {.cmd = REQ_MN};
 
+        ly->probe[idx] = true;
         queue_on(o, ly, idx, &probe, NULL);
         break;
     }
@@ -246,7 +252,10 @@ send_key(struct orca *o, struct layer *ly, const struct request *req,
     send_at(o, ly, route(ly, req, now), req, res, now);
 }
 
-/* Tell the shared health state how each server's exchange went. */
+/* Tell the shared health state how each server's exchange went. A probe
+ * this orca won always ends here: one that never reached its server (no
+ * descriptor, the connect gate, no memory: outcome 0) counts as failed,
+ * or the server would stay ejected with nobody probing it. */
 static void
 report(struct layer *ly, uint64_t now)
 {
@@ -257,7 +266,10 @@ report(struct layer *ly, uint64_t now)
             health_success(ly->env->health, i);
         } else if (outcome < 0) {
             health_failure(ly->env->health, i, now);
+        } else if (ly->probe[i]) {
+            health_probe_failed(ly->env->health, i, now);
         }
+        ly->probe[i] = false;
     }
 }
 
