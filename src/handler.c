@@ -11,13 +11,10 @@
  * outstanding; any failure closes the socket, so a late reply can never
  * be taken for the answer to a later request.
  *
- * New connections to one server are gated: at most CONNECT_GATE (512) of them
- * may be between connect(2) and their first answered batch, across all
- * threads. Without it, thousands of clients arriving at once (memaslap
- * -c 9000) overflow memcached's accept queue (its -b, 1024); the kernel
- * drops the SYNs, the retransmits come a second later, and every connect
- * times out together. A thread waits for a place within its connect
- * timeout.
+ * New connections to one server pass health's connect gate
+ * (health_gate_enter): a place is taken before connect(2) and given back
+ * at the first answered batch or when the socket closes. A thread waits
+ * for a place within its connect timeout.
  */
 #include "handler.h"
 
@@ -26,30 +23,19 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
-#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "buf.h"
+#include "health.h"
 #include "log.h"
 #include "metrics.h"
 #include "proto_meta.h"
 
 #define HANDLER_BUF_INIT 2048
 #define HANDLER_READ_MIN HANDLER_BUF_INIT /* replies of a typical batch fit */
-#define CONNECT_GATE     512              /* half memcached's default backlog */
-
-struct gate {
-    pthread_mutex_t lock;
-    pthread_cond_t freed;
-    unsigned busy; /* connections not yet proven by an answered batch */
-};
-
-static struct gate gates[METRICS_SERVERS_MAX];
-static pthread_once_t gates_once = PTHREAD_ONCE_INIT;
 
 struct pend {
     struct response *res; /* ref: batch response; NULL = drop reply */
@@ -79,67 +65,25 @@ struct handler {
     size_t nrecv; /* replies answered (decoded or failed) */
     size_t cap;
     int outcome; /* see handler_take_outcome */
-    bool gated;  /* holds a place in gates[idx] */
+    bool gated;  /* holds a place in health's connect gate of idx */
 };
 
-static void
-gates_init(void)
-{
-    pthread_condattr_t ca;
-
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    for (size_t i = 0; i < METRICS_SERVERS_MAX; i++) {
-        pthread_mutex_init(&gates[i].lock, NULL);
-        pthread_cond_init(&gates[i].freed, &ca);
-    }
-    pthread_condattr_destroy(&ca);
-}
-
-/* Take a place in h's gate by deadline (CLOCK_MONOTONIC ms). false on
- * timeout. Servers without a metrics index (the /healthz probes) pass. */
+/* Take a place in the connect gate of h's server by deadline
+ * (CLOCK_MONOTONIC ms). false on timeout. */
 static bool
 gate_enter(struct handler *h, uint64_t deadline)
 {
-    struct gate *g;
-    struct timespec ts = {.tv_sec = (time_t)(deadline / 1000),
-                          .tv_nsec = (long)(deadline % 1000) * 1000000L};
-    bool ok = true;
-
-    if (h->idx >= METRICS_SERVERS_MAX) {
-        return true;
-    }
-    pthread_once(&gates_once, gates_init);
-    g = &gates[h->idx];
-    pthread_mutex_lock(&g->lock);
-    while (g->busy >= CONNECT_GATE) {
-        if (pthread_cond_timedwait(&g->freed, &g->lock, &ts) == ETIMEDOUT) {
-            ok = g->busy < CONNECT_GATE;
-            break;
-        }
-    }
-    if (ok) {
-        g->busy++;
-        h->gated = true;
-    }
-    pthread_mutex_unlock(&g->lock);
-    return ok;
+    h->gated = health_gate_enter(h->idx, deadline);
+    return h->gated;
 }
 
 static void
 gate_leave(struct handler *h)
 {
-    struct gate *g;
-
-    if (!h->gated) {
-        return;
+    if (h->gated) {
+        h->gated = false;
+        health_gate_leave(h->idx);
     }
-    g = &gates[h->idx];
-    h->gated = false;
-    pthread_mutex_lock(&g->lock);
-    g->busy--;
-    pthread_cond_signal(&g->freed);
-    pthread_mutex_unlock(&g->lock);
 }
 
 struct handler *
