@@ -314,7 +314,9 @@ handler_flush(struct handler *h)
 
         if (n >= 0) {
             buf_consume(&h->wbuf, (size_t)n);
-            metrics_add(M_BACKEND_TX_BYTES, (uint64_t)n);
+            if (h->idx < METRICS_SERVERS_MAX) { /* not a /healthz probe */
+                metrics_add(M_BACKEND_TX_BYTES, (uint64_t)n);
+            }
             continue;
         }
         if (errno == EINTR) {
@@ -342,7 +344,9 @@ read_more(struct handler *h, size_t need, uint64_t deadline, const char **msg)
         n = recv(h->fd, h->rbuf.last, buf_space(&h->rbuf), 0);
         if (n > 0) {
             h->rbuf.last += n;
-            metrics_add(M_BACKEND_RX_BYTES, (uint64_t)n);
+            if (h->idx < METRICS_SERVERS_MAX) {
+                metrics_add(M_BACKEND_RX_BYTES, (uint64_t)n);
+            }
             return ST_OK;
         }
         if (n < 0 && errno == EINTR && util_now_ms() < deadline) {

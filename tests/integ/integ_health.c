@@ -253,11 +253,207 @@ test_probe_without_fds(void **state)
     assert_true(back <= RETRY_MS + BACK_SLACK);
 }
 
+/* ---- 2. a black-holed backend and /metrics ------------------------ */
+
+static int64_t
+now_us(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+/* GET path from 127.0.0.1:port over HTTP/1.0. The status code, or -1;
+ * the body (truncated to bodylen - 1 bytes) in body; the time from
+ * connect to the end of the answer in *us. Thread-safe. */
+static int
+http_get(int port, const char *path, char *body, size_t bodylen, int64_t *us)
+{
+    int64_t t0 = now_us();
+    struct harness_conn *c = harness_conn_open(port, HARNESS_TIMEOUT_MS);
+    char req[256];
+    const char *sep;
+    int code = -1;
+
+    body[0] = '\0';
+    if (c == NULL) {
+        return -1;
+    }
+    snprintf(req, sizeof(req), "GET %s HTTP/1.0\r\n\r\n", path);
+    if (harness_sends(c, req) == 0 && harness_wait_eof(c, HARNESS_TIMEOUT_MS) &&
+        c->len > 12 && sscanf(c->buf, "HTTP/1.%*d %d", &code) == 1 &&
+        (sep = memmem(c->buf, c->len, "\r\n\r\n", 4)) != NULL) {
+        size_t n = c->len - (size_t)(sep + 4 - c->buf);
+
+        n = n < bodylen - 1 ? n : bodylen - 1;
+        memcpy(body, sep + 4, n);
+        body[n] = '\0';
+    }
+    *us = now_us() - t0;
+    harness_conn_close(c);
+    return code;
+}
+
+/* A black hole on loopback: a socket listening with a backlog of 1 that
+ * nobody accepts on. The first connections complete in the kernel and
+ * are never answered; after them SYNs are dropped. */
+static int
+blackhole_open(int *port)
+{
+    struct sockaddr_in sin = {.sin_family = AF_INET};
+    socklen_t len = sizeof(sin);
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+    assert_true(fd >= 0);
+    sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    assert_int_equal(bind(fd, (struct sockaddr *)&sin, sizeof(sin)), 0);
+    assert_int_equal(listen(fd, 1), 0);
+    assert_int_equal(getsockname(fd, (struct sockaddr *)&sin, &len), 0);
+    *port = ntohs(sin.sin_port);
+    return fd;
+}
+
+/* A client asking /healthz all along, as a load balancer does. */
+struct hammer {
+    int port;
+    _Atomic bool stop;
+    int n, ok, max_ms; /* read after join */
+};
+
+static void *
+hammer_main(void *arg)
+{
+    struct hammer *hm = arg;
+    char body[64];
+    int64_t us;
+
+    while (!atomic_load(&hm->stop)) {
+        int code = http_get(hm->port, "/healthz", body, sizeof(body), &us);
+
+        hm->n++;
+        hm->ok += code == 200;
+        hm->max_ms =
+            (int)(us / 1000) > hm->max_ms ? (int)(us / 1000) : hm->max_ms;
+        poll(NULL, 0, POLL_MS);
+    }
+    return NULL;
+}
+
+/* Poll GET path until it answers code, up to HARNESS_TIMEOUT_MS. */
+static int
+wait_status(int port, const char *path, int code)
+{
+    int64_t deadline = harness_now_ms() + HARNESS_TIMEOUT_MS;
+    char body[256];
+    int64_t us;
+    int got;
+
+    while ((got = http_get(port, path, body, sizeof(body), &us)) != code &&
+           harness_now_ms() < deadline) {
+        poll(NULL, 0, POLL_MS);
+    }
+    return got;
+}
+
+static void
+test_blackhole_scrapes(void **state)
+{
+    struct harness_proc mc, rv = {.pid = -1};
+    struct hammer hm = {0};
+    pthread_t tid;
+    char path[64], maddr[32], body[256], url[64], hole[32], good[32];
+    int hole_port, hole_fd, mport, code[2], slow = 0, bad = 0;
+    int64_t us, max_us = 0, sum_us = 0;
+
+    (void)state;
+    NEED_RIVEN();
+    assert_int_equal(harness_memcached_start(&mc, 0, NULL), 0);
+    hole_fd = blackhole_open(&hole_port);
+    mport = harness_free_port();
+    assert_true(mport > 0);
+    snprintf(maddr, sizeof(maddr), "127.0.0.1:%d", mport);
+    {
+        const char *const extra[] = {"-m", maddr, NULL};
+
+        riven_start(&rv, path, sizeof(path), hole_port, mc.port, extra);
+    }
+    assert_int_equal(harness_wait_ready(&rv, mport, HARNESS_TIMEOUT_MS), 0);
+    snprintf(hole, sizeof(hole), "127.0.0.1:%d", hole_port);
+    snprintf(good, sizeof(good), "127.0.0.1:%d", mc.port);
+
+    /* 100 scrapes in a row while /healthz is asked all along */
+    hm.port = mport;
+    assert_int_equal(pthread_create(&tid, NULL, hammer_main, &hm), 0);
+    for (int i = 0; i < SCRAPES; i++) {
+        int c = http_get(mport, "/metrics", body, sizeof(body), &us);
+
+        bad += c != 200 || strncmp(body, "# HELP riven_build_info ", 24) != 0;
+        slow += us >= SCRAPE_MAX * 1000;
+        max_us = us > max_us ? us : max_us;
+        sum_us += us;
+        poll(NULL, 0, POLL_MS); /* spread over rounds of probes */
+    }
+    atomic_store(&hm.stop, true);
+    assert_int_equal(pthread_join(tid, NULL), 0);
+    printf("    %d scrapes of /metrics with %s black-holed: max %lld us, "
+           "mean %lld us, %d at or over %d ms, %d not 200; meanwhile %d "
+           "GET /healthz, %d of them 200, max %d ms\n",
+           SCRAPES, hole, (long long)max_us, (long long)(sum_us / SCRAPES),
+           slow, SCRAPE_MAX, bad, hm.n, hm.ok, hm.max_ms);
+
+    /* 503 for the black hole only */
+    snprintf(url, sizeof(url), "/healthz/%s", hole);
+    code[0] = wait_status(mport, url, 503);
+    snprintf(url, sizeof(url), "/healthz/%s", good);
+    code[1] = wait_status(mport, url, 200);
+    printf("    /healthz/%s %d, /healthz/%s %d\n", hole, code[0], good,
+           code[1]);
+    assert_int_equal(code[0], 503);
+    assert_int_equal(code[1], 200);
+    {
+        struct {
+            char path[64];
+            int code;
+            char body[128];
+        } want[4] = {{"/healthz", 200, "ok\n"},
+                     {"/healthz/backends", 200, ""},
+                     {"", 200, "up\n"},
+                     {"", 503, "down\n"}};
+
+        snprintf(want[1].body, sizeof(want[1].body), "%s down\n%s up\n", hole,
+                 good);
+        snprintf(want[2].path, sizeof(want[2].path), "/healthz/%s", good);
+        snprintf(want[3].path, sizeof(want[3].path), "/healthz/%s", hole);
+        for (int i = 0; i < 4; i++) {
+            int c = http_get(mport, want[i].path, body, sizeof(body), &us);
+
+            printf("    GET %s: %d in %lld us\n", want[i].path, c,
+                   (long long)us);
+            assert_int_equal(c, want[i].code);
+            assert_string_equal(body, want[i].body);
+            assert_true(us < SCRAPE_MAX * 1000);
+        }
+    }
+    assert_int_equal(
+        http_get(mport, "/healthz/127.0.0.1:1", body, sizeof(body), &us), 404);
+
+    assert_true(harness_proc_alive(&rv));
+    harness_proc_stop(&rv, 5000);
+    harness_proc_stop(&mc, 5000);
+    close(hole_fd);
+    unlink(path);
+    assert_int_equal(bad, 0);
+    assert_int_equal(slow, 0);
+    assert_true(hm.max_ms < SCRAPE_MAX);
+}
+
 int
 main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_probe_without_fds),
+        cmocka_unit_test(test_blackhole_scrapes),
     };
 
     if (getenv("INTEG_HEALTH_ONLY") != NULL) { /* one case, to debug it */
