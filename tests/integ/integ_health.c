@@ -73,7 +73,7 @@ conf_write(char *path, size_t pathlen, int listen, int a, int b)
             "pool:\n  servers: [\"127.0.0.1:%d\", \"127.0.0.1:%d\"]\n"
             "  failure_limit: 1\n  retry_timeout_ms: %d\n"
             "timeouts: {connect_ms: 500, request_ms: 500}\n",
-            listen, level ? level : "error", a, b, RETRY_MS);
+            listen, level ? level : "warn", a, b, RETRY_MS);
     assert_int_equal(fclose(f), 0);
 }
 
