@@ -19,10 +19,13 @@
  * until handler_done().
  *
  * Not thread-safe: a handler belongs to one connection thread. The one
- * state handlers share is the connect gate per server index (handler.c,
- * mutex and condvar): at most 512 new connections to a server wait for
- * their first reply at once; a wait counts against connect_ms and a
- * timeout there answers "backend timeout" without a step toward ejection.
+ * state handlers share is health's connect gate per server index
+ * (health_gate_enter, health.h): at most HEALTH_GATE_MAX (512) new
+ * connections to a server wait for their first reply at once; a wait
+ * counts against connect_ms and a timeout there answers "backend timeout"
+ * with outcome 0, no step toward ejection (a probe that meets it fails:
+ * see orca's report). A handler for an index >= METRICS_SERVERS_MAX
+ * (the /healthz probes) passes the gate and counts in no metric.
  */
 #ifndef RIVEN_HANDLER_H
 #define RIVEN_HANDLER_H

@@ -132,14 +132,25 @@ struct request {
                            the reply's (0 = none) */
 };
 
+/* Why riven answered SERVER_ERROR on its own (response.fail). A backend's
+ * own SERVER_ERROR line is FAIL_NONE with the backend's text. */
+enum res_fail {
+    FAIL_NONE = 0,
+    FAIL_BACKEND_TIMEOUT,     /* MSG_BACKEND_TIMEOUT */
+    FAIL_BACKEND_UNAVAILABLE, /* MSG_BACKEND_UNAVAILABLE */
+    FAIL_BACKEND_ERROR,       /* MSG_BACKEND_ERROR: a malformed reply */
+    FAIL_OUT_OF_MEMORY,       /* MSG_OUT_OF_MEMORY: riven's, not memcached's */
+};
+
 struct response {
     enum res_kind kind;
-    uint32_t flags;  /* client flags of a hit */
-    uint64_t cas;    /* CAS of a hit */
-    uint32_t tag;    /* the O<tag> a backend echoed, or 0 */
-    int64_t ttl;     /* remaining TTL of a hit (REQ_F_RET_TTL):
-                        -1 none, else seconds */
-    const char *val; /* ref: value, number or raw block */
+    enum res_fail fail; /* with RES_SERVER_ERROR: riven's own failure */
+    uint32_t flags;     /* client flags of a hit */
+    uint64_t cas;       /* CAS of a hit */
+    uint32_t tag;       /* the O<tag> a backend echoed, or 0 */
+    int64_t ttl;        /* remaining TTL of a hit (REQ_F_RET_TTL):
+                           -1 none, else seconds */
+    const char *val;    /* ref: value, number or raw block */
     size_t nval;
     const char *msg; /* ref: error text, without "\r\n" */
     size_t nmsg;
@@ -177,11 +188,12 @@ bool req_is_storage(enum req_cmd cmd);
  * memcached strips only the one before the line's '\n'. */
 bool req_key_valid(const char *key, size_t nkey);
 
-/* True if res carries exactly the message text msg. */
-bool res_msg_is(const struct response *res, const char *msg);
-
 /* Make res a local error answer. msg is static text or NULL. */
 void res_set_error(struct response *res, enum res_kind kind, const char *msg);
+
+/* Make res riven's own SERVER_ERROR for why (not FAIL_NONE), with its
+ * message. */
+void res_set_fail(struct response *res, enum res_fail why);
 
 /* ---- what the text and meta parsers and encoders share ---- */
 

@@ -11,13 +11,10 @@
  * outstanding; any failure closes the socket, so a late reply can never
  * be taken for the answer to a later request.
  *
- * New connections to one server are gated: at most CONNECT_GATE (512) of them
- * may be between connect(2) and their first answered batch, across all
- * threads. Without it, thousands of clients arriving at once (memaslap
- * -c 9000) overflow memcached's accept queue (its -b, 1024); the kernel
- * drops the SYNs, the retransmits come a second later, and every connect
- * times out together. A thread waits for a place within its connect
- * timeout.
+ * New connections to one server pass health's connect gate
+ * (health_gate_enter): a place is taken before connect(2) and given back
+ * at the first answered batch or when the socket closes. A thread waits
+ * for a place within its connect timeout.
  */
 #include "handler.h"
 
@@ -26,30 +23,19 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
-#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "buf.h"
+#include "health.h"
 #include "log.h"
 #include "metrics.h"
 #include "proto_meta.h"
 
 #define HANDLER_BUF_INIT 2048
 #define HANDLER_READ_MIN HANDLER_BUF_INIT /* replies of a typical batch fit */
-#define CONNECT_GATE     512              /* half memcached's default backlog */
-
-struct gate {
-    pthread_mutex_t lock;
-    pthread_cond_t freed;
-    unsigned busy; /* connections not yet proven by an answered batch */
-};
-
-static struct gate gates[METRICS_SERVERS_MAX];
-static pthread_once_t gates_once = PTHREAD_ONCE_INIT;
 
 struct pend {
     struct response *res; /* ref: batch response; NULL = drop reply */
@@ -80,67 +66,25 @@ struct handler {
     size_t nrecv; /* replies answered (decoded or failed) */
     size_t cap;
     int outcome; /* see handler_take_outcome */
-    bool gated;  /* holds a place in gates[idx] */
+    bool gated;  /* holds a place in health's connect gate of idx */
 };
 
-static void
-gates_init(void)
-{
-    pthread_condattr_t ca;
-
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    for (size_t i = 0; i < METRICS_SERVERS_MAX; i++) {
-        pthread_mutex_init(&gates[i].lock, NULL);
-        pthread_cond_init(&gates[i].freed, &ca);
-    }
-    pthread_condattr_destroy(&ca);
-}
-
-/* Take a place in h's gate by deadline (CLOCK_MONOTONIC ms). false on
- * timeout. Servers without a metrics index (the /healthz probes) pass. */
+/* Take a place in the connect gate of h's server by deadline
+ * (CLOCK_MONOTONIC ms). false on timeout. */
 static bool
 gate_enter(struct handler *h, uint64_t deadline)
 {
-    struct gate *g;
-    struct timespec ts = {.tv_sec = (time_t)(deadline / 1000),
-                          .tv_nsec = (long)(deadline % 1000) * 1000000L};
-    bool ok = true;
-
-    if (h->idx >= METRICS_SERVERS_MAX) {
-        return true;
-    }
-    pthread_once(&gates_once, gates_init);
-    g = &gates[h->idx];
-    pthread_mutex_lock(&g->lock);
-    while (g->busy >= CONNECT_GATE) {
-        if (pthread_cond_timedwait(&g->freed, &g->lock, &ts) == ETIMEDOUT) {
-            ok = g->busy < CONNECT_GATE;
-            break;
-        }
-    }
-    if (ok) {
-        g->busy++;
-        h->gated = true;
-    }
-    pthread_mutex_unlock(&g->lock);
-    return ok;
+    h->gated = health_gate_enter(h->idx, deadline);
+    return h->gated;
 }
 
 static void
 gate_leave(struct handler *h)
 {
-    struct gate *g;
-
-    if (!h->gated) {
-        return;
+    if (h->gated) {
+        h->gated = false;
+        health_gate_leave(h->idx);
     }
-    g = &gates[h->idx];
-    h->gated = false;
-    pthread_mutex_lock(&g->lock);
-    g->busy--;
-    pthread_cond_signal(&g->freed);
-    pthread_mutex_unlock(&g->lock);
 }
 
 struct handler *
@@ -239,19 +183,23 @@ handler_queue(struct handler *h, const struct request *req,
     return ST_OK;
 }
 
-/* Answer every reply still outstanding with SERVER_ERROR msg, close. */
+/* Answer every reply still outstanding with riven's SERVER_ERROR for
+ * why, and close. Riven's own want of memory is not the server's fault:
+ * no step toward ejection. */
 static void
-fail_pending(struct handler *h, const char *msg)
+fail_pending(struct handler *h, enum res_fail why)
 {
-    h->outcome = -1;
-    metrics_server_error(h->idx);
-    if (strcmp(msg, MSG_BACKEND_ERROR) != 0) {
+    h->outcome = why == FAIL_OUT_OF_MEMORY ? 0 : -1;
+    if (why != FAIL_OUT_OF_MEMORY) {
+        metrics_server_error(h->idx);
+    }
+    if (why == FAIL_BACKEND_TIMEOUT || why == FAIL_BACKEND_UNAVAILABLE) {
         metrics_server_up(h->idx, false);
     }
     for (size_t i = h->nrecv; i < h->npend; i++) {
         h->pend[i].start = h->parsed;
         if (h->pend[i].res != NULL) {
-            res_set_error(h->pend[i].res, RES_SERVER_ERROR, msg);
+            res_set_fail(h->pend[i].res, why);
         }
     }
     h->nrecv = h->npend;
@@ -359,8 +307,8 @@ handler_flush(struct handler *h)
     h->sent_ns = util_now_ns();
     if (h->fd < 0 && (st = handler_connect(h)) != ST_OK) {
         fail_pending(h, st == ST_TIMEOUT || st == ST_AGAIN
-                            ? MSG_BACKEND_TIMEOUT
-                            : MSG_BACKEND_UNAVAILABLE);
+                            ? FAIL_BACKEND_TIMEOUT
+                            : FAIL_BACKEND_UNAVAILABLE);
         if (st == ST_NOMEM || st == ST_AGAIN) {
             h->outcome = 0; /* our fd limit or connect gate, not the
                                server's fault: no step toward ejection */
@@ -372,35 +320,39 @@ handler_flush(struct handler *h)
 
         if (n >= 0) {
             buf_consume(&h->wbuf, (size_t)n);
-            metrics_add(M_BACKEND_TX_BYTES, (uint64_t)n);
+            if (h->idx < METRICS_SERVERS_MAX) { /* not a /healthz probe */
+                metrics_add(M_BACKEND_TX_BYTES, (uint64_t)n);
+            }
             continue;
         }
         if (errno == EINTR) {
             continue;
         }
         log_debug("%s: send %s: %s", __func__, h->addr->name, strerror(errno));
-        fail_pending(h, errno == EAGAIN ? MSG_BACKEND_TIMEOUT
-                                        : MSG_BACKEND_UNAVAILABLE);
+        fail_pending(h, errno == EAGAIN ? FAIL_BACKEND_TIMEOUT
+                                        : FAIL_BACKEND_UNAVAILABLE);
         return;
     }
 }
 
-/* Read more reply bytes. ST_OK, or the failure message in *msg. */
+/* Read more reply bytes. ST_OK, or the failure in *why. */
 static enum status
-read_more(struct handler *h, size_t need, uint64_t deadline, const char **msg)
+read_more(struct handler *h, size_t need, uint64_t deadline, enum res_fail *why)
 {
     size_t want = need > buf_len(&h->rbuf) ? need - buf_len(&h->rbuf) : 0;
     ssize_t n;
 
     if (buf_reserve(&h->rbuf, MAX(want, HANDLER_READ_MIN)) != ST_OK) {
-        *msg = MSG_OUT_OF_MEMORY;
+        *why = FAIL_OUT_OF_MEMORY;
         return ST_NOMEM;
     }
     for (;;) {
         n = recv(h->fd, h->rbuf.last, buf_space(&h->rbuf), 0);
         if (n > 0) {
             h->rbuf.last += n;
-            metrics_add(M_BACKEND_RX_BYTES, (uint64_t)n);
+            if (h->idx < METRICS_SERVERS_MAX) {
+                metrics_add(M_BACKEND_RX_BYTES, (uint64_t)n);
+            }
             return ST_OK;
         }
         if (n < 0 && errno == EINTR && util_now_ms() < deadline) {
@@ -409,13 +361,13 @@ read_more(struct handler *h, size_t need, uint64_t deadline, const char **msg)
         break;
     }
     if (n == 0) {
-        *msg = MSG_BACKEND_UNAVAILABLE;
+        *why = FAIL_BACKEND_UNAVAILABLE;
         log_debug("%s: %s closed the connection", __func__, h->addr->name);
     } else if (errno == EAGAIN || errno == EWOULDBLOCK) {
-        *msg = MSG_BACKEND_TIMEOUT;
+        *why = FAIL_BACKEND_TIMEOUT;
         log_debug("%s: %s timed out", __func__, h->addr->name);
     } else {
-        *msg = MSG_BACKEND_UNAVAILABLE;
+        *why = FAIL_BACKEND_UNAVAILABLE;
         log_debug("%s: recv %s: %s", __func__, h->addr->name, strerror(errno));
     }
     return ST_ERROR;
@@ -483,7 +435,7 @@ void
 handler_recv(struct handler *h, size_t limit)
 {
     uint64_t deadline = util_now_ms() + h->request_ms;
-    const char *msg = NULL;
+    enum res_fail why = FAIL_NONE;
     size_t first = h->nrecv;
 
     while (h->nrecv < h->npend) {
@@ -500,22 +452,22 @@ handler_recv(struct handler *h, size_t limit)
         if (st == ST_PROTO) {
             log_warnx("%s: %s sent a malformed reply, resetting", __func__,
                       h->addr->name);
-            msg = MSG_BACKEND_ERROR;
+            why = FAIL_BACKEND_ERROR;
             break;
         }
         if (need > 0) {
             need += h->parsed;
         }
         if (util_now_ms() >= deadline) {
-            msg = MSG_BACKEND_TIMEOUT;
+            why = FAIL_BACKEND_TIMEOUT;
             break;
         }
-        if (read_more(h, need, deadline, &msg) != ST_OK) {
+        if (read_more(h, need, deadline, &why) != ST_OK) {
             break;
         }
     }
-    if (msg != NULL) {
-        fail_pending(h, msg);
+    if (why != FAIL_NONE) {
+        fail_pending(h, why);
     } else if (h->nrecv == h->npend) {
         metrics_observe_backend(h->idx, util_now_ns() - h->sent_ns);
         if (h->outcome == 0) {
@@ -524,7 +476,8 @@ handler_recv(struct handler *h, size_t limit)
         gate_leave(h); /* the server accepted this connection */
     }
     fix_pointers(h);
-    if (msg == NULL && h->nrecv == h->npend && h->parsed != buf_len(&h->rbuf)) {
+    if (why == FAIL_NONE && h->nrecv == h->npend &&
+        h->parsed != buf_len(&h->rbuf)) {
         log_warnx("%s: %s sent bytes nobody asked for, resetting", __func__,
                   h->addr->name);
         handler_close(h);

@@ -2,12 +2,19 @@
  * health: per-server failure counting and ejection with C11 atomics.
  * Only the thread that flips a state logs it, so a transition is logged
  * exactly once however many threads see it.
+ *
+ * The connect gates are a mutex and a condition variable (CLOCK_MONOTONIC)
+ * per metrics index, created once; a waiter sleeps until a place is given
+ * back or its deadline passes.
  */
 #include "health.h"
 
+#include <errno.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "log.h"
 #include "metrics.h"
@@ -18,6 +25,15 @@ struct server_health {
     _Atomic int probing;       /* 1 while one thread probes */
     _Atomic uint64_t until_ms; /* ejected until (monotonic ms) */
 };
+
+struct gate {
+    pthread_mutex_t lock;
+    pthread_cond_t freed;
+    unsigned busy; /* connections not yet proven by an answered batch */
+};
+
+static struct gate gates[METRICS_SERVERS_MAX];
+static pthread_once_t gates_once = PTHREAD_ONCE_INIT;
 
 struct health {
     const struct cfg_pool *cfg; /* ref: owned by the snapshot */
@@ -138,4 +154,75 @@ health_failure(struct health *h, size_t idx, uint64_t now_ms)
                   h->cfg->retry_timeout_ms);
         metrics_server_up(h->mbase + idx, false);
     }
+}
+
+void
+health_probe_failed(struct health *h, size_t idx, uint64_t now_ms)
+{
+    struct server_health *s = &h->s[idx];
+
+    if (!atomic_load(&s->probing) || !atomic_load(&s->ejected)) {
+        return; /* ended by another thread's report */
+    }
+    /* until_ms first: whoever sees probing 0 sees the new deadline */
+    atomic_store(&s->until_ms, now_ms + h->cfg->retry_timeout_ms);
+    atomic_store(&s->probing, 0);
+    log_debug("%s: %s could not be probed, retry in %u ms", __func__,
+              h->cfg->servers[idx].addr.name, h->cfg->retry_timeout_ms);
+}
+
+static void
+gates_init(void)
+{
+    pthread_condattr_t ca;
+
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    for (size_t i = 0; i < METRICS_SERVERS_MAX; i++) {
+        pthread_mutex_init(&gates[i].lock, NULL);
+        pthread_cond_init(&gates[i].freed, &ca);
+    }
+    pthread_condattr_destroy(&ca);
+}
+
+bool
+health_gate_enter(size_t sidx, uint64_t deadline_ms)
+{
+    struct gate *g;
+    struct timespec ts = {.tv_sec = (time_t)(deadline_ms / 1000),
+                          .tv_nsec = (long)(deadline_ms % 1000) * 1000000L};
+    bool ok = true;
+
+    if (sidx >= METRICS_SERVERS_MAX) {
+        return true;
+    }
+    pthread_once(&gates_once, gates_init);
+    g = &gates[sidx];
+    pthread_mutex_lock(&g->lock);
+    while (g->busy >= HEALTH_GATE_MAX) {
+        if (pthread_cond_timedwait(&g->freed, &g->lock, &ts) == ETIMEDOUT) {
+            ok = g->busy < HEALTH_GATE_MAX;
+            break;
+        }
+    }
+    if (ok) {
+        g->busy++;
+    }
+    pthread_mutex_unlock(&g->lock);
+    return ok;
+}
+
+void
+health_gate_leave(size_t sidx)
+{
+    struct gate *g;
+
+    if (sidx >= METRICS_SERVERS_MAX) {
+        return;
+    }
+    g = &gates[sidx];
+    pthread_mutex_lock(&g->lock);
+    g->busy--;
+    pthread_cond_signal(&g->freed);
+    pthread_mutex_unlock(&g->lock);
 }

@@ -7,6 +7,7 @@
  * lives on through any single connection's failure.
  */
 #include <getopt.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <systemd/sd-daemon.h>
@@ -29,6 +30,11 @@
 #define MAX_ADDRS 64
 
 #define TICK_MS 1000
+
+#define PROBE_EVERY_MS 500  /* a round of /healthz probes starts this often */
+#define PROBE_MAX_MS   500  /* a probe's connect and reply timeouts, at most */
+#define PROBE_STALE_MS 5000 /* an older probe result counts as down */
+#define PROBE_WORKERS  16   /* probes at once */
 
 static struct listener *the_listener;
 static _Atomic int want_reload;
@@ -267,14 +273,49 @@ monotonic_usec(void)
     return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
 }
 
+/*
+ * The /healthz prober: a thread started with the metrics endpoint probes
+ * every backend (L1's, then L2's, by metrics index) every PROBE_EVERY_MS,
+ * up to PROBE_WORKERS at once, each with an "mn" over a fresh socket
+ * within min(connect_ms, request_ms, PROBE_MAX_MS) to connect and as much
+ * to answer. /healthz answers from the results: it never waits for a
+ * backend, so a black-holed one cannot stall /metrics behind it. Each
+ * probe also sets riven_backend_up.
+ */
+
+/* The last probe of one backend. */
+struct probe_slot {
+    char name[CFG_ADDR_NAME_MAX]; /* its address as written */
+    bool up;
+    uint64_t at_ms; /* when it was probed; 0: not yet */
+};
+
+/* Results by metrics index. The lock is held to copy a slot, never
+ * during a probe. */
+static struct {
+    pthread_mutex_t lock;
+    pthread_cond_t wake; /* stop (CLOCK_MONOTONIC) */
+    bool stop;
+    bool running;
+    pthread_t tid;
+    size_t n; /* backends of the last round */
+    struct probe_slot slot[METRICS_SERVERS_MAX];
+} prober = {.lock = PTHREAD_MUTEX_INITIALIZER};
+
+/* One round's work: the backends of a snapshot (ref: held by the round). */
+struct probe_round {
+    const struct cfg_server *srv[METRICS_SERVERS_MAX];
+    size_t n;
+    uint32_t ms;         /* each probe's connect and reply timeouts */
+    _Atomic size_t next; /* next index to probe */
+};
+
 /* Ask one backend for an "mn" over a fresh socket: is it reachable? */
 static bool
-probe(const struct config *cfg, const struct cfg_server *srv, size_t idx)
+probe(const struct cfg_server *srv, uint32_t ms)
 {
-    /* an index metrics ignore: a probe is not client traffic */
-    struct handler *h =
-        handler_create(&srv->addr, METRICS_SERVERS_MAX, cfg->connect_timeout_ms,
-                       cfg->request_timeout_ms);
+    /* an index metrics and the connect gate ignore: not client traffic */
+    struct handler *h = handler_create(&srv->addr, METRICS_SERVERS_MAX, ms, ms);
     struct request mn = {.cmd = REQ_MN};
     struct response res = {0};
     bool up = false;
@@ -285,34 +326,159 @@ probe(const struct config *cfg, const struct cfg_server *srv, size_t idx)
         up = res.kind == RES_OK;
     }
     handler_destroy(h);
-    metrics_server_up(idx, up);
     return up;
 }
 
-/* /healthz (libmicrohttpd's thread): healthy while at least one backend
- * answers a probe now, whether or not any client has used it yet. */
-static bool
-healthz(void *arg)
+static void *
+probe_worker(void *arg)
 {
-    struct snapshot *snap = snapshot_get();
-    const struct cfg_pool *pools[2];
-    size_t base = 0;
-    bool up = false;
+    struct probe_round *r = arg;
+    size_t i;
 
-    (void)arg;
-    if (snap == NULL) {
-        return false;
+    while ((i = atomic_fetch_add(&r->next, 1)) < r->n) {
+        bool up = probe(r->srv[i], r->ms);
+
+        pthread_mutex_lock(&prober.lock);
+        prober.slot[i].up = up;
+        prober.slot[i].at_ms = util_now_ms();
+        pthread_mutex_unlock(&prober.lock);
+        metrics_server_up(i, up);
     }
-    pools[0] = &snap->cfg->pool;
-    pools[1] = &snap->cfg->l2;
-    for (size_t p = 0; p < 2 && !up; p++) {
-        for (size_t i = 0; i < pools[p]->nservers && !up; i++) {
-            up = probe(snap->cfg, &pools[p]->servers[i], base + i);
+    return NULL;
+}
+
+/* List cfg's backends in r and name the slots; a slot whose server
+ * changed forgets its result. */
+static void
+round_init(struct probe_round *r, const struct config *cfg)
+{
+    const struct cfg_pool *pools[2] = {&cfg->pool, &cfg->l2};
+
+    r->n = 0;
+    r->ms = MIN(MIN(cfg->connect_timeout_ms, cfg->request_timeout_ms),
+                PROBE_MAX_MS);
+    atomic_store(&r->next, 0);
+    pthread_mutex_lock(&prober.lock);
+    for (size_t p = 0; p < 2; p++) {
+        for (size_t i = 0; i < pools[p]->nservers && r->n < METRICS_SERVERS_MAX;
+             i++) {
+            struct probe_slot *s = &prober.slot[r->n];
+            const char *name = pools[p]->servers[i].addr.name;
+
+            if (strcmp(s->name, name) != 0) {
+                snprintf(s->name, sizeof(s->name), "%s", name);
+                s->up = false;
+                s->at_ms = 0;
+            }
+            r->srv[r->n++] = &pools[p]->servers[i];
         }
-        base += pools[p]->nservers;
+    }
+    prober.n = r->n;
+    pthread_mutex_unlock(&prober.lock);
+}
+
+/* Probe every backend of the current snapshot once. */
+static void
+probe_all(void)
+{
+    static struct probe_round r; /* the prober thread's only */
+    struct snapshot *snap = snapshot_get();
+    pthread_t tids[PROBE_WORKERS];
+    pthread_attr_t attr;
+    size_t nt = 0;
+
+    if (snap == NULL) {
+        return;
+    }
+    round_init(&r, snap->cfg);
+    pthread_attr_init(&attr);
+    pthread_attr_setstacksize(&attr, snap->cfg->thread_stack_size);
+    while (nt + 1 < MIN(r.n, PROBE_WORKERS) &&
+           pthread_create(&tids[nt], &attr, probe_worker, &r) == 0) {
+        nt++;
+    }
+    pthread_attr_destroy(&attr);
+    probe_worker(&r); /* this thread probes too */
+    for (size_t k = 0; k < nt; k++) {
+        pthread_join(tids[k], NULL);
     }
     snapshot_unref(snap);
-    return up;
+}
+
+static void *
+prober_main(void *arg)
+{
+    uint64_t next = 0;
+
+    (void)arg;
+    pthread_mutex_lock(&prober.lock);
+    while (!prober.stop) {
+        uint64_t now = util_now_ms();
+        struct timespec ts = {.tv_sec = (time_t)(next / 1000),
+                              .tv_nsec = (long)(next % 1000) * 1000000L};
+
+        if (now < next) {
+            pthread_cond_timedwait(&prober.wake, &prober.lock, &ts);
+            continue;
+        }
+        pthread_mutex_unlock(&prober.lock);
+        probe_all();
+        next = now + PROBE_EVERY_MS;
+        pthread_mutex_lock(&prober.lock);
+    }
+    pthread_mutex_unlock(&prober.lock);
+    return NULL;
+}
+
+/* Start the prober thread. false if it cannot start (no /healthz data:
+ * every backend reads as down). */
+static bool
+prober_start(void)
+{
+    pthread_condattr_t ca;
+
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&prober.wake, &ca);
+    pthread_condattr_destroy(&ca);
+    prober.running = pthread_create(&prober.tid, NULL, prober_main, NULL) == 0;
+    return prober.running;
+}
+
+/* Stop the prober, after the round it may be running. */
+static void
+prober_stop(void)
+{
+    if (!prober.running) {
+        return;
+    }
+    pthread_mutex_lock(&prober.lock);
+    prober.stop = true;
+    pthread_cond_signal(&prober.wake);
+    pthread_mutex_unlock(&prober.lock);
+    pthread_join(prober.tid, NULL);
+    prober.running = false;
+}
+
+/* /healthz (libmicrohttpd's thread): backend i's last probe result, down
+ * once older than PROBE_STALE_MS. Never waits for a probe. */
+static bool
+healthz_backend(void *arg, size_t i, char *name, size_t namelen, bool *up)
+{
+    bool ok;
+
+    (void)arg;
+    pthread_mutex_lock(&prober.lock);
+    ok = i < prober.n;
+    if (ok) {
+        const struct probe_slot *s = &prober.slot[i];
+
+        snprintf(name, namelen, "%s", s->name);
+        *up = s->up && s->at_ms != 0 &&
+              util_now_ms() - s->at_ms <= PROBE_STALE_MS;
+    }
+    pthread_mutex_unlock(&prober.lock);
+    return ok;
 }
 
 /* Metrics name backend servers by index: L1's, then L2's. */
@@ -454,8 +620,11 @@ main(int argc, char **argv)
     }
     snapshot_publish(snap);
     if (cfg->metrics_enabled) {
-        mh = metrics_http_start(&cfg->metrics_listen, healthz, NULL, err,
-                                sizeof(err));
+        if (!prober_start()) {
+            log_warnx("healthz: cannot start the prober thread");
+        }
+        mh = metrics_http_start(&cfg->metrics_listen, healthz_backend, NULL,
+                                err, sizeof(err));
         if (mh == NULL) {
             fatal("%s", err);
         }
@@ -488,6 +657,7 @@ main(int argc, char **argv)
                   (unsigned long long)left);
     }
     metrics_http_stop(mh);
+    prober_stop();
     log_info("stopped");
     /* Threads still busy past the timeout end with the process. */
     return 0;

@@ -5,7 +5,7 @@
  * so descriptor numbers above FD_SETSIZE are fine); for each request it
  * calls handle(), which renders the answer into a struct buf and hands a
  * copy to MHD. Nothing is shared with connection threads except through
- * the thread-safe metrics API and the healthy callback.
+ * the thread-safe metrics API and the backend callback.
  *
  * Invariants: this is the only file that includes microhttpd.h. A scrape
  * never blocks recording: rendering takes each histogram's write lock for
@@ -33,7 +33,7 @@
 
 struct metrics_http {
     struct MHD_Daemon *daemon;
-    metrics_healthy_fn healthy; /* NULL: always healthy */
+    metrics_backend_fn backend; /* NULL: no backends, always healthy */
     void *arg;                  /* ref: owned by the caller */
     char lasterr[160];          /* last MHD message, for start */
     _Atomic bool started;       /* false: start reports, not the log */
@@ -101,6 +101,77 @@ reply_metrics(struct MHD_Connection *conn)
     return rc;
 }
 
+/* True while at least one backend is up (or there is no callback). */
+static bool
+any_up(const struct metrics_http *mh)
+{
+    char name[CFG_ADDR_NAME_MAX];
+    bool up = false;
+
+    if (mh->backend == NULL) {
+        return true;
+    }
+    for (size_t i = 0; !up && mh->backend(mh->arg, i, name, sizeof(name), &up);
+         i++) {
+    }
+    return up;
+}
+
+/* GET /healthz/backends: a line per backend. */
+static enum MHD_Result
+reply_backends(const struct metrics_http *mh, struct MHD_Connection *conn)
+{
+    char name[CFG_ADDR_NAME_MAX];
+    struct buf out;
+    enum status st = ST_OK;
+    enum MHD_Result rc;
+    bool up, any = mh->backend == NULL;
+
+    buf_init(&out, 1024);
+    for (size_t i = 0; st == ST_OK && mh->backend != NULL &&
+                       mh->backend(mh->arg, i, name, sizeof(name), &up);
+         i++) {
+        const char *state = up ? " up\n" : " down\n";
+
+        any = any || up;
+        if ((st = buf_append(&out, name, strlen(name))) == ST_OK) {
+            st = buf_append(&out, state, strlen(state));
+        }
+    }
+    if (st != ST_OK) {
+        buf_free(&out);
+        return reply_text(conn, MHD_HTTP_INTERNAL_SERVER_ERROR,
+                          "out of memory\n");
+    }
+    rc = reply(conn, any ? MHD_HTTP_OK : MHD_HTTP_SERVICE_UNAVAILABLE,
+               TEXT_CONTENT_TYPE, out.pos, buf_len(&out));
+    buf_free(&out);
+    return rc;
+}
+
+/* GET /healthz/<server>. */
+static enum MHD_Result
+reply_backend(const struct metrics_http *mh, struct MHD_Connection *conn,
+              const char *server)
+{
+    char name[CFG_ADDR_NAME_MAX];
+    bool up;
+
+    if (strcmp(server, "backends") == 0) {
+        return reply_backends(mh, conn);
+    }
+    for (size_t i = 0; mh->backend != NULL &&
+                       mh->backend(mh->arg, i, name, sizeof(name), &up);
+         i++) {
+        if (strcmp(name, server) == 0) {
+            return up ? reply_text(conn, MHD_HTTP_OK, "up\n")
+                      : reply_text(conn, MHD_HTTP_SERVICE_UNAVAILABLE,
+                                   "down\n");
+        }
+    }
+    return reply_text(conn, MHD_HTTP_NOT_FOUND, "unknown backend\n");
+}
+
 /* MHD's access handler: one call per request (the answer never needs the
  * request body, so it is queued on the first call). */
 static enum MHD_Result
@@ -123,16 +194,19 @@ handle(void *cls, struct MHD_Connection *conn, const char *url,
         return reply_metrics(conn);
     }
     if (strcmp(url, "/healthz") == 0) {
-        if (mh->healthy == NULL || mh->healthy(mh->arg)) {
+        if (any_up(mh)) {
             return reply_text(conn, MHD_HTTP_OK, "ok\n");
         }
         return reply_text(conn, MHD_HTTP_SERVICE_UNAVAILABLE, "unavailable\n");
+    }
+    if (strncmp(url, "/healthz/", 9) == 0) {
+        return reply_backend(mh, conn, url + 9);
     }
     return reply_text(conn, MHD_HTTP_NOT_FOUND, "not found\n");
 }
 
 struct metrics_http *
-metrics_http_start(const struct cfg_addr *addr, metrics_healthy_fn healthy,
+metrics_http_start(const struct cfg_addr *addr, metrics_backend_fn backend,
                    void *arg, char *err, size_t errlen)
 {
     unsigned flags =
@@ -153,7 +227,7 @@ metrics_http_start(const struct cfg_addr *addr, metrics_healthy_fn healthy,
         util_errf(err, errlen, "metrics: out of memory");
         return NULL;
     }
-    mh->healthy = healthy;
+    mh->backend = backend;
     mh->arg = arg;
     flags |= family == AF_INET6 ? MHD_USE_IPv6 : 0;
     errno = 0;

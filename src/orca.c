@@ -38,6 +38,7 @@ struct layer {
     const struct orca_pool *env; /* ref: owned with the snapshot */
     struct handler **h;          /* per server, created on first use */
     struct response *each;       /* per server, for barrier commands */
+    bool *probe;                 /* per server: this orca won its probe */
     size_t nh;
 };
 
@@ -70,7 +71,9 @@ layer_init(struct layer *ly, const struct orca_pool *env)
     }
     ly->h = calloc(ly->nh, sizeof(struct handler *));
     ly->each = calloc(ly->nh, sizeof(*ly->each));
-    return ly->h != NULL && ly->each != NULL ? ST_OK : ST_NOMEM;
+    ly->probe = calloc(ly->nh, sizeof(*ly->probe));
+    return ly->h != NULL && ly->each != NULL && ly->probe != NULL ? ST_OK
+                                                                  : ST_NOMEM;
 }
 
 static void
@@ -81,6 +84,7 @@ layer_free(struct layer *ly)
     }
     free(ly->h);
     free(ly->each);
+    free(ly->probe);
 }
 
 /* Move prev's handlers for servers still in the pool into ly. */
@@ -163,9 +167,10 @@ queue_on(struct orca *o, struct layer *ly, size_t i, const struct request *req,
     struct handler *h = handler_at(o, ly, i);
     enum status st = h != NULL ? handler_queue(h, req, res) : ST_NOMEM;
 
-    if (st != ST_OK && res != NULL) {
-        res_set_error(res, st == ST_NOMEM ? RES_SERVER_ERROR : RES_CLIENT_ERROR,
-                      st == ST_NOMEM ? MSG_OUT_OF_MEMORY : MSG_BAD_FORMAT);
+    if (st == ST_NOMEM && res != NULL) {
+        res_set_fail(res, FAIL_OUT_OF_MEMORY);
+    } else if (st != ST_OK && res != NULL) {
+        res_set_error(res, RES_CLIENT_ERROR, MSG_BAD_FORMAT);
     }
 }
 
@@ -220,7 +225,7 @@ send_at(struct orca *o, struct layer *ly, size_t idx, const struct request *req,
     switch (health_check(ly->env->health, idx, now)) {
     case HEALTH_EJECTED:
         if (res != NULL) {
-            res_set_error(res, RES_SERVER_ERROR, MSG_BACKEND_UNAVAILABLE);
+            res_set_fail(res, FAIL_BACKEND_UNAVAILABLE);
         }
         if (ly->h[idx] != NULL && !handler_pending(ly->h[idx])) {
             /* the socket likely died with the server: a probe or the
@@ -229,9 +234,11 @@ send_at(struct orca *o, struct layer *ly, size_t idx, const struct request *req,
         }
         return;
     case HEALTH_PROBE: {
-        /* the probe: a no-op the server must answer before the request */
+        /* the probe: a no-op the server must answer before the request;
+         * report() ends it whatever happens to it */
         struct request probe = {.cmd = REQ_MN};
 
+        ly->probe[idx] = true;
         queue_on(o, ly, idx, &probe, NULL);
         break;
     }
@@ -249,18 +256,28 @@ send_key(struct orca *o, struct layer *ly, const struct request *req,
     send_at(o, ly, route(ly, req, now), req, res, now);
 }
 
-/* Tell the shared health state how each server's exchange went. */
+/* Tell the shared health state how each server's exchange went. A probe
+ * this orca won always ends here: one that never reached its server (no
+ * descriptor, the connect gate, no memory: outcome 0) counts as failed,
+ * or the server would stay ejected with nobody probing it. */
 static void
 report(struct layer *ly, uint64_t now)
 {
     for (size_t i = 0; i < ly->nh; i++) {
-        int outcome = ly->h[i] ? handler_take_outcome(ly->h[i]) : 0;
+        int outcome;
 
+        if (ly->h[i] != NULL && handler_pending(ly->h[i])) {
+            continue; /* paused mid-batch: reported when it ends */
+        }
+        outcome = ly->h[i] ? handler_take_outcome(ly->h[i]) : 0;
         if (outcome > 0) {
             health_success(ly->env->health, i);
         } else if (outcome < 0) {
             health_failure(ly->env->health, i, now);
+        } else if (ly->probe[i]) {
+            health_probe_failed(ly->env->health, i, now);
         }
+        ly->probe[i] = false;
     }
 }
 
@@ -621,7 +638,7 @@ run_layered_cuts(struct orca *o, struct req_batch *b, size_t from, size_t to)
 
     if (scratch_reserve(o, b->n) != ST_OK) {
         for (size_t k = from; k < to; k++) {
-            res_set_error(&b->res[k], RES_SERVER_ERROR, MSG_OUT_OF_MEMORY);
+            res_set_fail(&b->res[k], FAIL_OUT_OF_MEMORY);
         }
         return;
     }
@@ -675,7 +692,7 @@ stats_proxy(struct orca *o, const struct request *req, struct response *res)
         return false;
     }
     if (metrics_render_stats(&o->agg) != ST_OK) {
-        res_set_error(res, RES_SERVER_ERROR, MSG_OUT_OF_MEMORY);
+        res_set_fail(res, FAIL_OUT_OF_MEMORY);
         return true;
     }
     res->kind = RES_RAW;
@@ -739,7 +756,7 @@ run_barrier(struct orca *o, const struct request *req, struct response *res)
         return;
     }
     if (stats_sum(o, res) != ST_OK) {
-        res_set_error(res, RES_SERVER_ERROR, MSG_OUT_OF_MEMORY);
+        res_set_fail(res, FAIL_OUT_OF_MEMORY);
     }
 }
 

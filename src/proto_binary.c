@@ -517,22 +517,30 @@ msg_is(const char *msg, size_t nmsg, const char *lit)
     return msg != NULL && nmsg >= n && memcmp(msg, lit, n) == 0;
 }
 
-/* RES_SERVER_ERROR: memcached's own failures keep memcached's status and
- * text; a backend failure is a temporary or internal error with riven's
- * message as the body. */
+/* RES_SERVER_ERROR: memcached's own failures (their text, as memcached
+ * wrote it) keep memcached's status; riven's failures (fail) are out of
+ * memory, or a temporary or internal error with riven's message as the
+ * body. */
 static enum status
-put_server_error(struct outq *q, const struct request *req, const char *msg,
-                 size_t nmsg)
+put_server_error(struct outq *q, const struct request *req, enum res_fail fail,
+                 const char *msg, size_t nmsg)
 {
+    switch (fail) {
+    case FAIL_OUT_OF_MEMORY:
+        return put_error(q, req, BIN_ST_NOMEM, NULL, 0);
+    case FAIL_BACKEND_UNAVAILABLE:
+    case FAIL_BACKEND_TIMEOUT:
+        return put_error(q, req, BIN_ST_TMPFAIL, msg, nmsg);
+    case FAIL_BACKEND_ERROR:
+    case FAIL_NONE:
+    default:
+        break;
+    }
     if (msg_is(msg, nmsg, MSG_TOO_LARGE)) {
         return put_error(q, req, BIN_ST_TOO_LARGE, NULL, 0);
     }
-    if (msg_is(msg, nmsg, MSG_OUT_OF_MEMORY)) {
+    if (msg_is(msg, nmsg, MSG_OUT_OF_MEMORY)) { /* memcached's own */
         return put_error(q, req, BIN_ST_NOMEM, NULL, 0);
-    }
-    if (msg_is(msg, nmsg, MSG_BACKEND_UNAVAILABLE) ||
-        msg_is(msg, nmsg, MSG_BACKEND_TIMEOUT)) {
-        return put_error(q, req, BIN_ST_TMPFAIL, msg, nmsg);
     }
     return put_error(q, req, BIN_ST_EINTERNAL, msg, nmsg);
 }
@@ -700,7 +708,7 @@ put_result(struct outq *q, const struct request *req, const struct opdef *op,
     case RES_RAW:
         return put_stats(q, req, res->val, res->nval);
     case RES_SERVER_ERROR:
-        return put_server_error(q, req, res->msg, res->nmsg);
+        return put_server_error(q, req, res->fail, res->msg, res->nmsg);
     case RES_NONE: /* nothing to answer */
     case RES_QUIT:
         return ST_OK;
@@ -725,7 +733,7 @@ proto_binary_encode(const struct request *req, const struct response *res,
     case RES_ERROR: /* unknown opcode, or a body too short to frame */
         return put_error(q, req, BIN_ST_UNKNOWN, NULL, 0);
     case RES_SERVER_ERROR:
-        return put_server_error(q, req, msg, nmsg);
+        return put_server_error(q, req, FAIL_NONE, msg, nmsg);
     default:
         return put_error(q, req, failure_status(req, req->err, msg, nmsg), NULL,
                          0);

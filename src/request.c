@@ -52,20 +52,28 @@ req_key_valid(const char *key, size_t nkey)
     return true;
 }
 
-bool
-res_msg_is(const struct response *res, const char *msg)
-{
-    size_t n = strlen(msg);
-
-    return res->msg != NULL && res->nmsg == n && memcmp(res->msg, msg, n) == 0;
-}
-
 void
 res_set_error(struct response *res, enum res_kind kind, const char *msg)
 {
     res->kind = kind;
+    res->fail = FAIL_NONE;
     res->msg = msg;
     res->nmsg = msg ? strlen(msg) : 0;
+}
+
+void
+res_set_fail(struct response *res, enum res_fail why)
+{
+    static const char *const msgs[] = {
+        [FAIL_NONE] = NULL,
+        [FAIL_BACKEND_TIMEOUT] = MSG_BACKEND_TIMEOUT,
+        [FAIL_BACKEND_UNAVAILABLE] = MSG_BACKEND_UNAVAILABLE,
+        [FAIL_BACKEND_ERROR] = MSG_BACKEND_ERROR,
+        [FAIL_OUT_OF_MEMORY] = MSG_OUT_OF_MEMORY,
+    };
+
+    res_set_error(res, RES_SERVER_ERROR, msgs[why]);
+    res->fail = why;
 }
 
 void

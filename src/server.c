@@ -468,8 +468,10 @@ line_error(struct server *s, const struct response *res)
         if (n > 0) {
             memcpy(s->line_msg, res->msg, n);
         }
-        s->line_err =
-            (struct response){.kind = res->kind, .msg = s->line_msg, .nmsg = n};
+        s->line_err = (struct response){.kind = res->kind,
+                                        .fail = res->fail,
+                                        .msg = s->line_msg,
+                                        .nmsg = n};
     }
     if (!s->line_answered) {
         s->line_errs++;
@@ -547,9 +549,8 @@ account(const struct request *req, const struct response *res, uint64_t ns)
         }
         break;
     case RES_SERVER_ERROR:
-        metrics_error(res_msg_is(res, MSG_BACKEND_TIMEOUT)
-                          ? MERR_BACKEND_TIMEOUT
-                      : res_msg_is(res, MSG_BACKEND_UNAVAILABLE)
+        metrics_error(res->fail == FAIL_BACKEND_TIMEOUT ? MERR_BACKEND_TIMEOUT
+                      : res->fail == FAIL_BACKEND_UNAVAILABLE
                           ? MERR_BACKEND_UNAVAILABLE
                           : MERR_SERVER_ERROR);
         break;

@@ -160,7 +160,7 @@ fuzz_make_response(const struct request *r, unsigned sel, bool binary,
         return;
     }
     if (sel % 7 == 0) {
-        res_set_error(res, RES_SERVER_ERROR, MSG_BACKEND_TIMEOUT);
+        res_set_fail(res, FAIL_BACKEND_TIMEOUT);
         return;
     }
     switch (r->cmd) {

@@ -114,7 +114,7 @@ check_client_reply(const struct request *r, unsigned sel)
     if (r->err != RES_NONE) {
         res_set_error(&res, r->err, r->errmsg);
     } else if (sel % 11 == 0) { /* a backend failure, answered locally */
-        res_set_error(&res, RES_SERVER_ERROR, MSG_BACKEND_UNAVAILABLE);
+        res_set_fail(&res, FAIL_BACKEND_UNAVAILABLE);
     } else {
         res.kind = kinds[i];
         res.raw = raws[i];

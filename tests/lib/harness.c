@@ -43,6 +43,7 @@ harness_line_buffered(void)
 
 static volatile pid_t reg[REG_MAX]; /* started and not yet reaped */
 static bool inited;
+static long child_nofile; /* > 0: RLIMIT_NOFILE of the next children */
 
 static void
 reg_add(pid_t pid)
@@ -192,6 +193,31 @@ harness_nofile_limit(void)
     return (long)rl.rlim_cur;
 }
 
+void
+harness_child_nofile(long n)
+{
+    child_nofile = n > 0 ? n : 0;
+}
+
+long
+harness_proc_fds(pid_t pid)
+{
+    char path[64];
+    struct dirent *e;
+    long n = 0;
+    DIR *d;
+
+    snprintf(path, sizeof(path), "/proc/%d/fd", (int)pid);
+    if ((d = opendir(path)) == NULL) {
+        return -1;
+    }
+    while ((e = readdir(d)) != NULL) {
+        n += e->d_name[0] != '.';
+    }
+    closedir(d);
+    return n;
+}
+
 int
 harness_spawn(struct harness_proc *p, const char *name, const char *const *argv)
 {
@@ -221,6 +247,15 @@ harness_spawn(struct harness_proc *p, const char *name, const char *const *argv)
         if (close_range(3, ~0U, 0) != 0) {
             for (int fd = 3; fd < 1024; fd++) {
                 close(fd);
+            }
+        }
+        if (child_nofile > 0) {
+            struct rlimit rl = {.rlim_cur = (rlim_t)child_nofile,
+                                .rlim_max = (rlim_t)child_nofile};
+
+            if (setrlimit(RLIMIT_NOFILE, &rl) != 0) {
+                fprintf(stderr, "harness: setrlimit: %s\n", strerror(errno));
+                _exit(127);
             }
         }
         execvp(argv[0], (char *const *)argv);

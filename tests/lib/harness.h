@@ -76,6 +76,14 @@ int harness_riven_start(struct harness_proc *p, int backend_port,
                         const char *config, int listen_port,
                         const char *const *extra);
 
+/* Children spawned after this call start with RLIMIT_NOFILE n (soft and
+ * hard, set between fork and exec); n <= 0 restores the inherited limit.
+ * For tests that exhaust a process's descriptors. Main thread only. */
+void harness_child_nofile(long n);
+
+/* Open descriptors of process pid (entries of /proc/pid/fd), or -1. */
+long harness_proc_fds(pid_t pid);
+
 /* Start argv (argv[0] searched in PATH) as a registered child, without
  * waiting for anything. 0 or -1. */
 int harness_spawn(struct harness_proc *p, const char *name,

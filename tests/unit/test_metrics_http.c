@@ -1,9 +1,10 @@
 /*
  * test_metrics_http: the /metrics endpoint over real sockets. Starts it on
  * a free loopback port (port 0), sends raw HTTP/1.0 requests and checks
- * status lines, Content-Type and bodies: /metrics, /healthz (both
- * answers of the callback), an unknown path, other methods; then the
- * start errors (address in use, unix address) and stop.
+ * status lines, Content-Type and bodies: /metrics, /healthz,
+ * /healthz/backends and /healthz/<server> (two backends, one of them
+ * switched up and down), an unknown path, other methods; then the start
+ * errors (address in use, unix address) and stop.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -26,13 +27,26 @@
 
 static _Atomic bool healthy_flag;
 
+/* Two backends: "127.0.0.1:1", up while healthy_flag is set, and
+ * "unix:/tmp/b", always down. */
 static bool
-healthy(void *arg)
+backend(void *arg, size_t i, char *name, size_t namelen, bool *up)
 {
+    static const char *const names[] = {"127.0.0.1:1", "unix:/tmp/b"};
+
     /* runs on the endpoint's thread: no cmocka assert here; a wrong arg
      * shows as a 503 where the test expects 200 */
-    return arg == &healthy_flag && atomic_load(&healthy_flag);
+    if (i >= 2) {
+        return false;
+    }
+    snprintf(name, namelen, "%s", names[i]);
+    *up = i == 0 && arg == &healthy_flag && atomic_load(&healthy_flag);
+    return true;
 }
+
+/* GET path: the status must be code and the body want. */
+static void expect_get(const struct cfg_addr *a, uint16_t port,
+                       const char *path, int code, const char *want);
 
 static void
 loopback(struct cfg_addr *a, int family, uint16_t port)
@@ -110,6 +124,19 @@ body_of(const char *resp)
 }
 
 static void
+expect_get(const struct cfg_addr *a, uint16_t port, const char *path, int code,
+           const char *want)
+{
+    char req[256], *r;
+
+    snprintf(req, sizeof(req), "GET %s HTTP/1.0\r\n\r\n", path);
+    r = http(a, port, req);
+    assert_int_equal(status_of(r), code);
+    assert_string_equal(body_of(r), want);
+    free(r);
+}
+
+static void
 check_endpoints(const struct cfg_addr *a, uint16_t port)
 {
     char *r;
@@ -127,16 +154,19 @@ check_endpoints(const struct cfg_addr *a, uint16_t port)
     free(r);
 
     atomic_store(&healthy_flag, true);
-    r = http(a, port, "GET /healthz HTTP/1.0\r\n\r\n");
-    assert_int_equal(status_of(r), 200);
-    assert_string_equal(body_of(r), "ok\n");
-    free(r);
+    expect_get(a, port, "/healthz", 200, "ok\n");
+    expect_get(a, port, "/healthz/backends", 200,
+               "127.0.0.1:1 up\nunix:/tmp/b down\n");
+    expect_get(a, port, "/healthz/127.0.0.1:1", 200, "up\n");
+    expect_get(a, port, "/healthz/unix:/tmp/b", 503, "down\n");
+    expect_get(a, port, "/healthz/127.0.0.1:2", 404, "unknown backend\n");
+    expect_get(a, port, "/healthz/", 404, "unknown backend\n");
 
     atomic_store(&healthy_flag, false);
-    r = http(a, port, "GET /healthz HTTP/1.0\r\n\r\n");
-    assert_int_equal(status_of(r), 503);
-    assert_string_equal(body_of(r), "unavailable\n");
-    free(r);
+    expect_get(a, port, "/healthz", 503, "unavailable\n");
+    expect_get(a, port, "/healthz/backends", 503,
+               "127.0.0.1:1 down\nunix:/tmp/b down\n");
+    expect_get(a, port, "/healthz/127.0.0.1:1", 503, "down\n");
 
     r = http(a, port, "GET /nope HTTP/1.0\r\n\r\n");
     assert_int_equal(status_of(r), 404);
@@ -171,7 +201,7 @@ test_ipv4(void **state)
     metrics_reset();
     metrics_add(M_CONNECTIONS_TOTAL, 7);
     loopback(&a, AF_INET, 0);
-    mh = metrics_http_start(&a, healthy, &healthy_flag, err, sizeof(err));
+    mh = metrics_http_start(&a, backend, &healthy_flag, err, sizeof(err));
     if (mh == NULL) {
         fail_msg("%s", err);
     }

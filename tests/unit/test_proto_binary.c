@@ -1319,15 +1319,15 @@ test_encode_backend_errors(void **state)
 
     (void)state;
     parse_one(pkt, mk(pkt, &set), &req);
-    res_set_error(&res, RES_SERVER_ERROR, MSG_BACKEND_TIMEOUT);
+    res_set_fail(&res, FAIL_BACKEND_TIMEOUT);
     encode_expect(&req, &res, tmpfail, sizeof(tmpfail) - 1);
-    res_set_error(&res, RES_SERVER_ERROR, MSG_BACKEND_ERROR);
+    res_set_fail(&res, FAIL_BACKEND_ERROR);
     encode_expect(&req, &res, internal, sizeof(internal) - 1);
     res_set_error(&res, RES_SERVER_ERROR, "out of memory storing object");
     encode_expect(&req, &res, nomem, sizeof(nomem) - 1);
     /* a quiet get still reports the failure */
     parse_one(pkt, mk(pkt, &getkq), &req);
-    res_set_error(&res, RES_SERVER_ERROR, MSG_BACKEND_UNAVAILABLE);
+    res_set_fail(&res, FAIL_BACKEND_UNAVAILABLE);
     encode_expect(&req, &res, unavail, sizeof(unavail) - 1);
 }
 
