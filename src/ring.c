@@ -9,50 +9,32 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "util.h"
+
 struct ring {
     memcached_st *mc; /* distribution only; never connects */
     uint32_t nservers;
 };
 
-/* Split "host:port" / "[v6]:port" into host and port. */
-static int
-split_host_port(const char *name, char *host, size_t hostlen, unsigned *port)
-{
-    const char *colon = strrchr(name, ':');
-    const char *h = name;
-    size_t n;
-
-    if (colon == NULL) {
-        return -1;
-    }
-    n = (size_t)(colon - name);
-    if (n >= 2 && name[0] == '[' && name[n - 1] == ']') {
-        h = name + 1;
-        n -= 2;
-    }
-    if (n >= hostlen) {
-        return -1;
-    }
-    memcpy(host, h, n);
-    host[n] = '\0';
-    *port = (unsigned)strtoul(colon + 1, NULL, 10);
-    return 0;
-}
-
 static memcached_return_t
 add_server(memcached_st *mc, const struct cfg_server *s)
 {
     char host[CFG_ADDR_NAME_MAX];
-    unsigned port;
+    const char *port;
+    uint32_t nport;
+    bool v6;
 
     if (strncmp(s->addr.name, "unix:", 5) == 0) {
         return memcached_server_add_unix_socket_with_weight(
             mc, s->addr.name + 5, s->weight);
     }
-    if (split_host_port(s->addr.name, host, sizeof(host), &port) != 0) {
+    /* the host as written: libmemcached's ketama points hash it */
+    if (util_split_host_port(s->addr.name, host, sizeof(host), &port, &v6,
+                             NULL, 0) != ST_OK ||
+        !util_parse_u32(port, strlen(port), &nport) || nport > 65535) {
         return MEMCACHED_INVALID_ARGUMENTS;
     }
-    return memcached_server_add_with_weight(mc, host, (in_port_t)port,
+    return memcached_server_add_with_weight(mc, host, (in_port_t)nport,
                                             s->weight);
 }
 
