@@ -13,6 +13,7 @@
  */
 #include "listener.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -56,6 +57,7 @@ struct listener {
     struct listen_sock *socks;
     struct pollfd *pfds; /* [0] is the wake pipe */
     size_t n;            /* listening sockets */
+    size_t cap;          /* entries of socks (pfds has cap + 1) */
     bool activated;      /* sockets came from systemd */
     size_t stack_size;
     uint32_t max_conns;
@@ -150,15 +152,11 @@ is_tcp(int fd)
            (ss.ss_family == AF_INET || ss.ss_family == AF_INET6);
 }
 
-/* Take the sockets systemd passed. 0 if there were none, -1 on error. */
+/* Take the n sockets systemd passed (n from sd_listen_fds, > 0); the
+ * arrays hold them. 0 or -1 with a message. */
 static int
-adopt_systemd(struct listener *l, char *err, size_t errlen)
+adopt_systemd(struct listener *l, int n, char *err, size_t errlen)
 {
-    int n = sd_listen_fds(1);
-
-    if (n <= 0) {
-        return 0;
-    }
     for (int i = 0; i < n; i++) {
         int fd = SD_LISTEN_FDS_START + i;
 
@@ -171,12 +169,13 @@ adopt_systemd(struct listener *l, char *err, size_t errlen)
         }
         (void)fcntl(fd, F_SETFD, FD_CLOEXEC);
         (void)fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
+        assert(l->n < l->cap);
         l->socks[l->n].fd = fd;
         l->socks[l->n].tcp = is_tcp(fd);
         l->n++;
     }
     l->activated = true;
-    return n;
+    return 0;
 }
 
 static int
@@ -190,6 +189,7 @@ bind_list(struct listener *l, const struct cfg_addr *addrs, size_t n,
         if (fd < 0) {
             return -1;
         }
+        assert(l->n < l->cap);
         l->socks[l->n].fd = fd;
         l->socks[l->n].batch = batch;
         l->socks[l->n].tcp = a->ss.ss_family != AF_UNIX;
@@ -202,36 +202,51 @@ bind_list(struct listener *l, const struct cfg_addr *addrs, size_t n,
     return 0;
 }
 
-struct listener *
-listener_create(const struct config *cfg, char *err, size_t errlen)
+/* The arrays, sized for every socket: systemd may pass any number. */
+static struct listener *
+listener_alloc(size_t cap)
 {
-    size_t cap = MAX(cfg->nlisten + cfg->nbatch_listen, 64);
     struct listener *l = calloc(1, sizeof(*l));
-    pthread_condattr_t ca;
 
-    if (l == NULL || (l->socks = calloc(cap, sizeof(*l->socks))) == NULL ||
-        (l->pfds = calloc(cap + 1, sizeof(*l->pfds))) == NULL) {
-        snprintf(err, errlen, "out of memory");
-        listener_destroy(l);
+    if (l == NULL) {
         return NULL;
     }
     l->wake[0] = l->wake[1] = -1;
+    l->cap = cap;
+    l->socks = calloc(cap + 1, sizeof(*l->socks));
+    l->pfds = calloc(cap + 1, sizeof(*l->pfds));
+    if (l->socks == NULL || l->pfds == NULL) {
+        listener_destroy(l);
+        return NULL;
+    }
+    return l;
+}
+
+struct listener *
+listener_create(const struct config *cfg, char *err, size_t errlen)
+{
+    /* once: it unsets LISTEN_FDS; a negative (bad LISTEN_*) counts as none */
+    int nsd = sd_listen_fds(1);
+    size_t nmain = nsd > 0 ? (size_t)nsd : cfg->nlisten;
+    struct listener *l = listener_alloc(nmain + cfg->nbatch_listen);
+    pthread_condattr_t ca;
+
+    if (l == NULL) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
     l->stack_size = cfg->thread_stack_size;
     if (pipe2(l->wake, O_CLOEXEC | O_NONBLOCK) != 0) {
         snprintf(err, errlen, "pipe: %s", strerror(errno));
         goto error;
     }
-    switch (adopt_systemd(l, err, errlen)) {
-    case -1:
-        goto error;
-    case 0:
-        if (bind_list(l, cfg->listen, cfg->nlisten, false, cfg->unix_mode, err,
-                      errlen) != 0) {
+    if (nsd > 0) {
+        if (adopt_systemd(l, nsd, err, errlen) != 0) {
             goto error;
         }
-        break;
-    default:
-        break;
+    } else if (bind_list(l, cfg->listen, cfg->nlisten, false, cfg->unix_mode,
+                         err, errlen) != 0) {
+        goto error;
     }
     if (bind_list(l, cfg->batch_listen, cfg->nbatch_listen, true,
                   cfg->unix_mode, err, errlen) != 0) {
