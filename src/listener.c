@@ -109,34 +109,88 @@ derive_max_conns(const struct config *cfg)
     return (uint32_t)MIN(avail, UINT32_MAX);
 }
 
+/* Make room for a unix socket at path: nothing there, or a socket (left
+ * by an earlier run: unlinked, as before). Anything else is not riven's
+ * to remove: refused with a message naming the path. 0 or -1. */
+static int
+unix_prepare(const char *path, char *err, size_t errlen)
+{
+    struct stat st;
+
+    if (lstat(path, &st) != 0) {
+        if (errno == ENOENT) {
+            return 0;
+        }
+        snprintf(err, errlen, "unix:%s: %s", path, strerror(errno));
+        return -1;
+    }
+    if (!S_ISSOCK(st.st_mode)) {
+        snprintf(err, errlen,
+                 "unix:%s: %s exists and is not a socket; "
+                 "refusing to replace it",
+                 path, path);
+        return -1;
+    }
+    if (unlink(path) != 0 && errno != ENOENT) {
+        snprintf(err, errlen, "unix:%s: unlink: %s", path, strerror(errno));
+        return -1;
+    }
+    return 0;
+}
+
+/*
+ * bind(2) creates a unix socket file with mode 0777 & ~umask, so the
+ * configured mode is in force from the first instant by setting the umask
+ * around the bind; a chmod after it left a window with the default mode.
+ * umask is per process, but listener_create runs on the main thread before
+ * any other thread exists (main.c starts them after it), so no other file
+ * is created under the temporary mask. 0 or -1 with errno.
+ */
+static int
+bind_unix(int fd, const struct cfg_addr *a, uint32_t mode)
+{
+    mode_t old = umask((mode_t)(~mode & 0777));
+    int rc = bind(fd, (const struct sockaddr *)&a->ss, a->sslen);
+    int saved = errno;
+
+    umask(old);
+    errno = saved;
+    return rc;
+}
+
 static int
 bind_one(const struct cfg_addr *a, uint32_t mode, char *err, size_t errlen)
 {
     const struct sockaddr_un *un = (const struct sockaddr_un *)&a->ss;
-    int fd, one = 1;
+    bool unix_path = a->ss.ss_family == AF_UNIX && un->sun_path[0] != '\0';
+    int fd, one = 1, rc;
 
+    if (unix_path && unix_prepare(un->sun_path, err, errlen) != 0) {
+        return -1;
+    }
     fd = socket(a->ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
     if (fd < 0) {
         snprintf(err, errlen, "%s: socket: %s", a->name, strerror(errno));
         return -1;
     }
-    if (a->ss.ss_family == AF_UNIX) {
-        (void)unlink(un->sun_path);
-    } else {
+    if (a->ss.ss_family != AF_UNIX) {
         (void)setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
     }
     if (a->ss.ss_family == AF_INET6) {
         (void)setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
     }
-    if (bind(fd, (const struct sockaddr *)&a->ss, a->sslen) != 0 ||
-        listen(fd, LISTEN_BACKLOG) != 0) {
-        snprintf(err, errlen, "%s: bind: %s", a->name, strerror(errno));
-        close(fd);
-        return -1;
+    if (a->ss.ss_family == AF_UNIX) {
+        rc = bind_unix(fd, a, mode);
+    } else {
+        rc = bind(fd, (const struct sockaddr *)&a->ss, a->sslen);
     }
-    if (a->ss.ss_family == AF_UNIX && chmod(un->sun_path, mode) != 0) {
-        snprintf(err, errlen, "%s: chmod: %s", a->name, strerror(errno));
+    if (rc != 0 || listen(fd, LISTEN_BACKLOG) != 0) {
+        snprintf(err, errlen, "%s: %s: %s", a->name, rc ? "bind" : "listen",
+                 strerror(errno));
         close(fd);
+        if (unix_path && rc == 0) {
+            (void)unlink(un->sun_path);
+        }
         return -1;
     }
     return fd;
