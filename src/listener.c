@@ -9,7 +9,9 @@
  *
  * The registry of open connections is a list under conns_lock; it is
  * touched once when a connection opens and once when it closes, and by a
- * drain.
+ * drain. When accept4 fails for lack of fds (EMFILE, ENFILE) or memory,
+ * poll() watches only the wake pipe for a pause of 10 ms doubling to 1 s;
+ * open connections are served meanwhile and nothing spins.
  */
 #include "listener.h"
 
@@ -39,6 +41,14 @@
 #define LISTEN_BACKLOG 1024
 #define FD_RESERVE     64 /* fds kept for listeners, logs, metrics */
 
+/* Out of fds (or memory) accept4 fails and leaves the connection queued,
+ * so a level-triggered poll() reports it again at once. The listening
+ * sockets then rest for a pause that doubles from MIN to MAX, and an
+ * accept that works resets it (nginx and memcached do the same). */
+#define ACCEPT_PAUSE_MIN_MS 10
+#define ACCEPT_PAUSE_MAX_MS 1000
+#define ACCEPT_LOG_MS       10000 /* at most one line per 10 s about it */
+
 static const char too_many[] = "SERVER_ERROR too many open connections\r\n";
 
 static _Atomic uint64_t nconns;
@@ -63,6 +73,10 @@ struct listener {
     uint32_t max_conns;
     int wake[2];
     _Atomic int stop;
+    uint32_t pause_ms;  /* last accept pause; 0 after an accept works */
+    uint64_t resume_at; /* util_now_ms() to poll the listeners again, or 0 */
+    uint64_t nfailed;   /* accepts failed since the last line about it */
+    uint64_t logged_at; /* when that line was written; 0: never */
 };
 
 uint64_t
@@ -452,18 +466,22 @@ spawn(struct listener *l, int fd, bool batch)
     }
 }
 
-static void
+/* Accept until the queue is empty. Returns the errno that stopped it for
+ * lack of fds or memory (the connection stays queued), else 0. */
+static int
 accept_all(struct listener *l, const struct listen_sock *ls)
 {
     for (;;) {
         int fd = accept4(ls->fd, NULL, NULL, SOCK_CLOEXEC), one = 1;
 
         if (fd < 0) {
-            if (errno == EMFILE || errno == ENFILE) {
-                log_warn("%s: accept", __func__);
+            if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS ||
+                errno == ENOMEM) {
+                return errno;
             }
-            return; /* EAGAIN: drained; others: try again on next poll */
+            return 0; /* EAGAIN: drained; others: try again on next poll */
         }
+        l->pause_ms = 0;
         if (listener_connections() >= l->max_conns) {
             metrics_inc(M_CONNECTIONS_REJECTED);
             (void)!send(fd, too_many, sizeof(too_many) - 1,
@@ -479,13 +497,60 @@ accept_all(struct listener *l, const struct listen_sock *ls)
     }
 }
 
+/* An accept failed with err (EMFILE...): rest the listening sockets for
+ * the next pause, and say so at most once per ACCEPT_LOG_MS. */
+static void
+accept_pause(struct listener *l, int err)
+{
+    uint64_t now = util_now_ms();
+
+    l->pause_ms = l->pause_ms == 0 ? ACCEPT_PAUSE_MIN_MS
+                                   : MIN(l->pause_ms * 2, ACCEPT_PAUSE_MAX_MS);
+    l->resume_at = now + l->pause_ms;
+    l->nfailed++;
+    if (l->logged_at != 0 && now - l->logged_at < ACCEPT_LOG_MS) {
+        return;
+    }
+    errno = err;
+    log_warn("%s: accept failed %llu time(s) since the last report; "
+             "pausing accepts for up to %d ms at a time",
+             __func__, (unsigned long long)l->nfailed, ACCEPT_PAUSE_MAX_MS);
+    l->nfailed = 0;
+    l->logged_at = now;
+}
+
+/* What the next poll() watches: the wake pipe and the listening sockets,
+ * or only the pipe during an accept pause (its end bounds *timeout). */
+static nfds_t
+poll_set(struct listener *l, int tick_ms, int *timeout)
+{
+    uint64_t now, left;
+
+    *timeout = tick_ms;
+    if (l->resume_at == 0) {
+        return l->n + 1;
+    }
+    now = util_now_ms();
+    if (now >= l->resume_at) {
+        l->resume_at = 0;
+        return l->n + 1;
+    }
+    left = l->resume_at - now;
+    if (tick_ms < 0 || left < (uint64_t)tick_ms) {
+        *timeout = (int)left;
+    }
+    return 1;
+}
+
 enum status
 listener_run(struct listener *l, listener_tick_fn tick, void *arg, int tick_ms)
 {
     char drain[64];
 
     while (!atomic_load(&l->stop)) {
-        int r = poll(l->pfds, l->n + 1, tick_ms);
+        int timeout, err;
+        nfds_t nfds = poll_set(l, tick_ms, &timeout);
+        int r = poll(l->pfds, nfds, timeout);
 
         if (r < 0 && errno != EINTR) {
             log_error("%s: poll", __func__);
@@ -495,9 +560,13 @@ listener_run(struct listener *l, listener_tick_fn tick, void *arg, int tick_ms)
             while (read(l->wake[0], drain, sizeof(drain)) > 0) {
             }
         }
-        for (size_t i = 0; r > 0 && i < l->n; i++) {
-            if (l->pfds[i + 1].revents & POLLIN) {
-                accept_all(l, &l->socks[i]);
+        for (size_t i = 0; r > 0 && i + 1 < nfds; i++) {
+            if (!(l->pfds[i + 1].revents & POLLIN)) {
+                continue;
+            }
+            if ((err = accept_all(l, &l->socks[i])) != 0) {
+                accept_pause(l, err);
+                break;
             }
         }
         if (tick != NULL) {
