@@ -22,14 +22,20 @@ struct listener;
 
 typedef void (*listener_tick_fn)(void *arg);
 
-/* Listen as cfg says, or on the sockets systemd passed. cfg is read only
- * during the call. NULL with a message in err on failure. */
+/* Listen as cfg says, or on every socket systemd passed (any number).
+ * A unix: path may hold nothing or a stale socket (replaced); anything
+ * else there is refused. The socket file has cfg->unix_mode from its
+ * creation: call before any other thread starts (it sets the umask around
+ * bind). cfg is read only during the call. NULL with a message in err on
+ * failure. */
 struct listener *listener_create(const struct config *cfg, char *err,
                                  size_t errlen) WUR;
 
 /* Accept until listener_stop. tick(arg) runs on this thread at least
- * every tick_ms and after every listener_wake. ST_OK when stopped,
- * ST_ERROR on a fatal poll failure. */
+ * every tick_ms and after every listener_wake. Out of fds (EMFILE,
+ * ENFILE) or memory, accepting pauses 10 ms doubling to 1 s and resumes
+ * by itself; one warning per 10 s counts the failed accepts. ST_OK when
+ * stopped, ST_ERROR on a fatal poll failure. */
 enum status listener_run(struct listener *l, listener_tick_fn tick, void *arg,
                          int tick_ms);
 

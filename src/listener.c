@@ -9,10 +9,13 @@
  *
  * The registry of open connections is a list under conns_lock; it is
  * touched once when a connection opens and once when it closes, and by a
- * drain.
+ * drain. When accept4 fails for lack of fds (EMFILE, ENFILE) or memory,
+ * poll() watches only the wake pipe for a pause of 10 ms doubling to 1 s;
+ * open connections are served meanwhile and nothing spins.
  */
 #include "listener.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -38,6 +41,14 @@
 #define LISTEN_BACKLOG 1024
 #define FD_RESERVE     64 /* fds kept for listeners, logs, metrics */
 
+/* Out of fds (or memory) accept4 fails and leaves the connection queued,
+ * so a level-triggered poll() reports it again at once. The listening
+ * sockets then rest for a pause that doubles from MIN to MAX, and an
+ * accept that works resets it (nginx and memcached do the same). */
+#define ACCEPT_PAUSE_MIN_MS 10
+#define ACCEPT_PAUSE_MAX_MS 1000
+#define ACCEPT_LOG_MS       10000 /* at most one line per 10 s about it */
+
 static const char too_many[] = "SERVER_ERROR too many open connections\r\n";
 
 static _Atomic uint64_t nconns;
@@ -56,11 +67,16 @@ struct listener {
     struct listen_sock *socks;
     struct pollfd *pfds; /* [0] is the wake pipe */
     size_t n;            /* listening sockets */
+    size_t cap;          /* entries of socks (pfds has cap + 1) */
     bool activated;      /* sockets came from systemd */
     size_t stack_size;
     uint32_t max_conns;
     int wake[2];
     _Atomic int stop;
+    uint32_t pause_ms;  /* last accept pause; 0 after an accept works */
+    uint64_t resume_at; /* util_now_ms() to poll the listeners again, or 0 */
+    uint64_t nfailed;   /* accepts failed since the last line about it */
+    uint64_t logged_at; /* when that line was written; 0: never */
 };
 
 uint64_t
@@ -107,34 +123,88 @@ derive_max_conns(const struct config *cfg)
     return (uint32_t)MIN(avail, UINT32_MAX);
 }
 
+/* Make room for a unix socket at path: nothing there, or a socket (left
+ * by an earlier run: unlinked, as before). Anything else is not riven's
+ * to remove: refused with a message naming the path. 0 or -1. */
+static int
+unix_prepare(const char *path, char *err, size_t errlen)
+{
+    struct stat st;
+
+    if (lstat(path, &st) != 0) {
+        if (errno == ENOENT) {
+            return 0;
+        }
+        snprintf(err, errlen, "unix:%s: %s", path, strerror(errno));
+        return -1;
+    }
+    if (!S_ISSOCK(st.st_mode)) {
+        snprintf(err, errlen,
+                 "unix:%s: %s exists and is not a socket; "
+                 "refusing to replace it",
+                 path, path);
+        return -1;
+    }
+    if (unlink(path) != 0 && errno != ENOENT) {
+        snprintf(err, errlen, "unix:%s: unlink: %s", path, strerror(errno));
+        return -1;
+    }
+    return 0;
+}
+
+/*
+ * bind(2) creates a unix socket file with mode 0777 & ~umask, so the
+ * configured mode is in force from the first instant by setting the umask
+ * around the bind; a chmod after it left a window with the default mode.
+ * umask is per process, but listener_create runs on the main thread before
+ * any other thread exists (main.c starts them after it), so no other file
+ * is created under the temporary mask. 0 or -1 with errno.
+ */
+static int
+bind_unix(int fd, const struct cfg_addr *a, uint32_t mode)
+{
+    mode_t old = umask((mode_t)(~mode & 0777));
+    int rc = bind(fd, (const struct sockaddr *)&a->ss, a->sslen);
+    int saved = errno;
+
+    umask(old);
+    errno = saved;
+    return rc;
+}
+
 static int
 bind_one(const struct cfg_addr *a, uint32_t mode, char *err, size_t errlen)
 {
     const struct sockaddr_un *un = (const struct sockaddr_un *)&a->ss;
-    int fd, one = 1;
+    bool unix_path = a->ss.ss_family == AF_UNIX && un->sun_path[0] != '\0';
+    int fd, one = 1, rc;
 
+    if (unix_path && unix_prepare(un->sun_path, err, errlen) != 0) {
+        return -1;
+    }
     fd = socket(a->ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
     if (fd < 0) {
         snprintf(err, errlen, "%s: socket: %s", a->name, strerror(errno));
         return -1;
     }
-    if (a->ss.ss_family == AF_UNIX) {
-        (void)unlink(un->sun_path);
-    } else {
+    if (a->ss.ss_family != AF_UNIX) {
         (void)setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
     }
     if (a->ss.ss_family == AF_INET6) {
         (void)setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
     }
-    if (bind(fd, (const struct sockaddr *)&a->ss, a->sslen) != 0 ||
-        listen(fd, LISTEN_BACKLOG) != 0) {
-        snprintf(err, errlen, "%s: bind: %s", a->name, strerror(errno));
-        close(fd);
-        return -1;
+    if (a->ss.ss_family == AF_UNIX) {
+        rc = bind_unix(fd, a, mode);
+    } else {
+        rc = bind(fd, (const struct sockaddr *)&a->ss, a->sslen);
     }
-    if (a->ss.ss_family == AF_UNIX && chmod(un->sun_path, mode) != 0) {
-        snprintf(err, errlen, "%s: chmod: %s", a->name, strerror(errno));
+    if (rc != 0 || listen(fd, LISTEN_BACKLOG) != 0) {
+        snprintf(err, errlen, "%s: %s: %s", a->name, rc ? "bind" : "listen",
+                 strerror(errno));
         close(fd);
+        if (unix_path && rc == 0) {
+            (void)unlink(un->sun_path);
+        }
         return -1;
     }
     return fd;
@@ -150,15 +220,11 @@ is_tcp(int fd)
            (ss.ss_family == AF_INET || ss.ss_family == AF_INET6);
 }
 
-/* Take the sockets systemd passed. 0 if there were none, -1 on error. */
+/* Take the n sockets systemd passed (n from sd_listen_fds, > 0); the
+ * arrays hold them. 0 or -1 with a message. */
 static int
-adopt_systemd(struct listener *l, char *err, size_t errlen)
+adopt_systemd(struct listener *l, int n, char *err, size_t errlen)
 {
-    int n = sd_listen_fds(1);
-
-    if (n <= 0) {
-        return 0;
-    }
     for (int i = 0; i < n; i++) {
         int fd = SD_LISTEN_FDS_START + i;
 
@@ -171,12 +237,13 @@ adopt_systemd(struct listener *l, char *err, size_t errlen)
         }
         (void)fcntl(fd, F_SETFD, FD_CLOEXEC);
         (void)fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
+        assert(l->n < l->cap);
         l->socks[l->n].fd = fd;
         l->socks[l->n].tcp = is_tcp(fd);
         l->n++;
     }
     l->activated = true;
-    return n;
+    return 0;
 }
 
 static int
@@ -190,6 +257,7 @@ bind_list(struct listener *l, const struct cfg_addr *addrs, size_t n,
         if (fd < 0) {
             return -1;
         }
+        assert(l->n < l->cap);
         l->socks[l->n].fd = fd;
         l->socks[l->n].batch = batch;
         l->socks[l->n].tcp = a->ss.ss_family != AF_UNIX;
@@ -202,36 +270,51 @@ bind_list(struct listener *l, const struct cfg_addr *addrs, size_t n,
     return 0;
 }
 
-struct listener *
-listener_create(const struct config *cfg, char *err, size_t errlen)
+/* The arrays, sized for every socket: systemd may pass any number. */
+static struct listener *
+listener_alloc(size_t cap)
 {
-    size_t cap = MAX(cfg->nlisten + cfg->nbatch_listen, 64);
     struct listener *l = calloc(1, sizeof(*l));
-    pthread_condattr_t ca;
 
-    if (l == NULL || (l->socks = calloc(cap, sizeof(*l->socks))) == NULL ||
-        (l->pfds = calloc(cap + 1, sizeof(*l->pfds))) == NULL) {
-        snprintf(err, errlen, "out of memory");
-        listener_destroy(l);
+    if (l == NULL) {
         return NULL;
     }
     l->wake[0] = l->wake[1] = -1;
+    l->cap = cap;
+    l->socks = calloc(cap + 1, sizeof(*l->socks));
+    l->pfds = calloc(cap + 1, sizeof(*l->pfds));
+    if (l->socks == NULL || l->pfds == NULL) {
+        listener_destroy(l);
+        return NULL;
+    }
+    return l;
+}
+
+struct listener *
+listener_create(const struct config *cfg, char *err, size_t errlen)
+{
+    /* once: it unsets LISTEN_FDS; a negative (bad LISTEN_*) counts as none */
+    int nsd = sd_listen_fds(1);
+    size_t nmain = nsd > 0 ? (size_t)nsd : cfg->nlisten;
+    struct listener *l = listener_alloc(nmain + cfg->nbatch_listen);
+    pthread_condattr_t ca;
+
+    if (l == NULL) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
     l->stack_size = cfg->thread_stack_size;
     if (pipe2(l->wake, O_CLOEXEC | O_NONBLOCK) != 0) {
         snprintf(err, errlen, "pipe: %s", strerror(errno));
         goto error;
     }
-    switch (adopt_systemd(l, err, errlen)) {
-    case -1:
-        goto error;
-    case 0:
-        if (bind_list(l, cfg->listen, cfg->nlisten, false, cfg->unix_mode, err,
-                      errlen) != 0) {
+    if (nsd > 0) {
+        if (adopt_systemd(l, nsd, err, errlen) != 0) {
             goto error;
         }
-        break;
-    default:
-        break;
+    } else if (bind_list(l, cfg->listen, cfg->nlisten, false, cfg->unix_mode,
+                         err, errlen) != 0) {
+        goto error;
     }
     if (bind_list(l, cfg->batch_listen, cfg->nbatch_listen, true,
                   cfg->unix_mode, err, errlen) != 0) {
@@ -383,18 +466,22 @@ spawn(struct listener *l, int fd, bool batch)
     }
 }
 
-static void
+/* Accept until the queue is empty. Returns the errno that stopped it for
+ * lack of fds or memory (the connection stays queued), else 0. */
+static int
 accept_all(struct listener *l, const struct listen_sock *ls)
 {
     for (;;) {
         int fd = accept4(ls->fd, NULL, NULL, SOCK_CLOEXEC), one = 1;
 
         if (fd < 0) {
-            if (errno == EMFILE || errno == ENFILE) {
-                log_warn("%s: accept", __func__);
+            if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS ||
+                errno == ENOMEM) {
+                return errno;
             }
-            return; /* EAGAIN: drained; others: try again on next poll */
+            return 0; /* EAGAIN: drained; others: try again on next poll */
         }
+        l->pause_ms = 0;
         if (listener_connections() >= l->max_conns) {
             metrics_inc(M_CONNECTIONS_REJECTED);
             (void)!send(fd, too_many, sizeof(too_many) - 1,
@@ -410,13 +497,60 @@ accept_all(struct listener *l, const struct listen_sock *ls)
     }
 }
 
+/* An accept failed with err (EMFILE...): rest the listening sockets for
+ * the next pause, and say so at most once per ACCEPT_LOG_MS. */
+static void
+accept_pause(struct listener *l, int err)
+{
+    uint64_t now = util_now_ms();
+
+    l->pause_ms = l->pause_ms == 0 ? ACCEPT_PAUSE_MIN_MS
+                                   : MIN(l->pause_ms * 2, ACCEPT_PAUSE_MAX_MS);
+    l->resume_at = now + l->pause_ms;
+    l->nfailed++;
+    if (l->logged_at != 0 && now - l->logged_at < ACCEPT_LOG_MS) {
+        return;
+    }
+    errno = err;
+    log_warn("%s: accept failed %llu time(s) since the last report; "
+             "pausing accepts for up to %d ms at a time",
+             __func__, (unsigned long long)l->nfailed, ACCEPT_PAUSE_MAX_MS);
+    l->nfailed = 0;
+    l->logged_at = now;
+}
+
+/* What the next poll() watches: the wake pipe and the listening sockets,
+ * or only the pipe during an accept pause (its end bounds *timeout). */
+static nfds_t
+poll_set(struct listener *l, int tick_ms, int *timeout)
+{
+    uint64_t now, left;
+
+    *timeout = tick_ms;
+    if (l->resume_at == 0) {
+        return l->n + 1;
+    }
+    now = util_now_ms();
+    if (now >= l->resume_at) {
+        l->resume_at = 0;
+        return l->n + 1;
+    }
+    left = l->resume_at - now;
+    if (tick_ms < 0 || left < (uint64_t)tick_ms) {
+        *timeout = (int)left;
+    }
+    return 1;
+}
+
 enum status
 listener_run(struct listener *l, listener_tick_fn tick, void *arg, int tick_ms)
 {
     char drain[64];
 
     while (!atomic_load(&l->stop)) {
-        int r = poll(l->pfds, l->n + 1, tick_ms);
+        int timeout, err;
+        nfds_t nfds = poll_set(l, tick_ms, &timeout);
+        int r = poll(l->pfds, nfds, timeout);
 
         if (r < 0 && errno != EINTR) {
             log_error("%s: poll", __func__);
@@ -426,9 +560,13 @@ listener_run(struct listener *l, listener_tick_fn tick, void *arg, int tick_ms)
             while (read(l->wake[0], drain, sizeof(drain)) > 0) {
             }
         }
-        for (size_t i = 0; r > 0 && i < l->n; i++) {
-            if (l->pfds[i + 1].revents & POLLIN) {
-                accept_all(l, &l->socks[i]);
+        for (size_t i = 0; r > 0 && i + 1 < nfds; i++) {
+            if (!(l->pfds[i + 1].revents & POLLIN)) {
+                continue;
+            }
+            if ((err = accept_all(l, &l->socks[i])) != 0) {
+                accept_pause(l, err);
+                break;
             }
         }
         if (tick != NULL) {
