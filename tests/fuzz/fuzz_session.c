@@ -18,7 +18,10 @@
  *             the connection (slow: the rarest choice)
  *   bits 3-5  the largest piece the input is written in (1 byte .. all),
  *             so requests arrive split across reads
- *   bits 6-7  seed of the piece and read sizes
+ *   bit 6     a batch_listen connection (orca l1l2batch; with bit 7)
+ *   bit 7     the layered configuration (orca l1l2, L1 and L2 backends)
+ *             instead of the flat one (l1only over two backends)
+ * The piece and read sizes come from a generator seeded with byte 0.
  *
  * Invariants: server_run returns; no sanitizer report and no leak; the
  * replies are well framed for the session's protocol (text: lines ending
@@ -28,8 +31,8 @@
  * client that stopped reading; their size is bounded by the input's. The
  * fake backend checks that riven sends it only well-formed requests.
  *
- * The fake backend (one thread, poll) keeps a small store; keys never
- * stored have a value derived from their hash (a quarter miss, some are
+ * The fake backend (one thread, poll) keeps a small store per server; keys
+ * never stored have a value derived from their hash (a quarter miss, some are
  * 16-80 KiB, "big<N>" is N bytes up to 1 MiB), so gets stream large
  * replies. Each backend sends at most FAKE_BUDGET value bytes per session
  * (then it answers misses), which bounds a run's time. It is reset before
@@ -37,7 +40,9 @@
  * are deterministic up to riven's timeouts.
  *
  * FUZZ_SESSION_DUMP=1 in the environment copies the replies to stderr
- * (to read what a reproducer does).
+ * (to read what a reproducer does); FUZZ_SESSION_FLAT=1 runs every input
+ * in the flat configuration (to fuzz on past an open bug in the layered
+ * orca).
  *
  * Memory of the fake and the client thread is allocated once (buffers grow
  * by realloc), so libFuzzer's malloc/free balance, which decides when to
@@ -73,7 +78,7 @@
 #define FAKE_LINE_MAX    8192
 #define FAKE_TOKENS      24
 #define FAKE_ITEMS       256
-#define FAKE_ARENA       (8u << 20)
+#define FAKE_ARENA       (4u << 20)     /* value bytes one backend stores */
 #define FAKE_BUDGET      (2560u * 1024) /* value bytes a backend sends/session */
 #define FAKE_BUF_INIT    (64u * 1024)
 #define WRITE_TIMEOUT_MS 200 /* client_write_timeout_ms of the config */
@@ -92,7 +97,7 @@ struct fake_item {
     bool live; /* false: deleted (a tombstone over a derived value) */
     uint32_t flags;
     uint64_t cas;
-    size_t off; /* value in fake_arena */
+    size_t off; /* value in its store's arena */
     size_t len;
 };
 
@@ -134,15 +139,21 @@ static struct fake {
     pthread_cond_t cond;
     uint64_t reset_asked, reset_done; /* guarded by lock */
     struct fake_conn conns[FAKE_CONNS];
+    size_t sent[FAKE_SERVERS]; /* value bytes sent this session */
+} fk = {.lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER};
+
+/* Each backend's own store, as two memcached servers have (L1 and L2
+ * must not share one). */
+static struct fake_store {
     struct fake_item items[FAKE_ITEMS];
     size_t nitems;
     size_t arena_used;
     uint64_t cas_next;
     bool flushed;
-    size_t sent[FAKE_SERVERS]; /* value bytes sent this session */
-} fk = {.lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER};
+    char arena[FAKE_ARENA];
+} stores[FAKE_SERVERS];
+static struct fake_store *st; /* the store of the command being answered */
 
-static char fake_arena[FAKE_ARENA];
 /* Patterns of derived values: digits (numbers for incr) and letters. */
 static char pat_digits[FUZZ_ITEM_MAX + 16];
 static char pat_letters[FUZZ_ITEM_MAX + 32];
@@ -345,10 +356,10 @@ out_ret(struct fake_conn *c, const struct fake_cmd *m, size_t first,
 static struct fake_item *
 item_find(const char *key, size_t nkey)
 {
-    for (size_t i = 0; i < fk.nitems; i++) {
-        if (fk.items[i].nkey == nkey &&
-            memcmp(fk.items[i].key, key, nkey) == 0) {
-            return &fk.items[i];
+    for (size_t i = 0; i < st->nitems; i++) {
+        if (st->items[i].nkey == nkey &&
+            memcmp(st->items[i].key, key, nkey) == 0) {
+            return &st->items[i];
         }
     }
     return NULL;
@@ -367,11 +378,11 @@ lookup(const char *key, size_t nkey, struct fake_val *v)
         if (!it->live) {
             return false;
         }
-        *v = (struct fake_val){fake_arena + it->off, it->len, it->flags,
-                               it->cas, it};
+        *v = (struct fake_val){st->arena + it->off, it->len, it->flags, it->cas,
+                               it};
         return true;
     }
-    if (fk.flushed) {
+    if (st->flushed) {
         return false;
     }
     if (nkey > 3 && memcmp(key, "big", 3) == 0 &&
@@ -397,27 +408,27 @@ store(const char *key, size_t nkey, const char *a, size_t na, const char *b,
 {
     struct fake_item *it = item_find(key, nkey);
 
-    if (na + nb > FAKE_ARENA - fk.arena_used ||
-        (it == NULL && fk.nitems == FAKE_ITEMS)) {
+    if (na + nb > FAKE_ARENA - st->arena_used ||
+        (it == NULL && st->nitems == FAKE_ITEMS)) {
         return false;
     }
     if (it == NULL) {
-        it = &fk.items[fk.nitems++];
+        it = &st->items[st->nitems++];
         memcpy(it->key, key, nkey);
         it->nkey = nkey;
     }
     if (na > 0) {
-        memmove(fake_arena + fk.arena_used, a, na);
+        memmove(st->arena + st->arena_used, a, na);
     }
     if (nb > 0) {
-        memmove(fake_arena + fk.arena_used + na, b, nb);
+        memmove(st->arena + st->arena_used + na, b, nb);
     }
-    it->off = fk.arena_used;
+    it->off = st->arena_used;
     it->len = na + nb;
-    fk.arena_used += na + nb;
+    st->arena_used += na + nb;
     it->live = true;
     it->flags = flags;
-    it->cas = fk.cas_next++;
+    it->cas = st->cas_next++;
     return true;
 }
 
@@ -659,7 +670,7 @@ do_stats(struct fake_conn *c, const struct fake_cmd *m)
         out_fmt(c,
                 "STAT pid 1\r\nSTAT uptime 100\r\nSTAT curr_items %zu\r\n"
                 "STAT get_hits %zu\r\nSTAT version 1.6.18\r\nEND\r\n",
-                fk.nitems, fk.sent[c->server]);
+                st->nitems, fk.sent[c->server]);
     } else if (tok_is(m, 1, "reset")) {
         out_str(c, "RESET\r\n");
     } else if (tok_is(m, 1, "detail") &&
@@ -684,6 +695,7 @@ fake_command(struct fake_conn *c, const char *p, size_t line, size_t avail)
 {
     struct fake_cmd m;
 
+    st = &stores[c->server];
     tokenize(p, line - 2, &m);
     CHECK(m.nt >= 1);
     if (tok_is(&m, 0, "mn") && m.nt == 1) {
@@ -695,9 +707,9 @@ fake_command(struct fake_conn *c, const char *p, size_t line, size_t avail)
 
         CHECK(m.nt == 1 ||
               (m.nt == 2 && num_parse(m.tok[1], m.ntok[1], true, &delay)));
-        fk.nitems = 0;
-        fk.arena_used = 0;
-        fk.flushed = true;
+        st->nitems = 0;
+        st->arena_used = 0;
+        st->flushed = true;
         out_str(c, "OK\r\n");
         return line;
     }
@@ -818,10 +830,12 @@ fake_do_reset(void)
     for (int i = 0; i < FAKE_CONNS; i++) {
         conn_close(&fk.conns[i]);
     }
-    fk.nitems = 0;
-    fk.arena_used = 0;
-    fk.cas_next = 1;
-    fk.flushed = false;
+    for (int s = 0; s < FAKE_SERVERS; s++) {
+        stores[s].nitems = 0;
+        stores[s].arena_used = 0;
+        stores[s].cas_next = 1;
+        stores[s].flushed = false;
+    }
 }
 
 static void
@@ -969,51 +983,103 @@ fake_start(void)
     CHECK(pthread_detach(t) == 0);
 }
 
-/* ---- riven: the configuration, published once ---- */
+/* ---- riven: two configurations ---- */
 
-/* The one place that talks to the snapshot registry. */
+/*
+ * CFG_FLAT: orca l1only over both backends (multi-key gets fan out).
+ * CFG_LAYERED: orca l1l2batch, backend 0 as L1 and 1 as L2 (a plain
+ * connection runs l1l2, a batch one l1l2batch), and backend sockets
+ * released after 5 ms idle, so split inputs reconnect.
+ */
+enum { CFG_FLAT, CFG_LAYERED };
+
+static const char *const cfg_pools[] = {
+    [CFG_FLAT] = "pool:\n"
+                 "  servers: [\"unix:%s\", \"unix:%s\"]\n"
+                 "  failure_limit: 1000\n"
+                 "  retry_timeout_ms: 1\n",
+    [CFG_LAYERED] = "orca: l1l2batch\n"
+                    "batch_listen: [127.0.0.1:1]\n"
+                    "backend_idle_timeout_ms: 5\n"
+                    "l1:\n"
+                    "  servers: [\"unix:%s\"]\n"
+                    "  failure_limit: 1000\n"
+                    "  retry_timeout_ms: 1\n"
+                    "l2:\n"
+                    "  servers: [\"unix:%s\"]\n"
+                    "  failure_limit: 1000\n"
+                    "  retry_timeout_ms: 1\n",
+};
+
+/*
+ * The snapshot registry is used here only. held[i] is a reference to
+ * configuration i's snapshot, kept while the other one is current.
+ */
+static struct server_snapshot *held[2];
+static int cfg_current = -1;
+static bool flat_only; /* FUZZ_SESSION_FLAT */
+
 static void
-riven_publish(struct config *cfg)
+riven_use(int which)
 {
-    char err[256];
-    struct server_snapshot *snap;
-
-    snap = server_snapshot_create(cfg, NULL, err, sizeof(err));
-    if (snap == NULL) {
-        fprintf(stderr, "fuzz_session: snapshot: %s\n", err);
+    if (which == cfg_current) {
+        return;
     }
-    CHECK(snap != NULL);
-    server_publish(snap);
+    server_publish(held[which]); /* takes that reference */
+    held[which] = server_snapshot_get();
+    cfg_current = which;
 }
 
-static void
-riven_start(void)
+static struct config *
+riven_config(int which)
 {
-    char yaml[1024], err[512];
+    char yaml[1024], pool[512], err[512];
     struct config *cfg;
     int n;
 
+    n = snprintf(pool, sizeof(pool), cfg_pools[which], fk.path[0], fk.path[1]);
+    CHECK(n > 0 && (size_t)n < sizeof(pool));
     n = snprintf(yaml, sizeof(yaml),
-                 "pool:\n"
-                 "  servers: [\"unix:%s\", \"unix:%s\"]\n"
-                 "  failure_limit: 1000\n"
-                 "  retry_timeout_ms: 1\n"
+                 "%s"
                  "timeouts: {connect_ms: 1000, request_ms: 1000}\n"
                  "client_write_timeout_ms: %d\n"
                  "item_size_max: %u\n"
                  "log_level: error\n"
                  "metrics: {listen: \"off\"}\n",
-                 fk.path[0], fk.path[1], WRITE_TIMEOUT_MS, FUZZ_ITEM_MAX);
+                 pool, WRITE_TIMEOUT_MS, FUZZ_ITEM_MAX);
     CHECK(n > 0 && (size_t)n < sizeof(yaml));
     cfg = config_load_string(yaml, (size_t)n, "fuzz_session", err, sizeof(err));
     if (cfg == NULL) {
         fprintf(stderr, "fuzz_session: config: %s\n", err);
     }
     CHECK(cfg != NULL);
+    return cfg;
+}
+
+static void
+riven_start(void)
+{
+    char err[256];
+
     log_init(LOG_LVL_ERROR);
     CHECK(metrics_init() == ST_OK);
-    CHECK(metrics_set_servers(cfg->pool.servers, cfg->pool.nservers) == ST_OK);
-    riven_publish(cfg);
+    for (int i = CFG_FLAT; i <= CFG_LAYERED; i++) {
+        struct config *cfg = riven_config(i);
+        struct server_snapshot *snap;
+
+        if (i == CFG_FLAT) { /* metrics: server 0 and 1 in both */
+            CHECK(metrics_set_servers(cfg->pool.servers, cfg->pool.nservers) ==
+                  ST_OK);
+        }
+        snap = server_snapshot_create(cfg, NULL, err, sizeof(err));
+        if (snap == NULL) {
+            fprintf(stderr, "fuzz_session: snapshot: %s\n", err);
+        }
+        CHECK(snap != NULL);
+        server_publish(snap);
+        held[i] = server_snapshot_get();
+        cfg_current = i;
+    }
 }
 
 /* ---- the reply checker ---- */
@@ -1296,7 +1362,7 @@ static void
 client_run(struct session *ss)
 {
     enum read_mode mode = read_mode(ss->ctl);
-    uint32_t seed = ss->ctl >> 6;
+    uint32_t seed = ss->ctl;
     size_t off = 0, sends = 0, trickled = 0;
     bool sending = ss->nin > 0;
     uint64_t start = now_ms();
@@ -1362,6 +1428,7 @@ LLVMFuzzerInitialize(int *argc, char ***argv)
     (void)argv;
     signal(SIGPIPE, SIG_IGN);
     cl.dump = getenv("FUZZ_SESSION_DUMP") != NULL;
+    flat_only = getenv("FUZZ_SESSION_FLAT") != NULL;
     fake_start();
     riven_start();
     CHECK(pthread_create(&t, NULL, client_main, NULL) == 0);
@@ -1397,6 +1464,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     ss.srv_fd = sv[0];
     memset(&conn, 0, sizeof(conn));
     conn.fd = sv[0];
+    conn.batch = (ss.ctl & 0xc0) == 0xc0;
+    riven_use(ss.ctl & 0x80 && !flat_only ? CFG_LAYERED : CFG_FLAT);
 
     t0 = now_ms();
     pthread_mutex_lock(&cl.lock);

@@ -2,18 +2,20 @@
 """Write the seed corpus of fuzz_session into tests/fuzz/corpus/fuzz_session/.
 
 Each seed is one control byte (see tests/fuzz/fuzz_session.c: bits 0-2 how
-replies are read, bits 3-5 the largest piece the input is written in, bits
-6-7 a seed) followed by a client session. Run from the repository root.
+replies are read, bits 3-5 the largest piece the input is written in, bit 7
+the layered configuration, bit 6 with it a batch connection) followed by a
+client session. Run from the repository root.
 """
 import os
 import struct
 
 OUT = "tests/fuzz/corpus/fuzz_session"
 AT_ONCE, TRICKLE, LATE, STALL = 0, 4, 6, 7
+LAYERED, BATCH = 0x80, 0xc0
 
 
-def ctl(mode, piece=0, seed=0):
-    return bytes([mode | piece << 3 | seed << 6])
+def ctl(mode, piece=0, orca=0):
+    return bytes([mode | piece << 3 | orca])
 
 
 def binreq(op, key=b"", extras=b"", value=b"", opaque=0, cas=0):
@@ -77,9 +79,19 @@ SEEDS = {
     b"get big1048576 big1048575\r\n" + b"get k1\r\n" * 50,
     "backpressure-stall": ctl(STALL) +
     b"get big1048576 big700000 big600000\r\nget k1\r\n",
-    "trickle": ctl(TRICKLE, 2, 1) +
+    "trickle": ctl(TRICKLE, 2) +
     b"get big200000 big100000 k1 k2 k3\r\nmg big65536 v\r\n",
     "empty": ctl(AT_ONCE),
+    "l1l2-text": ctl(AT_ONCE, 0, LAYERED) +
+    b"get k1 k2 k3\r\nset a 0 0 2\r\nhi\r\nget a\r\ngets a\r\n"
+    b"touch a 10\r\nincr n 1\r\nset n 0 0 1\r\n5\r\nincr n 2\r\n"
+    b"delete a\r\nget a\r\nflush_all\r\nget k1\r\n",
+    "l1l2-meta": ctl(TRICKLE, 3, LAYERED) +
+    b"mg k1 v\r\nms m 2 T0\r\nab\r\nmg m v c\r\nmd m\r\nma c N0 J1 v\r\n"
+    b"mn\r\n",
+    "l1l2-batch": ctl(AT_ONCE, 4, BATCH) +
+    b"set k1 0 0 3\r\nnew\r\nset cold 0 0 1\r\nx\r\nget k1 cold\r\n"
+    b"delete k2\r\nadd k3 0 0 1\r\ny\r\n",
 }
 
 os.makedirs(OUT, exist_ok=True)
