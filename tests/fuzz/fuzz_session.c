@@ -1443,6 +1443,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     struct server_conn conn;
     int sv[2];
     uint64_t t0, ms;
+    bool layered;
 
     if (size == 0) {
         return 0;
@@ -1464,8 +1465,10 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     ss.srv_fd = sv[0];
     memset(&conn, 0, sizeof(conn));
     conn.fd = sv[0];
-    conn.batch = (ss.ctl & 0xc0) == 0xc0;
-    riven_use(ss.ctl & 0x80 && !flat_only ? CFG_LAYERED : CFG_FLAT);
+    layered = (ss.ctl & 0x80) && !flat_only;
+    riven_use(layered ? CFG_LAYERED : CFG_FLAT);
+    /* batch connections exist only on l1l2batch's batch_listen */
+    conn.batch = layered && (ss.ctl & 0x40);
 
     t0 = now_ms();
     pthread_mutex_lock(&cl.lock);
