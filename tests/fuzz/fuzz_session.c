@@ -11,11 +11,12 @@
  * Input: byte 0 steers the client, the rest is the client's byte stream
  * (its first byte chooses the protocol, as for a real connection).
  *   bits 0-2  how replies are read: 0-3 at once; 4-5 in small pieces
- *             through small socket buffers; 6 after the whole input was
- *             sent or 5 ms, through small buffers, so riven's writes
- *             block; 7 only after the whole input was sent, so riven's
- *             writes block until client_write_timeout_ms (200 ms) closes
- *             the connection (slow: the rarest choice)
+ *             through small socket buffers; 6, and 7 without bit 3, after
+ *             the whole input was sent or 5 ms, through small buffers, so
+ *             riven's writes block; 7 with bit 3 only after the whole
+ *             input was sent, so riven's writes block until
+ *             client_write_timeout_ms (100 ms) closes the connection
+ *             (slow: the rarest choice)
  *   bits 3-5  the largest piece the input is written in (1 byte .. all),
  *             so requests arrive split across reads
  *   bit 6     a batch_listen connection (orca l1l2batch; with bit 7)
@@ -81,7 +82,7 @@
 #define FAKE_ARENA       (4u << 20)     /* value bytes one backend stores */
 #define FAKE_BUDGET      (2560u * 1024) /* value bytes a backend sends/session */
 #define FAKE_BUF_INIT    (64u * 1024)
-#define WRITE_TIMEOUT_MS 200 /* client_write_timeout_ms of the config */
+#define WRITE_TIMEOUT_MS 100 /* client_write_timeout_ms of the config */
 #define SMALL_SOCKBUF    4096
 #define LATE_MS          5
 #define MAX_SENDS        2048 /* pieces of input, the rest goes at once */
@@ -1280,6 +1281,9 @@ read_mode(uint8_t ctl)
         READ_AT_ONCE, READ_AT_ONCE, READ_AT_ONCE, READ_AT_ONCE,
         READ_TRICKLE, READ_TRICKLE, READ_LATE,    READ_STALL};
 
+    if ((ctl & 0xf) == 7) {
+        return READ_LATE;
+    }
     return modes[ctl & 7];
 }
 

@@ -2,9 +2,10 @@
 """Write the seed corpus of fuzz_session into tests/fuzz/corpus/fuzz_session/.
 
 Each seed is one control byte (see tests/fuzz/fuzz_session.c: bits 0-2 how
-replies are read, bits 3-5 the largest piece the input is written in, bit 7
-the layered configuration, bit 6 with it a batch connection) followed by a
-client session. Run from the repository root.
+replies are read (7 stalls only with bit 3), bits 3-5 the largest piece
+the input is written in, bit 7 the layered configuration, bit 6 with it a
+batch connection) followed by a client session. Run from the repository
+root.
 """
 import os
 import struct
@@ -79,7 +80,7 @@ SEEDS = {
     b"get big1048576 big1048575\r\n" + b"get k1\r\n" * 50,
     # more input than the socket buffers hold, behind a 1 MiB reply: riven
     # blocks writing until client_write_timeout_ms closes the connection
-    "backpressure-stall": ctl(STALL) +
+    "backpressure-stall": ctl(STALL, 7) +
     b"get big1048576\r\n" + b"get k1\r\n" * 3000,
     "trickle": ctl(TRICKLE, 2) +
     b"get big200000 big100000 k1 k2 k3\r\nmg big65536 v\r\n",
