@@ -34,7 +34,7 @@
  *
  * The fake backend (one thread, poll) keeps a small store per server; keys
  * never stored have a value derived from their hash (a quarter miss, some are
- * 16-80 KiB, "big<N>" is N bytes up to 1 MiB), so gets stream large
+ * 8-40 KiB, "big<N>" is N bytes up to 1 MiB), so gets stream large
  * replies. Each backend sends at most FAKE_BUDGET value bytes per session
  * (then it answers misses), which bounds a run's time. It is reset before
  * each session (store emptied, the last session's sockets closed), so runs
@@ -391,8 +391,8 @@ lookup(const char *key, size_t nkey, struct fake_val *v)
         v->len = (size_t)MIN(big, FUZZ_ITEM_MAX);
     } else if (h % 4 == 0) {
         return false;
-    } else if (h % 32 == 1) {
-        v->len = 16384 + (h >> 8) % 65536;
+    } else if (h % 64 == 1) {
+        v->len = 8192 + (h >> 8) % 32768;
     } else {
         v->len = (h >> 8) % 64;
     }
