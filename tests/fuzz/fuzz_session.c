@@ -19,9 +19,12 @@
  *             (slow: the rarest choice)
  *   bits 3-5  the largest piece the input is written in (1 byte .. all),
  *             so requests arrive split across reads
- *   bit 6     a batch_listen connection (orca l1l2batch; with bit 7)
  *   bit 7     the layered configuration (orca l1l2, L1 and L2 backends)
  *             instead of the flat one (l1only over two backends)
+ *   bit 6     with bit 7: a batch_listen connection (orca l1l2batch);
+ *             without: the layered configuration is published once half
+ *             the input is sent, as a SIGHUP reload does, and riven
+ *             switches to it between two batches
  * The piece and read sizes come from a generator seeded with byte 0.
  *
  * Invariants: server_run returns; no sanitizer report and no leak; the
@@ -1015,6 +1018,8 @@ static const char *const cfg_pools[] = {
 /*
  * The snapshot registry is used here only. held[i] is a reference to
  * configuration i's snapshot, kept while the other one is current.
+ * riven_use runs on the main thread before a session and on the client
+ * thread during one, never on both at once.
  */
 static struct server_snapshot *held[2];
 static int cfg_current = -1;
@@ -1251,9 +1256,10 @@ struct session {
     const uint8_t *in;
     size_t nin;
     uint8_t ctl;
-    int fd;     /* the client's end, non-blocking */
-    int srv_fd; /* riven's end */
-    bool small; /* small socket buffers, until TRICKLE_MAX was read */
+    int fd;      /* the client's end, non-blocking */
+    int srv_fd;  /* riven's end */
+    bool small;  /* small socket buffers, until TRICKLE_MAX was read */
+    bool reload; /* publish CFG_LAYERED once half the input is sent */
     struct replies rep;
 };
 
@@ -1316,6 +1322,10 @@ client_send(struct session *ss, size_t *off, uint32_t *seed, size_t *sends)
     }
     *off += (size_t)w;
     (*sends)++;
+    if (ss->reload && *off >= ss->nin / 2) {
+        riven_use(CFG_LAYERED); /* the main thread is in server_run */
+        ss->reload = false;
+    }
     return *off < ss->nin;
 }
 
@@ -1473,6 +1483,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     riven_use(layered ? CFG_LAYERED : CFG_FLAT);
     /* batch connections exist only on l1l2batch's batch_listen */
     conn.batch = layered && (ss.ctl & 0x40);
+    ss.reload = !layered && !flat_only && (ss.ctl & 0x40);
 
     t0 = now_ms();
     pthread_mutex_lock(&cl.lock);

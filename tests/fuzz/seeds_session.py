@@ -4,15 +4,15 @@
 Each seed is one control byte (see tests/fuzz/fuzz_session.c: bits 0-2 how
 replies are read (7 stalls only with bit 3), bits 3-5 the largest piece
 the input is written in, bit 7 the layered configuration, bit 6 with it a
-batch connection) followed by a client session. Run from the repository
-root.
+batch connection, without it a reload to the layered one mid-session)
+followed by a client session. Run from the repository root.
 """
 import os
 import struct
 
 OUT = "tests/fuzz/corpus/fuzz_session"
 AT_ONCE, TRICKLE, LATE, STALL = 0, 4, 6, 7
-LAYERED, BATCH = 0x80, 0xc0
+LAYERED, BATCH, RELOAD = 0x80, 0xc0, 0x40
 
 
 def ctl(mode, piece=0, orca=0):
@@ -92,6 +92,9 @@ SEEDS = {
     "l1l2-meta": ctl(TRICKLE, 3, LAYERED) +
     b"mg k1 v\r\nms m 2 T0\r\nab\r\nmg m v c\r\nmd m\r\nma c N0 J1 v\r\n"
     b"mn\r\n",
+    "reload": ctl(AT_ONCE, 2, RELOAD) +
+    b"get k1\r\nset a 0 0 1\r\nx\r\nget k3\r\nget b c d\r\nmg e v\r\n"
+    b"incr f 1\r\ngets g\r\n",
     "l1l2-batch": ctl(AT_ONCE, 4, BATCH) +
     b"set k1 0 0 3\r\nnew\r\nset cold 0 0 1\r\nx\r\nget k1 cold\r\n"
     b"delete k2\r\nadd k3 0 0 1\r\ny\r\n",
