@@ -50,6 +50,8 @@
 #define ACCEPT_LOG_MS       10000 /* at most one line per 10 s about it */
 
 static const char too_many[] = "SERVER_ERROR too many open connections\r\n";
+/* no thread (EAGAIN: RLIMIT_NPROC, pids.max, memory) for a connection */
+static const char no_thread[] = "SERVER_ERROR out of memory\r\n";
 
 static _Atomic uint64_t nconns;
 static pthread_mutex_t conns_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -461,6 +463,9 @@ spawn(struct listener *l, int fd, bool batch)
         }
         log_warnx("%s: cannot start a connection thread: %s", __func__,
                   strerror(rc));
+        metrics_inc(M_CONNECTIONS_REJECTED);
+        (void)!send(fd, no_thread, sizeof(no_thread) - 1,
+                    MSG_NOSIGNAL | MSG_DONTWAIT);
         free(c);
         close(fd);
     }

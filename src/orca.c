@@ -621,8 +621,20 @@ run_layered(struct orca *o, struct req_batch *b, size_t from, size_t to)
         run_queued(o, SIZE_MAX);
     }
     unlock_keys(o);
-    for (size_t k = from; k < to; k++) {
-        if (o->s1[k].kind == RES_VALUE && is_layered_read(&b->reqs[k])) {
+}
+
+/* L1's hits become the client's answers once the batch has run: a later
+ * run or barrier of the batch may move L1's read buffers, and only the
+ * handlers' own slots (s1) are re-pointed when they move, not copies. */
+static void
+take_l1_hits(struct orca *o, struct req_batch *b)
+{
+    if (o->mode == CFG_ORCA_L1ONLY || o->nscratch < b->n) {
+        return;
+    }
+    for (size_t k = 0; k < b->n; k++) {
+        if (b->reqs[k].err == RES_NONE && is_layered_read(&b->reqs[k]) &&
+            o->s1[k].kind == RES_VALUE) {
             b->res[k] = o->s1[k];
         }
     }
@@ -824,6 +836,9 @@ run_from(struct orca *o)
         if (layer_busy(&o->l1) || layer_busy(&o->l2)) {
             break; /* paused: the client takes the replies held first */
         }
+    }
+    if (o->next == b->n) {
+        take_l1_hits(o, b);
     }
     return final_prefix(o);
 }

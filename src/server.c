@@ -82,11 +82,13 @@ server_draining(void)
 }
 
 /* The orca a connection runs: l1l2batch on batch listeners; the normal
- * listeners of an l1l2batch config serve l1l2. */
+ * listeners of an l1l2batch config serve l1l2. A batch listener still
+ * bound after a reload to another orca serves that orca (l1only has no L2
+ * to batch-load). */
 static enum cfg_orca
 orca_mode(const struct server *s, const struct config *cfg)
 {
-    if (s->conn->batch) {
+    if (s->conn->batch && cfg->orca == CFG_ORCA_L1L2BATCH) {
         return CFG_ORCA_L1L2BATCH;
     }
     return cfg->orca == CFG_ORCA_L1L2BATCH ? CFG_ORCA_L1L2 : cfg->orca;
@@ -182,6 +184,12 @@ read_client(struct server *s)
     size_t want = SERVER_READ_MIN;
     ssize_t n;
 
+    if (s->need > config_client_max_buffer(s->cfg)) {
+        /* a request riven cannot hold (a binary body of gigabytes that
+         * carries no value): the stream cannot be followed within bounds */
+        log_debug("%s: a request of %zu bytes, closing", __func__, s->need);
+        return ST_PROTO;
+    }
     if (s->need > buf_len(&s->rbuf)) {
         want = MAX(want, s->need - buf_len(&s->rbuf));
     }

@@ -74,6 +74,7 @@
 #include "log.h"
 #include "metrics.h"
 #include "server.h"
+#include "snapshot.h"
 
 #include "fuzz_common.h"
 
@@ -1021,7 +1022,7 @@ static const char *const cfg_pools[] = {
  * riven_use runs on the main thread before a session and on the client
  * thread during one, never on both at once.
  */
-static struct server_snapshot *held[2];
+static struct snapshot *held[2];
 static int cfg_current = -1;
 static bool flat_only; /* FUZZ_SESSION_FLAT */
 
@@ -1031,8 +1032,8 @@ riven_use(int which)
     if (which == cfg_current) {
         return;
     }
-    server_publish(held[which]); /* takes that reference */
-    held[which] = server_snapshot_get();
+    snapshot_publish(held[which]); /* takes that reference */
+    held[which] = snapshot_get();
     cfg_current = which;
 }
 
@@ -1071,19 +1072,19 @@ riven_start(void)
     CHECK(metrics_init() == ST_OK);
     for (int i = CFG_FLAT; i <= CFG_LAYERED; i++) {
         struct config *cfg = riven_config(i);
-        struct server_snapshot *snap;
+        struct snapshot *snap;
 
         if (i == CFG_FLAT) { /* metrics: server 0 and 1 in both */
             CHECK(metrics_set_servers(cfg->pool.servers, cfg->pool.nservers) ==
                   ST_OK);
         }
-        snap = server_snapshot_create(cfg, NULL, err, sizeof(err));
+        snap = snapshot_create(cfg, NULL, err, sizeof(err));
         if (snap == NULL) {
             fprintf(stderr, "fuzz_session: snapshot: %s\n", err);
         }
         CHECK(snap != NULL);
-        server_publish(snap);
-        held[i] = server_snapshot_get();
+        snapshot_publish(snap);
+        held[i] = snapshot_get();
         cfg_current = i;
     }
 }

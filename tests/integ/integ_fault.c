@@ -21,6 +21,12 @@
  *
  * The sweep ends at the first N the session never reaches (the fault did
  * not fire): every allocation of the session has then failed once.
+ *
+ * thread_exhaustion: riven in a pids cgroup of its own, pids.max one task
+ * above what it runs with one client: a second client is served, a third
+ * gets "SERVER_ERROR out of memory" and EOF, the first two keep exact
+ * answers, and once a client leaves the next is served again. Skipped
+ * where no pids cgroup can be made.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -31,6 +37,7 @@
 #include <string.h>
 
 #include <libgen.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 #include <cmocka.h>
@@ -43,6 +50,7 @@
 
 static struct harness_proc mc;
 static char fault_bin[512];
+static char riven_bin[512]; /* RIVEN_BIN as the suite gave it */
 
 static void
 append(char **buf, size_t *len, const void *p, size_t n)
@@ -152,6 +160,7 @@ group_setup(void **state)
     char path[512];
 
     (void)state;
+    snprintf(riven_bin, sizeof(riven_bin), "%s", harness_riven_bin());
     snprintf(path, sizeof(path), "%s", harness_riven_bin());
     snprintf(fault_bin, sizeof(fault_bin), "%s/tests/riven-fault",
              dirname(path));
@@ -253,11 +262,137 @@ test_alloc_faults(void **state)
     assert_true(n <= N_MAX); /* and the sweep reached its end */
 }
 
+/* ---- thread exhaustion ------------------------------------------------ */
+
+/* A pids cgroup of our own (v1 pids hierarchy or v2 with the pids
+ * controller), or false with the reason. */
+static bool
+cgroup_make(char *dir, size_t len)
+{
+    static const char *const roots[] = {"/sys/fs/cgroup/pids",
+                                        "/sys/fs/cgroup"};
+
+    for (size_t i = 0; i < 2; i++) {
+        char probe[256];
+
+        snprintf(probe, sizeof(probe), "%s/pids.max", roots[i]);
+        snprintf(dir, len, "%s/riven-test-%d", roots[i], (int)getpid());
+        if (mkdir(dir, 0755) == 0) {
+            snprintf(probe, sizeof(probe), "%s/pids.max", dir);
+            if (access(probe, W_OK) == 0) {
+                return true;
+            }
+            rmdir(dir);
+        }
+    }
+    return false;
+}
+
+static void
+cg_write(const char *dir, const char *file, long v)
+{
+    char path[300];
+    FILE *f;
+
+    snprintf(path, sizeof(path), "%s/%s", dir, file);
+    f = fopen(path, "w");
+    assert_non_null(f);
+    fprintf(f, "%ld\n", v);
+    assert_int_equal(fclose(f), 0);
+}
+
+static long
+cg_read(const char *dir, const char *file)
+{
+    char path[300];
+    long v = -1;
+    FILE *f;
+
+    snprintf(path, sizeof(path), "%s/%s", dir, file);
+    f = fopen(path, "r");
+    assert_non_null(f);
+    assert_int_equal(fscanf(f, "%ld", &v), 1);
+    fclose(f);
+    return v;
+}
+
+/* "stats proxy" on c until its connection threads number want. */
+static void
+wait_threads(struct harness_conn *c, long want)
+{
+    int64_t end = harness_now_ms() + HARNESS_TIMEOUT_MS;
+    long n = -1;
+
+    while (n != want && harness_now_ms() < end) {
+        size_t len;
+        char *r, *p;
+
+        assert_int_equal(harness_sends(c, "stats proxy\r\n"), 0);
+        r = harness_recv_until(c, "END\r\n", 5, HARNESS_TIMEOUT_MS, &len);
+        assert_non_null(r);
+        p = strstr(r, "STAT threads ");
+        n = p ? strtol(p + 13, NULL, 10) : -1;
+        free(r);
+    }
+    assert_int_equal(n, want);
+}
+
+static void
+test_thread_exhaustion(void **state)
+{
+    struct harness_proc rv = {.pid = -1};
+    struct harness_conn *c1, *c2, *c3;
+    char dir[200];
+    long base;
+
+    (void)state;
+    if (!cgroup_make(dir, sizeof(dir))) {
+        printf("thread_exhaustion: no writable pids cgroup here; skipped\n");
+        skip();
+    }
+    setenv("RIVEN_BIN", riven_bin, 1);
+    assert_int_equal(harness_riven_start(&rv, mc.port, NULL, 0, NULL), 0);
+    cg_write(dir, "cgroup.procs", rv.pid);
+    c1 = harness_conn_open(rv.port, HARNESS_TIMEOUT_MS);
+    assert_non_null(c1);
+    wait_threads(c1, 1); /* c1's thread alone: the readiness probe left */
+    base = cg_read(dir, "pids.current");
+    cg_write(dir, "pids.max", base + 1); /* room for one more thread */
+    printf("thread_exhaustion: riven has %ld tasks, pids.max %ld\n", base,
+           base + 1);
+
+    c2 = harness_conn_open(rv.port, HARNESS_TIMEOUT_MS);
+    assert_non_null(c2);
+    assert_true(harness_roundtrip(c2, "set t2 0 0 2\r\nok\r\n", "STORED\r\n"));
+    c3 = harness_conn_open(rv.port, HARNESS_TIMEOUT_MS);
+    assert_non_null(c3);
+    assert_true(harness_expect(c3, OOM_LINE)); /* no thread for c3 */
+    assert_true(harness_wait_eof(c3, HARNESS_TIMEOUT_MS));
+    harness_conn_close(c3);
+    assert_true(harness_roundtrip(c1, "get t2\r\n",
+                                  "VALUE t2 0 2\r\nok\r\nEND\r\n"));
+    assert_true(harness_roundtrip(c2, "get t2\r\n",
+                                  "VALUE t2 0 2\r\nok\r\nEND\r\n"));
+    /* a thread freed is a client served again */
+    harness_conn_close(c2);
+    wait_threads(c1, 1);
+    c3 = harness_conn_open(rv.port, HARNESS_TIMEOUT_MS);
+    assert_non_null(c3);
+    assert_true(harness_roundtrip(c3, "get t2\r\n",
+                                  "VALUE t2 0 2\r\nok\r\nEND\r\n"));
+    harness_conn_close(c3);
+    harness_conn_close(c1);
+    assert_true(harness_proc_alive(&rv));
+    harness_proc_stop(&rv, 5000);
+    assert_int_equal(rmdir(dir), 0);
+}
+
 int
 main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_alloc_faults),
+        cmocka_unit_test(test_thread_exhaustion),
     };
 
     if (harness_direct()) {
