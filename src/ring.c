@@ -29,8 +29,8 @@ add_server(memcached_st *mc, const struct cfg_server *s)
             mc, s->addr.name + 5, s->weight);
     }
     /* the host as written: libmemcached's ketama points hash it */
-    if (util_split_host_port(s->addr.name, host, sizeof(host), &port, &v6,
-                             NULL, 0) != ST_OK ||
+    if (util_split_host_port(s->addr.name, host, sizeof(host), &port, &v6, NULL,
+                             0) != ST_OK ||
         !util_parse_u32(port, strlen(port), &nport) || nport > 65535) {
         return MEMCACHED_INVALID_ARGUMENTS;
     }

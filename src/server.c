@@ -83,12 +83,11 @@ server_draining(void)
 
 /* The orca a connection runs: l1l2batch on batch listeners; the normal
  * listeners of an l1l2batch config serve l1l2. A batch listener still
- * bound after a reload to another orca serves that orca (l1only has no L2
- * to batch-load). */
+ * bound after a reload to l1only serves l1only: there is no L2. */
 static enum cfg_orca
 orca_mode(const struct server *s, const struct config *cfg)
 {
-    if (s->conn->batch && cfg->orca == CFG_ORCA_L1L2BATCH) {
+    if (s->conn->batch && cfg->orca != CFG_ORCA_L1ONLY) {
         return CFG_ORCA_L1L2BATCH;
     }
     return cfg->orca == CFG_ORCA_L1L2BATCH ? CFG_ORCA_L1L2 : cfg->orca;

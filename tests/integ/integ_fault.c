@@ -369,17 +369,17 @@ test_thread_exhaustion(void **state)
     assert_true(harness_expect(c3, OOM_LINE)); /* no thread for c3 */
     assert_true(harness_wait_eof(c3, HARNESS_TIMEOUT_MS));
     harness_conn_close(c3);
-    assert_true(harness_roundtrip(c1, "get t2\r\n",
-                                  "VALUE t2 0 2\r\nok\r\nEND\r\n"));
-    assert_true(harness_roundtrip(c2, "get t2\r\n",
-                                  "VALUE t2 0 2\r\nok\r\nEND\r\n"));
+    assert_true(
+        harness_roundtrip(c1, "get t2\r\n", "VALUE t2 0 2\r\nok\r\nEND\r\n"));
+    assert_true(
+        harness_roundtrip(c2, "get t2\r\n", "VALUE t2 0 2\r\nok\r\nEND\r\n"));
     /* a thread freed is a client served again */
     harness_conn_close(c2);
     wait_threads(c1, 1);
     c3 = harness_conn_open(rv.port, HARNESS_TIMEOUT_MS);
     assert_non_null(c3);
-    assert_true(harness_roundtrip(c3, "get t2\r\n",
-                                  "VALUE t2 0 2\r\nok\r\nEND\r\n"));
+    assert_true(
+        harness_roundtrip(c3, "get t2\r\n", "VALUE t2 0 2\r\nok\r\nEND\r\n"));
     harness_conn_close(c3);
     harness_conn_close(c1);
     assert_true(harness_proc_alive(&rv));

@@ -44,7 +44,6 @@
 #include <string.h>
 
 #include <arpa/inet.h>
-#include <dirent.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <pthread.h>
@@ -69,29 +68,6 @@
 #define OBS_SLOW_MS 1000 /* an observer round trip slower: not served */
 
 static struct harness_proc mc; /* the group's memcached */
-
-/* ---- /proc ------------------------------------------------------------ */
-
-/* Open fds of pid; -1 on failure. */
-static int
-proc_fds(pid_t pid)
-{
-    char path[64];
-    struct dirent *e;
-    int n = 0;
-    DIR *d;
-
-    snprintf(path, sizeof(path), "/proc/%d/fd", (int)pid);
-    d = opendir(path);
-    if (d == NULL) {
-        return -1;
-    }
-    while ((e = readdir(d)) != NULL) {
-        n += e->d_name[0] != '.';
-    }
-    closedir(d);
-    return n;
-}
 
 /* ---- one riven per case ------------------------------------------------ */
 
@@ -403,7 +379,8 @@ fds_settle(pid_t pid, int want)
     int64_t deadline = harness_now_ms() + DEADLINE_MS;
     int n;
 
-    while ((n = proc_fds(pid)) != want && harness_now_ms() < deadline) {
+    while ((n = (int)harness_proc_fds(pid)) != want &&
+           harness_now_ms() < deadline) {
         poll(NULL, 0, 5);
     }
     return n;
@@ -452,14 +429,14 @@ test_conn_flood(void **state)
                nofile, FLOOD_MAX);
         skip();
     }
-    base = proc_fds(fx->rv.pid);
+    base = (int)harness_proc_fds(fx->rv.pid);
     /* the observer holds one slot: fill the others, each proven counted */
     for (int i = 0; i < FLOOD_MAX - 1; i++) {
         hold[i] = harness_conn_open(fx->port, DEADLINE_MS);
         assert_non_null(hold[i]);
         assert_true(harness_roundtrip(hold[i], "get hold\r\n", "END\r\n"));
     }
-    peak = proc_fds(fx->rv.pid);
+    peak = (int)harness_proc_fds(fx->rv.pid);
     t0 = harness_now_ms();
     for (int done = 0; done < attempts; done += FLOOD_BATCH) {
         int n = attempts - done < FLOOD_BATCH ? attempts - done : FLOOD_BATCH;

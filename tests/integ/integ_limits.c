@@ -27,7 +27,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <dirent.h>
 #include <poll.h>
 #include <unistd.h>
 #include <cmocka.h>
@@ -50,26 +49,6 @@
 static struct harness_proc mc, rv;
 static int rv_port;
 static char conf_path[64];
-
-/* Open fds of riven; -1 on failure. */
-static int
-proc_fds(pid_t pid)
-{
-    char path[64];
-    struct dirent *e;
-    int n = 0;
-    DIR *d;
-
-    snprintf(path, sizeof(path), "/proc/%d/fd", (int)pid);
-    if ((d = opendir(path)) == NULL) {
-        return -1;
-    }
-    while ((e = readdir(d)) != NULL) {
-        n += e->d_name[0] != '.';
-    }
-    closedir(d);
-    return n;
-}
 
 static long
 rss(void)
@@ -265,7 +244,7 @@ test_never_reads(void **state)
     size_t wlen[BIG_KEYS];
     long rss0, peak, bound = (CLIENT_MAX + 4 * MB) * harness_rss_scale();
     int64_t slow = 0, limit = harness_rss_scale() > 1 ? 100 : 10, end, t_send;
-    int fds0;
+    long fds0;
     unsigned trips = 0;
 
     (void)state;
@@ -288,7 +267,7 @@ test_never_reads(void **state)
     observe(obs, 0);
     rss0 = peak = rss();
 
-    fds0 = proc_fds(rv.pid);
+    fds0 = harness_proc_fds(rv.pid);
     h = harness_conn_open(rv_port, HARNESS_TIMEOUT_MS);
     assert_non_null(h);
     t_send = harness_now_ms();
@@ -308,13 +287,13 @@ test_never_reads(void **state)
 
     /* closed by client_write_timeout_ms: riven's fds fall back to what
      * they were before h, and h then reads part of the reply and EOF */
-    while (proc_fds(rv.pid) > fds0 &&
+    while (harness_proc_fds(rv.pid) > fds0 &&
            harness_now_ms() < t_send + WRITE_MS + CLOSE_SLACK_MS) {
         poll(NULL, 0, 20);
     }
     printf("never_reads: closed %lld ms after the gets were sent\n",
            (long long)(harness_now_ms() - t_send));
-    assert_int_equal(proc_fds(rv.pid), fds0);
+    assert_int_equal(harness_proc_fds(rv.pid), fds0);
     assert_true(harness_wait_eof(h, HARNESS_TIMEOUT_MS));
     assert_true(h->len < (size_t)NEVER_GETS * wlen[0]);
     harness_conn_close(h);

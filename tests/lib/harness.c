@@ -345,18 +345,19 @@ int
 harness_proc_wait(struct harness_proc *p, int timeout_ms)
 {
     int64_t deadline = harness_now_ms() + timeout_ms;
+    pid_t pid = p->pid;
     int status;
 
-    if (p->pid <= 0) {
+    if (pid <= 0) {
         return -1;
     }
     for (;;) {
-        pid_t r = waitpid(p->pid, &status, WNOHANG);
+        pid_t r = waitpid(pid, &status, WNOHANG);
 
-        if (r == p->pid || (r < 0 && errno == ECHILD)) {
-            reg_del(p->pid);
+        if (r == pid || (r < 0 && errno == ECHILD)) {
+            reg_del(pid);
             p->pid = -1;
-            return r == p->pid ? status : 0;
+            return r == pid ? status : 0;
         }
         if (harness_now_ms() >= deadline) {
             return -1;
@@ -377,8 +378,10 @@ harness_proc_stop(struct harness_proc *p, int timeout_ms)
     if (harness_rss_scale() > 1) {
         timeout_ms *= 4;
     }
+    /* a stopped process cannot act on SIGTERM; a SIGCONT after it could
+     * break LeakSanitizer's stop of the exiting process */
+    kill(pid, SIGCONT);
     kill(pid, SIGTERM);
-    kill(pid, SIGCONT); /* a stopped process cannot act on SIGTERM */
     status = harness_proc_wait(p, timeout_ms);
     if (p->pid > 0) {
         fprintf(stderr,
