@@ -46,7 +46,7 @@
       "total_connections", "Client connections accepted since start.")         \
     X(CONNECTIONS_REJECTED, COUNTER, "riven_connections_rejected_total",       \
       "rejected_connections",                                                  \
-      "Client connections closed at once because of max_connections.")         \
+      "Client connections closed at once: max_connections, or no thread.")     \
     X(THREADS_CURRENT, GAUGE, "riven_threads_current", "threads",              \
       "Connection threads running now.")                                       \
     X(CLIENT_RX_BYTES, COUNTER, "riven_client_received_bytes_total",           \

@@ -167,7 +167,7 @@ static const char expect_head[] =
     "# TYPE riven_connections_total counter\n"
     "riven_connections_total 5\n"
     "# HELP riven_connections_rejected_total Client connections closed at "
-    "once because of max_connections.\n"
+    "once: max_connections, or no thread.\n"
     "# TYPE riven_connections_rejected_total counter\n"
     "riven_connections_rejected_total 1\n"
     "# HELP riven_threads_current Connection threads running now.\n"
