@@ -66,10 +66,10 @@ void handler_flush(struct handler *h);
  * at least one if it held none: call again after handler_release. */
 void handler_recv(struct handler *h, size_t limit);
 
-/* The client has the responses [lo, hi): drop the leading decoded
- * replies that belong to them (or to nobody), so that the read buffer
- * holds only what is still to be written. Later responses keep valid
- * pointers. */
+/* The client has every response but those in [lo, hi), the batch's
+ * unwritten ones: drop the leading decoded replies that belong to written
+ * responses (or to nobody), so that the read buffer holds only what is
+ * still to be written. Later responses keep valid pointers. */
 void handler_release(struct handler *h, const struct response *lo,
                      const struct response *hi);
 

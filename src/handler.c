@@ -484,12 +484,13 @@ handler_recv(struct handler *h, size_t limit)
     }
 }
 
-/* Is r one of the responses [lo, hi)? */
+/* Is r one of the responses [lo, hi)? (NULL is none of them.) */
 static bool
 res_within(const struct response *r, const struct response *lo,
            const struct response *hi)
 {
-    return (uintptr_t)r >= (uintptr_t)lo && (uintptr_t)r < (uintptr_t)hi;
+    return r != NULL && (uintptr_t)r >= (uintptr_t)lo &&
+           (uintptr_t)r < (uintptr_t)hi;
 }
 
 void
@@ -498,8 +499,7 @@ handler_release(struct handler *h, const struct response *lo,
 {
     size_t n = 0, cut, rest;
 
-    while (n < h->nrecv &&
-           (h->pend[n].res == NULL || res_within(h->pend[n].res, lo, hi))) {
+    while (n < h->nrecv && !res_within(h->pend[n].res, lo, hi)) {
         n++;
     }
     if (n == 0) {

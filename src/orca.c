@@ -868,7 +868,7 @@ orca_continue(struct orca *o, size_t written)
 
     for (size_t i = 0; i < ly->nh; i++) {
         if (ly->h[i] != NULL) {
-            handler_release(ly->h[i], res, res + written);
+            handler_release(ly->h[i], res + written, res + o->b->n);
         }
     }
     for (size_t i = 0; i < ly->nh; i++) {

@@ -453,8 +453,10 @@ parse_batch(struct server *s)
             s->line_used = used;
             return 0;
         }
+        /* a barrier (stats, flush_all) ends its batch: its combined answer
+         * may point into handler buffers that a later read would move */
         if (req.swallow > 0 || req.cmd == REQ_QUIT || req.cmd == REQ_STATS ||
-            (req.rflags & REQ_F_CLOSE)) {
+            req.cmd == REQ_FLUSH_ALL || (req.rflags & REQ_F_CLOSE)) {
             s->swallow = req.swallow;
             s->closing = (req.cmd == REQ_QUIT && req.err == RES_NONE) ||
                          (req.rflags & REQ_F_CLOSE);

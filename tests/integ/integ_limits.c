@@ -12,6 +12,11 @@
  *                    client's set/get round trips stay under 10 ms, the
  *                    connection closes after client_write_timeout_ms; a
  *                    client that reads gets all 400 values byte-exact
+ *   two_servers      a pool of two memcached behind a riven with
+ *                    client_max_buffer 2 MiB: pipelined gets and a get line
+ *                    of 400 KB values from both servers, a set and a
+ *                    flush_all among them; every byte exact while each
+ *                    handler pauses after a value or two
  *   http_hangup      memcached's t/malicious-commands.t lines (and POST, an
  *                    unknown m-command): closed with no byte, by memcached
  *                    and by riven alike; errors_hangup counts them
@@ -315,6 +320,88 @@ test_never_reads(void **state)
     }
 }
 
+/* ---- two servers, a small budget ------------------------------------ */
+
+#define MID_VALUE 400000
+#define MID_KEYS  12
+
+/* "VALUE midK 0 400000\r\n<value>" then tail; returns the length. */
+static size_t
+mid_value(char *out, int k, char *v, const char *tail)
+{
+    size_t n = (size_t)sprintf(out, "VALUE mid%d 0 %d\r\n", k, MID_VALUE);
+
+    memset(v, 'A' + k, MID_VALUE);
+    memcpy(out + n, v, MID_VALUE);
+    n += MID_VALUE;
+    return n + (size_t)sprintf(out + n, "%s", tail);
+}
+
+static void
+test_two_servers(void **state)
+{
+    struct harness_proc mc2 = {.pid = -1}, rv2 = {.pid = -1};
+    char path[] = "/tmp/riven-limits2-XXXXXX", hdr[64];
+    struct harness_conn *c;
+    char *req = NULL, *want = NULL, *v = malloc(MID_VALUE);
+    size_t nreq = 0, nwant = 0, cap = 64 * (MID_VALUE + 128);
+    int fd = mkstemp(path), port = harness_free_port();
+    FILE *f;
+
+    (void)state;
+    assert_non_null(v);
+    assert_true(fd >= 0 && (f = fdopen(fd, "w")) != NULL);
+    assert_int_equal(harness_memcached_start(&mc2, 0, NULL), 0);
+    fprintf(f,
+            "listen: [\"127.0.0.1:%d\"]\nlog_level: warn\n"
+            "pool:\n  servers: [\"127.0.0.1:%d\", \"127.0.0.1:%d\"]\n"
+            "client_max_buffer: %ld\nmetrics:\n  listen: \"off\"\n",
+            port, mc.port, mc2.port, 2 * MB);
+    fclose(f);
+    assert_int_equal(harness_riven_start(&rv2, 0, path, port, NULL), 0);
+    c = harness_conn_open(port, HARNESS_TIMEOUT_MS);
+    assert_non_null(c);
+    req = malloc(cap);
+    want = malloc(cap);
+    assert_non_null(req);
+    assert_non_null(want);
+    for (int k = 0; k < MID_KEYS; k++) { /* spread over both servers */
+        memset(v, 'A' + k, MID_VALUE);
+        snprintf(hdr, sizeof(hdr), "set mid%d 0 0 %d\r\n", k, MID_VALUE);
+        assert_int_equal(harness_sends(c, hdr), 0);
+        assert_int_equal(harness_send(c, v, MID_VALUE), 0);
+        assert_true(harness_roundtrip(c, "\r\n", "STORED\r\n"));
+    }
+    /* one pipeline: single gets, a set, a get line, a set, a flush_all
+     * and a get */
+    for (int k = 0; k < MID_KEYS; k++) {
+        nreq += (size_t)sprintf(req + nreq, "get mid%d\r\n", k);
+        nwant += mid_value(want + nwant, k, v, "\r\nEND\r\n");
+    }
+    nreq += (size_t)sprintf(req + nreq, "set small 0 0 2\r\nhi\r\nget");
+    nwant += (size_t)sprintf(want + nwant, "STORED\r\n");
+    for (int k = 0; k < MID_KEYS; k++) {
+        nreq += (size_t)sprintf(req + nreq, " mid%d", k);
+        nwant += mid_value(want + nwant, k, v, "\r\n");
+    }
+    nreq += (size_t)sprintf(req + nreq, "\r\nset small 0 0 2\r\nhi\r\n");
+    nwant += (size_t)sprintf(want + nwant, "END\r\nSTORED\r\n");
+    nreq += (size_t)sprintf(req + nreq, "flush_all\r\nget mid0 small\r\n");
+    nwant += (size_t)sprintf(want + nwant, "OK\r\nEND\r\n");
+    assert_int_equal(harness_send(c, req, nreq), 0);
+    assert_true(harness_expect_n(c, want, nwant, SLOW_MS));
+    printf("two_servers: %zu request bytes, %zu reply bytes exact\n", nreq,
+           nwant);
+    harness_conn_close(c);
+    free(req);
+    free(want);
+    free(v);
+    assert_true(harness_proc_alive(&rv2));
+    harness_proc_stop(&rv2, 5000);
+    harness_proc_stop(&mc2, 5000);
+    unlink(path);
+}
+
 /* ---- HTTP request lines ---------------------------------------------- */
 
 /* Send line; true if the peer closes having sent nothing. */
@@ -398,6 +485,7 @@ main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_long_get_lines),
         cmocka_unit_test(test_never_reads),
+        cmocka_unit_test(test_two_servers),
         cmocka_unit_test(test_http_hangup),
     };
 
