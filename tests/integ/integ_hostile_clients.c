@@ -541,7 +541,11 @@ test_never_reads(void **state)
     assert_true(closed >= 0); /* and closed it */
     assert_true(err == ECONNRESET || err == EPIPE);
     assert_true(closed - t0 >= WRITE_MS - 20);
-    assert_true(closed - stall <= WRITE_MS + STALL_SLACK);
+    /* replies now go out as they are read, in several writes: under a
+     * sanitizer riven takes a while to fill the socket buffers after the
+     * client's first EAGAIN, and the timeout counts from its own stall */
+    assert_true(closed - stall <=
+                WRITE_MS + STALL_SLACK * (harness_rss_scale() > 1 ? 3 : 1));
     assert_true(sent < 64 * MB);
     assert_true(rss_growth(fx) < 100 * MB);
     harness_conn_close(c);
