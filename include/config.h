@@ -118,11 +118,13 @@ struct config {
 #define CFG_DEFAULT_KEY_LOCKS       1024
 #define CFG_DEFAULT_STACK_SIZE      (256u * 1024)
 #define CFG_DEFAULT_ITEM_SIZE_MAX   (1024u * 1024)
-/* client_max_buffer: derived as this many item_size_max, and at least
+/* client_max_buffer: derived as this many item_size_max; at least
  * CFG_CLIENT_BUFFER_MIN_ITEMS of them (a largest set in, a largest value
- * out). */
+ * out) and CFG_CLIENT_BUFFER_FLOOR (a longest get line, 1 MiB, and the
+ * first replies to it), whether derived or set. */
 #define CFG_CLIENT_BUFFER_ITEMS     8
 #define CFG_CLIENT_BUFFER_MIN_ITEMS 2
+#define CFG_CLIENT_BUFFER_FLOOR     (2u * 1024 * 1024)
 #define CFG_DEFAULT_UNIX_MODE       0700
 #define CFG_DEFAULT_METRICS_LISTEN  "127.0.0.1:11299"
 

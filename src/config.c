@@ -876,19 +876,21 @@ config_client_max_buffer(const struct config *cfg)
     if (cfg->client_max_buffer > 0) {
         return cfg->client_max_buffer;
     }
-    return CFG_CLIENT_BUFFER_ITEMS * cfg->item_size_max;
+    return MAX(CFG_CLIENT_BUFFER_ITEMS * cfg->item_size_max,
+               (size_t)CFG_CLIENT_BUFFER_FLOOR);
 }
 
 enum status
 config_validate(const struct config *cfg, char *err, size_t errlen)
 {
-    if (cfg->client_max_buffer > 0 &&
-        cfg->client_max_buffer / CFG_CLIENT_BUFFER_MIN_ITEMS <
-            cfg->item_size_max) {
+    size_t least = MAX(CFG_CLIENT_BUFFER_MIN_ITEMS * cfg->item_size_max,
+                       (size_t)CFG_CLIENT_BUFFER_FLOOR);
+
+    if (cfg->client_max_buffer > 0 && cfg->client_max_buffer < least) {
         util_errf(err, errlen,
-                  "client_max_buffer %zu is below %d x item_size_max (%zu)",
-                  cfg->client_max_buffer, CFG_CLIENT_BUFFER_MIN_ITEMS,
-                  cfg->item_size_max);
+                  "client_max_buffer %zu is below %zu (%d x item_size_max, "
+                  "and at least 2 MiB)",
+                  cfg->client_max_buffer, least, CFG_CLIENT_BUFFER_MIN_ITEMS);
         return ST_ERROR;
     }
     if (cfg->orca != CFG_ORCA_L1ONLY && cfg->l2.nservers == 0) {

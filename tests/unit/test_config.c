@@ -75,6 +75,8 @@ assert_defaults_except_addrs(const struct config *cfg)
     assert_int_equal(cfg->max_connections, 0);
     assert_int_equal(cfg->thread_stack_size, 262144);
     assert_int_equal(cfg->item_size_max, 1048576);
+    assert_int_equal(cfg->client_max_buffer, 0);
+    assert_int_equal(config_client_max_buffer(cfg), 8 * 1048576);
     assert_int_equal(cfg->log_level, LOG_LVL_INFO);
     assert_int_equal(cfg->unix_mode, 0700);
     assert_true(cfg->metrics_enabled);
@@ -202,6 +204,8 @@ test_every_key_set(void **state)
     assert_int_equal(cfg->max_connections, 10000000);
     assert_int_equal(cfg->thread_stack_size, 67108864);
     assert_int_equal(cfg->item_size_max, 1024);
+    /* derived: 8 x item_size_max, but never below 2 MiB */
+    assert_int_equal(config_client_max_buffer(cfg), 2097152);
     assert_int_equal(cfg->log_level, LOG_LVL_DEBUG);
     assert_int_equal(cfg->unix_mode, 0660);
     config_unref(cfg);
@@ -549,6 +553,15 @@ static const struct bad bad_cases[] = {
     {"log_level: *lvl\n", "x.yml:1: invalid YAML: found undefined alias"},
     {"log_level: info\n---\nlog_level: warn\n",
      "x.yml:2: a second YAML document is not allowed"},
+    /* client_max_buffer */
+    {"item_size_max: 4194304\nclient_max_buffer: 8388607\n",
+     "x.yml: client_max_buffer 8388607 is below 8388608 (2 x item_size_max, "
+     "and at least 2 MiB)"},
+    {"client_max_buffer: 2097151\n",
+     "x.yml: client_max_buffer 2097151 is below 2097152 (2 x item_size_max, "
+     "and at least 2 MiB)"},
+    {"client_max_buffer: -1\n",
+     "x.yml:1: client_max_buffer: -1 out of range 0..1099511627776"},
 };
 
 static void
