@@ -42,13 +42,13 @@
 #include <unistd.h>
 #include <cmocka.h>
 
+#include "group.h"
 #include "harness.h"
 
 #define N_MAX    400 /* more allocations than any session makes */
 #define BIG      100000
 #define OOM_LINE "SERVER_ERROR out of memory\r\n"
 
-static struct harness_proc mc;
 static char fault_bin[512];
 static char riven_bin[512]; /* RIVEN_BIN as the suite gave it */
 
@@ -168,15 +168,7 @@ group_setup(void **state)
         fprintf(stderr, "integ_fault: %s not built\n", fault_bin);
         return -1;
     }
-    return harness_memcached_start(&mc, 0, NULL);
-}
-
-static int
-group_teardown(void **state)
-{
-    (void)state;
-    harness_proc_stop(&mc, 5000);
-    return 0;
+    return group_mc_setup(state);
 }
 
 /* Did riven-fault's stderr (errpath) say that the fault fired? */
@@ -206,7 +198,7 @@ run_one(unsigned n, unsigned *closed)
     bool yes;
 
     assert_true(efd >= 0);
-    c1 = harness_conn_open(mc.port, HARNESS_TIMEOUT_MS);
+    c1 = harness_conn_open(group_mc.port, HARNESS_TIMEOUT_MS);
     assert_non_null(c1);
     assert_true(harness_roundtrip(c1, "flush_all\r\n", "OK\r\n"));
     harness_conn_close(c1);
@@ -216,7 +208,7 @@ run_one(unsigned n, unsigned *closed)
     fflush(stderr);
     saved = dup(STDERR_FILENO);
     dup2(efd, STDERR_FILENO);
-    rc = harness_riven_start(&rv, mc.port, NULL, 0, NULL);
+    rc = harness_riven_start(&rv, group_mc.port, NULL, 0, NULL);
     fflush(stderr);
     dup2(saved, STDERR_FILENO);
     close(saved);
@@ -351,7 +343,7 @@ test_thread_exhaustion(void **state)
         skip();
     }
     setenv("RIVEN_BIN", riven_bin, 1);
-    assert_int_equal(harness_riven_start(&rv, mc.port, NULL, 0, NULL), 0);
+    assert_int_equal(harness_riven_start(&rv, group_mc.port, NULL, 0, NULL), 0);
     cg_write(dir, "cgroup.procs", rv.pid);
     c1 = harness_conn_open(rv.port, HARNESS_TIMEOUT_MS);
     assert_non_null(c1);
@@ -399,5 +391,5 @@ main(void)
         printf("integ_fault: riven's own faults; nothing to check direct\n");
         return 0;
     }
-    return cmocka_run_group_tests(tests, group_setup, group_teardown);
+    return cmocka_run_group_tests(tests, group_setup, group_mc_teardown);
 }

@@ -33,6 +33,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "group.h"
 #include "harness.h"
 
 #define NOFILE           64  /* riven's RLIMIT_NOFILE in the exhaustion test */
@@ -43,23 +44,7 @@
 #define CPU_PCT_MAX      5.0
 #define NSOCKETS         80 /* systemd sockets: more than the old array's 64 */
 
-static struct harness_proc mc;
 static char version[128]; /* riven's exact reply to "version\r\n" */
-
-static int
-setup(void **state)
-{
-    (void)state;
-    return harness_memcached_start(&mc, 0, NULL);
-}
-
-static int
-teardown(void **state)
-{
-    (void)state;
-    harness_proc_stop(&mc, 2000);
-    return 0;
-}
 
 /* Reply timeouts: longer under a sanitizer, where everything is slower. */
 static int
@@ -89,7 +74,7 @@ write_config(const char *conf, int port, const char *unix_path,
     fprintf(f,
             "]\npool:\n  servers: [127.0.0.1:%d]\n"
             "client_idle_timeout_ms: 0\nbackend_idle_timeout_ms: 0\n%s",
-            mc.port, extra != NULL ? extra : "");
+            group_mc.port, extra != NULL ? extra : "");
     assert_int_equal(fclose(f), 0);
 }
 
@@ -407,7 +392,7 @@ activate(struct harness_proc *sa, const int *ports)
         argv[n++] = "-l";
         argv[n++] = addrs[i];
     }
-    snprintf(back, sizeof(back), "127.0.0.1:%d", mc.port);
+    snprintf(back, sizeof(back), "127.0.0.1:%d", group_mc.port);
     argv[n++] = harness_riven_bin();
     argv[n++] = "-q";
     argv[n++] = "-m";
@@ -548,7 +533,8 @@ test_unix_stale_and_mode(void **state)
     tmp_path(conf, sizeof(conf), "stale.yml");
     stale_socket(path);
     write_config(conf, port, path, "unix_socket_mode: 0620\n");
-    assert_int_equal(harness_riven_start(&rv, mc.port, conf, port, NULL), 0);
+    assert_int_equal(harness_riven_start(&rv, group_mc.port, conf, port, NULL),
+                     0);
     umask(old);
     assert_int_equal(lstat(path, &st), 0);
     assert_true(S_ISSOCK(st.st_mode));
@@ -577,5 +563,5 @@ main(void)
         printf("integ_listener: needs riven, skipped under RIVEN_DIRECT\n");
         return 0;
     }
-    return cmocka_run_group_tests(tests, setup, teardown);
+    return cmocka_run_group_tests(tests, group_mc_setup, group_mc_teardown);
 }

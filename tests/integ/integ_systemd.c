@@ -32,26 +32,10 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "group.h"
 #include "harness.h"
 
 #define CLIENTS 8
-
-static struct harness_proc mc;
-
-static int
-setup(void **state)
-{
-    (void)state;
-    return harness_memcached_start(&mc, 0, NULL);
-}
-
-static int
-teardown(void **state)
-{
-    (void)state;
-    harness_proc_stop(&mc, 2000);
-    return 0;
-}
 
 /* A datagram socket at a fresh path; the path is written to path. */
 static int
@@ -110,7 +94,7 @@ write_config(char *path, size_t len, int listen_port, int request_ms)
             "listen: [127.0.0.1:%d]\n"
             "pool:\n  servers: [127.0.0.1:%d]\n"
             "timeouts: {connect_ms: 1000, request_ms: %d}\n",
-            listen_port, mc.port, request_ms);
+            listen_port, group_mc.port, request_ms);
     return fclose(f);
 }
 
@@ -125,7 +109,8 @@ test_notify(void **state)
     fd = notify_socket(sock, sizeof(sock));
     assert_int_equal(write_config(conf, sizeof(conf), port, 1000), 0);
     setenv("NOTIFY_SOCKET", sock, 1);
-    assert_int_equal(harness_riven_start(&rv, mc.port, conf, port, NULL), 0);
+    assert_int_equal(harness_riven_start(&rv, group_mc.port, conf, port, NULL),
+                     0);
     unsetenv("NOTIFY_SOCKET");
     assert_true(await_notify(fd, "READY=1", NULL, 5000));
     assert_int_equal(harness_proc_signal(&rv, SIGHUP), 0);
@@ -155,7 +140,7 @@ test_socket_activation(void **state)
     }
     snprintf(lst, sizeof(lst), "127.0.0.1:%d", port);
     snprintf(lother, sizeof(lother), "127.0.0.1:%d", other);
-    snprintf(back, sizeof(back), "127.0.0.1:%d", mc.port);
+    snprintf(back, sizeof(back), "127.0.0.1:%d", group_mc.port);
     const char *argv[] = {"systemd-socket-activate",
                           "-l",
                           lst,
@@ -192,14 +177,15 @@ test_drain_in_flight(void **state)
 
     (void)state;
     assert_int_equal(write_config(conf, sizeof(conf), port, 5000), 0);
-    assert_int_equal(harness_riven_start(&rv, mc.port, conf, port, NULL), 0);
+    assert_int_equal(harness_riven_start(&rv, group_mc.port, conf, port, NULL),
+                     0);
     for (int i = 0; i < CLIENTS; i++) {
         c[i] = harness_conn_open(port, 2000);
         assert_non_null(c[i]);
         snprintf(key, sizeof(key), "set d%d 0 0 1\r\n%d\r\n", i, i);
         assert_true(harness_roundtrip(c[i], key, "STORED\r\n"));
     }
-    assert_int_equal(harness_proc_signal(&mc, SIGSTOP), 0);
+    assert_int_equal(harness_proc_signal(&group_mc, SIGSTOP), 0);
     for (int i = 0; i < CLIENTS; i++) {
         snprintf(key, sizeof(key), "get d%d\r\n", i);
         assert_int_equal(harness_sends(c[i], key), 0);
@@ -208,7 +194,7 @@ test_drain_in_flight(void **state)
     assert_true(harness_quiet(c[0], 200));
     t0 = harness_now_ms();
     assert_int_equal(harness_proc_signal(&rv, SIGTERM), 0);
-    assert_int_equal(harness_proc_signal(&mc, SIGCONT), 0);
+    assert_int_equal(harness_proc_signal(&group_mc, SIGCONT), 0);
     for (int i = 0; i < CLIENTS; i++) {
         snprintf(want, sizeof(want), "VALUE d%d 0 1\r\n%d\r\nEND\r\n", i, i);
         assert_true(harness_expect(c[i], want));
@@ -329,5 +315,5 @@ main(void)
         printf("integ_systemd: needs riven, skipped under RIVEN_DIRECT\n");
         return 0;
     }
-    return cmocka_run_group_tests(tests, setup, teardown);
+    return cmocka_run_group_tests(tests, group_mc_setup, group_mc_teardown);
 }

@@ -35,3 +35,20 @@ group_stack_teardown(void **state)
     harness_stack_stop(&group_stack);
     return 0;
 }
+
+struct harness_proc group_mc = {.pid = -1};
+
+int
+group_mc_setup(void **state)
+{
+    (void)state;
+    return harness_memcached_start(&group_mc, 0, NULL);
+}
+
+int
+group_mc_teardown(void **state)
+{
+    (void)state;
+    harness_proc_stop(&group_mc, 5000);
+    return 0;
+}

@@ -20,4 +20,10 @@ int group_stack_setup(void **state);
 /* cmocka group teardown: stop group_stack. Always 0. */
 int group_stack_teardown(void **state);
 
+/* For binaries that start their own rivens: one memcached for the group,
+ * started by group_mc_setup (0 or -1) and stopped by group_mc_teardown. */
+extern struct harness_proc group_mc;
+int group_mc_setup(void **state);
+int group_mc_teardown(void **state);
+
 #endif /* RIVEN_GROUP_H */
