@@ -61,10 +61,12 @@ bool handler_pending(const struct handler *h);
 void handler_flush(struct handler *h);
 
 /* Read the replies to everything flushed and fill their responses. On
- * failure the unanswered ones get SERVER_ERROR. Pauses once the decoded
- * replies it holds reach limit bytes (SIZE_MAX: never), after decoding
- * at least one if it held none: call again after handler_release. */
-void handler_recv(struct handler *h, size_t limit);
+ * failure the unanswered ones get SERVER_ERROR. Pauses before the read
+ * buffer would pass limit bytes (SIZE_MAX: never): call again after
+ * handler_release. With first (the client waits on this handler's next
+ * reply), that reply is read whatever its size, so a batch always
+ * progresses. */
+void handler_recv(struct handler *h, size_t limit, bool first);
 
 /* The client has every response but those in [lo, hi), the batch's
  * unwritten ones: drop the leading decoded replies that belong to written

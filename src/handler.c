@@ -432,17 +432,21 @@ decode_one(struct handler *h, size_t *need)
 }
 
 void
-handler_recv(struct handler *h, size_t limit)
+handler_recv(struct handler *h, size_t limit, bool first)
 {
     uint64_t deadline = util_now_ms() + h->request_ms;
     enum res_fail why = FAIL_NONE;
-    size_t first = h->nrecv;
+    size_t wait = h->nrecv;
 
+    while (wait < h->npend && h->pend[wait].res == NULL) {
+        wait++; /* the reply somebody waits for, after replies to drop */
+    }
     while (h->nrecv < h->npend) {
+        bool must = first && h->nrecv <= wait; /* the client waits on it */
         size_t need = 0;
         enum status st;
 
-        if (h->parsed >= limit && (h->nrecv > first || h->parsed > 0)) {
+        if (!must && h->parsed >= limit) {
             break; /* paused: the client takes what is held first */
         }
         st = decode_one(h, &need);
@@ -457,6 +461,9 @@ handler_recv(struct handler *h, size_t limit)
         }
         if (need > 0) {
             need += h->parsed;
+        }
+        if (!must && need > limit) {
+            break; /* the next reply would not fit: paused before it */
         }
         if (util_now_ms() >= deadline) {
             why = FAIL_BACKEND_TIMEOUT;

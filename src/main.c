@@ -322,7 +322,7 @@ probe(const struct cfg_server *srv, uint32_t ms)
 
     if (h != NULL && handler_queue(h, &mn, &res) == ST_OK) {
         handler_flush(h);
-        handler_recv(h, SIZE_MAX);
+        handler_recv(h, SIZE_MAX, true);
         up = res.kind == RES_OK;
     }
     handler_destroy(h);

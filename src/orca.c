@@ -281,12 +281,37 @@ report(struct layer *ly, uint64_t now)
     }
 }
 
+/* The handler holding the reply the client waits on first: the one
+ * whose first unread response comes first in the batch, or NULL. */
+static const struct handler *
+first_waiter(const struct orca *o)
+{
+    const struct layer *ls[2] = {&o->l1, &o->l2};
+    const struct handler *fw = NULL;
+    uintptr_t min = UINTPTR_MAX;
+
+    for (size_t l = 0; l < 2; l++) {
+        for (size_t i = 0; i < ls[l]->nh; i++) {
+            const struct response *w =
+                ls[l]->h[i] ? handler_waiting(ls[l]->h[i]) : NULL;
+
+            if (w != NULL && (uintptr_t)w < min) {
+                min = (uintptr_t)w;
+                fw = ls[l]->h[i];
+            }
+        }
+    }
+    return fw;
+}
+
 /* Write every server's share, then read every server's replies, each
- * handler pausing once it holds limit bytes of them. */
+ * handler pausing before it holds limit bytes of them (but the one the
+ * client waits on first). */
 static void
 run_queued(struct orca *o, size_t limit)
 {
     struct layer *ls[2] = {&o->l1, &o->l2};
+    const struct handler *fw;
 
     for (size_t l = 0; l < 2; l++) {
         for (size_t i = 0; i < ls[l]->nh; i++) {
@@ -295,10 +320,12 @@ run_queued(struct orca *o, size_t limit)
             }
         }
     }
+    fw = limit < SIZE_MAX ? first_waiter(o) : NULL;
     for (size_t l = 0; l < 2; l++) {
         for (size_t i = 0; i < ls[l]->nh; i++) {
             if (ls[l]->h[i] != NULL && handler_pending(ls[l]->h[i])) {
-                handler_recv(ls[l]->h[i], limit);
+                handler_recv(ls[l]->h[i], limit,
+                             fw == NULL || ls[l]->h[i] == fw);
             }
         }
     }
@@ -850,6 +877,9 @@ orca_execute(struct orca *o, struct req_batch *b, size_t limit)
     o->next = 0;
     /* each server's share; half of it, as a read buffer doubles */
     o->limit = MAX(limit / (2 * MAX(o->l1.nh, 1)), 1);
+    if (o->mode != CFG_ORCA_L1ONLY) {
+        o->limit = SIZE_MAX; /* the layered phases do not pause */
+    }
     return run_from(o);
 }
 
@@ -865,15 +895,17 @@ orca_continue(struct orca *o, size_t written)
 {
     struct layer *ly = &o->l1; /* only l1only segments pause */
     const struct response *res = o->b->res;
+    const struct handler *fw;
 
     for (size_t i = 0; i < ly->nh; i++) {
         if (ly->h[i] != NULL) {
             handler_release(ly->h[i], res + written, res + o->b->n);
         }
     }
+    fw = first_waiter(o);
     for (size_t i = 0; i < ly->nh; i++) {
         if (ly->h[i] != NULL && handler_pending(ly->h[i])) {
-            handler_recv(ly->h[i], o->limit);
+            handler_recv(ly->h[i], o->limit, fw == NULL || ly->h[i] == fw);
         }
     }
     report(ly, util_now_ms());
