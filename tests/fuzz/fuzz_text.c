@@ -95,7 +95,11 @@ check_one(const char *p, size_t rem, size_t item_max, enum status st,
     fuzz_check_spans(r, p, end);
     CHECK(r->err != RES_NONE || r->swallow == 0);
     CHECK(r->err == RES_NONE || r->err == RES_ERROR || r->err == RES_MISS ||
-          r->err == RES_CLIENT_ERROR || r->err == RES_SERVER_ERROR);
+          r->err == RES_CLIENT_ERROR || r->err == RES_SERVER_ERROR ||
+          r->err == RES_QUIT);
+    /* RES_QUIT is memcached's hang-up on an HTTP line: no command, close */
+    CHECK(r->err != RES_QUIT ||
+          (r->cmd == REQ_NONE && (r->rflags & REQ_F_CLOSE)));
     if (r->rflags & REQ_F_TOOLARGE) {
         CHECK(r->err == RES_SERVER_ERROR);
     }
