@@ -3,8 +3,14 @@
  * the server, routes each key to its backend through the ring, writes every
  * backend's share before reading any reply, and fills the batch's
  * responses in request order. It also maps failures to errors: a request
- * whose backend failed gets SERVER_ERROR; in a multi-key get line where
- * some keys were answered, the failed keys are misses.
+ * whose backend failed gets SERVER_ERROR (how a get line's failed keys
+ * answer is the server's to settle, as a line may span batches).
+ *
+ * Replies are bounded: a handler pauses before it would hold more than
+ * its share of the connection's reply budget, so orca_execute may return
+ * with only a prefix of the responses final; the server writes that
+ * prefix and orca_continue reads on (l1only; the l1l2 phases do not
+ * pause).
  *
  * Before a request goes to a server the shared health state is asked: an
  * ejected server fails fast with SERVER_ERROR backend unavailable (or,

@@ -6,8 +6,11 @@
  *
  * Every complete request in the read buffer joins one batch, which the
  * orca sends to the backends in one write per server; the replies go back
- * to the client in one writev. Buffers start small, grow on demand and are
- * released when the connection goes idle.
+ * to the client in one writev, or, past the connection's reply budget
+ * (client_max_buffer), in several as the orca reads them. A get line of
+ * more keys than a batch holds is streamed in batches of them. Buffers
+ * start small, grow on demand and are released when the connection goes
+ * idle. An allocation that fails closes this connection alone.
  *
  * Thread-safety: server_run owns everything it creates; it shares only the
  * config snapshot and ring (read-only) with other threads.
