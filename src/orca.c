@@ -281,27 +281,31 @@ report(struct layer *ly, uint64_t now)
     }
 }
 
-/* The handler holding the reply the client waits on first: the one
- * whose first unread response comes first in the batch, or NULL. */
-static const struct handler *
-first_waiter(const struct orca *o)
+/* The batch's first response a handler has still to read, and that
+ * handler (*hp, when hp is not NULL); NULL when none is waited for. */
+static const struct response *
+first_waiting(const struct orca *o, const struct handler **hp)
 {
     const struct layer *ls[2] = {&o->l1, &o->l2};
-    const struct handler *fw = NULL;
-    uintptr_t min = UINTPTR_MAX;
+    const struct response *lo = o->b->res, *hi = lo + o->b->n, *min = NULL;
 
     for (size_t l = 0; l < 2; l++) {
         for (size_t i = 0; i < ls[l]->nh; i++) {
             const struct response *w =
                 ls[l]->h[i] ? handler_waiting(ls[l]->h[i]) : NULL;
 
-            if (w != NULL && (uintptr_t)w < min) {
-                min = (uintptr_t)w;
-                fw = ls[l]->h[i];
+            if (w == NULL || (uintptr_t)w < (uintptr_t)lo ||
+                (uintptr_t)w >= (uintptr_t)hi ||
+                (min != NULL && (uintptr_t)w >= (uintptr_t)min)) {
+                continue; /* not the batch's, or not the first */
+            }
+            min = w;
+            if (hp != NULL) {
+                *hp = ls[l]->h[i];
             }
         }
     }
-    return fw;
+    return min;
 }
 
 /* Write every server's share, then read every server's replies, each
@@ -311,7 +315,7 @@ static void
 run_queued(struct orca *o, size_t limit)
 {
     struct layer *ls[2] = {&o->l1, &o->l2};
-    const struct handler *fw;
+    const struct handler *fw = NULL;
 
     for (size_t l = 0; l < 2; l++) {
         for (size_t i = 0; i < ls[l]->nh; i++) {
@@ -320,7 +324,9 @@ run_queued(struct orca *o, size_t limit)
             }
         }
     }
-    fw = limit < SIZE_MAX ? first_waiter(o) : NULL;
+    if (limit < SIZE_MAX) {
+        (void)first_waiting(o, &fw);
+    }
     for (size_t l = 0; l < 2; l++) {
         for (size_t i = 0; i < ls[l]->nh; i++) {
             if (ls[l]->h[i] != NULL && handler_pending(ls[l]->h[i])) {
@@ -822,22 +828,9 @@ layer_busy(const struct layer *ly)
 static size_t
 final_prefix(const struct orca *o)
 {
-    const struct layer *ls[2] = {&o->l1, &o->l2};
-    const struct response *res = o->b->res;
-    size_t n = o->next;
+    const struct response *w = first_waiting(o, NULL);
 
-    for (size_t l = 0; l < 2; l++) {
-        for (size_t i = 0; i < ls[l]->nh; i++) {
-            const struct response *w =
-                ls[l]->h[i] ? handler_waiting(ls[l]->h[i]) : NULL;
-
-            if (w != NULL && (uintptr_t)w >= (uintptr_t)res &&
-                (uintptr_t)w < (uintptr_t)(res + o->b->n)) {
-                n = MIN(n, (size_t)(w - res));
-            }
-        }
-    }
-    return n;
+    return w != NULL ? MIN(o->next, (size_t)(w - o->b->res)) : o->next;
 }
 
 /* Run segments and barriers from o->next until the batch is done or a
@@ -895,14 +888,14 @@ orca_continue(struct orca *o, size_t written)
 {
     struct layer *ly = &o->l1; /* only l1only segments pause */
     const struct response *res = o->b->res;
-    const struct handler *fw;
+    const struct handler *fw = NULL;
 
     for (size_t i = 0; i < ly->nh; i++) {
         if (ly->h[i] != NULL) {
             handler_release(ly->h[i], res + written, res + o->b->n);
         }
     }
-    fw = first_waiter(o);
+    (void)first_waiting(o, &fw);
     for (size_t i = 0; i < ly->nh; i++) {
         if (ly->h[i] != NULL && handler_pending(ly->h[i])) {
             handler_recv(ly->h[i], o->limit, fw == NULL || ly->h[i] == fw);
