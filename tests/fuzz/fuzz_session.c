@@ -1169,6 +1169,19 @@ text_line(struct replies *r, const char *l, size_t n)
     CHECK(digits); /* an incr/decr result */
 }
 
+/* Pass over what r still skips (value bytes) at the head of *p, *n;
+ * true if there was any. */
+static bool
+skip_value(struct replies *r, const char **p, size_t *n)
+{
+    size_t k = MIN(r->skip, *n);
+
+    r->skip -= k;
+    *p += k;
+    *n -= k;
+    return k > 0;
+}
+
 static void
 text_feed(struct replies *r, const char *p, size_t n)
 {
@@ -1176,11 +1189,7 @@ text_feed(struct replies *r, const char *p, size_t n)
         const char *nl;
         size_t k;
 
-        if (r->skip > 0) {
-            k = MIN(r->skip, n);
-            r->skip -= k;
-            p += k;
-            n -= k;
+        if (skip_value(r, &p, &n)) {
             continue;
         }
         if (r->crlf > 0) {
@@ -1211,11 +1220,7 @@ binary_feed(struct replies *r, const char *p, size_t n)
     while (n > 0) {
         size_t k;
 
-        if (r->skip > 0) {
-            k = MIN(r->skip, n);
-            r->skip -= k;
-            p += k;
-            n -= k;
+        if (skip_value(r, &p, &n)) {
             continue;
         }
         k = MIN(sizeof(r->hdr) - r->nhdr, n);
