@@ -51,8 +51,8 @@ struct server {
     size_t swallow;           /* data bytes still to discard */
     bool skipline;            /* discarding an over-long get line */
     struct request line;      /* a get line streamed in sub-batches: its
-                                 keys from line.args on are still to come */
-    bool line_open;           /* line holds keys not yet executed */
+                                 keys from line.args on are still to come;
+                                 open while line.nargs > 0 */
     bool line_answered;       /* a key of the current line hit or missed */
     size_t line_used;         /* rbuf bytes up to the end of the line */
     struct response line_err; /* the line's first error */
@@ -325,8 +325,7 @@ line_keys(struct server *s, size_t room)
         line->args++;
         line->nargs--;
     }
-    s->line_open = line->nargs > 0;
-    if (!s->line_open && r != NULL) {
+    if (line->nargs == 0 && r != NULL) {
         r->rflags |= REQ_F_LAST;
     }
     return ST_OK;
@@ -417,9 +416,9 @@ parse_batch(struct server *s)
     size_t used = 0, gets = 0, gmax = gets_max(s);
 
     s->need = 0;
-    if (s->line_open) {
+    if (s->line.nargs > 0) {
         s->nomem = line_keys(s, gmax) != ST_OK;
-        return s->line_open ? 0 : s->line_used;
+        return s->line.nargs > 0 ? 0 : s->line_used;
     }
     while (s->batch.n < BATCH_MAX_REQS && used < BATCH_MAX_BYTES &&
            gets < gmax) {
@@ -449,7 +448,7 @@ parse_batch(struct server *s)
         }
         gets += req_is_get(req.cmd) ? MAX(req.nkeys, 1) : 0;
         used += n;
-        if (s->line_open) {
+        if (s->line.nargs > 0) {
             s->line_used = used;
             return 0;
         }
