@@ -36,6 +36,7 @@
 
 #include "log.h"
 #include "metrics.h"
+#include "request.h"
 #include "server.h"
 
 #define LISTEN_BACKLOG 1024
@@ -51,7 +52,7 @@
 
 static const char too_many[] = "SERVER_ERROR too many open connections\r\n";
 /* no thread (EAGAIN: RLIMIT_NPROC, pids.max, memory) for a connection */
-static const char no_thread[] = "SERVER_ERROR out of memory\r\n";
+static const char no_thread[] = "SERVER_ERROR " MSG_OUT_OF_MEMORY "\r\n";
 
 static _Atomic uint64_t nconns;
 static pthread_mutex_t conns_lock = PTHREAD_MUTEX_INITIALIZER;
