@@ -70,6 +70,44 @@ struct cfg_pool {
     uint32_t failure_limit;             /* failure_limit */
     uint32_t retry_timeout_ms;          /* retry_timeout_ms */
     bool eject_rehash;                  /* eject_rehash */
+    char hash_tag[3]; /* hash_tag: two characters, "" = the whole key */
+};
+
+/* pools.NAME: a pool with a name, for routes. */
+struct cfg_named_pool {
+    char *name;
+    struct cfg_pool pool;
+};
+
+/* A route (routes[].route, routes[].default): a pool, or a rule over
+ * child routes. */
+enum cfg_route_kind {
+    CFG_ROUTE_POOL = 0,    /* pool: pools[pool] */
+    CFG_ROUTE_ALL_SYNC,    /* writes to every child, the worst answer */
+    CFG_ROUTE_ALL_FASTEST, /* writes to every child, the first success */
+    CFG_ROUTE_FAILOVER,    /* children in order, the next on an error */
+    CFG_ROUTE_SHADOW,      /* child[0] serves; child[1] gets a copy */
+    CFG_ROUTE_WARM_UP,     /* child[0] cold, child[1] warm */
+    CFG_ROUTE_L1L2,        /* child[0] l1, child[1] l2 */
+};
+
+struct cfg_route {
+    enum cfg_route_kind kind;
+    size_t pool;             /* POOL: index in config.pools */
+    uint32_t ttl_max;        /* POOL: writes' TTL clamped to it, 0 = none */
+    struct cfg_route *child; /* nchild children (owned) */
+    size_t nchild;
+    bool read_failover; /* all_sync, all_fastest: read: failover */
+    bool miss;          /* failover: miss: true (a get miss fails over) */
+    double fraction;    /* shadow: share of keys copied, 0..1 */
+    int line;           /* where it was written, for messages */
+};
+
+/* One routes: entry. */
+struct cfg_route_entry {
+    char *prefix; /* key prefix; NULL for the default entry */
+    size_t nprefix;
+    struct cfg_route route;
 };
 
 /* orca: how a request uses the pools. */
@@ -86,6 +124,10 @@ struct config {
     size_t nlisten;
     struct cfg_pool pool;          /* l1: (alias pool:) */
     struct cfg_pool l2;            /* l2: (l1l2 orcas only) */
+    struct cfg_named_pool *pools;  /* pools: (routes only) */
+    size_t npools;
+    struct cfg_route_entry *routes; /* routes:, in file order; the default */
+    size_t nroutes;                 /* entry (prefix NULL) is one of them */
     enum cfg_orca orca;            /* orca */
     uint32_t key_locks;            /* key_locks: stripes, 0 = off */
     struct cfg_addr *batch_listen; /* batch_listen: l1l2batch */
@@ -159,13 +201,13 @@ enum status config_set_l2_servers(struct config *cfg, const struct cfg_addr *a,
                                   size_t n) WUR;
 enum status config_set_batch_listen(struct config *cfg,
                                     const struct cfg_addr *a, size_t n) WUR;
-/* Cross-key rules (an l1l2 orca needs l2 servers...). ST_OK, or ST_ERROR
- * with a message. config_load applies it; call it again after changing a
- * snapshot from the command line. */
 /* The bytes one client connection may hold (client_max_buffer, or its
  * default derived from item_size_max). */
 size_t config_client_max_buffer(const struct config *cfg);
 
+/* Cross-key rules (an l1l2 orca needs l2 servers...). ST_OK, or ST_ERROR
+ * with a message. config_load applies it; call it again after changing a
+ * snapshot from the command line. */
 enum status config_validate(const struct config *cfg, char *err,
                             size_t errlen) WUR;
 

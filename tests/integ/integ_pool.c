@@ -889,10 +889,12 @@ test_kill_under_load(void **state)
     assert_true(st.base.v && st.after.v && st.fast.v);
     for (int i = 0; i < LOAD_CLIENTS; i++) {
         if (k[i].lost) {
+            /* the wait tells a timeout (HARNESS_TIMEOUT_MS) from an EOF */
             fprintf(stderr,
-                    "integ_pool: client %d: no reply to a request "
-                    "sent %lld ms after the kill\n",
-                    i, (long long)(k[i].lost_us - t.kill) / 1000);
+                    "integ_pool: client %d: no reply to request %zu, "
+                    "sent %lld ms after the kill, given up after %u ms\n",
+                    i, k[i].n, (long long)(k[i].lost_us - t.kill) / 1000,
+                    k[i].n > 0 ? k[i].s[k[i].n - 1].lat_us / 1000 : 0);
         }
         lost += k[i].lost;
         for (size_t j = 0; j < k[i].n; j++) {
