@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # Run riven's tests: every test_* (unit) then integ_* (integration) binary
-# in $TEST_DIR, then memccapable's conformance suite (ascii and binary) against riven in
-# front of a fresh memcached. Counts cmocka test cases from the
-# "[  PASSED  ] N test(s)." / "[  FAILED  ] N test(s)" lines (cases that ran
-# but neither passed nor were skipped, e.g. a failed fixture, count as
-# failed; a binary that fails without a FAILED line counts as one failure)
-# and memccapable's
-# "[pass]" lines, and ends with exactly one line "N passed, N failed".
+# in $TEST_DIR, then memccapable's conformance suite (ascii and binary)
+# twice: against riven in front of a fresh memcached, and against riven
+# whose default route is all_sync over two pools (two fresh memcacheds).
+# Counts cmocka test cases from the "[  PASSED  ] N test(s)." /
+# "[  FAILED  ] N test(s)" lines (cases that ran but neither passed nor
+# were skipped, e.g. a failed fixture, count as failed; a binary that fails
+# without a FAILED line counts as one failure) and memccapable's "[pass]"
+# lines, and ends with exactly one line "N passed, N failed".
 # Exit status: 0 when nothing failed.
 #
 # Environment: TEST_DIR (default build/tests), RIVEN_BIN (default
@@ -30,7 +31,9 @@ failed=0
 skipped=0
 failures=()
 log=$(mktemp)
+conf=$(mktemp --suffix=.yml)
 mc_pid=""
+mc2_pid=""
 rv_pid=""
 
 # Stop one process we started, by pid: TERM (and CONT), wait up to 5 s,
@@ -52,7 +55,8 @@ stop_pid() {
 cleanup() {
     stop_pid "$rv_pid"
     stop_pid "$mc_pid"
-    rm -f "$log"
+    stop_pid "$mc2_pid"
+    rm -f "$log" "$conf"
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
@@ -138,11 +142,20 @@ start_memcached() {
     return 1
 }
 
+# riven in front of the memcached on $mc_port; with an argument, riven
+# -c $conf instead, where the argument is the config with LISTEN_PORT in
+# place of its listener's port.
 start_riven() {
+    local yaml=${1:-}
     for ((try = 0; try < 5; try++)); do
         rv_port=$(free_port) || return 1
-        "$RIVEN_BIN" -q -l "127.0.0.1:$rv_port" -b "127.0.0.1:$mc_port" \
-            -m off &
+        if [ -n "$yaml" ]; then
+            printf '%s\n' "${yaml//LISTEN_PORT/$rv_port}" >"$conf"
+            "$RIVEN_BIN" -q -c "$conf" -m off &
+        else
+            "$RIVEN_BIN" -q -l "127.0.0.1:$rv_port" \
+                -b "127.0.0.1:$mc_port" -m off &
+        fi
         rv_pid=$!
         wait_ready "$rv_pid" "$rv_port" && return 0
         stop_pid "$rv_pid"
@@ -151,28 +164,11 @@ start_riven() {
     return 1
 }
 
-run_memccapable() {
-    local tool port rc p=0 f=0 s=0 n=0
-    tool=$(command -v memccapable || command -v memcapable) || {
-        echo "=== memccapable: not installed: counted as 1 failed"
-        failed=$((failed + 1)); failures+=("memccapable"); return
-    }
-    echo "=== memccapable (ascii and binary)"
-    if ! start_memcached; then
-        echo "=== memccapable: cannot start memcached: counted as 1 failed"
-        failed=$((failed + 1)); failures+=("memccapable"); return
-    fi
-    port=$mc_port
-    if [ -z "${RIVEN_DIRECT:-}" ] || [ "${RIVEN_DIRECT}" = 0 ]; then
-        if ! start_riven; then
-            echo "=== memccapable: cannot start $RIVEN_BIN:" \
-                 "counted as 1 failed"
-            failed=$((failed + 1)); failures+=("memccapable")
-            stop_pid "$mc_pid"; mc_pid=""
-            return
-        fi
-        port=$rv_port
-    fi
+# One memccapable run against 127.0.0.1:$2, named $1; counts its
+# "[pass]" lines as passed and any shortfall from MEMCCAPABLE_TESTS as
+# failed, then stops the processes of the run.
+memccapable_count() {
+    local name=$1 port=$2 rc p=0 f=0 s=0 n=0
     timeout 120 "$tool" -t 5 -h 127.0.0.1 -p "$port" </dev/null \
         >"$log" 2>&1
     rc=$?
@@ -185,23 +181,78 @@ run_memccapable() {
         esac
     done <"$log"
     if [ "$n" -lt "$MEMCCAPABLE_TESTS" ]; then
-        echo "=== memccapable: only $n of $MEMCCAPABLE_TESTS tests reported" \
+        echo "=== $name: only $n of $MEMCCAPABLE_TESTS tests reported" \
              "(exit $rc): $((MEMCCAPABLE_TESTS - n)) counted as failed"
         f=$((f + MEMCCAPABLE_TESTS - n))
     elif [ "$rc" -ne 0 ] && [ "$f" -eq 0 ]; then
-        echo "=== memccapable: exit status $rc: counted as 1 failed"
+        echo "=== $name: exit status $rc: counted as 1 failed"
         f=1
     fi
     if [ -n "$rv_pid" ] && ! kill -0 "$rv_pid" 2>/dev/null; then
-        echo "=== memccapable: riven died during the run"
+        echo "=== $name: riven died during the run"
         f=$((f + 1))
     fi
-    echo "=== memccapable: $p passed, $f failed, $s skipped (exit $rc)"
+    echo "=== $name: $p passed, $f failed, $s skipped (exit $rc)"
     passed=$((passed + p))
     failed=$((failed + f))
-    [ "$f" -eq 0 ] || failures+=("memccapable")
+    [ "$f" -eq 0 ] || failures+=("$name")
     stop_pid "$rv_pid"; rv_pid=""
     stop_pid "$mc_pid"; mc_pid=""
+    stop_pid "$mc2_pid"; mc2_pid=""
+}
+
+# A run that could not start: counted as 1 failed; stops what it started.
+memccapable_broken() {
+    echo "=== $1: $2: counted as 1 failed"
+    failed=$((failed + 1)); failures+=("$1")
+    stop_pid "$rv_pid"; rv_pid=""
+    stop_pid "$mc_pid"; mc_pid=""
+    stop_pid "$mc2_pid"; mc2_pid=""
+}
+
+direct() {
+    [ -n "${RIVEN_DIRECT:-}" ] && [ "${RIVEN_DIRECT}" != 0 ]
+}
+
+run_memccapable() {
+    local port
+    echo "=== memccapable (ascii and binary)"
+    start_memcached || {
+        memccapable_broken memccapable "cannot start memcached"; return; }
+    port=$mc_port
+    if ! direct; then
+        start_riven || {
+            memccapable_broken memccapable "cannot start $RIVEN_BIN"; return; }
+        port=$rv_port
+    fi
+    memccapable_count memccapable "$port"
+}
+
+# The same against a default route all_sync over two one-server pools:
+# every write reaches both memcacheds, reads come from the first.
+run_memccapable_all_sync() {
+    local name=memccapable-all_sync port p1 p2
+    echo "=== $name (ascii and binary, routes: default all_sync)"
+    start_memcached || {
+        memccapable_broken "$name" "cannot start memcached"; return; }
+    p1=$mc_port
+    mc2_pid=$mc_pid
+    mc_pid=""
+    start_memcached || {
+        memccapable_broken "$name" "cannot start memcached"; return; }
+    p2=$mc_port
+    port=$p1
+    if ! direct; then
+        start_riven "listen: [\"127.0.0.1:LISTEN_PORT\"]
+pools:
+  a: {servers: [\"127.0.0.1:$p1\"]}
+  b: {servers: [\"127.0.0.1:$p2\"]}
+routes:
+  - default: {all_sync: [a, b]}" || {
+            memccapable_broken "$name" "cannot start $RIVEN_BIN -c"; return; }
+        port=$rv_port
+    fi
+    memccapable_count "$name" "$port"
 }
 
 ulimit -n 2>/dev/null | sed 's/^/=== ulimit -n: /'
@@ -211,7 +262,14 @@ for bin in "$TEST_DIR"/test_* "$TEST_DIR"/integ_*; do
     [ -x "$bin" ] && [ -f "$bin" ] || continue
     run_binary "$bin"
 done
-run_memccapable
+tool=$(command -v memccapable || command -v memcapable) || tool=""
+if [ -z "$tool" ]; then
+    echo "=== memccapable: not installed: 2 runs counted as 1 failed each"
+    failed=$((failed + 2)); failures+=("memccapable")
+else
+    run_memccapable
+    run_memccapable_all_sync
+fi
 
 if [ "${#failures[@]}" -gt 0 ]; then
     echo "=== failed: ${failures[*]}"
