@@ -170,6 +170,14 @@ struct config {
 #define CFG_DEFAULT_UNIX_MODE       0700
 #define CFG_DEFAULT_METRICS_LISTEN  "127.0.0.1:11299"
 
+/* Bounds of pools: and routes:. */
+#define CFG_ROUTES_MAX      4096    /* routes: entries, the default included */
+#define CFG_SERVERS_MAX     256     /* servers over all named pools */
+#define CFG_POOL_NAME_MAX   64      /* bytes of a pool name */
+#define CFG_PREFIX_MAX      250     /* bytes of a prefix: a key's limit */
+#define CFG_ROUTE_TTL_MAX   2592000 /* ttl_max: memcached's 30 days */
+#define CFG_ROUTE_DEPTH_MAX 16      /* rules nested in one route */
+
 /* Built-in defaults: listen 127.0.0.1:11311, one backend 127.0.0.1:11211,
  * metrics on 127.0.0.1:11299.
  * NULL only when memory runs out. Caller owns one reference. */
