@@ -122,15 +122,15 @@ struct config {
     char *path;              /* file it came from, or NULL */
     struct cfg_addr *listen; /* listeners */
     size_t nlisten;
-    struct cfg_pool pool;          /* l1: (alias pool:) */
-    struct cfg_pool l2;            /* l2: (l1l2 orcas only) */
-    struct cfg_named_pool *pools;  /* pools: (routes only) */
+    struct cfg_pool pool;         /* l1: (alias pool:) */
+    struct cfg_pool l2;           /* l2: (l1l2 orcas only) */
+    struct cfg_named_pool *pools; /* pools: (routes only) */
     size_t npools;
     struct cfg_route_entry *routes; /* routes:, in file order; the default */
     size_t nroutes;                 /* entry (prefix NULL) is one of them */
-    enum cfg_orca orca;            /* orca */
-    uint32_t key_locks;            /* key_locks: stripes, 0 = off */
-    struct cfg_addr *batch_listen; /* batch_listen: l1l2batch */
+    enum cfg_orca orca;             /* orca */
+    uint32_t key_locks;             /* key_locks: stripes, 0 = off */
+    struct cfg_addr *batch_listen;  /* batch_listen: l1l2batch */
     size_t nbatch_listen;
     uint32_t connect_timeout_ms;      /* timeouts.connect_ms */
     uint32_t request_timeout_ms;      /* timeouts.request_ms */
