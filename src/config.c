@@ -16,6 +16,7 @@
  */
 #include "config.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <netdb.h>
@@ -27,9 +28,9 @@
 #include <sys/un.h>
 #include <yaml.h>
 
-#define CFG_PATH_MAX 256         /* "routes[3].route.failover[1].pool" */
-#define CFG_FILE_MAX (16u << 20) /* refuse larger config files */
-#define CFG_SHOW_MAX 64          /* bytes of a bad value quoted */
+#define CFG_PATH_MAX   256         /* "routes[3].route.failover[1].pool" */
+#define CFG_FILE_MAX   (16u << 20) /* refuse larger config files */
+#define CFG_SHOW_MAX   64          /* bytes of a bad value quoted */
 #define ROUTES_REPLACE "routes: replaces pool:/l1:/l2:/orca:/batch_listen:"
 
 struct loader {
@@ -1038,8 +1039,9 @@ error:
  */
 
 /* Keys that routes: replaces. */
-static const char *const single_pool_keys[] = {"pool", "l1", "l2", "orca",
-                                               "batch_listen", NULL};
+static const char *const single_pool_keys[] = {
+    "pool", "l1", "l2", "orca", "batch_listen", NULL,
+};
 
 /* A rule of a mapping route and the one optional key it may carry. */
 struct rule {
@@ -1057,7 +1059,8 @@ static const struct rule rules[] = {
     {"warm_up", CFG_ROUTE_WARM_UP, NULL},
     {"l1l2", CFG_ROUTE_L1L2, NULL},
 };
-#define RULE_NAMES "pool, all_sync, all_fastest, failover, shadow, warm_up or l1l2"
+#define RULE_NAMES                                                             \
+    "pool, all_sync, all_fastest, failover, shadow, warm_up or l1l2"
 
 enum { MOD_TTL_MAX, MOD_READ, MOD_MISS, NMODS };
 static const char *const modifier_names[NMODS] = {"ttl_max", "read", "miss"};
@@ -1066,8 +1069,8 @@ static const char *const read_names[] = {"first", "failover", NULL};
 /* The keys of one mapping route, found by scan_rule. */
 struct rule_keys {
     const struct rule *rule;
-    yaml_node_t *val;          /* the rule's value */
-    yaml_node_t *mod[NMODS];   /* modifiers' values, or NULL */
+    yaml_node_t *val;        /* the rule's value */
+    yaml_node_t *mod[NMODS]; /* modifiers' values, or NULL */
     yaml_node_t *modkey[NMODS];
 };
 
@@ -1086,6 +1089,17 @@ path_fmt(char *out, size_t size, const char *fmt, ...)
 static enum status parse_route(struct loader *ld, const struct config *cfg,
                                yaml_node_t *node, const char *path, int depth,
                                struct cfg_route *out);
+
+/* The node of an id stored in the document: libyaml composes every node
+ * it refers to, so NULL would be a bug, not bad input. */
+static yaml_node_t *
+node_at(struct loader *ld, int id)
+{
+    yaml_node_t *node = yaml_document_get_node(ld->doc, id);
+
+    assert(node != NULL);
+    return node;
+}
 
 static void
 route_free(struct cfg_route *r)
@@ -1113,12 +1127,12 @@ map_find(struct loader *ld, yaml_node_t *map, const char *name,
 
     for (pair = map->data.mapping.pairs.start;
          pair < map->data.mapping.pairs.top; pair++) {
-        yaml_node_t *k = yaml_document_get_node(ld->doc, pair->key);
+        yaml_node_t *k = node_at(ld, pair->key);
 
         if (k->type == YAML_SCALAR_NODE &&
             strcmp((const char *)k->data.scalar.value, name) == 0) {
             *key = k;
-            return yaml_document_get_node(ld->doc, pair->value);
+            return node_at(ld, pair->value);
         }
     }
     return NULL;
@@ -1141,41 +1155,61 @@ seq_size(const yaml_node_t *seq)
 static yaml_node_t *
 seq_item(struct loader *ld, const yaml_node_t *seq, size_t i)
 {
-    return yaml_document_get_node(ld->doc, seq->data.sequence.items.start[i]);
+    return node_at(ld, seq->data.sequence.items.start[i]);
 }
 
-/* pools.NAME: a name of [A-Za-z0-9_.-], then the keys of a pool. */
+/* The name of pools[i]: 1..CFG_POOL_NAME_MAX bytes of [A-Za-z0-9_.-],
+ * not given before. NULL after an error. */
+static const char *
+pool_name(struct loader *ld, const struct config *cfg, size_t i,
+          const yaml_node_t *k)
+{
+    static const char name_chars[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                                     "abcdefghijklmnopqrstuvwxyz0123456789_.-";
+    const char *name = scalar(ld, k, "pools", "a pool name");
+    char buf[CFG_SHOW_MAX + 8];
+    size_t len;
+
+    if (name == NULL) {
+        return NULL;
+    }
+    len = strlen(name);
+    if (len == 0 || strspn(name, name_chars) != len) {
+        (void)cfg_err(ld, k, "pools",
+                      "pool name %s is not made of [A-Za-z0-9_.-]",
+                      len ? describe(k, buf, sizeof(buf)) : "''");
+        return NULL;
+    }
+    if (len > CFG_POOL_NAME_MAX) {
+        (void)cfg_err(ld, k, "pools", "pool name %s longer than %d bytes",
+                      describe(k, buf, sizeof(buf)), CFG_POOL_NAME_MAX);
+        return NULL;
+    }
+    for (size_t j = 0; j < i; j++) {
+        if (cfg->pools[j].name != NULL &&
+            strcmp(cfg->pools[j].name, name) == 0) {
+            (void)cfg_err(ld, k, "pools", "duplicate key '%s'", name);
+            return NULL;
+        }
+    }
+    return name;
+}
+
+/* pools.NAME: the keys of a pool, servers required; *total counts the
+ * servers of all pools. */
 static enum status
 load_pool(struct loader *ld, struct config *cfg, size_t i,
           const yaml_node_pair_t *pair, size_t *total)
 {
-    static const char name_chars[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
-                                     "abcdefghijklmnopqrstuvwxyz0123456789_.-";
-    yaml_node_t *k = yaml_document_get_node(ld->doc, pair->key);
-    yaml_node_t *v = yaml_document_get_node(ld->doc, pair->value);
+    yaml_node_t *k = node_at(ld, pair->key);
+    yaml_node_t *v = node_at(ld, pair->value);
     struct cfg_named_pool *np = &cfg->pools[i];
-    const char *name = scalar(ld, k, "pools", "a pool name");
-    char path[CFG_PATH_MAX], buf[CFG_SHOW_MAX + 8];
-    yaml_node_t *servers, *skey;
-    size_t len;
+    const char *name = pool_name(ld, cfg, i, k);
+    char path[CFG_PATH_MAX];
+    yaml_node_t *skey = NULL;
 
     if (name == NULL) {
         return ST_ERROR;
-    }
-    len = strlen(name);
-    if (len == 0 || strspn(name, name_chars) != len) {
-        return cfg_err(ld, k, "pools",
-                       "pool name %s is not made of [A-Za-z0-9_.-]",
-                       len ? describe(k, buf, sizeof(buf)) : "''");
-    }
-    if (len > CFG_POOL_NAME_MAX) {
-        return cfg_err(ld, k, "pools", "pool name %s longer than %d bytes",
-                       describe(k, buf, sizeof(buf)), CFG_POOL_NAME_MAX);
-    }
-    for (size_t j = 0; j < i; j++) {
-        if (strcmp(cfg->pools[j].name, name) == 0) {
-            return cfg_err(ld, k, "pools", "duplicate key '%s'", name);
-        }
     }
     np->name = strdup(name);
     if (np->name == NULL) {
@@ -1186,14 +1220,13 @@ load_pool(struct loader *ld, struct config *cfg, size_t i,
     if (walk_mapping(ld, v, pool_commands, &np->pool, path, NULL) != ST_OK) {
         return ST_ERROR;
     }
-    servers = map_find(ld, v, "servers", &skey);
-    if (servers == NULL) {
+    if (map_find(ld, v, "servers", &skey) == NULL) {
         return cfg_err(ld, k, path, "missing key 'servers'");
     }
     *total += np->pool.nservers;
     if (*total > CFG_SERVERS_MAX) {
-        return cfg_err(ld, skey, path,
-                       "servers: %zu servers over all pools, at most %d",
+        path_fmt(path, sizeof(path), "pools.%s.servers", name);
+        return cfg_err(ld, skey, path, "%zu servers over all pools, at most %d",
                        *total, CFG_SERVERS_MAX);
     }
     return ST_OK;
@@ -1218,10 +1251,46 @@ load_pools(struct loader *ld, struct config *cfg, yaml_node_t *map)
     }
     cfg->npools = n; /* zeroed entries free as empty ones */
     for (size_t i = 0; i < n; i++) {
-        if (load_pool(ld, cfg, i, &map->data.mapping.pairs.start[i],
-                      &total) != ST_OK) {
+        if (load_pool(ld, cfg, i, &map->data.mapping.pairs.start[i], &total) !=
+            ST_OK) {
             return ST_ERROR;
         }
+    }
+    return ST_OK;
+}
+
+/* The keys of a mapping that may hold only names[0..n-1]: the value of
+ * names[j] to val[j], its key node to key[j] (NULL if absent). An unknown
+ * or duplicate key is an error. */
+static enum status
+scan_keys(struct loader *ld, yaml_node_t *map, const char *path,
+          const char *const *names, size_t n, yaml_node_t **val,
+          yaml_node_t **key)
+{
+    if (expect(ld, map, path, YAML_MAPPING_NODE, "a mapping") != ST_OK) {
+        return ST_ERROR;
+    }
+    for (size_t i = 0; i < map_size(map); i++) {
+        const yaml_node_pair_t *pair = &map->data.mapping.pairs.start[i];
+        yaml_node_t *k = node_at(ld, pair->key);
+        const char *name = scalar(ld, k, path, "a key");
+        size_t j = 0;
+
+        if (name == NULL) {
+            return ST_ERROR;
+        }
+        while (j < n && strcmp(name, names[j]) != 0) {
+            j++;
+        }
+        if (j == n) {
+            return cfg_err(ld, k, path, "unknown key '%.*s'", CFG_SHOW_MAX,
+                           name);
+        }
+        if (val[j] != NULL) {
+            return cfg_err(ld, k, path, "duplicate key '%s'", name);
+        }
+        val[j] = node_at(ld, pair->value);
+        key[j] = k;
     }
     return ST_OK;
 }
@@ -1294,13 +1363,12 @@ parse_fraction(struct loader *ld, yaml_node_t *node, const char *path,
         f = strtod(s, &end);
     }
     if (end == NULL || end == s || *end != '\0') {
-        return cfg_err(ld, node, path,
-                       "expected a number from 0 to 1, got %s",
+        return cfg_err(ld, node, path, "expected a number from 0 to 1, got %s",
                        describe(node, buf, sizeof(buf)));
     }
     if (!(f >= 0.0 && f <= 1.0)) {
-        return cfg_err(ld, node, path, "%.*s out of range 0..1",
-                       CFG_SHOW_MAX, s);
+        return cfg_err(ld, node, path, "%.*s out of range 0..1", CFG_SHOW_MAX,
+                       s);
     }
     *out = f > 0.0 ? f : 0.0; /* no -0 */
     return ST_OK;
@@ -1313,33 +1381,12 @@ route_two(struct loader *ld, const struct config *cfg, yaml_node_t *map,
           const char *path, int depth, const char *const names[3],
           struct cfg_route *out)
 {
-    yaml_node_t *val[3] = {NULL, NULL, NULL};
+    yaml_node_t *val[3] = {NULL, NULL, NULL}, *key[3];
     char cpath[CFG_PATH_MAX];
     size_t nkeys = names[2] != NULL ? 3 : 2;
 
-    if (expect(ld, map, path, YAML_MAPPING_NODE, "a mapping") != ST_OK) {
+    if (scan_keys(ld, map, path, names, nkeys, val, key) != ST_OK) {
         return ST_ERROR;
-    }
-    for (size_t i = 0; i < map_size(map); i++) {
-        const yaml_node_pair_t *pair = &map->data.mapping.pairs.start[i];
-        yaml_node_t *k = yaml_document_get_node(ld->doc, pair->key);
-        const char *name = scalar(ld, k, path, "a key");
-        size_t j = 0;
-
-        if (name == NULL) {
-            return ST_ERROR;
-        }
-        while (j < nkeys && strcmp(name, names[j]) != 0) {
-            j++;
-        }
-        if (j == nkeys) {
-            return cfg_err(ld, k, path, "unknown key '%.*s'", CFG_SHOW_MAX,
-                           name);
-        }
-        if (val[j] != NULL) {
-            return cfg_err(ld, k, path, "duplicate key '%s'", name);
-        }
-        val[j] = yaml_document_get_node(ld->doc, pair->value);
     }
     for (size_t j = 0; j < nkeys; j++) {
         if (val[j] == NULL) {
@@ -1377,62 +1424,67 @@ find_rule(const char *name)
 }
 
 /* Sort the keys of a mapping route: exactly one rule, and only the
- * modifier that rule takes. */
-static enum status
+ * modifier that rule takes. The rule, or NULL after an error. */
+static const struct rule *
 scan_rule(struct loader *ld, yaml_node_t *map, const char *path,
           struct rule_keys *rk)
 {
     memset(rk, 0, sizeof(*rk));
     for (size_t i = 0; i < map_size(map); i++) {
         const yaml_node_pair_t *pair = &map->data.mapping.pairs.start[i];
-        yaml_node_t *k = yaml_document_get_node(ld->doc, pair->key);
+        yaml_node_t *k = node_at(ld, pair->key);
         const char *name = scalar(ld, k, path, "a key");
         const struct rule *r;
         int m = 0;
 
         if (name == NULL) {
-            return ST_ERROR;
+            return NULL;
         }
         r = find_rule(name);
         if (r != NULL && rk->rule == r) {
-            return cfg_err(ld, k, path, "duplicate key '%s'", name);
+            (void)cfg_err(ld, k, path, "duplicate key '%s'", name);
+            return NULL;
         }
         if (r != NULL && rk->rule != NULL) {
-            return cfg_err(ld, k, path,
-                           "two rules, '%s' and '%s' (a route takes one)",
-                           rk->rule->name, name);
+            (void)cfg_err(ld, k, path,
+                          "two rules, '%s' and '%s' (a route takes one)",
+                          rk->rule->name, name);
+            return NULL;
         }
         if (r != NULL) {
             rk->rule = r;
-            rk->val = yaml_document_get_node(ld->doc, pair->value);
+            rk->val = node_at(ld, pair->value);
             continue;
         }
         while (m < NMODS && strcmp(name, modifier_names[m]) != 0) {
             m++;
         }
         if (m == NMODS) {
-            return cfg_err(ld, k, path, "unknown key '%.*s'", CFG_SHOW_MAX,
-                           name);
+            (void)cfg_err(ld, k, path, "unknown key '%.*s'", CFG_SHOW_MAX,
+                          name);
+            return NULL;
         }
         if (rk->mod[m] != NULL) {
-            return cfg_err(ld, k, path, "duplicate key '%s'", name);
+            (void)cfg_err(ld, k, path, "duplicate key '%s'", name);
+            return NULL;
         }
-        rk->mod[m] = yaml_document_get_node(ld->doc, pair->value);
+        rk->mod[m] = node_at(ld, pair->value);
         rk->modkey[m] = k;
     }
     if (rk->rule == NULL) {
-        return cfg_err(ld, map, path, "no rule (" RULE_NAMES ")");
+        (void)cfg_err(ld, map, path, "no rule (" RULE_NAMES ")");
+        return NULL;
     }
     for (int m = 0; m < NMODS; m++) {
-        if (rk->mod[m] != NULL && (rk->rule->modifier == NULL ||
-                                   strcmp(rk->rule->modifier,
-                                          modifier_names[m]) != 0)) {
-            return cfg_err(ld, rk->modkey[m], path,
-                           "'%s' does not apply to %s", modifier_names[m],
-                           rk->rule->name);
+        if (rk->mod[m] != NULL &&
+            (rk->rule->modifier == NULL ||
+             strcmp(rk->rule->modifier, modifier_names[m]) != 0)) {
+            (void)cfg_err(ld, rk->modkey[m], path, "'%s' does not apply to %s",
+                          modifier_names[m], rk->rule->name);
+            return NULL;
         }
     }
-    return ST_OK;
+    return rk->rule;
 }
 
 /* The optional key of a rule: ttl_max, read or miss. */
@@ -1440,7 +1492,7 @@ static enum status
 parse_modifier(struct loader *ld, const struct rule_keys *rk, const char *path,
                struct cfg_route *out)
 {
-    static const struct command ttl = {"ttl_max", NULL, 0, 1,
+    static const struct command ttl = {"ttl_max",         NULL, 0, 1,
                                        CFG_ROUTE_TTL_MAX, NULL};
     char mpath[CFG_PATH_MAX];
     uint64_t v = 0;
@@ -1463,8 +1515,8 @@ parse_modifier(struct loader *ld, const struct rule_keys *rk, const char *path,
     }
     if (rk->mod[MOD_MISS] != NULL) {
         path_fmt(mpath, sizeof(mpath), "%s.miss", path);
-        if (set_word(ld, rk->mod[MOD_MISS], mpath, bool_names,
-                     "true or false", &i) != ST_OK) {
+        if (set_word(ld, rk->mod[MOD_MISS], mpath, bool_names, "true or false",
+                     &i) != ST_OK) {
             return ST_ERROR;
         }
         out->miss = i == 1;
@@ -1484,7 +1536,7 @@ route_rule(struct loader *ld, const struct config *cfg, yaml_node_t *map,
     char rpath[CFG_PATH_MAX];
     enum status st;
 
-    if (scan_rule(ld, map, path, &rk) != ST_OK) {
+    if (scan_rule(ld, map, path, &rk) == NULL) {
         return ST_ERROR;
     }
     path_fmt(rpath, sizeof(rpath), "%s.%s", path, rk.rule->name);
@@ -1577,62 +1629,22 @@ parse_prefix(struct loader *ld, yaml_node_t *node, const char *path,
     return ST_OK;
 }
 
-/* Sort the keys of routes[i]: prefix + route, or default. */
-static enum status
-scan_entry(struct loader *ld, yaml_node_t *map, const char *path,
-           yaml_node_t *val[3], yaml_node_t *key[3])
-{
-    static const char *const names[3] = {"prefix", "route", "default"};
-
-    if (expect(ld, map, path, YAML_MAPPING_NODE, "a mapping") != ST_OK) {
-        return ST_ERROR;
-    }
-    for (size_t i = 0; i < map_size(map); i++) {
-        const yaml_node_pair_t *pair = &map->data.mapping.pairs.start[i];
-        yaml_node_t *k = yaml_document_get_node(ld->doc, pair->key);
-        const char *name = scalar(ld, k, path, "a key");
-        size_t j = 0;
-
-        if (name == NULL) {
-            return ST_ERROR;
-        }
-        while (j < 3 && strcmp(name, names[j]) != 0) {
-            j++;
-        }
-        if (j == 3) {
-            return cfg_err(ld, k, path, "unknown key '%.*s'", CFG_SHOW_MAX,
-                           name);
-        }
-        if (val[j] != NULL) {
-            return cfg_err(ld, k, path, "duplicate key '%s'", name);
-        }
-        val[j] = yaml_document_get_node(ld->doc, pair->value);
-        key[j] = k;
-    }
-    if (val[2] != NULL && (val[0] != NULL || val[1] != NULL)) {
-        return cfg_err(ld, key[2], path,
-                       "default: goes alone, without prefix: or route:");
-    }
-    if (val[2] == NULL && val[0] == NULL) {
-        return cfg_err(ld, map, path, "missing key 'prefix' (or default:)");
-    }
-    if (val[2] == NULL && val[1] == NULL) {
-        return cfg_err(ld, map, path, "missing key 'route'");
-    }
-    return ST_OK;
-}
-
 /* routes[i], checked against the entries before it. */
 static enum status
 load_entry(struct loader *ld, struct config *cfg, size_t i, yaml_node_t *map)
 {
+    static const char *const entry_keys[3] = {"prefix", "route", "default"};
     struct cfg_route_entry *e = &cfg->routes[i];
     yaml_node_t *val[3] = {NULL, NULL, NULL}, *key[3] = {NULL, NULL, NULL};
     char path[CFG_PATH_MAX], sub[CFG_PATH_MAX];
 
     path_fmt(path, sizeof(path), "routes[%zu]", i);
-    if (scan_entry(ld, map, path, val, key) != ST_OK) {
+    if (scan_keys(ld, map, path, entry_keys, 3, val, key) != ST_OK) {
         return ST_ERROR;
+    }
+    if (val[2] != NULL && (val[0] != NULL || val[1] != NULL)) {
+        return cfg_err(ld, key[2], path,
+                       "default: goes alone, without prefix: or route:");
     }
     if (val[2] != NULL) {
         for (size_t j = 0; j < i; j++) {
@@ -1646,6 +1658,12 @@ load_entry(struct loader *ld, struct config *cfg, size_t i, yaml_node_t *map)
         path_fmt(sub, sizeof(sub), "%s.default", path);
         return parse_route(ld, cfg, val[2], sub, 0, &e->route);
     }
+    if (val[0] == NULL) {
+        return cfg_err(ld, map, path, "missing key 'prefix' (or default:)");
+    }
+    if (val[1] == NULL) {
+        return cfg_err(ld, map, path, "missing key 'route'");
+    }
     path_fmt(sub, sizeof(sub), "%s.prefix", path);
     if (parse_prefix(ld, val[0], sub, e) != ST_OK) {
         return ST_ERROR;
@@ -1653,7 +1671,7 @@ load_entry(struct loader *ld, struct config *cfg, size_t i, yaml_node_t *map)
     for (size_t j = 0; j < i; j++) {
         const struct cfg_route_entry *o = &cfg->routes[j];
 
-        if (o->nprefix == e->nprefix &&
+        if (o->prefix != NULL && o->nprefix == e->nprefix &&
             memcmp(o->prefix, e->prefix, e->nprefix) == 0) {
             return cfg_err(ld, val[0], sub,
                            "prefix '%s' listed twice (also routes[%zu])",
@@ -1669,8 +1687,7 @@ load_routes(struct loader *ld, struct config *cfg, yaml_node_t *seq)
 {
     size_t n;
 
-    if (expect(ld, seq, "routes", YAML_SEQUENCE_NODE, "a sequence") !=
-        ST_OK) {
+    if (expect(ld, seq, "routes", YAML_SEQUENCE_NODE, "a sequence") != ST_OK) {
         return ST_ERROR;
     }
     n = seq_size(seq);

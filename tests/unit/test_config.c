@@ -657,38 +657,39 @@ test_small_err_buffer(void **state)
 /* ---- pools and routes ---- */
 
 /* The example of the issue, plus a block-style route (lines 20-25) and a
- * pool that sets every pool key. */
+ * pool that sets every pool key. Line numbers on the left. */
 static const char routes_example[] =
-    "pools:\n"                                                         /* 1 */
-    "  main:   {servers: [127.0.0.1:11211, 127.0.0.1:11212], "
-    "hash_tag: \"{}\"}\n"                                              /* 2 */
-    "  replica: {servers: [127.0.0.1:11213]}\n"                        /* 3 */
-    "  new:    {servers: [127.0.0.1:11214]}\n"                         /* 4 */
-    "  gutter: {servers: [127.0.0.1:11215], distribution: modula, "
-    "hash: crc, failure_limit: 5, retry_timeout_ms: 200, "
-    "eject_rehash: true}\n"                                            /* 5 */
-    "routes:\n"                                                        /* 6 */
-    "  - prefix: \"sess:\"\n"                                          /* 7 */
-    "    route: {all_sync: [main, replica]}\n"                         /* 8 */
-    "  - prefix: \"s:\"\n"                                             /* 9 */
-    "    route: {all_sync: [main, replica], read: failover}\n"         /* 10 */
-    "  - prefix: \"feed:\"\n"                                          /* 11 */
-    "    route: {failover: [main, {pool: gutter, ttl_max: 300}], "
-    "miss: true}\n"                                                    /* 12 */
-    "  - prefix: \"user:\"\n"                                          /* 13 */
-    "    route: {warm_up: {cold: new, warm: main}}\n"                  /* 14 */
-    "  - prefix: \"x:\"\n"                                             /* 15 */
-    "    route: {all_fastest: [main, replica]}\n"                      /* 16 */
-    "  - prefix: \"y:\"\n"                                             /* 17 */
-    "    route: {l1l2: {l1: main, l2: {all_sync: [replica, new]}}}\n"  /* 18 */
-    "  - prefix: b\n"                                                  /* 19 */
-    "    route:\n"                                                     /* 20 */
-    "      failover:\n"                                                /* 21 */
-    "        - main\n"                                                 /* 22 */
-    "        - pool: gutter\n"                                         /* 23 */
-    "          ttl_max: 2592000\n"                                     /* 24 */
-    "      miss: false\n"                                              /* 25 */
-    "  - default: {shadow: {route: main, to: new, fraction: 0.1}}\n";  /* 26 */
+    /*  1 */
+    "pools:\n"
+    /*  2 */ "  main:   {servers: [127.0.0.1:11211, 127.0.0.1:11212], "
+    /*    */ "hash_tag: \"{}\"}\n"
+    /*  3 */ "  replica: {servers: [127.0.0.1:11213]}\n"
+    /*  4 */ "  new:    {servers: [127.0.0.1:11214]}\n"
+    /*  5 */ "  gutter: {servers: [127.0.0.1:11215], distribution: modula, "
+    /*    */ "hash: crc, failure_limit: 5, retry_timeout_ms: 200, "
+    /*    */ "eject_rehash: true}\n"
+    /*  6 */ "routes:\n"
+    /*  7 */ "  - prefix: \"sess:\"\n"
+    /*  8 */ "    route: {all_sync: [main, replica]}\n"
+    /*  9 */ "  - prefix: \"s:\"\n"
+    /* 10 */ "    route: {all_sync: [main, replica], read: failover}\n"
+    /* 11 */ "  - prefix: \"feed:\"\n"
+    /* 12 */ "    route: {failover: [main, {pool: gutter, ttl_max: 300}], "
+    /*    */ "miss: true}\n"
+    /* 13 */ "  - prefix: \"user:\"\n"
+    /* 14 */ "    route: {warm_up: {cold: new, warm: main}}\n"
+    /* 15 */ "  - prefix: \"x:\"\n"
+    /* 16 */ "    route: {all_fastest: [main, replica]}\n"
+    /* 17 */ "  - prefix: \"y:\"\n"
+    /* 18 */ "    route: {l1l2: {l1: main, l2: {all_sync: [replica, new]}}}\n"
+    /* 19 */ "  - prefix: b\n"
+    /* 20 */ "    route:\n"
+    /* 21 */ "      failover:\n"
+    /* 22 */ "        - main\n"
+    /* 23 */ "        - pool: gutter\n"
+    /* 24 */ "          ttl_max: 2592000\n"
+    /* 25 */ "      miss: false\n"
+    /* 26 */ "  - default: {shadow: {route: main, to: new, fraction: 0.1}}\n";
 
 enum { MAIN, REPLICA, NEW, GUTTER };
 
@@ -709,8 +710,8 @@ assert_pool_route(const struct cfg_route *r, size_t pool, uint32_t ttl_max,
 
 /* A rule route's own fields; its children are checked by the caller. */
 static void
-assert_rule(const struct cfg_route *r, enum cfg_route_kind kind,
-            size_t nchild, bool read_failover, bool miss, int line)
+assert_rule(const struct cfg_route *r, enum cfg_route_kind kind, size_t nchild,
+            bool read_failover, bool miss, int line)
 {
     assert_int_equal(r->kind, kind);
     assert_int_equal(r->pool, 0);
@@ -854,8 +855,8 @@ static void
 test_routes_example_file(void **state)
 {
     char err[512];
-    struct config *cfg = config_load("conf/routes-example.yml", err,
-                                     sizeof(err));
+    struct config *cfg =
+        config_load("conf/routes-example.yml", err, sizeof(err));
 
     (void)state;
     if (cfg == NULL) {
@@ -1123,7 +1124,8 @@ static const struct bad bad_route_cases[] = {
      "x.yml:5: routes[0].default.all_fastest: expected a sequence of "
      "routes, got 'a'"},
     /* rule keys */
-    {POOLS "routes:\n  - default: {}\n", "x.yml:5: routes[0].default: " NO_RULE},
+    {POOLS "routes:\n  - default: {}\n",
+     "x.yml:5: routes[0].default: " NO_RULE},
     {POOLS "routes:\n  - default: {read: first}\n",
      "x.yml:5: routes[0].default: " NO_RULE},
     {POOLS "routes:\n  - default:\n      all_sync: [a]\n"
@@ -1249,8 +1251,7 @@ test_bad_pool_name_length(void **state)
              name, name);
     assert_null(load(yaml, err, sizeof(err)));
     snprintf(want, sizeof(want),
-             "x.yml:1: pools: pool name '%.64s...' longer than 64 bytes",
-             name);
+             "x.yml:1: pools: pool name '%.64s...' longer than 64 bytes", name);
     assert_string_equal(err, want);
 }
 
@@ -1300,7 +1301,7 @@ test_bad_too_many_servers(void **state)
             config_unref(cfg);
         } else {
             assert_null(cfg);
-            assert_string_equal(err, "x.yml:206: pools.b: servers: 257 "
+            assert_string_equal(err, "x.yml:206: pools.b.servers: 257 "
                                      "servers over all pools, at most 256");
         }
     }
