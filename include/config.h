@@ -122,15 +122,15 @@ struct config {
     char *path;              /* file it came from, or NULL */
     struct cfg_addr *listen; /* listeners */
     size_t nlisten;
-    struct cfg_pool pool;          /* l1: (alias pool:) */
-    struct cfg_pool l2;            /* l2: (l1l2 orcas only) */
-    struct cfg_named_pool *pools;  /* pools: (routes only) */
+    struct cfg_pool pool;         /* l1: (alias pool:) */
+    struct cfg_pool l2;           /* l2: (l1l2 orcas only) */
+    struct cfg_named_pool *pools; /* pools: (routes only) */
     size_t npools;
     struct cfg_route_entry *routes; /* routes:, in file order; the default */
     size_t nroutes;                 /* entry (prefix NULL) is one of them */
-    enum cfg_orca orca;            /* orca */
-    uint32_t key_locks;            /* key_locks: stripes, 0 = off */
-    struct cfg_addr *batch_listen; /* batch_listen: l1l2batch */
+    enum cfg_orca orca;             /* orca */
+    uint32_t key_locks;             /* key_locks: stripes, 0 = off */
+    struct cfg_addr *batch_listen;  /* batch_listen: l1l2batch */
     size_t nbatch_listen;
     uint32_t connect_timeout_ms;      /* timeouts.connect_ms */
     uint32_t request_timeout_ms;      /* timeouts.request_ms */
@@ -169,6 +169,14 @@ struct config {
 #define CFG_CLIENT_BUFFER_FLOOR     (2u * 1024 * 1024)
 #define CFG_DEFAULT_UNIX_MODE       0700
 #define CFG_DEFAULT_METRICS_LISTEN  "127.0.0.1:11299"
+
+/* Bounds of pools: and routes:. */
+#define CFG_ROUTES_MAX      4096    /* routes: entries, the default included */
+#define CFG_SERVERS_MAX     256     /* servers over all named pools */
+#define CFG_POOL_NAME_MAX   64      /* bytes of a pool name */
+#define CFG_PREFIX_MAX      250     /* bytes of a prefix: a key's limit */
+#define CFG_ROUTE_TTL_MAX   2592000 /* ttl_max: memcached's 30 days */
+#define CFG_ROUTE_DEPTH_MAX 16      /* rules nested in one route */
 
 /* Built-in defaults: listen 127.0.0.1:11311, one backend 127.0.0.1:11211,
  * metrics on 127.0.0.1:11299.

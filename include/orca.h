@@ -17,9 +17,17 @@
  * with eject_rehash, its keys go to the next live server), and every
  * exchange's outcome is reported back.
  *
+ * With routes (config pools: and routes:), each key walks the route of
+ * its longest matching prefix (route.h) over the named pools: a segment
+ * runs in rounds, every server written and read in each, until every
+ * request has its answer; copies for a shadow go out on sockets nobody
+ * waits on (shadow.h). Routes do not pause: the server bounds a batch's
+ * get keys by the reply budget, as for l1l2.
+ *
  * Commands that concern every server (flush_all, stats) are run as
- * barriers: everything before them completes first. version, verbosity
- * and quit are answered here without a backend.
+ * barriers: everything before them completes first (stats asks the l1
+ * pool, or every named pool). version, verbosity and quit are answered
+ * here without a backend.
  *
  * Responses reference the handlers' read buffers until orca_done().
  *
@@ -35,24 +43,21 @@
 #include "health.h"
 #include "request.h"
 #include "ring.h"
+#include "route.h"
 
 struct orca;
 
-/* One pool of a config snapshot, shared by every connection. */
-struct orca_pool {
-    const struct cfg_pool *pool; /* ref: in the snapshot's config */
-    const struct ring *ring;     /* ref: owned by the snapshot */
-    struct health *health;       /* ref: owned by the snapshot */
-    size_t mbase;                /* metrics index of server 0 */
-};
-
 /* What a snapshot gives every orca: its config, the pools and the striped
- * key locks (l1l2). Owned by the snapshot; read-only but for the locks. */
+ * key locks (l1l2), or with routes the named pools and the route table.
+ * Owned by the snapshot; read-only but for the locks. */
 struct orca_env {
     const struct config *cfg;
-    struct orca_pool l1;
-    struct orca_pool l2;    /* l2.pool->nservers == 0: no L2 */
-    pthread_mutex_t *locks; /* key_locks stripes, or NULL */
+    struct route_pool l1;
+    struct route_pool l2;        /* l2.pool->nservers == 0: no L2 */
+    struct route_pool *pools;    /* routes: one per cfg->pools entry */
+    size_t npools;               /* 0: no routes, l1 (and l2) serve */
+    struct route_table *routes;  /* routes: the prefix table */
+    pthread_mutex_t *locks;      /* key_locks stripes, or NULL */
     uint32_t nlocks;
 };
 

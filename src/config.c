@@ -16,6 +16,7 @@
  */
 #include "config.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <netdb.h>
@@ -27,9 +28,10 @@
 #include <sys/un.h>
 #include <yaml.h>
 
-#define CFG_PATH_MAX 128         /* "pool.servers[12].weight" */
-#define CFG_FILE_MAX (16u << 20) /* refuse larger config files */
-#define CFG_SHOW_MAX 64          /* bytes of a bad value quoted */
+#define CFG_PATH_MAX   256         /* "routes[3].route.failover[1].pool" */
+#define CFG_FILE_MAX   (16u << 20) /* refuse larger config files */
+#define CFG_SHOW_MAX   64          /* bytes of a bad value quoted */
+#define ROUTES_REPLACE "routes: replaces pool:/l1:/l2:/orca:/batch_listen:"
 
 struct loader {
     yaml_document_t *doc; /* ref: the document being walked */
@@ -86,6 +88,10 @@ static enum status set_bool(struct loader *, yaml_node_t *,
 static enum status set_metrics_listen(struct loader *, yaml_node_t *,
                                       const struct command *, void *,
                                       const char *);
+static enum status set_hash_tag(struct loader *, yaml_node_t *,
+                                const struct command *, void *, const char *);
+static enum status set_later(struct loader *, yaml_node_t *,
+                             const struct command *, void *, const char *);
 
 #define CFG_OFF(f) offsetof(struct config, f)
 
@@ -102,7 +108,8 @@ static const struct command metrics_commands[] = {
 
 #define POOL_OFF(f) offsetof(struct cfg_pool, f)
 
-/* Keys of a pool (pool:, l1:, l2:); the base is a struct cfg_pool. */
+/* Keys of a pool (pool:, l1:, l2:, pools.NAME); the base is a struct
+ * cfg_pool. */
 static const struct command pool_commands[] = {
     {"servers", set_servers, 0, 0, 0, NULL},
     {"distribution", set_distribution, POOL_OFF(distribution), 0, 0, NULL},
@@ -110,6 +117,7 @@ static const struct command pool_commands[] = {
     {"failure_limit", set_u32, POOL_OFF(failure_limit), 1, 1000, NULL},
     {"retry_timeout_ms", set_u32, POOL_OFF(retry_timeout_ms), 1, 3600000, NULL},
     {"eject_rehash", set_bool, POOL_OFF(eject_rehash), 0, 0, NULL},
+    {"hash_tag", set_hash_tag, POOL_OFF(hash_tag), 0, 0, NULL},
     {NULL, NULL, 0, 0, 0, NULL},
 };
 
@@ -153,6 +161,8 @@ static const struct command config_commands[] = {
     {"log_level", set_log_level, CFG_OFF(log_level), 0, 0, NULL},
     {"unix_socket_mode", set_mode, CFG_OFF(unix_mode), 0, 0777, NULL},
     {"metrics", set_map, 0, 0, 0, metrics_commands},
+    {"pools", set_later, 0, 0, 0, NULL},
+    {"routes", set_later, 0, 0, 0, NULL},
     {NULL, NULL, 0, 0, 0, NULL},
 };
 
@@ -436,6 +446,37 @@ set_bool(struct loader *ld, yaml_node_t *val, const struct command *cmd,
         return ST_ERROR;
     }
     *(bool *)(void *)((char *)base + cmd->offset) = i == 1;
+    return ST_OK;
+}
+
+/* hash_tag: two characters, e.g. "{}": only the key bytes between the
+ * first '{' and the next '}' are hashed, as twemproxy does. */
+static enum status
+set_hash_tag(struct loader *ld, yaml_node_t *val, const struct command *cmd,
+             void *base, const char *path)
+{
+    const char *s = scalar(ld, val, path, "two characters");
+    char buf[CFG_SHOW_MAX + 8];
+
+    if (s == NULL) {
+        return ST_ERROR;
+    }
+    if (strlen(s) != 2) {
+        return cfg_err(ld, val, path,
+                       "expected two characters such as {}, got %s",
+                       describe(val, buf, sizeof(buf)));
+    }
+    memcpy((char *)base + cmd->offset, s, 3);
+    return ST_OK;
+}
+
+/* pools: and routes: are read after the walk (load_routing): a route
+ * names pools, which the file may give after it. */
+static enum status
+set_later(struct loader *ld, yaml_node_t *val, const struct command *cmd,
+          void *base, const char *path)
+{
+    (void)ld, (void)val, (void)cmd, (void)base, (void)path;
     return ST_OK;
 }
 
@@ -880,6 +921,29 @@ config_client_max_buffer(const struct config *cfg)
                (size_t)CFG_CLIENT_BUFFER_FLOOR);
 }
 
+/* With routes, the command line may not bring back what routes: replaces
+ * (--orca, --l2, --batch-listen). */
+static enum status
+validate_routes(const struct config *cfg, char *err, size_t errlen)
+{
+    if (cfg->orca != CFG_ORCA_L1ONLY) {
+        util_errf(err, errlen, "orca %s does not apply with routes: (%s)",
+                  config_orca_name(cfg->orca), ROUTES_REPLACE);
+        return ST_ERROR;
+    }
+    if (cfg->l2.nservers > 0) {
+        util_errf(err, errlen, "l2 servers do not apply with routes: (%s)",
+                  ROUTES_REPLACE);
+        return ST_ERROR;
+    }
+    if (cfg->nbatch_listen > 0) {
+        util_errf(err, errlen, "batch_listen does not apply with routes: (%s)",
+                  ROUTES_REPLACE);
+        return ST_ERROR;
+    }
+    return ST_OK;
+}
+
 enum status
 config_validate(const struct config *cfg, char *err, size_t errlen)
 {
@@ -892,6 +956,9 @@ config_validate(const struct config *cfg, char *err, size_t errlen)
                   "and at least 2 MiB)",
                   cfg->client_max_buffer, least, CFG_CLIENT_BUFFER_MIN_ITEMS);
         return ST_ERROR;
+    }
+    if (cfg->nroutes > 0) {
+        return validate_routes(cfg, err, errlen);
     }
     if (cfg->orca != CFG_ORCA_L1ONLY && cfg->l2.nservers == 0) {
         util_errf(err, errlen, "orca %s needs l2 servers (l2.servers or --l2)",
@@ -958,6 +1025,722 @@ config_default(void)
 error:
     config_unref(cfg);
     return NULL;
+}
+
+/* ---- pools and routes ----
+ *
+ * pools: names pools; routes: maps key prefixes to routes over them. A
+ * route is an inline tree: its leaves are pool names and its inner nodes
+ * rules (all_sync, failover, shadow...) whose children are written inside
+ * them. No route can refer to another route, so a route graph has no
+ * cycles; CFG_ROUTE_DEPTH_MAX bounds the nesting. With routes, pool:, l1:,
+ * l2:, orca: and batch_listen: are refused and cfg->pool keeps its
+ * defaults, unused.
+ */
+
+/* Keys that routes: replaces. */
+static const char *const single_pool_keys[] = {
+    "pool", "l1", "l2", "orca", "batch_listen", NULL,
+};
+
+/* A rule of a mapping route and the one optional key it may carry. */
+struct rule {
+    const char *name;
+    enum cfg_route_kind kind;
+    const char *modifier; /* or NULL */
+};
+
+static const struct rule rules[] = {
+    {"pool", CFG_ROUTE_POOL, "ttl_max"},
+    {"all_sync", CFG_ROUTE_ALL_SYNC, "read"},
+    {"all_fastest", CFG_ROUTE_ALL_FASTEST, "read"},
+    {"failover", CFG_ROUTE_FAILOVER, "miss"},
+    {"shadow", CFG_ROUTE_SHADOW, NULL},
+    {"warm_up", CFG_ROUTE_WARM_UP, NULL},
+    {"l1l2", CFG_ROUTE_L1L2, NULL},
+};
+#define RULE_NAMES                                                             \
+    "pool, all_sync, all_fastest, failover, shadow, warm_up or l1l2"
+
+enum { MOD_TTL_MAX, MOD_READ, MOD_MISS, NMODS };
+static const char *const modifier_names[NMODS] = {"ttl_max", "read", "miss"};
+static const char *const read_names[] = {"first", "failover", NULL};
+
+/* The keys of one mapping route, found by scan_rule. */
+struct rule_keys {
+    const struct rule *rule;
+    yaml_node_t *val;        /* the rule's value */
+    yaml_node_t *mod[NMODS]; /* modifiers' values, or NULL */
+    yaml_node_t *modkey[NMODS];
+};
+
+/* A key path for messages; one too long is cut, which only shortens a
+ * message. */
+static void __attribute__((format(printf, 3, 4)))
+path_fmt(char *out, size_t size, const char *fmt, ...)
+{
+    va_list ap;
+
+    va_start(ap, fmt);
+    (void)vsnprintf(out, size, fmt, ap);
+    va_end(ap);
+}
+
+static enum status parse_route(struct loader *ld, const struct config *cfg,
+                               yaml_node_t *node, const char *path, int depth,
+                               struct cfg_route *out);
+
+/* The node of an id stored in the document: libyaml composes every node
+ * it refers to, so NULL would be a bug, not bad input. */
+static yaml_node_t *
+node_at(struct loader *ld, int id)
+{
+    yaml_node_t *node = yaml_document_get_node(ld->doc, id);
+
+    assert(node != NULL);
+    return node;
+}
+
+static void
+route_free(struct cfg_route *r)
+{
+    for (size_t i = 0; i < r->nchild; i++) {
+        route_free(&r->child[i]);
+    }
+    free(r->child);
+}
+
+static enum status
+out_of_memory(struct loader *ld)
+{
+    util_errf(ld->err, ld->errlen, "%s: out of memory", ld->name);
+    return ST_NOMEM;
+}
+
+/* The value of key name in a mapping already walked (its keys are
+ * scalars), its key node to *key; NULL if absent. */
+static yaml_node_t *
+map_find(struct loader *ld, yaml_node_t *map, const char *name,
+         yaml_node_t **key)
+{
+    yaml_node_pair_t *pair;
+
+    for (pair = map->data.mapping.pairs.start;
+         pair < map->data.mapping.pairs.top; pair++) {
+        yaml_node_t *k = node_at(ld, pair->key);
+
+        if (k->type == YAML_SCALAR_NODE &&
+            strcmp((const char *)k->data.scalar.value, name) == 0) {
+            *key = k;
+            return node_at(ld, pair->value);
+        }
+    }
+    return NULL;
+}
+
+static size_t
+map_size(const yaml_node_t *map)
+{
+    return (size_t)(map->data.mapping.pairs.top -
+                    map->data.mapping.pairs.start);
+}
+
+static size_t
+seq_size(const yaml_node_t *seq)
+{
+    return (size_t)(seq->data.sequence.items.top -
+                    seq->data.sequence.items.start);
+}
+
+static yaml_node_t *
+seq_item(struct loader *ld, const yaml_node_t *seq, size_t i)
+{
+    return node_at(ld, seq->data.sequence.items.start[i]);
+}
+
+/* The name of pools[i]: 1..CFG_POOL_NAME_MAX bytes of [A-Za-z0-9_.-],
+ * not given before. NULL after an error. */
+static const char *
+pool_name(struct loader *ld, const struct config *cfg, size_t i,
+          const yaml_node_t *k)
+{
+    static const char name_chars[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                                     "abcdefghijklmnopqrstuvwxyz0123456789_.-";
+    const char *name = scalar(ld, k, "pools", "a pool name");
+    char buf[CFG_SHOW_MAX + 8];
+    size_t len;
+
+    if (name == NULL) {
+        return NULL;
+    }
+    len = strlen(name);
+    if (len == 0 || strspn(name, name_chars) != len) {
+        (void)cfg_err(ld, k, "pools",
+                      "pool name %s is not made of [A-Za-z0-9_.-]",
+                      len ? describe(k, buf, sizeof(buf)) : "''");
+        return NULL;
+    }
+    if (len > CFG_POOL_NAME_MAX) {
+        (void)cfg_err(ld, k, "pools", "pool name %s longer than %d bytes",
+                      describe(k, buf, sizeof(buf)), CFG_POOL_NAME_MAX);
+        return NULL;
+    }
+    for (size_t j = 0; j < i; j++) {
+        if (cfg->pools[j].name != NULL &&
+            strcmp(cfg->pools[j].name, name) == 0) {
+            (void)cfg_err(ld, k, "pools", "duplicate key '%s'", name);
+            return NULL;
+        }
+    }
+    return name;
+}
+
+/* pools.NAME: the keys of a pool, servers required; *total counts the
+ * servers of all pools. */
+static enum status
+load_pool(struct loader *ld, struct config *cfg, size_t i,
+          const yaml_node_pair_t *pair, size_t *total)
+{
+    yaml_node_t *k = node_at(ld, pair->key);
+    yaml_node_t *v = node_at(ld, pair->value);
+    struct cfg_named_pool *np = &cfg->pools[i];
+    const char *name = pool_name(ld, cfg, i, k);
+    char path[CFG_PATH_MAX];
+    yaml_node_t *skey = NULL;
+
+    if (name == NULL) {
+        return ST_ERROR;
+    }
+    np->name = strdup(name);
+    if (np->name == NULL) {
+        return out_of_memory(ld);
+    }
+    pool_defaults(&np->pool);
+    path_fmt(path, sizeof(path), "pools.%s", name);
+    if (walk_mapping(ld, v, pool_commands, &np->pool, path, NULL) != ST_OK) {
+        return ST_ERROR;
+    }
+    if (map_find(ld, v, "servers", &skey) == NULL) {
+        return cfg_err(ld, k, path, "missing key 'servers'");
+    }
+    *total += np->pool.nservers;
+    if (*total > CFG_SERVERS_MAX) {
+        path_fmt(path, sizeof(path), "pools.%s.servers", name);
+        return cfg_err(ld, skey, path, "%zu servers over all pools, at most %d",
+                       *total, CFG_SERVERS_MAX);
+    }
+    return ST_OK;
+}
+
+static enum status
+load_pools(struct loader *ld, struct config *cfg, yaml_node_t *map)
+{
+    size_t n, total = 0;
+
+    if (expect(ld, map, "pools", YAML_MAPPING_NODE, "a mapping") != ST_OK) {
+        return ST_ERROR;
+    }
+    n = map_size(map);
+    if (n == 0) {
+        return cfg_err(ld, map, "pools",
+                       "empty mapping, at least one pool is required");
+    }
+    cfg->pools = calloc(n, sizeof(*cfg->pools));
+    if (cfg->pools == NULL) {
+        return out_of_memory(ld);
+    }
+    cfg->npools = n; /* zeroed entries free as empty ones */
+    for (size_t i = 0; i < n; i++) {
+        if (load_pool(ld, cfg, i, &map->data.mapping.pairs.start[i], &total) !=
+            ST_OK) {
+            return ST_ERROR;
+        }
+    }
+    return ST_OK;
+}
+
+/* The keys of a mapping that may hold only names[0..n-1]: the value of
+ * names[j] to val[j], its key node to key[j] (NULL if absent). An unknown
+ * or duplicate key is an error. */
+static enum status
+scan_keys(struct loader *ld, yaml_node_t *map, const char *path,
+          const char *const *names, size_t n, yaml_node_t **val,
+          yaml_node_t **key)
+{
+    if (expect(ld, map, path, YAML_MAPPING_NODE, "a mapping") != ST_OK) {
+        return ST_ERROR;
+    }
+    for (size_t i = 0; i < map_size(map); i++) {
+        const yaml_node_pair_t *pair = &map->data.mapping.pairs.start[i];
+        yaml_node_t *k = node_at(ld, pair->key);
+        const char *name = scalar(ld, k, path, "a key");
+        size_t j = 0;
+
+        if (name == NULL) {
+            return ST_ERROR;
+        }
+        while (j < n && strcmp(name, names[j]) != 0) {
+            j++;
+        }
+        if (j == n) {
+            return cfg_err(ld, k, path, "unknown key '%.*s'", CFG_SHOW_MAX,
+                           name);
+        }
+        if (val[j] != NULL) {
+            return cfg_err(ld, k, path, "duplicate key '%s'", name);
+        }
+        val[j] = node_at(ld, pair->value);
+        key[j] = k;
+    }
+    return ST_OK;
+}
+
+/* A pool name -> CFG_ROUTE_POOL. */
+static enum status
+route_pool(struct loader *ld, const struct config *cfg, yaml_node_t *node,
+           const char *path, struct cfg_route *out)
+{
+    const char *name = scalar(ld, node, path, "a pool name");
+
+    if (name == NULL) {
+        return ST_ERROR;
+    }
+    for (size_t i = 0; i < cfg->npools; i++) {
+        if (strcmp(cfg->pools[i].name, name) == 0) {
+            out->kind = CFG_ROUTE_POOL;
+            out->pool = i;
+            return ST_OK;
+        }
+    }
+    return cfg_err(ld, node, path, "unknown pool '%.*s'", CFG_SHOW_MAX, name);
+}
+
+/* [ROUTE, ...]: at least one child. */
+static enum status
+route_list(struct loader *ld, const struct config *cfg, yaml_node_t *seq,
+           const char *path, int depth, struct cfg_route *out)
+{
+    char cpath[CFG_PATH_MAX];
+    size_t n;
+
+    if (expect(ld, seq, path, YAML_SEQUENCE_NODE, "a sequence of routes") !=
+        ST_OK) {
+        return ST_ERROR;
+    }
+    n = seq_size(seq);
+    if (n == 0) {
+        return cfg_err(ld, seq, path,
+                       "empty list, at least one route is required");
+    }
+    out->child = calloc(n, sizeof(*out->child));
+    if (out->child == NULL) {
+        return out_of_memory(ld);
+    }
+    out->nchild = n;
+    for (size_t i = 0; i < n; i++) {
+        path_fmt(cpath, sizeof(cpath), "%s[%zu]", path, i);
+        if (parse_route(ld, cfg, seq_item(ld, seq, i), cpath, depth + 1,
+                        &out->child[i]) != ST_OK) {
+            return ST_ERROR;
+        }
+    }
+    return ST_OK;
+}
+
+/* shadow.fraction: a decimal number in [0, 1]. */
+static enum status
+parse_fraction(struct loader *ld, yaml_node_t *node, const char *path,
+               double *out)
+{
+    const char *s = scalar(ld, node, path, "a number from 0 to 1");
+    char buf[CFG_SHOW_MAX + 8], *end = NULL;
+    double f = 0;
+
+    if (s == NULL) {
+        return ST_ERROR;
+    }
+    if (*s != '\0' && strspn(s, "0123456789.eE+-") == strlen(s)) {
+        f = strtod(s, &end);
+    }
+    if (end == NULL || end == s || *end != '\0') {
+        return cfg_err(ld, node, path, "expected a number from 0 to 1, got %s",
+                       describe(node, buf, sizeof(buf)));
+    }
+    if (!(f >= 0.0 && f <= 1.0)) {
+        return cfg_err(ld, node, path, "%.*s out of range 0..1", CFG_SHOW_MAX,
+                       s);
+    }
+    *out = f > 0.0 ? f : 0.0; /* no -0 */
+    return ST_OK;
+}
+
+/* {names[0]: ROUTE, names[1]: ROUTE} -> child[0], child[1]; shadow also
+ * takes names[2], fraction: F (required). */
+static enum status
+route_two(struct loader *ld, const struct config *cfg, yaml_node_t *map,
+          const char *path, int depth, const char *const names[3],
+          struct cfg_route *out)
+{
+    yaml_node_t *val[3] = {NULL, NULL, NULL}, *key[3];
+    char cpath[CFG_PATH_MAX];
+    size_t nkeys = names[2] != NULL ? 3 : 2;
+
+    if (scan_keys(ld, map, path, names, nkeys, val, key) != ST_OK) {
+        return ST_ERROR;
+    }
+    for (size_t j = 0; j < nkeys; j++) {
+        if (val[j] == NULL) {
+            return cfg_err(ld, map, path, "missing key '%s'", names[j]);
+        }
+    }
+    out->child = calloc(2, sizeof(*out->child));
+    if (out->child == NULL) {
+        return out_of_memory(ld);
+    }
+    out->nchild = 2;
+    for (size_t j = 0; j < 2; j++) {
+        path_fmt(cpath, sizeof(cpath), "%s.%s", path, names[j]);
+        if (parse_route(ld, cfg, val[j], cpath, depth + 1, &out->child[j]) !=
+            ST_OK) {
+            return ST_ERROR;
+        }
+    }
+    if (nkeys < 3) {
+        return ST_OK;
+    }
+    path_fmt(cpath, sizeof(cpath), "%s.%s", path, names[2]);
+    return parse_fraction(ld, val[2], cpath, &out->fraction);
+}
+
+static const struct rule *
+find_rule(const char *name)
+{
+    for (size_t i = 0; i < NELEMS(rules); i++) {
+        if (strcmp(rules[i].name, name) == 0) {
+            return &rules[i];
+        }
+    }
+    return NULL;
+}
+
+/* Sort the keys of a mapping route: exactly one rule, and only the
+ * modifier that rule takes. The rule, or NULL after an error. */
+static const struct rule *
+scan_rule(struct loader *ld, yaml_node_t *map, const char *path,
+          struct rule_keys *rk)
+{
+    memset(rk, 0, sizeof(*rk));
+    for (size_t i = 0; i < map_size(map); i++) {
+        const yaml_node_pair_t *pair = &map->data.mapping.pairs.start[i];
+        yaml_node_t *k = node_at(ld, pair->key);
+        const char *name = scalar(ld, k, path, "a key");
+        const struct rule *r;
+        int m = 0;
+
+        if (name == NULL) {
+            return NULL;
+        }
+        r = find_rule(name);
+        if (r != NULL && rk->rule == r) {
+            (void)cfg_err(ld, k, path, "duplicate key '%s'", name);
+            return NULL;
+        }
+        if (r != NULL && rk->rule != NULL) {
+            (void)cfg_err(ld, k, path,
+                          "two rules, '%s' and '%s' (a route takes one)",
+                          rk->rule->name, name);
+            return NULL;
+        }
+        if (r != NULL) {
+            rk->rule = r;
+            rk->val = node_at(ld, pair->value);
+            continue;
+        }
+        while (m < NMODS && strcmp(name, modifier_names[m]) != 0) {
+            m++;
+        }
+        if (m == NMODS) {
+            (void)cfg_err(ld, k, path, "unknown key '%.*s'", CFG_SHOW_MAX,
+                          name);
+            return NULL;
+        }
+        if (rk->mod[m] != NULL) {
+            (void)cfg_err(ld, k, path, "duplicate key '%s'", name);
+            return NULL;
+        }
+        rk->mod[m] = node_at(ld, pair->value);
+        rk->modkey[m] = k;
+    }
+    if (rk->rule == NULL) {
+        (void)cfg_err(ld, map, path, "no rule (" RULE_NAMES ")");
+        return NULL;
+    }
+    for (int m = 0; m < NMODS; m++) {
+        if (rk->mod[m] != NULL &&
+            (rk->rule->modifier == NULL ||
+             strcmp(rk->rule->modifier, modifier_names[m]) != 0)) {
+            (void)cfg_err(ld, rk->modkey[m], path, "'%s' does not apply to %s",
+                          modifier_names[m], rk->rule->name);
+            return NULL;
+        }
+    }
+    return rk->rule;
+}
+
+/* The optional key of a rule: ttl_max, read or miss. */
+static enum status
+parse_modifier(struct loader *ld, const struct rule_keys *rk, const char *path,
+               struct cfg_route *out)
+{
+    static const struct command ttl = {"ttl_max",         NULL, 0, 1,
+                                       CFG_ROUTE_TTL_MAX, NULL};
+    char mpath[CFG_PATH_MAX];
+    uint64_t v = 0;
+    int i = 0;
+
+    if (rk->mod[MOD_TTL_MAX] != NULL) {
+        path_fmt(mpath, sizeof(mpath), "%s.ttl_max", path);
+        if (parse_uint(ld, rk->mod[MOD_TTL_MAX], &ttl, mpath, &v) != ST_OK) {
+            return ST_ERROR;
+        }
+        out->ttl_max = (uint32_t)v;
+    }
+    if (rk->mod[MOD_READ] != NULL) {
+        path_fmt(mpath, sizeof(mpath), "%s.read", path);
+        if (set_word(ld, rk->mod[MOD_READ], mpath, read_names, "a read mode",
+                     &i) != ST_OK) {
+            return ST_ERROR;
+        }
+        out->read_failover = i == 1;
+    }
+    if (rk->mod[MOD_MISS] != NULL) {
+        path_fmt(mpath, sizeof(mpath), "%s.miss", path);
+        if (set_word(ld, rk->mod[MOD_MISS], mpath, bool_names, "true or false",
+                     &i) != ST_OK) {
+            return ST_ERROR;
+        }
+        out->miss = i == 1;
+    }
+    return ST_OK;
+}
+
+/* {RULE: ..., MODIFIER: ...}. */
+static enum status
+route_rule(struct loader *ld, const struct config *cfg, yaml_node_t *map,
+           const char *path, int depth, struct cfg_route *out)
+{
+    static const char *const shadow[3] = {"route", "to", "fraction"};
+    static const char *const warm_up[3] = {"cold", "warm", NULL};
+    static const char *const l1l2[3] = {"l1", "l2", NULL};
+    struct rule_keys rk;
+    char rpath[CFG_PATH_MAX];
+    enum status st;
+
+    if (scan_rule(ld, map, path, &rk) == NULL) {
+        return ST_ERROR;
+    }
+    path_fmt(rpath, sizeof(rpath), "%s.%s", path, rk.rule->name);
+    out->kind = rk.rule->kind;
+    switch (rk.rule->kind) {
+    case CFG_ROUTE_POOL:
+        st = route_pool(ld, cfg, rk.val, rpath, out);
+        break;
+    case CFG_ROUTE_ALL_SYNC:
+    case CFG_ROUTE_ALL_FASTEST:
+    case CFG_ROUTE_FAILOVER:
+        st = route_list(ld, cfg, rk.val, rpath, depth, out);
+        break;
+    case CFG_ROUTE_SHADOW:
+        st = route_two(ld, cfg, rk.val, rpath, depth, shadow, out);
+        break;
+    case CFG_ROUTE_WARM_UP:
+        st = route_two(ld, cfg, rk.val, rpath, depth, warm_up, out);
+        break;
+    default:
+        st = route_two(ld, cfg, rk.val, rpath, depth, l1l2, out);
+        break;
+    }
+    if (st != ST_OK) {
+        return st;
+    }
+    return parse_modifier(ld, &rk, path, out);
+}
+
+/* ROUTE: a pool name or a rule mapping. On failure *out may hold
+ * children; route_free releases them. */
+static enum status
+parse_route(struct loader *ld, const struct config *cfg, yaml_node_t *node,
+            const char *path, int depth, struct cfg_route *out)
+{
+    char buf[CFG_SHOW_MAX + 8];
+
+    out->line = (int)node->start_mark.line + 1;
+    if (depth >= CFG_ROUTE_DEPTH_MAX) {
+        return cfg_err(ld, node, path, "routes nested deeper than %d",
+                       CFG_ROUTE_DEPTH_MAX);
+    }
+    if (node->type == YAML_MAPPING_NODE) {
+        return route_rule(ld, cfg, node, path, depth, out);
+    }
+    if (node->type != YAML_SCALAR_NODE || node->data.scalar.length == 0) {
+        return cfg_err(ld, node, path,
+                       "expected a pool name or a mapping, got %s",
+                       describe(node, buf, sizeof(buf)));
+    }
+    return route_pool(ld, cfg, node, path, out);
+}
+
+/* routes[i].prefix: 1..250 bytes, no space or control character. */
+static enum status
+parse_prefix(struct loader *ld, yaml_node_t *node, const char *path,
+             struct cfg_route_entry *e)
+{
+    const char *s = scalar(ld, node, path, "a key prefix");
+    size_t len;
+
+    if (s == NULL) {
+        return ST_ERROR;
+    }
+    len = strlen(s);
+    if (len == 0) {
+        return cfg_err(ld, node, path, "empty prefix");
+    }
+    if (len > CFG_PREFIX_MAX) {
+        return cfg_err(ld, node, path,
+                       "prefix of %zu bytes, longer than a key (%d)", len,
+                       CFG_PREFIX_MAX);
+    }
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)s[i];
+
+        if (c <= ' ' || c == 0x7f) {
+            return cfg_err(ld, node, path,
+                           "prefix holds a space or a control character "
+                           "(byte %zu)",
+                           i);
+        }
+    }
+    e->prefix = malloc(len + 1);
+    if (e->prefix == NULL) {
+        return out_of_memory(ld);
+    }
+    memcpy(e->prefix, s, len + 1);
+    e->nprefix = len;
+    return ST_OK;
+}
+
+/* routes[i], checked against the entries before it. */
+static enum status
+load_entry(struct loader *ld, struct config *cfg, size_t i, yaml_node_t *map)
+{
+    static const char *const entry_keys[3] = {"prefix", "route", "default"};
+    struct cfg_route_entry *e = &cfg->routes[i];
+    yaml_node_t *val[3] = {NULL, NULL, NULL}, *key[3] = {NULL, NULL, NULL};
+    char path[CFG_PATH_MAX], sub[CFG_PATH_MAX];
+
+    path_fmt(path, sizeof(path), "routes[%zu]", i);
+    if (scan_keys(ld, map, path, entry_keys, 3, val, key) != ST_OK) {
+        return ST_ERROR;
+    }
+    if (val[2] != NULL && (val[0] != NULL || val[1] != NULL)) {
+        return cfg_err(ld, key[2], path,
+                       "default: goes alone, without prefix: or route:");
+    }
+    if (val[2] != NULL) {
+        for (size_t j = 0; j < i; j++) {
+            if (cfg->routes[j].prefix == NULL) {
+                return cfg_err(ld, key[2], path,
+                               "a second default entry (the first is "
+                               "routes[%zu])",
+                               j);
+            }
+        }
+        path_fmt(sub, sizeof(sub), "%s.default", path);
+        return parse_route(ld, cfg, val[2], sub, 0, &e->route);
+    }
+    if (val[0] == NULL) {
+        return cfg_err(ld, map, path, "missing key 'prefix' (or default:)");
+    }
+    if (val[1] == NULL) {
+        return cfg_err(ld, map, path, "missing key 'route'");
+    }
+    path_fmt(sub, sizeof(sub), "%s.prefix", path);
+    if (parse_prefix(ld, val[0], sub, e) != ST_OK) {
+        return ST_ERROR;
+    }
+    for (size_t j = 0; j < i; j++) {
+        const struct cfg_route_entry *o = &cfg->routes[j];
+
+        if (o->prefix != NULL && o->nprefix == e->nprefix &&
+            memcmp(o->prefix, e->prefix, e->nprefix) == 0) {
+            return cfg_err(ld, val[0], sub,
+                           "prefix '%s' listed twice (also routes[%zu])",
+                           e->prefix, j);
+        }
+    }
+    path_fmt(sub, sizeof(sub), "%s.route", path);
+    return parse_route(ld, cfg, val[1], sub, 0, &e->route);
+}
+
+static enum status
+load_routes(struct loader *ld, struct config *cfg, yaml_node_t *seq)
+{
+    size_t n;
+
+    if (expect(ld, seq, "routes", YAML_SEQUENCE_NODE, "a sequence") != ST_OK) {
+        return ST_ERROR;
+    }
+    n = seq_size(seq);
+    if (n > CFG_ROUTES_MAX) {
+        return cfg_err(ld, seq, "routes", "%zu entries, at most %d", n,
+                       CFG_ROUTES_MAX);
+    }
+    cfg->routes = calloc(MAX(n, 1), sizeof(*cfg->routes));
+    if (cfg->routes == NULL) {
+        return out_of_memory(ld);
+    }
+    cfg->nroutes = n; /* zeroed entries free as empty ones */
+    for (size_t i = 0; i < n; i++) {
+        if (load_entry(ld, cfg, i, seq_item(ld, seq, i)) != ST_OK) {
+            return ST_ERROR;
+        }
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (cfg->routes[i].prefix == NULL) {
+            return ST_OK;
+        }
+    }
+    return cfg_err(ld, seq, "routes", "no default entry");
+}
+
+/* pools: and routes:, both or neither; with them, none of the keys that
+ * configure the single pool. */
+static enum status
+load_routing(struct loader *ld, yaml_node_t *root, struct config *cfg)
+{
+    yaml_node_t *pkey = NULL, *rkey = NULL, *k = NULL;
+    yaml_node_t *pools = map_find(ld, root, "pools", &pkey);
+    yaml_node_t *routes = map_find(ld, root, "routes", &rkey);
+
+    if (pools == NULL && routes == NULL) {
+        return ST_OK;
+    }
+    if (routes == NULL) {
+        return cfg_err(ld, pkey, "pools", "given without routes:");
+    }
+    if (pools == NULL) {
+        return cfg_err(ld, rkey, "routes", "given without pools:");
+    }
+    for (size_t i = 0; single_pool_keys[i] != NULL; i++) {
+        if (map_find(ld, root, single_pool_keys[i], &k) != NULL) {
+            return cfg_err(ld, k, single_pool_keys[i],
+                           "not with routes: (" ROUTES_REPLACE ")");
+        }
+    }
+    if (load_pools(ld, cfg, pools) != ST_OK) {
+        return ST_ERROR;
+    }
+    return load_routes(ld, cfg, routes);
 }
 
 /* ---- loading ---- */
@@ -1056,7 +1839,8 @@ config_load_string(const char *yaml, size_t len, const char *name, char *err,
     }
     root = yaml_document_get_root_node(&doc);
     if (!is_empty(root) &&
-        walk_mapping(&ld, root, config_commands, cfg, NULL, NULL) != ST_OK) {
+        (walk_mapping(&ld, root, config_commands, cfg, NULL, NULL) != ST_OK ||
+         load_routing(&ld, root, cfg) != ST_OK)) {
         goto error;
     }
     if (config_validate(cfg, err, errlen) != ST_OK) {
@@ -1174,5 +1958,15 @@ config_unref(struct config *cfg)
     free(cfg->batch_listen);
     free(cfg->pool.servers);
     free(cfg->l2.servers);
+    for (size_t i = 0; i < cfg->npools; i++) {
+        free(cfg->pools[i].name);
+        free(cfg->pools[i].pool.servers);
+    }
+    free(cfg->pools);
+    for (size_t i = 0; i < cfg->nroutes; i++) {
+        free(cfg->routes[i].prefix);
+        route_free(&cfg->routes[i].route);
+    }
+    free(cfg->routes);
     free(cfg);
 }

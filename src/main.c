@@ -347,19 +347,51 @@ probe_worker(void *arg)
     return NULL;
 }
 
+/* cfg's pools in the order metrics number their servers: L1 and L2,
+ * or with routes the named pools in file order. Returns how many. */
+static size_t
+config_pool_list(const struct config *cfg, const struct cfg_pool **out,
+                 size_t max)
+{
+    size_t n = 0;
+
+    if (cfg->npools == 0) {
+        out[n++] = &cfg->pool;
+        out[n++] = &cfg->l2;
+        return n;
+    }
+    for (size_t i = 0; i < cfg->npools && n < max; i++) {
+        out[n++] = &cfg->pools[i].pool;
+    }
+    return n;
+}
+
+static size_t
+config_server_count(const struct config *cfg)
+{
+    const struct cfg_pool *pools[CFG_SERVERS_MAX];
+    size_t np = config_pool_list(cfg, pools, NELEMS(pools)), n = 0;
+
+    for (size_t p = 0; p < np; p++) {
+        n += pools[p]->nservers;
+    }
+    return n;
+}
+
 /* List cfg's backends in r and name the slots; a slot whose server
  * changed forgets its result. */
 static void
 round_init(struct probe_round *r, const struct config *cfg)
 {
-    const struct cfg_pool *pools[2] = {&cfg->pool, &cfg->l2};
+    const struct cfg_pool *pools[CFG_SERVERS_MAX];
+    size_t np = config_pool_list(cfg, pools, NELEMS(pools));
 
     r->n = 0;
     r->ms = MIN(MIN(cfg->connect_timeout_ms, cfg->request_timeout_ms),
                 PROBE_MAX_MS);
     atomic_store(&r->next, 0);
     pthread_mutex_lock(&prober.lock);
-    for (size_t p = 0; p < 2; p++) {
+    for (size_t p = 0; p < np; p++) {
         for (size_t i = 0; i < pools[p]->nservers && r->n < METRICS_SERVERS_MAX;
              i++) {
             struct probe_slot *s = &prober.slot[r->n];
@@ -481,25 +513,38 @@ healthz_backend(void *arg, size_t i, char *name, size_t namelen, bool *up)
     return ok;
 }
 
-/* Metrics name backend servers by index: L1's, then L2's. */
+/* Metrics name backend servers by index: L1's, then L2's, or the named
+ * pools' in file order; and the routes by their prefixes. */
 static enum status
 name_servers(const struct config *cfg)
 {
-    size_t n = cfg->pool.nservers + cfg->l2.nservers;
+    const struct cfg_pool *pools[CFG_SERVERS_MAX];
+    size_t np = config_pool_list(cfg, pools, NELEMS(pools));
+    size_t n = config_server_count(cfg), at = 0;
     struct cfg_server *all = calloc(MAX(n, 1), sizeof(*all));
-    enum status st;
+    const char **names = calloc(MAX(cfg->nroutes, 1), sizeof(*names));
+    enum status st = ST_NOMEM;
 
-    if (all == NULL) {
-        return ST_NOMEM;
+    if (all != NULL && names != NULL) {
+        for (size_t p = 0; p < np; p++) {
+            memcpy(all + at, pools[p]->servers,
+                   pools[p]->nservers * sizeof(*all));
+            at += pools[p]->nservers;
+        }
+        for (size_t i = 0; i < cfg->nroutes; i++) {
+            names[i] = cfg->routes[i].prefix ? cfg->routes[i].prefix
+                                             : "default";
+        }
+        st = metrics_set_servers(all, n);
+        if (st == ST_OK) {
+            st = metrics_set_routes(names, cfg->nroutes);
+        }
+        metrics_set_layers(cfg->npools == 0 && cfg->l2.nservers > 0
+                               ? cfg->pool.nservers
+                               : 0);
     }
-    memcpy(all, cfg->pool.servers, cfg->pool.nservers * sizeof(*all));
-    if (cfg->l2.nservers > 0) {
-        memcpy(all + cfg->pool.nservers, cfg->l2.servers,
-               cfg->l2.nservers * sizeof(*all));
-    }
-    st = metrics_set_servers(all, n);
-    metrics_set_layers(cfg->l2.nservers > 0 ? cfg->pool.nservers : 0);
     free(all);
+    free(names);
     return st;
 }
 
@@ -545,7 +590,7 @@ reload(const struct opts *o)
         }
         snapshot_publish(snap);
         log_info("reload: %s loaded, %zu backend server(s)", o->file,
-                 snap->cfg->pool.nservers + snap->cfg->l2.nservers);
+                 config_server_count(snap->cfg));
     }
     sd_notify(0, "READY=1");
 }
@@ -630,12 +675,21 @@ main(int argc, char **argv)
         }
         log_info("metrics on http://%s/metrics", cfg->metrics_listen.name);
     }
-    log_info("riven %s: %zu listener(s)%s, orca %s, %zu L1 + %zu L2 backend "
-             "server(s), max %u connections",
-             RIVEN_VERSION_STR, listener_count(the_listener),
-             listener_activated(the_listener) ? " from systemd" : "",
-             config_orca_name(cfg->orca), cfg->pool.nservers, cfg->l2.nservers,
-             listener_max_connections(the_listener));
+    if (cfg->npools > 0) {
+        log_info("riven %s: %zu listener(s)%s, %zu route(s) over %zu pool(s) "
+                 "of %zu backend server(s), max %u connections",
+                 RIVEN_VERSION_STR, listener_count(the_listener),
+                 listener_activated(the_listener) ? " from systemd" : "",
+                 cfg->nroutes, cfg->npools, config_server_count(cfg),
+                 listener_max_connections(the_listener));
+    } else {
+        log_info("riven %s: %zu listener(s)%s, orca %s, %zu L1 + %zu L2 "
+                 "backend server(s), max %u connections",
+                 RIVEN_VERSION_STR, listener_count(the_listener),
+                 listener_activated(the_listener) ? " from systemd" : "",
+                 config_orca_name(cfg->orca), cfg->pool.nservers,
+                 cfg->l2.nservers, listener_max_connections(the_listener));
+    }
     config_unref(cfg);
     if (sd_watchdog_enabled(0, &m.watchdog_us) > 0) {
         tick_ms = (int)MIN(TICK_MS, m.watchdog_us / 4000 + 1);

@@ -23,6 +23,7 @@
 #include "orca.h"
 
 #include <pthread.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <time.h>
 #include <stdlib.h>
@@ -32,23 +33,29 @@
 #include "handler.h"
 #include "log.h"
 #include "metrics.h"
+#include "shadow.h"
 
 /* One pool as this connection sees it. */
 struct layer {
-    const struct orca_pool *env; /* ref: owned with the snapshot */
+    const struct route_pool *env; /* ref: owned with the snapshot */
     struct handler **h;          /* per server, created on first use */
     struct response *each;       /* per server, for barrier commands */
     bool *probe;                 /* per server: this orca won its probe */
+    struct shadow **sh;          /* per server, copies nobody waits on */
     size_t nh;
 };
 
 #define REALTIME_MAXDELTA (60 * 60 * 24 * 30) /* memcached's 30 days */
 
+#define L1(o) (&(o)->ly[0])
+#define L2(o) (&(o)->ly[1])
+
 struct orca {
     const struct orca_env *env; /* ref: owned with the snapshot */
     enum cfg_orca mode;
-    struct layer l1;
-    struct layer l2;     /* nh == 0 for l1only */
+    struct layer *ly; /* l1l2 orcas: ly[0] L1, ly[1] L2 (nh 0 in l1only);
+                         routes: one per named pool */
+    size_t nly;
     struct buf agg;      /* summed stats reply */
     struct response *s1; /* l1l2: L1's answer to each read */
     struct response *s2; /* l1l2: each request's mirror answer */
@@ -59,10 +66,15 @@ struct orca {
     struct req_batch *b; /* ref: the batch in execution, the server's */
     size_t next;         /* b: first request not yet sent */
     size_t limit;        /* reply bytes a handler may hold (l1only) */
+    bool routed;         /* routes: the requests walk env->routes */
+    struct job *jobs;    /* routes: each request's walk */
+    size_t njobs;
+    struct ablock *arena_head; /* routes: frames and pools' answers */
+    struct ablock *arena;      /* the block in use */
 };
 
 static enum status
-layer_init(struct layer *ly, const struct orca_pool *env)
+layer_init(struct layer *ly, const struct route_pool *env)
 {
     ly->env = env;
     ly->nh = env != NULL ? env->pool->nservers : 0;
@@ -82,6 +94,10 @@ layer_free(struct layer *ly)
     for (size_t i = 0; ly->h != NULL && i < ly->nh; i++) {
         handler_destroy(ly->h[i]);
     }
+    for (size_t i = 0; ly->sh != NULL && i < ly->nh; i++) {
+        shadow_destroy(ly->sh[i]);
+    }
+    free(ly->sh);
     free(ly->h);
     free(ly->each);
     free(ly->probe);
@@ -94,7 +110,7 @@ adopt(struct layer *ly, struct layer *prev, const struct config *cfg)
     for (size_t i = 0; i < ly->nh; i++) {
         const struct cfg_server *s = &ly->env->pool->servers[i];
 
-        for (size_t j = 0; j < prev->nh; j++) {
+        for (size_t j = 0; j < prev->nh && ly->h[i] == NULL; j++) {
             if (prev->h[j] == NULL ||
                 strcmp(prev->env->pool->servers[j].addr.name, s->addr.name) !=
                     0) {
@@ -109,6 +125,9 @@ adopt(struct layer *ly, struct layer *prev, const struct config *cfg)
     }
 }
 
+static void route_done(struct orca *o);
+static void route_free(struct orca *o);
+
 struct orca *
 orca_create(const struct orca_env *env, enum cfg_orca mode, struct orca *prev)
 {
@@ -119,16 +138,30 @@ orca_create(const struct orca_env *env, enum cfg_orca mode, struct orca *prev)
     }
     o->env = env;
     o->mode = mode;
+    o->routed = env->npools > 0;
     buf_init(&o->agg, 1024);
-    if (layer_init(&o->l1, &env->l1) != ST_OK ||
-        layer_init(&o->l2, mode == CFG_ORCA_L1ONLY ? NULL : &env->l2) !=
-            ST_OK) {
-        orca_destroy(o);
+    o->nly = o->routed ? env->npools : 2;
+    o->ly = calloc(o->nly, sizeof(*o->ly));
+    if (o->ly == NULL) {
+        free(o);
         return NULL;
     }
-    if (prev != NULL) {
-        adopt(&o->l1, &prev->l1, env->cfg);
-        adopt(&o->l2, &prev->l2, env->cfg);
+    for (size_t l = 0; l < o->nly; l++) {
+        const struct route_pool *pe = o->routed ? &env->pools[l]
+                                      : l == 0 ? &env->l1
+                                      : mode == CFG_ORCA_L1ONLY ? NULL
+                                                                : &env->l2;
+
+        if (layer_init(&o->ly[l], pe) != ST_OK) {
+            orca_destroy(o);
+            return NULL;
+        }
+    }
+    /* sockets to servers still in some pool move over, whichever */
+    for (size_t l = 0; prev != NULL && l < o->nly; l++) {
+        for (size_t m = 0; m < prev->nly; m++) {
+            adopt(&o->ly[l], &prev->ly[m], env->cfg);
+        }
     }
     return o;
 }
@@ -139,8 +172,11 @@ orca_destroy(struct orca *o)
     if (o == NULL) {
         return;
     }
-    layer_free(&o->l1);
-    layer_free(&o->l2);
+    for (size_t l = 0; o->ly != NULL && l < o->nly; l++) {
+        layer_free(&o->ly[l]);
+    }
+    free(o->ly);
+    route_free(o);
     free(o->s1);
     free(o->s2);
     free(o->held);
@@ -189,6 +225,7 @@ route(const struct layer *ly, const struct request *req, uint64_t now)
         util_b64_decode(req->key, req->nkey, dec, sizeof(dec), &nkey)) {
         key = dec; /* place binary keys by their bytes, as clients do */
     }
+    route_hash_part(ly->env->pool, &key, &nkey);
     idx = ring_lookup(ly->env->ring, key, nkey);
     if (!ly->env->pool->eject_rehash ||
         !health_ejected(ly->env->health, idx, now) || nkey > KEY_MAX_LENGTH) {
@@ -286,13 +323,14 @@ report(struct layer *ly, uint64_t now)
 static const struct response *
 first_waiting(const struct orca *o, const struct handler **hp)
 {
-    const struct layer *ls[2] = {&o->l1, &o->l2};
     const struct response *lo = o->b->res, *hi = lo + o->b->n, *min = NULL;
 
-    for (size_t l = 0; l < 2; l++) {
-        for (size_t i = 0; i < ls[l]->nh; i++) {
+    for (size_t l = 0; l < o->nly; l++) {
+        const struct layer *ly = &o->ly[l];
+
+        for (size_t i = 0; i < ly->nh; i++) {
             const struct response *w =
-                ls[l]->h[i] ? handler_waiting(ls[l]->h[i]) : NULL;
+                ly->h[i] ? handler_waiting(ly->h[i]) : NULL;
 
             if (w == NULL || (uintptr_t)w < (uintptr_t)lo ||
                 (uintptr_t)w >= (uintptr_t)hi ||
@@ -301,7 +339,7 @@ first_waiting(const struct orca *o, const struct handler **hp)
             }
             min = w;
             if (hp != NULL) {
-                *hp = ls[l]->h[i];
+                *hp = ly->h[i];
             }
         }
     }
@@ -314,29 +352,32 @@ first_waiting(const struct orca *o, const struct handler **hp)
 static void
 run_queued(struct orca *o, size_t limit)
 {
-    struct layer *ls[2] = {&o->l1, &o->l2};
     const struct handler *fw = NULL;
 
-    for (size_t l = 0; l < 2; l++) {
-        for (size_t i = 0; i < ls[l]->nh; i++) {
-            if (ls[l]->h[i] != NULL && handler_pending(ls[l]->h[i])) {
-                handler_flush(ls[l]->h[i]);
+    for (size_t l = 0; l < o->nly; l++) {
+        struct layer *ly = &o->ly[l];
+
+        for (size_t i = 0; i < ly->nh; i++) {
+            if (ly->h[i] != NULL && handler_pending(ly->h[i])) {
+                handler_flush(ly->h[i]);
             }
         }
     }
     if (limit < SIZE_MAX) {
         (void)first_waiting(o, &fw);
     }
-    for (size_t l = 0; l < 2; l++) {
-        for (size_t i = 0; i < ls[l]->nh; i++) {
-            if (ls[l]->h[i] != NULL && handler_pending(ls[l]->h[i])) {
-                handler_recv(ls[l]->h[i], limit,
-                             fw == NULL || ls[l]->h[i] == fw);
+    for (size_t l = 0; l < o->nly; l++) {
+        struct layer *ly = &o->ly[l];
+
+        for (size_t i = 0; i < ly->nh; i++) {
+            if (ly->h[i] != NULL && handler_pending(ly->h[i])) {
+                handler_recv(ly->h[i], limit, fw == NULL || ly->h[i] == fw);
             }
         }
     }
-    report(&o->l1, util_now_ms());
-    report(&o->l2, util_now_ms());
+    for (size_t l = 0; l < o->nly; l++) {
+        report(&o->ly[l], util_now_ms());
+    }
 }
 
 /* A too-large set: memcached drops the old item, so a stale value never
@@ -350,9 +391,12 @@ drop_stale(struct orca *o, const struct request *req)
                           .nkey = req->nkey};
     uint64_t now = util_now_ms();
 
-    send_key(o, &o->l1, &del, NULL, now);
-    if (o->l2.nh > 0) {
-        send_key(o, &o->l2, &del, NULL, now);
+    if (o->routed) {
+        return; /* run_routed sends it down the key's route */
+    }
+    send_key(o, L1(o), &del, NULL, now);
+    if (L2(o)->nh > 0) {
+        send_key(o, L2(o), &del, NULL, now);
     }
 }
 
@@ -483,9 +527,9 @@ phase1(struct orca *o, struct req_batch *b, size_t k, uint64_t now)
     const struct request *req = &b->reqs[k];
 
     if (is_layered_read(req)) {
-        send_key(o, &o->l1, req, &o->s1[k], now);
+        send_key(o, L1(o), req, &o->s1[k], now);
     } else {
-        send_key(o, &o->l2, req, &b->res[k], now);
+        send_key(o, L2(o), req, &b->res[k], now);
     }
 }
 
@@ -541,13 +585,13 @@ phase2(struct orca *o, struct req_batch *b, size_t k, uint64_t now)
             if (req->cmd == REQ_GAT) { /* keep L2's TTL in step */
                 r2.cmd = REQ_TOUCH;
                 r2.rflags = 0;
-                send_key(o, &o->l2, &r2, &o->s2[k], now);
+                send_key(o, L2(o), &r2, &o->s2[k], now);
             }
             return;
         }
         metrics_inc(M_L1_MISSES);
         r2.rflags |= REQ_F_RET_TTL;
-        send_key(o, &o->l2, &r2, res, now);
+        send_key(o, L2(o), &r2, res, now);
         return;
     }
     if (res->kind == RES_SERVER_ERROR) {
@@ -563,7 +607,7 @@ phase2(struct orca *o, struct req_batch *b, size_t k, uint64_t now)
     }
     r2.rflags &= REQ_F_B64KEY;
     r2.proto = PROTO_TEXT;
-    send_key(o, &o->l1, &r2, &o->s2[k], now);
+    send_key(o, L1(o), &r2, &o->s2[k], now);
 }
 
 /* Phase 3: fill L1 with L2's hits; delete L1 copies that failed to
@@ -601,13 +645,13 @@ phase3(struct orca *o, struct req_batch *b, size_t k, uint64_t now)
         fill.val = res->val;
         fill.nval = res->nval;
         metrics_inc(M_L1_FILLS);
-        send_key(o, &o->l1, &fill, NULL, now);
+        send_key(o, L1(o), &fill, NULL, now);
         return;
     }
     if (req->cmd == REQ_SET && res->kind == RES_STORED &&
         o->s2[k].kind != RES_STORED && o->s2[k].kind != RES_NOT_STORED) {
         fill.cmd = REQ_DELETE; /* L1 set failed: never leave it stale */
-        send_key(o, &o->l1, &fill, NULL, now);
+        send_key(o, L1(o), &fill, NULL, now);
     }
 }
 
@@ -673,20 +717,19 @@ take_l1_hits(struct orca *o, struct req_batch *b)
     }
 }
 
-/* Phases reorder requests across layers, so a key may appear once per
- * run: cut [from, to) where a key (by a 1024-bit filter) repeats. */
+typedef void (*run_fn)(struct orca *o, struct req_batch *b, size_t from,
+                       size_t to);
+
+/* Phases and route rounds reorder requests across servers, so a key may
+ * appear once per run: cut [from, to) where a key (by a 1024-bit filter)
+ * repeats, and run each piece. */
 static void
-run_layered_cuts(struct orca *o, struct req_batch *b, size_t from, size_t to)
+run_cuts(struct orca *o, struct req_batch *b, size_t from, size_t to,
+         run_fn run)
 {
     uint64_t seen[16] = {0};
     size_t start = from;
 
-    if (scratch_reserve(o, b->n) != ST_OK) {
-        for (size_t k = from; k < to; k++) {
-            res_set_fail(&b->res[k], FAIL_OUT_OF_MEMORY);
-        }
-        return;
-    }
     for (size_t k = from; k < to; k++) {
         const struct request *r = &b->reqs[k];
         uint32_t bit;
@@ -696,13 +739,771 @@ run_layered_cuts(struct orca *o, struct req_batch *b, size_t from, size_t to)
         }
         bit = stripe_of(r, 1024);
         if (seen[bit / 64] & (1ull << (bit % 64))) {
-            run_layered(o, b, start, k);
+            run(o, b, start, k);
             memset(seen, 0, sizeof(seen));
             start = k;
         }
         seen[bit / 64] |= 1ull << (bit % 64);
     }
-    run_layered(o, b, start, to);
+    run(o, b, start, to);
+}
+
+static void
+run_layered_cuts(struct orca *o, struct req_batch *b, size_t from, size_t to)
+{
+    if (scratch_reserve(o, b->n) != ST_OK) {
+        for (size_t k = from; k < to; k++) {
+            res_set_fail(&b->res[k], FAIL_OUT_OF_MEMORY);
+        }
+        return;
+    }
+    run_cuts(o, b, from, to, run_layered);
+}
+
+/* ---- routes ---- */
+
+/*
+ * With routes, a segment runs in rounds. In each round every request
+ * still unanswered takes one step down its route (route.h): a pool
+ * queues the request on the server of the key; a rule steps its children
+ * and decides from their answers. Then every server is written, and read,
+ * before the next round. Most requests end in one round; a failover, an
+ * all_sync read failing over or a warm_up miss take one more each time
+ * they look elsewhere.
+ *
+ * A frame is a node as one request walks it; frames and the answers of
+ * pools live in an arena that never moves until orca_done, because a
+ * handler keeps re-pointing the answers it decoded while its read buffer
+ * grows. The client's answers are copied from them after the last round.
+ * Copies sent to a shadow go out on sockets nobody waits on (shadow.h).
+ */
+
+struct frame {
+    const struct cfg_route *node; /* ref: the snapshot's config */
+    struct frame *kid;            /* the children's frames, or NULL */
+    struct response *slot;        /* a pool's answer (arena) */
+    const struct response *res;   /* the node's answer, once done */
+    uint32_t i;                   /* failover: the child asked */
+    uint8_t state;                /* STEP_NEW, STEP_SENT, STEP_DONE */
+    uint8_t phase;                /* warm_up: WARM_COLD, ... */
+};
+
+enum { STEP_NEW = 0, STEP_SENT, STEP_DONE };
+enum { WARM_COLD = 0, WARM_WARM, WARM_FILL };
+
+struct job {
+    struct frame root;
+    const struct request *req; /* the batch's, or own */
+    struct request own;        /* a too-large set's delete */
+    size_t ridx;               /* the routes entry */
+    bool quiet;                /* nobody takes the answer */
+};
+
+#define ARENA_BLOCK 16384
+
+struct ablock {
+    struct ablock *next;
+    size_t used;
+    max_align_t data[ARENA_BLOCK / sizeof(max_align_t)];
+};
+
+static const struct response nomem_res = {.kind = RES_SERVER_ERROR,
+                                          .fail = FAIL_OUT_OF_MEMORY,
+                                          .msg = MSG_OUT_OF_MEMORY,
+                                          .nmsg = sizeof(MSG_OUT_OF_MEMORY) -
+                                                  1};
+
+/* n zeroed bytes that stay put until route_done, or NULL. */
+static void *
+arena_alloc(struct orca *o, size_t n)
+{
+    struct ablock *a = o->arena;
+    void *p;
+
+    n = (n + sizeof(max_align_t) - 1) & ~(sizeof(max_align_t) - 1);
+    if (n > sizeof(a->data)) {
+        return NULL;
+    }
+    if (a == NULL || sizeof(a->data) - a->used < n) {
+        if (a != NULL && a->next != NULL) {
+            a = a->next; /* a block kept from an earlier batch */
+            a->used = 0;
+        } else {
+            struct ablock *nb = malloc(sizeof(*nb));
+
+            if (nb == NULL) {
+                return NULL;
+            }
+            nb->next = NULL;
+            nb->used = 0;
+            if (a != NULL) {
+                a->next = nb;
+            } else {
+                o->arena_head = nb;
+            }
+            a = nb;
+        }
+        o->arena = a;
+    }
+    p = (char *)a->data + a->used;
+    a->used += n;
+    memset(p, 0, n);
+    return p;
+}
+
+static struct frame *
+frames(struct orca *o, size_t n)
+{
+    return arena_alloc(o, n * sizeof(struct frame));
+}
+
+/* The key's bytes: decoded when the client sent it in base64. */
+static void
+key_bytes(const struct request *req, char *dec, size_t declen,
+          const char **key, size_t *nkey)
+{
+    *key = req->key;
+    *nkey = req->nkey;
+    if ((req->rflags & REQ_F_B64KEY) &&
+        util_b64_decode(req->key, req->nkey, dec, declen, nkey)) {
+        *key = dec;
+    }
+}
+
+/* Commands whose exptime sets the item's TTL (meta ones carry it among
+ * their flags, passed through: a ttl_max pool does not clamp them). */
+static bool
+sets_ttl(const struct request *req)
+{
+    switch (req->cmd) {
+    case REQ_SET:
+    case REQ_ADD:
+    case REQ_REPLACE:
+    case REQ_CAS:
+    case REQ_TOUCH:
+    case REQ_GAT:
+    case REQ_GATS:
+        return true;
+    case REQ_INCR:
+    case REQ_DECR:
+        return (req->rflags & REQ_F_AUTOVIV) != 0;
+    default:
+        return false;
+    }
+}
+
+static struct shadow *
+shadow_at(struct orca *o, struct layer *ly, size_t i)
+{
+    if (ly->sh == NULL) {
+        ly->sh = calloc(ly->nh, sizeof(*ly->sh));
+        if (ly->sh == NULL) {
+            return NULL;
+        }
+    }
+    if (ly->sh[i] == NULL) {
+        ly->sh[i] = shadow_create(
+            &ly->env->pool->servers[i].addr, ly->env->mbase + i,
+            o->env->cfg->connect_timeout_ms, o->env->cfg->request_timeout_ms);
+    }
+    return ly->sh[i];
+}
+
+/* Send req down route n without waiting for any answer: what a shadow
+ * copy does. Writes go where the route writes, reads where it reads
+ * first. */
+static void
+detach(struct orca *o, const struct cfg_route *n, const struct request *req,
+       size_t ridx, uint64_t now)
+{
+    switch (n->kind) {
+    case CFG_ROUTE_POOL: {
+        struct layer *ly = &o->ly[n->pool];
+        struct request r = *req;
+        struct shadow *sh;
+
+        if (n->ttl_max > 0 && sets_ttl(req)) {
+            r.exptime = route_clamp_ttl(req->exptime, n->ttl_max, time(NULL));
+        }
+        sh = shadow_at(o, ly, route(ly, req, now));
+        if (sh == NULL || !shadow_send(sh, &r, (uint32_t)ridx)) {
+            metrics_route_shadow(ridx, MSHADOW_DROPPED);
+        }
+        return;
+    }
+    case CFG_ROUTE_ALL_SYNC:
+    case CFG_ROUTE_ALL_FASTEST:
+        for (size_t i = 0; i < n->nchild; i++) {
+            if (i == 0 || (route_is_write(req) && req->cmd != REQ_CAS)) {
+                detach(o, &n->child[i], req, ridx, now);
+            }
+        }
+        return;
+    case CFG_ROUTE_SHADOW: {
+        char dec[KEY_MAX_LENGTH + 8];
+        const char *key;
+        size_t nkey;
+
+        detach(o, &n->child[0], req, ridx, now);
+        key_bytes(req, dec, sizeof(dec), &key, &nkey);
+        if (route_in_fraction(key, nkey, n->fraction)) {
+            detach(o, &n->child[1], req, ridx, now);
+        }
+        return;
+    }
+    case CFG_ROUTE_WARM_UP:
+        detach(o, &n->child[0], req, ridx, now);
+        if (req->cmd == REQ_DELETE || req->cmd == REQ_MD) {
+            detach(o, &n->child[1], req, ridx, now);
+        }
+        return;
+    case CFG_ROUTE_L1L2: /* writes to L2; reads to L1 */
+        detach(o, &n->child[route_is_write(req) ? 1 : 0], req, ridx, now);
+        return;
+    default: /* failover: its first child */
+        detach(o, &n->child[0], req, ridx, now);
+        return;
+    }
+}
+
+static bool step(struct orca *o, struct job *j, struct frame *f,
+                 const struct request *req, uint64_t now);
+
+/* Step the children [0, n) of f side by side; true once all are done. */
+static bool
+step_all(struct orca *o, struct job *j, struct frame *f,
+         const struct request *req, size_t n, uint64_t now)
+{
+    bool done = true;
+
+    for (size_t i = 0; i < n; i++) {
+        done &= step(o, j, &f->kid[i], req, now);
+    }
+    return done;
+}
+
+/* The worst of the first n children's answers: the first error, else
+ * the first refusal, else the first child's. */
+static const struct response *
+worst(const struct frame *f, size_t n)
+{
+    const struct response *w = f->kid[0].res;
+
+    for (size_t i = 1; i < n; i++) {
+        if (route_severity(f->kid[i].res) > route_severity(w)) {
+            w = f->kid[i].res;
+        }
+    }
+    return w;
+}
+
+/* A failover looks at the next child: after riven's or the server's
+ * SERVER_ERROR, or with miss after a miss of a plain read. */
+static bool
+fails_over(bool miss, const struct request *req, const struct response *res)
+{
+    return res->kind == RES_SERVER_ERROR || res->kind == RES_NONE ||
+           (miss && res->kind == RES_MISS && route_is_plain_read(req));
+}
+
+/* Children in order, the next one while fails_over says so. */
+static bool
+step_failover(struct orca *o, struct job *j, struct frame *f,
+              const struct request *req, bool miss, uint64_t now)
+{
+    const struct cfg_route *n = f->node;
+
+    for (;;) {
+        const struct frame *k = &f->kid[f->i];
+
+        if (!step(o, j, &f->kid[f->i], req, now)) {
+            return false;
+        }
+        if (f->i + 1 < n->nchild && fails_over(miss, req, k->res)) {
+            metrics_route_failover(j->ridx);
+            f->i++;
+            continue;
+        }
+        f->res = k->res;
+        return true;
+    }
+}
+
+/* all_sync: writes to every child, the worst answer; gets, cas and
+ * other reads to the first child, or with read: failover to the next
+ * while one errs or misses. */
+static bool
+step_all_sync(struct orca *o, struct job *j, struct frame *f,
+              const struct request *req, uint64_t now)
+{
+    const struct cfg_route *n = f->node;
+
+    if (route_is_write(req) && req->cmd != REQ_CAS) {
+        if (!step_all(o, j, f, req, n->nchild, now)) {
+            return false;
+        }
+        f->res = worst(f, n->nchild);
+        return true;
+    }
+    if (n->read_failover && !(req->rflags & REQ_F_RET_CAS) &&
+        req->cmd != REQ_CAS) {
+        return step_failover(o, j, f, req, true, now);
+    }
+    if (!step(o, j, &f->kid[0], req, now)) {
+        return false;
+    }
+    f->res = f->kid[0].res;
+    return true;
+}
+
+/* The add that fills cold with warm's hit: warm's flags and remaining
+ * TTL (a TTL over 30 days is sent as a Unix time, as memcached reads it). */
+static void
+fill_request(const struct request *req, const struct response *hit,
+             struct request *fill)
+{
+    memset(fill, 0, sizeof(*fill));
+    fill->cmd = REQ_ADD;
+    fill->rflags = req->rflags & REQ_F_B64KEY;
+    fill->key = req->key;
+    fill->nkey = req->nkey;
+    fill->flags = hit->flags;
+    fill->exptime = req->cmd == REQ_GAT ? req->exptime
+                    : hit->ttl < 0      ? 0
+                                        : hit->ttl;
+    if (fill->exptime > REALTIME_MAXDELTA) {
+        fill->exptime += (int64_t)time(NULL);
+    }
+    fill->val = hit->val;
+    fill->nval = hit->nval;
+}
+
+/* warm_up: classic and binary gets read cold, then warm on a miss, and
+ * fill cold with what warm had; deletes go to both; everything else to
+ * cold. */
+static bool
+step_warm_up(struct orca *o, struct job *j, struct frame *f,
+             const struct request *req, uint64_t now)
+{
+    struct request r2 = *req, fill;
+    const struct response *hit;
+
+    if (req->cmd == REQ_DELETE || req->cmd == REQ_MD) {
+        if (!step_all(o, j, f, req, 2, now)) {
+            return false;
+        }
+        /* an error is the error; else deleted if either had it */
+        f->res = route_severity(f->kid[0].res) == 2   ? f->kid[0].res
+                 : route_severity(f->kid[1].res) == 2 ? f->kid[1].res
+                 : f->kid[0].res->kind == RES_NOT_FOUND ? f->kid[1].res
+                                                        : f->kid[0].res;
+        return true;
+    }
+    if (route_is_write(req) || req->proto == PROTO_META ||
+        !route_is_plain_read(req)) {
+        if (!step(o, j, &f->kid[0], req, now)) {
+            return false;
+        }
+        f->res = f->kid[0].res;
+        return true;
+    }
+    switch (f->phase) {
+    case WARM_COLD:
+        if (!step(o, j, &f->kid[0], req, now)) {
+            return false;
+        }
+        if (f->kid[0].res->kind != RES_MISS) {
+            f->res = f->kid[0].res;
+            return true;
+        }
+        f->phase = WARM_WARM;
+        /* fall through */
+    case WARM_WARM:
+        r2.rflags |= REQ_F_RET_TTL;
+        if (!step(o, j, &f->kid[1], &r2, now)) {
+            return false;
+        }
+        hit = f->kid[1].res;
+        if (hit->kind != RES_VALUE || hit->ttl == 0) {
+            f->res = hit->kind == RES_VALUE ? hit : f->kid[0].res;
+            return true; /* a miss, an error or a value about to expire */
+        }
+        f->phase = WARM_FILL;
+        metrics_route_warmup_fill(j->ridx);
+        /* fall through */
+    default:
+        hit = f->kid[1].res;
+        fill_request(req, hit, &fill);
+        if (!step(o, j, &f->kid[2], &fill, now)) {
+            return false;
+        }
+        f->res = hit;
+        return true;
+    }
+}
+
+enum {
+    L12_L1 = 0, /* a read asks L1 */
+    L12_TOUCH,  /* an L1 hit of gat: L2's TTL kept in step */
+    L12_L2,     /* an L1 miss asks L2 */
+    L12_FILL,   /* L2's hit added to L1 */
+    L12_WRITE,  /* anything else goes to L2, the truth */
+    L12_MIRROR, /* what L2 took, mirrored to L1 */
+    L12_DROP,   /* an L1 copy the mirror could not set, deleted */
+};
+
+/* The mirror of req on L1 after L2 answered res (mirror_cmd); false when
+ * L1 is left alone. */
+static bool
+mirror_request(const struct orca *o, const struct request *req,
+               const struct response *res, struct request *r2)
+{
+    if (res->kind == RES_SERVER_ERROR && req->cmd == REQ_SET) {
+        return false; /* L2 failed: the client hears it, L1 is left alone */
+    }
+    *r2 = *req;
+    r2->cas = 0; /* a mirror never compares: it must not fail on L1's CAS */
+    r2->cmd = mirror_cmd(o, req, res);
+    if (r2->cmd == REQ_NONE || r2->key == NULL ||
+        (req->proto == PROTO_META && r2->cmd != REQ_DELETE)) {
+        return false;
+    }
+    r2->rflags &= REQ_F_B64KEY;
+    r2->proto = PROTO_TEXT;
+    return true;
+}
+
+/* l1l2: the orca's L1/L2 phases (above) as a route whose layers are
+ * routes. Frames: 0 L1's read, 1 L2, 2 L1's fill or mirror, 3 the drop. */
+static bool
+step_l1l2(struct orca *o, struct job *j, struct frame *f,
+          const struct request *req, uint64_t now)
+{
+    struct request r2 = *req, fill;
+    const struct response *res;
+
+    if (f->phase == L12_L1 && !is_layered_read(req)) {
+        f->phase = L12_WRITE;
+    }
+    switch (f->phase) {
+    case L12_L1:
+        if (!step(o, j, &f->kid[0], req, now)) {
+            return false;
+        }
+        if (f->kid[0].res->kind != RES_VALUE) {
+            metrics_inc(M_L1_MISSES);
+            f->phase = L12_L2;
+            return step_l1l2(o, j, f, req, now);
+        }
+        metrics_inc(M_L1_HITS);
+        if (req->cmd != REQ_GAT) {
+            f->res = f->kid[0].res;
+            return true;
+        }
+        f->phase = L12_TOUCH;
+        /* fall through */
+    case L12_TOUCH:
+        r2.cmd = REQ_TOUCH;
+        r2.rflags &= REQ_F_B64KEY;
+        r2.cas = 0;
+        if (!step(o, j, &f->kid[1], &r2, now)) {
+            return false;
+        }
+        f->res = f->kid[0].res;
+        return true;
+    case L12_L2:
+        r2.cas = 0;
+        r2.rflags |= REQ_F_RET_TTL;
+        if (!step(o, j, &f->kid[1], &r2, now)) {
+            return false;
+        }
+        res = f->res = f->kid[1].res;
+        if (res->kind != RES_VALUE) {
+            metrics_inc(res->kind == RES_MISS ? M_L2_MISSES : M_L2_ERRORS);
+            return true;
+        }
+        metrics_inc(M_L2_HITS);
+        if (res->ttl == 0) {
+            return true; /* an expiring item is not filled */
+        }
+        metrics_inc(M_L1_FILLS);
+        f->phase = L12_FILL;
+        /* fall through */
+    case L12_FILL:
+        fill_request(req, f->kid[1].res, &fill);
+        return step(o, j, &f->kid[2], &fill, now);
+    case L12_WRITE:
+        if (!step(o, j, &f->kid[1], req, now)) {
+            return false;
+        }
+        res = f->res = f->kid[1].res;
+        if (res->kind == RES_SERVER_ERROR) {
+            metrics_inc(M_L2_ERRORS);
+        }
+        if (!mirror_request(o, req, res, &r2)) {
+            return true;
+        }
+        f->phase = L12_MIRROR;
+        /* fall through */
+    case L12_MIRROR:
+        (void)mirror_request(o, req, f->kid[1].res, &r2);
+        if (!step(o, j, &f->kid[2], &r2, now)) {
+            return false;
+        }
+        if (req->cmd != REQ_SET || f->kid[1].res->kind != RES_STORED ||
+            f->kid[2].res->kind == RES_STORED ||
+            f->kid[2].res->kind == RES_NOT_STORED) {
+            return true;
+        }
+        f->phase = L12_DROP; /* L1 set failed: never leave it stale */
+        /* fall through */
+    default:
+        r2.cmd = REQ_DELETE;
+        r2.rflags &= REQ_F_B64KEY;
+        r2.proto = PROTO_TEXT;
+        return step(o, j, &f->kid[3], &r2, now);
+    }
+}
+
+/* One step of f for req; true once f->res is final. */
+static bool
+step(struct orca *o, struct job *j, struct frame *f, const struct request *req,
+     uint64_t now)
+{
+    const struct cfg_route *n = f->node;
+    bool done = false;
+
+    if (f->state == STEP_DONE) {
+        return true;
+    }
+    if (n->kind == CFG_ROUTE_POOL) {
+        if (f->state == STEP_SENT) {
+            f->res = f->slot;
+            f->state = STEP_DONE;
+            return true;
+        }
+        if ((f->slot = arena_alloc(o, sizeof(*f->slot))) == NULL) {
+            f->res = &nomem_res;
+            f->state = STEP_DONE;
+            return true;
+        }
+        if (n->ttl_max > 0 && sets_ttl(req)) {
+            struct request r = *req;
+
+            r.exptime = route_clamp_ttl(req->exptime, n->ttl_max, time(NULL));
+            send_key(o, &o->ly[n->pool], &r, f->slot, now);
+        } else {
+            send_key(o, &o->ly[n->pool], req, f->slot, now);
+        }
+        f->state = STEP_SENT;
+        return false;
+    }
+    if (f->state == STEP_NEW) {
+        /* warm_up and l1l2 ask their first child again: the fill, the
+         * mirror, the drop */
+        static const uint8_t again[] = {0, 1, 0, 0};
+        size_t nk = n->kind == CFG_ROUTE_WARM_UP ? 3
+                    : n->kind == CFG_ROUTE_L1L2  ? 4
+                                                 : n->nchild;
+
+        if ((f->kid = frames(o, nk)) == NULL) {
+            f->res = &nomem_res;
+            f->state = STEP_DONE;
+            return true;
+        }
+        for (size_t i = 0; i < nk; i++) {
+            f->kid[i].node =
+                &n->child[i < n->nchild && n->kind != CFG_ROUTE_L1L2 ? i
+                                                                      : again[i]];
+        }
+        f->state = STEP_SENT;
+        if (n->kind == CFG_ROUTE_SHADOW) {
+            char dec[KEY_MAX_LENGTH + 8];
+            const char *key;
+            size_t nkey;
+
+            key_bytes(req, dec, sizeof(dec), &key, &nkey);
+            if (route_in_fraction(key, nkey, n->fraction)) {
+                detach(o, &n->child[1], req, j->ridx, now);
+            }
+        }
+    }
+    switch (n->kind) {
+    case CFG_ROUTE_FAILOVER:
+        done = step_failover(o, j, f, req, n->miss, now);
+        break;
+    case CFG_ROUTE_ALL_SYNC:
+        done = step_all_sync(o, j, f, req, now);
+        break;
+    case CFG_ROUTE_WARM_UP:
+        done = step_warm_up(o, j, f, req, now);
+        break;
+    case CFG_ROUTE_L1L2:
+        done = step_l1l2(o, j, f, req, now);
+        break;
+    default: /* shadow: the route serves; the copy went out above */
+        if ((done = step(o, j, &f->kid[0], req, now))) {
+            f->res = f->kid[0].res;
+        }
+        break;
+    }
+    if (done) {
+        f->state = STEP_DONE;
+    }
+    return done;
+}
+
+static void
+shadows_poll(struct orca *o)
+{
+    uint64_t now = util_now_ms();
+
+    for (size_t l = 0; l < o->nly; l++) {
+        for (size_t i = 0; o->ly[l].sh != NULL && i < o->ly[l].nh; i++) {
+            if (o->ly[l].sh[i] != NULL) {
+                shadow_poll(o->ly[l].sh[i], now);
+            }
+        }
+    }
+}
+
+static enum status
+jobs_reserve(struct orca *o, size_t n)
+{
+    struct job *p;
+
+    if (n <= o->njobs) {
+        return ST_OK;
+    }
+    if ((p = realloc(o->jobs, n * sizeof(*p))) == NULL) {
+        return ST_NOMEM;
+    }
+    o->jobs = p;
+    o->njobs = n;
+    return ST_OK;
+}
+
+/* Start request k's job on its route; false if it needs none. */
+static bool
+job_start(struct orca *o, struct job *j, const struct request *req)
+{
+    char dec[KEY_MAX_LENGTH + 8];
+    const char *key;
+    size_t nkey;
+
+    memset(j, 0, sizeof(*j));
+    if (req->key == NULL) {
+        return false;
+    }
+    if (req->err != RES_NONE) {
+        if (!((req->cmd == REQ_SET || req->cmd == REQ_MS) &&
+              (req->rflags & REQ_F_TOOLARGE))) {
+            return false;
+        }
+        /* memcached drops the old item of a too-large set: so does riven,
+         * wherever the key's route writes */
+        j->own.cmd = REQ_DELETE;
+        j->own.rflags = req->rflags & REQ_F_B64KEY;
+        j->own.key = req->key;
+        j->own.nkey = req->nkey;
+        j->req = &j->own;
+        j->quiet = true;
+    } else {
+        j->req = req;
+    }
+    key_bytes(req, dec, sizeof(dec), &key, &nkey);
+    j->ridx = route_lookup(o->env->routes, key, nkey);
+    j->root.node = &o->env->cfg->routes[j->ridx].route;
+    if (!j->quiet) {
+        metrics_route_request(j->ridx);
+    }
+    return true;
+}
+
+/* Run [from, to), whose keys are all different, in rounds until every
+ * request has its answer; an l1l2 rule's keys stay locked throughout. */
+static void
+run_routed(struct orca *o, struct req_batch *b, size_t from, size_t to)
+{
+    bool busy = true;
+
+    lock_keys(o, b, from, to);
+    for (size_t k = from; k < to; k++) {
+        struct job *j = &o->jobs[k];
+
+        if (!job_start(o, j, &b->reqs[k])) {
+            memset(j, 0, sizeof(*j));
+            j->root.state = STEP_DONE;
+        }
+    }
+    while (busy) {
+        uint64_t now = util_now_ms();
+
+        busy = false;
+        for (size_t k = from; k < to; k++) {
+            struct job *j = &o->jobs[k];
+
+            busy |= !step(o, j, &j->root, j->req, now);
+        }
+        if (busy) {
+            run_queued(o, SIZE_MAX);
+        }
+    }
+    unlock_keys(o);
+}
+
+/* The answers become the client's once the batch has run: a later round
+ * may move the pools' read buffers, and only the answers' own slots are
+ * re-pointed when they move, not copies. */
+static void
+take_routed(struct orca *o, struct req_batch *b)
+{
+    for (size_t k = 0; o->routed && o->njobs >= b->n && k < b->n; k++) {
+        const struct job *j = &o->jobs[k];
+
+        if (j->req != NULL && !j->quiet) {
+            b->res[k] = *j->root.res;
+        }
+    }
+}
+
+static void
+run_routed_cuts(struct orca *o, struct req_batch *b, size_t from, size_t to)
+{
+    if (o->njobs < b->n) { /* orca_execute could not reserve them */
+        for (size_t k = from; k < to; k++) {
+            if (b->res[k].kind == RES_NONE) {
+                res_set_fail(&b->res[k], FAIL_OUT_OF_MEMORY);
+            }
+        }
+        return;
+    }
+    shadows_poll(o);
+    run_cuts(o, b, from, to, run_routed);
+    shadows_poll(o);
+}
+
+static void
+route_done(struct orca *o)
+{
+    for (struct ablock *a = o->arena_head; a != NULL; a = a->next) {
+        a->used = 0;
+    }
+    o->arena = o->arena_head;
+}
+
+static void
+route_free(struct orca *o)
+{
+    struct ablock *a = o->arena_head;
+
+    while (a != NULL) {
+        struct ablock *next = a->next;
+
+        free(a);
+        a = next;
+    }
+    free(o->jobs);
 }
 
 static void
@@ -714,11 +1515,13 @@ run_segment(struct orca *o, struct req_batch *b, size_t from, size_t to)
     for (size_t k = from; k < to; k++) {
         const struct request *req = &b->reqs[k];
 
-        if (!answer_locally(o, req, &b->res[k]) && !layered) {
-            send_key(o, &o->l1, req, &b->res[k], now);
+        if (!answer_locally(o, req, &b->res[k]) && !layered && !o->routed) {
+            send_key(o, L1(o), req, &b->res[k], now);
         }
     }
-    if (layered) {
+    if (o->routed) {
+        run_routed_cuts(o, b, from, to);
+    } else if (layered) {
         run_layered_cuts(o, b, from, to);
     } else {
         run_queued(o, o->limit);
@@ -727,6 +1530,7 @@ run_segment(struct orca *o, struct req_batch *b, size_t from, size_t to)
 
 /* Append "STAT name value\r\n" lines of blocks summed by name. */
 static enum status stats_sum(struct orca *o, struct response *res);
+static size_t stats_layers(const struct orca *o);
 
 /* "stats proxy": riven's own counters, memcached style. */
 static bool
@@ -779,25 +1583,27 @@ first_error(const struct layer *ly, size_t *ok)
 static void
 run_barrier(struct orca *o, const struct request *req, struct response *res)
 {
-    const struct response *err, *err2 = NULL;
-    size_t ok = 0, ok2 = 0;
+    const struct response *err = NULL;
+    size_t ok = 0, n = 0, nly = stats_layers(o);
 
     if (stats_proxy(o, req, res)) {
         return;
     }
-    send_all(o, &o->l1, req);
     if (req->cmd == REQ_FLUSH_ALL) {
-        send_all(o, &o->l2, req);
+        nly = o->nly;
+    }
+    for (size_t l = 0; l < nly; l++) {
+        send_all(o, &o->ly[l], req);
+        n += o->ly[l].nh;
     }
     run_queued(o, SIZE_MAX);
-    err = first_error(&o->l1, &ok);
-    if (req->cmd == REQ_FLUSH_ALL) {
-        err2 = first_error(&o->l2, &ok2);
-        *res = err2 ? *err2 : err ? *err : o->l1.each[0];
-        return;
+    for (size_t l = nly; l > 0; l--) { /* L2's error before L1's */
+        const struct response *e = first_error(&o->ly[l - 1], &ok);
+
+        err = err != NULL ? err : e;
     }
-    if (o->l1.nh == 1 || ok == 0) {
-        *res = err ? *err : o->l1.each[0];
+    if (req->cmd == REQ_FLUSH_ALL || n == 1 || ok == 0) {
+        *res = err ? *err : o->ly[0].each[0];
         return;
     }
     if (stats_sum(o, res) != ST_OK) {
@@ -817,6 +1623,17 @@ layer_busy(const struct layer *ly)
 {
     for (size_t i = 0; i < ly->nh; i++) {
         if (ly->h[i] != NULL && handler_pending(ly->h[i])) {
+            return true;
+        }
+    }
+    return false;
+}
+
+static bool
+orca_layers_busy(const struct orca *o)
+{
+    for (size_t l = 0; l < o->nly; l++) {
+        if (layer_busy(&o->ly[l])) {
             return true;
         }
     }
@@ -853,12 +1670,13 @@ run_from(struct orca *o)
         }
         o->next = to;
         run_segment(o, b, k, to);
-        if (layer_busy(&o->l1) || layer_busy(&o->l2)) {
+        if (orca_layers_busy(o)) {
             break; /* paused: the client takes the replies held first */
         }
     }
     if (o->next == b->n) {
         take_l1_hits(o, b);
+        take_routed(o, b);
     }
     return final_prefix(o);
 }
@@ -869,9 +1687,12 @@ orca_execute(struct orca *o, struct req_batch *b, size_t limit)
     o->b = b;
     o->next = 0;
     /* each server's share; half of it, as a read buffer doubles */
-    o->limit = MAX(limit / (2 * MAX(o->l1.nh, 1)), 1);
-    if (o->mode != CFG_ORCA_L1ONLY) {
-        o->limit = SIZE_MAX; /* the layered phases do not pause */
+    o->limit = MAX(limit / (2 * MAX(L1(o)->nh, 1)), 1);
+    if (o->mode != CFG_ORCA_L1ONLY || o->routed) {
+        o->limit = SIZE_MAX; /* the layered phases, routes do not pause */
+    }
+    if (o->routed && jobs_reserve(o, b->n) == ST_OK) {
+        memset(o->jobs, 0, b->n * sizeof(*o->jobs));
     }
     return run_from(o);
 }
@@ -879,14 +1700,13 @@ orca_execute(struct orca *o, struct req_batch *b, size_t limit)
 bool
 orca_busy(const struct orca *o)
 {
-    return o->b != NULL &&
-           (o->next < o->b->n || layer_busy(&o->l1) || layer_busy(&o->l2));
+    return o->b != NULL && (o->next < o->b->n || orca_layers_busy(o));
 }
 
 size_t
 orca_continue(struct orca *o, size_t written)
 {
-    struct layer *ly = &o->l1; /* only l1only segments pause */
+    struct layer *ly = L1(o); /* only l1only segments pause */
     const struct response *res = o->b->res;
     const struct handler *fw = NULL;
 
@@ -922,8 +1742,10 @@ void
 orca_done(struct orca *o)
 {
     o->b = NULL;
-    layer_done(&o->l1);
-    layer_done(&o->l2);
+    for (size_t l = 0; l < o->nly; l++) {
+        layer_done(&o->ly[l]);
+    }
+    route_done(o);
     o->agg.pos = o->agg.last = o->agg.start;
     buf_shrink(&o->agg);
 }
@@ -942,7 +1764,12 @@ layer_sockets(const struct layer *ly)
 size_t
 orca_sockets(const struct orca *o)
 {
-    return layer_sockets(&o->l1) + layer_sockets(&o->l2);
+    size_t n = 0;
+
+    for (size_t l = 0; l < o->nly; l++) {
+        n += layer_sockets(&o->ly[l]);
+    }
+    return n;
 }
 
 static void
@@ -958,8 +1785,9 @@ layer_close(struct layer *ly)
 void
 orca_close_sockets(struct orca *o)
 {
-    layer_close(&o->l1);
-    layer_close(&o->l2);
+    for (size_t l = 0; l < o->nly; l++) {
+        layer_close(&o->ly[l]);
+    }
 }
 
 /* ---- stats over a pool ---- */
@@ -1079,6 +1907,36 @@ stats_render(struct buf *out, const struct stat_ent *ents, size_t n)
     return buf_append(out, "END\r\n", 5);
 }
 
+/* The layers stats asks: L1's pool, or with routes every pool. */
+static size_t
+stats_layers(const struct orca *o)
+{
+    return o->routed ? o->nly : 1;
+}
+
+static size_t
+stats_total(const struct orca *o)
+{
+    size_t n = 0;
+
+    for (size_t l = 0; l < stats_layers(o); l++) {
+        n += o->ly[l].nh;
+    }
+    return n;
+}
+
+/* The answer of the j-th server asked, over the stats layers. */
+static const struct response *
+stats_at(const struct orca *o, size_t j)
+{
+    size_t l = 0;
+
+    while (j >= o->ly[l].nh) {
+        j -= o->ly[l++].nh;
+    }
+    return &o->ly[l].each[j];
+}
+
 static enum status
 stats_sum(struct orca *o, struct response *res)
 {
@@ -1086,10 +1944,11 @@ stats_sum(struct orca *o, struct response *res)
     size_t n = 0, cap = 0;
     enum status st = ST_OK;
 
-    for (size_t i = 0; i < o->l1.nh && st == ST_OK; i++) {
-        const char *p = o->l1.each[i].val, *end = p + o->l1.each[i].nval;
+    for (size_t j = 0; j < stats_total(o) && st == ST_OK; j++) {
+        const struct response *r = stats_at(o, j);
+        const char *p = r->val, *end = p + r->nval;
 
-        if (o->l1.each[i].kind != RES_RAW) {
+        if (r->kind != RES_RAW) {
             continue;
         }
         while (p < end && st == ST_OK) {
@@ -1107,9 +1966,9 @@ stats_sum(struct orca *o, struct response *res)
     }
     if (st == ST_OK && n == 0) {
         /* Not a STAT listing (e.g. "RESET"): the first answer speaks. */
-        for (size_t i = 0; i < o->l1.nh; i++) {
-            if (o->l1.each[i].kind == RES_RAW) {
-                *res = o->l1.each[i];
+        for (size_t j = 0; j < stats_total(o); j++) {
+            if (stats_at(o, j)->kind == RES_RAW) {
+                *res = *stats_at(o, j);
                 break;
             }
         }

@@ -8,9 +8,11 @@
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "health.h"
 #include "ring.h"
+#include "route.h"
 
 static pthread_mutex_t snap_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct snapshot *snap_cur; /* guarded by snap_lock */
@@ -19,8 +21,8 @@ static _Atomic uint64_t snap_gen; /* bumped on each publish */
 /* Build one pool's ring and health; mbase numbers its servers for
  * metrics after the pools before it. */
 static enum status
-pool_env_init(struct orca_pool *env, const struct cfg_pool *pool, size_t mbase,
-              const struct orca_pool *prev, char *err, size_t errlen)
+pool_env_init(struct route_pool *env, const struct cfg_pool *pool, size_t mbase,
+              const struct route_pool *prev, char *err, size_t errlen)
 {
     env->pool = pool;
     env->mbase = mbase;
@@ -38,6 +40,51 @@ pool_env_init(struct orca_pool *env, const struct cfg_pool *pool, size_t mbase,
     return ST_OK;
 }
 
+/* The pool of prev named name, for its servers' health; else NULL. */
+static const struct route_pool *
+prev_pool(const struct snapshot *prev, const char *name)
+{
+    if (prev == NULL) {
+        return NULL;
+    }
+    for (size_t i = 0; i < prev->env.npools; i++) {
+        if (strcmp(prev->cfg->pools[i].name, name) == 0) {
+            return &prev->env.pools[i];
+        }
+    }
+    return NULL;
+}
+
+/* Routes: each named pool's ring and health, numbered for metrics one
+ * after another in file order, and the prefix table. */
+static enum status
+routes_init(struct orca_env *e, const struct config *cfg,
+            const struct snapshot *prev, char *err, size_t errlen)
+{
+    size_t mbase = 0;
+
+    e->pools = calloc(cfg->npools, sizeof(*e->pools));
+    if (e->pools == NULL) {
+        snprintf(err, errlen, "out of memory");
+        return ST_ERROR;
+    }
+    e->npools = cfg->npools;
+    for (size_t i = 0; i < cfg->npools; i++) {
+        const struct cfg_named_pool *np = &cfg->pools[i];
+
+        if (pool_env_init(&e->pools[i], &np->pool, mbase,
+                          prev_pool(prev, np->name), err,
+                          errlen) != ST_OK) {
+            return ST_ERROR;
+        }
+        mbase += np->pool.nservers;
+    }
+    e->l1.pool = &cfg->pool; /* unused with routes; never NULL */
+    e->l2.pool = &cfg->l2;
+    e->routes = route_table_create(cfg, err, errlen);
+    return e->routes != NULL ? ST_OK : ST_ERROR;
+}
+
 static void
 snapshot_free(struct snapshot *snap)
 {
@@ -47,6 +94,12 @@ snapshot_free(struct snapshot *snap)
     health_destroy(e->l1.health);
     ring_destroy((struct ring *)e->l2.ring);
     health_destroy(e->l2.health);
+    for (size_t i = 0; e->pools != NULL && i < e->npools; i++) {
+        ring_destroy((struct ring *)e->pools[i].ring);
+        health_destroy(e->pools[i].health);
+    }
+    free(e->pools);
+    route_table_destroy(e->routes);
     for (uint32_t i = 0; i < e->nlocks; i++) {
         pthread_mutex_destroy(&e->locks[i]);
     }
@@ -71,13 +124,20 @@ snapshot_create(struct config *cfg, const struct snapshot *prev, char *err,
     snap->cfg = cfg;
     e = &snap->env;
     e->cfg = cfg;
-    if (pool_env_init(&e->l1, &cfg->pool, 0, prev ? &prev->env.l1 : NULL, err,
-                      errlen) != ST_OK ||
-        pool_env_init(&e->l2, &cfg->l2, cfg->pool.nservers,
-                      prev ? &prev->env.l2 : NULL, err, errlen) != ST_OK) {
+    if (cfg->npools > 0) {
+        if (routes_init(e, cfg, prev, err, errlen) != ST_OK) {
+            goto error;
+        }
+    } else if (pool_env_init(&e->l1, &cfg->pool, 0,
+                             prev ? &prev->env.l1 : NULL, err,
+                             errlen) != ST_OK ||
+               pool_env_init(&e->l2, &cfg->l2, cfg->pool.nservers,
+                             prev ? &prev->env.l2 : NULL, err,
+                             errlen) != ST_OK) {
         goto error;
     }
-    if (cfg->orca != CFG_ORCA_L1ONLY && cfg->key_locks > 0) {
+    if ((cfg->orca != CFG_ORCA_L1ONLY || route_needs_locks(cfg)) &&
+        cfg->key_locks > 0) {
         e->locks = calloc(cfg->key_locks, sizeof(*e->locks));
         if (e->locks == NULL) {
             snprintf(err, errlen, "out of memory");

@@ -564,25 +564,33 @@ static const struct bad bad_cases[] = {
      "x.yml:1: client_max_buffer: -1 out of range 0..1099511627776"},
 };
 
+/* Each case fails to load with exactly its message. */
 static void
-test_bad(void **state)
+check_bad(const struct bad *cases, size_t n)
 {
     char err[512];
 
-    (void)state;
-    for (size_t i = 0; i < NELEMS(bad_cases); i++) {
+    for (size_t i = 0; i < n; i++) {
         struct config *cfg;
 
         memset(err, 'X', sizeof(err));
-        cfg = load(bad_cases[i].yaml, err, sizeof(err));
+        cfg = load(cases[i].yaml, err, sizeof(err));
         if (cfg != NULL) {
-            fail_msg("case %zu loaded: %s", i, bad_cases[i].yaml);
+            config_unref(cfg);
+            fail_msg("case %zu loaded: %s", i, cases[i].yaml);
         }
-        if (strcmp(err, bad_cases[i].msg) != 0) {
+        if (strcmp(err, cases[i].msg) != 0) {
             fail_msg("case %zu:\n  got  \"%s\"\n  want \"%s\"", i, err,
-                     bad_cases[i].msg);
+                     cases[i].msg);
         }
     }
+}
+
+static void
+test_bad(void **state)
+{
+    (void)state;
+    check_bad(bad_cases, NELEMS(bad_cases));
 }
 
 static void
@@ -644,6 +652,770 @@ test_small_err_buffer(void **state)
     assert_null(load("listn: 1\n", NULL, 0));
     assert_null(config_load_string("a: [", 4, NULL, err, sizeof(err)));
     assert_string_equal(err, "<string");
+}
+
+/* ---- pools and routes ---- */
+
+/* The example of the issue, plus a block-style route (lines 20-25) and a
+ * pool that sets every pool key. Line numbers on the left. */
+static const char routes_example[] =
+    /*  1 */
+    "pools:\n"
+    /*  2 */ "  main:   {servers: [127.0.0.1:11211, 127.0.0.1:11212], "
+    /*    */ "hash_tag: \"{}\"}\n"
+    /*  3 */ "  replica: {servers: [127.0.0.1:11213]}\n"
+    /*  4 */ "  new:    {servers: [127.0.0.1:11214]}\n"
+    /*  5 */ "  gutter: {servers: [127.0.0.1:11215], distribution: modula, "
+    /*    */ "hash: crc, failure_limit: 5, retry_timeout_ms: 200, "
+    /*    */ "eject_rehash: true}\n"
+    /*  6 */ "routes:\n"
+    /*  7 */ "  - prefix: \"sess:\"\n"
+    /*  8 */ "    route: {all_sync: [main, replica]}\n"
+    /*  9 */ "  - prefix: \"s:\"\n"
+    /* 10 */ "    route: {all_sync: [main, replica], read: failover}\n"
+    /* 11 */ "  - prefix: \"feed:\"\n"
+    /* 12 */ "    route: {failover: [main, {pool: gutter, ttl_max: 300}], "
+    /*    */ "miss: true}\n"
+    /* 13 */ "  - prefix: \"user:\"\n"
+    /* 14 */ "    route: {warm_up: {cold: new, warm: main}}\n"
+    /* 15 */ "  - prefix: \"x:\"\n"
+    /* 16 */ "    route: {all_fastest: [main, replica]}\n"
+    /* 17 */ "  - prefix: \"y:\"\n"
+    /* 18 */ "    route: {l1l2: {l1: main, l2: {all_sync: [replica, new]}}}\n"
+    /* 19 */ "  - prefix: b\n"
+    /* 20 */ "    route:\n"
+    /* 21 */ "      failover:\n"
+    /* 22 */ "        - main\n"
+    /* 23 */ "        - pool: gutter\n"
+    /* 24 */ "          ttl_max: 2592000\n"
+    /* 25 */ "      miss: false\n"
+    /* 26 */ "  - default: {shadow: {route: main, to: new, fraction: 0.1}}\n";
+
+enum { MAIN, REPLICA, NEW, GUTTER };
+
+static void
+assert_pool_route(const struct cfg_route *r, size_t pool, uint32_t ttl_max,
+                  int line)
+{
+    assert_int_equal(r->kind, CFG_ROUTE_POOL);
+    assert_int_equal(r->pool, pool);
+    assert_int_equal(r->ttl_max, ttl_max);
+    assert_null(r->child);
+    assert_int_equal(r->nchild, 0);
+    assert_false(r->read_failover);
+    assert_false(r->miss);
+    assert_true(r->fraction == 0.0);
+    assert_int_equal(r->line, line);
+}
+
+/* A rule route's own fields; its children are checked by the caller. */
+static void
+assert_rule(const struct cfg_route *r, enum cfg_route_kind kind, size_t nchild,
+            bool read_failover, bool miss, int line)
+{
+    assert_int_equal(r->kind, kind);
+    assert_int_equal(r->pool, 0);
+    assert_int_equal(r->ttl_max, 0);
+    assert_non_null(r->child);
+    assert_int_equal(r->nchild, nchild);
+    assert_int_equal(r->read_failover, read_failover);
+    assert_int_equal(r->miss, miss);
+    assert_int_equal(r->line, line);
+}
+
+static void
+assert_prefix(const struct cfg_route_entry *e, const char *prefix)
+{
+    assert_int_equal(e->nprefix, strlen(prefix));
+    assert_memory_equal(e->prefix, prefix, strlen(prefix) + 1);
+}
+
+static void
+assert_example_pools(const struct config *cfg)
+{
+    static const char *const names[] = {"main", "replica", "new", "gutter"};
+    const struct cfg_pool *p;
+
+    assert_int_equal(cfg->npools, 4);
+    for (size_t i = 0; i < NELEMS(names); i++) {
+        assert_string_equal(cfg->pools[i].name, names[i]);
+    }
+    p = &cfg->pools[MAIN].pool;
+    assert_int_equal(p->nservers, 2);
+    assert_inet(&p->servers[0].addr, "127.0.0.1:11211", "127.0.0.1", 11211);
+    assert_inet(&p->servers[1].addr, "127.0.0.1:11212", "127.0.0.1", 11212);
+    assert_int_equal(p->servers[1].weight, 1);
+    assert_memory_equal(p->hash_tag, "{}", 3);
+    assert_int_equal(p->distribution, CFG_DIST_KETAMA);
+    assert_int_equal(p->hash, CFG_HASH_DEFAULT);
+    assert_int_equal(p->failure_limit, 3);
+    assert_int_equal(p->retry_timeout_ms, 1000);
+    assert_false(p->eject_rehash);
+    assert_int_equal(cfg->pools[REPLICA].pool.nservers, 1);
+    assert_string_equal(cfg->pools[NEW].pool.servers[0].addr.name,
+                        "127.0.0.1:11214");
+    assert_memory_equal(cfg->pools[NEW].pool.hash_tag, "\0\0", 3);
+    p = &cfg->pools[GUTTER].pool;
+    assert_int_equal(p->nservers, 1);
+    assert_inet(&p->servers[0].addr, "127.0.0.1:11215", "127.0.0.1", 11215);
+    assert_string_equal(p->hash_tag, "");
+    assert_int_equal(p->distribution, CFG_DIST_MODULA);
+    assert_int_equal(p->hash, CFG_HASH_CRC);
+    assert_int_equal(p->failure_limit, 5);
+    assert_int_equal(p->retry_timeout_ms, 200);
+    assert_true(p->eject_rehash);
+}
+
+/* routes[0..3]: sess:, s:, feed:, user:. */
+static void
+assert_example_routes_a(const struct config *cfg)
+{
+    const struct cfg_route *r;
+
+    assert_prefix(&cfg->routes[0], "sess:");
+    r = &cfg->routes[0].route;
+    assert_rule(r, CFG_ROUTE_ALL_SYNC, 2, false, false, 8);
+    assert_pool_route(&r->child[0], MAIN, 0, 8);
+    assert_pool_route(&r->child[1], REPLICA, 0, 8);
+
+    assert_prefix(&cfg->routes[1], "s:");
+    r = &cfg->routes[1].route;
+    assert_rule(r, CFG_ROUTE_ALL_SYNC, 2, true, false, 10);
+    assert_pool_route(&r->child[0], MAIN, 0, 10);
+    assert_pool_route(&r->child[1], REPLICA, 0, 10);
+
+    assert_prefix(&cfg->routes[2], "feed:");
+    r = &cfg->routes[2].route;
+    assert_rule(r, CFG_ROUTE_FAILOVER, 2, false, true, 12);
+    assert_pool_route(&r->child[0], MAIN, 0, 12);
+    assert_pool_route(&r->child[1], GUTTER, 300, 12);
+
+    assert_prefix(&cfg->routes[3], "user:");
+    r = &cfg->routes[3].route;
+    assert_rule(r, CFG_ROUTE_WARM_UP, 2, false, false, 14);
+    assert_pool_route(&r->child[0], NEW, 0, 14);
+    assert_pool_route(&r->child[1], MAIN, 0, 14);
+}
+
+/* routes[4..7]: x:, y:, b, the default. */
+static void
+assert_example_routes_b(const struct config *cfg)
+{
+    const struct cfg_route *r;
+
+    assert_prefix(&cfg->routes[4], "x:");
+    r = &cfg->routes[4].route;
+    assert_rule(r, CFG_ROUTE_ALL_FASTEST, 2, false, false, 16);
+    assert_pool_route(&r->child[0], MAIN, 0, 16);
+    assert_pool_route(&r->child[1], REPLICA, 0, 16);
+
+    assert_prefix(&cfg->routes[5], "y:");
+    r = &cfg->routes[5].route;
+    assert_rule(r, CFG_ROUTE_L1L2, 2, false, false, 18);
+    assert_pool_route(&r->child[0], MAIN, 0, 18);
+    assert_rule(&r->child[1], CFG_ROUTE_ALL_SYNC, 2, false, false, 18);
+    assert_pool_route(&r->child[1].child[0], REPLICA, 0, 18);
+    assert_pool_route(&r->child[1].child[1], NEW, 0, 18);
+
+    assert_prefix(&cfg->routes[6], "b");
+    r = &cfg->routes[6].route;
+    assert_rule(r, CFG_ROUTE_FAILOVER, 2, false, false, 21);
+    assert_pool_route(&r->child[0], MAIN, 0, 22);
+    assert_pool_route(&r->child[1], GUTTER, 2592000, 23);
+
+    assert_null(cfg->routes[7].prefix);
+    assert_int_equal(cfg->routes[7].nprefix, 0);
+    r = &cfg->routes[7].route;
+    assert_rule(r, CFG_ROUTE_SHADOW, 2, false, false, 26);
+    assert_true(r->fraction == 0.1);
+    assert_pool_route(&r->child[0], MAIN, 0, 26);
+    assert_pool_route(&r->child[1], NEW, 0, 26);
+}
+
+static void
+test_routes_example(void **state)
+{
+    struct config *cfg = load_ok(routes_example);
+
+    (void)state;
+    assert_example_pools(cfg);
+    assert_int_equal(cfg->nroutes, 8);
+    assert_example_routes_a(cfg);
+    assert_example_routes_b(cfg);
+    /* the single pool keeps its defaults, unused */
+    assert_defaults(cfg);
+    assert_int_equal(cfg->orca, CFG_ORCA_L1ONLY);
+    assert_int_equal(cfg->l2.nservers, 0);
+    assert_int_equal(cfg->nbatch_listen, 0);
+    config_unref(cfg);
+}
+
+/* conf/routes-example.yml loads (run from the repository root). */
+static void
+test_routes_example_file(void **state)
+{
+    char err[512];
+    struct config *cfg =
+        config_load("conf/routes-example.yml", err, sizeof(err));
+
+    (void)state;
+    if (cfg == NULL) {
+        fail_msg("%s", err);
+    }
+    assert_true(cfg->npools > 0);
+    assert_true(cfg->nroutes > 0);
+    config_unref(cfg);
+}
+
+/* Other spellings: routes: before pools:, block mappings, the default
+ * first and alone, explicit defaults of the modifiers, bounds. */
+static void
+test_routes_forms(void **state)
+{
+    struct config *cfg;
+    const struct cfg_route *r;
+
+    (void)state;
+    cfg = load_ok("routes:\n"
+                  "  - default:\n"
+                  "      shadow:\n"
+                  "        route: {all_fastest: [a.b, c-d_1], read: first}\n"
+                  "        to: {failover: [c-d_1], miss: false}\n"
+                  "        fraction: 1\n"
+                  "  - {prefix: 0, route: {pool: a.b, ttl_max: 1}}\n"
+                  "pools:\n"
+                  "  a.b:\n"
+                  "    servers: [127.0.0.1:1]\n"
+                  "  c-d_1: {servers: [127.0.0.1:2], hash_tag: '$$'}\n");
+    assert_int_equal(cfg->npools, 2);
+    assert_string_equal(cfg->pools[1].name, "c-d_1");
+    assert_string_equal(cfg->pools[1].pool.hash_tag, "$$");
+    assert_int_equal(cfg->nroutes, 2);
+    assert_null(cfg->routes[0].prefix);
+    r = &cfg->routes[0].route;
+    assert_rule(r, CFG_ROUTE_SHADOW, 2, false, false, 3);
+    assert_true(r->fraction == 1.0);
+    assert_rule(&r->child[0], CFG_ROUTE_ALL_FASTEST, 2, false, false, 4);
+    assert_pool_route(&r->child[0].child[0], 0, 0, 4);
+    assert_pool_route(&r->child[0].child[1], 1, 0, 4);
+    assert_rule(&r->child[1], CFG_ROUTE_FAILOVER, 1, false, false, 5);
+    assert_pool_route(&r->child[1].child[0], 1, 0, 5);
+    assert_prefix(&cfg->routes[1], "0");
+    assert_pool_route(&cfg->routes[1].route, 0, 1, 7);
+    config_unref(cfg);
+
+    cfg = load_ok("pools: {p: {servers: [127.0.0.1:1]}}\n"
+                  "routes:\n"
+                  "  - default: {shadow: {to: p, route: p, fraction: 0}}\n"
+                  "  - prefix: \"\\xe9t\\xe9:\"\n"
+                  "    route: p\n");
+    assert_true(cfg->routes[0].route.fraction == 0.0);
+    assert_prefix(&cfg->routes[1], "\xc3\xa9t\xc3\xa9:");
+    config_unref(cfg);
+}
+
+/* A prefix of 250 bytes (a longest key) loads; 251 does not. */
+static void
+test_routes_prefix_length(void **state)
+{
+    char prefix[CFG_PREFIX_MAX + 2], yaml[512], err[512];
+    struct config *cfg;
+
+    (void)state;
+    memset(prefix, 'k', sizeof(prefix) - 2);
+    prefix[CFG_PREFIX_MAX] = '\0';
+    snprintf(yaml, sizeof(yaml),
+             "pools: {p: {servers: [127.0.0.1:1]}}\n"
+             "routes: [{default: p}, {prefix: %s, route: p}]\n",
+             prefix);
+    cfg = load_ok(yaml);
+    assert_int_equal(cfg->routes[1].nprefix, 250);
+    assert_memory_equal(cfg->routes[1].prefix, prefix, 251);
+    config_unref(cfg);
+
+    strcat(prefix, "k");
+    snprintf(yaml, sizeof(yaml),
+             "pools: {p: {servers: [127.0.0.1:1]}}\n"
+             "routes: [{default: p}, {prefix: %s, route: p}]\n",
+             prefix);
+    assert_null(load(yaml, err, sizeof(err)));
+    assert_string_equal(err, "x.yml:2: routes[1].prefix: prefix of 251 bytes, "
+                             "longer than a key (250)");
+}
+
+/* hash_tag is a pool key: pool:, l1:, l2: take it too. */
+static void
+test_hash_tag(void **state)
+{
+    struct config *cfg;
+
+    (void)state;
+    cfg = load_ok("pool:\n"
+                  "  hash_tag: \"{}\"\n");
+    assert_memory_equal(cfg->pool.hash_tag, "{}", 3);
+    assert_defaults(cfg);
+    config_unref(cfg);
+
+    cfg = load_ok("orca: l1l2\n"
+                  "l1: {servers: [127.0.0.1:1], hash_tag: '[]'}\n"
+                  "l2: {servers: [127.0.0.1:2], hash_tag: '::'}\n");
+    assert_string_equal(cfg->pool.hash_tag, "[]");
+    assert_string_equal(cfg->l2.hash_tag, "::");
+    config_unref(cfg);
+
+    cfg = load_ok("pool: {servers: [127.0.0.1:1]}\n");
+    assert_string_equal(cfg->pool.hash_tag, "");
+    config_unref(cfg);
+}
+
+/* Two pools, a (index 0) and b, on lines 1-3; routes from line 4. */
+#define POOLS                                                                  \
+    "pools:\n"                                                                 \
+    "  a: {servers: [127.0.0.1:1]}\n"                                          \
+    "  b: {servers: [127.0.0.1:2]}\n"
+#define ROUTES_REPLACE_MSG                                                     \
+    "not with routes: (routes: replaces pool:/l1:/l2:/orca:/batch_listen:)"
+
+static const struct bad bad_pool_cases[] = {
+    /* pools: and routes: go together */
+    {"pools:\n  a: {servers: [127.0.0.1:1]}\n",
+     "x.yml:1: pools: given without routes:"},
+    {"log_level: info\nroutes:\n  - default: a\n",
+     "x.yml:2: routes: given without pools:"},
+    /* and replace the single pool */
+    {POOLS "routes: [{default: a}]\npool:\n  servers: [127.0.0.1:3]\n",
+     "x.yml:5: pool: " ROUTES_REPLACE_MSG},
+    {"l1: {servers: [127.0.0.1:3]}\n" POOLS "routes: [{default: a}]\n",
+     "x.yml:1: l1: " ROUTES_REPLACE_MSG},
+    {POOLS "l2: {servers: [127.0.0.1:3]}\nroutes: [{default: a}]\n",
+     "x.yml:4: l2: " ROUTES_REPLACE_MSG},
+    {POOLS "routes: [{default: a}]\norca: l1only\n",
+     "x.yml:5: orca: " ROUTES_REPLACE_MSG},
+    {POOLS "routes: [{default: a}]\nbatch_listen: [127.0.0.1:4]\n",
+     "x.yml:5: batch_listen: " ROUTES_REPLACE_MSG},
+    /* pools */
+    {"pools: []\nroutes: [{default: a}]\n",
+     "x.yml:1: pools: expected a mapping, got a sequence"},
+    {"pools:\nroutes: [{default: a}]\n",
+     "x.yml:1: pools: expected a mapping, got an empty value"},
+    {"pools: {}\nroutes: [{default: a}]\n",
+     "x.yml:1: pools: empty mapping, at least one pool is required"},
+    {"pools:\n  a b: {servers: [127.0.0.1:1]}\nroutes: [{default: a}]\n",
+     "x.yml:2: pools: pool name 'a b' is not made of [A-Za-z0-9_.-]"},
+    {"pools:\n  a/b: {servers: [127.0.0.1:1]}\nroutes: [{default: a}]\n",
+     "x.yml:2: pools: pool name 'a/b' is not made of [A-Za-z0-9_.-]"},
+    {"pools:\n  '': {servers: [127.0.0.1:1]}\nroutes: [{default: a}]\n",
+     "x.yml:2: pools: pool name '' is not made of [A-Za-z0-9_.-]"},
+    {"pools:\n  [a]: {servers: [127.0.0.1:1]}\nroutes: [{default: a}]\n",
+     "x.yml:2: pools: expected a pool name, got a sequence"},
+    {POOLS "  a: {servers: [127.0.0.1:3]}\nroutes: [{default: a}]\n",
+     "x.yml:4: pools: duplicate key 'a'"},
+    {"pools:\n  a: {hash: md5}\nroutes: [{default: a}]\n",
+     "x.yml:2: pools.a: missing key 'servers'"},
+    {"pools:\n  a: {}\nroutes: [{default: a}]\n",
+     "x.yml:2: pools.a: missing key 'servers'"},
+    {"pools:\n  a:\nroutes: [{default: a}]\n",
+     "x.yml:2: pools.a: expected a mapping, got an empty value"},
+    {"pools:\n  a: {servers: []}\nroutes: [{default: a}]\n",
+     "x.yml:2: pools.a.servers: empty list, at least one address is "
+     "required"},
+    {"pools:\n  a:\n    servers:\n      - 127.0.0.1:1\n      - 127.0.0.1:0\n"
+     "routes: [{default: a}]\n",
+     "x.yml:5: pools.a.servers[1]: port 0 out of range 1..65535"},
+    {"pools:\n  a: {servers: [127.0.0.1:1], sevrers: 1}\n"
+     "routes: [{default: a}]\n",
+     "x.yml:2: pools.a: unknown key 'sevrers'"},
+    {"pools:\n  a: {servers: [127.0.0.1:1], failure_limit: 0}\n"
+     "routes: [{default: a}]\n",
+     "x.yml:2: pools.a.failure_limit: 0 out of range 1..1000"},
+    /* hash_tag */
+    {"pools:\n  a: {servers: [127.0.0.1:1], hash_tag: '{'}\n"
+     "routes: [{default: a}]\n",
+     "x.yml:2: pools.a.hash_tag: expected two characters such as {}, got "
+     "'{'"},
+    {"pools:\n  a: {servers: [127.0.0.1:1], hash_tag: ''}\n"
+     "routes: [{default: a}]\n",
+     "x.yml:2: pools.a.hash_tag: expected two characters such as {}, got "
+     "an empty value"},
+    {"pool:\n  hash_tag: '{}}'\n",
+     "x.yml:2: pool.hash_tag: expected two characters such as {}, got "
+     "'{}}'"},
+    {"l2:\n  hash_tag: [a, b]\n",
+     "x.yml:2: l2.hash_tag: expected two characters, got a sequence"},
+};
+
+static const struct bad bad_routes_cases[] = {
+    {POOLS "routes: {default: a}\n",
+     "x.yml:4: routes: expected a sequence, got a mapping"},
+    {POOLS "routes: []\n", "x.yml:4: routes: no default entry"},
+    {POOLS "routes:\n  - {prefix: p, route: a}\n",
+     "x.yml:5: routes: no default entry"},
+    {POOLS "routes:\n  - default: a\n  - {prefix: p, route: a}\n"
+           "  - default: b\n",
+     "x.yml:7: routes[2]: a second default entry (the first is routes[0])"},
+    {POOLS "routes:\n  - default: a\n  - {prefix: 'p:', route: a}\n"
+           "  - prefix: 'q:'\n    route: a\n  - prefix: 'p:'\n    route: b\n",
+     "x.yml:9: routes[3].prefix: prefix 'p:' listed twice (also routes[1])"},
+    {POOLS "routes:\n  - default: a\n  - {prefix: '', route: a}\n",
+     "x.yml:6: routes[1].prefix: empty prefix"},
+    {POOLS "routes:\n  - default: a\n  - {prefix: 'a b', route: a}\n",
+     "x.yml:6: routes[1].prefix: prefix holds a space or a control "
+     "character (byte 1)"},
+    {POOLS "routes:\n  - default: a\n  - {prefix: \"ab\\t\", route: a}\n",
+     "x.yml:6: routes[1].prefix: prefix holds a space or a control "
+     "character (byte 2)"},
+    {POOLS "routes:\n  - default: a\n  - {prefix: \"\\x7f\", route: a}\n",
+     "x.yml:6: routes[1].prefix: prefix holds a space or a control "
+     "character (byte 0)"},
+    {POOLS "routes:\n  - default: a\n  - {prefix: [p], route: a}\n",
+     "x.yml:6: routes[1].prefix: expected a key prefix, got a sequence"},
+    {POOLS "routes:\n  - default: a\n  - {prefix: \"a\\0b\", route: a}\n",
+     "x.yml:6: routes[1].prefix: expected a key prefix, got a NUL byte"},
+    {POOLS "routes:\n  - default: a\n  - a\n",
+     "x.yml:6: routes[1]: expected a mapping, got 'a'"},
+    {POOLS "routes:\n  - default: a\n  - {prefx: p, route: a}\n",
+     "x.yml:6: routes[1]: unknown key 'prefx'"},
+    {POOLS "routes:\n  - default: a\n  - {prefix: p, prefix: q, route: a}\n",
+     "x.yml:6: routes[1]: duplicate key 'prefix'"},
+    {POOLS "routes:\n  - {prefix: p, default: a}\n",
+     "x.yml:5: routes[0]: default: goes alone, without prefix: or route:"},
+    {POOLS "routes:\n  - {route: a, default: a}\n",
+     "x.yml:5: routes[0]: default: goes alone, without prefix: or route:"},
+    {POOLS "routes:\n  - default: a\n  - prefix: p\n",
+     "x.yml:6: routes[1]: missing key 'route'"},
+    {POOLS "routes:\n  - default: a\n  - route: a\n",
+     "x.yml:6: routes[1]: missing key 'prefix' (or default:)"},
+    {POOLS "routes:\n  - {}\n",
+     "x.yml:5: routes[0]: missing key 'prefix' (or default:)"},
+};
+
+#define NO_RULE                                                                \
+    "no rule (pool, all_sync, all_fastest, failover, shadow, warm_up or "      \
+    "l1l2)"
+
+static const struct bad bad_route_cases[] = {
+    /* pool names */
+    {POOLS "routes:\n  - default: c\n",
+     "x.yml:5: routes[0].default: unknown pool 'c'"},
+    {POOLS "routes:\n  - default: a\n  - prefix: p\n"
+           "    route: {failover: [a, {pool: A, ttl_max: 5}]}\n",
+     "x.yml:7: routes[1].route.failover[1].pool: unknown pool 'A'"},
+    {POOLS "routes:\n  - default: {l1l2: {l1: a, l2: {all_sync: [b, c]}}}\n",
+     "x.yml:5: routes[0].default.l1l2.l2.all_sync[1]: unknown pool 'c'"},
+    {POOLS "routes:\n  - default: {warm_up: {cold: b, warm: a.}}\n",
+     "x.yml:5: routes[0].default.warm_up.warm: unknown pool 'a.'"},
+    {POOLS "routes:\n  - default: {pool: [a]}\n",
+     "x.yml:5: routes[0].default.pool: expected a pool name, got a "
+     "sequence"},
+    {POOLS "routes:\n  - default: [a]\n",
+     "x.yml:5: routes[0].default: expected a pool name or a mapping, got a "
+     "sequence"},
+    {POOLS "routes:\n  - default:\n",
+     "x.yml:5: routes[0].default: expected a pool name or a mapping, got an "
+     "empty value"},
+    /* lists */
+    {POOLS "routes:\n  - default: {all_sync: []}\n",
+     "x.yml:5: routes[0].default.all_sync: empty list, at least one route "
+     "is required"},
+    {POOLS "routes:\n  - default: {failover: []}\n",
+     "x.yml:5: routes[0].default.failover: empty list, at least one route "
+     "is required"},
+    {POOLS "routes:\n  - default: {all_fastest: a}\n",
+     "x.yml:5: routes[0].default.all_fastest: expected a sequence of "
+     "routes, got 'a'"},
+    /* rule keys */
+    {POOLS "routes:\n  - default: {}\n",
+     "x.yml:5: routes[0].default: " NO_RULE},
+    {POOLS "routes:\n  - default: {read: first}\n",
+     "x.yml:5: routes[0].default: " NO_RULE},
+    {POOLS "routes:\n  - default:\n      all_sync: [a]\n"
+           "      failover: [b]\n",
+     "x.yml:7: routes[0].default: two rules, 'all_sync' and 'failover' (a "
+     "route takes one)"},
+    {POOLS "routes:\n  - default: {pool: a, pool: b}\n",
+     "x.yml:5: routes[0].default: duplicate key 'pool'"},
+    {POOLS "routes:\n  - default: {all_sync: [a], reed: first}\n",
+     "x.yml:5: routes[0].default: unknown key 'reed'"},
+    {POOLS "routes:\n  - default: {all_sync: [a], read: first, "
+           "read: first}\n",
+     "x.yml:5: routes[0].default: duplicate key 'read'"},
+    {POOLS "routes:\n  - default: {failover: [a], read: failover}\n",
+     "x.yml:5: routes[0].default: 'read' does not apply to failover"},
+    {POOLS "routes:\n  - default: {all_sync: [a], miss: true}\n",
+     "x.yml:5: routes[0].default: 'miss' does not apply to all_sync"},
+    {POOLS "routes:\n  - default: {failover: [a], ttl_max: 5}\n",
+     "x.yml:5: routes[0].default: 'ttl_max' does not apply to failover"},
+    {POOLS "routes:\n  - default:\n      l1l2: {l1: a, l2: b}\n"
+           "      miss: true\n",
+     "x.yml:7: routes[0].default: 'miss' does not apply to l1l2"},
+    /* modifiers */
+    {POOLS "routes:\n  - default: {all_sync: [a], read: last}\n",
+     "x.yml:5: routes[0].default.read: expected one of first, failover, got "
+     "'last'"},
+    {POOLS "routes:\n  - default: {failover: [a], miss: yes}\n",
+     "x.yml:5: routes[0].default.miss: expected one of false, true, got "
+     "'yes'"},
+    {POOLS "routes:\n  - default: {pool: a, ttl_max: 0}\n",
+     "x.yml:5: routes[0].default.ttl_max: 0 out of range 1..2592000"},
+    {POOLS "routes:\n  - default: {pool: a, ttl_max: 2592001}\n",
+     "x.yml:5: routes[0].default.ttl_max: 2592001 out of range 1..2592000"},
+    {POOLS "routes:\n  - default: {pool: a, ttl_max: 1d}\n",
+     "x.yml:5: routes[0].default.ttl_max: expected an integer, got '1d'"},
+    /* shadow, warm_up, l1l2 */
+    {POOLS "routes:\n  - default: {shadow: {route: a, to: b}}\n",
+     "x.yml:5: routes[0].default.shadow: missing key 'fraction'"},
+    {POOLS "routes:\n  - default: {shadow: {route: a, fraction: 0.5}}\n",
+     "x.yml:5: routes[0].default.shadow: missing key 'to'"},
+    {POOLS "routes:\n  - default: {shadow: {route: a, to: b, fraction: 1.5}}\n",
+     "x.yml:5: routes[0].default.shadow.fraction: 1.5 out of range 0..1"},
+    {POOLS "routes:\n  - default: {shadow: {route: a, to: b, "
+           "fraction: -0.1}}\n",
+     "x.yml:5: routes[0].default.shadow.fraction: -0.1 out of range 0..1"},
+    {POOLS "routes:\n  - default: {shadow: {route: a, to: b, "
+           "fraction: 1e999}}\n",
+     "x.yml:5: routes[0].default.shadow.fraction: 1e999 out of range 0..1"},
+    {POOLS "routes:\n  - default: {shadow: {route: a, to: b, "
+           "fraction: 10%}}\n",
+     "x.yml:5: routes[0].default.shadow.fraction: expected a number from 0 "
+     "to 1, got '10%'"},
+    {POOLS "routes:\n  - default: {shadow: {route: a, to: b, "
+           "fraction: nan}}\n",
+     "x.yml:5: routes[0].default.shadow.fraction: expected a number from 0 "
+     "to 1, got 'nan'"},
+    {POOLS "routes:\n  - default: {shadow: {route: a, to: b, "
+           "fraction: 0.5.}}\n",
+     "x.yml:5: routes[0].default.shadow.fraction: expected a number from 0 "
+     "to 1, got '0.5.'"},
+    {POOLS "routes:\n  - default: {shadow: {route: a, to: b, fraction: }}\n",
+     "x.yml:5: routes[0].default.shadow.fraction: expected a number from 0 "
+     "to 1, got an empty value"},
+    {POOLS "routes:\n  - default: {shadow: [a, b]}\n",
+     "x.yml:5: routes[0].default.shadow: expected a mapping, got a "
+     "sequence"},
+    {POOLS "routes:\n  - default: {shadow: {route: a, to: b, fraction: 0, "
+           "too: a}}\n",
+     "x.yml:5: routes[0].default.shadow: unknown key 'too'"},
+    {POOLS "routes:\n  - default: {warm_up: {cold: a}}\n",
+     "x.yml:5: routes[0].default.warm_up: missing key 'warm'"},
+    {POOLS "routes:\n  - default: {warm_up: {cold: a, warm: b, cold: b}}\n",
+     "x.yml:5: routes[0].default.warm_up: duplicate key 'cold'"},
+    {POOLS "routes:\n  - default: {l1l2: {l1: a, l2: b, l3: a}}\n",
+     "x.yml:5: routes[0].default.l1l2: unknown key 'l3'"},
+    {POOLS "routes:\n  - default: {l1l2: {l1: a, l2: b, fraction: 1}}\n",
+     "x.yml:5: routes[0].default.l1l2: unknown key 'fraction'"},
+};
+
+static void
+test_bad_pools(void **state)
+{
+    (void)state;
+    check_bad(bad_pool_cases, NELEMS(bad_pool_cases));
+}
+
+static void
+test_bad_routes(void **state)
+{
+    (void)state;
+    check_bad(bad_routes_cases, NELEMS(bad_routes_cases));
+}
+
+static void
+test_bad_route_rules(void **state)
+{
+    (void)state;
+    check_bad(bad_route_cases, NELEMS(bad_route_cases));
+}
+
+/* A pool name of 64 bytes loads; 65 does not. */
+static void
+test_bad_pool_name_length(void **state)
+{
+    char name[CFG_POOL_NAME_MAX + 2], yaml[256], want[256], err[512];
+    struct config *cfg;
+
+    (void)state;
+    memset(name, 'p', sizeof(name) - 2);
+    name[CFG_POOL_NAME_MAX] = '\0';
+    snprintf(yaml, sizeof(yaml),
+             "pools: {%s: {servers: [127.0.0.1:1]}}\n"
+             "routes: [{default: %s}]\n",
+             name, name);
+    cfg = load_ok(yaml);
+    assert_string_equal(cfg->pools[0].name, name);
+    config_unref(cfg);
+
+    strcat(name, "p");
+    snprintf(yaml, sizeof(yaml),
+             "pools: {%s: {servers: [127.0.0.1:1]}}\n"
+             "routes: [{default: %s}]\n",
+             name, name);
+    assert_null(load(yaml, err, sizeof(err)));
+    snprintf(want, sizeof(want),
+             "x.yml:1: pools: pool name '%.64s...' longer than 64 bytes", name);
+    assert_string_equal(err, want);
+}
+
+/* Append to buf (of size) at *len; fails the test if it does not fit. */
+static void __attribute__((format(printf, 4, 5)))
+append(char *buf, size_t size, size_t *len, const char *fmt, ...)
+{
+    va_list ap;
+    int n;
+
+    va_start(ap, fmt);
+    n = vsnprintf(buf + *len, size - *len, fmt, ap);
+    va_end(ap);
+    assert_true(n >= 0 && (size_t)n < size - *len);
+    *len += (size_t)n;
+}
+
+/* 256 servers over all pools load; 257 do not (line of the servers: key
+ * of the pool that goes past). */
+static void
+test_bad_too_many_servers(void **state)
+{
+    static char yaml[32768];
+    char err[512];
+    struct config *cfg;
+    size_t len = 0;
+
+    (void)state;
+    for (int extra = 0; extra < 2; extra++) {
+        len = 0;
+        append(yaml, sizeof(yaml), &len, "pools:\n  a:\n    servers:\n");
+        for (int i = 0; i < 200; i++) {
+            append(yaml, sizeof(yaml), &len, "      - 127.0.0.1:%d\n", i + 1);
+        }
+        append(yaml, sizeof(yaml), &len, "  b:\n    hash: md5\n");
+        append(yaml, sizeof(yaml), &len, "    servers:\n");
+        for (int i = 0; i < 56 + extra; i++) {
+            append(yaml, sizeof(yaml), &len, "      - 127.0.0.1:%d\n",
+                   i + 1000);
+        }
+        append(yaml, sizeof(yaml), &len, "routes: [{default: b}]\n");
+        cfg = load(yaml, err, sizeof(err));
+        if (extra == 0) {
+            assert_non_null(cfg);
+            assert_int_equal(cfg->pools[0].pool.nservers, 200);
+            assert_int_equal(cfg->pools[1].pool.nservers, 56);
+            config_unref(cfg);
+        } else {
+            assert_null(cfg);
+            assert_string_equal(err, "x.yml:206: pools.b.servers: 257 "
+                                     "servers over all pools, at most 256");
+        }
+    }
+}
+
+/* 4096 routes load; 4097 do not. */
+static void
+test_bad_too_many_routes(void **state)
+{
+    static char yaml[262144];
+    char err[512];
+    struct config *cfg;
+    size_t len;
+
+    (void)state;
+    for (int extra = 0; extra < 2; extra++) {
+        len = 0;
+        append(yaml, sizeof(yaml), &len,
+               "pools: {a: {servers: [127.0.0.1:1]}}\nroutes:\n"
+               "  - default: a\n");
+        for (int i = 1; i < CFG_ROUTES_MAX + extra; i++) {
+            append(yaml, sizeof(yaml), &len, "  - {prefix: 'k%d:', route: a}\n",
+                   i);
+        }
+        cfg = load(yaml, err, sizeof(err));
+        if (extra == 0) {
+            assert_non_null(cfg);
+            assert_int_equal(cfg->nroutes, 4096);
+            assert_prefix(&cfg->routes[4095], "k4095:");
+            config_unref(cfg);
+        } else {
+            assert_null(cfg);
+            assert_string_equal(err,
+                                "x.yml:3: routes: 4097 entries, at most 4096");
+        }
+    }
+}
+
+/* Rules nest at most CFG_ROUTE_DEPTH_MAX deep (a stack bound). */
+static void
+test_bad_route_depth(void **state)
+{
+    char yaml[1024], err[512];
+    struct config *cfg;
+    size_t len;
+
+    (void)state;
+    for (int extra = 0; extra < 2; extra++) {
+        len = 0;
+        append(yaml, sizeof(yaml), &len,
+               "pools: {a: {servers: [127.0.0.1:1]}}\nroutes:\n"
+               "  - default: ");
+        for (int i = 0; i < CFG_ROUTE_DEPTH_MAX - 1 + extra; i++) {
+            append(yaml, sizeof(yaml), &len, "{failover: [");
+        }
+        append(yaml, sizeof(yaml), &len, "a");
+        for (int i = 0; i < CFG_ROUTE_DEPTH_MAX - 1 + extra; i++) {
+            append(yaml, sizeof(yaml), &len, "]}");
+        }
+        append(yaml, sizeof(yaml), &len, "\n");
+        cfg = load(yaml, err, sizeof(err));
+        if (extra == 0) {
+            const struct cfg_route *r;
+
+            assert_non_null(cfg);
+            r = &cfg->routes[0].route;
+            for (int i = 0; i < CFG_ROUTE_DEPTH_MAX - 1; i++) {
+                assert_int_equal(r->kind, CFG_ROUTE_FAILOVER);
+                assert_int_equal(r->nchild, 1);
+                r = &r->child[0];
+            }
+            assert_pool_route(r, 0, 0, 3);
+            config_unref(cfg);
+        } else {
+            assert_null(cfg);
+            assert_string_equal(
+                err, "x.yml:3: routes[0].default.failover[0].failover[0]."
+                     "failover[0].failover[0].failover[0].failover[0]."
+                     "failover[0].failover[0].failover[0].failover[0]."
+                     "failover[0].failover[0].failover[0].failover[0]."
+                     "failover[0].failover[0]: routes nested deeper than 16");
+        }
+    }
+}
+
+/* With routes, the command line may not bring back an orca, l2 servers
+ * or batch listeners. */
+static void
+test_routes_validate(void **state)
+{
+    struct config *cfg = load_ok(POOLS "routes: [{default: a}]\n");
+    struct cfg_addr a;
+    char err[512];
+
+    (void)state;
+    assert_int_equal(config_validate(cfg, err, sizeof(err)), ST_OK);
+    cfg->orca = CFG_ORCA_L1L2;
+    assert_int_equal(config_validate(cfg, err, sizeof(err)), ST_ERROR);
+    assert_string_equal(err, "orca l1l2 does not apply with routes: (routes: "
+                             "replaces pool:/l1:/l2:/orca:/batch_listen:)");
+    cfg->orca = CFG_ORCA_L1ONLY;
+    assert_int_equal(config_parse_addr("127.0.0.1:5", &a, err, sizeof(err)),
+                     ST_OK);
+    assert_int_equal(config_set_l2_servers(cfg, &a, 1), ST_OK);
+    assert_int_equal(config_validate(cfg, err, sizeof(err)), ST_ERROR);
+    assert_string_equal(err, "l2 servers do not apply with routes: (routes: "
+                             "replaces pool:/l1:/l2:/orca:/batch_listen:)");
+    assert_int_equal(config_set_l2_servers(cfg, NULL, 0), ST_OK);
+    assert_int_equal(config_set_batch_listen(cfg, &a, 1), ST_OK);
+    assert_int_equal(config_validate(cfg, err, sizeof(err)), ST_ERROR);
+    assert_string_equal(err, "batch_listen does not apply with routes: "
+                             "(routes: replaces "
+                             "pool:/l1:/l2:/orca:/batch_listen:)");
+    config_unref(cfg);
 }
 
 /* ---- addresses and snapshots ---- */
@@ -752,6 +1524,19 @@ main(void)
         cmocka_unit_test(test_parse_addr_too_long),
         cmocka_unit_test(test_set_listen_servers),
         cmocka_unit_test(test_refcount),
+        cmocka_unit_test(test_routes_example),
+        cmocka_unit_test(test_routes_example_file),
+        cmocka_unit_test(test_routes_forms),
+        cmocka_unit_test(test_routes_prefix_length),
+        cmocka_unit_test(test_hash_tag),
+        cmocka_unit_test(test_bad_pools),
+        cmocka_unit_test(test_bad_routes),
+        cmocka_unit_test(test_bad_route_rules),
+        cmocka_unit_test(test_bad_pool_name_length),
+        cmocka_unit_test(test_bad_too_many_servers),
+        cmocka_unit_test(test_bad_too_many_routes),
+        cmocka_unit_test(test_bad_route_depth),
+        cmocka_unit_test(test_routes_validate),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
