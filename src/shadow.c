@@ -21,6 +21,7 @@
  */
 #include "shadow.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -340,6 +341,7 @@ ring_room(struct shadow *s)
     if (p == NULL) {
         return false;
     }
+    assert(s->n == 0 || s->cap > 0);
     for (size_t i = 0; i < s->n; i++) { /* unwrap into the new ring */
         p[i] = s->ring[(s->head + i) % s->cap];
     }
