@@ -13,7 +13,8 @@
  * inlined: never write it directly. Scalar counters and gauges are declared
  * once in METRICS_SCALARS, which generates the storage, the Prometheus
  * name/type/help and the stats name. Labelled families are fixed arrays
- * indexed by enum (command, protocol, error kind, backend server index).
+ * indexed by enum (command, protocol, error kind, backend server index,
+ * route index).
  *
  * Thread-safety: every function here is thread-safe, except metrics_init,
  * metrics_fini and metrics_reset, which run while no other thread records.
@@ -87,8 +88,22 @@ enum metrics_err {
     MERR_COUNT
 };
 
-#define METRICS_PROTO_COUNT 3   /* enum req_proto: text, meta, binary */
-#define METRICS_SERVERS_MAX 256 /* backend indexes >= this are not counted */
+#define METRICS_PROTO_COUNT 3    /* enum req_proto: text, meta, binary */
+#define METRICS_SERVERS_MAX 256  /* backend indexes >= this are not counted */
+#define METRICS_ROUTES_MAX  4096 /* route indexes >= this are not counted */
+/* A route's label is cut to at most this many bytes (at a UTF-8 character
+ * boundary) before "#<index>" is appended to a repeated one. */
+#define METRICS_ROUTE_NAME_MAX 255
+
+/* What became of a copy sent to a shadow: label result="ok" ... of
+ * riven_shadow_requests_total. */
+enum metrics_shadow_result {
+    MSHADOW_OK = 0,  /* the shadow answered, not with an error */
+    MSHADOW_ERROR,   /* an error reply, a malformed one, a reset */
+    MSHADOW_TIMEOUT, /* no reply within request_ms */
+    MSHADOW_DROPPED, /* never sent: no connection, queue or buffer full */
+    MSHADOW_COUNT
+};
 
 struct hist;
 
@@ -101,6 +116,14 @@ struct metrics_server {
     _Atomic(struct hist *) hist; /* latency; NULL until registered */
 };
 
+/* Per route, indexed like metrics_set_routes' names. */
+struct metrics_route {
+    _Atomic uint64_t requests;     /* requests the route took */
+    _Atomic uint64_t failovers;    /* requests sent on to a next child */
+    _Atomic uint64_t warmup_fills; /* warm hits copied into the cold child */
+    _Atomic uint64_t shadow[MSHADOW_COUNT]; /* copies, by result */
+};
+
 /* The storage. Exposed for the inline functions below only. */
 struct metrics_store {
     _Atomic uint64_t scalar[M_COUNT];
@@ -111,6 +134,7 @@ struct metrics_store {
     _Atomic uint64_t reloads[2];          /* [0] failure, [1] success */
     struct hist *req_hist[REQ_CMD_COUNT]; /* set once by metrics_init */
     struct metrics_server server[METRICS_SERVERS_MAX];
+    struct metrics_route route[METRICS_ROUTES_MAX];
 };
 
 extern struct metrics_store metrics_store;
@@ -147,6 +171,17 @@ enum status metrics_set_servers(const struct cfg_server *servers, size_t n) WUR;
  * histograms per layer. 0 (the default) means one layer: no such family.
  * Thread-safe. */
 void metrics_set_layers(size_t nl1);
+
+/* Name the routes: index i of the metrics_route_* functions below is
+ * names[i], labelled route="<name>" (a route's key prefix, "default" for
+ * the default entry). Call at startup and after each successful reload.
+ * A name is cut to METRICS_ROUTE_NAME_MAX bytes; a repeated one gets
+ * "#<index>" appended. An index whose name changes, or that was not
+ * named before, has its counters zeroed. Only the first n routes are
+ * rendered; with n == 0 (no routes: configs) the route families are left
+ * out altogether. Routes beyond METRICS_ROUTES_MAX are not counted.
+ * ST_OK, or ST_NOMEM with the previous names kept. Thread-safe. */
+enum status metrics_set_routes(const char *const *names, size_t n) WUR;
 
 /* ---- recording (any thread, lock-free except histograms) ---- */
 
@@ -280,6 +315,50 @@ metrics_server_socket_close(size_t idx)
     }
 }
 
+/* Per route idx (index into metrics_set_routes' names). Out-of-range
+ * indexes are ignored. */
+static inline void
+metrics_route_request(size_t idx)
+{
+    if (idx < METRICS_ROUTES_MAX) {
+        atomic_fetch_add_explicit(&metrics_store.route[idx].requests, 1,
+                                  memory_order_relaxed);
+    }
+}
+
+/* A request failed over to the route's next child
+ * (riven_failovers_total). */
+static inline void
+metrics_route_failover(size_t idx)
+{
+    if (idx < METRICS_ROUTES_MAX) {
+        atomic_fetch_add_explicit(&metrics_store.route[idx].failovers, 1,
+                                  memory_order_relaxed);
+    }
+}
+
+/* A warm_up route copied a warm hit into its cold child
+ * (riven_warmup_fills_total). */
+static inline void
+metrics_route_warmup_fill(size_t idx)
+{
+    if (idx < METRICS_ROUTES_MAX) {
+        atomic_fetch_add_explicit(&metrics_store.route[idx].warmup_fills, 1,
+                                  memory_order_relaxed);
+    }
+}
+
+/* A copy sent to the route's shadow ended with result r
+ * (riven_shadow_requests_total). */
+static inline void
+metrics_route_shadow(size_t idx, enum metrics_shadow_result r)
+{
+    if (idx < METRICS_ROUTES_MAX && (unsigned)r < MSHADOW_COUNT) {
+        atomic_fetch_add_explicit(&metrics_store.route[idx].shadow[r], 1,
+                                  memory_order_relaxed);
+    }
+}
+
 /* A request of command cmd took ns nanoseconds, from parsed to answered
  * (riven_request_duration_seconds). */
 void metrics_observe_request(enum req_cmd cmd, uint64_t ns);
@@ -296,6 +375,18 @@ static inline uint64_t
 metrics_get(enum metric m)
 {
     return atomic_load_explicit(&metrics_store.scalar[m], memory_order_relaxed);
+}
+
+/* The count of route idx's shadow copies that ended with r (tests,
+ * logs); 0 for an out-of-range idx or r. */
+static inline uint64_t
+metrics_route_shadow_get(size_t idx, enum metrics_shadow_result r)
+{
+    if (idx >= METRICS_ROUTES_MAX || (unsigned)r >= MSHADOW_COUNT) {
+        return 0;
+    }
+    return atomic_load_explicit(&metrics_store.route[idx].shadow[r],
+                                memory_order_relaxed);
 }
 
 /* True when at least one registered server is up: a ready-made

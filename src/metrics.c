@@ -12,12 +12,15 @@
  *   riven_get_hits_total{command} riven_get_misses_total{command}
  *   riven_errors_total{kind}  riven_config_reloads_total{result}
  *   riven_backend_{requests_total,errors_total,up,open_sockets}{server}
+ *   riven_route_requests_total{route} riven_failovers_total{route}
+ *   riven_warmup_fills_total{route} riven_shadow_requests_total{route,result}
+ *     (only once routes are named: a single-pool riven has none)
  *   riven_request_duration_seconds{command}  (histogram, commands seen)
  *   riven_backend_request_duration_seconds{server}  (histogram)
  *   process_* (the standard names client libraries use), from /proc/self
  *
- * Invariants: server names are written only under names_lock, and read
- * under it; the histogram pointers of metrics_store are set before any
+ * Invariants: server and route names are written only under names_lock,
+ * and read under it; the histogram pointers of metrics_store are set before any
  * reader can see them (req_hist at init, server[].hist with release).
  */
 #include "metrics.h"
@@ -39,7 +42,8 @@
 #define RIVEN_VERSION "unknown"
 #endif
 
-#define SERVER_NAME_MAX (CFG_ADDR_NAME_MAX + 8) /* room for "#255" */
+#define SERVER_NAME_MAX (CFG_ADDR_NAME_MAX + 8)      /* room for "#255" */
+#define ROUTE_NAME_SIZE (METRICS_ROUTE_NAME_MAX + 8) /* "#4095" and NUL */
 #define NS_PER_SEC      UINT64_C(1000000000)
 
 _Static_assert(PROTO_BINARY + 1 == METRICS_PROTO_COUNT,
@@ -54,6 +58,8 @@ static pthread_mutex_t names_lock = PTHREAD_MUTEX_INITIALIZER;
 static char server_names[METRICS_SERVERS_MAX][SERVER_NAME_MAX];
 static size_t nservers;         /* registered; under names_lock */
 static _Atomic size_t l1_count; /* l1l2: servers [0, l1_count) are L1 */
+static char (*route_names)[ROUTE_NAME_SIZE]; /* nroutes; under names_lock */
+static size_t nroutes;
 
 static const char *const proto_names[METRICS_PROTO_COUNT] = {"text", "meta",
                                                              "binary"};
@@ -61,6 +67,8 @@ static const char *const err_names[MERR_COUNT] = {
     "client_error", "server_error", "backend_timeout", "backend_unavailable",
     "hangup"};
 static const char *const reload_names[2] = {"failure", "success"};
+static const char *const shadow_names[MSHADOW_COUNT] = {"ok", "error",
+                                                        "timeout", "dropped"};
 
 /* The scalar table, generated from METRICS_SCALARS. */
 #define KIND_IS_GAUGE_COUNTER false
@@ -122,6 +130,9 @@ metrics_fini(void)
     pthread_mutex_lock(&names_lock);
     nservers = 0;
     memset(server_names, 0, sizeof(server_names));
+    free(route_names);
+    route_names = NULL;
+    nroutes = 0;
     pthread_mutex_unlock(&names_lock);
 }
 
@@ -131,6 +142,15 @@ zero(_Atomic uint64_t *a, size_t n)
     for (size_t i = 0; i < n; i++) {
         atomic_store_explicit(&a[i], 0, memory_order_relaxed);
     }
+}
+
+static void
+zero_route(struct metrics_route *r)
+{
+    zero(&r->requests, 1);
+    zero(&r->failovers, 1);
+    zero(&r->warmup_fills, 1);
+    zero(r->shadow, MSHADOW_COUNT);
 }
 
 void
@@ -158,6 +178,9 @@ metrics_reset(void)
         if (h != NULL) {
             hist_reset(h);
         }
+    }
+    for (size_t i = 0; i < METRICS_ROUTES_MAX; i++) {
+        zero_route(&metrics_store.route[i]);
     }
 }
 
@@ -207,6 +230,73 @@ metrics_set_servers(const struct cfg_server *servers, size_t n)
     nservers = n;
     pthread_mutex_unlock(&names_lock);
     return st;
+}
+
+/* name cut to at most max bytes, not inside a UTF-8 sequence: the
+ * length to keep. */
+static size_t
+utf8_cut(const char *name, size_t max)
+{
+    size_t n = strnlen(name, max + 1);
+
+    if (n <= max) {
+        return n;
+    }
+    n = max;
+    while (n > 0 && ((unsigned char)name[n] & 0xC0) == 0x80) {
+        n--; /* name[n] continues a character: cut before its lead byte */
+    }
+    return n;
+}
+
+/* Fill names[0..n) of dst (ROUTE_NAME_SIZE each): cut, then made unique
+ * by "#<index>". Labels stay valid UTF-8 when the names are. */
+static void
+route_label_all(char (*dst)[ROUTE_NAME_SIZE], const char *const *names,
+                size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        const char *name = names[i] != NULL ? names[i] : "";
+
+        snprintf(dst[i], ROUTE_NAME_SIZE, "%.*s",
+                 (int)utf8_cut(name, METRICS_ROUTE_NAME_MAX), name);
+        for (size_t j = 0; j < i; j++) {
+            if (strcmp(dst[j], dst[i]) == 0) {
+                size_t len = strlen(dst[i]);
+
+                snprintf(dst[i] + len, ROUTE_NAME_SIZE - len, "#%zu", i);
+                break;
+            }
+        }
+    }
+}
+
+enum status
+metrics_set_routes(const char *const *names, size_t n)
+{
+    char(*fresh)[ROUTE_NAME_SIZE] = NULL;
+    char(*old)[ROUTE_NAME_SIZE];
+
+    n = MIN(n, (size_t)METRICS_ROUTES_MAX);
+    if (n > 0) {
+        fresh = calloc(n, sizeof(*fresh));
+        if (fresh == NULL) {
+            return ST_NOMEM;
+        }
+        route_label_all(fresh, names, n);
+    }
+    pthread_mutex_lock(&names_lock);
+    for (size_t i = 0; i < n; i++) {
+        if (i >= nroutes || strcmp(route_names[i], fresh[i]) != 0) {
+            zero_route(&metrics_store.route[i]);
+        }
+    }
+    old = route_names;
+    route_names = fresh;
+    nroutes = n;
+    pthread_mutex_unlock(&names_lock);
+    free(old);
+    return ST_OK;
 }
 
 /* ---- recording ---- */
@@ -472,6 +562,55 @@ render_servers(struct out *o)
                          SRV_OFF(sockets));
 }
 
+/* One per-route family; field is the offset of the value in
+ * struct metrics_route. Caller holds names_lock. */
+static void
+render_route_family(struct out *o, const char *name, const char *help,
+                    size_t field)
+{
+    emit_family(o, name, "counter", help);
+    for (size_t i = 0; i < nroutes; i++) {
+        char *r = (char *)&metrics_store.route[i];
+
+        emit_labelled(o, name, "route", route_names[i],
+                      load((_Atomic uint64_t *)(void *)(r + field)));
+    }
+}
+
+#define ROUTE_OFF(f) offsetof(struct metrics_route, f)
+
+/* Caller holds names_lock. Nothing without routes. */
+static void
+render_routes(struct out *o)
+{
+    const char *sh = "riven_shadow_requests_total";
+
+    if (nroutes == 0) {
+        return;
+    }
+    render_route_family(o, "riven_route_requests_total",
+                        "Requests taken by each route.", ROUTE_OFF(requests));
+    render_route_family(o, "riven_failovers_total",
+                        "Requests a failover route sent on to its next "
+                        "child.",
+                        ROUTE_OFF(failovers));
+    render_route_family(o, "riven_warmup_fills_total",
+                        "Warm hits a warm_up route copied into its cold "
+                        "child.",
+                        ROUTE_OFF(warmup_fills));
+    emit_family(o, sh, "counter",
+                "Copies of requests sent to each route's shadow, by "
+                "result.");
+    for (size_t i = 0; i < nroutes; i++) {
+        for (size_t r = 0; r < MSHADOW_COUNT; r++) {
+            emit(o, "%s{route=\"", sh);
+            emit_escaped(o, route_names[i]);
+            emit(o, "\",result=\"%s\"} %" PRIu64 "\n", shadow_names[r],
+                 load(&metrics_store.route[i].shadow[r]));
+        }
+    }
+}
+
 /* The _bucket, _sum and _count lines of one labelled histogram. */
 static void
 render_hist(struct out *o, const char *name, const char *label,
@@ -697,6 +836,7 @@ metrics_render_prometheus(struct buf *out)
     render_errors(&o);
     pthread_mutex_lock(&names_lock);
     render_servers(&o);
+    render_routes(&o);
     render_request_hists(&o, snap);
     render_backend_hists(&o, snap);
     render_layer_hists(&o, snap);
@@ -780,6 +920,40 @@ stats_servers(struct out *o)
     }
 }
 
+/* A route name as one stats token: bytes that would split or end the
+ * line (space, control bytes) become '?'. */
+static void
+emit_stat_token(struct out *o, const char *s)
+{
+    for (; *s != '\0' && o->st == ST_OK; s++) {
+        unsigned char c = (unsigned char)*s;
+
+        emit(o, "%c", c <= ' ' || c == 0x7f ? '?' : (char)c);
+    }
+}
+
+/* Caller holds names_lock. */
+static void
+stats_routes(struct out *o)
+{
+    for (size_t i = 0; i < nroutes; i++) {
+        struct metrics_route *r = &metrics_store.route[i];
+
+        emit(o, "STAT route_%zu_name ", i);
+        emit_stat_token(o, route_names[i]);
+        emit(o, "\r\nSTAT route_%zu_requests %" PRIu64 "\r\n", i,
+             load(&r->requests));
+        emit(o, "STAT route_%zu_failovers %" PRIu64 "\r\n", i,
+             load(&r->failovers));
+        emit(o, "STAT route_%zu_warmup_fills %" PRIu64 "\r\n", i,
+             load(&r->warmup_fills));
+        for (size_t k = 0; k < MSHADOW_COUNT; k++) {
+            emit(o, "STAT route_%zu_shadow_%s %" PRIu64 "\r\n", i,
+                 shadow_names[k], load(&r->shadow[k]));
+        }
+    }
+}
+
 static void
 stats_latency(struct out *o, struct hist_snapshot *snap)
 {
@@ -815,6 +989,7 @@ metrics_render_stats(struct buf *out)
     stats_requests(&o);
     pthread_mutex_lock(&names_lock);
     stats_servers(&o);
+    stats_routes(&o);
     pthread_mutex_unlock(&names_lock);
     stats_latency(&o, snap);
     proc_read(&p);

@@ -16,8 +16,8 @@ declare -A LAYER=(
     [request]=1 [proto_text]=1 [proto_meta]=1 [proto_binary]=1 [config]=1
     [ring]=1 [hist]=1
     [metrics]=2 [metrics_http]=2
-    [health]=3 [handler]=3
-    [orca]=4 [snapshot]=4
+    [health]=3 [handler]=3 [shadow]=3
+    [route]=4 [orca]=4 [snapshot]=4
     [server]=5
     [listener]=6
     [main]=7
@@ -27,8 +27,8 @@ declare -A LAYER=(
 declare -A RANK=()
 r=0
 for mod in util log buf request proto_text proto_meta proto_binary config \
-           ring hist metrics metrics_http health handler orca snapshot server \
-           listener main; do
+           ring hist metrics metrics_http health handler shadow route orca \
+           snapshot server listener main; do
     RANK[$mod]=$r
     r=$((r + 1))
 done

@@ -5,7 +5,8 @@
  * once per family, samples grouped under their family, histogram buckets
  * cumulative with +Inf == _count); `promtool check metrics` when promtool
  * is installed; server registration; exact counts from 8 threads while
- * another renders.
+ * another renders; route names and counters (exact lines, escaping,
+ * truncation, none without routes).
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -661,6 +662,285 @@ test_servers(void **state)
     buf_free(&out);
 }
 
+/* ---- routes ---- */
+
+/* The rendered text from the first line starting with from up to (not
+ * including) the first line starting with to, as a new string. */
+static char *
+section(const char *text, const char *from, const char *to)
+{
+    const char *a = strstr(text, from), *b;
+    char *out;
+
+    if (a == NULL) {
+        fail_msg("missing: %s", from);
+    }
+    b = strstr(a, to);
+    if (b == NULL) {
+        fail_msg("missing after %s: %s", from, to);
+    }
+    out = strndup(a, (size_t)(b - a));
+    assert_non_null(out);
+    return out;
+}
+
+static char *
+render(void)
+{
+    struct buf out;
+    char *text;
+
+    buf_init(&out, 64);
+    assert_int_equal(metrics_render_prometheus(&out), ST_OK);
+    text = strndup(out.pos, buf_len(&out));
+    assert_non_null(text);
+    buf_free(&out);
+    return text;
+}
+
+static const char expect_routes[] =
+    "# HELP riven_route_requests_total Requests taken by each route.\n"
+    "# TYPE riven_route_requests_total counter\n"
+    "riven_route_requests_total{route=\"users:\"} 3\n"
+    "riven_route_requests_total{route=\"a\\\"b\\\\\"} 1\n"
+    "riven_route_requests_total{route=\"x\\ny\"} 0\n"
+    "riven_route_requests_total{route=\"default\"} 2\n"
+    "# HELP riven_failovers_total Requests a failover route sent on to its "
+    "next child.\n"
+    "# TYPE riven_failovers_total counter\n"
+    "riven_failovers_total{route=\"users:\"} 0\n"
+    "riven_failovers_total{route=\"a\\\"b\\\\\"} 2\n"
+    "riven_failovers_total{route=\"x\\ny\"} 0\n"
+    "riven_failovers_total{route=\"default\"} 0\n"
+    "# HELP riven_warmup_fills_total Warm hits a warm_up route copied into "
+    "its cold child.\n"
+    "# TYPE riven_warmup_fills_total counter\n"
+    "riven_warmup_fills_total{route=\"users:\"} 0\n"
+    "riven_warmup_fills_total{route=\"a\\\"b\\\\\"} 0\n"
+    "riven_warmup_fills_total{route=\"x\\ny\"} 0\n"
+    "riven_warmup_fills_total{route=\"default\"} 1\n"
+    "# HELP riven_shadow_requests_total Copies of requests sent to each "
+    "route's shadow, by result.\n"
+    "# TYPE riven_shadow_requests_total counter\n"
+    "riven_shadow_requests_total{route=\"users:\",result=\"ok\"} 2\n"
+    "riven_shadow_requests_total{route=\"users:\",result=\"error\"} 1\n"
+    "riven_shadow_requests_total{route=\"users:\",result=\"timeout\"} 0\n"
+    "riven_shadow_requests_total{route=\"users:\",result=\"dropped\"} 0\n"
+    "riven_shadow_requests_total{route=\"a\\\"b\\\\\",result=\"ok\"} 0\n"
+    "riven_shadow_requests_total{route=\"a\\\"b\\\\\",result=\"error\"} 0\n"
+    "riven_shadow_requests_total{route=\"a\\\"b\\\\\",result=\"timeout\"} "
+    "0\n"
+    "riven_shadow_requests_total{route=\"a\\\"b\\\\\",result=\"dropped\"} "
+    "0\n"
+    "riven_shadow_requests_total{route=\"x\\ny\",result=\"ok\"} 0\n"
+    "riven_shadow_requests_total{route=\"x\\ny\",result=\"error\"} 0\n"
+    "riven_shadow_requests_total{route=\"x\\ny\",result=\"timeout\"} 0\n"
+    "riven_shadow_requests_total{route=\"x\\ny\",result=\"dropped\"} 0\n"
+    "riven_shadow_requests_total{route=\"default\",result=\"ok\"} 0\n"
+    "riven_shadow_requests_total{route=\"default\",result=\"error\"} 0\n"
+    "riven_shadow_requests_total{route=\"default\",result=\"timeout\"} 4\n"
+    "riven_shadow_requests_total{route=\"default\",result=\"dropped\"} 5\n";
+
+static const char *const route_names4[] = {"users:", "a\"b\\", "x\ny",
+                                           "default"};
+
+static void
+route_state(void)
+{
+    assert_int_equal(metrics_set_routes(route_names4, 4), ST_OK);
+    for (int i = 0; i < 3; i++) {
+        metrics_route_request(0);
+    }
+    metrics_route_request(1);
+    metrics_route_request(3);
+    metrics_route_request(3);
+    metrics_route_failover(1);
+    metrics_route_failover(1);
+    metrics_route_warmup_fill(3);
+    metrics_route_shadow(0, MSHADOW_OK);
+    metrics_route_shadow(0, MSHADOW_OK);
+    metrics_route_shadow(0, MSHADOW_ERROR);
+    for (int i = 0; i < 4; i++) {
+        metrics_route_shadow(3, MSHADOW_TIMEOUT);
+    }
+    for (int i = 0; i < 5; i++) {
+        metrics_route_shadow(3, MSHADOW_DROPPED);
+    }
+    /* ignored: out of range */
+    metrics_route_request(METRICS_ROUTES_MAX);
+    metrics_route_failover(METRICS_ROUTES_MAX + 1);
+    metrics_route_warmup_fill(SIZE_MAX);
+    metrics_route_shadow(METRICS_ROUTES_MAX, MSHADOW_OK);
+    metrics_route_shadow(0, MSHADOW_COUNT);
+}
+
+/* The route families sit between the per-server gauges and the
+ * histograms, exact; the rest of the text is what it is without routes. */
+static void
+test_routes_exact(void **state)
+{
+    char *text, *got, *rest, *want;
+
+    (void)state;
+    known_state();
+    route_state();
+    text = render();
+    got = section(text, "# HELP riven_route_requests_total",
+                  "# HELP riven_request_duration_seconds");
+    assert_text_equal(got, expect_routes);
+    assert_string_equal(got, expect_routes);
+    /* everything else unchanged */
+    rest = without(text, strlen(text), varying);
+    free(got);
+    got = without(rest, strlen(rest),
+                  (const char *const[]){"riven_route_requests_total",
+                                        "riven_failovers_total",
+                                        "riven_warmup_fills_total",
+                                        "riven_shadow_requests_total", NULL});
+    want = expected_prometheus();
+    assert_string_equal(got, want);
+    assert_int_equal(metrics_route_shadow_get(3, MSHADOW_DROPPED), 5);
+    assert_int_equal(metrics_route_shadow_get(METRICS_ROUTES_MAX, MSHADOW_OK),
+                     0);
+    free(want);
+    free(got);
+    free(rest);
+    free(text);
+}
+
+/* No routes named (or none left): not one line of the route families. */
+static void
+test_routes_none(void **state)
+{
+    char *text;
+
+    (void)state;
+    metrics_route_request(0);
+    metrics_route_shadow(0, MSHADOW_OK);
+    text = render();
+    assert_null(strstr(text, "route"));
+    assert_null(strstr(text, "riven_failovers_total"));
+    assert_null(strstr(text, "riven_warmup_fills_total"));
+    assert_null(strstr(text, "riven_shadow_requests_total"));
+    free(text);
+
+    route_state();
+    assert_int_equal(metrics_set_routes(NULL, 0), ST_OK);
+    text = render();
+    assert_null(strstr(text, "route"));
+    free(text);
+}
+
+/* Renaming zeroes an index, keeping a name keeps its counts; repeated
+ * names are made unique; long names are cut at a character boundary. */
+static void
+test_routes_names(void **state)
+{
+    static const char *const b[] = {"users:", "default", "default"};
+    char longname[400], want[512], *text, *cut;
+
+    (void)state;
+    route_state();
+    assert_int_equal(metrics_set_routes(b, 3), ST_OK);
+    text = render();
+    assert_non_null(strstr(text, "\nriven_route_requests_total{route="
+                                 "\"users:\"} 3\n"
+                                 "riven_route_requests_total{route="
+                                 "\"default\"} 0\n"
+                                 "riven_route_requests_total{route="
+                                 "\"default#2\"} 0\n#"));
+    assert_null(strstr(text, "x\\ny"));
+    free(text);
+
+    /* index 3 was not named by b: named again, it starts from zero */
+    assert_int_equal(metrics_set_routes(route_names4, 4), ST_OK);
+    assert_int_equal(metrics_route_shadow_get(3, MSHADOW_DROPPED), 0);
+
+    /* 254 ASCII bytes then a 2-byte character: cut before it */
+    memset(longname, 'a', 254);
+    strcpy(longname + 254, "\xc3\xa9tail");
+    cut = longname;
+    assert_int_equal(metrics_set_routes((const char *const *)&cut, 1), ST_OK);
+    text = render();
+    snprintf(want, sizeof(want),
+             "\nriven_route_requests_total{route=\"%.254s\"} 0\n", longname);
+    assert_non_null(strstr(text, want));
+    free(text);
+    /* plain ASCII: cut at METRICS_ROUTE_NAME_MAX */
+    memset(longname, 'b', sizeof(longname) - 1);
+    longname[sizeof(longname) - 1] = '\0';
+    assert_int_equal(metrics_set_routes((const char *const *)&cut, 1), ST_OK);
+    text = render();
+    snprintf(want, sizeof(want),
+             "\nriven_route_requests_total{route=\"%.*s\"} 0\n",
+             METRICS_ROUTE_NAME_MAX, longname);
+    assert_non_null(strstr(text, want));
+    free(text);
+}
+
+/* With routes, the text still passes the format checker and promtool. */
+static void
+test_routes_format(void **state)
+{
+    char *text;
+
+    (void)state;
+    known_state();
+    route_state();
+    text = render();
+    promtool_check(text, strlen(text));
+    check_format(text);
+    free(text);
+}
+
+static void
+test_routes_stats(void **state)
+{
+    struct buf out;
+    char *got;
+
+    (void)state;
+    route_state();
+    buf_init(&out, 16);
+    assert_int_equal(metrics_render_stats(&out), ST_OK);
+    assert_int_equal(buf_append(&out, "", 1), ST_OK);
+    got = section(out.pos, "STAT route_0_name", "STAT rss_bytes");
+    assert_text_equal(got, "STAT route_0_name users:\r\n"
+                           "STAT route_0_requests 3\r\n"
+                           "STAT route_0_failovers 0\r\n"
+                           "STAT route_0_warmup_fills 0\r\n"
+                           "STAT route_0_shadow_ok 2\r\n"
+                           "STAT route_0_shadow_error 1\r\n"
+                           "STAT route_0_shadow_timeout 0\r\n"
+                           "STAT route_0_shadow_dropped 0\r\n"
+                           "STAT route_1_name a\"b\\\r\n"
+                           "STAT route_1_requests 1\r\n"
+                           "STAT route_1_failovers 2\r\n"
+                           "STAT route_1_warmup_fills 0\r\n"
+                           "STAT route_1_shadow_ok 0\r\n"
+                           "STAT route_1_shadow_error 0\r\n"
+                           "STAT route_1_shadow_timeout 0\r\n"
+                           "STAT route_1_shadow_dropped 0\r\n"
+                           "STAT route_2_name x?y\r\n"
+                           "STAT route_2_requests 0\r\n"
+                           "STAT route_2_failovers 0\r\n"
+                           "STAT route_2_warmup_fills 0\r\n"
+                           "STAT route_2_shadow_ok 0\r\n"
+                           "STAT route_2_shadow_error 0\r\n"
+                           "STAT route_2_shadow_timeout 0\r\n"
+                           "STAT route_2_shadow_dropped 0\r\n"
+                           "STAT route_3_name default\r\n"
+                           "STAT route_3_requests 2\r\n"
+                           "STAT route_3_failovers 0\r\n"
+                           "STAT route_3_warmup_fills 1\r\n"
+                           "STAT route_3_shadow_ok 0\r\n"
+                           "STAT route_3_shadow_error 0\r\n"
+                           "STAT route_3_shadow_timeout 4\r\n"
+                           "STAT route_3_shadow_dropped 5\r\n");
+    free(got);
+    buf_free(&out);
+}
+
 /* ---- concurrency ---- */
 
 #define THREADS    8
@@ -768,6 +1048,11 @@ main(void)
         cmocka_unit_test_setup_teardown(test_stats, setup, teardown),
         cmocka_unit_test_setup_teardown(test_servers, setup, teardown),
         cmocka_unit_test_setup_teardown(test_concurrent_exact, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_routes_exact, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_routes_none, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_routes_names, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_routes_format, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_routes_stats, setup, teardown),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
