@@ -26,7 +26,7 @@
  *    pairs cover all three;
  * 8. route and failover counters on /metrics move exactly;
  * 9. riven -t -c on a route naming an unknown pool: exit 1, a message
- *    with file, line and pool; the issue's own example passes.
+ *    with file, line and pool; and the issue's own example passes.
  *
  * The shadow test assumes what riven's design gives: a connection's
  * requests reach one backend over one socket, in order (the barrier key).
@@ -183,6 +183,37 @@ fixture(void **state)
     return *state;
 }
 
+/* riven -t -c path; its exit status, its stdout and stderr in out. */
+static int
+check_config(const char *path, char *out, size_t cap)
+{
+    char log[] = "/tmp/riven-route-out-XXXXXX";
+    const char *argv[] = {harness_riven_bin(), "-t", "-c", path, NULL};
+    struct harness_proc p;
+    int fd = mkstemp(log), saved_out, saved_err, st;
+    ssize_t n;
+
+    assert_true(fd >= 0);
+    fflush(NULL);
+    saved_out = dup(STDOUT_FILENO);
+    saved_err = dup(STDERR_FILENO);
+    assert_true(saved_out >= 0 && saved_err >= 0);
+    dup2(fd, STDOUT_FILENO);
+    dup2(fd, STDERR_FILENO);
+    st = harness_spawn(&p, "riven", argv);
+    dup2(saved_out, STDOUT_FILENO);
+    dup2(saved_err, STDERR_FILENO);
+    close(saved_out);
+    close(saved_err);
+    assert_int_equal(st, 0);
+    st = harness_proc_wait(&p, 5000);
+    n = pread(fd, out, cap - 1, 0);
+    out[n > 0 ? n : 0] = '\0';
+    close(fd);
+    unlink(log);
+    return st;
+}
+
 /* Write listen, log_level, timeouts and body (printf-style) to t->path
  * and (re)start riven on it; metrics: serve /metrics on a free port. */
 static void __attribute__((format(printf, 4, 5)))
@@ -212,6 +243,14 @@ rt_riven(struct rt *t, bool metrics, unsigned request_ms, const char *fmt, ...)
                 "timeouts: {connect_ms: 1000, request_ms: %u}\n%s",
                 t->port, level ? level : "warn", request_ms, body);
         assert_int_equal(fclose(f), 0);
+        if (attempt == 0) { /* a config riven refuses: say why, once */
+            char out[1024];
+            int st = check_config(t->path, out, sizeof(out));
+
+            if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) {
+                fail_msg("riven -t -c %s refuses the config: %s", t->path, out);
+            }
+        }
         snprintf(maddr, sizeof(maddr), "127.0.0.1:%d", t->mport);
         if (harness_riven_start(&t->rv, 0, t->path, t->port,
                                 metrics ? extra : NULL) == 0) {
@@ -1277,37 +1316,6 @@ test_route_metrics(void **state)
 
 /* ---- 9. validation ----------------------------------------------------- */
 
-/* riven -t -c path; its exit status, its stdout and stderr in out. */
-static int
-check_config(const char *path, char *out, size_t cap)
-{
-    char log[] = "/tmp/riven-route-out-XXXXXX";
-    const char *argv[] = {harness_riven_bin(), "-t", "-c", path, NULL};
-    struct harness_proc p;
-    int fd = mkstemp(log), saved_out, saved_err, st;
-    ssize_t n;
-
-    assert_true(fd >= 0);
-    fflush(NULL);
-    saved_out = dup(STDOUT_FILENO);
-    saved_err = dup(STDERR_FILENO);
-    assert_true(saved_out >= 0 && saved_err >= 0);
-    dup2(fd, STDOUT_FILENO);
-    dup2(fd, STDERR_FILENO);
-    st = harness_spawn(&p, "riven", argv);
-    dup2(saved_out, STDOUT_FILENO);
-    dup2(saved_err, STDERR_FILENO);
-    close(saved_out);
-    close(saved_err);
-    assert_int_equal(st, 0);
-    st = harness_proc_wait(&p, 5000);
-    n = pread(fd, out, cap - 1, 0);
-    out[n > 0 ? n : 0] = '\0';
-    close(fd);
-    unlink(log);
-    return st;
-}
-
 static void
 test_validation(void **state)
 {
@@ -1354,8 +1362,17 @@ test_validation(void **state)
            WIFEXITED(st) ? WEXITSTATUS(st) : -1, (int)strcspn(out, "\n"), out);
     assert_true(WIFEXITED(st) && WEXITSTATUS(st) != 0);
     assert_true(named);
+}
 
-    /* the issue's example, every rule kind: accepted */
+/* The example of issue 13, every rule kind once: riven -t accepts it. */
+static void
+test_example_config(void **state)
+{
+    struct rt *t = fixture(state);
+    int port = t->mc[0].port, st;
+    char out[2048];
+    FILE *f;
+
     f = fopen(t->path, "w");
     assert_non_null(f);
     fprintf(f,
@@ -1398,6 +1415,7 @@ main(void)
         cmocka_unit_test_setup_teardown(test_hash_tag, setup3, teardown),
         cmocka_unit_test_setup_teardown(test_route_metrics, setup4, teardown),
         cmocka_unit_test_setup_teardown(test_validation, setup1, teardown),
+        cmocka_unit_test_setup_teardown(test_example_config, setup1, teardown),
     };
 
     if (getenv("INTEG_ROUTE_ONLY") != NULL) { /* one case, to debug it */
