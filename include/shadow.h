@@ -52,7 +52,20 @@
 #define SHADOW_WBUF_MAX  (256u * 1024) /* unsent bytes */
 #define SHADOW_RETRY_MS  1000          /* no connect after a failed one */
 
+#define SHADOW_WATCH_BYTES 512 /* reply bytes a watch keeps */
+
 struct shadow;
+
+/* What became of a request sent with a watch (all_fastest waits on its
+ * children this way): done once it has a reply or failed. res is the
+ * reply, its bytes (value, raw meta reply, message) copied into buf; a
+ * reply of more than SHADOW_WATCH_BYTES is taken as FAIL_BACKEND_ERROR.
+ * A failure is riven's SERVER_ERROR (timeout, unavailable, error). */
+struct shadow_watch {
+    bool done;
+    struct response res;
+    char buf[SHADOW_WATCH_BYTES];
+};
 
 /* A shadow for addr (ref: owned by the config snapshot, which must
  * outlive the shadow), server number idx (for metrics; >=
@@ -76,6 +89,14 @@ void shadow_destroy(struct shadow *s);
  * (stats, whose reply needs its arguments, and what proto_meta does not
  * encode). */
 bool shadow_send(struct shadow *s, const struct request *req, uint32_t tag);
+
+/* shadow_send, and w (ref: until done, or until shadow_unwatch) gets
+ * the reply. Not taken: w is done at once with backend unavailable. */
+bool shadow_send_watched(struct shadow *s, const struct request *req,
+                         uint32_t tag, struct shadow_watch *w);
+
+/* Forget w: its reply is still read and counted, but not kept. */
+void shadow_unwatch(struct shadow *s, const struct shadow_watch *w);
 
 /* Without blocking: finish a pending connect, write buffered requests,
  * read and count every reply that is there, and time out (now_ms:

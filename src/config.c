@@ -1549,6 +1549,18 @@ route_rule(struct loader *ld, const struct config *cfg, yaml_node_t *map,
     case CFG_ROUTE_ALL_FASTEST:
     case CFG_ROUTE_FAILOVER:
         st = route_list(ld, cfg, rk.val, rpath, depth, out);
+        for (size_t i = 0; st == ST_OK && out->kind == CFG_ROUTE_ALL_FASTEST &&
+                           i < out->nchild;
+             i++) {
+            if (out->child[i].kind != CFG_ROUTE_POOL) {
+                /* all_fastest waits on its children's sockets itself */
+                util_errf(ld->err, ld->errlen,
+                          "%s:%d: %s[%zu]: an all_fastest child must be a "
+                          "pool",
+                          ld->name, out->child[i].line, rpath, i);
+                st = ST_ERROR;
+            }
+        }
         break;
     case CFG_ROUTE_SHADOW:
         st = route_two(ld, cfg, rk.val, rpath, depth, shadow, out);

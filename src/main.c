@@ -211,6 +211,11 @@ parse_args(int argc, char **argv, struct opts *o)
 static enum status
 apply_opts(struct config *cfg, const struct opts *o, char *err, size_t errlen)
 {
+    if (o->nservers > 0 && cfg->nroutes > 0) {
+        snprintf(err, errlen,
+                 "-b does not apply with routes: (the servers are in pools:)");
+        return ST_ERROR;
+    }
     if ((o->nlisten > 0 &&
          config_set_listen(cfg, o->listen, o->nlisten) != ST_OK) ||
         (o->nservers > 0 &&

@@ -22,6 +22,7 @@
  */
 #include "orca.h"
 
+#include <poll.h>
 #include <pthread.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -71,6 +72,9 @@ struct orca {
     size_t njobs;
     struct ablock *arena_head; /* routes: frames and pools' answers */
     struct ablock *arena;      /* the block in use */
+    bool watching;             /* routes: a request waits on a shadow */
+    struct pollfd *pfds;       /* routes: for waiting on shadows */
+    size_t npfds;
 };
 
 static enum status
@@ -127,6 +131,7 @@ adopt(struct layer *ly, struct layer *prev, const struct config *cfg)
 
 static void route_done(struct orca *o);
 static void route_free(struct orca *o);
+static bool orca_layers_busy(const struct orca *o);
 
 struct orca *
 orca_create(const struct orca_env *env, enum cfg_orca mode, struct orca *prev)
@@ -783,6 +788,8 @@ struct frame {
     struct frame *kid;            /* the children's frames, or NULL */
     struct response *slot;        /* a pool's answer (arena) */
     const struct response *res;   /* the node's answer, once done */
+    struct shadow *sh;            /* all_fastest: the child's socket */
+    struct shadow_watch *w;       /* all_fastest: its answer (arena) */
     uint32_t i;                   /* failover: the child asked */
     uint8_t state;                /* STEP_NEW, STEP_SENT, STEP_DONE */
     uint8_t phase;                /* warm_up: WARM_COLD, ... */
@@ -1053,6 +1060,68 @@ step_all_sync(struct orca *o, struct job *j, struct frame *f,
         return false;
     }
     f->res = f->kid[0].res;
+    return true;
+}
+
+/* all_fastest: a write goes to every child (pools) on sockets nobody
+ * else waits on, and the first success answers; the other answers are
+ * still read and counted, never kept. Reads, gets and cas as all_sync's. */
+static bool
+step_all_fastest(struct orca *o, struct job *j, struct frame *f,
+                 const struct request *req, uint64_t now)
+{
+    const struct cfg_route *n = f->node;
+    const struct response *ok = NULL;
+    bool all = true;
+
+    if (!route_is_write(req) || req->cmd == REQ_CAS) {
+        return step_all_sync(o, j, f, req, now);
+    }
+    if (f->phase == 0) {
+        f->phase = 1;
+        for (size_t i = 0; i < n->nchild; i++) {
+            struct frame *k = &f->kid[i];
+            struct layer *ly = &o->ly[k->node->pool];
+            struct request r = *req;
+
+            if (k->node->ttl_max > 0 && sets_ttl(req)) {
+                r.exptime = route_clamp_ttl(req->exptime, k->node->ttl_max,
+                                            time(NULL));
+            }
+            k->w = arena_alloc(o, sizeof(*k->w));
+            k->sh = k->w ? shadow_at(o, ly, route(ly, req, now)) : NULL;
+            if (k->sh != NULL) {
+                (void)shadow_send_watched(k->sh, &r, (uint32_t)j->ridx, k->w);
+            } else if (k->w != NULL) {
+                res_set_fail(&k->w->res, FAIL_OUT_OF_MEMORY);
+                k->w->done = true;
+            }
+        }
+    }
+    for (size_t i = 0; i < n->nchild; i++) {
+        const struct frame *k = &f->kid[i];
+
+        if (k->w != NULL && !k->w->done) {
+            all = false;
+        } else if (k->w != NULL && ok == NULL &&
+                   route_severity(&k->w->res) == 0) {
+            ok = &k->w->res;
+        }
+    }
+    if (ok == NULL && !all) {
+        o->watching = true;
+        return false;
+    }
+    for (size_t i = 0; i < n->nchild; i++) {
+        const struct frame *k = &f->kid[i];
+
+        if (k->sh != NULL && !k->w->done) {
+            shadow_unwatch(k->sh, k->w); /* read and counted, not kept */
+        }
+    }
+    f->res = ok                  ? ok
+             : f->kid[0].w != NULL ? &f->kid[0].w->res
+                                   : &nomem_res;
     return true;
 }
 
@@ -1335,6 +1404,9 @@ step(struct orca *o, struct job *j, struct frame *f, const struct request *req,
     case CFG_ROUTE_ALL_SYNC:
         done = step_all_sync(o, j, f, req, now);
         break;
+    case CFG_ROUTE_ALL_FASTEST:
+        done = step_all_fastest(o, j, f, req, now);
+        break;
     case CFG_ROUTE_WARM_UP:
         done = step_warm_up(o, j, f, req, now);
         break;
@@ -1365,6 +1437,52 @@ shadows_poll(struct orca *o)
             }
         }
     }
+}
+
+/* Wait until a shadow has something to read (or write), or the first of
+ * their deadlines, then take what they have: for all_fastest, whose
+ * answers come over shadows. */
+static void
+shadows_wait(struct orca *o)
+{
+    uint64_t now = util_now_ms(), until = UINT64_MAX;
+    size_t n = 0, cap = 0;
+
+    for (size_t l = 0; l < o->nly; l++) {
+        cap += o->ly[l].sh != NULL ? o->ly[l].nh : 0;
+    }
+    if (cap > o->npfds) {
+        struct pollfd *p = realloc(o->pfds, cap * sizeof(*p));
+
+        if (p == NULL) {
+            return; /* the deadlines still end every wait */
+        }
+        o->pfds = p;
+        o->npfds = cap;
+    }
+    for (size_t l = 0; l < o->nly; l++) {
+        for (size_t i = 0; o->ly[l].sh != NULL && i < o->ly[l].nh; i++) {
+            const struct shadow *sh = o->ly[l].sh[i];
+
+            if (sh == NULL || shadow_fd(sh) < 0 ||
+                shadow_outstanding(sh) == 0) {
+                continue;
+            }
+            o->pfds[n].fd = shadow_fd(sh);
+            o->pfds[n].events =
+                (short)(POLLIN | (shadow_want_write(sh) ? POLLOUT : 0));
+            o->pfds[n++].revents = 0;
+            until = MIN(until, shadow_deadline(sh));
+        }
+    }
+    if (n > 0) {
+        int ms = until == UINT64_MAX ? (int)o->env->cfg->request_timeout_ms
+                 : until > now       ? (int)MIN(until - now, INT32_MAX)
+                                     : 0;
+
+        (void)poll(o->pfds, (nfds_t)n, ms);
+    }
+    shadows_poll(o);
 }
 
 static enum status
@@ -1440,13 +1558,19 @@ run_routed(struct orca *o, struct req_batch *b, size_t from, size_t to)
         uint64_t now = util_now_ms();
 
         busy = false;
+        o->watching = false;
         for (size_t k = from; k < to; k++) {
             struct job *j = &o->jobs[k];
 
             busy |= !step(o, j, &j->root, j->req, now);
         }
-        if (busy) {
+        if (busy && orca_layers_busy(o)) {
             run_queued(o, SIZE_MAX);
+            if (o->watching) {
+                shadows_poll(o);
+            }
+        } else if (busy && o->watching) {
+            shadows_wait(o);
         }
     }
     unlock_keys(o);
@@ -1504,6 +1628,7 @@ route_free(struct orca *o)
         a = next;
     }
     free(o->jobs);
+    free(o->pfds);
 }
 
 static void

@@ -43,15 +43,20 @@ fnv(const char *p, size_t n)
     return h;
 }
 
-/* The orca runs every route kind but all_fastest yet. */
+/* What the orca cannot run: all_fastest waits on its children's sockets
+ * itself, so they must be pools. */
 static bool
 runnable(const struct cfg_route *r, char *err, size_t errlen,
          const struct config *cfg)
 {
-    if (r->kind == CFG_ROUTE_ALL_FASTEST) {
-        snprintf(err, errlen, "%s:%d: all_fastest routes are not supported "
-                 "yet", cfg->path ? cfg->path : "config", r->line);
-        return false;
+    for (size_t i = 0; r->kind == CFG_ROUTE_ALL_FASTEST && i < r->nchild;
+         i++) {
+        if (r->child[i].kind != CFG_ROUTE_POOL) {
+            snprintf(err, errlen,
+                     "%s:%d: all_fastest: every child must be a pool",
+                     cfg->path ? cfg->path : "config", r->child[i].line);
+            return false;
+        }
     }
     for (size_t i = 0; i < r->nchild; i++) {
         if (!runnable(&r->child[i], err, errlen, cfg)) {

@@ -49,6 +49,7 @@ struct pend {
     uint32_t otag;    /* O<tag> sent (reads), 0 if none */
     uint32_t rflags;  /* the request's REQ_F_* */
     uint8_t cmd;      /* enum req_cmd */
+    struct shadow_watch *watch; /* ref: the waiter's, or NULL */
 };
 
 struct shadow {
@@ -103,12 +104,28 @@ shadow_close(struct shadow *s)
     buf_shrink(&s->rbuf);
 }
 
+/* A watched request failed: its waiter hears riven's error. */
+static void
+watch_fail(struct shadow_watch *w, enum res_fail why)
+{
+    if (w != NULL) {
+        memset(&w->res, 0, sizeof(w->res));
+        res_set_fail(&w->res, why);
+        w->done = true;
+    }
+}
+
 /* Count every outstanding request as r, then close. */
 static void
 fail_all(struct shadow *s, enum metrics_shadow_result r)
 {
     for (size_t i = 0; i < s->n; i++) {
-        metrics_route_shadow(s->ring[(s->head + i) % s->cap].route, r);
+        const struct pend *p = &s->ring[(s->head + i) % s->cap];
+
+        metrics_route_shadow(p->route, r);
+        watch_fail(p->watch, r == MSHADOW_TIMEOUT ? FAIL_BACKEND_TIMEOUT
+                             : r == MSHADOW_ERROR ? FAIL_BACKEND_ERROR
+                                                  : FAIL_BACKEND_UNAVAILABLE);
     }
     s->head = s->n = 0;
     shadow_close(s);
@@ -133,11 +150,16 @@ shadow_create(const struct cfg_addr *addr, size_t idx, uint32_t connect_ms,
     return s;
 }
 
+static bool read_replies(struct shadow *s);
+
 void
 shadow_destroy(struct shadow *s)
 {
     if (s == NULL) {
         return;
+    }
+    if (s->fd >= 0 && !s->connecting) {
+        (void)read_replies(s); /* count what has come */
     }
     fail_all(s, MSHADOW_DROPPED); /* abandoned unanswered */
     buf_free(&s->wbuf);
@@ -394,8 +416,42 @@ drop(uint32_t route)
     return false;
 }
 
+static bool send_one(struct shadow *s, const struct request *req,
+                     uint32_t tag, struct shadow_watch *w);
+
 bool
 shadow_send(struct shadow *s, const struct request *req, uint32_t tag)
+{
+    return send_one(s, req, tag, NULL);
+}
+
+bool
+shadow_send_watched(struct shadow *s, const struct request *req, uint32_t tag,
+                    struct shadow_watch *w)
+{
+    w->done = false;
+    if (!send_one(s, req, tag, w)) {
+        watch_fail(w, FAIL_BACKEND_UNAVAILABLE);
+        return false;
+    }
+    return true;
+}
+
+void
+shadow_unwatch(struct shadow *s, const struct shadow_watch *w)
+{
+    for (size_t i = 0; i < s->n; i++) {
+        struct pend *p = &s->ring[(s->head + i) % s->cap];
+
+        if (p->watch == w) {
+            p->watch = NULL;
+        }
+    }
+}
+
+static bool
+send_one(struct shadow *s, const struct request *req, uint32_t tag,
+         struct shadow_watch *w)
 {
     uint64_t now_ns = util_now_ns(), now_ms = now_ns / NS_PER_MS;
     size_t unsent = buf_len(&s->wbuf);
@@ -417,6 +473,7 @@ shadow_send(struct shadow *s, const struct request *req, uint32_t tag)
     }
     p->sent_ns = now_ns;
     p->route = tag;
+    p->watch = w;
     s->n++;
     metrics_server_request(s->idx);
     if (!s->connecting) {
@@ -426,6 +483,36 @@ shadow_send(struct shadow *s, const struct request *req, uint32_t tag)
 }
 
 /* ---- reading ---- */
+
+/* Give w (NULL: nobody waits) a copy of res, its bytes in w->buf. */
+static void
+watch_take(struct shadow_watch *w, const struct response *res)
+{
+    size_t n = res->nval + res->nraw + res->nmsg;
+    char *at;
+
+    if (w == NULL) {
+        return;
+    }
+    if (n > sizeof(w->buf)) {
+        watch_fail(w, FAIL_BACKEND_ERROR);
+        return;
+    }
+    w->res = *res;
+    at = w->buf;
+    if (res->nval > 0) {
+        w->res.val = memcpy(at, res->val, res->nval);
+        at += res->nval;
+    }
+    if (res->nraw > 0) {
+        w->res.raw = memcpy(at, res->raw, res->nraw);
+        at += res->nraw;
+    }
+    if (res->nmsg > 0) {
+        w->res.msg = memcpy(at, res->msg, res->nmsg);
+    }
+    w->done = true;
+}
 
 /* Count the reply at rbuf.pos for the head pend. ST_OK (counted and
  * popped), ST_AGAIN (*need: total bytes needed if known, else 0), or
@@ -451,6 +538,7 @@ take_reply(struct shadow *s, uint64_t now_ns, size_t *need)
     err = res.kind == RES_ERROR || res.kind == RES_CLIENT_ERROR ||
           res.kind == RES_SERVER_ERROR;
     metrics_route_shadow(p->route, err ? MSHADOW_ERROR : MSHADOW_OK);
+    watch_take(p->watch, &res);
     metrics_observe_backend(s->idx, now_ns - p->sent_ns);
     buf_consume(&s->rbuf, used);
     s->head = (s->head + 1) % s->cap;

@@ -1104,6 +1104,9 @@ static const struct bad bad_route_cases[] = {
      "x.yml:5: routes[0].default.l1l2.l2.all_sync[1]: unknown pool 'c'"},
     {POOLS "routes:\n  - default: {warm_up: {cold: b, warm: a.}}\n",
      "x.yml:5: routes[0].default.warm_up.warm: unknown pool 'a.'"},
+    {POOLS "routes:\n  - default: {all_fastest: [a, {failover: [a, b]}]}\n",
+     "x.yml:5: routes[0].default.all_fastest[1]: an all_fastest child must "
+     "be a pool"},
     {POOLS "routes:\n  - default: {pool: [a]}\n",
      "x.yml:5: routes[0].default.pool: expected a pool name, got a "
      "sequence"},
