@@ -1121,6 +1121,12 @@ test_shadow(void **state)
            "dropped %.0f\n",
            ok, 2 * STOPPED_OPS, (long long)slowest, SHADOW_REQMS,
            (long long)(harness_now_ms() - t0), res[0], res[1], res[2], res[3]);
+    /* for the report: does the next request on the connection count
+     * them? (the assertion stays on the idle connection's counter) */
+    assert_true(get_is(c, "st:0", 0, "stopped-0"));
+    printf("    after one more request on the connection: timeout %.0f\n",
+           metric_wait(t->mport, "riven_shadow_requests_total",
+                       "route=\"default\"", "result=\"timeout\"", 1));
     harness_conn_close(c);
     assert_int_equal(harness_proc_signal(&t->mc[1], SIGCONT), 0);
     free(run1);
