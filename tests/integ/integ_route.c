@@ -1055,22 +1055,55 @@ shadow_fill(struct rt *t, uint8_t *owner)
     return found;
 }
 
+static const char *const shadow_results[] = {"ok", "error", "timeout",
+                                             "dropped"};
+
+/* riven_shadow_requests_total{route="default",result=...} into res[4]
+ * (an absent series is 0); their sum. */
+static double
+shadow_counts(int mport, double *res)
+{
+    double sum = 0;
+
+    for (size_t r = 0; r < 4; r++) {
+        char label[32];
+
+        snprintf(label, sizeof(label), "result=\"%s\"", shadow_results[r]);
+        res[r] = metric(mport, "riven_shadow_requests_total",
+                        "route=\"default\"", label);
+        res[r] = res[r] < 0 ? 0 : res[r];
+        sum += res[r];
+    }
+    return sum;
+}
+
+/* Poll until the shadow results sum to want (WAIT_MS); the sum then. */
+static double
+shadow_wait_sum(int mport, double want, double *res)
+{
+    int64_t start = harness_now_ms();
+    double sum;
+
+    while ((sum = shadow_counts(mport, res)) != want &&
+           harness_now_ms() - start < WAIT_MS) {
+        poll(NULL, 0, POLL_MS);
+    }
+    return sum;
+}
+
 static void
 test_shadow(void **state)
 {
     struct rt *t = fixture(state);
     uint8_t *run1 = calloc(SHADOW_KEYS, 1), *run2 = calloc(SHADOW_KEYS, 1);
-    size_t n1, n2, same = 0;
-    int64_t slowest = 0, t0;
+    size_t n1, n2, same = 0, copies = 0;
+    int64_t slowest = 0, t0, idle_ms;
     int ok = 0;
-    double dropped, timeouts, res[4];
-    static const char *const results[] = {"ok", "error", "timeout", "dropped"};
+    double before[4], after[4], sum0, sum, want;
     struct harness_conn *c;
 
     assert_true(run1 != NULL && run2 != NULL);
     n1 = shadow_fill(t, run1);
-    dropped = metric(t->mport, "riven_shadow_requests_total",
-                     "route=\"default\"", "result=\"dropped\"");
     /* everything anew: new memcacheds, new riven */
     rt_stop_all(t);
     rt_start_mcs(t);
@@ -1078,22 +1111,29 @@ test_shadow(void **state)
     for (size_t i = 0; i < SHADOW_KEYS; i++) {
         same += run1[i] == run2[i];
     }
+    /* every copy counted once: n2 keys and the barrier's second set */
+    sum0 = shadow_wait_sum(t->mport, (double)n2 + 1, before);
     printf("    shadow 0.1: %zu then %zu of %d keys on the shadow, %zu/%d "
-           "placed alike; dropped %.0f\n",
-           n1, n2, SHADOW_KEYS, same, SHADOW_KEYS, dropped);
+           "placed alike; copies counted %.0f (ok %.0f error %.0f timeout "
+           "%.0f dropped %.0f), want %zu\n",
+           n1, n2, SHADOW_KEYS, same, SHADOW_KEYS, sum0, before[0], before[1],
+           before[2], before[3], n2 + 1);
     assert_true(n1 >= 900 && n1 <= 1100);
     assert_int_equal(same, SHADOW_KEYS);
+    assert_true(sum0 == (double)n2 + 1);
 
-    /* the shadow stopped: the client neither fails nor waits; the
-     * connection stays open while the shadow's requests time out (its
-     * close would count them dropped) */
+    /* the shadow stopped: the client neither fails nor waits. The keys
+     * are the first STOPPED_OPS of the fill, so the copies (a set and a
+     * get of each key in the fraction) are known; the connection stays
+     * open and idle while they time out (its close would count them
+     * dropped). */
     assert_int_equal(harness_proc_signal(&t->mc[1], SIGSTOP), 0);
     c = conn(t->port);
     for (int i = 0; i < STOPPED_OPS; i++) {
         char k[32], v[32], req[96], *line;
         bool good;
 
-        snprintf(k, sizeof(k), "st:%d", i);
+        shadow_key(k, sizeof(k), (size_t)i);
         snprintf(v, sizeof(v), "stopped-%d", i);
         set_req(req, sizeof(req), "set", k, 0, 0, v);
         t0 = harness_now_ms();
@@ -1105,35 +1145,36 @@ test_shadow(void **state)
         good = get_is(c, k, 0, v);
         slowest = MAX(slowest, harness_now_ms() - t0);
         ok += good;
+        copies += run2[i] ? 2 : 0;
     }
     t0 = harness_now_ms();
-    timeouts = metric_wait(t->mport, "riven_shadow_requests_total",
-                           "route=\"default\"", "result=\"timeout\"", 1);
-    for (size_t r = 0; r < 4; r++) {
-        char label[32];
-
-        snprintf(label, sizeof(label), "result=\"%s\"", results[r]);
-        res[r] = metric(t->mport, "riven_shadow_requests_total",
-                        "route=\"default\"", label);
-    }
+    want = sum0 + (double)copies;
+    sum = shadow_wait_sum(t->mport, want, after);
+    idle_ms = harness_now_ms() - t0;
     printf("    shadow stopped: %d/%d requests exact, slowest %lld ms "
-           "(request_ms %d); %lld ms later: ok %.0f error %.0f timeout %.0f "
-           "dropped %.0f\n",
-           ok, 2 * STOPPED_OPS, (long long)slowest, SHADOW_REQMS,
-           (long long)(harness_now_ms() - t0), res[0], res[1], res[2], res[3]);
-    /* for the report: does the next request on the connection count
-     * them? (the assertion stays on the idle connection's counter) */
-    assert_true(get_is(c, "st:0", 0, "stopped-0"));
-    printf("    after one more request on the connection: timeout %.0f\n",
-           metric_wait(t->mport, "riven_shadow_requests_total",
-                       "route=\"default\"", "result=\"timeout\"", 1));
+           "(request_ms %d); %zu copies, counted %.0f after %lld ms idle: "
+           "ok +%.0f error +%.0f timeout +%.0f dropped +%.0f\n",
+           ok, 2 * STOPPED_OPS, (long long)slowest, SHADOW_REQMS, copies,
+           sum - sum0, (long long)idle_ms, after[0] - before[0],
+           after[1] - before[1], after[2] - before[2], after[3] - before[3]);
+    if (sum != want) { /* for the report: does a request count them? */
+        assert_true(get_is(c, "sh:0", 0, "stopped-0"));
+        printf("    after one more request on the connection: timeout "
+               "+%.0f\n",
+               metric_wait(t->mport, "riven_shadow_requests_total",
+                           "route=\"default\"", "result=\"timeout\"",
+                           before[2] + 1) -
+                   before[2]);
+    }
     harness_conn_close(c);
     assert_int_equal(harness_proc_signal(&t->mc[1], SIGCONT), 0);
     free(run1);
     free(run2);
     assert_int_equal(ok, 2 * STOPPED_OPS);
     assert_true(slowest < SHADOW_REQMS / 2);
-    assert_true(timeouts > 0);
+    assert_true(sum == want);
+    assert_true(after[2] > before[2]);  /* timeouts among them */
+    assert_true(after[0] == before[0]); /* nothing answered by a stopped one */
 }
 
 /* ---- 6. warm_up -------------------------------------------------------- */
