@@ -1503,6 +1503,27 @@ shadows_wait(struct orca *o)
     shadows_poll(o);
 }
 
+uint64_t
+orca_shadow_deadline(const struct orca *o)
+{
+    uint64_t until = UINT64_MAX;
+
+    for (size_t l = 0; l < o->nly; l++) {
+        for (size_t i = 0; o->ly[l].sh != NULL && i < o->ly[l].nh; i++) {
+            if (o->ly[l].sh[i] != NULL) {
+                until = MIN(until, shadow_deadline(o->ly[l].sh[i]));
+            }
+        }
+    }
+    return until;
+}
+
+void
+orca_poll_shadows(struct orca *o)
+{
+    shadows_poll(o);
+}
+
 static enum status
 jobs_reserve(struct orca *o, size_t n)
 {
