@@ -89,6 +89,13 @@ size_t orca_continue(struct orca *o, size_t written) WUR;
 /* The client has the replies: release backend buffers of the batch. */
 void orca_done(struct orca *o);
 
+/* When the shadows' outstanding copies must be looked at again (their
+ * timeouts), UINT64_MAX if never; orca_poll_shadows reads their replies
+ * and times them out, without blocking. An idle connection calls it at
+ * that time, so that a stopped shadow is counted and closed on time. */
+uint64_t orca_shadow_deadline(const struct orca *o);
+void orca_poll_shadows(struct orca *o);
+
 /* Number of backend sockets open. */
 size_t orca_sockets(const struct orca *o);
 /* Close every backend socket (they reopen on the next request). */

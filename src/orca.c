@@ -1036,9 +1036,10 @@ step_failover(struct orca *o, struct job *j, struct frame *f,
     }
 }
 
-/* all_sync: writes to every child, the worst answer; gets, cas and
- * other reads to the first child, or with read: failover to the next
- * while one errs or misses. */
+/* all_sync: writes to every child, the worst answer; gat and gats to
+ * every child too, the first answering; gets, cas and other reads to the
+ * first child, or with read: failover to the next while one errs or
+ * misses. */
 static bool
 step_all_sync(struct orca *o, struct job *j, struct frame *f,
               const struct request *req, uint64_t now)
@@ -1050,6 +1051,23 @@ step_all_sync(struct orca *o, struct job *j, struct frame *f,
             return false;
         }
         f->res = worst(f, n->nchild);
+        return true;
+    }
+    if (req->cmd == REQ_GAT || req->cmd == REQ_GATS) {
+        /* a read that sets the TTL: every copy's TTL moves; the first
+         * child answers (with read: failover, the first that has it) */
+        if (!step_all(o, j, f, req, n->nchild, now)) {
+            return false;
+        }
+        f->res = f->kid[0].res;
+        for (size_t i = 0; n->read_failover && req->cmd == REQ_GAT &&
+                           i < n->nchild;
+             i++) {
+            if (!fails_over(true, req, f->kid[i].res)) {
+                f->res = f->kid[i].res;
+                break;
+            }
+        }
         return true;
     }
     if (n->read_failover && !(req->rflags & REQ_F_RET_CAS) &&
@@ -1482,6 +1500,27 @@ shadows_wait(struct orca *o)
 
         (void)poll(o->pfds, (nfds_t)n, ms);
     }
+    shadows_poll(o);
+}
+
+uint64_t
+orca_shadow_deadline(const struct orca *o)
+{
+    uint64_t until = UINT64_MAX;
+
+    for (size_t l = 0; l < o->nly; l++) {
+        for (size_t i = 0; o->ly[l].sh != NULL && i < o->ly[l].nh; i++) {
+            if (o->ly[l].sh[i] != NULL) {
+                until = MIN(until, shadow_deadline(o->ly[l].sh[i]));
+            }
+        }
+    }
+    return until;
+}
+
+void
+orca_poll_shadows(struct orca *o)
+{
     shadows_poll(o);
 }
 

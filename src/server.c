@@ -136,12 +136,13 @@ set_rcvtimeo(struct server *s, uint32_t ms)
 }
 
 /* The time recv may block: until the client must have completed a request
- * (client_idle_timeout_ms) or the backend sockets are released
- * (backend_idle_timeout_ms), whichever comes first; 0 = forever. */
+ * (client_idle_timeout_ms), the backend sockets are released
+ * (backend_idle_timeout_ms) or copies sent to a shadow time out,
+ * whichever comes first; 0 = forever. */
 static uint32_t
 recv_wait(struct server *s, uint64_t now)
 {
-    uint64_t deadline = UINT64_MAX;
+    uint64_t deadline = orca_shadow_deadline(s->orca);
 
     if (s->cfg->client_idle_timeout_ms > 0) {
         deadline = s->last_done + s->cfg->client_idle_timeout_ms;
@@ -156,12 +157,14 @@ recv_wait(struct server *s, uint64_t now)
     return deadline > now ? (uint32_t)MIN(deadline - now, UINT32_MAX) : 1;
 }
 
-/* recv timed out: release backend sockets, or give up on the client. */
+/* recv timed out: count the shadows' timeouts, release backend sockets,
+ * or give up on the client. */
 static enum status
 recv_timeout(struct server *s)
 {
     uint64_t idle = util_now_ms() - s->last_done;
 
+    orca_poll_shadows(s->orca);
     if (s->cfg->client_idle_timeout_ms > 0 &&
         idle >= s->cfg->client_idle_timeout_ms) {
         log_debug("%s: client completed no request in %llu ms, closing",

@@ -17,7 +17,11 @@
  * - key locks: 32 threads set/get 10 keys for 2 s; afterwards every key
  *   L1 holds equals L2's;
  * - metrics: the per-layer counters of `stats proxy` move exactly;
- * - conf/l1l2-example.yml passes `riven -t -c`.
+ * - conf/l1l2-example.yml passes `riven -t -c`;
+ * - routes (issue 13): refill, L2 down, differential (l1l2 rows), multi,
+ *   L1 set failing and key locks again through the route
+ *   `{l1l2: {l1: l1, l2: {all_sync: [l2, l2b]}}}`, a fourth memcached
+ *   (l2b) as L2's replica holding every write L2 holds.
  *
  * Needs riven and a memcached built with extstore: every case is skipped
  * with RIVEN_DIRECT=1. To debug one case: INTEG_L1L2_ONLY=test_name; to
@@ -56,6 +60,7 @@
 struct l1l2 {
     struct harness_proc l1;
     struct harness_proc l2;
+    struct harness_proc l2b; /* routes: L2's replica (all_sync), else -1 */
     struct harness_proc rv;
     int batch_port; /* riven's --batch-listen port */
     char dir[64];   /* mkdtemp; removed at teardown */
@@ -98,6 +103,9 @@ fixture_free(struct l1l2 *t)
     harness_proc_stop(&t->rv, 5000);
     harness_proc_stop(&t->l1, 5000);
     harness_proc_stop(&t->l2, 5000);
+    if (t->l2b.pid > 0) {
+        harness_proc_stop(&t->l2b, 5000);
+    }
     if (t->dir[0] != '\0') {
         unlink(t->ext);
         unlink(t->conf);
@@ -122,7 +130,7 @@ backends_start(const char *const *l1_more)
     if (t == NULL) {
         return NULL;
     }
-    t->l1.pid = t->l2.pid = t->rv.pid = -1;
+    t->l1.pid = t->l2.pid = t->l2b.pid = t->rv.pid = -1;
     for (size_t i = 0; l1_more != NULL && l1_more[i] != NULL && i < 5; i++) {
         l1_args[2 + i] = l1_more[i];
     }
@@ -231,6 +239,59 @@ setup_yaml(void **state)
     assert_int_equal(fclose(f), 0);
     assert_int_equal(harness_riven_start(&t->rv, 0, t->conf, port, NULL), 0);
     return 0;
+}
+
+/*
+ * The l1l2 rule of routes (issue 13): the same semantics with each layer a
+ * route, L2 replicated over two pools:
+ *   routes: [{default: {l1l2: {l1: l1, l2: {all_sync: [l2, l2b]}}}}]
+ * No batch listener (routes have none): the l1l2batch rows are left out.
+ */
+static int
+setup_route_with(void **state, const char *const *l1_more)
+{
+    static const char *const l2b_args[] = {"-m", "16", NULL};
+    struct l1l2 *t;
+    FILE *f;
+    int port;
+
+    *state = NULL;
+    if (harness_direct()) {
+        return 0;
+    }
+    t = backends_start(l1_more);
+    assert_non_null(t);
+    *state = t;
+    assert_int_equal(harness_memcached_start(&t->l2b, 0, l2b_args), 0);
+    port = harness_free_port();
+    assert_true(port > 0);
+    f = fopen(t->conf, "w");
+    assert_non_null(f);
+    fprintf(f,
+            "listen: [\"127.0.0.1:%d\"]\nlog_level: warn\nkey_locks: 1024\n"
+            "pools:\n  l1: {servers: [\"127.0.0.1:%d\"]}\n"
+            "  l2: {servers: [\"127.0.0.1:%d\"]}\n"
+            "  l2b: {servers: [\"127.0.0.1:%d\"]}\n"
+            "routes:\n"
+            "  - default: {l1l2: {l1: l1, l2: {all_sync: [l2, l2b]}}}\n",
+            port, t->l1.port, t->l2.port, t->l2b.port);
+    assert_int_equal(fclose(f), 0);
+    assert_int_equal(harness_riven_start(&t->rv, 0, t->conf, port, NULL), 0);
+    return 0;
+}
+
+static int
+setup_route(void **state)
+{
+    return setup_route_with(state, NULL);
+}
+
+static int
+setup_route_small_l1(void **state)
+{
+    static const char *const small[] = {"-I", "512k", NULL};
+
+    return setup_route_with(state, small);
 }
 
 static int
@@ -791,6 +852,9 @@ diff_run(struct l1l2 *t, struct harness_conn *c, const struct diff_case *dc)
     snprintf(key, sizeof(key), "diff:%s", dc->name);
     put_layer(t->l1.port, key, dc->l1);
     put_layer(t->l2.port, key, dc->l2);
+    if (t->l2b.pid > 0) {
+        put_layer(t->l2b.port, key, dc->l2);
+    }
     if (dc->cas != CAS_NONE) {
         cas = l2_cas(t->l2.port, key) + (dc->cas == CAS_BAD ? 1000 : 0);
     }
@@ -804,6 +868,11 @@ diff_run(struct l1l2 *t, struct harness_conn *c, const struct diff_case *dc)
     read_layer(t->l2.port, key, &i2);
     ok = layer_matches(dc, "L1", &i1, dc->l1_after) && ok;
     ok = layer_matches(dc, "L2", &i2, dc->l2_after) && ok;
+    if (t->l2b.pid > 0 && !(dc->cas != CAS_NONE)) {
+        /* the replica took every write L2 took (a cas goes to L2 only) */
+        read_layer(t->l2b.port, key, &i2);
+        ok = layer_matches(dc, "L2b", &i2, dc->l2_after) && ok;
+    }
     return ok;
 }
 
@@ -811,16 +880,21 @@ static void
 test_differential(void **state)
 {
     struct l1l2 *t = fixture(state);
-    struct harness_conn *c = conn(t->rv.port), *cb = conn(t->batch_port);
-    size_t n = sizeof(diff_cases) / sizeof(diff_cases[0]), good = 0;
+    struct harness_conn *c = conn(t->rv.port);
+    struct harness_conn *cb = t->batch_port ? conn(t->batch_port) : NULL;
+    size_t n = sizeof(diff_cases) / sizeof(diff_cases[0]), good = 0, run = 0;
 
     for (size_t i = 0; i < n; i++) {
         const struct diff_case *dc = &diff_cases[i];
 
+        if (dc->batch && cb == NULL) {
+            continue; /* routes: no l1l2batch listener */
+        }
         good += diff_run(t, dc->batch ? cb : c, dc);
+        run++;
     }
-    printf("    differential: %zu/%zu rows match the semantics table\n", good,
-           n);
+    printf("    differential: %zu/%zu rows match the semantics table%s\n",
+           good, run, t->l2b.pid > 0 ? " (l1l2 route, L2 all_sync)" : "");
     /* flush_all: both layers, every key */
     put_layer(t->l1.port, "diff:flush", "val");
     put_layer(t->l2.port, "diff:flush", "val");
@@ -835,7 +909,8 @@ test_differential(void **state)
     }
     harness_conn_close(cb);
     harness_conn_close(c);
-    assert_int_equal(good, n);
+    assert_int_equal(good, run);
+    assert_true(run >= (t->batch_port ? n : n / 2));
 }
 
 /* A get line over keys in different layers, and one pipeline touching one
@@ -897,14 +972,15 @@ static void
 test_l1_set_fails(void **state)
 {
     struct l1l2 *t = fixture(state);
-    struct harness_conn *c = conn(t->rv.port), *cb = conn(t->batch_port);
+    struct harness_conn *c = conn(t->rv.port);
+    struct harness_conn *cb = t->batch_port ? conn(t->batch_port) : NULL;
     size_t big = 600 * 1000, len;
     char *req = malloc(big + 64), *want = malloc(big + 64), *val;
     struct item it;
 
     assert_non_null(req);
     assert_non_null(want);
-    for (int b = 0; b < 2; b++) { /* l1l2, then l1l2batch (L1 replace) */
+    for (int b = 0; b < (cb ? 2 : 1); b++) { /* l1l2, l1l2batch */
         const char *key = b == 0 ? "big" : "bigbatch";
 
         assert_true(harness_roundtrip(b ? cb : c, "set x 0 0 1\r\nx\r\n",
@@ -1197,6 +1273,19 @@ main(void)
         cmocka_unit_test_setup_teardown(test_key_locks, setup_yaml, teardown),
         cmocka_unit_test_setup_teardown(test_metrics, setup_cli, teardown),
         cmocka_unit_test(test_example_config),
+        /* the same rules as an l1l2 route over an all_sync L2 */
+        cmocka_unit_test_setup_teardown(test_refill_ttl, setup_route,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_refill_long_ttl, setup_route,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_l2_down, setup_route, teardown),
+        cmocka_unit_test_setup_teardown(test_differential, setup_route,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_multi_and_pipeline, setup_route,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_l1_set_fails,
+                                        setup_route_small_l1, teardown),
+        cmocka_unit_test_setup_teardown(test_key_locks, setup_route, teardown),
     };
 
     if (getenv("INTEG_L1L2_ONLY") != NULL) { /* one case, to debug it */

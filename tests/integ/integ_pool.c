@@ -845,6 +845,31 @@ kill_run(struct pool *p, struct kclient *k, int killed, struct kill_times *t,
     }
 }
 
+/* Print riven's `stats proxy` lines that name one of three words: what
+ * riven says of its connections when the test saw one lost. */
+static void
+stats_lines(int port, const char *w1, const char *w2, const char *w3)
+{
+    struct harness_conn *c = harness_conn_open(port, HARNESS_TIMEOUT_MS);
+    char *all, *line, *save = NULL;
+
+    if (c == NULL || harness_sends(c, "stats proxy\r\n") != 0 ||
+        (all = harness_recv_until(c, "END\r\n", 5, HARNESS_TIMEOUT_MS,
+                                  NULL)) == NULL) {
+        fprintf(stderr, "integ_pool: riven answers no stats proxy\n");
+        harness_conn_close(c);
+        return;
+    }
+    for (line = strtok_r(all, "\r\n", &save); line != NULL;
+         line = strtok_r(NULL, "\r\n", &save)) {
+        if (strstr(line, w1) || strstr(line, w2) || strstr(line, w3)) {
+            fprintf(stderr, "integ_pool: riven: %s\n", line);
+        }
+    }
+    free(all);
+    harness_conn_close(c);
+}
+
 static void
 test_kill_under_load(void **state)
 {
@@ -922,6 +947,9 @@ test_kill_under_load(void **state)
     printf("    restarted: served again %lld ms after it accepted "
            "(bound %d)\n",
            (long long)back_ms, KILL_RETRY_MS + POLL_MS + SCHED_MS);
+    if (lost > 0) {
+        stats_lines(pc.listen_port, "conn", "thread", "error");
+    }
     for (int i = 0; i < LOAD_CLIENTS; i++) {
         free(k[i].s);
     }
