@@ -9,9 +9,10 @@
  * 1. all_sync: writes on both pools, the worst answer, read: failover;
  *    the first pool killed: a write answers one SERVER_ERROR line, reads
  *    come from the live pool;
- * 2. all_fastest: one child SIGSTOPped, a set answers within 10 ms and the
- *    next replies on the connection are each its own, also once the late
- *    child answers;
+ * 2. all_fastest: one child SIGSTOPped, sets answer within 10 ms (the
+ *    median of 10; none near request_ms) and the 100 gets between them
+ *    are each answered with its own reply, also once the late child
+ *    answers; the slower answers are counted, one per write;
  * 3. failover: miss: true reads the second pool after a miss; the first
  *    pool killed, 100 sets and 100 gets all succeed; a gutter child's
  *    ttl_max clamps exptime 0 and 5000 to 300;
@@ -632,6 +633,42 @@ metric_wait(int mport, const char *name, const char *l1, const char *l2,
     return v;
 }
 
+static const char *const shadow_results[] = {"ok", "error", "timeout",
+                                             "dropped"};
+
+/* riven_shadow_requests_total{route="default",result=...} into res[4]
+ * (an absent series is 0); their sum. */
+static double
+shadow_counts(int mport, double *res)
+{
+    double sum = 0;
+
+    for (size_t r = 0; r < 4; r++) {
+        char label[32];
+
+        snprintf(label, sizeof(label), "result=\"%s\"", shadow_results[r]);
+        res[r] = metric(mport, "riven_shadow_requests_total",
+                        "route=\"default\"", label);
+        res[r] = res[r] < 0 ? 0 : res[r];
+        sum += res[r];
+    }
+    return sum;
+}
+
+/* Poll until the shadow results sum to want (WAIT_MS); the sum then. */
+static double
+shadow_wait_sum(int mport, double want, double *res)
+{
+    int64_t start = harness_now_ms();
+    double sum;
+
+    while ((sum = shadow_counts(mport, res)) != want &&
+           harness_now_ms() - start < WAIT_MS) {
+        poll(NULL, 0, POLL_MS);
+    }
+    return sum;
+}
+
 /* ---- 1. all_sync ------------------------------------------------------- */
 
 static void
@@ -716,19 +753,36 @@ test_all_sync(void **state)
 
 /* ---- 2. all_fastest ---------------------------------------------------- */
 
-#define FAST_KEYS 100
-#define FAST_MS   10 /* a set with one child stopped answers within this */
+#define FAST_KEYS    100
+#define FAST_SETS    10 /* sets while a child is stopped */
+#define FAST_MS      10 /* their median answers within this */
+#define COUNTED_SETS 50
+
+/* The value of key fast:i. */
+static void
+fast_val(char *out, size_t cap, int i)
+{
+    snprintf(out, cap, "value-%d-%.*s", i, i % 17, "abcdefghijklmnopq");
+}
+
+static int
+cmp_i64(const void *a, const void *b)
+{
+    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+
+    return (x > y) - (x < y);
+}
 
 static void
 test_all_fastest(void **state)
 {
     struct rt *t = fixture(state);
     struct harness_conn *c;
-    int64_t t0, el_us, el2_us;
-    int own = 0, own_after = 0;
-    long late_ms;
+    int64_t t0, el2_us, late_ms, set_us[FAST_SETS];
+    int own = 0, own_after = 0, late_ok = 0;
+    double counts[4];
 
-    rt_riven(t, false, REQUEST_MS,
+    rt_riven(t, true, REQUEST_MS,
              "pools:\n"
              "  a: {servers: [\"127.0.0.1:%d\"]}\n"
              "  b: {servers: [\"127.0.0.1:%d\"]}\n"
@@ -740,7 +794,7 @@ test_all_fastest(void **state)
         char k[32], v[32];
 
         snprintf(k, sizeof(k), "fast:%d", i);
-        snprintf(v, sizeof(v), "value-%d-%.*s", i, i % 17, "abcdefghijklmnopq");
+        fast_val(v, sizeof(v), i);
         store(c, "set", k, (unsigned)i, 0, v, "STORED\r\n");
     }
     /* both children have every key (the slower answer was awaited too) */
@@ -748,54 +802,122 @@ test_all_fastest(void **state)
         char k[32], v[32];
 
         snprintf(k, sizeof(k), "fast:%d", i);
-        snprintf(v, sizeof(v), "value-%d-%.*s", i, i % 17, "abcdefghijklmnopq");
+        fast_val(v, sizeof(v), i);
         assert_true(wait_direct(t->mc[0].port, k, (unsigned)i, v, WAIT_MS) >=
                     0);
         assert_true(wait_direct(t->mc[1].port, k, (unsigned)i, v, WAIT_MS) >=
                     0);
     }
 
+    /* b stopped: FAST_SETS sets, each followed by FAST_KEYS / FAST_SETS
+     * gets, every reply its own while b's answers are pending */
     assert_int_equal(harness_proc_signal(&t->mc[1], SIGSTOP), 0);
-    t0 = now_us();
-    assert_true(
-        harness_roundtrip(c, "set fast:new 0 0 3\r\nnew\r\n", "STORED\r\n"));
-    el_us = now_us() - t0;
-    /* the next requests get their own answers while b's is pending */
-    for (int i = 0; i < FAST_KEYS; i++) {
-        char k[32], v[32];
+    for (int n = 0; n < FAST_SETS; n++) {
+        char k[32], v[32], req[96];
 
-        snprintf(k, sizeof(k), "fast:%d", i);
-        snprintf(v, sizeof(v), "value-%d-%.*s", i, i % 17, "abcdefghijklmnopq");
-        own += get_is(c, k, (unsigned)i, v);
+        snprintf(k, sizeof(k), "fast:new%d", n);
+        snprintf(v, sizeof(v), "new-%d", n);
+        set_req(req, sizeof(req), "set", k, 0, 0, v);
+        t0 = now_us();
+        assert_true(harness_roundtrip(c, req, "STORED\r\n"));
+        set_us[n] = now_us() - t0;
+        for (int g = n * FAST_KEYS / FAST_SETS;
+             g < (n + 1) * FAST_KEYS / FAST_SETS; g++) {
+            fast_val(v, sizeof(v), g);
+            snprintf(k, sizeof(k), "fast:%d", g);
+            own += get_is(c, k, (unsigned)g, v);
+        }
     }
+    qsort(set_us, FAST_SETS, sizeof(set_us[0]), cmp_i64);
     /* b answers late now; what follows is still each request's own */
     assert_int_equal(harness_proc_signal(&t->mc[1], SIGCONT), 0);
-    late_ms = (long)wait_direct(t->mc[1].port, "fast:new", 0, "new", WAIT_MS);
+    t0 = harness_now_ms();
+    for (int n = 0; n < FAST_SETS; n++) {
+        char k[32], v[32];
+
+        snprintf(k, sizeof(k), "fast:new%d", n);
+        snprintf(v, sizeof(v), "new-%d", n);
+        late_ok += wait_direct(t->mc[1].port, k, 0, v, WAIT_MS) >= 0;
+    }
+    late_ms = harness_now_ms() - t0;
     t0 = now_us();
     assert_true(harness_roundtrip(c, "set fast:after 0 0 5\r\nafter\r\n",
                                   "STORED\r\n"));
     el2_us = now_us() - t0;
-    for (int i = 0; i < FAST_KEYS; i++) {
+    for (int i = FAST_KEYS - 1; i >= 0; i--) {
         char k[32], v[32];
 
-        snprintf(k, sizeof(k), "fast:%d", FAST_KEYS - 1 - i);
-        snprintf(v, sizeof(v), "value-%d-%.*s", FAST_KEYS - 1 - i,
-                 (FAST_KEYS - 1 - i) % 17, "abcdefghijklmnopq");
-        own_after += get_is(c, k, (unsigned)(FAST_KEYS - 1 - i), v);
+        snprintf(k, sizeof(k), "fast:%d", i);
+        fast_val(v, sizeof(v), i);
+        own_after += get_is(c, k, (unsigned)i, v);
     }
-    assert_true(get_is(c, "fast:new", 0, "new"));
+    assert_true(get_is(c, "fast:new0", 0, "new-0"));
     assert_true(get_is(c, "fast:after", 0, "after"));
     assert_true(harness_quiet(c, 50));
-    printf("    all_fastest: b stopped: set STORED in %.2f ms (limit %d), "
-           "%d/%d gets exact; b resumed (holds the set after %ld ms): set "
-           "in %.2f ms, %d/%d gets exact\n",
-           (double)el_us / 1000.0, FAST_MS * san_scale(), own, FAST_KEYS,
-           late_ms, (double)el2_us / 1000.0, own_after, FAST_KEYS);
+    /* every set's slower answer is read and counted, each once */
+    shadow_wait_sum(t->mport, FAST_KEYS + FAST_SETS + 1, counts);
+    printf("    all_fastest: b stopped: %d sets STORED in median %.2f ms "
+           "(limit %d), max %.2f ms; %d/%d gets exact; b resumed, holds "
+           "%d/%d sets (%lld ms): set in %.2f ms, %d/%d gets exact; "
+           "slower answers counted: ok %.0f error %.0f timeout %.0f dropped "
+           "%.0f (want ok %d)\n",
+           FAST_SETS, (double)set_us[FAST_SETS / 2] / 1000.0,
+           FAST_MS * san_scale(), (double)set_us[FAST_SETS - 1] / 1000.0, own,
+           FAST_KEYS, late_ok, FAST_SETS, (long long)late_ms,
+           (double)el2_us / 1000.0, own_after, FAST_KEYS, counts[0], counts[1],
+           counts[2], counts[3], FAST_KEYS + FAST_SETS + 1);
     harness_conn_close(c);
-    assert_true(el_us < (int64_t)FAST_MS * 1000 * san_scale());
+    assert_true(set_us[FAST_SETS / 2] < (int64_t)FAST_MS * 1000 * san_scale());
+    assert_true(set_us[FAST_SETS - 1] < (int64_t)REQUEST_MS * 1000 / 2);
     assert_int_equal(own, FAST_KEYS);
-    assert_true(late_ms >= 0);
+    assert_int_equal(late_ok, FAST_SETS);
     assert_int_equal(own_after, FAST_KEYS);
+}
+
+/* all_fastest's slower answers are read and counted, one per write, in
+ * riven_shadow_requests_total (as README's Routes says: "all_fastest's
+ * other children count here too"). */
+static void
+test_all_fastest_counted(void **state)
+{
+    struct rt *t = fixture(state);
+    struct harness_conn *c;
+    double counts[4], sum;
+
+    rt_riven(t, true, REQUEST_MS,
+             "pools:\n"
+             "  a: {servers: [\"127.0.0.1:%d\"]}\n"
+             "  b: {servers: [\"127.0.0.1:%d\"]}\n"
+             "routes:\n"
+             "  - default: {all_fastest: [a, b]}\n",
+             t->mc[0].port, t->mc[1].port);
+    c = conn(t->port);
+    for (int i = 0; i < COUNTED_SETS; i++) {
+        char k[32], v[32];
+
+        snprintf(k, sizeof(k), "cnt:%d", i);
+        fast_val(v, sizeof(v), i);
+        store(c, "set", k, 0, 0, v, "STORED\r\n");
+    }
+    /* both children answered every set (each holds every key) */
+    for (int i = 0; i < COUNTED_SETS; i++) {
+        char k[32], v[32];
+
+        snprintf(k, sizeof(k), "cnt:%d", i);
+        fast_val(v, sizeof(v), i);
+        assert_true(wait_direct(t->mc[0].port, k, 0, v, WAIT_MS) >= 0);
+        assert_true(wait_direct(t->mc[1].port, k, 0, v, WAIT_MS) >= 0);
+    }
+    /* one more batch on the connection takes every answer still unread */
+    assert_true(get_is(c, "cnt:0", 0, "value-0-"));
+    sum = shadow_wait_sum(t->mport, COUNTED_SETS, counts);
+    printf("    all_fastest: %d sets; slower answers counted: ok %.0f error "
+           "%.0f timeout %.0f dropped %.0f (want ok %d)\n",
+           COUNTED_SETS, counts[0], counts[1], counts[2], counts[3],
+           COUNTED_SETS);
+    harness_conn_close(c);
+    assert_true(sum == COUNTED_SETS);
+    assert_true(counts[0] == COUNTED_SETS);
 }
 
 /* ---- 3. failover ------------------------------------------------------- */
@@ -1053,42 +1175,6 @@ shadow_fill(struct rt *t, uint8_t *owner)
     assert_int_equal(scan(t->mc[0].port, shadow_key, SHADOW_KEYS, first, 0),
                      SHADOW_KEYS);
     return found;
-}
-
-static const char *const shadow_results[] = {"ok", "error", "timeout",
-                                             "dropped"};
-
-/* riven_shadow_requests_total{route="default",result=...} into res[4]
- * (an absent series is 0); their sum. */
-static double
-shadow_counts(int mport, double *res)
-{
-    double sum = 0;
-
-    for (size_t r = 0; r < 4; r++) {
-        char label[32];
-
-        snprintf(label, sizeof(label), "result=\"%s\"", shadow_results[r]);
-        res[r] = metric(mport, "riven_shadow_requests_total",
-                        "route=\"default\"", label);
-        res[r] = res[r] < 0 ? 0 : res[r];
-        sum += res[r];
-    }
-    return sum;
-}
-
-/* Poll until the shadow results sum to want (WAIT_MS); the sum then. */
-static double
-shadow_wait_sum(int mport, double want, double *res)
-{
-    int64_t start = harness_now_ms();
-    double sum;
-
-    while ((sum = shadow_counts(mport, res)) != want &&
-           harness_now_ms() - start < WAIT_MS) {
-        poll(NULL, 0, POLL_MS);
-    }
-    return sum;
 }
 
 static void
@@ -1458,6 +1544,8 @@ main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_all_sync, setup2, teardown),
         cmocka_unit_test_setup_teardown(test_all_fastest, setup2, teardown),
+        cmocka_unit_test_setup_teardown(test_all_fastest_counted, setup2,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_failover, setup3, teardown),
         cmocka_unit_test_setup_teardown(test_longest_prefix, setup3, teardown),
         cmocka_unit_test_setup_teardown(test_shadow, setup2, teardown),
