@@ -188,12 +188,6 @@ bool
 route_is_write(const struct request *req)
 {
     switch (req->cmd) {
-    case REQ_SET:
-    case REQ_ADD:
-    case REQ_REPLACE:
-    case REQ_APPEND:
-    case REQ_PREPEND:
-    case REQ_CAS:
     case REQ_INCR:
     case REQ_DECR:
     case REQ_DELETE:
@@ -203,7 +197,7 @@ route_is_write(const struct request *req)
     case REQ_MA:
         return true;
     default:
-        return false;
+        return req_is_storage(req->cmd);
     }
 }
 

@@ -25,6 +25,7 @@
 #include <sys/socket.h>
 
 #include "config.h"
+#include "route.h"
 
 #include "fuzz_common.h"
 
@@ -76,6 +77,63 @@ check_pool(const struct cfg_pool *p, bool need)
     CHECK(p->hash <= CFG_HASH_ONE_AT_A_TIME);
 }
 
+/* A route tree: pools that exist, children where the rule needs them. */
+static void
+check_route(const struct config *cfg, const struct cfg_route *r, int depth)
+{
+    CHECK(depth <= CFG_ROUTE_DEPTH_MAX);
+    CHECK(r->kind <= CFG_ROUTE_L1L2);
+    if (r->kind == CFG_ROUTE_POOL) {
+        CHECK(r->pool < cfg->npools && r->nchild == 0);
+        CHECK(r->ttl_max <= CFG_ROUTE_TTL_MAX);
+        return;
+    }
+    CHECK(r->nchild >= 1 && r->child != NULL);
+    if (r->kind >= CFG_ROUTE_SHADOW) {
+        CHECK(r->nchild == 2);
+    }
+    CHECK(r->fraction >= 0.0 && r->fraction <= 1.0);
+    for (size_t i = 0; i < r->nchild; i++) {
+        CHECK(r->kind != CFG_ROUTE_ALL_FASTEST ||
+              r->child[i].kind == CFG_ROUTE_POOL);
+        check_route(cfg, &r->child[i], depth + 1);
+    }
+}
+
+/* Routes: one default, distinct prefixes, and a table that finds each
+ * prefix's own entry (and the default for a key no prefix starts). */
+static void
+check_routes(const struct config *cfg)
+{
+    struct route_table *t;
+    size_t ndef = 0;
+    char err[128];
+
+    CHECK((cfg->npools == 0) == (cfg->nroutes == 0));
+    for (size_t i = 0; i < cfg->npools; i++) {
+        check_pool(&cfg->pools[i].pool, true);
+    }
+    if (cfg->nroutes == 0) {
+        return;
+    }
+    t = route_table_create(cfg, err, sizeof(err));
+    CHECK(t != NULL);
+    for (size_t i = 0; i < cfg->nroutes; i++) {
+        const struct cfg_route_entry *e = &cfg->routes[i];
+
+        check_route(cfg, &e->route, 1);
+        if (e->prefix == NULL) {
+            ndef++;
+            continue;
+        }
+        CHECK(e->nprefix >= 1 && e->nprefix <= KEY_MAX_LENGTH);
+        CHECK(route_lookup(t, e->prefix, e->nprefix) == i);
+    }
+    CHECK(ndef == 1);
+    CHECK(cfg->routes[route_lookup(t, "", 0)].prefix == NULL);
+    route_table_destroy(t);
+}
+
 static void
 check_config(const struct config *cfg)
 {
@@ -96,6 +154,7 @@ check_config(const struct config *cfg)
     CHECK(cfg->item_size_max > 0);
     CHECK(cfg->thread_stack_size > 0);
     CHECK(cfg->orca <= CFG_ORCA_L1L2BATCH);
+    check_routes(cfg);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
