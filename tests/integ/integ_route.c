@@ -19,8 +19,9 @@
  * 4. longest prefix wins, in either file order; a 100-key get over three
  *    routes answers in request order;
  * 5. shadow fraction 0.1 over 10,000 keys: 900..1100 keys on the shadow,
- *    the same keys after a restart; a stopped shadow neither fails nor
- *    delays the client, and its timeouts are counted;
+ *    the same keys after a restart, every copy counted once; a stopped
+ *    shadow neither fails nor delays the client, and its copies are all
+ *    counted (as timeouts) while the connection sits idle;
  * 6. warm_up: a cold miss is read from warm and filled into cold with
  *    warm's flags and TTL; a delete removes both;
  * 7. hash_tag "{}": user:{N}:x and user:{N}:y share a server, and the
