@@ -781,7 +781,7 @@ test_all_fastest(void **state)
     struct harness_conn *c;
     int64_t t0, el2_us, late_ms, set_us[FAST_SETS];
     int own = 0, own_after = 0, late_ok = 0;
-    double counts[4];
+    double counts[4], sum;
 
     rt_riven(t, true, REQUEST_MS,
              "pools:\n"
@@ -855,19 +855,21 @@ test_all_fastest(void **state)
     assert_true(get_is(c, "fast:new0", 0, "new-0"));
     assert_true(get_is(c, "fast:after", 0, "after"));
     assert_true(harness_quiet(c, 50));
-    /* every set's slower answer is read and counted, each once */
-    shadow_wait_sum(t->mport, FAST_KEYS + FAST_SETS + 1, counts);
+    /* both children's answers to every set are read and counted, each
+     * once (the winner's too) */
+    sum = shadow_wait_sum(t->mport, 2 * (FAST_KEYS + FAST_SETS + 1), counts);
     printf("    all_fastest: b stopped: %d sets STORED in median %.2f ms "
            "(limit %d), max %.2f ms; %d/%d gets exact; b resumed, holds "
            "%d/%d sets (%lld ms): set in %.2f ms, %d/%d gets exact; "
-           "slower answers counted: ok %.0f error %.0f timeout %.0f dropped "
-           "%.0f (want ok %d)\n",
+           "answers counted: ok %.0f error %.0f timeout %.0f dropped "
+           "%.0f (want %d in all)\n",
            FAST_SETS, (double)set_us[FAST_SETS / 2] / 1000.0,
            FAST_MS * san_scale(), (double)set_us[FAST_SETS - 1] / 1000.0, own,
            FAST_KEYS, late_ok, FAST_SETS, (long long)late_ms,
            (double)el2_us / 1000.0, own_after, FAST_KEYS, counts[0], counts[1],
-           counts[2], counts[3], FAST_KEYS + FAST_SETS + 1);
+           counts[2], counts[3], 2 * (FAST_KEYS + FAST_SETS + 1));
     harness_conn_close(c);
+    assert_true(sum == 2 * (FAST_KEYS + FAST_SETS + 1));
     assert_true(set_us[FAST_SETS / 2] < (int64_t)FAST_MS * 1000 * san_scale());
     assert_true(set_us[FAST_SETS - 1] < (int64_t)REQUEST_MS * 1000 / 2);
     assert_int_equal(own, FAST_KEYS);
@@ -875,9 +877,9 @@ test_all_fastest(void **state)
     assert_int_equal(own_after, FAST_KEYS);
 }
 
-/* all_fastest's slower answers are read and counted, one per write, in
- * riven_shadow_requests_total (as README's Routes says: "all_fastest's
- * other children count here too"). */
+/* all_fastest's answers are read and counted, one per child and write
+ * (the winner's too), in riven_shadow_requests_total (as README's Routes
+ * says). */
 static void
 test_all_fastest_counted(void **state)
 {
@@ -911,14 +913,14 @@ test_all_fastest_counted(void **state)
     }
     /* one more batch on the connection takes every answer still unread */
     assert_true(get_is(c, "cnt:0", 0, "value-0-"));
-    sum = shadow_wait_sum(t->mport, COUNTED_SETS, counts);
-    printf("    all_fastest: %d sets; slower answers counted: ok %.0f error "
-           "%.0f timeout %.0f dropped %.0f (want ok %d)\n",
+    sum = shadow_wait_sum(t->mport, 2 * COUNTED_SETS, counts);
+    printf("    all_fastest: %d sets to 2 children; answers counted: ok %.0f "
+           "error %.0f timeout %.0f dropped %.0f (want ok %d)\n",
            COUNTED_SETS, counts[0], counts[1], counts[2], counts[3],
-           COUNTED_SETS);
+           2 * COUNTED_SETS);
     harness_conn_close(c);
-    assert_true(sum == COUNTED_SETS);
-    assert_true(counts[0] == COUNTED_SETS);
+    assert_true(sum == 2 * COUNTED_SETS);
+    assert_true(counts[0] == 2 * COUNTED_SETS);
 }
 
 /* ---- 3. failover ------------------------------------------------------- */
