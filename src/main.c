@@ -585,8 +585,8 @@ reload(const struct opts *o)
     prev = snapshot_get();
     snap = cfg ? snapshot_create(cfg, prev, err, sizeof(err)) : NULL;
     snapshot_unref(prev);
-    metrics_config_reload(snap != NULL);
     if (snap == NULL) {
+        metrics_config_reload(false);
         log_errorx("reload: %s; keeping the previous configuration", err);
     } else {
         log_set_level(log_level_for(snap->cfg, o));
@@ -594,6 +594,7 @@ reload(const struct opts *o)
             log_warnx("reload: no latency histogram for new servers");
         }
         snapshot_publish(snap);
+        metrics_config_reload(true); /* counted once connections can see it */
         log_info("reload: %s loaded, %zu backend server(s)", o->file,
                  config_server_count(snap->cfg));
     }

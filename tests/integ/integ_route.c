@@ -28,7 +28,9 @@
  *    pairs cover all three;
  * 8. route and failover counters on /metrics move exactly;
  * 9. riven -t -c on a route naming an unknown pool: exit 1, a message
- *    with file, line and pool; and the issue's own example passes.
+ *    with file, line and pool; and the issue's own example passes;
+ * 10. SIGHUP swaps the tree under an open connection, which keeps
+ *    working; a bad file keeps the running tree.
  *
  * The shadow test assumes what riven's design gives: a connection's
  * requests reach one backend over one socket, in order (the barrier key).
@@ -1541,6 +1543,101 @@ test_example_config(void **state)
     assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
 }
 
+/* ---- 10. reload ------------------------------------------------------- */
+
+/* Rewrite t->path for the running riven (same listener), body as
+ * rt_riven's, and send it SIGHUP. */
+static void __attribute__((format(printf, 2, 3)))
+rt_reload(struct rt *t, const char *fmt, ...)
+{
+    char body[4096], tmp[80];
+    va_list ap;
+    FILE *f;
+    int n;
+
+    va_start(ap, fmt);
+    n = vsnprintf(body, sizeof(body), fmt, ap);
+    va_end(ap);
+    assert_true(n > 0 && (size_t)n < sizeof(body));
+    snprintf(tmp, sizeof(tmp), "%s.new", t->path);
+    f = fopen(tmp, "w");
+    assert_non_null(f);
+    fprintf(f,
+            "listen: [\"127.0.0.1:%d\"]\nlog_level: error\n"
+            "timeouts: {connect_ms: 1000, request_ms: %u}\n%s",
+            t->port, REQUEST_MS, body);
+    assert_int_equal(fclose(f), 0);
+    assert_int_equal(rename(tmp, t->path), 0); /* riven reads it whole */
+    assert_int_equal(kill(t->rv.pid, SIGHUP), 0);
+}
+
+/* SIGHUP swaps the route tree under an open connection: r: moves from
+ * pool a to all_sync [c, a], from the connection's first request after
+ * the reload on; the connection is never dropped; a bad file (an unknown
+ * pool) keeps the running tree. */
+static void
+test_reload(void **state)
+{
+    struct rt *t = fixture(state);
+    int a = t->mc[0].port, b = t->mc[1].port, cc = t->mc[2].port;
+    struct harness_conn *c;
+    double ok, failed;
+
+    rt_riven(t, true, REQUEST_MS,
+             "pools:\n"
+             "  a: {servers: [\"127.0.0.1:%d\"]}\n"
+             "  b: {servers: [\"127.0.0.1:%d\"]}\n"
+             "routes:\n"
+             "  - {prefix: \"r:\", route: a}\n"
+             "  - default: b\n",
+             a, b);
+    c = conn(t->port);
+    store(c, "set", "r:old", 0, 0, "one", "STORED\r\n");
+    store(c, "set", "z:old", 0, 0, "two", "STORED\r\n");
+    assert_true(direct_is(a, "r:old", 0, "one"));
+    assert_true(direct_is(b, "z:old", 0, "two"));
+
+    rt_reload(t,
+              "pools:\n"
+              "  a: {servers: [\"127.0.0.1:%d\"]}\n"
+              "  b: {servers: [\"127.0.0.1:%d\"]}\n"
+              "  c: {servers: [\"127.0.0.1:%d\"]}\n"
+              "routes:\n"
+              "  - {prefix: \"r:\", route: {all_sync: [c, a]}}\n"
+              "  - default: b\n",
+              a, b, cc);
+    ok = metric_wait(t->mport, "riven_config_reloads_total",
+                     "result=\"success\"", NULL, 1);
+    assert_true(ok == 1);
+    /* the same connection: its next batch runs the new tree */
+    store(c, "set", "r:new", 0, 0, "three", "STORED\r\n");
+    assert_true(direct_is(cc, "r:new", 0, "three"));
+    assert_true(direct_is(a, "r:new", 0, "three")); /* all_sync: both */
+    /* reads of r: now go to c, the first child, which never had r:old */
+    assert_true(get_is(c, "r:old", 0, NULL));
+    store(c, "set", "z:new", 0, 0, "four", "STORED\r\n");
+    assert_true(direct_is(b, "z:new", 0, "four"));
+
+    /* a file naming an unknown pool: logged, the running tree stays */
+    rt_reload(t, "pools:\n"
+                 "  a: {servers: [\"127.0.0.1:%d\"]}\n"
+                 "routes:\n"
+                 "  - {prefix: \"r:\", route: nosuchpool}\n"
+                 "  - default: a\n",
+              a);
+    failed = metric_wait(t->mport, "riven_config_reloads_total",
+                         "result=\"failure\"", NULL, 1);
+    assert_true(failed == 1);
+    store(c, "set", "r:kept", 0, 0, "five", "STORED\r\n");
+    assert_true(direct_is(cc, "r:kept", 0, "five"));
+    assert_true(direct_is(a, "r:kept", 0, "five"));
+    printf("    reload: r: on all_sync [c, a] from the first request after "
+           "the reload, on one open connection; the bad file counted "
+           "(failure %.0f) and the tree kept\n",
+           failed);
+    harness_conn_close(c);
+}
+
 int
 main(void)
 {
@@ -1557,6 +1654,7 @@ main(void)
         cmocka_unit_test_setup_teardown(test_route_metrics, setup4, teardown),
         cmocka_unit_test_setup_teardown(test_validation, setup1, teardown),
         cmocka_unit_test_setup_teardown(test_example_config, setup1, teardown),
+        cmocka_unit_test_setup_teardown(test_reload, setup3, teardown),
     };
 
     if (getenv("INTEG_ROUTE_ONLY") != NULL) { /* one case, to debug it */
