@@ -53,11 +53,11 @@ struct orca;
 struct orca_env {
     const struct config *cfg;
     struct route_pool l1;
-    struct route_pool l2;        /* l2.pool->nservers == 0: no L2 */
-    struct route_pool *pools;    /* routes: one per cfg->pools entry */
-    size_t npools;               /* 0: no routes, l1 (and l2) serve */
-    struct route_table *routes;  /* routes: the prefix table */
-    pthread_mutex_t *locks;      /* key_locks stripes, or NULL */
+    struct route_pool l2;       /* l2.pool->nservers == 0: no L2 */
+    struct route_pool *pools;   /* routes: one per cfg->pools entry */
+    size_t npools;              /* 0: no routes, l1 (and l2) serve */
+    struct route_table *routes; /* routes: the prefix table */
+    pthread_mutex_t *locks;     /* key_locks stripes, or NULL */
     uint32_t nlocks;
 };
 

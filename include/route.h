@@ -49,8 +49,7 @@ struct route_table *route_table_create(const struct config *cfg, char *err,
 void route_table_destroy(struct route_table *t);
 
 /* Index into cfg->routes of the entry for key (its bytes, not base64). */
-size_t route_lookup(const struct route_table *t, const char *key,
-                    size_t nkey);
+size_t route_lookup(const struct route_table *t, const char *key, size_t nkey);
 
 /* True if some route of cfg has an l1l2 rule: its phases hold the
  * striped key locks, as the l1l2 orca does. */

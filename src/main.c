@@ -537,16 +537,15 @@ name_servers(const struct config *cfg)
             at += pools[p]->nservers;
         }
         for (size_t i = 0; i < cfg->nroutes; i++) {
-            names[i] = cfg->routes[i].prefix ? cfg->routes[i].prefix
-                                             : "default";
+            names[i] =
+                cfg->routes[i].prefix ? cfg->routes[i].prefix : "default";
         }
         st = metrics_set_servers(all, n);
         if (st == ST_OK) {
             st = metrics_set_routes(names, cfg->nroutes);
         }
-        metrics_set_layers(cfg->npools == 0 && cfg->l2.nservers > 0
-                               ? cfg->pool.nservers
-                               : 0);
+        metrics_set_layers(
+            cfg->npools == 0 && cfg->l2.nservers > 0 ? cfg->pool.nservers : 0);
     }
     free(all);
     free(names);

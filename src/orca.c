@@ -39,10 +39,10 @@
 /* One pool as this connection sees it. */
 struct layer {
     const struct route_pool *env; /* ref: owned with the snapshot */
-    struct handler **h;          /* per server, created on first use */
-    struct response *each;       /* per server, for barrier commands */
-    bool *probe;                 /* per server: this orca won its probe */
-    struct shadow **sh;          /* per server, copies nobody waits on */
+    struct handler **h;           /* per server, created on first use */
+    struct response *each;        /* per server, for barrier commands */
+    bool *probe;                  /* per server: this orca won its probe */
+    struct shadow **sh;           /* per server, copies nobody waits on */
     size_t nh;
 };
 
@@ -152,8 +152,8 @@ orca_create(const struct orca_env *env, enum cfg_orca mode, struct orca *prev)
         return NULL;
     }
     for (size_t l = 0; l < o->nly; l++) {
-        const struct route_pool *pe = o->routed ? &env->pools[l]
-                                      : l == 0 ? &env->l1
+        const struct route_pool *pe = o->routed                 ? &env->pools[l]
+                                      : l == 0                  ? &env->l1
                                       : mode == CFG_ORCA_L1ONLY ? NULL
                                                                 : &env->l2;
 
@@ -817,8 +817,8 @@ struct ablock {
 static const struct response nomem_res = {.kind = RES_SERVER_ERROR,
                                           .fail = FAIL_OUT_OF_MEMORY,
                                           .msg = MSG_OUT_OF_MEMORY,
-                                          .nmsg = sizeof(MSG_OUT_OF_MEMORY) -
-                                                  1};
+                                          .nmsg =
+                                              sizeof(MSG_OUT_OF_MEMORY) - 1};
 
 /* n zeroed bytes that stay put until route_done, or NULL. */
 static void *
@@ -866,8 +866,8 @@ frames(struct orca *o, size_t n)
 
 /* The key's bytes: decoded when the client sent it in base64. */
 static void
-key_bytes(const struct request *req, char *dec, size_t declen,
-          const char **key, size_t *nkey)
+key_bytes(const struct request *req, char *dec, size_t declen, const char **key,
+          size_t *nkey)
 {
     *key = req->key;
     *nkey = req->nkey;
@@ -903,7 +903,7 @@ static struct shadow *
 shadow_at(struct orca *o, struct layer *ly, size_t i)
 {
     if (ly->sh == NULL) {
-        ly->sh = calloc(ly->nh, sizeof(*ly->sh));
+        ly->sh = ly->nh > 0 ? calloc(ly->nh, sizeof(struct shadow *)) : NULL;
         if (ly->sh == NULL) {
             return NULL;
         }
@@ -1060,9 +1060,8 @@ step_all_sync(struct orca *o, struct job *j, struct frame *f,
             return false;
         }
         f->res = f->kid[0].res;
-        for (size_t i = 0; n->read_failover && req->cmd == REQ_GAT &&
-                           i < n->nchild;
-             i++) {
+        for (size_t i = 0;
+             n->read_failover && req->cmd == REQ_GAT && i < n->nchild; i++) {
             if (!fails_over(true, req, f->kid[i].res)) {
                 f->res = f->kid[i].res;
                 break;
@@ -1103,8 +1102,8 @@ step_all_fastest(struct orca *o, struct job *j, struct frame *f,
             struct request r = *req;
 
             if (k->node->ttl_max > 0 && sets_ttl(req)) {
-                r.exptime = route_clamp_ttl(req->exptime, k->node->ttl_max,
-                                            time(NULL));
+                r.exptime =
+                    route_clamp_ttl(req->exptime, k->node->ttl_max, time(NULL));
             }
             k->w = arena_alloc(o, sizeof(*k->w));
             k->sh = k->w ? shadow_at(o, ly, route(ly, req, now)) : NULL;
@@ -1133,13 +1132,11 @@ step_all_fastest(struct orca *o, struct job *j, struct frame *f,
     for (size_t i = 0; i < n->nchild; i++) {
         const struct frame *k = &f->kid[i];
 
-        if (k->sh != NULL && !k->w->done) {
+        if (k->sh != NULL && k->w != NULL && !k->w->done) {
             shadow_unwatch(k->sh, k->w); /* read and counted, not kept */
         }
     }
-    f->res = ok                  ? ok
-             : f->kid[0].w != NULL ? &f->kid[0].w->res
-                                   : &nomem_res;
+    f->res = ok ? ok : f->kid[0].w != NULL ? &f->kid[0].w->res : &nomem_res;
     return true;
 }
 
@@ -1180,8 +1177,8 @@ step_warm_up(struct orca *o, struct job *j, struct frame *f,
             return false;
         }
         /* an error is the error; else deleted if either had it */
-        f->res = route_severity(f->kid[0].res) == 2   ? f->kid[0].res
-                 : route_severity(f->kid[1].res) == 2 ? f->kid[1].res
+        f->res = route_severity(f->kid[0].res) == 2     ? f->kid[0].res
+                 : route_severity(f->kid[1].res) == 2   ? f->kid[1].res
                  : f->kid[0].res->kind == RES_NOT_FOUND ? f->kid[1].res
                                                         : f->kid[0].res;
         return true;
@@ -1400,8 +1397,9 @@ step(struct orca *o, struct job *j, struct frame *f, const struct request *req,
         }
         for (size_t i = 0; i < nk; i++) {
             f->kid[i].node =
-                &n->child[i < n->nchild && n->kind != CFG_ROUTE_L1L2 ? i
-                                                                      : again[i]];
+                &n->child[i < n->nchild && n->kind != CFG_ROUTE_L1L2
+                              ? i
+                              : again[i]];
         }
         f->state = STEP_SENT;
         if (n->kind == CFG_ROUTE_SHADOW) {

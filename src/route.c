@@ -21,7 +21,7 @@ struct slot {
 struct route_table {
     struct slot *slots; /* open addressing, a power of two */
     size_t mask;
-    size_t def;                           /* the default entry's index */
+    size_t def;                                /* the default entry's index */
     uint64_t lens[(KEY_MAX_LENGTH + 64) / 64]; /* bit n: a prefix of n */
     size_t minlen, maxlen;
 };
@@ -49,8 +49,7 @@ static bool
 runnable(const struct cfg_route *r, char *err, size_t errlen,
          const struct config *cfg)
 {
-    for (size_t i = 0; r->kind == CFG_ROUTE_ALL_FASTEST && i < r->nchild;
-         i++) {
+    for (size_t i = 0; r->kind == CFG_ROUTE_ALL_FASTEST && i < r->nchild; i++) {
         if (r->child[i].kind != CFG_ROUTE_POOL) {
             snprintf(err, errlen,
                      "%s:%d: all_fastest: every child must be a pool",
@@ -127,8 +126,7 @@ route_table_destroy(struct route_table *t)
 static const struct slot *
 probe(const struct route_table *t, uint64_t h, const char *key, size_t n)
 {
-    for (size_t j = h & t->mask; t->slots[j].e != NULL;
-         j = (j + 1) & t->mask) {
+    for (size_t j = h & t->mask; t->slots[j].e != NULL; j = (j + 1) & t->mask) {
         const struct slot *s = &t->slots[j];
 
         if (s->hash == h && s->e->nprefix == n &&
@@ -204,8 +202,7 @@ route_is_write(const struct request *req)
 bool
 route_is_plain_read(const struct request *req)
 {
-    return (req->cmd == REQ_GET || req->cmd == REQ_GAT ||
-            req->cmd == REQ_MG) &&
+    return (req->cmd == REQ_GET || req->cmd == REQ_GAT || req->cmd == REQ_MG) &&
            !(req->rflags & REQ_F_RET_CAS);
 }
 
@@ -257,8 +254,7 @@ route_clamp_ttl(int64_t exptime, uint32_t ttl_max, int64_t now_unix)
             return exptime; /* already past: expires at once anyway */
         }
     }
-    return exptime == 0 || left > (int64_t)ttl_max ? (int64_t)ttl_max
-                                                    : exptime;
+    return exptime == 0 || left > (int64_t)ttl_max ? (int64_t)ttl_max : exptime;
 }
 
 void

@@ -44,11 +44,11 @@
 #define NS_PER_MS         UINT64_C(1000000)
 
 struct pend {
-    uint64_t sent_ns; /* when shadow_send took it */
-    uint32_t route;   /* metrics index of the route to count it for */
-    uint32_t otag;    /* O<tag> sent (reads), 0 if none */
-    uint32_t rflags;  /* the request's REQ_F_* */
-    uint8_t cmd;      /* enum req_cmd */
+    uint64_t sent_ns;           /* when shadow_send took it */
+    uint32_t route;             /* metrics index of the route to count it for */
+    uint32_t otag;              /* O<tag> sent (reads), 0 if none */
+    uint32_t rflags;            /* the request's REQ_F_* */
+    uint8_t cmd;                /* enum req_cmd */
     struct shadow_watch *watch; /* ref: the waiter's, or NULL */
 };
 
@@ -416,8 +416,8 @@ drop(uint32_t route)
     return false;
 }
 
-static bool send_one(struct shadow *s, const struct request *req,
-                     uint32_t tag, struct shadow_watch *w);
+static bool send_one(struct shadow *s, const struct request *req, uint32_t tag,
+                     struct shadow_watch *w);
 
 bool
 shadow_send(struct shadow *s, const struct request *req, uint32_t tag)

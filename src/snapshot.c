@@ -73,8 +73,7 @@ routes_init(struct orca_env *e, const struct config *cfg,
         const struct cfg_named_pool *np = &cfg->pools[i];
 
         if (pool_env_init(&e->pools[i], &np->pool, mbase,
-                          prev_pool(prev, np->name), err,
-                          errlen) != ST_OK) {
+                          prev_pool(prev, np->name), err, errlen) != ST_OK) {
             return ST_ERROR;
         }
         mbase += np->pool.nservers;
@@ -128,9 +127,8 @@ snapshot_create(struct config *cfg, const struct snapshot *prev, char *err,
         if (routes_init(e, cfg, prev, err, errlen) != ST_OK) {
             goto error;
         }
-    } else if (pool_env_init(&e->l1, &cfg->pool, 0,
-                             prev ? &prev->env.l1 : NULL, err,
-                             errlen) != ST_OK ||
+    } else if (pool_env_init(&e->l1, &cfg->pool, 0, prev ? &prev->env.l1 : NULL,
+                             err, errlen) != ST_OK ||
                pool_env_init(&e->l2, &cfg->l2, cfg->pool.nservers,
                              prev ? &prev->env.l2 : NULL, err,
                              errlen) != ST_OK) {

@@ -46,8 +46,8 @@
  * on the black-holed backend cannot pass, while a busy machine's
  * scheduling (a 130 ms scrape was seen under a load of 15) does not fail
  * it */
-#define SCRAPE_MAX  250
-#define MAX_IDLE    256
+#define SCRAPE_MAX 250
+#define MAX_IDLE   256
 
 #define NEED_RIVEN()                                                           \
     do {                                                                       \

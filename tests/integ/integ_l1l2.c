@@ -893,8 +893,8 @@ test_differential(void **state)
         good += diff_run(t, dc->batch ? cb : c, dc);
         run++;
     }
-    printf("    differential: %zu/%zu rows match the semantics table%s\n",
-           good, run, t->l2b.pid > 0 ? " (l1l2 route, L2 all_sync)" : "");
+    printf("    differential: %zu/%zu rows match the semantics table%s\n", good,
+           run, t->l2b.pid > 0 ? " (l1l2 route, L2 all_sync)" : "");
     /* flush_all: both layers, every key */
     put_layer(t->l1.port, "diff:flush", "val");
     put_layer(t->l2.port, "diff:flush", "val");
@@ -1274,8 +1274,7 @@ main(void)
         cmocka_unit_test_setup_teardown(test_metrics, setup_cli, teardown),
         cmocka_unit_test(test_example_config),
         /* the same rules as an l1l2 route over an all_sync L2 */
-        cmocka_unit_test_setup_teardown(test_refill_ttl, setup_route,
-                                        teardown),
+        cmocka_unit_test_setup_teardown(test_refill_ttl, setup_route, teardown),
         cmocka_unit_test_setup_teardown(test_refill_long_ttl, setup_route,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_l2_down, setup_route, teardown),
@@ -1283,8 +1282,8 @@ main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(test_multi_and_pipeline, setup_route,
                                         teardown),
-        cmocka_unit_test_setup_teardown(test_l1_set_fails,
-                                        setup_route_small_l1, teardown),
+        cmocka_unit_test_setup_teardown(test_l1_set_fails, setup_route_small_l1,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_key_locks, setup_route, teardown),
     };
 

@@ -854,8 +854,8 @@ stats_lines(int port, const char *w1, const char *w2, const char *w3)
     char *all, *line, *save = NULL;
 
     if (c == NULL || harness_sends(c, "stats proxy\r\n") != 0 ||
-        (all = harness_recv_until(c, "END\r\n", 5, HARNESS_TIMEOUT_MS,
-                                  NULL)) == NULL) {
+        (all = harness_recv_until(c, "END\r\n", 5, HARNESS_TIMEOUT_MS, NULL)) ==
+            NULL) {
         fprintf(stderr, "integ_pool: riven answers no stats proxy\n");
         harness_conn_close(c);
         return;

@@ -1619,11 +1619,12 @@ test_reload(void **state)
     assert_true(direct_is(b, "z:new", 0, "four"));
 
     /* a file naming an unknown pool: logged, the running tree stays */
-    rt_reload(t, "pools:\n"
-                 "  a: {servers: [\"127.0.0.1:%d\"]}\n"
-                 "routes:\n"
-                 "  - {prefix: \"r:\", route: nosuchpool}\n"
-                 "  - default: a\n",
+    rt_reload(t,
+              "pools:\n"
+              "  a: {servers: [\"127.0.0.1:%d\"]}\n"
+              "routes:\n"
+              "  - {prefix: \"r:\", route: nosuchpool}\n"
+              "  - default: a\n",
               a);
     failed = metric_wait(t->mport, "riven_config_reloads_total",
                          "result=\"failure\"", NULL, 1);
