@@ -6,6 +6,9 @@
 # started here is stopped by pid.
 #
 #   tests/bench/run.sh RIVEN_BIN BENCH_DIR [ROUNDS]
+#   BENCH_ONLY=routes tests/bench/run.sh RIVEN_BIN BENCH_DIR
+#       only the routes rows (tests/bench/routes.sh, ROUTES_ROUNDS rounds,
+#       default 5), spliced into RESULTS.md in place of the last ones
 #
 # BENCH_DIR holds the relay, idle, parse_bench and hist_bench binaries.
 set -u
@@ -26,6 +29,37 @@ trap cleanup EXIT INT TERM
 
 # shellcheck source=tests/bench/lib.sh
 . "$(dirname "$0")/lib.sh"
+
+# the routes section runs 5 rounds (ROUTES_ROUNDS): its CPU ratio is a 5%
+# target, finer than this machine's noise over 3
+ROUTES_ROUNDS=${ROUTES_ROUNDS:-5}
+
+# BENCH_ONLY=routes: run only the routes section (tests/bench/routes.sh)
+# and put it in place of the one in RESULTS.md, the rest left as it was
+if [ "${BENCH_ONLY:-}" = routes ]; then
+    "$(dirname "$0")/routes.sh" "$RIVEN" "$ROUTES_ROUNDS" "$TMP/routes.md" || exit 1
+    python3 - "$OUT" "$TMP/routes.md" <<'PY'
+import sys
+out, new = sys.argv[1], open(sys.argv[2]).read()
+try:
+    s = open(out).read()
+except FileNotFoundError:
+    s = ""
+b, e = s.find("<!-- routes:begin"), s.find("<!-- routes:end -->")
+if b >= 0 and e > b:
+    s = s[:b] + new + s[e + len("<!-- routes:end -->\n"):]
+else:
+    n = s.find("## Notes (tests/bench/NOTES.md")
+    n = len(s) if n < 0 else n
+    s = s[:n] + new + "\n" + s[n:]
+open(out, "w").write(s)
+PY
+    echo "bench: routes section replaced in $OUT"
+    exit 0
+elif [ -n "${BENCH_ONLY:-}" ]; then
+    echo "bench: BENCH_ONLY=$BENCH_ONLY: only 'routes' is known" >&2
+    exit 2
+fi
 
 NOFILE=$(ulimit -n)
 ulimit -n "$(ulimit -Hn)" 2>/dev/null
@@ -228,6 +262,8 @@ kill "$IDLE_PID" 2>/dev/null; wait "$IDLE_PID" 2>/dev/null
 for t in $TARGETS; do kill "${PID[$t]}" 2>/dev/null; wait "${PID[$t]}" 2>/dev/null; done
 PARSE=$("$BENCH/parse_bench")
 HIST=$("$BENCH/hist_bench" 2>&1)
+# the routes rows (issue 13): their own memcacheds and rivens
+"$(dirname "$0")/routes.sh" "$RIVEN" "$ROUTES_ROUNDS" "$TMP/routes.md" || echo "(routes section failed)" > "$TMP/routes.md"
 
 # The targets of issue 7, judged on this run's medians.
 VERDICT=""
@@ -347,6 +383,8 @@ VERDICT+=$(check "$IDLE_N idle connections, <= 16 KiB each, no backend socket" "
     echo '```'
     echo "$HIST"
     echo '```'
+    echo
+    cat "$TMP/routes.md"
     echo
     cat tests/bench/NOTES.md
 } > "$OUT"
