@@ -22,11 +22,13 @@ OUT=${3:?output file}
 OPS64=${ROUTES_OPS64:-100000}
 OPS16=${ROUTES_OPS16:-100000}
 TMP=$(mktemp -d /tmp/riven-bench-routes.XXXXXX)
-PIDS=()
-HOLE_PID=""
+PIDS=()      # the memcacheds
+HOLE_PID="" # h, SIGSTOPped
+RV_PID=""   # the riven of the run in progress
 
 cleanup() {
     [ -n "$HOLE_PID" ] && kill -CONT "$HOLE_PID" 2>/dev/null
+    [ -n "$RV_PID" ] && kill "$RV_PID" 2>/dev/null && wait "$RV_PID" 2>/dev/null
     for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; done
     for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null; done
     rm -rf "$TMP"
@@ -37,7 +39,7 @@ trap cleanup EXIT INT TERM
 . "$(dirname "$0")/lib.sh"
 HZ=$(getconf CLK_TCK)
 
-start_mc() { # -> port; pid appended to PIDS, also in MC_LAST
+start_mc() { # a memcached: its port in MC_PORT, its pid in MC_LAST and PIDS
     local port
     port=$(free_port)
     memcached -u nobody -U 0 -l 127.0.0.1 -p "$port" -m 1024 -c 20000 -t 2 &
@@ -57,7 +59,7 @@ kill -STOP "$HOLE_PID"
 TIMEOUTS='timeouts: {request_ms: 500}'
 printf 'pool: {servers: ["%s"]}\n' "$A" > "$TMP/one.body"
 printf 'pool: {servers: ["%s"]}\n%s\n' "$A" "$TIMEOUTS" > "$TMP/one500.body"
-# 1,000 prefixes of 1 to 64 bytes (16 of each length; letters, digits and
+# 1,000 prefixes of 1 to 64 bytes (15 or 16 of each length; letters, digits and
 # ':'), all to a. memaslap's keys are 64 bytes starting with 8 control
 # bytes, and memaslap cannot prefix them, so no prefix matches: every key
 # hashes all 64 of its prefix lengths and probes the table at each, the
@@ -148,8 +150,11 @@ rrun() {
     { printf 'listen: ["127.0.0.1:%s"]\nmetrics: {listen: "127.0.0.1:%s"}\n' "$port" "$mport"
       cat "$TMP/$conf.body"; } > "$TMP/run.yml"
     "$RIVEN" -q -c "$TMP/run.yml" &
-    pid=$!; PIDS+=("$pid")
-    wait_port "$port" || return 1
+    pid=$!; RV_PID=$pid
+    if ! wait_port "$port"; then
+        kill "$pid"; wait "$pid" 2>/dev/null; RV_PID=""
+        return 1
+    fi
     a0=$(mc_cmds "$A")
     if [ "$conf" != shadow-hole ]; then b0=$(mc_cmds "$B"); bs0=$(mc_stat "$B" cmd_set); fi
     t0=$(cpu_ticks "$pid")
@@ -159,6 +164,7 @@ rrun() {
     if [ "$conf" != shadow-hole ]; then b1=$(mc_cmds "$B"); bs1=$(mc_stat "$B" cmd_set); fi
     read -r -a sc < <(scrape "$mport" "$port")
     kill "$pid"; wait "$pid" 2>/dev/null
+    RV_PID=""
     awk -v t0="$t0" -v t1="$t1" -v hz="$HZ" -v da="$((a1 - a0))" -v db="$((b1 - b0))" \
         -v dbs="$((bs1 - bs0))" -v sc="${sc[*]}" '
         /^Run time/ { for (i = 1; i <= NF; i++) { if ($i == "TPS:") tps = $(i+1); if ($i == "Ops:") ops = $(i+1) } }
@@ -224,18 +230,20 @@ V+=$(check "shadow black-holed: primary's p99 <= 1.2x with a live shadow (c=16; 
     echo "<!-- routes:begin (tests/bench/routes.sh; BENCH_ONLY=routes tests/bench/run.sh RIVEN BENCH_DIR reruns only this) -->"
     echo "## Routes (issue 13)"
     echo
-    echo "Run on $(date -u +%Y-%m-%d). Each configuration runs in a fresh riven (\`-c FILE\`; at c=16"
-    echo "every file has \`timeouts: {request_ms: 500}\`), in turn within each of $ROUNDS rounds;"
-    echo "medians below. Load: \`memcaslap -T 1 -c C -x OPS -S 3600s\` ($OPS64 ops at c=64,"
+    echo "Run on $(date -u +%Y-%m-%d) (\`BENCH_ONLY=routes\` reruns only this section, so it may be newer"
+    echo "than the tables above; its ratios compare runs of this section only). Each configuration"
+    echo "runs in a fresh riven (\`-c FILE\`; at c=16 every file has \`timeouts: {request_ms: 500}\`),"
+    echo "in turn within each of $ROUNDS rounds; medians below. Load: \`memcaslap -T 1 -c C -x OPS -S 3600s\` ($OPS64 ops at c=64,"
     echo "$OPS16 at c=16). **memaslap cannot prefix its keys**: they are 64 bytes that start with 8"
-    echo "control bytes. So the 1,000-prefix table (16 prefixes of each length 1 to 64, all to pool a,"
+    echo "control bytes. So the 1,000-prefix table (15 or 16 prefixes of each length 1 to 64, all to a,"
     echo "default a) matches none of them: every lookup hashes all 64 prefix lengths and probes the"
     echo "table at each, the most work a lookup does for these keys, and falls to default."
     echo "\"routes: default a only\" is the routed path with an empty table, to tell the table's"
     echo "cost from the routed path's. Under all_sync, a serves the gets and both serve the sets."
     echo "Backend round trip: \`riven_backend_request_duration_seconds\` sum/count per server after"
-    echo "the run. Set µs: riven's \`riven_request_duration_seconds{command=\"set\"}\` sum/count. p99: riven's own histogram (\`stats proxy\` latency_get/set_p99_us, 3% buckets), from"
-    echo "the request read to the reply written. Client avg: memaslap's, all commands."
+    echo "the run. Set µs: riven's \`riven_request_duration_seconds{command=\"set\"}\` sum/count."
+    echo "p99: riven's own histogram (\`stats proxy\` latency_get/set_p99_us, 3% buckets), from the"
+    echo "request read to the reply written. Client avg: memaslap's, all commands."
     echo "Memcached h (the black hole) is SIGSTOPped from before the first run to after the last."
     echo
     echo "| target | result |"
