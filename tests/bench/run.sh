@@ -6,6 +6,9 @@
 # started here is stopped by pid.
 #
 #   tests/bench/run.sh RIVEN_BIN BENCH_DIR [ROUNDS]
+#   BENCH_ONLY=routes tests/bench/run.sh RIVEN_BIN BENCH_DIR
+#       only the routes rows (tests/bench/routes.sh, ROUTES_ROUNDS rounds,
+#       default 5), spliced into RESULTS.md in place of the last ones
 #
 # BENCH_DIR holds the relay, idle, parse_bench and hist_bench binaries.
 set -u
@@ -24,25 +27,39 @@ cleanup() {
 }
 trap cleanup EXIT INT TERM
 
-free_port() {
-    python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])' 2>/dev/null ||
-        echo $((20000 + RANDOM % 20000))
-}
+# shellcheck source=tests/bench/lib.sh
+. "$(dirname "$0")/lib.sh"
 
-wait_port() { # port: until it accepts, 5 s at most
-    for _ in $(seq 1 500); do
-        (exec 3<>/dev/tcp/127.0.0.1/"$1") 2>/dev/null && return 0
-        sleep 0.01
-    done
-    echo "bench: nothing listens on $1" >&2
-    return 1
-}
+# the routes section runs 5 rounds (ROUTES_ROUNDS): its CPU ratio is a 5%
+# target, finer than this machine's noise over 3
+ROUTES_ROUNDS=${ROUTES_ROUNDS:-5}
 
-cpu_ticks() { # utime + stime of pid, in clock ticks
-    awk '{print $14 + $15}' /proc/"$1"/stat 2>/dev/null || echo 0
-}
-
-rss_kb() { awk '/^VmRSS/ {print $2}' /proc/"$1"/status 2>/dev/null || echo 0; }
+# BENCH_ONLY=routes: run only the routes section (tests/bench/routes.sh)
+# and put it in place of the one in RESULTS.md, the rest left as it was
+if [ "${BENCH_ONLY:-}" = routes ]; then
+    "$(dirname "$0")/routes.sh" "$RIVEN" "$ROUTES_ROUNDS" "$TMP/routes.md" || exit 1
+    python3 - "$OUT" "$TMP/routes.md" <<'PY'
+import sys
+out, new = sys.argv[1], open(sys.argv[2]).read()
+try:
+    s = open(out).read()
+except FileNotFoundError:
+    s = ""
+b, e = s.find("<!-- routes:begin"), s.find("<!-- routes:end -->")
+if b >= 0 and e > b:
+    s = s[:b] + new + s[e + len("<!-- routes:end -->\n"):]
+else:
+    n = s.find("## Notes (tests/bench/NOTES.md")
+    n = len(s) if n < 0 else n
+    s = s[:n] + new + "\n" + s[n:]
+open(out, "w").write(s)
+PY
+    echo "bench: routes section replaced in $OUT"
+    exit 0
+elif [ -n "${BENCH_ONLY:-}" ]; then
+    echo "bench: BENCH_ONLY=$BENCH_ONLY: only 'routes' is known" >&2
+    exit 2
+fi
 
 NOFILE=$(ulimit -n)
 ulimit -n "$(ulimit -Hn)" 2>/dev/null
@@ -116,34 +133,6 @@ fi
 
 ops_for() { case $1 in 1) echo 30000 ;; *) echo 100000 ;; esac; }
 
-# get + set commands a memcached (host:port or a Unix socket path) has
-# executed (keys for a multi-get)
-mc_cmds() {
-    python3 - "$1" <<'PY'
-import socket, sys
-a = sys.argv[1]
-if a.startswith("/"):
-    s = socket.socket(socket.AF_UNIX)
-    s.connect(a)
-else:
-    h, p = a.rsplit(":", 1)
-    s = socket.create_connection((h, int(p)))
-s.sendall(b"stats\r\nquit\r\n")
-d = b""
-while True:
-    b = s.recv(65536)
-    if not b:
-        break
-    d += b
-n = 0
-for line in d.decode("latin-1").split("\r\n"):
-    f = line.split()
-    if len(f) == 3 and f[1] in ("cmd_get", "cmd_set"):
-        n += int(f[2])
-print(n)
-PY
-}
-
 # one_run TARGET C -> "tps cpu_us_per_req errors misses maxrss_kb
 # backend_cmds_per_op"
 one_run() {
@@ -169,8 +158,6 @@ one_run() {
         END { cpu = (ops > 0) ? (a - b) * 1e6 / hz / ops : 0;
               printf "%d %.1f %d %d %d %.2f\n", tps, cpu, err + 0, miss + 0, rss, (ops > 0) ? mc / ops : 0 }' "$log"
 }
-
-median() { sort -n | awk '{a[NR]=$1} END {print (NR ? a[int((NR+1)/2)] : 0)}'; }
 
 declare -A TPS CPU ERR MISS RSS REACH
 for c in "${SETTINGS[@]}"; do
@@ -275,14 +262,10 @@ kill "$IDLE_PID" 2>/dev/null; wait "$IDLE_PID" 2>/dev/null
 for t in $TARGETS; do kill "${PID[$t]}" 2>/dev/null; wait "${PID[$t]}" 2>/dev/null; done
 PARSE=$("$BENCH/parse_bench")
 HIST=$("$BENCH/hist_bench" 2>&1)
+# the routes rows (issue 13): their own memcacheds and rivens
+"$(dirname "$0")/routes.sh" "$RIVEN" "$ROUTES_ROUNDS" "$TMP/routes.md" || echo "(routes section failed)" > "$TMP/routes.md"
 
 # The targets of issue 7, judged on this run's medians.
-med() { echo $1 | tr ' ' '\n' | median; }
-check() { # description, result text, 0/1 met
-    printf "| %s | %s: %s |\n" "$1" "$([ "$3" = 1 ] && echo met || echo MISSED)" "$2"
-}
-ratio_ok() { awk -v a="$1" -v b="$2" -v lim="$3" -v op="$4" 'BEGIN {
-    r = b ? a / b : 0; ok = (op == "le") ? (r <= lim) : (r >= lim); printf "%.2f %d", r, ok }'; }
 VERDICT=""
 # every request a proxy answered must have reached memcached: a proxy that
 # answers errors of its own is fast and wrong
@@ -400,6 +383,8 @@ VERDICT+=$(check "$IDLE_N idle connections, <= 16 KiB each, no backend socket" "
     echo '```'
     echo "$HIST"
     echo '```'
+    echo
+    cat "$TMP/routes.md"
     echo
     cat tests/bench/NOTES.md
 } > "$OUT"
