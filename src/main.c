@@ -532,9 +532,11 @@ name_servers(const struct config *cfg)
 
     if (all != NULL && names != NULL) {
         for (size_t p = 0; p < np; p++) {
-            memcpy(all + at, pools[p]->servers,
-                   pools[p]->nservers * sizeof(*all));
-            at += pools[p]->nservers;
+            if (pools[p]->nservers > 0) { /* no L2: servers is NULL */
+                memcpy(all + at, pools[p]->servers,
+                       pools[p]->nservers * sizeof(*all));
+                at += pools[p]->nservers;
+            }
         }
         for (size_t i = 0; i < cfg->nroutes; i++) {
             names[i] =
