@@ -4,7 +4,7 @@
  *
  * - 100 sets: each counted ok once polled to the end, and readable from
  *   memcached directly;
- * - memcached SIGSTOPped: 100 sends return at once (measured: < 50 ms in
+ * - memcached SIGSTOPped: 100 sends return at once (0.1-0.5 ms; bound 1 s in
  *   all), polling past request_ms counts 100 timeouts and closes the
  *   socket; after SIGCONT the next 10 count ok. A flood of large sets
  *   into the stopped server never blocks: what passes the buffer bound is
@@ -263,7 +263,7 @@ test_stopped(void **state)
     took = send_sets(f->s, "stopped:", 0, 100);
     printf("    100 sends to a stopped memcached took %llu us\n",
            (unsigned long long)(took / 1000));
-    assert_true(took < UINT64_C(50) * 1000000);
+    assert_true(took < UINT64_C(1000) * 1000000); /* never waits */
     assert_int_equal(shadow_outstanding(f->s), 100);
     assert_true(poll_until(f->s, closed, DEADLINE));
     printf("    timed out after %llu ms\n",
@@ -310,7 +310,9 @@ test_stopped_flood(void **state)
            N, VLEN, (unsigned long long)taken,
            (unsigned long long)(took / 1000),
            (unsigned long long)(maxone / 1000));
-    assert_true(maxone < UINT64_C(20) * 1000000);
+    /* a send that waited for the stopped server would wait for good; a
+     * busy machine under ASan once took 83 ms for one that did not */
+    assert_true(maxone < UINT64_C(1000) * 1000000);
     assert_true(taken > 0 && taken < N);
     assert_int_equal(count(MSHADOW_DROPPED), N - taken);
     assert_int_equal(shadow_outstanding(f->s), taken);
@@ -340,7 +342,7 @@ test_refused(void **state)
         taken += shadow_send(f->s, &r, ROUTE);
     }
     took = util_now_ns() - t0;
-    assert_true(took < UINT64_C(50) * 1000000);
+    assert_true(took < UINT64_C(1000) * 1000000); /* never waits */
     /* at most the first was taken, if its connect was still pending */
     assert_true(taken <= 1);
     assert_true(poll_until(f->s, closed, DEADLINE));
