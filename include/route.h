@@ -5,10 +5,12 @@
  * A table maps a key to its routes: entry by the longest matching prefix
  * (the default entry when none matches). Prefixes sit in an open-addressed
  * hash table keyed by their bytes; a lookup hashes the key once, FNV-1a
- * byte by byte, and probes the table at each length some prefix has, so a
- * thousand prefixes cost what a handful of lengths cost.
+ * byte by byte, and at each length asks a 16,384-bit filter of the
+ * prefixes' hashes before it probes the table: a length where no prefix
+ * can match costs a bit test, so a thousand prefixes cost about what one
+ * does.
  *
- *   key ──FNV-1a prefix by prefix──▶ probe at each prefix length
+ *   key ──FNV-1a prefix by prefix──▶ filter bit? ──▶ probe the table
  *       ──▶ the longest hit, else the default entry
  *
  * Also here, as pure functions of a request: which commands are writes

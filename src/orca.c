@@ -735,6 +735,10 @@ run_cuts(struct orca *o, struct req_batch *b, size_t from, size_t to,
     uint64_t seen[16] = {0};
     size_t start = from;
 
+    if (to - from <= 1) {
+        run(o, b, from, to); /* one request: nothing can repeat */
+        return;
+    }
     for (size_t k = from; k < to; k++) {
         const struct request *r = &b->reqs[k];
         uint32_t bit;

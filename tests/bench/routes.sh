@@ -198,6 +198,11 @@ for r in $(seq 1 "$ROUNDS"); do
 done
 kill -CONT "$HOLE_PID"
 
+# riven's own instructions per get (callgrind: independent of the load)
+INSTR=$("$(dirname "$0")/route_instr.sh" "$RIVEN" "$TMP/table.body" 2>&1)
+echo "bench: routes instructions per get: $(echo "$INSTR" | tr '\n' ' ')"
+ir() { echo "$INSTR" | awk -v c="$1" '$1 == c {print $2}'; }
+
 cm() { # file column(1-based): the median of that column over the rounds
     awk -v k="$2" '{print $k}' "$1" | median
 }
@@ -272,6 +277,12 @@ V+=$(check "shadow black-holed (fraction $FRACTION): primary's p99 <= 1.2x one p
             "$(cm "$TMP/$f" 8)" "$(cm "$TMP/$f" 9)" "$(cm "$TMP/$f" 11)" "$(cm "$TMP/$f" 12)" \
             "$(cm "$TMP/$f" 13)"
     done | sed 's/^| c64 /| 64 /; s/^| c16 /| 16 /'
+    echo
+    echo "riven's own instructions per get, counted by callgrind (\`tests/bench/route_instr.sh\`:"
+    echo "one connection, 4,000 gets of memaslap-like keys, startup left out; user space only, so the"
+    echo "system calls that make most of a request's CPU above are not in it; the same on any machine"
+    echo "load): one pool $(ir one), routes with only a default $(ir default), the 1,000-prefix table"
+    echo "$(ir table)."
     echo
     echo "Shadow requests over the $ROUNDS rounds (\`riven_shadow_requests_total{route=\"default\"}\`):"
     echo
