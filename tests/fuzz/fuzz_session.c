@@ -38,15 +38,21 @@
  * The fake backend (one thread, poll) keeps a small store per server; keys
  * never stored have a value derived from their hash (a quarter miss, some are
  * 8-40 KiB, "big<N>" is N bytes up to 1 MiB), so gets stream large
- * replies. Each backend sends at most FAKE_BUDGET value bytes per session
+ * replies, and a TTL (mg's t) from it too: none, 0, over 30 days or 100 s,
+ * what warm_up and l1l2 fills must carry; stored items keep what T gave.
+ * Each backend sends at most FAKE_BUDGET value bytes per session
  * (then it answers misses), which bounds a run's time. It is reset before
- * each session (store emptied, the last session's sockets closed), so runs
- * are deterministic up to riven's timeouts.
+ * each session (store emptied, the last session's sockets closed: the
+ * handlers', and with routes the shadow and all_fastest sockets, opened
+ * without blocking on first use), so runs are deterministic up to riven's
+ * timeouts and, with routes, the order in which the fake serves several
+ * sockets to one backend (a shadow copy may land before or after the
+ * request it copies).
  *
  * FUZZ_SESSION_DUMP=1 in the environment copies the replies to stderr
  * (to read what a reproducer does); FUZZ_SESSION_FLAT=1 runs every input
  * in the flat configuration (to fuzz on past an open bug in the layered
- * orca).
+ * orca or the routes).
  *
  * Memory of the fake and the client thread is allocated once (buffers grow
  * by realloc), so libFuzzer's malloc/free balance, which decides when to
@@ -79,7 +85,7 @@
 #include "fuzz_common.h"
 
 #define FAKE_SERVERS     2
-#define FAKE_CONNS       16
+#define FAKE_CONNS       32 /* handlers and shadows, a reload's too */
 #define FAKE_LINE_MAX    8192
 #define FAKE_TOKENS      24
 #define FAKE_ITEMS       256
@@ -102,7 +108,8 @@ struct fake_item {
     bool live; /* false: deleted (a tombstone over a derived value) */
     uint32_t flags;
     uint64_t cas;
-    size_t off; /* value in its store's arena */
+    int64_t ttl; /* what mg's t returns: -1 none, else seconds left */
+    size_t off;  /* value in its store's arena */
     size_t len;
 };
 
@@ -121,6 +128,7 @@ struct fake_val {
     size_t len;
     uint32_t flags;
     uint64_t cas;
+    int64_t ttl;            /* as fake_item's */
     struct fake_item *item; /* NULL: derived from the key */
 };
 
@@ -131,8 +139,9 @@ struct fake_cmd {
     size_t nt;
     bool bad;  /* a flag's argument is not a number */
     char mode; /* ms/ma M<mode>, 0 if none */
-    bool has_cas, has_n;
+    bool has_cas, has_n, has_ttl;
     uint64_t cas, delta, initial;
+    int64_t ttl; /* T<exptime> */
 };
 
 static struct fake {
@@ -291,6 +300,10 @@ meta_flags(struct fake_cmd *m, size_t first)
         case 'R':
             m->bad |= !num_parse(a, na, true, &v);
             m->has_n |= m->tok[i][0] == 'N';
+            if (m->tok[i][0] == 'T') {
+                m->has_ttl = true;
+                m->ttl = (int64_t)v;
+            }
             break;
         case 'F':
         case 'E':
@@ -346,7 +359,7 @@ out_ret(struct fake_conn *c, const struct fake_cmd *m, size_t first,
         } else if (t[0] == 's') {
             out_fmt(c, " s%zu", v->len);
         } else if (t[0] == 't') {
-            out_str(c, " t-1");
+            out_fmt(c, " t%lld", (long long)v->ttl);
         } else if (t[0] == 'h' || t[0] == 'l') {
             out_fmt(c, " %c0", t[0]);
         }
@@ -383,8 +396,8 @@ lookup(const char *key, size_t nkey, struct fake_val *v)
         if (!it->live) {
             return false;
         }
-        *v = (struct fake_val){st->arena + it->off, it->len, it->flags, it->cas,
-                               it};
+        *v = (struct fake_val){
+            st->arena + it->off, it->len, it->flags, it->cas, it->ttl, it};
         return true;
     }
     if (st->flushed) {
@@ -403,6 +416,12 @@ lookup(const char *key, size_t nkey, struct fake_val *v)
     v->data = h & 1 ? pat_digits + h % 10 : pat_letters + h % 26;
     v->flags = (h >> 12) & 0xffff;
     v->cas = (uint64_t)h + 1;
+    /* TTLs a warm-up or L1 fill must carry: none, about to expire, over
+     * 30 days (sent back as a Unix time), short */
+    v->ttl = (h >> 20) % 8 == 0   ? 0
+             : (h >> 20) % 8 == 1 ? 3000000
+             : (h >> 20) % 8 == 2 ? 100
+                                  : -1;
     return true;
 }
 
@@ -434,6 +453,7 @@ store(const char *key, size_t nkey, const char *a, size_t na, const char *b,
     it->live = true;
     it->flags = flags;
     it->cas = st->cas_next++;
+    it->ttl = -1;
     return true;
 }
 
@@ -482,6 +502,23 @@ do_mg(struct fake_conn *c, const struct fake_cmd *m)
     out_str(c, "\r\n");
 }
 
+/* What mg's t returns after ms m stored its item: -1 without T or with
+ * T0, else the seconds left (over 30 days, T is a Unix time; memcached
+ * expires past and negative times at once, here 1 s is left). */
+static int64_t
+ttl_left(const struct fake_cmd *m)
+{
+    int64_t left = m->ttl;
+
+    if (!m->has_ttl || m->ttl == 0) {
+        return -1;
+    }
+    if (m->ttl > 2592000) {
+        left = m->ttl - (int64_t)time(NULL);
+    }
+    return left > 0 ? left : 1;
+}
+
 /* ms: the status for m and data; stores on success. */
 static const char *
 ms_status(const struct fake_cmd *m, const char *data, size_t n)
@@ -492,6 +529,7 @@ ms_status(const struct fake_cmd *m, const char *data, size_t n)
     bool hit = lookup(key, nkey, &v);
     uint64_t flags = 0;
     char mode = m->mode ? m->mode : 'S';
+    bool ok;
 
     if (strchr("SEAPRseapr", mode) == NULL) {
         return "CLIENT_ERROR invalid mode for ms STORE";
@@ -509,18 +547,18 @@ ms_status(const struct fake_cmd *m, const char *data, size_t n)
         }
     }
     if (mode == 'A' || mode == 'a') {
-        return store(key, nkey, v.data, v.len, data, n, v.flags)
-                   ? "HD"
-                   : "SERVER_ERROR out of memory storing object";
+        ok = store(key, nkey, v.data, v.len, data, n, v.flags);
+    } else if (mode == 'P' || mode == 'p') {
+        ok = store(key, nkey, data, n, v.data, v.len, v.flags);
+    } else {
+        ok = store(key, nkey, data, n, NULL, 0, (uint32_t)flags);
+        v.ttl = ttl_left(m);
     }
-    if (mode == 'P' || mode == 'p') {
-        return store(key, nkey, data, n, v.data, v.len, v.flags)
-                   ? "HD"
-                   : "SERVER_ERROR out of memory storing object";
+    if (!ok) {
+        return "SERVER_ERROR out of memory storing object";
     }
-    return store(key, nkey, data, n, NULL, 0, (uint32_t)flags)
-               ? "HD"
-               : "SERVER_ERROR out of memory storing object";
+    item_find(key, nkey)->ttl = v.ttl; /* append and prepend keep it */
+    return "HD";
 }
 
 /* ms: returns the bytes used, 0 while its data block is incomplete. */
@@ -858,7 +896,8 @@ fake_accept(int s)
             return;
         }
     }
-    close(fd); /* riven holds one socket per server per connection */
+    close(fd); /* more than riven's handlers and shadows: riven sees a
+                * closed connection */
 }
 
 static void
