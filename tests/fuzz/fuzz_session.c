@@ -10,21 +10,30 @@
  *
  * Input: byte 0 steers the client, the rest is the client's byte stream
  * (its first byte chooses the protocol, as for a real connection).
- *   bits 0-2  how replies are read: 0-3 at once; 4-5 in small pieces
- *             through small socket buffers; 6, and 7 without bit 3, after
- *             the whole input was sent or 5 ms, through small buffers, so
- *             riven's writes block; 7 with bit 3 only after the whole
- *             input was sent, so riven's writes block until
- *             client_write_timeout_ms (100 ms) closes the connection
- *             (slow: the rarest choice)
+ *   bits 0-2  how replies are read, and the routed configuration:
+ *               0, 2  at once
+ *               4     in small pieces through small socket buffers
+ *               6, 7  after the whole input was sent or 5 ms, through
+ *                     small buffers, so riven's writes block; but 7 with
+ *                     bit 3 only after the whole input was sent, so
+ *                     riven's writes block until client_write_timeout_ms
+ *                     (100 ms) closes the connection (slow: the rarest
+ *                     choice)
+ *               1, 5  routed, read as 0 and 4
+ *               3     routed, read as 7 (with bit 3 the slow one)
+ *             (1, 3 and 5 read as 0, 0 and 4 before routes: bit 0
+ *             mattered only in 7, so every older input keeps its meaning)
  *   bits 3-5  the largest piece the input is written in (1 byte .. all),
  *             so requests arrive split across reads
- *   bit 7     the layered configuration (orca l1l2, L1 and L2 backends)
- *             instead of the flat one (l1only over two backends)
- *   bit 6     with bit 7: a batch_listen connection (orca l1l2batch);
- *             without: the layered configuration is published once half
- *             the input is sent, as a SIGHUP reload does, and riven
- *             switches to it between two batches
+ *   bits 6-7  the configuration (see "three configurations" below) and
+ *             a reload, published once half the input is sent, as a
+ *             SIGHUP does; riven switches between two batches:
+ *                          not routed                   routed
+ *               none       flat                         routed
+ *               bit 6      flat, reload to layered      routed, to flat
+ *               bit 7      layered                      layered, to routed
+ *               both       layered, batch_listen        flat, to routed
+ *                          connection (l1l2batch)
  * The piece and read sizes come from a generator seeded with byte 0.
  *
  * Invariants: server_run returns; no sanitizer report and no leak; the
@@ -1027,15 +1036,20 @@ fake_start(void)
     CHECK(pthread_detach(t) == 0);
 }
 
-/* ---- riven: two configurations ---- */
+/* ---- riven: three configurations ---- */
 
 /*
  * CFG_FLAT: orca l1only over both backends (multi-key gets fan out).
  * CFG_LAYERED: orca l1l2batch, backend 0 as L1 and 1 as L2 (a plain
  * connection runs l1l2, a batch one l1l2batch), and backend sockets
  * released after 5 ms idle, so split inputs reconnect.
+ * CFG_ROUTED: routes over pool a (backend 0) and pool b (backend 1), one
+ * one-letter prefix per rule so fuzzed keys reach each ("s" all_sync,
+ * "f" failover with ttl_max, "w" warm_up, "x" all_fastest, "l" l1l2,
+ * "sh" shadow, every other key the default, a shadow over all_sync);
+ * key_locks for the l1l2 rule as in the other two.
  */
-enum { CFG_FLAT, CFG_LAYERED };
+enum { CFG_FLAT, CFG_LAYERED, CFG_ROUTED, CFG_N };
 
 static const char *const cfg_pools[] = {
     [CFG_FLAT] = "pool:\n"
@@ -1053,15 +1067,32 @@ static const char *const cfg_pools[] = {
                     "  servers: [\"unix:%s\"]\n"
                     "  failure_limit: 1000\n"
                     "  retry_timeout_ms: 1\n",
+    [CFG_ROUTED] =
+        "pools:\n"
+        "  a: {servers: [\"unix:%s\"], failure_limit: 1000,"
+        " retry_timeout_ms: 1}\n"
+        "  b: {servers: [\"unix:%s\"], failure_limit: 1000,"
+        " retry_timeout_ms: 1}\n"
+        "routes:\n"
+        "  - {prefix: \"s\", route: {all_sync: [a, b], read: failover}}\n"
+        "  - {prefix: \"f\", route: {failover: [a, {pool: b, ttl_max: 60}],"
+        " miss: true}}\n"
+        "  - {prefix: \"w\", route: {warm_up: {cold: a, warm: b}}}\n"
+        "  - {prefix: \"x\", route: {all_fastest: [a, b]}}\n"
+        "  - {prefix: \"l\", route: {l1l2: {l1: a, l2: b}}}\n"
+        "  - {prefix: \"sh\", route: {shadow: {route: a, to: b,"
+        " fraction: 0.5}}}\n"
+        "  - default: {shadow: {route: {all_sync: [a, b]}, to: a,"
+        " fraction: 0.3}}\n",
 };
 
 /*
  * The snapshot registry is used here only. held[i] is a reference to
- * configuration i's snapshot, kept while the other one is current.
+ * configuration i's snapshot, kept while another one is current.
  * riven_use runs on the main thread before a session and on the client
  * thread during one, never on both at once.
  */
-static struct snapshot *held[2];
+static struct snapshot *held[CFG_N];
 static int cfg_current = -1;
 static bool flat_only; /* FUZZ_SESSION_FLAT */
 
@@ -1079,7 +1110,7 @@ riven_use(int which)
 static struct config *
 riven_config(int which)
 {
-    char yaml[1024], pool[512], err[512];
+    char yaml[2048], pool[1536], err[512];
     struct config *cfg;
     int n;
 
@@ -1109,7 +1140,7 @@ riven_start(void)
 
     log_init(LOG_LVL_ERROR);
     CHECK(metrics_init() == ST_OK);
-    for (int i = CFG_FLAT; i <= CFG_LAYERED; i++) {
+    for (int i = CFG_FLAT; i < CFG_N; i++) {
         struct config *cfg = riven_config(i);
         struct snapshot *snap;
 
@@ -1301,10 +1332,12 @@ struct session {
     const uint8_t *in;
     size_t nin;
     uint8_t ctl;
-    int fd;      /* the client's end, non-blocking */
-    int srv_fd;  /* riven's end */
-    bool small;  /* small socket buffers, until TRICKLE_MAX was read */
-    bool reload; /* publish CFG_LAYERED once half the input is sent */
+    int fd;     /* the client's end, non-blocking */
+    int srv_fd; /* riven's end */
+    bool small; /* small socket buffers, until TRICKLE_MAX was read */
+    int cfg;    /* the configuration the session starts in */
+    int reload; /* published once half the input is sent; -1 none */
+    bool batch; /* a batch_listen connection */
     struct replies rep;
 };
 
@@ -1325,17 +1358,48 @@ now_ms(void)
     return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
+/* Bits 0-2 (and 3): see the top. 3 is routed 7, 1 routed 0, 5 routed 4. */
 static enum read_mode
 read_mode(uint8_t ctl)
 {
     static const enum read_mode modes[8] = {
-        READ_AT_ONCE, READ_AT_ONCE, READ_AT_ONCE, READ_AT_ONCE,
+        READ_AT_ONCE, READ_AT_ONCE, READ_AT_ONCE, READ_STALL,
         READ_TRICKLE, READ_TRICKLE, READ_LATE,    READ_STALL};
 
-    if ((ctl & 0xf) == 7) {
+    if ((ctl & 0xb) == 3) { /* 3 or 7 without bit 3 */
         return READ_LATE;
     }
     return modes[ctl & 7];
+}
+
+/* Bit 0 without 7 in bits 0-2: the routed configuration. */
+static bool
+routed(uint8_t ctl)
+{
+    return (ctl & 1) && (ctl & 7) != 7;
+}
+
+/* The session's configuration, its reload and connection kind, from
+ * bits 0-2, 6 and 7 (see the top). */
+static void
+session_plan(struct session *ss)
+{
+    bool b6 = ss->ctl & 0x40, b7 = ss->ctl & 0x80;
+
+    ss->reload = -1;
+    if (flat_only) {
+        ss->cfg = CFG_FLAT;
+    } else if (!routed(ss->ctl)) {
+        ss->cfg = b7 ? CFG_LAYERED : CFG_FLAT;
+        ss->batch = b7 && b6; /* only l1l2batch's batch_listen has them */
+        ss->reload = !b7 && b6 ? CFG_LAYERED : -1;
+    } else if (!b7) {
+        ss->cfg = CFG_ROUTED;
+        ss->reload = b6 ? CFG_FLAT : -1;
+    } else {
+        ss->cfg = b6 ? CFG_FLAT : CFG_LAYERED;
+        ss->reload = CFG_ROUTED;
+    }
 }
 
 static uint32_t
@@ -1367,9 +1431,9 @@ client_send(struct session *ss, size_t *off, uint32_t *seed, size_t *sends)
     }
     *off += (size_t)w;
     (*sends)++;
-    if (ss->reload && *off >= ss->nin / 2) {
-        riven_use(CFG_LAYERED); /* the main thread is in server_run */
-        ss->reload = false;
+    if (ss->reload >= 0 && *off >= ss->nin / 2) {
+        riven_use(ss->reload); /* the main thread is in server_run */
+        ss->reload = -1;
     }
     return *off < ss->nin;
 }
@@ -1502,7 +1566,6 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     struct server_conn conn;
     int sv[2];
     uint64_t t0, ms;
-    bool layered;
 
     if (size == 0) {
         return 0;
@@ -1524,11 +1587,9 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     ss.srv_fd = sv[0];
     memset(&conn, 0, sizeof(conn));
     conn.fd = sv[0];
-    layered = (ss.ctl & 0x80) && !flat_only;
-    riven_use(layered ? CFG_LAYERED : CFG_FLAT);
-    /* batch connections exist only on l1l2batch's batch_listen */
-    conn.batch = layered && (ss.ctl & 0x40);
-    ss.reload = !layered && !flat_only && (ss.ctl & 0x40);
+    session_plan(&ss);
+    riven_use(ss.cfg);
+    conn.batch = ss.batch;
 
     t0 = now_ms();
     pthread_mutex_lock(&cl.lock);
