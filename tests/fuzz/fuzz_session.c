@@ -866,6 +866,29 @@ conn_serve(struct fake_conn *c, short revents)
     c->outpos = c->nout = 0;
 }
 
+/* server_run has returned, so riven must have closed its end of fd
+ * (handler, shadow or all_fastest socket): read what is left up to EOF;
+ * nothing to read and no EOF is a socket riven leaked. */
+static void
+expect_eof(int fd)
+{
+    char b[16384];
+
+    for (;;) {
+        ssize_t n = recv(fd, b, sizeof(b), MSG_DONTWAIT);
+
+        if (n > 0 || (n < 0 && errno == EINTR)) {
+            continue;
+        }
+        if (n < 0 && errno == EAGAIN) {
+            fprintf(stderr, "fuzz_session: riven kept a backend socket "
+                            "open after server_run returned\n");
+        }
+        CHECK(n == 0 || errno != EAGAIN);
+        return;
+    }
+}
+
 /* Before a session: close the last session's sockets, those riven
  * closed before they were accepted too, and empty the store. */
 static void
@@ -875,11 +898,15 @@ fake_do_reset(void)
         int fd;
 
         while ((fd = accept4(fk.lfd[s], NULL, NULL, SOCK_CLOEXEC)) >= 0) {
+            expect_eof(fd);
             close(fd);
         }
         fk.sent[s] = 0;
     }
     for (int i = 0; i < FAKE_CONNS; i++) {
+        if (fk.conns[i].fd >= 0) {
+            expect_eof(fk.conns[i].fd);
+        }
         conn_close(&fk.conns[i]);
     }
     for (int s = 0; s < FAKE_SERVERS; s++) {
