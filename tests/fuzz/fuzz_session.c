@@ -1074,7 +1074,7 @@ fake_start(void)
  * one-letter prefix per rule so fuzzed keys reach each ("s" all_sync,
  * "f" failover with ttl_max, "w" warm_up, "x" all_fastest, "l" l1l2,
  * "sh" shadow, every other key the default, a shadow over all_sync);
- * key_locks for the l1l2 rule as in the other two.
+ * the l1l2 rule holds the default key_locks, as CFG_LAYERED does.
  */
 enum { CFG_FLAT, CFG_LAYERED, CFG_ROUTED, CFG_N };
 
