@@ -10,21 +10,30 @@
  *
  * Input: byte 0 steers the client, the rest is the client's byte stream
  * (its first byte chooses the protocol, as for a real connection).
- *   bits 0-2  how replies are read: 0-3 at once; 4-5 in small pieces
- *             through small socket buffers; 6, and 7 without bit 3, after
- *             the whole input was sent or 5 ms, through small buffers, so
- *             riven's writes block; 7 with bit 3 only after the whole
- *             input was sent, so riven's writes block until
- *             client_write_timeout_ms (100 ms) closes the connection
- *             (slow: the rarest choice)
+ *   bits 0-2  how replies are read, and the routed configuration:
+ *               0, 2  at once
+ *               4     in small pieces through small socket buffers
+ *               6, 7  after the whole input was sent or 5 ms, through
+ *                     small buffers, so riven's writes block; but 7 with
+ *                     bit 3 only after the whole input was sent, so
+ *                     riven's writes block until client_write_timeout_ms
+ *                     (100 ms) closes the connection (slow: the rarest
+ *                     choice)
+ *               1, 5  routed, read as 0 and 4
+ *               3     routed, read as 7 (with bit 3 the slow one)
+ *             (1, 3 and 5 read as 0, 0 and 4 before routes: bit 0
+ *             mattered only in 7, so every older input keeps its meaning)
  *   bits 3-5  the largest piece the input is written in (1 byte .. all),
  *             so requests arrive split across reads
- *   bit 7     the layered configuration (orca l1l2, L1 and L2 backends)
- *             instead of the flat one (l1only over two backends)
- *   bit 6     with bit 7: a batch_listen connection (orca l1l2batch);
- *             without: the layered configuration is published once half
- *             the input is sent, as a SIGHUP reload does, and riven
- *             switches to it between two batches
+ *   bits 6-7  the configuration (see "three configurations" below) and
+ *             a reload, published once half the input is sent, as a
+ *             SIGHUP does; riven switches between two batches:
+ *                          not routed                   routed
+ *               none       flat                         routed
+ *               bit 6      flat, reload to layered      routed, to flat
+ *               bit 7      layered                      layered, to routed
+ *               both       layered, batch_listen        flat, to routed
+ *                          connection (l1l2batch)
  * The piece and read sizes come from a generator seeded with byte 0.
  *
  * Invariants: server_run returns; no sanitizer report and no leak; the
@@ -38,15 +47,21 @@
  * The fake backend (one thread, poll) keeps a small store per server; keys
  * never stored have a value derived from their hash (a quarter miss, some are
  * 8-40 KiB, "big<N>" is N bytes up to 1 MiB), so gets stream large
- * replies. Each backend sends at most FAKE_BUDGET value bytes per session
+ * replies, and a TTL (mg's t) from it too: none, 0, over 30 days or 100 s,
+ * what warm_up and l1l2 fills must carry; stored items keep what T gave.
+ * Each backend sends at most FAKE_BUDGET value bytes per session
  * (then it answers misses), which bounds a run's time. It is reset before
- * each session (store emptied, the last session's sockets closed), so runs
- * are deterministic up to riven's timeouts.
+ * each session (store emptied, the last session's sockets closed: the
+ * handlers', and with routes the shadow and all_fastest sockets, opened
+ * without blocking on first use), so runs are deterministic up to riven's
+ * timeouts and, with routes, the order in which the fake serves several
+ * sockets to one backend (a shadow copy may land before or after the
+ * request it copies).
  *
  * FUZZ_SESSION_DUMP=1 in the environment copies the replies to stderr
  * (to read what a reproducer does); FUZZ_SESSION_FLAT=1 runs every input
  * in the flat configuration (to fuzz on past an open bug in the layered
- * orca).
+ * orca or the routes).
  *
  * Memory of the fake and the client thread is allocated once (buffers grow
  * by realloc), so libFuzzer's malloc/free balance, which decides when to
@@ -79,7 +94,7 @@
 #include "fuzz_common.h"
 
 #define FAKE_SERVERS     2
-#define FAKE_CONNS       16
+#define FAKE_CONNS       32 /* handlers and shadows, a reload's too */
 #define FAKE_LINE_MAX    8192
 #define FAKE_TOKENS      24
 #define FAKE_ITEMS       256
@@ -102,7 +117,8 @@ struct fake_item {
     bool live; /* false: deleted (a tombstone over a derived value) */
     uint32_t flags;
     uint64_t cas;
-    size_t off; /* value in its store's arena */
+    int64_t ttl; /* what mg's t returns: -1 none, else seconds left */
+    size_t off;  /* value in its store's arena */
     size_t len;
 };
 
@@ -121,6 +137,7 @@ struct fake_val {
     size_t len;
     uint32_t flags;
     uint64_t cas;
+    int64_t ttl;            /* as fake_item's */
     struct fake_item *item; /* NULL: derived from the key */
 };
 
@@ -131,8 +148,9 @@ struct fake_cmd {
     size_t nt;
     bool bad;  /* a flag's argument is not a number */
     char mode; /* ms/ma M<mode>, 0 if none */
-    bool has_cas, has_n;
+    bool has_cas, has_n, has_ttl;
     uint64_t cas, delta, initial;
+    int64_t ttl; /* T<exptime> */
 };
 
 static struct fake {
@@ -291,6 +309,10 @@ meta_flags(struct fake_cmd *m, size_t first)
         case 'R':
             m->bad |= !num_parse(a, na, true, &v);
             m->has_n |= m->tok[i][0] == 'N';
+            if (m->tok[i][0] == 'T') {
+                m->has_ttl = true;
+                m->ttl = (int64_t)v;
+            }
             break;
         case 'F':
         case 'E':
@@ -346,7 +368,7 @@ out_ret(struct fake_conn *c, const struct fake_cmd *m, size_t first,
         } else if (t[0] == 's') {
             out_fmt(c, " s%zu", v->len);
         } else if (t[0] == 't') {
-            out_str(c, " t-1");
+            out_fmt(c, " t%lld", (long long)v->ttl);
         } else if (t[0] == 'h' || t[0] == 'l') {
             out_fmt(c, " %c0", t[0]);
         }
@@ -383,8 +405,8 @@ lookup(const char *key, size_t nkey, struct fake_val *v)
         if (!it->live) {
             return false;
         }
-        *v = (struct fake_val){st->arena + it->off, it->len, it->flags, it->cas,
-                               it};
+        *v = (struct fake_val){
+            st->arena + it->off, it->len, it->flags, it->cas, it->ttl, it};
         return true;
     }
     if (st->flushed) {
@@ -403,6 +425,12 @@ lookup(const char *key, size_t nkey, struct fake_val *v)
     v->data = h & 1 ? pat_digits + h % 10 : pat_letters + h % 26;
     v->flags = (h >> 12) & 0xffff;
     v->cas = (uint64_t)h + 1;
+    /* TTLs a warm-up or L1 fill must carry: none, about to expire, over
+     * 30 days (sent back as a Unix time), short */
+    v->ttl = (h >> 20) % 8 == 0   ? 0
+             : (h >> 20) % 8 == 1 ? 3000000
+             : (h >> 20) % 8 == 2 ? 100
+                                  : -1;
     return true;
 }
 
@@ -434,6 +462,7 @@ store(const char *key, size_t nkey, const char *a, size_t na, const char *b,
     it->live = true;
     it->flags = flags;
     it->cas = st->cas_next++;
+    it->ttl = -1;
     return true;
 }
 
@@ -482,6 +511,23 @@ do_mg(struct fake_conn *c, const struct fake_cmd *m)
     out_str(c, "\r\n");
 }
 
+/* What mg's t returns after ms m stored its item: -1 without T or with
+ * T0, else the seconds left (over 30 days, T is a Unix time; memcached
+ * expires past and negative times at once, here 1 s is left). */
+static int64_t
+ttl_left(const struct fake_cmd *m)
+{
+    int64_t left = m->ttl;
+
+    if (!m->has_ttl || m->ttl == 0) {
+        return -1;
+    }
+    if (m->ttl > 2592000) {
+        left = m->ttl - (int64_t)time(NULL);
+    }
+    return left > 0 ? left : 1;
+}
+
 /* ms: the status for m and data; stores on success. */
 static const char *
 ms_status(const struct fake_cmd *m, const char *data, size_t n)
@@ -492,6 +538,7 @@ ms_status(const struct fake_cmd *m, const char *data, size_t n)
     bool hit = lookup(key, nkey, &v);
     uint64_t flags = 0;
     char mode = m->mode ? m->mode : 'S';
+    bool ok;
 
     if (strchr("SEAPRseapr", mode) == NULL) {
         return "CLIENT_ERROR invalid mode for ms STORE";
@@ -509,18 +556,18 @@ ms_status(const struct fake_cmd *m, const char *data, size_t n)
         }
     }
     if (mode == 'A' || mode == 'a') {
-        return store(key, nkey, v.data, v.len, data, n, v.flags)
-                   ? "HD"
-                   : "SERVER_ERROR out of memory storing object";
+        ok = store(key, nkey, v.data, v.len, data, n, v.flags);
+    } else if (mode == 'P' || mode == 'p') {
+        ok = store(key, nkey, data, n, v.data, v.len, v.flags);
+    } else {
+        ok = store(key, nkey, data, n, NULL, 0, (uint32_t)flags);
+        v.ttl = ttl_left(m);
     }
-    if (mode == 'P' || mode == 'p') {
-        return store(key, nkey, data, n, v.data, v.len, v.flags)
-                   ? "HD"
-                   : "SERVER_ERROR out of memory storing object";
+    if (!ok) {
+        return "SERVER_ERROR out of memory storing object";
     }
-    return store(key, nkey, data, n, NULL, 0, (uint32_t)flags)
-               ? "HD"
-               : "SERVER_ERROR out of memory storing object";
+    item_find(key, nkey)->ttl = v.ttl; /* append and prepend keep it */
+    return "HD";
 }
 
 /* ms: returns the bytes used, 0 while its data block is incomplete. */
@@ -819,6 +866,29 @@ conn_serve(struct fake_conn *c, short revents)
     c->outpos = c->nout = 0;
 }
 
+/* server_run has returned, so riven must have closed its end of fd
+ * (handler, shadow or all_fastest socket): read what is left up to EOF;
+ * nothing to read and no EOF is a socket riven leaked. */
+static void
+expect_eof(int fd)
+{
+    char b[16384];
+
+    for (;;) {
+        ssize_t n = recv(fd, b, sizeof(b), MSG_DONTWAIT);
+
+        if (n > 0 || (n < 0 && errno == EINTR)) {
+            continue;
+        }
+        if (n < 0 && errno == EAGAIN) {
+            fprintf(stderr, "fuzz_session: riven kept a backend socket "
+                            "open after server_run returned\n");
+        }
+        CHECK(n == 0 || errno != EAGAIN);
+        return;
+    }
+}
+
 /* Before a session: close the last session's sockets, those riven
  * closed before they were accepted too, and empty the store. */
 static void
@@ -828,11 +898,15 @@ fake_do_reset(void)
         int fd;
 
         while ((fd = accept4(fk.lfd[s], NULL, NULL, SOCK_CLOEXEC)) >= 0) {
+            expect_eof(fd);
             close(fd);
         }
         fk.sent[s] = 0;
     }
     for (int i = 0; i < FAKE_CONNS; i++) {
+        if (fk.conns[i].fd >= 0) {
+            expect_eof(fk.conns[i].fd);
+        }
         conn_close(&fk.conns[i]);
     }
     for (int s = 0; s < FAKE_SERVERS; s++) {
@@ -858,7 +932,8 @@ fake_accept(int s)
             return;
         }
     }
-    close(fd); /* riven holds one socket per server per connection */
+    close(fd); /* more than riven's handlers and shadows: riven sees a
+                * closed connection */
 }
 
 static void
@@ -988,15 +1063,20 @@ fake_start(void)
     CHECK(pthread_detach(t) == 0);
 }
 
-/* ---- riven: two configurations ---- */
+/* ---- riven: three configurations ---- */
 
 /*
  * CFG_FLAT: orca l1only over both backends (multi-key gets fan out).
  * CFG_LAYERED: orca l1l2batch, backend 0 as L1 and 1 as L2 (a plain
  * connection runs l1l2, a batch one l1l2batch), and backend sockets
  * released after 5 ms idle, so split inputs reconnect.
+ * CFG_ROUTED: routes over pool a (backend 0) and pool b (backend 1), one
+ * one-letter prefix per rule so fuzzed keys reach each ("s" all_sync,
+ * "f" failover with ttl_max, "w" warm_up, "x" all_fastest, "l" l1l2,
+ * "sh" shadow, every other key the default, a shadow over all_sync);
+ * the l1l2 rule holds the default key_locks, as CFG_LAYERED does.
  */
-enum { CFG_FLAT, CFG_LAYERED };
+enum { CFG_FLAT, CFG_LAYERED, CFG_ROUTED, CFG_N };
 
 static const char *const cfg_pools[] = {
     [CFG_FLAT] = "pool:\n"
@@ -1014,15 +1094,32 @@ static const char *const cfg_pools[] = {
                     "  servers: [\"unix:%s\"]\n"
                     "  failure_limit: 1000\n"
                     "  retry_timeout_ms: 1\n",
+    [CFG_ROUTED] =
+        "pools:\n"
+        "  a: {servers: [\"unix:%s\"], failure_limit: 1000,"
+        " retry_timeout_ms: 1}\n"
+        "  b: {servers: [\"unix:%s\"], failure_limit: 1000,"
+        " retry_timeout_ms: 1}\n"
+        "routes:\n"
+        "  - {prefix: \"s\", route: {all_sync: [a, b], read: failover}}\n"
+        "  - {prefix: \"f\", route: {failover: [a, {pool: b, ttl_max: 60}],"
+        " miss: true}}\n"
+        "  - {prefix: \"w\", route: {warm_up: {cold: a, warm: b}}}\n"
+        "  - {prefix: \"x\", route: {all_fastest: [a, b]}}\n"
+        "  - {prefix: \"l\", route: {l1l2: {l1: a, l2: b}}}\n"
+        "  - {prefix: \"sh\", route: {shadow: {route: a, to: b,"
+        " fraction: 0.5}}}\n"
+        "  - default: {shadow: {route: {all_sync: [a, b]}, to: a,"
+        " fraction: 0.3}}\n",
 };
 
 /*
  * The snapshot registry is used here only. held[i] is a reference to
- * configuration i's snapshot, kept while the other one is current.
+ * configuration i's snapshot, kept while another one is current.
  * riven_use runs on the main thread before a session and on the client
  * thread during one, never on both at once.
  */
-static struct snapshot *held[2];
+static struct snapshot *held[CFG_N];
 static int cfg_current = -1;
 static bool flat_only; /* FUZZ_SESSION_FLAT */
 
@@ -1040,7 +1137,7 @@ riven_use(int which)
 static struct config *
 riven_config(int which)
 {
-    char yaml[1024], pool[512], err[512];
+    char yaml[2048], pool[1536], err[512];
     struct config *cfg;
     int n;
 
@@ -1070,7 +1167,7 @@ riven_start(void)
 
     log_init(LOG_LVL_ERROR);
     CHECK(metrics_init() == ST_OK);
-    for (int i = CFG_FLAT; i <= CFG_LAYERED; i++) {
+    for (int i = CFG_FLAT; i < CFG_N; i++) {
         struct config *cfg = riven_config(i);
         struct snapshot *snap;
 
@@ -1262,10 +1359,12 @@ struct session {
     const uint8_t *in;
     size_t nin;
     uint8_t ctl;
-    int fd;      /* the client's end, non-blocking */
-    int srv_fd;  /* riven's end */
-    bool small;  /* small socket buffers, until TRICKLE_MAX was read */
-    bool reload; /* publish CFG_LAYERED once half the input is sent */
+    int fd;     /* the client's end, non-blocking */
+    int srv_fd; /* riven's end */
+    bool small; /* small socket buffers, until TRICKLE_MAX was read */
+    int cfg;    /* the configuration the session starts in */
+    int reload; /* published once half the input is sent; -1 none */
+    bool batch; /* a batch_listen connection */
     struct replies rep;
 };
 
@@ -1286,17 +1385,48 @@ now_ms(void)
     return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
+/* Bits 0-2 (and 3): see the top. 3 is routed 7, 1 routed 0, 5 routed 4. */
 static enum read_mode
 read_mode(uint8_t ctl)
 {
     static const enum read_mode modes[8] = {
-        READ_AT_ONCE, READ_AT_ONCE, READ_AT_ONCE, READ_AT_ONCE,
+        READ_AT_ONCE, READ_AT_ONCE, READ_AT_ONCE, READ_STALL,
         READ_TRICKLE, READ_TRICKLE, READ_LATE,    READ_STALL};
 
-    if ((ctl & 0xf) == 7) {
+    if ((ctl & 0xb) == 3) { /* 3 or 7 without bit 3 */
         return READ_LATE;
     }
     return modes[ctl & 7];
+}
+
+/* Bit 0 without 7 in bits 0-2: the routed configuration. */
+static bool
+routed(uint8_t ctl)
+{
+    return (ctl & 1) && (ctl & 7) != 7;
+}
+
+/* The session's configuration, its reload and connection kind, from
+ * bits 0-2, 6 and 7 (see the top). */
+static void
+session_plan(struct session *ss)
+{
+    bool b6 = ss->ctl & 0x40, b7 = ss->ctl & 0x80;
+
+    ss->reload = -1;
+    if (flat_only) {
+        ss->cfg = CFG_FLAT;
+    } else if (!routed(ss->ctl)) {
+        ss->cfg = b7 ? CFG_LAYERED : CFG_FLAT;
+        ss->batch = b7 && b6; /* only l1l2batch's batch_listen has them */
+        ss->reload = !b7 && b6 ? CFG_LAYERED : -1;
+    } else if (!b7) {
+        ss->cfg = CFG_ROUTED;
+        ss->reload = b6 ? CFG_FLAT : -1;
+    } else {
+        ss->cfg = b6 ? CFG_FLAT : CFG_LAYERED;
+        ss->reload = CFG_ROUTED;
+    }
 }
 
 static uint32_t
@@ -1328,9 +1458,9 @@ client_send(struct session *ss, size_t *off, uint32_t *seed, size_t *sends)
     }
     *off += (size_t)w;
     (*sends)++;
-    if (ss->reload && *off >= ss->nin / 2) {
-        riven_use(CFG_LAYERED); /* the main thread is in server_run */
-        ss->reload = false;
+    if (ss->reload >= 0 && *off >= ss->nin / 2) {
+        riven_use(ss->reload); /* the main thread is in server_run */
+        ss->reload = -1;
     }
     return *off < ss->nin;
 }
@@ -1463,7 +1593,6 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     struct server_conn conn;
     int sv[2];
     uint64_t t0, ms;
-    bool layered;
 
     if (size == 0) {
         return 0;
@@ -1485,11 +1614,9 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     ss.srv_fd = sv[0];
     memset(&conn, 0, sizeof(conn));
     conn.fd = sv[0];
-    layered = (ss.ctl & 0x80) && !flat_only;
-    riven_use(layered ? CFG_LAYERED : CFG_FLAT);
-    /* batch connections exist only on l1l2batch's batch_listen */
-    conn.batch = layered && (ss.ctl & 0x40);
-    ss.reload = !layered && !flat_only && (ss.ctl & 0x40);
+    session_plan(&ss);
+    riven_use(ss.cfg);
+    conn.batch = ss.batch;
 
     t0 = now_ms();
     pthread_mutex_lock(&cl.lock);

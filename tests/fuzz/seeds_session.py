@@ -2,10 +2,12 @@
 """Write the seed corpus of fuzz_session into tests/fuzz/corpus/fuzz_session/.
 
 Each seed is one control byte (see tests/fuzz/fuzz_session.c: bits 0-2 how
-replies are read (7 stalls only with bit 3), bits 3-5 the largest piece
-the input is written in, bit 7 the layered configuration, bit 6 with it a
-batch connection, without it a reload to the layered one mid-session)
-followed by a client session. Run from the repository root.
+replies are read (7 stalls only with bit 3) and, as 1, 3 and 5, the routed
+configuration; bits 3-5 the largest piece the input is written in; bit 7
+the layered configuration, bit 6 with it a batch connection, without it a
+reload to the layered one mid-session; routed, bits 6-7 choose a reload
+from or to the routed configuration) followed by a client session. Run
+from the repository root.
 """
 import os
 import struct
@@ -13,6 +15,13 @@ import struct
 OUT = "tests/fuzz/corpus/fuzz_session"
 AT_ONCE, TRICKLE, LATE, STALL = 0, 4, 6, 7
 LAYERED, BATCH, RELOAD = 0x80, 0xc0, 0x40
+# routed: read at once, in small pieces, late (with an odd piece, stalled)
+R_AT_ONCE, R_TRICKLE, R_LATE = 1, 5, 3
+# routed, bits 6-7: routed then flat, layered then routed, flat then routed
+TO_FLAT, FROM_LAYERED, FROM_FLAT = 0x40, 0x80, 0xc0
+# one key per route of CFG_ROUTED: all_sync, failover, warm_up,
+# all_fastest, l1l2, shadow, the default
+PREFIXES = [b"s", b"f", b"w", b"x", b"l", b"sh", b"z"]
 
 
 def ctl(mode, piece=0, orca=0):
@@ -99,6 +108,105 @@ SEEDS = {
     b"set k1 0 0 3\r\nnew\r\nset cold 0 0 1\r\nx\r\nget k1 cold\r\n"
     b"delete k2\r\nadd k3 0 0 1\r\ny\r\n",
 }
+
+
+
+def per_prefix(fmt):
+    """fmt (bytes with %s for the prefix) once for each route's prefix."""
+    return b"".join(fmt.replace(b"%s", p) for p in PREFIXES)
+
+
+def mget(n, suffix=b""):
+    return b" ".join(p + b"%d" % i + suffix for i in range(n)
+                     for p in PREFIXES)
+
+
+ROUTED_TEXT = (
+    per_prefix(b"set %sa 1 0 2\r\nhi\r\nget %sa\r\n") +
+    per_prefix(b"add %sb 2 0 1\r\nb\r\nadd %sb 2 0 1\r\nc\r\n"
+               b"replace %sr 0 0 1\r\nr\r\nappend %sa 0 0 1\r\n!\r\n"
+               b"prepend %sa 0 0 1\r\n<\r\n") +
+    per_prefix(b"gets %sa\r\ncas %sa 0 0 1 1\r\nx\r\n"
+               b"set %sn 0 0 1\r\n9\r\nincr %sn 5\r\ndecr %sn 20\r\n"
+               b"incr %smiss 1\r\ntouch %sa 100\r\ngat 10 %sa %sz\r\n"
+               b"gats 0 %sa\r\ndelete %sb\r\ndelete %sb\r\n"
+               b"delete %sb noreply\r\n") +
+    b"get " + mget(3) + b"\r\ngets " + mget(2) + b"\r\n")
+
+ROUTED_META = (
+    per_prefix(b"ms %sm 3 T0 F5 c k\r\nabc\r\nmg %sm v f c k s t Oab\r\n"
+               b"mg %smiss v t f Oq1 k\r\nmg %sw v t q\r\n"
+               b"ms %sm 2 ME\r\nzz\r\nms %sp 1 MA q\r\n!\r\n"
+               b"ma %sc N0 J10 v t\r\nma %sc D3 MD v\r\nmd %sm q\r\n"
+               b"md %sm Oz\r\nme %sm\r\nmn\r\n") +
+    # base64 keys: "sh1", "w1", "x1", "s1"
+    b"mg c2gx b v k\r\nmg dzE= b v t\r\nms eDE= b 1\r\nq\r\n"
+    b"md czE= b q\r\nmn\r\n")
+
+
+def binreqs(prefix, opaque):
+    k = prefix + b"bk"
+    return (binreq(0x01, k, struct.pack(">II", 7, 0), b"hello", opaque) +
+            binreq(0x00, k, opaque=opaque + 1) +
+            binreq(0x0c, prefix + b"1", opaque=opaque + 2) +
+            binreq(0x02, k, struct.pack(">II", 1, 3000000), b"a", opaque + 3) +
+            binreq(0x03, prefix + b"r", struct.pack(">II", 1, 50), b"r",
+                   opaque + 4) +
+            binreq(0x05, prefix + b"ctr", struct.pack(">QQI", 1, 5, 0),
+                   opaque=opaque + 5) +
+            binreq(0x1c, k, struct.pack(">I", 100), opaque=opaque + 6) +
+            binreq(0x1d, k, struct.pack(">I", 10), opaque=opaque + 7) +
+            binreq(0x0d, prefix + b"q", opaque=opaque + 8) +
+            binreq(0x09, prefix + b"miss", opaque=opaque + 9) +
+            binreq(0x04, k, opaque=opaque + 10))
+
+
+ROUTED_BINARY = (b"".join(binreqs(p, 16 * i) for i, p in enumerate(PREFIXES))
+                 + binreq(0x0a, opaque=999) + binreq(0x10, opaque=1000))
+
+SEEDS.update({
+    "routed-text": ctl(R_AT_ONCE) + ROUTED_TEXT,
+    "routed-meta": ctl(R_AT_ONCE, 2) + ROUTED_META,
+    "routed-binary": ctl(R_AT_ONCE) + ROUTED_BINARY,
+    "routed-binary-split": ctl(R_TRICKLE, 1) + ROUTED_BINARY,
+    # keys in every route in one get, some repeated, large values among them
+    "routed-multiget": ctl(R_TRICKLE, 3) +
+    b"get " + mget(20) + b" s1 w1 x1 sh1 z1 w1\r\n"
+    b"get sbig100000 wbig200000 xbig50000 lbig65536 shbig30000 big120000\r\n"
+    b"gat 100 " + mget(4) + b"\r\n",
+    # warm_up: misses in cold filled from warm, then hits in cold
+    "routed-warm": ctl(R_AT_ONCE, 4) +
+    b"get " + b" ".join(b"w%d" % i for i in range(40)) + b"\r\n"
+    b"get " + b" ".join(b"w%d" % i for i in range(40)) + b"\r\n"
+    b"gat 50 w1 w2 w3\r\nmg w7 v t\r\ndelete w1\r\nget w1\r\n",
+    # ttl_max 60 on failover's second child; l1l2 fills and mirrors
+    "routed-ttl": ctl(R_AT_ONCE, 5) +
+    b"set f1 0 0 1\r\na\r\nset f2 0 100 1\r\nb\r\n"
+    b"set f3 0 3000000 1\r\nc\r\ntouch f1 1000\r\ngat 5000 f2 f3\r\n"
+    b"get f1 f2 f3 f4 f5\r\nset l1 0 0 1\r\nd\r\nget l1 l2 l3 l4\r\n"
+    b"incr l1 1\r\ndelete l1\r\nget l1\r\n",
+    "routed-admin": ctl(R_AT_ONCE, 6) +
+    b"version\r\nstats\r\nstats proxy\r\nstats settings\r\n"
+    b"verbosity 1\r\nget s1 x1 z1\r\nflush_all\r\nget s1 x1 z1 w1\r\n"
+    b"flush_all 0\r\nset x1 0 0 1\r\n1\r\nget x1\r\nquit\r\n",
+    "routed-late": ctl(R_LATE, 2) +
+    b"get sbig200000 xbig200000 zbig300000\r\n" +
+    per_prefix(b"set %sk 0 0 1\r\nv\r\nget %sk\r\n") * 5,
+    # stalled: riven's writes block until client_write_timeout_ms while
+    # shadow copies and all_fastest writes are outstanding
+    "routed-stall": ctl(R_LATE, 7) +
+    b"get zbig1048576\r\n" +
+    per_prefix(b"set %sk 0 0 1\r\nv\r\n") * 300,
+    "routed-reload": ctl(R_AT_ONCE, 2, TO_FLAT) +
+    b"get s1 x1 z1\r\nset x1 0 0 1\r\nv\r\nset sh1 0 0 1\r\nv\r\n"
+    b"get w1 w2 w3 l1\r\nget s1 x1 z1\r\nmg sh1 v\r\nincr x1 1\r\n",
+    "layered-to-routed": ctl(R_AT_ONCE, 3, FROM_LAYERED) +
+    b"get k1 l1\r\nset l1 0 0 1\r\nx\r\nget k3 s3\r\n"
+    b"get l1 w1 x1 sh1\r\nset x2 0 0 1\r\ny\r\nmg z1 v\r\ngets l1\r\n",
+    "flat-to-routed": ctl(R_TRICKLE, 2, FROM_FLAT) +
+    b"get s1 f1 w1\r\nset x1 0 0 1\r\nx\r\nget z1 z2\r\n"
+    b"get s1 f1 w1 x1 l1 sh1 z1\r\nset x1 0 0 1\r\ny\r\nmg x1 v\r\n",
+})
 
 os.makedirs(OUT, exist_ok=True)
 for name, data in SEEDS.items():
