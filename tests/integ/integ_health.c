@@ -266,22 +266,13 @@ test_probe_without_fds(void **state)
 
 /* ---- 2. a black-holed backend and /metrics ------------------------ */
 
-static int64_t
-now_us(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
-
 /* GET path from 127.0.0.1:port over HTTP/1.0. The status code, or -1;
  * the body (truncated to bodylen - 1 bytes) in body; the time from
  * connect to the end of the answer in *us. Thread-safe. */
 static int
 http_get(int port, const char *path, char *body, size_t bodylen, int64_t *us)
 {
-    int64_t t0 = now_us();
+    int64_t t0 = harness_now_us();
     struct harness_conn *c = harness_conn_open(port, HARNESS_TIMEOUT_MS);
     char req[256];
     const char *sep;
@@ -301,7 +292,7 @@ http_get(int port, const char *path, char *body, size_t bodylen, int64_t *us)
         memcpy(body, sep + 4, n);
         body[n] = '\0';
     }
-    *us = now_us() - t0;
+    *us = harness_now_us() - t0;
     harness_conn_close(c);
     return code;
 }

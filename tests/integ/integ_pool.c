@@ -74,15 +74,6 @@ struct pool {
     char path[64]; /* riven's config file */
 };
 
-static int64_t
-now_us(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
-
 /* Write pc as YAML to path.new, then rename it over path (atomic). */
 static void
 conf_write(const char *path, const struct pool_conf *pc)
@@ -624,7 +615,7 @@ record(struct kclient *k, int64_t t0, uint8_t srv, enum kind kind,
     struct sample *s = &k->s[k->n++];
 
     s->t_us = t0;
-    s->lat_us = (uint32_t)(now_us() - t0);
+    s->lat_us = (uint32_t)(harness_now_us() - t0);
     s->srv = srv;
     s->kind = (uint8_t)kind;
     if (kind == K_BAD && atomic_fetch_add(&bad_dumps, 1) < 3) {
@@ -645,7 +636,7 @@ kclient_main(void *arg)
         char *r;
 
         for (int i = 0; i < 3 && !k->lost; i++) {
-            t0 = now_us();
+            t0 = harness_now_us();
             r = harness_get_reply(c, k->key[i], HARNESS_TIMEOUT_MS);
             record(k, t0, (uint8_t)k->srv[i], classify(r, k->hit[i]), r);
             k->lost = r == NULL;
@@ -655,7 +646,7 @@ kclient_main(void *arg)
         if (k->lost) {
             break;
         }
-        t0 = now_us();
+        t0 = harness_now_us();
         r = harness_get_reply(c, k->mkeys, HARNESS_TIMEOUT_MS);
         kind = r == NULL                  ? K_BAD
                : strcmp(r, k->mall) == 0  ? K_OK
@@ -824,22 +815,22 @@ kill_run(struct pool *p, struct kclient *k, int killed, struct kill_times *t,
             poll(NULL, 0, 5);
         }
     }
-    t->base0 = now_us();
+    t->base0 = harness_now_us();
     poll(NULL, 0, LOAD_WIN_MS); /* the baseline window */
-    t->kill0 = now_us();
+    t->kill0 = harness_now_us();
     harness_proc_kill(&p->mc[killed]); /* SIGKILL by pid, reaped */
-    t->kill = now_us();
+    t->kill = harness_now_us();
     poll(NULL, 0, LOAD_WIN_MS); /* the same window, one down */
     assert_int_equal(harness_memcached_start(&p->mc[killed], port, NULL), 0);
-    t->ready = now_us();
+    t->ready = harness_now_us();
     probe = harness_conn_open(k[0].port, HARNESS_TIMEOUT_MS);
     assert_non_null(probe);
     *back_ms = wait_reply(probe, k[0].key[killed], "END\r\n", 5000);
-    t->back = now_us();
+    t->back = harness_now_us();
     harness_conn_close(probe);
     poll(NULL, 0, 300); /* load on the restarted one */
     atomic_store(&load_stop, 1);
-    t->stop = now_us();
+    t->stop = harness_now_us();
     for (int i = 0; i < LOAD_CLIENTS; i++) {
         pthread_join(k[i].tid, NULL);
     }

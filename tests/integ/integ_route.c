@@ -80,15 +80,6 @@ struct rt {
 /* Builds the key of index i into out (cap bytes). */
 typedef void (*key_fn)(char *out, size_t cap, size_t i);
 
-static int64_t
-now_us(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
-
 /* Latency slack under a sanitizer (ASan, TSan slow riven several times). */
 static int
 san_scale(void)
@@ -821,9 +812,9 @@ test_all_fastest(void **state)
         snprintf(k, sizeof(k), "fast:new%d", n);
         snprintf(v, sizeof(v), "new-%d", n);
         set_req(req, sizeof(req), "set", k, 0, 0, v);
-        t0 = now_us();
+        t0 = harness_now_us();
         assert_true(harness_roundtrip(c, req, "STORED\r\n"));
-        set_us[n] = now_us() - t0;
+        set_us[n] = harness_now_us() - t0;
         for (int g = n * FAST_KEYS / FAST_SETS;
              g < (n + 1) * FAST_KEYS / FAST_SETS; g++) {
             fast_val(v, sizeof(v), g);
@@ -843,10 +834,10 @@ test_all_fastest(void **state)
         late_ok += wait_direct(t->mc[1].port, k, 0, v, WAIT_MS) >= 0;
     }
     late_ms = harness_now_ms() - t0;
-    t0 = now_us();
+    t0 = harness_now_us();
     assert_true(harness_roundtrip(c, "set fast:after 0 0 5\r\nafter\r\n",
                                   "STORED\r\n"));
-    el2_us = now_us() - t0;
+    el2_us = harness_now_us() - t0;
     for (int i = FAST_KEYS - 1; i >= 0; i--) {
         char k[32], v[32];
 

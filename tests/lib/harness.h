@@ -42,8 +42,9 @@ struct harness_stack {
     int port;               /* the port clients use */
 };
 
-/* Milliseconds of CLOCK_MONOTONIC. */
+/* Milliseconds, and microseconds, of CLOCK_MONOTONIC. */
 int64_t harness_now_ms(void);
+int64_t harness_now_us(void);
 
 /* true when RIVEN_DIRECT is set to a non-empty value other than "0". */
 bool harness_direct(void);
