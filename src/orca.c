@@ -1643,9 +1643,8 @@ run_routed_cuts(struct orca *o, struct req_batch *b, size_t from, size_t to)
         }
         return;
     }
-    shadows_poll(o);
+    shadows_poll(o); /* what came since the last batch */
     run_cuts(o, b, from, to, run_routed);
-    shadows_poll(o);
 }
 
 static void

@@ -628,6 +628,9 @@ read_replies(struct shadow *s)
 void
 shadow_poll(struct shadow *s, uint64_t now_ms)
 {
+    if (s->n == 0 && buf_len(&s->wbuf) == 0 && !s->connecting) {
+        return; /* nothing owed, nothing to write: no system call */
+    }
     if (s->fd < 0 || finish_connect(s, now_ms) != ST_OK) {
         return; /* closed, pending, or failed just now */
     }
