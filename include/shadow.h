@@ -101,9 +101,8 @@ void shadow_unwatch(struct shadow *s, const struct shadow_watch *w);
 /* Without blocking: finish a pending connect, write buffered requests,
  * read and count every reply that is there, and time out (now_ms:
  * util_now_ms()) as described above. With nothing owed and nothing to
- * write it returns at once, without a system call. Call it whenever shadow_fd is
- * readable (or writable, with shadow_want_write), and at
- * shadow_deadline. */
+ * write it returns at once, without a system call. Call it whenever shadow_fd
+ * is readable (or writable, with shadow_want_write), and at shadow_deadline. */
 void shadow_poll(struct shadow *s, uint64_t now_ms);
 
 /* Requests taken and not yet counted. */
