@@ -145,8 +145,7 @@ recv_wait(struct server *s, uint64_t now)
     uint64_t deadline = orca_shadow_deadline(s->orca);
 
     if (s->cfg->client_idle_timeout_ms > 0) {
-        deadline =
-            MIN(deadline, s->last_done + s->cfg->client_idle_timeout_ms);
+        deadline = MIN(deadline, s->last_done + s->cfg->client_idle_timeout_ms);
     }
     if (s->cfg->backend_idle_timeout_ms > 0 && orca_sockets(s->orca) > 0) {
         deadline =
