@@ -26,6 +26,9 @@
 
 #define KEY_MAX_LENGTH 250
 
+/* memcached reads an exptime over 30 days as a Unix time */
+#define REALTIME_MAXDELTA (60 * 60 * 24 * 30)
+
 /* Every command riven knows: (enum suffix, classic text name). */
 #define REQ_CMD_MAP(X)                                                         \
     X(GET, "get")                                                              \

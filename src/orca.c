@@ -46,8 +46,6 @@ struct layer {
     size_t nh;
 };
 
-#define REALTIME_MAXDELTA (60 * 60 * 24 * 30) /* memcached's 30 days */
-
 #define L1(o) (&(o)->ly[0])
 #define L2(o) (&(o)->ly[1])
 
@@ -132,6 +130,7 @@ adopt(struct layer *ly, struct layer *prev, const struct config *cfg)
 static void route_done(struct orca *o);
 static void route_free(struct orca *o);
 static bool orca_layers_busy(const struct orca *o);
+static bool is_barrier(const struct request *req);
 
 struct orca *
 orca_create(const struct orca_env *env, enum cfg_orca mode, struct orca *prev)
@@ -215,6 +214,19 @@ queue_on(struct orca *o, struct layer *ly, size_t i, const struct request *req,
     }
 }
 
+/* The key's bytes: decoded when the client sent it in base64. */
+static void
+key_bytes(const struct request *req, char *dec, size_t declen, const char **key,
+          size_t *nkey)
+{
+    *key = req->key;
+    *nkey = req->nkey;
+    if ((req->rflags & REQ_F_B64KEY) &&
+        util_b64_decode(req->key, req->nkey, dec, declen, nkey)) {
+        *key = dec;
+    }
+}
+
 /* The server for key: the ring's choice, or with eject_rehash and that
  * server ejected, the first live one found by rehashing key with a
  * counter appended (2 * n tries), else the next live index after it, so
@@ -223,13 +235,10 @@ static size_t
 route(const struct layer *ly, const struct request *req, uint64_t now)
 {
     char dec[KEY_MAX_LENGTH + 8], alt[KEY_MAX_LENGTH + 8];
-    const char *key = req->key;
-    size_t nkey = req->nkey, idx;
+    const char *key;
+    size_t nkey, idx;
 
-    if ((req->rflags & REQ_F_B64KEY) &&
-        util_b64_decode(req->key, req->nkey, dec, sizeof(dec), &nkey)) {
-        key = dec; /* place binary keys by their bytes, as clients do */
-    }
+    key_bytes(req, dec, sizeof(dec), &key, &nkey); /* as clients place */
     route_hash_part(ly->env->pool, &key, &nkey);
     idx = ring_lookup(ly->env->ring, key, nkey);
     if (!ly->env->pool->eject_rehash ||
@@ -574,6 +583,50 @@ mirror_cmd(const struct orca *o, const struct request *req,
     }
 }
 
+/* The mirror of req on L1 after L2 answered res (mirror_cmd); false when
+ * L1 is left alone. */
+static bool
+mirror_request(const struct orca *o, const struct request *req,
+               const struct response *res, struct request *r2)
+{
+    if (res->kind == RES_SERVER_ERROR && req->cmd == REQ_SET) {
+        return false; /* L2 failed: the client hears it, L1 is left alone */
+    }
+    *r2 = *req;
+    r2->cas = 0; /* a mirror never compares: it must not fail on L1's CAS */
+    r2->cmd = mirror_cmd(o, req, res);
+    if (r2->cmd == REQ_NONE || r2->key == NULL ||
+        (req->proto == PROTO_META && r2->cmd != REQ_DELETE)) {
+        return false;
+    }
+    r2->rflags &= REQ_F_B64KEY;
+    r2->proto = PROTO_TEXT;
+    return true;
+}
+
+/* The add that fills a cache (L1, warm_up's cold) with the hit of the
+ * layer behind it: its flags and remaining TTL, or gat's new TTL (one
+ * over 30 days is sent as a Unix time, as memcached reads it). */
+static void
+fill_request(const struct request *req, const struct response *hit,
+             struct request *fill)
+{
+    memset(fill, 0, sizeof(*fill));
+    fill->cmd = REQ_ADD;
+    fill->rflags = req->rflags & REQ_F_B64KEY;
+    fill->key = req->key;
+    fill->nkey = req->nkey;
+    fill->flags = hit->flags;
+    fill->exptime = req->cmd == REQ_GAT ? req->exptime
+                    : hit->ttl < 0      ? 0
+                                        : hit->ttl;
+    if (fill->exptime > REALTIME_MAXDELTA) {
+        fill->exptime += (int64_t)time(NULL);
+    }
+    fill->val = hit->val;
+    fill->nval = hit->nval;
+}
+
 /* Phase 2 for one request, after L1 answered reads and L2 the rest. */
 static void
 phase2(struct orca *o, struct req_batch *b, size_t k, uint64_t now)
@@ -601,18 +654,10 @@ phase2(struct orca *o, struct req_batch *b, size_t k, uint64_t now)
     }
     if (res->kind == RES_SERVER_ERROR) {
         metrics_inc(M_L2_ERRORS);
-        if (req->cmd == REQ_SET) {
-            return; /* L2 failed: the client hears it, L1 is left alone */
-        }
     }
-    r2.cmd = mirror_cmd(o, req, res);
-    if (r2.cmd == REQ_NONE || r2.key == NULL ||
-        (req->proto == PROTO_META && r2.cmd != REQ_DELETE)) {
-        return;
+    if (mirror_request(o, req, res, &r2)) {
+        send_key(o, L1(o), &r2, &o->s2[k], now);
     }
-    r2.rflags &= REQ_F_B64KEY;
-    r2.proto = PROTO_TEXT;
-    send_key(o, L1(o), &r2, &o->s2[k], now);
 }
 
 /* Phase 3: fill L1 with L2's hits; delete L1 copies that failed to
@@ -640,15 +685,7 @@ phase3(struct orca *o, struct req_batch *b, size_t k, uint64_t now)
         if (o->mode == CFG_ORCA_L1L2BATCH || res->ttl == 0) {
             return; /* batch loaders do not fill; an expiring item neither */
         }
-        fill.flags = res->flags;
-        fill.exptime =
-            req->cmd == REQ_GAT ? req->exptime : (res->ttl < 0 ? 0 : res->ttl);
-        if (fill.exptime > REALTIME_MAXDELTA) {
-            /* memcached reads more than 30 days as a Unix time */
-            fill.exptime += (int64_t)time(NULL);
-        }
-        fill.val = res->val;
-        fill.nval = res->nval;
+        fill_request(req, res, &fill);
         metrics_inc(M_L1_FILLS);
         send_key(o, L1(o), &fill, NULL, now);
         return;
@@ -866,19 +903,6 @@ static struct frame *
 frames(struct orca *o, size_t n)
 {
     return arena_alloc(o, n * sizeof(struct frame));
-}
-
-/* The key's bytes: decoded when the client sent it in base64. */
-static void
-key_bytes(const struct request *req, char *dec, size_t declen, const char **key,
-          size_t *nkey)
-{
-    *key = req->key;
-    *nkey = req->nkey;
-    if ((req->rflags & REQ_F_B64KEY) &&
-        util_b64_decode(req->key, req->nkey, dec, declen, nkey)) {
-        *key = dec;
-    }
 }
 
 /* Commands whose exptime sets the item's TTL (meta ones carry it among
@@ -1144,28 +1168,6 @@ step_all_fastest(struct orca *o, struct job *j, struct frame *f,
     return true;
 }
 
-/* The add that fills cold with warm's hit: warm's flags and remaining
- * TTL (a TTL over 30 days is sent as a Unix time, as memcached reads it). */
-static void
-fill_request(const struct request *req, const struct response *hit,
-             struct request *fill)
-{
-    memset(fill, 0, sizeof(*fill));
-    fill->cmd = REQ_ADD;
-    fill->rflags = req->rflags & REQ_F_B64KEY;
-    fill->key = req->key;
-    fill->nkey = req->nkey;
-    fill->flags = hit->flags;
-    fill->exptime = req->cmd == REQ_GAT ? req->exptime
-                    : hit->ttl < 0      ? 0
-                                        : hit->ttl;
-    if (fill->exptime > REALTIME_MAXDELTA) {
-        fill->exptime += (int64_t)time(NULL);
-    }
-    fill->val = hit->val;
-    fill->nval = hit->nval;
-}
-
 /* warm_up: classic and binary gets read cold, then warm on a miss, and
  * fill cold with what warm had; deletes go to both; everything else to
  * cold. */
@@ -1239,27 +1241,6 @@ enum {
     L12_MIRROR, /* what L2 took, mirrored to L1 */
     L12_DROP,   /* an L1 copy the mirror could not set, deleted */
 };
-
-/* The mirror of req on L1 after L2 answered res (mirror_cmd); false when
- * L1 is left alone. */
-static bool
-mirror_request(const struct orca *o, const struct request *req,
-               const struct response *res, struct request *r2)
-{
-    if (res->kind == RES_SERVER_ERROR && req->cmd == REQ_SET) {
-        return false; /* L2 failed: the client hears it, L1 is left alone */
-    }
-    *r2 = *req;
-    r2->cas = 0; /* a mirror never compares: it must not fail on L1's CAS */
-    r2->cmd = mirror_cmd(o, req, res);
-    if (r2->cmd == REQ_NONE || r2->key == NULL ||
-        (req->proto == PROTO_META && r2->cmd != REQ_DELETE)) {
-        return false;
-    }
-    r2->rflags &= REQ_F_B64KEY;
-    r2->proto = PROTO_TEXT;
-    return true;
-}
 
 /* l1l2: the orca's L1/L2 phases (above) as a route whose layers are
  * routes. Frames: 0 L1's read, 1 L2, 2 L1's fill or mirror, 3 the drop. */
@@ -1591,8 +1572,7 @@ run_routed(struct orca *o, struct req_batch *b, size_t from, size_t to)
         struct job *j = &o->jobs[k];
 
         if (!job_start(o, j, &b->reqs[k])) {
-            memset(j, 0, sizeof(*j));
-            j->root.state = STEP_DONE;
+            j->root.state = STEP_DONE; /* answered locally */
         }
     }
     while (busy) {
@@ -1626,7 +1606,7 @@ take_routed(struct orca *o, struct req_batch *b)
     for (size_t k = 0; o->routed && o->njobs >= b->n && k < b->n; k++) {
         const struct job *j = &o->jobs[k];
 
-        if (j->req != NULL && !j->quiet) {
+        if (!is_barrier(&b->reqs[k]) && j->req != NULL && !j->quiet) {
             b->res[k] = *j->root.res;
         }
     }
@@ -1856,8 +1836,8 @@ orca_execute(struct orca *o, struct req_batch *b, size_t limit)
     if (o->mode != CFG_ORCA_L1ONLY || o->routed) {
         o->limit = SIZE_MAX; /* the layered phases, routes do not pause */
     }
-    if (o->routed && jobs_reserve(o, b->n) == ST_OK) {
-        memset(o->jobs, 0, b->n * sizeof(*o->jobs));
+    if (o->routed) {
+        (void)jobs_reserve(o, b->n); /* short: the segments fail, ENOMEM */
     }
     return run_from(o);
 }

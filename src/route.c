@@ -10,8 +10,6 @@
 #define FNV64_OFFSET 14695981039346656037ull
 #define FNV64_PRIME  1099511628211ull
 
-#define REALTIME_MAXDELTA (60 * 60 * 24 * 30) /* memcached's 30 days */
-
 struct slot {
     uint64_t hash;
     const struct cfg_route_entry *e; /* NULL: empty */
