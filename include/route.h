@@ -43,9 +43,9 @@ struct route_pool {
 
 struct route_table;
 
-/* The table of cfg's routes (ref: cfg must outlive it). NULL with a
- * message in err when memory runs out or the routes use what the orca
- * cannot run. */
+/* The table of cfg's routes (ref: cfg must outlive it; config_load has
+ * checked them, all_fastest's children being pools included). NULL with
+ * a message in err when memory runs out. */
 struct route_table *route_table_create(const struct config *cfg, char *err,
                                        size_t errlen) WUR;
 void route_table_destroy(struct route_table *t);

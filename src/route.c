@@ -64,28 +64,6 @@ bloom_has(const struct route_table *t, uint64_t h)
     return (t->bloom[bloom_bit(h) / 64] >> (bloom_bit(h) % 64)) & 1u;
 }
 
-/* What the orca cannot run: all_fastest waits on its children's sockets
- * itself, so they must be pools. */
-static bool
-runnable(const struct cfg_route *r, char *err, size_t errlen,
-         const struct config *cfg)
-{
-    for (size_t i = 0; r->kind == CFG_ROUTE_ALL_FASTEST && i < r->nchild; i++) {
-        if (r->child[i].kind != CFG_ROUTE_POOL) {
-            snprintf(err, errlen,
-                     "%s:%d: all_fastest: every child must be a pool",
-                     cfg->path ? cfg->path : "config", r->child[i].line);
-            return false;
-        }
-    }
-    for (size_t i = 0; i < r->nchild; i++) {
-        if (!runnable(&r->child[i], err, errlen, cfg)) {
-            return false;
-        }
-    }
-    return true;
-}
-
 struct route_table *
 route_table_create(const struct config *cfg, char *err, size_t errlen)
 {
@@ -111,10 +89,6 @@ route_table_create(const struct config *cfg, char *err, size_t errlen)
         const struct cfg_route_entry *e = &cfg->routes[i];
         size_t j;
 
-        if (!runnable(&e->route, err, errlen, cfg)) {
-            route_table_destroy(t);
-            return NULL;
-        }
         if (e->prefix == NULL) {
             t->def = i;
             continue;
