@@ -62,7 +62,33 @@ enum cfg_hash {
 };
 
 /* A pool of memcached servers: l1 (alias "pool") or l2. */
+/* TLS of a listener (listen[].tls, -l tls:ADDR) or of a pool's backend
+ * connections (pool.tls, l1.tls, l2.tls, pools.NAME.tls). Paths are kept
+ * as written; the files are read when a snapshot is built (tls.c), so
+ * that SIGHUP re-reads them. */
+enum cfg_tls_verify {
+    CFG_TLS_VERIFY_NONE = 0, /* no peer certificate asked for or checked */
+    CFG_TLS_VERIFY_OPTIONAL, /* listener: asked for, checked when sent */
+    CFG_TLS_VERIFY_REQUIRE,  /* required and checked (a pool's verify: true) */
+};
+
+struct cfg_tls {
+    bool on;                    /* false: plain TCP (every field unset) */
+    char *cert;                 /* cert: PEM chain (listener: required) */
+    char *key;                  /* key: PEM private key (with cert) */
+    char *ca;                   /* ca: PEM bundle of the peer's CAs */
+    enum cfg_tls_verify verify; /* listener: none; pool: require */
+    int min_version;            /* min_version "1.2" | "1.3": OpenSSL's */
+    char *ciphers;              /* ciphers: TLS 1.2 list, NULL = default */
+    char *server_name;          /* pool: SNI and the name checked */
+    int line;                   /* where tls: was written, for messages */
+};
+
+#define CFG_TLS_MIN_VERSION_DEFAULT 0x0303 /* TLS1_2_VERSION */
+#define CFG_DEFAULT_TLS_HANDSHAKE_MS 3000
+
 struct cfg_pool {
+    struct cfg_tls tls;         /* tls */
     struct cfg_server *servers; /* servers */
     size_t nservers;
     enum cfg_distribution distribution; /* distribution */
@@ -121,6 +147,7 @@ struct config {
     _Atomic uint32_t refs;
     char *path;              /* file it came from, or NULL */
     struct cfg_addr *listen; /* listeners */
+    struct cfg_tls *listen_tls; /* nlisten entries: listen[i].tls */
     size_t nlisten;
     struct cfg_pool pool;         /* l1: (alias pool:) */
     struct cfg_pool l2;           /* l2: (l1l2 orcas only) */
@@ -134,6 +161,7 @@ struct config {
     size_t nbatch_listen;
     uint32_t connect_timeout_ms;      /* timeouts.connect_ms */
     uint32_t request_timeout_ms;      /* timeouts.request_ms */
+    uint32_t tls_handshake_timeout_ms; /* timeouts.tls_handshake_ms */
     uint32_t max_connections;         /* 0 = from the fd limit */
     uint32_t shutdown_timeout_ms;     /* drain limit on SIGTERM */
     uint32_t client_idle_timeout_ms;  /* 0 = off */
@@ -199,9 +227,10 @@ enum status config_parse_addr(const char *s, struct cfg_addr *out, char *err,
                               size_t errlen) WUR;
 
 /* Replace the listeners / servers (command line -l / -b). ST_OK or
- * ST_NOMEM. Only on a snapshot not yet shared with other threads. */
+ * ST_NOMEM. Only on a snapshot not yet shared with other threads.
+ * config_set_listen's tls is NULL (all plain) or n entries, copied. */
 enum status config_set_listen(struct config *cfg, const struct cfg_addr *a,
-                              size_t n) WUR;
+                              const struct cfg_tls *tls, size_t n) WUR;
 enum status config_set_servers(struct config *cfg, const struct cfg_addr *a,
                                size_t n) WUR;
 /* Replace l2's servers (--l2) and the batch listeners (--batch-listen). */

@@ -861,8 +861,10 @@ copy_addrs(struct cfg_addr **dst, size_t *ndst, const struct cfg_addr *a,
 }
 
 enum status
-config_set_listen(struct config *cfg, const struct cfg_addr *a, size_t n)
+config_set_listen(struct config *cfg, const struct cfg_addr *a,
+                  const struct cfg_tls *tls, size_t n)
 {
+    (void)tls; /* TODO(tlsconf): copy the listeners' TLS settings */
     return copy_addrs(&cfg->listen, &cfg->nlisten, a, n);
 }
 
@@ -1009,7 +1011,7 @@ config_default(void)
     cfg->log_level = LOG_LVL_INFO;
     cfg->unix_mode = CFG_DEFAULT_UNIX_MODE;
     if (config_parse_addr(CFG_DEFAULT_LISTEN, &a, err, sizeof(err)) != ST_OK ||
-        config_set_listen(cfg, &a, 1) != ST_OK) {
+        config_set_listen(cfg, &a, NULL, 1) != ST_OK) {
         goto error;
     }
     if (config_parse_addr(CFG_DEFAULT_SERVER, &a, err, sizeof(err)) != ST_OK ||

@@ -217,7 +217,7 @@ apply_opts(struct config *cfg, const struct opts *o, char *err, size_t errlen)
         return ST_ERROR;
     }
     if ((o->nlisten > 0 &&
-         config_set_listen(cfg, o->listen, o->nlisten) != ST_OK) ||
+         config_set_listen(cfg, o->listen, NULL, o->nlisten) != ST_OK) ||
         (o->nservers > 0 &&
          config_set_servers(cfg, o->servers, o->nservers) != ST_OK)) {
         snprintf(err, errlen, "out of memory");

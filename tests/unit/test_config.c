@@ -1474,7 +1474,7 @@ test_set_listen_servers(void **state)
                      ST_OK);
     assert_int_equal(config_parse_addr("unix:/x", &a[1], err, sizeof(err)),
                      ST_OK);
-    assert_int_equal(config_set_listen(cfg, a, 2), ST_OK);
+    assert_int_equal(config_set_listen(cfg, a, NULL, 2), ST_OK);
     assert_int_equal(cfg->nlisten, 2);
     assert_string_equal(cfg->listen[1].name, "unix:/x");
     assert_int_equal(config_set_servers(cfg, a, 2), ST_OK);
