@@ -10,7 +10,7 @@
 #       only the routes rows (tests/bench/routes.sh, ROUTES_ROUNDS rounds,
 #       default 5), spliced into RESULTS.md in place of the last ones
 #
-# BENCH_DIR holds the relay, idle, parse_bench and hist_bench binaries.
+# BENCH_DIR holds the relay, idle, pairs, parse_bench and hist_bench binaries.
 set -u
 RIVEN=${1:?riven binary}
 BENCH=${2:?directory of the bench binaries}
@@ -37,7 +37,7 @@ ROUTES_ROUNDS=${ROUTES_ROUNDS:-5}
 # BENCH_ONLY=routes: run only the routes section (tests/bench/routes.sh)
 # and put it in place of the one in RESULTS.md, the rest left as it was
 if [ "${BENCH_ONLY:-}" = routes ]; then
-    "$(dirname "$0")/routes.sh" "$RIVEN" "$ROUTES_ROUNDS" "$TMP/routes.md" || exit 1
+    ROUTES_PAIRS=$BENCH/pairs "$(dirname "$0")/routes.sh" "$RIVEN" "$ROUTES_ROUNDS" "$TMP/routes.md" || exit 1
     python3 - "$OUT" "$TMP/routes.md" <<'PY'
 import sys
 out, new = sys.argv[1], open(sys.argv[2]).read()
@@ -263,7 +263,7 @@ for t in $TARGETS; do kill "${PID[$t]}" 2>/dev/null; wait "${PID[$t]}" 2>/dev/nu
 PARSE=$("$BENCH/parse_bench")
 HIST=$("$BENCH/hist_bench" 2>&1)
 # the routes rows (issue 13): their own memcacheds and rivens
-"$(dirname "$0")/routes.sh" "$RIVEN" "$ROUTES_ROUNDS" "$TMP/routes.md" || echo "(routes section failed)" > "$TMP/routes.md"
+ROUTES_PAIRS=$BENCH/pairs "$(dirname "$0")/routes.sh" "$RIVEN" "$ROUTES_ROUNDS" "$TMP/routes.md" || echo "(routes section failed)" > "$TMP/routes.md"
 
 # The targets of issue 7, judged on this run's medians.
 VERDICT=""
