@@ -16,7 +16,7 @@ else
 BUILD     := build/$(SANITIZER)
 endif
 
-PKGS      := libmemcached yaml-0.1 libsystemd libmicrohttpd
+PKGS      := libmemcached yaml-0.1 libsystemd libmicrohttpd openssl
 WARN      := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
              -Wformat=2 -Wvla -Wimplicit-fallthrough
 ifneq ($(CI),)
@@ -59,7 +59,7 @@ TOOL_BINS := $(TOOL_SRCS:tests/tools/%.c=$(BUILD)/tools/%)
 # Debian packages the build, the tests and `make run` need.
 DEB_PKGS  := build-essential pkg-config libmemcached-dev libyaml-dev \
              libmicrohttpd-dev libsystemd-dev libcmocka-dev memcached \
-             libmemcached-tools strace systemd prometheus
+             libmemcached-tools strace systemd prometheus libssl-dev openssl
 
 .PHONY: all run test deps tests unit integ install uninstall clean check bench
 

@@ -35,14 +35,18 @@
 #include <stdint.h>
 
 #include "config.h"
+#include "conn.h"
 #include "request.h"
 
 struct handler;
 
 /* A handler for addr (ref: owned by the config snapshot, which must
- * outlive the handler), server number idx of the pool (for metrics). Does
- * not connect. NULL when memory runs out. */
-struct handler *handler_create(const struct cfg_addr *addr, size_t idx,
+ * outlive the handler), server number idx of the pool (for metrics),
+ * speaking TLS with tls (ref: the pool's context, in the same snapshot)
+ * or plain TCP when it is NULL. Does not connect. NULL when memory runs
+ * out. */
+struct handler *handler_create(const struct cfg_addr *addr,
+                               struct conn_ctx *tls, size_t idx,
                                uint32_t connect_ms, uint32_t request_ms) WUR;
 /* Close the socket and free. NULL-safe. */
 void handler_destroy(struct handler *h);
@@ -84,10 +88,12 @@ const struct response *handler_waiting(const struct handler *h);
  * Clears the record. */
 int handler_take_outcome(struct handler *h);
 
-/* Point the handler at the same server in a new config snapshot (addr is
- * a ref into it), keeping its socket. */
-void handler_rebind(struct handler *h, const struct cfg_addr *addr, size_t idx,
-                    uint32_t connect_ms, uint32_t request_ms);
+/* Point the handler at the same server in a new config snapshot (addr and
+ * tls are refs into it), keeping its socket, unless TLS was turned on or
+ * off for the server's pool. */
+void handler_rebind(struct handler *h, const struct cfg_addr *addr,
+                    struct conn_ctx *tls, size_t idx, uint32_t connect_ms,
+                    uint32_t request_ms);
 
 /* Release the replies of the finished batch; shrink idle buffers. */
 void handler_done(struct handler *h);

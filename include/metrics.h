@@ -32,6 +32,7 @@
 
 #include "buf.h"
 #include "config.h"
+#include "conn.h"
 #include "request.h"
 #include "util.h"
 
@@ -69,7 +70,9 @@
     X(L1_FILLS, COUNTER, "riven_l1_fills_total", "l1_fills",                   \
       "l1l2 orcas: L2 hits copied into L1.")                                   \
     X(L2_ERRORS, COUNTER, "riven_l2_errors_total", "l2_errors",                \
-      "l1l2 orcas: requests L2 failed (SERVER_ERROR).")
+      "l1l2 orcas: requests L2 failed (SERVER_ERROR).")                        \
+    X(TLS_CONNECTIONS_CURRENT, GAUGE, "riven_tls_connections_current",         \
+      "tls_connections", "Client connections open now over TLS.")
 
 enum metric {
 #define METRICS_ENUM(id, kind, prom, stat, help) M_##id,
@@ -131,7 +134,8 @@ struct metrics_store {
     _Atomic uint64_t hits[REQ_CMD_COUNT];
     _Atomic uint64_t misses[REQ_CMD_COUNT];
     _Atomic uint64_t errors[MERR_COUNT];
-    _Atomic uint64_t reloads[2];          /* [0] failure, [1] success */
+    _Atomic uint64_t reloads[2]; /* [0] failure, [1] success */
+    _Atomic uint64_t tls_handshakes[CONN_HS_NKINDS]; /* by result */
     struct hist *req_hist[REQ_CMD_COUNT]; /* set once by metrics_init */
     struct metrics_server server[METRICS_SERVERS_MAX];
     struct metrics_route route[METRICS_ROUTES_MAX];
@@ -254,6 +258,16 @@ metrics_error(enum metrics_err kind)
 {
     if ((unsigned)kind < MERR_COUNT) {
         atomic_fetch_add_explicit(&metrics_store.errors[kind], 1,
+                                  memory_order_relaxed);
+    }
+}
+
+/* A client's TLS handshake ended with hs. */
+static inline void
+metrics_tls_handshake(enum conn_hs hs)
+{
+    if ((unsigned)hs < CONN_HS_NKINDS) {
+        atomic_fetch_add_explicit(&metrics_store.tls_handshakes[hs], 1,
                                   memory_order_relaxed);
     }
 }

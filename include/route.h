@@ -38,6 +38,7 @@ struct route_pool {
     const struct cfg_pool *pool; /* ref: in the snapshot's config */
     const struct ring *ring;     /* ref: owned by the snapshot */
     struct health *health;       /* ref: owned by the snapshot */
+    struct conn_ctx *tls;        /* owned by the snapshot; NULL: plain */
     size_t mbase;                /* metrics index of server 0 */
 };
 

@@ -43,7 +43,9 @@
  */
 struct server_conn {
     int fd;
-    bool batch; /* accepted on a batch_listen address */
+    bool batch;              /* accepted on a batch_listen address */
+    bool tls;                /* ... on a listener with tls: */
+    const char *listen_name; /* ref: the listener's address, as written */
     _Atomic int busy;
     struct server_conn *prev; /* listener's registry */
     struct server_conn *next;

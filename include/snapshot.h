@@ -19,17 +19,22 @@
 #include <stdint.h>
 
 #include "config.h"
+#include "conn.h"
 #include "orca.h"
 
 struct snapshot {
     _Atomic uint32_t refs;
     struct config *cfg;  /* one reference, dropped with the snapshot */
-    struct orca_env env; /* pools (rings, health owned here), locks */
+    struct orca_env env; /* pools (rings, health, TLS owned here), locks */
+    struct conn_ctx **listen_tls; /* cfg->nlisten: listener i's TLS
+                                     context, NULL when it is plain */
 };
 
 /* A snapshot of cfg (the snapshot takes over the caller's reference).
- * Servers also in prev (may be NULL) keep their health state. NULL with a
- * message in err when the ring cannot be built; cfg is then released. */
+ * Servers also in prev (may be NULL) keep their health state. The TLS
+ * contexts read their certificate and key files now. NULL with a message
+ * in err when a ring or a TLS context cannot be built; cfg is then
+ * released. */
 struct snapshot *snapshot_create(struct config *cfg,
                                  const struct snapshot *prev, char *err,
                                  size_t errlen) WUR;
@@ -43,6 +48,11 @@ void snapshot_publish(struct snapshot *snap);
 /* A new reference to the current snapshot, or NULL before the first
  * publish. */
 struct snapshot *snapshot_get(void);
+
+/* The TLS context of snap's listener named name (as written in listen:),
+ * or NULL when it is plain or not in snap's config. */
+struct conn_ctx *snapshot_listen_tls(const struct snapshot *snap,
+                                     const char *name);
 
 /* Bumped by each publish: a connection compares it with the generation
  * it serves to see, without a lock, that a newer snapshot exists. */

@@ -1,7 +1,8 @@
 /*
  * handler: one backend socket. Blocking I/O with SO_RCVTIMEO/SO_SNDTIMEO
  * as the request timeout (no poll before each read); a non-blocking
- * connect bounded by the connect timeout.
+ * connect bounded by the connect timeout, and for a pool with tls: a TLS
+ * handshake (conn) bounded by what is left of it.
  *
  *   queue: request -> proto_meta bytes in wbuf, a pend slot per reply
  *   flush: wbuf -> socket
@@ -23,12 +24,14 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include "buf.h"
+#include "conn.h"
 #include "health.h"
 #include "log.h"
 #include "metrics.h"
@@ -57,10 +60,11 @@ struct handler {
     uint64_t sent_ns;            /* when the batch was flushed */
     uint32_t connect_ms;
     uint32_t request_ms;
-    int fd;          /* -1 when closed */
-    struct buf wbuf; /* encoded requests not yet sent */
-    struct buf rbuf; /* replies of the current batch */
-    size_t parsed;   /* rbuf offset of the next reply */
+    struct conn_ctx *tls; /* ref: the pool's, in the snapshot; NULL plain */
+    struct conn c;        /* fd -1 when closed */
+    struct buf wbuf;      /* encoded requests not yet sent */
+    struct buf rbuf;      /* replies of the current batch */
+    size_t parsed;        /* rbuf offset of the next reply */
     struct pend *pend;
     size_t npend; /* queued replies */
     size_t nrecv; /* replies answered (decoded or failed) */
@@ -88,8 +92,8 @@ gate_leave(struct handler *h)
 }
 
 struct handler *
-handler_create(const struct cfg_addr *addr, size_t idx, uint32_t connect_ms,
-               uint32_t request_ms)
+handler_create(const struct cfg_addr *addr, struct conn_ctx *tls, size_t idx,
+               uint32_t connect_ms, uint32_t request_ms)
 {
     struct handler *h = calloc(1, sizeof(*h));
 
@@ -100,7 +104,8 @@ handler_create(const struct cfg_addr *addr, size_t idx, uint32_t connect_ms,
     h->idx = idx;
     h->connect_ms = connect_ms;
     h->request_ms = request_ms;
-    h->fd = -1;
+    h->tls = tls;
+    h->c.fd = -1;
     buf_init(&h->wbuf, HANDLER_BUF_INIT);
     buf_init(&h->rbuf, HANDLER_BUF_INIT);
     return h;
@@ -122,9 +127,8 @@ handler_destroy(struct handler *h)
 void
 handler_close(struct handler *h)
 {
-    if (h->fd >= 0) {
-        close(h->fd);
-        h->fd = -1;
+    if (h->c.fd >= 0) {
+        conn_close(&h->c);
         metrics_server_socket_close(h->idx);
     }
     gate_leave(h);
@@ -133,7 +137,7 @@ handler_close(struct handler *h)
 bool
 handler_connected(const struct handler *h)
 {
-    return h->fd >= 0;
+    return h->c.fd >= 0;
 }
 
 bool
@@ -253,6 +257,22 @@ connect_wait(int fd, uint64_t deadline)
     return ST_OK;
 }
 
+/* Say why a TLS handshake with a backend failed, at most once a second
+ * over all threads: every connection thread retries an ejected server. */
+static void
+tls_failed(const struct cfg_addr *a, const char *why)
+{
+    static _Atomic uint64_t last_ms;
+    uint64_t now = util_now_ms(), last = atomic_load(&last_ms);
+
+    if (now - last >= 1000 &&
+        atomic_compare_exchange_strong(&last_ms, &last, now)) {
+        log_info("backend %s: %s", a->name, why);
+    } else {
+        log_debug("backend %s: %s", a->name, why);
+    }
+}
+
 static enum status
 handler_connect(struct handler *h)
 {
@@ -290,7 +310,22 @@ handler_connect(struct handler *h)
         (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
     }
     set_timeouts(fd, h->request_ms);
-    h->fd = fd;
+    conn_plain(&h->c, fd);
+    if (h->tls != NULL) {
+        uint64_t now = util_now_ms();
+        char err[256] = "TLS handshake: the connect timeout has passed";
+
+        st = now < deadline ? conn_connect_tls(&h->c, h->tls, a,
+                                               (uint32_t)(deadline - now), err,
+                                               sizeof(err))
+                            : ST_TIMEOUT;
+        if (st != ST_OK) {
+            tls_failed(a, err);
+            conn_close(&h->c);
+            gate_leave(h);
+            return st;
+        }
+    }
     metrics_server_socket_open(h->idx);
     metrics_server_up(h->idx, true);
     return ST_OK;
@@ -305,7 +340,7 @@ handler_flush(struct handler *h)
         return;
     }
     h->sent_ns = util_now_ns();
-    if (h->fd < 0 && (st = handler_connect(h)) != ST_OK) {
+    if (h->c.fd < 0 && (st = handler_connect(h)) != ST_OK) {
         fail_pending(h, st == ST_TIMEOUT || st == ST_AGAIN
                             ? FAIL_BACKEND_TIMEOUT
                             : FAIL_BACKEND_UNAVAILABLE);
@@ -316,7 +351,7 @@ handler_flush(struct handler *h)
         return;
     }
     while (buf_len(&h->wbuf) > 0) {
-        ssize_t n = send(h->fd, h->wbuf.pos, buf_len(&h->wbuf), MSG_NOSIGNAL);
+        ssize_t n = conn_send(&h->c, h->wbuf.pos, buf_len(&h->wbuf));
 
         if (n >= 0) {
             buf_consume(&h->wbuf, (size_t)n);
@@ -347,7 +382,7 @@ read_more(struct handler *h, size_t need, uint64_t deadline, enum res_fail *why)
         return ST_NOMEM;
     }
     for (;;) {
-        n = recv(h->fd, h->rbuf.last, buf_space(&h->rbuf), 0);
+        n = conn_recv(&h->c, h->rbuf.last, buf_space(&h->rbuf));
         if (n > 0) {
             h->rbuf.last += n;
             if (h->idx < METRICS_SERVERS_MAX) {
@@ -556,10 +591,15 @@ handler_take_outcome(struct handler *h)
 }
 
 void
-handler_rebind(struct handler *h, const struct cfg_addr *addr, size_t idx,
-               uint32_t connect_ms, uint32_t request_ms)
+handler_rebind(struct handler *h, const struct cfg_addr *addr,
+               struct conn_ctx *tls, size_t idx, uint32_t connect_ms,
+               uint32_t request_ms)
 {
-    if (h->fd >= 0 && idx != h->idx) {
+    if (h->c.fd >= 0 && (h->tls == NULL) != (tls == NULL)) {
+        handler_close(h); /* the pool's tls: was turned on or off */
+    }
+    h->tls = tls; /* an open TLS socket keeps its session */
+    if (h->c.fd >= 0 && idx != h->idx) {
         metrics_server_socket_close(h->idx);
         metrics_server_socket_open(idx);
     }
@@ -569,8 +609,8 @@ handler_rebind(struct handler *h, const struct cfg_addr *addr, size_t idx,
     h->addr = addr;
     h->idx = idx;
     h->connect_ms = connect_ms;
-    if (h->fd >= 0 && request_ms != h->request_ms) {
-        set_timeouts(h->fd, request_ms);
+    if (h->c.fd >= 0 && request_ms != h->request_ms) {
+        set_timeouts(h->c.fd, request_ms);
     }
     h->request_ms = request_ms;
 }

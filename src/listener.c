@@ -63,7 +63,9 @@ struct listen_sock {
     int fd;
     bool tcp;
     bool batch;     /* a batch_listen address (l1l2batch) */
+    bool tls;       /* listen[i].tls at start: every client speaks TLS */
     char path[108]; /* unix socket file we created, or "" */
+    char name[CFG_ADDR_NAME_MAX]; /* as written in listen:, or "" */
 };
 
 struct listener {
@@ -250,8 +252,9 @@ adopt_systemd(struct listener *l, int n, char *err, size_t errlen)
 }
 
 static int
-bind_list(struct listener *l, const struct cfg_addr *addrs, size_t n,
-          bool batch, uint32_t mode, char *err, size_t errlen)
+bind_list(struct listener *l, const struct cfg_addr *addrs,
+          const struct cfg_tls *tls, size_t n, bool batch, uint32_t mode,
+          char *err, size_t errlen)
 {
     for (size_t i = 0; i < n; i++) {
         const struct cfg_addr *a = &addrs[i];
@@ -264,6 +267,9 @@ bind_list(struct listener *l, const struct cfg_addr *addrs, size_t n,
         l->socks[l->n].fd = fd;
         l->socks[l->n].batch = batch;
         l->socks[l->n].tcp = a->ss.ss_family != AF_UNIX;
+        l->socks[l->n].tls = tls != NULL && tls[i].on;
+        snprintf(l->socks[l->n].name, sizeof(l->socks[l->n].name), "%s",
+                 a->name);
         if (a->ss.ss_family == AF_UNIX) {
             snprintf(l->socks[l->n].path, sizeof(l->socks[l->n].path), "%s",
                      ((const struct sockaddr_un *)&a->ss)->sun_path);
@@ -315,11 +321,11 @@ listener_create(const struct config *cfg, char *err, size_t errlen)
         if (adopt_systemd(l, nsd, err, errlen) != 0) {
             goto error;
         }
-    } else if (bind_list(l, cfg->listen, cfg->nlisten, false, cfg->unix_mode,
-                         err, errlen) != 0) {
+    } else if (bind_list(l, cfg->listen, cfg->listen_tls, cfg->nlisten, false,
+                         cfg->unix_mode, err, errlen) != 0) {
         goto error;
     }
-    if (bind_list(l, cfg->batch_listen, cfg->nbatch_listen, true,
+    if (bind_list(l, cfg->batch_listen, NULL, cfg->nbatch_listen, true,
                   cfg->unix_mode, err, errlen) != 0) {
         goto error;
     }
@@ -440,7 +446,7 @@ conn_main(void *p)
 }
 
 static void
-spawn(struct listener *l, int fd, bool batch)
+spawn(struct listener *l, int fd, const struct listen_sock *ls)
 {
     struct server_conn *c = calloc(1, sizeof(*c));
     pthread_attr_t attr;
@@ -449,7 +455,9 @@ spawn(struct listener *l, int fd, bool batch)
 
     if (c != NULL) {
         c->fd = fd;
-        c->batch = batch;
+        c->batch = ls->batch;
+        c->tls = ls->tls;
+        c->listen_name = ls->name;
         atomic_init(&c->busy, 1);
         registry_add(c);
         pthread_attr_init(&attr);
@@ -499,7 +507,7 @@ accept_all(struct listener *l, const struct listen_sock *ls)
             (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
         }
         metrics_inc(M_CONNECTIONS_TOTAL);
-        spawn(l, fd, ls->batch);
+        spawn(l, fd, ls);
     }
 }
 

@@ -310,6 +310,7 @@ static struct {
 /* One round's work: the backends of a snapshot (ref: held by the round). */
 struct probe_round {
     const struct cfg_server *srv[METRICS_SERVERS_MAX];
+    struct conn_ctx *tls[METRICS_SERVERS_MAX]; /* srv[i]'s pool's, or NULL */
     size_t n;
     uint32_t ms;         /* each probe's connect and reply timeouts */
     _Atomic size_t next; /* next index to probe */
@@ -317,10 +318,11 @@ struct probe_round {
 
 /* Ask one backend for an "mn" over a fresh socket: is it reachable? */
 static bool
-probe(const struct cfg_server *srv, uint32_t ms)
+probe(const struct cfg_server *srv, struct conn_ctx *tls, uint32_t ms)
 {
     /* an index metrics and the connect gate ignore: not client traffic */
-    struct handler *h = handler_create(&srv->addr, METRICS_SERVERS_MAX, ms, ms);
+    struct handler *h =
+        handler_create(&srv->addr, tls, METRICS_SERVERS_MAX, ms, ms);
     struct request mn = {.cmd = REQ_MN};
     struct response res = {0};
     bool up = false;
@@ -341,7 +343,7 @@ probe_worker(void *arg)
     size_t i;
 
     while ((i = atomic_fetch_add(&r->next, 1)) < r->n) {
-        bool up = probe(r->srv[i], r->ms);
+        bool up = probe(r->srv[i], r->tls[i], r->ms);
 
         pthread_mutex_lock(&prober.lock);
         prober.slot[i].up = up;
@@ -383,18 +385,26 @@ config_server_count(const struct config *cfg)
     return n;
 }
 
-/* List cfg's backends in r and name the slots; a slot whose server
+/* List snap's backends in r and name the slots; a slot whose server
  * changed forgets its result. */
 static void
-round_init(struct probe_round *r, const struct config *cfg)
+round_init(struct probe_round *r, const struct snapshot *snap)
 {
+    const struct config *cfg = snap->cfg;
     const struct cfg_pool *pools[CFG_SERVERS_MAX];
     size_t np = config_pool_list(cfg, pools, NELEMS(pools));
+    const struct route_pool *envs[CFG_SERVERS_MAX];
 
     r->n = 0;
     r->ms = MIN(MIN(cfg->connect_timeout_ms, cfg->request_timeout_ms),
                 PROBE_MAX_MS);
     atomic_store(&r->next, 0);
+    /* the snapshot's pools, in config_pool_list's order */
+    envs[0] = &snap->env.l1;
+    envs[1] = &snap->env.l2;
+    for (size_t p = 0; p < snap->env.npools && p < NELEMS(envs); p++) {
+        envs[p] = &snap->env.pools[p];
+    }
     pthread_mutex_lock(&prober.lock);
     for (size_t p = 0; p < np; p++) {
         for (size_t i = 0; i < pools[p]->nservers && r->n < METRICS_SERVERS_MAX;
@@ -407,6 +417,7 @@ round_init(struct probe_round *r, const struct config *cfg)
                 s->up = false;
                 s->at_ms = 0;
             }
+            r->tls[r->n] = envs[p]->tls;
             r->srv[r->n++] = &pools[p]->servers[i];
         }
     }
@@ -427,7 +438,7 @@ probe_all(void)
     if (snap == NULL) {
         return;
     }
-    round_init(&r, snap->cfg);
+    round_init(&r, snap);
     pthread_attr_init(&attr);
     pthread_attr_setstacksize(&attr, snap->cfg->thread_stack_size);
     while (nt + 1 < MIN(r.n, PROBE_WORKERS) &&

@@ -11,6 +11,7 @@
  *   riven_requests_total{command,protocol}   (pairs seen at least once)
  *   riven_get_hits_total{command} riven_get_misses_total{command}
  *   riven_errors_total{kind}  riven_config_reloads_total{result}
+ *   riven_tls_handshakes_total{result}
  *   riven_backend_{requests_total,errors_total,up,open_sockets}{server}
  *   riven_route_requests_total{route} riven_failovers_total{route}
  *   riven_warmup_fills_total{route} riven_shadow_requests_total{route,result}
@@ -523,6 +524,13 @@ render_errors(struct out *o)
         emit_labelled(o, "riven_config_reloads_total", "result",
                       reload_names[r], load(&metrics_store.reloads[r]));
     }
+    emit_family(o, "riven_tls_handshakes_total", "counter",
+                "TLS handshakes of clients, by result.");
+    for (size_t r = 0; r < CONN_HS_NKINDS; r++) {
+        emit_labelled(o, "riven_tls_handshakes_total", "result",
+                      conn_hs_name((enum conn_hs)r),
+                      load(&metrics_store.tls_handshakes[r]));
+    }
 }
 
 /* One per-server family; field is the offset of the value in
@@ -896,6 +904,11 @@ stats_requests(struct out *o)
     for (size_t k = 0; k < MERR_COUNT; k++) {
         emit(o, "STAT errors_%s %" PRIu64 "\r\n", err_names[k],
              load(&metrics_store.errors[k]));
+    }
+    for (size_t r = 0; r < CONN_HS_NKINDS; r++) {
+        emit(o, "STAT tls_handshakes_%s %" PRIu64 "\r\n",
+             conn_hs_name((enum conn_hs)r),
+             load(&metrics_store.tls_handshakes[r]));
     }
     for (size_t r = 2; r-- > 0;) {
         emit(o, "STAT config_reloads_%s %" PRIu64 "\r\n", reload_names[r],

@@ -120,8 +120,9 @@ adopt(struct layer *ly, struct layer *prev, const struct config *cfg)
             }
             ly->h[i] = prev->h[j];
             prev->h[j] = NULL;
-            handler_rebind(ly->h[i], &s->addr, ly->env->mbase + i,
-                           cfg->connect_timeout_ms, cfg->request_timeout_ms);
+            handler_rebind(ly->h[i], &s->addr, ly->env->tls,
+                           ly->env->mbase + i, cfg->connect_timeout_ms,
+                           cfg->request_timeout_ms);
             break;
         }
     }
@@ -193,7 +194,7 @@ handler_at(struct orca *o, struct layer *ly, size_t i)
 {
     if (ly->h[i] == NULL) {
         ly->h[i] = handler_create(
-            &ly->env->pool->servers[i].addr, ly->env->mbase + i,
+            &ly->env->pool->servers[i].addr, ly->env->tls, ly->env->mbase + i,
             o->env->cfg->connect_timeout_ms, o->env->cfg->request_timeout_ms);
     }
     return ly->h[i];

@@ -8,9 +8,12 @@
  */
 #include "server.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <limits.h>
+#include <netinet/in.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,6 +22,7 @@
 #include <unistd.h>
 
 #include "buf.h"
+#include "conn.h"
 #include "log.h"
 #include "metrics.h"
 #include "orca.h"
@@ -38,7 +42,7 @@
 #define IOV_CHUNK       64  /* iovecs per writev: 1 KiB of stack */
 
 struct server {
-    int fd;
+    struct conn io;           /* the client: fd owned by the listener */
     struct server_conn *conn; /* ref: owned by the listener */
     struct snapshot *snap;    /* one reference */
     uint64_t gen;             /* generation of snap */
@@ -130,7 +134,7 @@ set_rcvtimeo(struct server *s, uint32_t ms)
                          .tv_usec = (suseconds_t)(ms % 1000) * 1000};
 
     if (ms != s->rcv_ms) {
-        (void)setsockopt(s->fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+        (void)setsockopt(s->io.fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
         s->rcv_ms = ms;
     }
 }
@@ -206,7 +210,7 @@ read_client(struct server *s)
     }
     for (;;) {
         set_rcvtimeo(s, recv_wait(s, util_now_ms()));
-        n = recv(s->fd, s->rbuf.last, buf_space(&s->rbuf), 0);
+        n = conn_recv(&s->io, s->rbuf.last, buf_space(&s->rbuf));
         if (n >= 0 || errno == EINTR) {
             if (n >= 0) {
                 break;
@@ -242,7 +246,7 @@ write_client(struct server *s)
     while (done < s->out.total) {
         int n = outq_iov(&s->out, done, iov, IOV_CHUNK);
         uint64_t t0 = s->cfg->client_write_timeout_ms ? util_now_ms() : 0;
-        ssize_t w = writev(s->fd, iov, n);
+        ssize_t w = conn_writev(&s->io, iov, n);
 
         if (w < 0) {
             if (errno == EINTR) {
@@ -678,23 +682,97 @@ process(struct server *s)
  * has a line for it, the client hears why. The line is static: nothing
  * more is allocated. */
 static void
-out_of_memory(const struct server *s)
+out_of_memory(struct server *s)
 {
     static const char line[] = "SERVER_ERROR " MSG_OUT_OF_MEMORY "\r\n";
 
     log_warnx("%s: closing a client connection", __func__);
     if (s->detected && s->proto == PROTO_TEXT) {
-        (void)!send(s->fd, line, sizeof(line) - 1, MSG_NOSIGNAL);
+        (void)!conn_send(&s->io, line, sizeof(line) - 1);
     }
+}
+
+/* The client's address, "ip:port", for the log. */
+static void
+peer_name(int fd, char *buf, size_t len)
+{
+    struct sockaddr_storage ss;
+    socklen_t sl = sizeof(ss);
+    char host[INET6_ADDRSTRLEN] = "?";
+    int port = 0;
+
+    if (getpeername(fd, (struct sockaddr *)&ss, &sl) == 0) {
+        if (ss.ss_family == AF_INET) {
+            const struct sockaddr_in *in = (const struct sockaddr_in *)&ss;
+
+            inet_ntop(AF_INET, &in->sin_addr, host, sizeof(host));
+            port = ntohs(in->sin_port);
+        } else if (ss.ss_family == AF_INET6) {
+            const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)&ss;
+
+            inet_ntop(AF_INET6, &in6->sin6_addr, host, sizeof(host));
+            port = ntohs(in6->sin6_port);
+        } else {
+            snprintf(buf, len, "unix");
+            return;
+        }
+    }
+    snprintf(buf, len, ss.ss_family == AF_INET6 ? "[%s]:%d" : "%s:%d", host,
+             port);
+}
+
+/* A client of a TLS listener: the handshake, within tls_handshake_ms,
+ * with the listener's context in the current snapshot (new certificates
+ * after a reload). Each result is counted; a failure is logged at most
+ * once a second over all threads (a scan of the port must not flood the
+ * log), every one at debug. ST_OK, or ST_CLOSED. */
+static enum status
+start_tls(struct server *s)
+{
+    static _Atomic uint64_t logged_ms;
+    struct conn_ctx *ctx = snapshot_listen_tls(s->snap, s->conn->listen_name);
+    char peer[INET6_ADDRSTRLEN + 16], detail[256], subject[256];
+    uint64_t now, last;
+    enum conn_hs hs;
+
+    peer_name(s->io.fd, peer, sizeof(peer));
+    if (ctx == NULL) {
+        log_warnx("tls: listener %s has no tls: in the configuration now "
+                  "(it takes a restart): closing client %s",
+                  s->conn->listen_name, peer);
+        return ST_CLOSED;
+    }
+    hs = conn_accept_tls(&s->io, ctx, s->cfg->tls_handshake_timeout_ms, detail,
+                         sizeof(detail), subject, sizeof(subject));
+    metrics_tls_handshake(hs);
+    if (hs == CONN_HS_OK) {
+        metrics_gauge_add(M_TLS_CONNECTIONS_CURRENT, 1);
+        log_debug("tls: client %s: %s", peer,
+                  subject[0] != '\0' ? subject : "no certificate");
+        return ST_OK;
+    }
+    now = util_now_ms();
+    last = atomic_load(&logged_ms);
+    if (now - last >= 1000 &&
+        atomic_compare_exchange_strong(&logged_ms, &last, now)) {
+        log_info("tls: client %s: handshake failed (%s): %s%s%s", peer,
+                 conn_hs_name(hs), detail, subject[0] != '\0' ? ": " : "",
+                 subject);
+    } else {
+        log_debug("tls: client %s: handshake failed (%s): %s", peer,
+                  conn_hs_name(hs), detail);
+    }
+    return ST_CLOSED;
 }
 
 void
 server_run(struct server_conn *conn)
 {
-    struct server s = {.fd = conn->fd, .conn = conn};
+    struct server s = {.io = CONN_INIT, .conn = conn};
     struct timeval tv;
     enum status st;
 
+    conn_plain(&s.io, conn->fd);
     buf_init(&s.rbuf, SERVER_BUF_INIT);
     req_batch_init(&s.batch);
     outq_init(&s.out, SERVER_OUT_INIT);
@@ -703,9 +781,10 @@ server_run(struct server_conn *conn)
         tv.tv_sec = s.cfg->client_write_timeout_ms / 1000;
         tv.tv_usec =
             (suseconds_t)(s.cfg->client_write_timeout_ms % 1000) * 1000;
-        (void)setsockopt(s.fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+        (void)setsockopt(s.io.fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
     }
-    while ((st = switch_snapshot(&s)) == ST_OK) {
+    st = s.snap == NULL ? ST_ERROR : conn->tls ? start_tls(&s) : ST_OK;
+    while (st == ST_OK && (st = switch_snapshot(&s)) == ST_OK) {
         if ((st = read_client(&s)) != ST_OK || (st = process(&s)) != ST_OK) {
             break;
         }
@@ -716,6 +795,10 @@ server_run(struct server_conn *conn)
     }
     if (st == ST_NOMEM) {
         out_of_memory(&s);
+    }
+    if (s.io.ssl != NULL) {
+        metrics_gauge_sub(M_TLS_CONNECTIONS_CURRENT, 1);
+        conn_end_tls(&s.io); /* the listener closes the fd */
     }
     orca_destroy(s.orca);
     snapshot_unref(s.snap);

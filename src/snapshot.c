@@ -29,6 +29,10 @@ pool_env_init(struct route_pool *env, const struct cfg_pool *pool, size_t mbase,
     if (pool->nservers == 0) {
         return ST_OK;
     }
+    if (pool->tls.on &&
+        (env->tls = conn_ctx_client(&pool->tls, err, errlen)) == NULL) {
+        return ST_ERROR;
+    }
     env->ring = ring_create(pool, err, errlen);
     env->health = health_create(pool, mbase, prev ? prev->health : NULL);
     if (env->ring == NULL || env->health == NULL) {
@@ -55,6 +59,50 @@ prev_pool(const struct snapshot *prev, const char *name)
     return NULL;
 }
 
+/* A pool under r that speaks TLS, or NULL. */
+static const struct cfg_named_pool *
+tls_pool_under(const struct config *cfg, const struct cfg_route *r)
+{
+    const struct cfg_named_pool *np = NULL;
+
+    if (r->kind == CFG_ROUTE_POOL) {
+        return cfg->pools[r->pool].pool.tls.on ? &cfg->pools[r->pool] : NULL;
+    }
+    for (size_t i = 0; i < r->nchild && np == NULL; i++) {
+        np = tls_pool_under(cfg, &r->child[i]);
+    }
+    return np;
+}
+
+/* The sockets nobody waits on (shadow.c: a shadow's copies, all_fastest's
+ * other children) are non-blocking and plain: a pool they would reach
+ * must not ask for TLS. ST_OK, or ST_ERROR naming the pool. */
+static enum status
+check_shadow_tls(const struct config *cfg, const struct cfg_route *r, char *err,
+                 size_t errlen)
+{
+    const struct cfg_named_pool *np = NULL;
+
+    if (r->kind == CFG_ROUTE_SHADOW) {
+        np = tls_pool_under(cfg, &r->child[1]);
+    } else if (r->kind == CFG_ROUTE_ALL_FASTEST) {
+        np = tls_pool_under(cfg, r);
+    }
+    if (np != NULL) {
+        snprintf(err, errlen,
+                 "line %d: pool %s has tls:, which a shadow's copies and "
+                 "all_fastest's children do not speak yet",
+                 r->line, np->name);
+        return ST_ERROR;
+    }
+    for (size_t i = 0; i < r->nchild; i++) {
+        if (check_shadow_tls(cfg, &r->child[i], err, errlen) != ST_OK) {
+            return ST_ERROR;
+        }
+    }
+    return ST_OK;
+}
+
 /* Routes: each named pool's ring and health, numbered for metrics one
  * after another in file order, and the prefix table. */
 static enum status
@@ -69,6 +117,12 @@ routes_init(struct orca_env *e, const struct config *cfg,
         return ST_ERROR;
     }
     e->npools = cfg->npools;
+    for (size_t i = 0; i < cfg->nroutes; i++) {
+        if (check_shadow_tls(cfg, &cfg->routes[i].route, err, errlen) !=
+            ST_OK) {
+            return ST_ERROR;
+        }
+    }
     for (size_t i = 0; i < cfg->npools; i++) {
         const struct cfg_named_pool *np = &cfg->pools[i];
 
@@ -84,6 +138,44 @@ routes_init(struct orca_env *e, const struct config *cfg,
     return e->routes != NULL ? ST_OK : ST_ERROR;
 }
 
+/* Each TLS listener's context, with its files read now. */
+static enum status
+listen_init(struct snapshot *snap, char *err, size_t errlen)
+{
+    const struct config *cfg = snap->cfg;
+
+    snap->listen_tls = calloc(MAX(cfg->nlisten, 1), sizeof(*snap->listen_tls));
+    if (snap->listen_tls == NULL) {
+        snprintf(err, errlen, "out of memory");
+        return ST_ERROR;
+    }
+    for (size_t i = 0; i < cfg->nlisten; i++) {
+        char why[512];
+
+        if (cfg->listen_tls == NULL || !cfg->listen_tls[i].on) {
+            continue;
+        }
+        snap->listen_tls[i] =
+            conn_ctx_server(&cfg->listen_tls[i], why, sizeof(why));
+        if (snap->listen_tls[i] == NULL) {
+            snprintf(err, errlen, "listen %s: %s", cfg->listen[i].name, why);
+            return ST_ERROR;
+        }
+    }
+    return ST_OK;
+}
+
+struct conn_ctx *
+snapshot_listen_tls(const struct snapshot *snap, const char *name)
+{
+    for (size_t i = 0; i < snap->cfg->nlisten; i++) {
+        if (strcmp(snap->cfg->listen[i].name, name) == 0) {
+            return snap->listen_tls[i];
+        }
+    }
+    return NULL;
+}
+
 static void
 snapshot_free(struct snapshot *snap)
 {
@@ -91,12 +183,20 @@ snapshot_free(struct snapshot *snap)
 
     ring_destroy((struct ring *)e->l1.ring);
     health_destroy(e->l1.health);
+    conn_ctx_free(e->l1.tls);
     ring_destroy((struct ring *)e->l2.ring);
     health_destroy(e->l2.health);
+    conn_ctx_free(e->l2.tls);
     for (size_t i = 0; e->pools != NULL && i < e->npools; i++) {
         ring_destroy((struct ring *)e->pools[i].ring);
         health_destroy(e->pools[i].health);
+        conn_ctx_free(e->pools[i].tls);
     }
+    for (size_t i = 0; snap->listen_tls != NULL && i < snap->cfg->nlisten;
+         i++) {
+        conn_ctx_free(snap->listen_tls[i]);
+    }
+    free(snap->listen_tls);
     free(e->pools);
     route_table_destroy(e->routes);
     for (uint32_t i = 0; i < e->nlocks; i++) {
@@ -132,6 +232,9 @@ snapshot_create(struct config *cfg, const struct snapshot *prev, char *err,
                pool_env_init(&e->l2, &cfg->l2, cfg->pool.nservers,
                              prev ? &prev->env.l2 : NULL, err,
                              errlen) != ST_OK) {
+        goto error;
+    }
+    if (listen_init(snap, err, errlen) != ST_OK) {
         goto error;
     }
     if ((cfg->orca != CFG_ORCA_L1ONLY || route_needs_locks(cfg)) &&

@@ -5,12 +5,17 @@
  * /proc/PID/status) and its open backend sockets, and closes everything.
  * The open-file limit is printed and N scaled down to fit it.
  *
- *   idle PORT RIVEN_PID [N [HOLD_MS]]   (default N = 19000, HOLD_MS 0)
+ * With -s each connection speaks TLS (no certificate checked) and is
+ * held with its TLS state, so that the RSS is that of idle TLS clients.
+ *
+ *   idle [-s] PORT RIVEN_PID [N [HOLD_MS]]   (default N = 19000, HOLD_MS 0)
  */
 #include <arpa/inet.h>
 #include <dirent.h>
 #include <errno.h>
 #include <netinet/in.h>
+#include <openssl/ssl.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -67,35 +72,60 @@ now_ms(void)
     return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
 }
 
-/* Connect, send "version", read the full line. fd or -1. */
+static SSL_CTX *tls; /* -s */
+
+/* Connect (with TLS when tls is set, the stream in *sslp), send
+ * "version", read the full line. fd or -1. */
 static int
-open_one(const struct sockaddr_in *sa)
+open_one(const struct sockaddr_in *sa, SSL **sslp)
 {
     char buf[128];
-    size_t got = 0;
+    size_t got = 0, n;
     int fd = socket(AF_INET, SOCK_STREAM, 0);
+    SSL *ssl = NULL;
 
     if (fd < 0) {
         return -1;
     }
-    if (connect(fd, (const struct sockaddr *)sa, sizeof(*sa)) != 0 ||
-        write(fd, "version\r\n", 9) != 9) {
+    if (connect(fd, (const struct sockaddr *)sa, sizeof(*sa)) != 0) {
         close(fd);
         return -1;
     }
-    while (got < sizeof(buf)) {
-        ssize_t n = read(fd, buf + got, sizeof(buf) - got);
-
-        if (n <= 0) {
+    if (tls != NULL) {
+        ssl = SSL_new(tls);
+        if (ssl == NULL || SSL_set_fd(ssl, fd) != 1 || SSL_connect(ssl) != 1 ||
+            SSL_write_ex(ssl, "version\r\n", 9, &n) != 1) {
+            SSL_free(ssl);
             close(fd);
             return -1;
         }
-        got += (size_t)n;
+    } else if (write(fd, "version\r\n", 9) != 9) {
+        close(fd);
+        return -1;
+    }
+    *sslp = ssl;
+    while (got < sizeof(buf)) {
+        if (ssl != NULL) {
+            if (SSL_read_ex(ssl, buf + got, sizeof(buf) - got, &n) != 1) {
+                n = 0;
+            }
+        } else {
+            ssize_t r = read(fd, buf + got, sizeof(buf) - got);
+
+            n = r > 0 ? (size_t)r : 0;
+        }
+        if (n == 0) {
+            SSL_free(ssl);
+            close(fd);
+            return -1;
+        }
+        got += n;
         if (buf[got - 1] == '\n') {
             break;
         }
     }
     if (got < 9 || memcmp(buf, "VERSION ", 8) != 0) {
+        SSL_free(ssl);
         close(fd);
         return -1;
     }
@@ -108,11 +138,22 @@ main(int argc, char **argv)
     struct sockaddr_in sa = {.sin_family = AF_INET};
     struct rlimit rl;
     int pid, *fds;
+    SSL **ssls;
     long n = 19000, fds0, rss0, rss1, open = 0, failed = 0;
     double t0, t1, worst = 0;
 
+    if (argc > 1 && strcmp(argv[1], "-s") == 0) {
+        signal(SIGPIPE, SIG_IGN);
+        if ((tls = SSL_CTX_new(TLS_client_method())) == NULL) {
+            return 1;
+        }
+        SSL_CTX_set_verify(tls, SSL_VERIFY_NONE, NULL);
+        SSL_CTX_set_mode(tls, SSL_MODE_RELEASE_BUFFERS);
+        argc--;
+        argv++;
+    }
     if (argc < 3) {
-        fprintf(stderr, "usage: idle PORT RIVEN_PID [N]\n");
+        fprintf(stderr, "usage: idle [-s] PORT RIVEN_PID [N [HOLD_MS]]\n");
         return 2;
     }
     sa.sin_port = htons((uint16_t)atoi(argv[1]));
@@ -130,13 +171,14 @@ main(int argc, char **argv)
         printf("idle: scaling down to %ld connections\n", n);
     }
     fds = calloc((size_t)n, sizeof(*fds));
+    ssls = calloc((size_t)n, sizeof(*ssls));
     rss0 = rss_kib(pid);
     fds0 = count_fds(pid);
     t0 = now_ms();
     for (long i = 0; i < n; i++) {
         double a = now_ms();
 
-        fds[i] = open_one(&sa);
+        fds[i] = open_one(&sa, &ssls[i]);
         if (fds[i] < 0) {
             failed++;
             continue;
@@ -162,9 +204,11 @@ main(int argc, char **argv)
     }
     for (long i = 0; i < n; i++) {
         if (fds[i] >= 0) {
+            SSL_free(ssls[i]);
             close(fds[i]);
         }
     }
     free(fds);
+    free(ssls);
     return failed == 0 ? 0 : 1;
 }

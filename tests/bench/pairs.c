@@ -17,19 +17,23 @@
  * or to the second after the first has answered (serial). Gets go to PORT
  * only. A set's time is from its first write to its last answer.
  *
- * With -w it prints "pairs: ready" once the keys are set, and waits for a
+ * With -s it speaks TLS to PORT (no certificate checked: a load, not a
+ * test of who the server is). With -w it prints "pairs: ready" once the
+ * keys are set, and waits for a
  * line on stdin before it starts the clock, so that the caller can read
  * counters that leave the connections' first requests out. Then it prints:
  *
  *   pairs: ops N rate R sets S set_mean_us M set_p99_us P gets G
  *       get_mean_us M get_p99_us P errors E
  *
- *   pairs [-w] PORT CONNS SECONDS [PORT2 parallel|serial]
+ *   pairs [-w] [-s] PORT CONNS SECONDS [PORT2 parallel|serial]
  */
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <openssl/ssl.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -37,16 +41,17 @@
 #include <time.h>
 #include <unistd.h>
 
-#define PAIRS_KEYS  16
-#define PAIRS_KLEN  64
-#define PAIRS_VLEN  1024
+#define PAIRS_KEYS     16
+#define PAIRS_KLEN     64
+#define PAIRS_VLEN     1024
 #define PAIRS_RATE_MAX 200000 /* requests a second whose times are kept */
 
 struct worker {
     pthread_t tid;
     int id;
     int fd;
-    int fd2; /* the second server of a pair, or -1 */
+    int fd2;  /* the second server of a pair, or -1 */
+    SSL *ssl; /* -s: TLS on fd, else NULL */
     long nset, nget, errors;
     long *set_ns, *get_ns; /* latencies, as many as fit */
     long cap;
@@ -76,35 +81,48 @@ key_of(char *k, int id, int i)
     k[PAIRS_KLEN] = '\0';
 }
 
-/* Read until the reply is exactly want (len bytes). 0 when it is. */
+/* Read until the reply is exactly want (len bytes), over ssl when it is
+ * not NULL. 0 when it is. */
 static int
-expect(int fd, const char *want, size_t len)
+expect(int fd, SSL *ssl, const char *want, size_t len)
 {
     char buf[PAIRS_VLEN + 256];
-    size_t got = 0;
+    size_t got = 0, n;
 
     while (got < len) {
-        ssize_t n = read(fd, buf + got, len - got);
+        if (ssl != NULL) {
+            if (SSL_read_ex(ssl, buf + got, len - got, &n) != 1) {
+                return -1;
+            }
+        } else {
+            ssize_t r = read(fd, buf + got, len - got);
 
-        if (n <= 0) {
-            return -1;
+            if (r <= 0) {
+                return -1;
+            }
+            n = (size_t)r;
         }
-        got += (size_t)n;
+        got += n;
     }
     return memcmp(buf, want, len) != 0 ? -1 : 0;
 }
 
 static int
-send_all(int fd, const char *p, size_t len)
+send_all(int fd, SSL *ssl, const char *p, size_t len)
 {
-    while (len > 0) {
-        ssize_t n = write(fd, p, len);
+    size_t n;
 
-        if (n <= 0) {
+    if (ssl != NULL) {
+        return SSL_write_ex(ssl, p, len, &n) == 1 ? 0 : -1;
+    }
+    while (len > 0) {
+        ssize_t w = write(fd, p, len);
+
+        if (w <= 0) {
             return -1;
         }
-        p += n;
-        len -= (size_t)n;
+        p += w;
+        len -= (size_t)w;
     }
     return 0;
 }
@@ -130,14 +148,15 @@ run(void *arg)
         memcpy(sets[k] + n, value, PAIRS_VLEN);
         memcpy(sets[k] + n + PAIRS_VLEN, "\r\n", 2);
         setlen[k] = (size_t)n + PAIRS_VLEN + 2;
-        getlen[k] = (size_t)snprintf(gets[k], sizeof(gets[k]), "get %s\r\n", key);
+        getlen[k] =
+            (size_t)snprintf(gets[k], sizeof(gets[k]), "get %s\r\n", key);
         n = snprintf(hits[k], sizeof(hits[k]), "VALUE %s 0 %d\r\n", key,
                      PAIRS_VLEN);
         memcpy(hits[k] + n, value, PAIRS_VLEN);
         memcpy(hits[k] + n + PAIRS_VLEN, "\r\nEND\r\n", 7);
         hitlen[k] = (size_t)n + PAIRS_VLEN + 7;
-        if (send_all(w->fd, sets[k], setlen[k]) != 0 ||
-            expect(w->fd, "STORED\r\n", 8) != 0) {
+        if (send_all(w->fd, w->ssl, sets[k], setlen[k]) != 0 ||
+            expect(w->fd, w->ssl, "STORED\r\n", 8) != 0) {
             w->errors++;
         }
     }
@@ -151,21 +170,21 @@ run(void *arg)
             break;
         }
         if (isset && w->fd2 >= 0 && serial) {
-            bad = send_all(w->fd, sets[k], setlen[k]) != 0 ||
-                  expect(w->fd, "STORED\r\n", 8) != 0 ||
-                  send_all(w->fd2, sets[k], setlen[k]) != 0 ||
-                  expect(w->fd2, "STORED\r\n", 8) != 0;
+            bad = send_all(w->fd, w->ssl, sets[k], setlen[k]) != 0 ||
+                  expect(w->fd, w->ssl, "STORED\r\n", 8) != 0 ||
+                  send_all(w->fd2, NULL, sets[k], setlen[k]) != 0 ||
+                  expect(w->fd2, NULL, "STORED\r\n", 8) != 0;
         } else if (isset && w->fd2 >= 0) {
-            bad = send_all(w->fd, sets[k], setlen[k]) != 0 ||
-                  send_all(w->fd2, sets[k], setlen[k]) != 0 ||
-                  expect(w->fd, "STORED\r\n", 8) != 0 ||
-                  expect(w->fd2, "STORED\r\n", 8) != 0;
+            bad = send_all(w->fd, w->ssl, sets[k], setlen[k]) != 0 ||
+                  send_all(w->fd2, NULL, sets[k], setlen[k]) != 0 ||
+                  expect(w->fd, w->ssl, "STORED\r\n", 8) != 0 ||
+                  expect(w->fd2, NULL, "STORED\r\n", 8) != 0;
         } else if (isset) {
-            bad = send_all(w->fd, sets[k], setlen[k]) != 0 ||
-                  expect(w->fd, "STORED\r\n", 8) != 0;
+            bad = send_all(w->fd, w->ssl, sets[k], setlen[k]) != 0 ||
+                  expect(w->fd, w->ssl, "STORED\r\n", 8) != 0;
         } else {
-            bad = send_all(w->fd, gets[k], getlen[k]) != 0 ||
-                  expect(w->fd, hits[k], hitlen[k]) != 0;
+            bad = send_all(w->fd, w->ssl, gets[k], getlen[k]) != 0 ||
+                  expect(w->fd, w->ssl, hits[k], hitlen[k]) != 0;
         }
         now = ns_since(&start);
         if (bad) {
@@ -216,14 +235,24 @@ main(int argc, char **argv)
     long *all_set, *all_get;
     double sm, sp, gm, gp, elapsed;
     int wait_go = 0;
+    SSL_CTX *tls = NULL;
 
-    if (argc > 1 && strcmp(argv[1], "-w") == 0) {
-        wait_go = 1;
-        argc--;
-        argv++;
+    for (; argc > 1 && argv[1][0] == '-'; argc--, argv++) {
+        if (strcmp(argv[1], "-w") == 0) {
+            wait_go = 1;
+        } else if (strcmp(argv[1], "-s") == 0) {
+            signal(SIGPIPE, SIG_IGN);
+            tls = SSL_CTX_new(TLS_client_method());
+            if (tls == NULL) {
+                return 1;
+            }
+            SSL_CTX_set_verify(tls, SSL_VERIFY_NONE, NULL);
+        } else {
+            break;
+        }
     }
     if (argc != 4 && argc != 6) {
-        fprintf(stderr, "usage: pairs [-w] PORT CONNS SECONDS "
+        fprintf(stderr, "usage: pairs [-w] [-s] PORT CONNS SECONDS "
                         "[PORT2 parallel|serial]\n");
         return 2;
     }
@@ -261,6 +290,14 @@ main(int argc, char **argv)
             return 1;
         }
         setsockopt(ws[c].fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+        if (tls != NULL) {
+            ws[c].ssl = SSL_new(tls);
+            if (ws[c].ssl == NULL || SSL_set_fd(ws[c].ssl, ws[c].fd) != 1 ||
+                SSL_connect(ws[c].ssl) != 1) {
+                fprintf(stderr, "pairs: TLS handshake failed\n");
+                return 1;
+            }
+        }
         ws[c].fd2 = -1;
         if (argc == 6) {
             ws[c].fd2 = socket(AF_INET, SOCK_STREAM, 0);
@@ -304,6 +341,10 @@ main(int argc, char **argv)
         nset += ws[c].nset;
         memcpy(all_get + nget, ws[c].get_ns, (size_t)ws[c].nget * sizeof(long));
         nget += ws[c].nget;
+        if (ws[c].ssl != NULL) {
+            SSL_shutdown(ws[c].ssl);
+            SSL_free(ws[c].ssl);
+        }
         close(ws[c].fd);
         if (ws[c].fd2 >= 0) {
             close(ws[c].fd2);

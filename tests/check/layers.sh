@@ -13,7 +13,7 @@
 # DESIGN.md's module table: module layer.
 declare -A LAYER=(
     [util]=0 [log]=0 [buf]=0
-    [request]=1 [proto_text]=1 [proto_meta]=1 [proto_binary]=1 [config]=1
+    [request]=1 [proto_text]=1 [proto_meta]=1 [proto_binary]=1 [config]=1 [conn]=1
     [ring]=1 [hist]=1
     [metrics]=2 [metrics_http]=2
     [health]=3 [handler]=3 [shadow]=3
@@ -26,7 +26,7 @@ declare -A LAYER=(
 # Position in DESIGN.md's table, for includes within a layer.
 declare -A RANK=()
 r=0
-for mod in util log buf request proto_text proto_meta proto_binary config \
+for mod in util log buf request proto_text proto_meta proto_binary config conn \
            ring hist metrics metrics_http health handler shadow route orca \
            snapshot server listener main; do
     RANK[$mod]=$r

@@ -820,7 +820,7 @@ fake_process(struct fake_conn *c)
 }
 
 static void
-conn_close(struct fake_conn *c)
+fake_conn_close(struct fake_conn *c)
 {
     if (c->fd >= 0) {
         close(c->fd);
@@ -842,7 +842,7 @@ conn_serve(struct fake_conn *c, short revents)
         grow(&c->in, &c->capin, c->nin + FAKE_BUF_INIT);
         n = read(c->fd, c->in + c->nin, c->capin - c->nin);
         if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR)) {
-            conn_close(c);
+            fake_conn_close(c);
             return;
         }
         if (n < 0) {
@@ -857,7 +857,7 @@ conn_serve(struct fake_conn *c, short revents)
 
         if (n < 0) {
             if (errno != EAGAIN && errno != EINTR) {
-                conn_close(c);
+                fake_conn_close(c);
             }
             return;
         }
@@ -907,7 +907,7 @@ fake_do_reset(void)
         if (fk.conns[i].fd >= 0) {
             expect_eof(fk.conns[i].fd);
         }
-        conn_close(&fk.conns[i]);
+        fake_conn_close(&fk.conns[i]);
     }
     for (int s = 0; s < FAKE_SERVERS; s++) {
         stores[s].nitems = 0;

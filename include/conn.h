@@ -1,0 +1,108 @@
+/*
+ * conn: one byte stream, plain TCP or TLS (OpenSSL 3), with the calls of
+ * a blocking socket: recv, send, writev, close. The server (client side)
+ * and the handler (backend side) do their socket I/O through it, so that
+ * a TLS stream reads like a socket with SO_RCVTIMEO/SO_SNDTIMEO: a
+ * timeout is -1 with errno EAGAIN, an orderly close is 0.
+ *
+ * TLS contexts (struct conn_ctx) are built from a struct cfg_tls when a
+ * snapshot is built, so that SIGHUP re-reads certificates and keys; a
+ * stream keeps its context alive (OpenSSL counts the references), so a
+ * connection established before a reload keeps its certificate.
+ *
+ *   listener ─ accept ─▶ conn_accept_tls (ctx of the listener, deadline)
+ *   handler  ─ connect ─▶ conn_connect_tls (ctx of the pool, deadline)
+ *   then conn_recv / conn_send / conn_writev ... conn_close
+ *
+ * Thread-safety: a conn_ctx may be shared by any number of threads; one
+ * struct conn belongs to one thread at a time.
+ */
+#ifndef RIVEN_CONN_H
+#define RIVEN_CONN_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+#include <sys/uio.h>
+
+#include "config.h"
+
+struct ssl_st; /* OpenSSL's SSL */
+
+struct conn {
+    int fd;             /* -1 when closed */
+    struct ssl_st *ssl; /* NULL: plain */
+};
+
+#define CONN_INIT                                                              \
+    {                                                                          \
+        .fd = -1, .ssl = NULL                                                  \
+    }
+
+/* How a handshake ended. The server counts them by kind. */
+enum conn_hs {
+    CONN_HS_OK = 0,
+    CONN_HS_NO_CERT,  /* verify: require and the peer sent none */
+    CONN_HS_BAD_CERT, /* the peer's certificate did not verify */
+    CONN_HS_EXPIRED,  /* ... because it has expired */
+    CONN_HS_TIMEOUT,  /* not done within the deadline */
+    CONN_HS_PROTOCOL, /* anything else: not TLS, EOF, no shared cipher */
+    CONN_HS_NKINDS
+};
+
+/* "ok", "no_cert", ...: the metrics label of a result. */
+const char *conn_hs_name(enum conn_hs hs);
+
+struct conn_ctx;
+
+/* A context for accepting (a listener's tls:) or for connecting (a pool's
+ * tls:), with the files read now. NULL with a message naming the file and
+ * OpenSSL's reason in err (a missing file, a bad PEM, a key that does not
+ * match its certificate, an unknown cipher list). */
+struct conn_ctx *conn_ctx_server(const struct cfg_tls *t, char *err,
+                                 size_t errlen) WUR;
+struct conn_ctx *conn_ctx_client(const struct cfg_tls *t, char *err,
+                                 size_t errlen) WUR;
+/* Drop the builder's reference; streams using it keep it alive.
+ * NULL-safe. */
+void conn_ctx_free(struct conn_ctx *ctx);
+
+/* A plain stream on fd (owned from now on). */
+void conn_plain(struct conn *c, int fd);
+
+/* The server side of a handshake on c (plain so far), within ms. On
+ * CONN_HS_OK c is a TLS stream; otherwise c stays plain, and detail (if
+ * not NULL) says why in a line for the log. The peer's certificate
+ * subject, when it sent one, is written to subject (may be NULL). */
+enum conn_hs conn_accept_tls(struct conn *c, struct conn_ctx *ctx, uint32_t ms,
+                             char *detail, size_t detaillen, char *subject,
+                             size_t subjectlen);
+
+/* The client side of a handshake on c (connected, plain), within ms,
+ * checking the server's certificate against ctx's server_name, or else
+ * against addr's IP address. ST_OK, ST_TIMEOUT, or ST_ERROR with the
+ * reason in err. c stays plain on failure. */
+enum status conn_connect_tls(struct conn *c, struct conn_ctx *ctx,
+                             const struct cfg_addr *addr, uint32_t ms,
+                             char *err, size_t errlen) WUR;
+
+/* As recv(2) / send(2) with MSG_NOSIGNAL / writev(2) on a blocking socket:
+ * bytes moved, 0 for EOF (recv), or -1 with errno (EAGAIN when the
+ * socket's timeout passed, EPROTO for a TLS error). */
+ssize_t conn_recv(struct conn *c, void *buf, size_t len);
+ssize_t conn_send(struct conn *c, const void *buf, size_t len);
+ssize_t conn_writev(struct conn *c, const struct iovec *iov, int iovcnt);
+
+/* True when a TLS stream holds decrypted bytes not yet read: a poll(2)
+ * on the fd would not see them. */
+bool conn_pending(const struct conn *c);
+
+/* Free the TLS state (sending close_notify when it can without
+ * blocking) and close the fd. NULL-safe. */
+void conn_close(struct conn *c);
+/* Free the TLS state only: the stream is plain on the same fd after,
+ * which its owner closes (the listener, after a drain cannot reach it). */
+void conn_end_tls(struct conn *c);
+
+#endif /* RIVEN_CONN_H */

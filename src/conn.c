@@ -1,0 +1,540 @@
+/*
+ * conn: plain or TLS byte streams. See conn.h.
+ *
+ * The sockets stay blocking with SO_RCVTIMEO/SO_SNDTIMEO, as riven's
+ * plain sockets are; OpenSSL reads and writes them through its socket
+ * BIO, and a timeout comes back as SSL_ERROR_WANT_READ/WRITE, which is
+ * EAGAIN here. Only the handshake runs non-blocking, under poll(2) with
+ * one deadline for the whole of it: a client that sends its ClientHello
+ * a byte at a time cannot stretch it.
+ */
+#include "conn.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <openssl/x509v3.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "util.h"
+
+/* TLS records carry at most 16 KiB: writev gathers small pieces up to
+ * this, so that a reply of many pieces is a few records, not one each. */
+#define CONN_RECORD_MAX 16384
+
+struct conn_ctx {
+    SSL_CTX *ctx;
+    char *server_name; /* client: SNI and the name checked; NULL: the IP */
+    bool verify;       /* client: check the server's certificate */
+};
+
+static const char *const hs_names[CONN_HS_NKINDS] = {
+    [CONN_HS_OK] = "ok",
+    [CONN_HS_NO_CERT] = "no_cert",
+    [CONN_HS_BAD_CERT] = "bad_cert",
+    [CONN_HS_EXPIRED] = "expired",
+    [CONN_HS_TIMEOUT] = "timeout",
+    [CONN_HS_PROTOCOL] = "protocol",
+};
+
+const char *
+conn_hs_name(enum conn_hs hs)
+{
+    return hs < CONN_HS_NKINDS ? hs_names[hs] : "protocol";
+}
+
+/* OpenSSL's oldest queued error as text ("" when none), and clear the
+ * thread's queue. */
+static const char *
+ssl_reason(char *buf, size_t len)
+{
+    unsigned long e = ERR_get_error();
+
+    buf[0] = '\0';
+    if (e != 0) {
+        ERR_error_string_n(e, buf, len);
+    }
+    ERR_clear_error();
+    return buf;
+}
+
+/* What both sides share: versions, ciphers, no renegotiation, buffers
+ * released while idle (an idle connection holds no 34 KiB of them). */
+static SSL_CTX *
+ctx_common(const SSL_METHOD *method, const struct cfg_tls *t, char *err,
+           size_t errlen)
+{
+    SSL_CTX *ctx = SSL_CTX_new(method);
+    char why[256];
+
+    if (ctx == NULL) {
+        snprintf(err, errlen, "tls: %s", ssl_reason(why, sizeof(why)));
+        return NULL;
+    }
+    SSL_CTX_set_min_proto_version(ctx, t->min_version != 0
+                                           ? t->min_version
+                                           : CFG_TLS_MIN_VERSION_DEFAULT);
+    SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION |
+                                 SSL_OP_IGNORE_UNEXPECTED_EOF |
+                                 SSL_OP_NO_COMPRESSION);
+    SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS |
+                              SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+    if (t->ciphers != NULL && SSL_CTX_set_cipher_list(ctx, t->ciphers) != 1) {
+        snprintf(err, errlen, "tls: ciphers \"%s\": %s", t->ciphers,
+                 ssl_reason(why, sizeof(why)));
+        SSL_CTX_free(ctx);
+        return NULL;
+    }
+    if (t->cert != NULL) {
+        if (SSL_CTX_use_certificate_chain_file(ctx, t->cert) != 1) {
+            snprintf(err, errlen, "tls: cert %s: %s", t->cert,
+                     ssl_reason(why, sizeof(why)));
+            SSL_CTX_free(ctx);
+            return NULL;
+        }
+        if (SSL_CTX_use_PrivateKey_file(ctx, t->key, SSL_FILETYPE_PEM) != 1) {
+            snprintf(err, errlen, "tls: key %s: %s", t->key,
+                     ssl_reason(why, sizeof(why)));
+            SSL_CTX_free(ctx);
+            return NULL;
+        }
+        if (SSL_CTX_check_private_key(ctx) != 1) {
+            snprintf(err, errlen, "tls: key %s does not match cert %s: %s",
+                     t->key, t->cert, ssl_reason(why, sizeof(why)));
+            SSL_CTX_free(ctx);
+            return NULL;
+        }
+    }
+    if (t->ca != NULL && SSL_CTX_load_verify_locations(ctx, t->ca, NULL) != 1) {
+        snprintf(err, errlen, "tls: ca %s: %s", t->ca,
+                 ssl_reason(why, sizeof(why)));
+        SSL_CTX_free(ctx);
+        return NULL;
+    }
+    return ctx;
+}
+
+struct conn_ctx *
+conn_ctx_server(const struct cfg_tls *t, char *err, size_t errlen)
+{
+    struct conn_ctx *c = calloc(1, sizeof(*c));
+    static const unsigned char sid[] = "riven";
+    int mode = SSL_VERIFY_NONE;
+
+    if (c == NULL) {
+        snprintf(err, errlen, "tls: out of memory");
+        return NULL;
+    }
+    if ((c->ctx = ctx_common(TLS_server_method(), t, err, errlen)) == NULL) {
+        free(c);
+        return NULL;
+    }
+    if (t->verify != CFG_TLS_VERIFY_NONE) {
+        STACK_OF(X509_NAME) *names = SSL_load_client_CA_file(t->ca);
+
+        if (names == NULL) {
+            char why[256];
+
+            snprintf(err, errlen, "tls: ca %s: no certificate names: %s", t->ca,
+                     ssl_reason(why, sizeof(why)));
+            conn_ctx_free(c);
+            return NULL;
+        }
+        SSL_CTX_set_client_CA_list(c->ctx, names);
+        mode = SSL_VERIFY_PEER;
+        if (t->verify == CFG_TLS_VERIFY_REQUIRE) {
+            mode |= SSL_VERIFY_FAIL_IF_NO_PEER_CERT;
+        }
+    }
+    SSL_CTX_set_verify(c->ctx, mode, NULL);
+    /* resumption by stateless tickets only: a cache of sessions on the
+     * server would grow with every client (20,480 by default) */
+    SSL_CTX_set_session_cache_mode(c->ctx, SSL_SESS_CACHE_OFF);
+    /* sessions resumed with a client certificate need an id context */
+    SSL_CTX_set_session_id_context(c->ctx, sid, sizeof(sid) - 1);
+    return c;
+}
+
+struct conn_ctx *
+conn_ctx_client(const struct cfg_tls *t, char *err, size_t errlen)
+{
+    struct conn_ctx *c = calloc(1, sizeof(*c));
+
+    if (c == NULL) {
+        snprintf(err, errlen, "tls: out of memory");
+        return NULL;
+    }
+    if ((c->ctx = ctx_common(TLS_client_method(), t, err, errlen)) == NULL) {
+        free(c);
+        return NULL;
+    }
+    c->verify = t->verify != CFG_TLS_VERIFY_NONE;
+    if (c->verify && t->ca == NULL &&
+        SSL_CTX_set_default_verify_paths(c->ctx) != 1) {
+        char why[256];
+
+        snprintf(err, errlen, "tls: the system's CA paths: %s",
+                 ssl_reason(why, sizeof(why)));
+        conn_ctx_free(c);
+        return NULL;
+    }
+    SSL_CTX_set_verify(c->ctx, c->verify ? SSL_VERIFY_PEER : SSL_VERIFY_NONE,
+                       NULL);
+    if (t->server_name != NULL &&
+        (c->server_name = strdup(t->server_name)) == NULL) {
+        snprintf(err, errlen, "tls: out of memory");
+        conn_ctx_free(c);
+        return NULL;
+    }
+    return c;
+}
+
+void
+conn_ctx_free(struct conn_ctx *c)
+{
+    if (c == NULL) {
+        return;
+    }
+    SSL_CTX_free(c->ctx); /* streams hold their own references */
+    free(c->server_name);
+    free(c);
+}
+
+void
+conn_plain(struct conn *c, int fd)
+{
+    c->fd = fd;
+    c->ssl = NULL;
+}
+
+/*
+ * Run SSL_accept or SSL_connect on a non-blocking fd until done or
+ * deadline. 1 done, 0 failed, -1 timed out. The fd's flags are restored.
+ */
+static int
+handshake(SSL *ssl, int fd, bool server, uint32_t ms)
+{
+    uint64_t deadline = util_now_ms() + ms;
+    int flags = fcntl(fd, F_GETFL), rc;
+
+    (void)fcntl(fd, F_SETFL, flags | O_NONBLOCK);
+    for (;;) {
+        struct pollfd pfd = {.fd = fd};
+        uint64_t now;
+        int r;
+
+        ERR_clear_error();
+        r = server ? SSL_accept(ssl) : SSL_connect(ssl);
+        if (r == 1) {
+            rc = 1;
+            break;
+        }
+        switch (SSL_get_error(ssl, r)) {
+        case SSL_ERROR_WANT_READ:
+            pfd.events = POLLIN;
+            break;
+        case SSL_ERROR_WANT_WRITE:
+            pfd.events = POLLOUT;
+            break;
+        default:
+            rc = 0;
+            goto done;
+        }
+        now = util_now_ms();
+        if (now >= deadline) {
+            rc = -1;
+            break;
+        }
+        r = poll(&pfd, 1, (int)MIN(deadline - now, INT32_MAX));
+        if (r == 0) {
+            rc = -1;
+            break;
+        }
+        if (r < 0 && errno != EINTR) {
+            rc = 0;
+            break;
+        }
+    }
+done:
+    (void)fcntl(fd, F_SETFL, flags);
+    return rc;
+}
+
+enum conn_hs
+conn_accept_tls(struct conn *c, struct conn_ctx *ctx, uint32_t ms, char *detail,
+                size_t detaillen, char *subject, size_t subjectlen)
+{
+    SSL *ssl = SSL_new(ctx->ctx);
+    enum conn_hs hs = CONN_HS_PROTOCOL;
+    char why[256];
+    X509 *peer;
+    long v;
+    int r;
+
+    if (detail != NULL) {
+        detail[0] = '\0';
+    }
+    if (subject != NULL) {
+        subject[0] = '\0';
+    }
+    if (ssl == NULL || SSL_set_fd(ssl, c->fd) != 1) {
+        if (detail != NULL) {
+            snprintf(detail, detaillen, "%s", ssl_reason(why, sizeof(why)));
+        }
+        SSL_free(ssl);
+        return CONN_HS_PROTOCOL;
+    }
+    r = handshake(ssl, c->fd, true, ms);
+    if ((peer = SSL_get0_peer_certificate(ssl)) != NULL && subject != NULL) {
+        X509_NAME_oneline(X509_get_subject_name(peer), subject,
+                          (int)MIN(subjectlen, INT32_MAX));
+    }
+    if (r == 1) {
+        c->ssl = ssl;
+        return CONN_HS_OK;
+    }
+    v = SSL_get_verify_result(ssl);
+    if (r < 0) {
+        hs = CONN_HS_TIMEOUT;
+        snprintf(why, sizeof(why), "not done in %u ms", ms);
+    } else if (v == X509_V_ERR_CERT_HAS_EXPIRED) {
+        hs = CONN_HS_EXPIRED;
+        snprintf(why, sizeof(why), "%s", X509_verify_cert_error_string(v));
+    } else if (v != X509_V_OK) {
+        hs = CONN_HS_BAD_CERT;
+        snprintf(why, sizeof(why), "%s", X509_verify_cert_error_string(v));
+    } else {
+        unsigned long e = ERR_peek_error();
+
+        if (ERR_GET_LIB(e) == ERR_LIB_SSL &&
+            ERR_GET_REASON(e) == SSL_R_PEER_DID_NOT_RETURN_A_CERTIFICATE) {
+            hs = CONN_HS_NO_CERT;
+        }
+        ssl_reason(why, sizeof(why));
+        if (why[0] == '\0') {
+            snprintf(why, sizeof(why), "closed during the handshake");
+        }
+    }
+    ERR_clear_error();
+    if (detail != NULL) {
+        snprintf(detail, detaillen, "%s", why);
+    }
+    SSL_free(ssl);
+    return hs;
+}
+
+/* addr's IP address as text, for checking a certificate without a
+ * server_name. false for a Unix socket. */
+static bool
+addr_ip(const struct cfg_addr *a, char *buf, size_t len)
+{
+    const void *p;
+
+    if (a->ss.ss_family == AF_INET) {
+        p = &((const struct sockaddr_in *)&a->ss)->sin_addr;
+    } else if (a->ss.ss_family == AF_INET6) {
+        p = &((const struct sockaddr_in6 *)&a->ss)->sin6_addr;
+    } else {
+        return false;
+    }
+    return inet_ntop(a->ss.ss_family, p, buf, (socklen_t)len) != NULL;
+}
+
+enum status
+conn_connect_tls(struct conn *c, struct conn_ctx *ctx,
+                 const struct cfg_addr *addr, uint32_t ms, char *err,
+                 size_t errlen)
+{
+    SSL *ssl = SSL_new(ctx->ctx);
+    char why[256], ip[INET6_ADDRSTRLEN];
+    int r;
+
+    if (ssl == NULL || SSL_set_fd(ssl, c->fd) != 1) {
+        snprintf(err, errlen, "%s", ssl_reason(why, sizeof(why)));
+        SSL_free(ssl);
+        return ST_ERROR;
+    }
+    if (ctx->server_name != NULL) {
+        (void)SSL_set_tlsext_host_name(ssl, ctx->server_name);
+        if (ctx->verify && SSL_set1_host(ssl, ctx->server_name) != 1) {
+            snprintf(err, errlen, "server_name: %s",
+                     ssl_reason(why, sizeof(why)));
+            SSL_free(ssl);
+            return ST_ERROR;
+        }
+    } else if (ctx->verify && addr_ip(addr, ip, sizeof(ip)) &&
+               X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl), ip) != 1) {
+        snprintf(err, errlen, "%s: %s", ip, ssl_reason(why, sizeof(why)));
+        SSL_free(ssl);
+        return ST_ERROR;
+    }
+    r = handshake(ssl, c->fd, false, ms);
+    if (r == 1) {
+        c->ssl = ssl;
+        return ST_OK;
+    }
+    if (r < 0) {
+        snprintf(err, errlen, "TLS handshake not done in %u ms", ms);
+    } else if (SSL_get_verify_result(ssl) != X509_V_OK) {
+        snprintf(err, errlen, "TLS: the server's certificate: %s",
+                 X509_verify_cert_error_string(SSL_get_verify_result(ssl)));
+    } else {
+        ssl_reason(why, sizeof(why));
+        snprintf(err, errlen, "TLS handshake: %s",
+                 why[0] != '\0' ? why : "closed by the server");
+    }
+    ERR_clear_error();
+    SSL_free(ssl);
+    return r < 0 ? ST_TIMEOUT : ST_ERROR;
+}
+
+/* The errno of a failed SSL_read/SSL_write that returned r; 0 means an
+ * orderly end of the stream. */
+static int
+ssl_errno(SSL *ssl, int r)
+{
+    int e = errno;
+
+    switch (SSL_get_error(ssl, r)) {
+    case SSL_ERROR_WANT_READ:
+    case SSL_ERROR_WANT_WRITE:
+        e = EAGAIN;
+        break;
+    case SSL_ERROR_ZERO_RETURN:
+        e = 0;
+        break;
+    case SSL_ERROR_SYSCALL:
+        e = e != 0 ? e : ECONNRESET;
+        break;
+    default:
+        e = EPROTO;
+        break;
+    }
+    ERR_clear_error();
+    return e;
+}
+
+ssize_t
+conn_recv(struct conn *c, void *buf, size_t len)
+{
+    size_t n = 0;
+    int e;
+
+    if (c->ssl == NULL) {
+        return recv(c->fd, buf, len, 0);
+    }
+    ERR_clear_error();
+    errno = 0;
+    if (SSL_read_ex(c->ssl, buf, len, &n) == 1) {
+        return (ssize_t)n;
+    }
+    if ((e = ssl_errno(c->ssl, 0)) == 0) {
+        return 0;
+    }
+    errno = e;
+    return -1;
+}
+
+ssize_t
+conn_send(struct conn *c, const void *buf, size_t len)
+{
+    size_t n = 0;
+
+    if (c->ssl == NULL) {
+        return send(c->fd, buf, len, MSG_NOSIGNAL);
+    }
+    ERR_clear_error();
+    errno = 0;
+    if (SSL_write_ex(c->ssl, buf, len, &n) == 1) {
+        return (ssize_t)n;
+    }
+    errno = ssl_errno(c->ssl, 0);
+    if (errno == 0) {
+        errno = EPIPE;
+    }
+    return -1;
+}
+
+ssize_t
+conn_writev(struct conn *c, const struct iovec *iov, int iovcnt)
+{
+    char stage[CONN_RECORD_MAX];
+    size_t staged = 0;
+    ssize_t done = 0, n;
+
+    if (c->ssl == NULL) {
+        return writev(c->fd, iov, iovcnt);
+    }
+    /* Gather pieces into records; a piece of a record or more goes as it
+     * is. What was sent before a failure is reported, as writev does. */
+    for (int i = 0; i <= iovcnt; i++) {
+        bool last = i == iovcnt;
+        size_t len = last ? 0 : iov[i].iov_len;
+
+        if (staged > 0 && (last || staged + len > sizeof(stage))) {
+            if ((n = conn_send(c, stage, staged)) < 0) {
+                return done > 0 ? done : -1;
+            }
+            done += n;
+            staged = 0;
+        }
+        if (last) {
+            break;
+        }
+        if (len >= sizeof(stage)) {
+            if ((n = conn_send(c, iov[i].iov_base, len)) < 0) {
+                return done > 0 ? done : -1;
+            }
+            done += n;
+        } else {
+            memcpy(stage + staged, iov[i].iov_base, len);
+            staged += len;
+        }
+    }
+    return done;
+}
+
+bool
+conn_pending(const struct conn *c)
+{
+    return c->ssl != NULL && SSL_pending(c->ssl) > 0;
+}
+
+void
+conn_close(struct conn *c)
+{
+    if (c == NULL) {
+        return;
+    }
+    conn_end_tls(c);
+    if (c->fd >= 0) {
+        close(c->fd);
+        c->fd = -1;
+    }
+}
+
+void
+conn_end_tls(struct conn *c)
+{
+    if (c->ssl != NULL) {
+        int flags = fcntl(c->fd, F_GETFL);
+
+        /* close_notify if the socket takes it at once; never wait */
+        (void)fcntl(c->fd, F_SETFL, flags | O_NONBLOCK);
+        ERR_clear_error();
+        (void)SSL_shutdown(c->ssl);
+        ERR_clear_error();
+        (void)fcntl(c->fd, F_SETFL, flags);
+        SSL_free(c->ssl);
+        c->ssl = NULL;
+    }
+}
