@@ -544,6 +544,113 @@ set_map(struct loader *ld, yaml_node_t *val, const struct command *cmd,
     return walk_mapping(ld, val, cmd->sub, base, path, NULL);
 }
 
+/* A key path for messages; one too long is cut, which only shortens a
+ * message. */
+static void __attribute__((format(printf, 3, 4)))
+path_fmt(char *out, size_t size, const char *fmt, ...)
+{
+    va_list ap;
+
+    va_start(ap, fmt);
+    (void)vsnprintf(out, size, fmt, ap);
+    va_end(ap);
+}
+
+/* The node of an id stored in the document: libyaml composes every node
+ * it refers to, so NULL would be a bug, not bad input. */
+static yaml_node_t *
+node_at(struct loader *ld, int id)
+{
+    yaml_node_t *node = yaml_document_get_node(ld->doc, id);
+
+    assert(node != NULL);
+    return node;
+}
+
+static enum status
+out_of_memory(struct loader *ld)
+{
+    util_errf(ld->err, ld->errlen, "%s: out of memory", ld->name);
+    return ST_NOMEM;
+}
+
+/* The value of key name in a mapping already walked (its keys are
+ * scalars), its key node to *key; NULL if absent. */
+static yaml_node_t *
+map_find(struct loader *ld, yaml_node_t *map, const char *name,
+         yaml_node_t **key)
+{
+    yaml_node_pair_t *pair;
+
+    for (pair = map->data.mapping.pairs.start;
+         pair < map->data.mapping.pairs.top; pair++) {
+        yaml_node_t *k = node_at(ld, pair->key);
+
+        if (k->type == YAML_SCALAR_NODE &&
+            strcmp((const char *)k->data.scalar.value, name) == 0) {
+            *key = k;
+            return node_at(ld, pair->value);
+        }
+    }
+    return NULL;
+}
+
+static size_t
+map_size(const yaml_node_t *map)
+{
+    return (size_t)(map->data.mapping.pairs.top -
+                    map->data.mapping.pairs.start);
+}
+
+static size_t
+seq_size(const yaml_node_t *seq)
+{
+    return (size_t)(seq->data.sequence.items.top -
+                    seq->data.sequence.items.start);
+}
+
+static yaml_node_t *
+seq_item(struct loader *ld, const yaml_node_t *seq, size_t i)
+{
+    return node_at(ld, seq->data.sequence.items.start[i]);
+}
+
+/* The keys of a mapping that may hold only names[0..n-1]: the value of
+ * names[j] to val[j], its key node to key[j] (NULL if absent). An unknown
+ * or duplicate key is an error. */
+static enum status
+scan_keys(struct loader *ld, yaml_node_t *map, const char *path,
+          const char *const *names, size_t n, yaml_node_t **val,
+          yaml_node_t **key)
+{
+    if (expect(ld, map, path, YAML_MAPPING_NODE, "a mapping") != ST_OK) {
+        return ST_ERROR;
+    }
+    for (size_t i = 0; i < map_size(map); i++) {
+        const yaml_node_pair_t *pair = &map->data.mapping.pairs.start[i];
+        yaml_node_t *k = node_at(ld, pair->key);
+        const char *name = scalar(ld, k, path, "a key");
+        size_t j = 0;
+
+        if (name == NULL) {
+            return ST_ERROR;
+        }
+        while (j < n && strcmp(name, names[j]) != 0) {
+            j++;
+        }
+        if (j == n) {
+            return cfg_err(ld, k, path, "unknown key '%.*s'", CFG_SHOW_MAX,
+                           name);
+        }
+        if (val[j] != NULL) {
+            return cfg_err(ld, k, path, "duplicate key '%s'", name);
+        }
+        val[j] = node_at(ld, pair->value);
+        key[j] = k;
+    }
+    return ST_OK;
+}
+
 /* ---- address lists ---- */
 
 typedef enum status (*elem_fn)(struct loader *ld, yaml_node_t *node,
@@ -1076,32 +1183,9 @@ struct rule_keys {
     yaml_node_t *modkey[NMODS];
 };
 
-/* A key path for messages; one too long is cut, which only shortens a
- * message. */
-static void __attribute__((format(printf, 3, 4)))
-path_fmt(char *out, size_t size, const char *fmt, ...)
-{
-    va_list ap;
-
-    va_start(ap, fmt);
-    (void)vsnprintf(out, size, fmt, ap);
-    va_end(ap);
-}
-
 static enum status parse_route(struct loader *ld, const struct config *cfg,
                                yaml_node_t *node, const char *path, int depth,
                                struct cfg_route *out);
-
-/* The node of an id stored in the document: libyaml composes every node
- * it refers to, so NULL would be a bug, not bad input. */
-static yaml_node_t *
-node_at(struct loader *ld, int id)
-{
-    yaml_node_t *node = yaml_document_get_node(ld->doc, id);
-
-    assert(node != NULL);
-    return node;
-}
 
 static void
 route_free(struct cfg_route *r)
@@ -1110,54 +1194,6 @@ route_free(struct cfg_route *r)
         route_free(&r->child[i]);
     }
     free(r->child);
-}
-
-static enum status
-out_of_memory(struct loader *ld)
-{
-    util_errf(ld->err, ld->errlen, "%s: out of memory", ld->name);
-    return ST_NOMEM;
-}
-
-/* The value of key name in a mapping already walked (its keys are
- * scalars), its key node to *key; NULL if absent. */
-static yaml_node_t *
-map_find(struct loader *ld, yaml_node_t *map, const char *name,
-         yaml_node_t **key)
-{
-    yaml_node_pair_t *pair;
-
-    for (pair = map->data.mapping.pairs.start;
-         pair < map->data.mapping.pairs.top; pair++) {
-        yaml_node_t *k = node_at(ld, pair->key);
-
-        if (k->type == YAML_SCALAR_NODE &&
-            strcmp((const char *)k->data.scalar.value, name) == 0) {
-            *key = k;
-            return node_at(ld, pair->value);
-        }
-    }
-    return NULL;
-}
-
-static size_t
-map_size(const yaml_node_t *map)
-{
-    return (size_t)(map->data.mapping.pairs.top -
-                    map->data.mapping.pairs.start);
-}
-
-static size_t
-seq_size(const yaml_node_t *seq)
-{
-    return (size_t)(seq->data.sequence.items.top -
-                    seq->data.sequence.items.start);
-}
-
-static yaml_node_t *
-seq_item(struct loader *ld, const yaml_node_t *seq, size_t i)
-{
-    return node_at(ld, seq->data.sequence.items.start[i]);
 }
 
 /* The name of pools[i]: 1..CFG_POOL_NAME_MAX bytes of [A-Za-z0-9_.-],
@@ -1257,42 +1293,6 @@ load_pools(struct loader *ld, struct config *cfg, yaml_node_t *map)
             ST_OK) {
             return ST_ERROR;
         }
-    }
-    return ST_OK;
-}
-
-/* The keys of a mapping that may hold only names[0..n-1]: the value of
- * names[j] to val[j], its key node to key[j] (NULL if absent). An unknown
- * or duplicate key is an error. */
-static enum status
-scan_keys(struct loader *ld, yaml_node_t *map, const char *path,
-          const char *const *names, size_t n, yaml_node_t **val,
-          yaml_node_t **key)
-{
-    if (expect(ld, map, path, YAML_MAPPING_NODE, "a mapping") != ST_OK) {
-        return ST_ERROR;
-    }
-    for (size_t i = 0; i < map_size(map); i++) {
-        const yaml_node_pair_t *pair = &map->data.mapping.pairs.start[i];
-        yaml_node_t *k = node_at(ld, pair->key);
-        const char *name = scalar(ld, k, path, "a key");
-        size_t j = 0;
-
-        if (name == NULL) {
-            return ST_ERROR;
-        }
-        while (j < n && strcmp(name, names[j]) != 0) {
-            j++;
-        }
-        if (j == n) {
-            return cfg_err(ld, k, path, "unknown key '%.*s'", CFG_SHOW_MAX,
-                           name);
-        }
-        if (val[j] != NULL) {
-            return cfg_err(ld, k, path, "duplicate key '%s'", name);
-        }
-        val[j] = node_at(ld, pair->value);
-        key[j] = k;
     }
     return ST_OK;
 }
