@@ -61,7 +61,6 @@ enum cfg_hash {
     CFG_HASH_ONE_AT_A_TIME,
 };
 
-/* A pool of memcached servers: l1 (alias "pool") or l2. */
 /* TLS of a listener (listen[].tls, -l tls:ADDR) or of a pool's backend
  * connections (pool.tls, l1.tls, l2.tls, pools.NAME.tls). Paths are kept
  * as written; the files are read when a snapshot is built (tls.c), so
@@ -76,17 +75,18 @@ struct cfg_tls {
     bool on;                    /* false: plain TCP (every field unset) */
     char *cert;                 /* cert: PEM chain (listener: required) */
     char *key;                  /* key: PEM private key (with cert) */
-    char *ca;                   /* ca: PEM bundle of the peer's CAs */
+    char *ca;                   /* ca: PEM bundle; pool: NULL = system's */
     enum cfg_tls_verify verify; /* listener: none; pool: require */
     int min_version;            /* min_version "1.2" | "1.3": OpenSSL's */
     char *ciphers;              /* ciphers: TLS 1.2 list, NULL = default */
     char *server_name;          /* pool: SNI and the name checked */
-    int line;                   /* where tls: was written, for messages */
+    int line;                   /* line of tls:, 0 = from the command line */
 };
 
-#define CFG_TLS_MIN_VERSION_DEFAULT 0x0303 /* TLS1_2_VERSION */
+#define CFG_TLS_MIN_VERSION_DEFAULT  0x0303 /* TLS1_2_VERSION */
 #define CFG_DEFAULT_TLS_HANDSHAKE_MS 3000
 
+/* A pool of memcached servers: l1 (alias "pool"), l2 or pools.NAME. */
 struct cfg_pool {
     struct cfg_tls tls;         /* tls */
     struct cfg_server *servers; /* servers */
@@ -145,8 +145,8 @@ enum cfg_orca {
 
 struct config {
     _Atomic uint32_t refs;
-    char *path;              /* file it came from, or NULL */
-    struct cfg_addr *listen; /* listeners */
+    char *path;                 /* file it came from, or NULL */
+    struct cfg_addr *listen;    /* listeners */
     struct cfg_tls *listen_tls; /* nlisten entries: listen[i].tls */
     size_t nlisten;
     struct cfg_pool pool;         /* l1: (alias pool:) */
@@ -159,17 +159,17 @@ struct config {
     uint32_t key_locks;             /* key_locks: stripes, 0 = off */
     struct cfg_addr *batch_listen;  /* batch_listen: l1l2batch */
     size_t nbatch_listen;
-    uint32_t connect_timeout_ms;      /* timeouts.connect_ms */
-    uint32_t request_timeout_ms;      /* timeouts.request_ms */
+    uint32_t connect_timeout_ms;       /* timeouts.connect_ms */
+    uint32_t request_timeout_ms;       /* timeouts.request_ms */
     uint32_t tls_handshake_timeout_ms; /* timeouts.tls_handshake_ms */
-    uint32_t max_connections;         /* 0 = from the fd limit */
-    uint32_t shutdown_timeout_ms;     /* drain limit on SIGTERM */
-    uint32_t client_idle_timeout_ms;  /* 0 = off */
-    uint32_t client_write_timeout_ms; /* 0 = off */
-    uint32_t backend_idle_timeout_ms; /* 0 = keep sockets */
-    size_t thread_stack_size;         /* bytes */
-    size_t item_size_max;             /* bytes */
-    size_t client_max_buffer;         /* bytes per connection, 0 = derived */
+    uint32_t max_connections;          /* 0 = from the fd limit */
+    uint32_t shutdown_timeout_ms;      /* drain limit on SIGTERM */
+    uint32_t client_idle_timeout_ms;   /* 0 = off */
+    uint32_t client_write_timeout_ms;  /* 0 = off */
+    uint32_t backend_idle_timeout_ms;  /* 0 = keep sockets */
+    size_t thread_stack_size;          /* bytes */
+    size_t item_size_max;              /* bytes */
+    size_t client_max_buffer;          /* bytes per connection, 0 = derived */
     enum log_level log_level;
     uint32_t unix_mode;             /* unix_socket_mode, e.g. 0700 */
     struct cfg_addr metrics_listen; /* metrics.listen (TCP only) */
@@ -247,6 +247,16 @@ size_t config_client_max_buffer(const struct config *cfg);
  * snapshot from the command line. */
 enum status config_validate(const struct config *cfg, char *err,
                             size_t errlen) WUR;
+
+/* "none" | "optional" | "require" (a listener's verify); false if
+ * unknown. */
+bool config_tls_verify_parse(const char *s, enum cfg_tls_verify *out);
+
+/* ST_OK if file can be read now (access(R_OK)) and is not a directory;
+ * else ST_ERROR with "FILE: strerror" in err. What config_load checks of
+ * every cert, key and ca path. */
+enum status config_check_readable(const char *file, char *err,
+                                  size_t errlen) WUR;
 
 /* "l1only" | "l1l2" | "l1l2batch"; false if unknown. */
 bool config_orca_parse(const char *s, enum cfg_orca *out);

@@ -10,9 +10,10 @@
  * keeps its default.
  *
  * Invariants: a returned snapshot has at least one listener and one server
- * and every value in range; on any error, err holds one line naming the
- * file, the 1-based line and the key path, and nothing leaks.
- * libyaml appears only in this file.
+ * and every value in range; listen_tls has an entry per listener (plain
+ * unless listen[i].tls) and every TLS file named was readable at load. On
+ * any error, err holds one line naming the file, the 1-based line and the
+ * key path, and nothing leaks. libyaml appears only in this file.
  */
 #include "config.h"
 
@@ -25,7 +26,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/un.h>
+#include <unistd.h>
 #include <yaml.h>
 
 #define CFG_PATH_MAX   256         /* "routes[3].route.failover[1].pool" */
@@ -98,6 +101,8 @@ static enum status set_later(struct loader *, yaml_node_t *,
 static const struct command timeout_commands[] = {
     {"connect_ms", set_u32, CFG_OFF(connect_timeout_ms), 1, 3600000, NULL},
     {"request_ms", set_u32, CFG_OFF(request_timeout_ms), 1, 3600000, NULL},
+    {"tls_handshake_ms", set_u32, CFG_OFF(tls_handshake_timeout_ms), 1, 3600000,
+     NULL},
     {NULL, NULL, 0, 0, 0, NULL},
 };
 
@@ -118,6 +123,7 @@ static const struct command pool_commands[] = {
     {"retry_timeout_ms", set_u32, POOL_OFF(retry_timeout_ms), 1, 3600000, NULL},
     {"eject_rehash", set_bool, POOL_OFF(eject_rehash), 0, 0, NULL},
     {"hash_tag", set_hash_tag, POOL_OFF(hash_tag), 0, 0, NULL},
+    {"tls", set_later, POOL_OFF(tls), 0, 0, NULL},
     {NULL, NULL, 0, 0, 0, NULL},
 };
 
@@ -470,8 +476,9 @@ set_hash_tag(struct loader *ld, yaml_node_t *val, const struct command *cmd,
     return ST_OK;
 }
 
-/* pools: and routes: are read after the walk (load_routing): a route
- * names pools, which the file may give after it. */
+/* Keys read after the walk: pools: and routes: (load_routing: a route
+ * names pools, which the file may give after it) and a pool's tls:
+ * (walk_pool: its messages name the line of the tls: key). */
 static enum status
 set_later(struct loader *ld, yaml_node_t *val, const struct command *cmd,
           void *base, const char *path)
@@ -544,6 +551,353 @@ set_map(struct loader *ld, yaml_node_t *val, const struct command *cmd,
     return walk_mapping(ld, val, cmd->sub, base, path, NULL);
 }
 
+/* A key path for messages; one too long is cut, which only shortens a
+ * message. */
+static void __attribute__((format(printf, 3, 4)))
+path_fmt(char *out, size_t size, const char *fmt, ...)
+{
+    va_list ap;
+
+    va_start(ap, fmt);
+    (void)vsnprintf(out, size, fmt, ap);
+    va_end(ap);
+}
+
+/* The node of an id stored in the document: libyaml composes every node
+ * it refers to, so NULL would be a bug, not bad input. */
+static yaml_node_t *
+node_at(struct loader *ld, int id)
+{
+    yaml_node_t *node = yaml_document_get_node(ld->doc, id);
+
+    assert(node != NULL);
+    return node;
+}
+
+static enum status
+out_of_memory(struct loader *ld)
+{
+    util_errf(ld->err, ld->errlen, "%s: out of memory", ld->name);
+    return ST_NOMEM;
+}
+
+/* The value of key name in a mapping already walked (its keys are
+ * scalars), its key node to *key; NULL if absent. */
+static yaml_node_t *
+map_find(struct loader *ld, yaml_node_t *map, const char *name,
+         yaml_node_t **key)
+{
+    yaml_node_pair_t *pair;
+
+    for (pair = map->data.mapping.pairs.start;
+         pair < map->data.mapping.pairs.top; pair++) {
+        yaml_node_t *k = node_at(ld, pair->key);
+
+        if (k->type == YAML_SCALAR_NODE &&
+            strcmp((const char *)k->data.scalar.value, name) == 0) {
+            *key = k;
+            return node_at(ld, pair->value);
+        }
+    }
+    return NULL;
+}
+
+static size_t
+map_size(const yaml_node_t *map)
+{
+    return (size_t)(map->data.mapping.pairs.top -
+                    map->data.mapping.pairs.start);
+}
+
+static size_t
+seq_size(const yaml_node_t *seq)
+{
+    return (size_t)(seq->data.sequence.items.top -
+                    seq->data.sequence.items.start);
+}
+
+static yaml_node_t *
+seq_item(struct loader *ld, const yaml_node_t *seq, size_t i)
+{
+    return node_at(ld, seq->data.sequence.items.start[i]);
+}
+
+/* The keys of a mapping that may hold only names[0..n-1]: the value of
+ * names[j] to val[j], its key node to key[j] (NULL if absent). An unknown
+ * or duplicate key is an error. */
+static enum status
+scan_keys(struct loader *ld, yaml_node_t *map, const char *path,
+          const char *const *names, size_t n, yaml_node_t **val,
+          yaml_node_t **key)
+{
+    if (expect(ld, map, path, YAML_MAPPING_NODE, "a mapping") != ST_OK) {
+        return ST_ERROR;
+    }
+    for (size_t i = 0; i < map_size(map); i++) {
+        const yaml_node_pair_t *pair = &map->data.mapping.pairs.start[i];
+        yaml_node_t *k = node_at(ld, pair->key);
+        const char *name = scalar(ld, k, path, "a key");
+        size_t j = 0;
+
+        if (name == NULL) {
+            return ST_ERROR;
+        }
+        while (j < n && strcmp(name, names[j]) != 0) {
+            j++;
+        }
+        if (j == n) {
+            return cfg_err(ld, k, path, "unknown key '%.*s'", CFG_SHOW_MAX,
+                           name);
+        }
+        if (val[j] != NULL) {
+            return cfg_err(ld, k, path, "duplicate key '%s'", name);
+        }
+        val[j] = node_at(ld, pair->value);
+        key[j] = k;
+    }
+    return ST_OK;
+}
+
+/* ---- TLS ----
+ *
+ * listen[i].tls and a pool's tls: take the same keys under different
+ * rules: a listener needs cert and key (and ca to check clients), a pool
+ * verifies its servers unless told not to. Paths are kept as written and
+ * only checked for readability here; tls.c reads the files when it builds
+ * a snapshot's contexts, so a reload picks up new ones.
+ */
+
+enum {
+    TLS_CERT,
+    TLS_KEY,
+    TLS_CA,
+    TLS_VERIFY,
+    TLS_MIN_VERSION,
+    TLS_CIPHERS,
+    TLS_SERVER_NAME,
+    NTLS_KEYS
+};
+static const char *const tls_keys[NTLS_KEYS] = {
+    "cert", "key", "ca", "verify", "min_version", "ciphers", "server_name",
+};
+/* A listener's verify:, by enum cfg_tls_verify (a pool's is a bool). */
+static const char *const tls_verify_names[] = {"none", "optional", "require",
+                                               NULL};
+static const char *const tls_version_names[] = {"1.2", "1.3", NULL};
+static const int tls_versions[] = {0x0303, 0x0304}; /* TLS1_2/1_3_VERSION */
+
+#define CFG_SERVER_NAME_MAX 255 /* bytes of an SNI host_name */
+
+bool
+config_tls_verify_parse(const char *s, enum cfg_tls_verify *out)
+{
+    for (int i = 0; tls_verify_names[i] != NULL; i++) {
+        if (strcmp(s, tls_verify_names[i]) == 0) {
+            *out = (enum cfg_tls_verify)i;
+            return true;
+        }
+    }
+    return false;
+}
+
+enum status
+config_check_readable(const char *file, char *err, size_t errlen)
+{
+    struct stat st;
+    char ebuf[128];
+    int e = 0;
+
+    if (access(file, R_OK) != 0 || stat(file, &st) != 0) {
+        e = errno;
+    } else if (S_ISDIR(st.st_mode)) {
+        e = EISDIR;
+    }
+    if (e == 0) {
+        return ST_OK;
+    }
+    util_errf(err, errlen, "%s: %s", file, strerror_r(e, ebuf, sizeof(ebuf)));
+    return ST_ERROR;
+}
+
+/* Free the strings of *tls and make it plain (all zero). */
+static void
+tls_clear(struct cfg_tls *tls)
+{
+    free(tls->cert);
+    free(tls->key);
+    free(tls->ca);
+    free(tls->ciphers);
+    free(tls->server_name);
+    memset(tls, 0, sizeof(*tls));
+}
+
+/* *dst = a copy of s (NULL stays NULL); false when memory runs out. */
+static bool
+dup_or_null(char **dst, const char *s)
+{
+    *dst = s != NULL ? strdup(s) : NULL;
+    return s == NULL || *dst != NULL;
+}
+
+/* Deep copy; on ST_NOMEM *dst is plain and owns nothing. */
+static enum status
+tls_copy(struct cfg_tls *dst, const struct cfg_tls *src)
+{
+    *dst = *src;
+    dst->cert = dst->key = dst->ca = dst->ciphers = dst->server_name = NULL;
+    if (dup_or_null(&dst->cert, src->cert) &&
+        dup_or_null(&dst->key, src->key) && dup_or_null(&dst->ca, src->ca) &&
+        dup_or_null(&dst->ciphers, src->ciphers) &&
+        dup_or_null(&dst->server_name, src->server_name)) {
+        return ST_OK;
+    }
+    tls_clear(dst);
+    return ST_NOMEM;
+}
+
+/* A non-empty string into *out (owned). */
+static enum status
+tls_string(struct loader *ld, yaml_node_t *node, const char *path,
+           const char *what, char **out)
+{
+    const char *s = scalar(ld, node, path, what);
+
+    if (s == NULL) {
+        return ST_ERROR;
+    }
+    if (*s == '\0') {
+        return cfg_err(ld, node, path, "expected %s, got an empty value", what);
+    }
+    *out = strdup(s);
+    return *out != NULL ? ST_OK : out_of_memory(ld);
+}
+
+/* cert, key, ca: a path to a file readable now. */
+static enum status
+tls_file(struct loader *ld, yaml_node_t *node, const char *path, char **out)
+{
+    char msg[512];
+
+    if (tls_string(ld, node, path, "a file path", out) != ST_OK) {
+        return ST_ERROR;
+    }
+    if (config_check_readable(*out, msg, sizeof(msg)) != ST_OK) {
+        return cfg_err(ld, node, path, "%s", msg);
+    }
+    return ST_OK;
+}
+
+/* verify, min_version, ciphers, server_name (val[k] NULL if absent). */
+static enum status
+tls_options(struct loader *ld, yaml_node_t *const *val, const char *path,
+            bool listener, struct cfg_tls *tls)
+{
+    char sub[CFG_PATH_MAX];
+    int i = 0;
+
+    path_fmt(sub, sizeof(sub), "%s.verify", path);
+    if (val[TLS_VERIFY] != NULL &&
+        set_word(ld, val[TLS_VERIFY], sub,
+                 listener ? tls_verify_names : bool_names,
+                 listener ? "a verify mode" : "true or false", &i) != ST_OK) {
+        return ST_ERROR;
+    }
+    if (val[TLS_VERIFY] != NULL) {
+        tls->verify = listener ? (enum cfg_tls_verify)i
+                      : i      ? CFG_TLS_VERIFY_REQUIRE
+                               : CFG_TLS_VERIFY_NONE;
+    }
+    path_fmt(sub, sizeof(sub), "%s.min_version", path);
+    if (val[TLS_MIN_VERSION] != NULL) {
+        if (set_word(ld, val[TLS_MIN_VERSION], sub, tls_version_names,
+                     "a TLS version", &i) != ST_OK) {
+            return ST_ERROR;
+        }
+        tls->min_version = tls_versions[i];
+    }
+    path_fmt(sub, sizeof(sub), "%s.ciphers", path);
+    if (val[TLS_CIPHERS] != NULL &&
+        tls_string(ld, val[TLS_CIPHERS], sub, "a cipher list", &tls->ciphers) !=
+            ST_OK) {
+        return ST_ERROR;
+    }
+    path_fmt(sub, sizeof(sub), "%s.server_name", path);
+    if (val[TLS_SERVER_NAME] != NULL &&
+        tls_string(ld, val[TLS_SERVER_NAME], sub, "a host name",
+                   &tls->server_name) != ST_OK) {
+        return ST_ERROR;
+    }
+    if (tls->server_name != NULL &&
+        strlen(tls->server_name) > CFG_SERVER_NAME_MAX) {
+        return cfg_err(ld, val[TLS_SERVER_NAME], sub,
+                       "host name longer than %d bytes", CFG_SERVER_NAME_MAX);
+    }
+    return ST_OK;
+}
+
+/* The keys that must go together (key: the tls: key, for the line). */
+static enum status
+tls_required(struct loader *ld, const yaml_node_t *key, const char *path,
+             bool listener, const struct cfg_tls *tls)
+{
+    if (listener && tls->cert == NULL) {
+        return cfg_err(ld, key, path, "missing key 'cert'");
+    }
+    if (listener && tls->key == NULL) {
+        return cfg_err(ld, key, path, "missing key 'key'");
+    }
+    if (listener && tls->verify != CFG_TLS_VERIFY_NONE && tls->ca == NULL) {
+        return cfg_err(ld, key, path,
+                       "missing key 'ca' (verify: %s checks client "
+                       "certificates against it)",
+                       tls_verify_names[tls->verify]);
+    }
+    if (tls->cert != NULL && tls->key == NULL) {
+        return cfg_err(ld, key, path,
+                       "missing key 'key' (cert and key go together)");
+    }
+    if (tls->key != NULL && tls->cert == NULL) {
+        return cfg_err(ld, key, path,
+                       "missing key 'cert' (cert and key go together)");
+    }
+    return ST_OK;
+}
+
+/* listen[i].tls (listener) or a pool's tls: map, written at key, into
+ * *tls, which it replaces. On failure *tls may hold strings; tls_clear
+ * (through config_unref) frees them. */
+static enum status
+parse_tls(struct loader *ld, const yaml_node_t *key, yaml_node_t *map,
+          const char *path, bool listener, struct cfg_tls *tls)
+{
+    yaml_node_t *val[NTLS_KEYS] = {NULL}, *keys[NTLS_KEYS] = {NULL};
+    char **files[] = {&tls->cert, &tls->key, &tls->ca}; /* TLS_CERT.. */
+    char sub[CFG_PATH_MAX];
+
+    tls_clear(tls);
+    if (scan_keys(ld, map, path, tls_keys, NTLS_KEYS, val, keys) != ST_OK) {
+        return ST_ERROR;
+    }
+    if (listener && val[TLS_SERVER_NAME] != NULL) {
+        return cfg_err(ld, keys[TLS_SERVER_NAME], path,
+                       "'server_name' does not apply to a listener");
+    }
+    tls->on = true;
+    tls->line = (int)key->start_mark.line + 1;
+    tls->verify = listener ? CFG_TLS_VERIFY_NONE : CFG_TLS_VERIFY_REQUIRE;
+    tls->min_version = CFG_TLS_MIN_VERSION_DEFAULT;
+    for (int k = TLS_CERT; k <= TLS_CA; k++) {
+        path_fmt(sub, sizeof(sub), "%s.%s", path, tls_keys[k]);
+        if (val[k] != NULL && tls_file(ld, val[k], sub, files[k]) != ST_OK) {
+            return ST_ERROR;
+        }
+    }
+    if (tls_options(ld, val, path, listener, tls) != ST_OK) {
+        return ST_ERROR;
+    }
+    return tls_required(ld, key, path, listener, tls);
+}
+
 /* ---- address lists ---- */
 
 typedef enum status (*elem_fn)(struct loader *ld, yaml_node_t *node,
@@ -567,7 +921,7 @@ set_addr(struct loader *ld, yaml_node_t *val, const struct command *cmd,
 }
 
 static enum status
-listen_elem(struct loader *ld, yaml_node_t *node, const char *path, void *elem)
+addr_elem(struct loader *ld, yaml_node_t *node, const char *path, void *elem)
 {
     static const struct command cmd = {"", set_addr, 0, 0, 0, NULL};
 
@@ -594,6 +948,21 @@ server_elem(struct loader *ld, yaml_node_t *node, const char *path, void *elem)
     return ST_OK;
 }
 
+/* A sequence of at least one address; its length to *n. */
+static enum status
+addr_seq(struct loader *ld, yaml_node_t *seq, const char *path, size_t *n)
+{
+    if (expect(ld, seq, path, YAML_SEQUENCE_NODE, "a sequence") != ST_OK) {
+        return ST_ERROR;
+    }
+    *n = seq_size(seq);
+    if (*n == 0) {
+        return cfg_err(ld, seq, path,
+                       "empty list, at least one address is required");
+    }
+    return ST_OK;
+}
+
 /* Parse a non-empty sequence into a new array of n elements of size. */
 static enum status
 parse_seq(struct loader *ld, yaml_node_t *seq, const char *path, size_t size,
@@ -603,13 +972,8 @@ parse_seq(struct loader *ld, yaml_node_t *seq, const char *path, size_t size,
     char *arr = NULL;
     size_t n;
 
-    if (expect(ld, seq, path, YAML_SEQUENCE_NODE, "a sequence") != ST_OK) {
+    if (addr_seq(ld, seq, path, &n) != ST_OK) {
         return ST_ERROR;
-    }
-    n = (size_t)(seq->data.sequence.items.top - seq->data.sequence.items.start);
-    if (n == 0) {
-        return cfg_err(ld, seq, path,
-                       "empty list, at least one address is required");
     }
     arr = calloc(n, size);
     if (arr == NULL) {
@@ -642,8 +1006,7 @@ set_addr_list(struct loader *ld, yaml_node_t *val, const char *path,
     void *arr = NULL;
     size_t n = 0;
 
-    if (parse_seq(ld, val, path, sizeof(**dst), listen_elem, &arr, &n) !=
-        ST_OK) {
+    if (parse_seq(ld, val, path, sizeof(**dst), addr_elem, &arr, &n) != ST_OK) {
         return ST_ERROR;
     }
     free(*dst);
@@ -652,14 +1015,92 @@ set_addr_list(struct loader *ld, yaml_node_t *val, const char *path,
     return ST_OK;
 }
 
+/* Free the listeners and their TLS settings; cfg has none after. */
+static void
+listen_free(struct config *cfg)
+{
+    for (size_t i = 0; cfg->listen_tls != NULL && i < cfg->nlisten; i++) {
+        tls_clear(&cfg->listen_tls[i]);
+    }
+    free(cfg->listen_tls);
+    free(cfg->listen);
+    cfg->listen_tls = NULL;
+    cfg->listen = NULL;
+    cfg->nlisten = 0;
+}
+
+/* Replace the listeners with addrs and tls, n of each (owned now). */
+static void
+listen_replace(struct config *cfg, struct cfg_addr *addrs, struct cfg_tls *tls,
+               size_t n)
+{
+    listen_free(cfg);
+    cfg->listen = addrs;
+    cfg->listen_tls = tls;
+    cfg->nlisten = n;
+}
+
+/* A listener is "ADDR" or {addr: ADDR, tls: {...}}. */
+static enum status
+listen_entry(struct loader *ld, yaml_node_t *node, const char *path,
+             struct cfg_addr *addr, struct cfg_tls *tls)
+{
+    static const char *const names[2] = {"addr", "tls"};
+    yaml_node_t *val[2] = {NULL, NULL}, *key[2] = {NULL, NULL};
+    char sub[CFG_PATH_MAX];
+
+    if (node->type != YAML_MAPPING_NODE) {
+        return addr_elem(ld, node, path, addr);
+    }
+    if (scan_keys(ld, node, path, names, 2, val, key) != ST_OK) {
+        return ST_ERROR;
+    }
+    if (val[0] == NULL) {
+        return cfg_err(ld, node, path, "missing key 'addr'");
+    }
+    path_fmt(sub, sizeof(sub), "%s.addr", path);
+    if (addr_elem(ld, val[0], sub, addr) != ST_OK) {
+        return ST_ERROR;
+    }
+    if (val[1] == NULL) {
+        return ST_OK;
+    }
+    path_fmt(sub, sizeof(sub), "%s.tls", path);
+    return parse_tls(ld, key[1], val[1], sub, true, tls);
+}
+
+/* listen: its entries go straight into cfg (the old ones freed), where
+ * config_unref frees them should one fail. */
 static enum status
 set_listen(struct loader *ld, yaml_node_t *val, const struct command *cmd,
            void *base, const char *path)
 {
     struct config *cfg = base;
+    struct cfg_addr *addrs;
+    struct cfg_tls *tls;
+    char epath[CFG_PATH_MAX];
+    size_t n = 0;
 
     (void)cmd;
-    return set_addr_list(ld, val, path, &cfg->listen, &cfg->nlisten);
+    if (addr_seq(ld, val, path, &n) != ST_OK) {
+        return ST_ERROR;
+    }
+    addrs = calloc(n, sizeof(*addrs));
+    tls = calloc(n, sizeof(*tls));
+    if (addrs == NULL || tls == NULL) {
+        free(addrs);
+        free(tls);
+        return out_of_memory(ld);
+    }
+    listen_replace(cfg, addrs, tls, n);
+    for (size_t i = 0; i < n; i++) {
+        path_fmt(epath, sizeof(epath), "%s[%zu]", path, i);
+        if (listen_entry(ld, seq_item(ld, val, i), epath, &addrs[i], &tls[i]) !=
+            ST_OK) {
+            return ST_ERROR;
+        }
+    }
+    return ST_OK;
 }
 
 static enum status
@@ -681,13 +1122,31 @@ set_servers(struct loader *ld, yaml_node_t *val, const struct command *cmd,
     return ST_OK;
 }
 
+/* The keys of a pool (pool_commands) over *pool, then its tls:. */
+static enum status
+walk_pool(struct loader *ld, yaml_node_t *map, struct cfg_pool *pool,
+          const char *path)
+{
+    yaml_node_t *key = NULL, *tls;
+    char sub[CFG_PATH_MAX];
+
+    if (walk_mapping(ld, map, pool_commands, pool, path, NULL) != ST_OK) {
+        return ST_ERROR;
+    }
+    tls = map_find(ld, map, "tls", &key);
+    if (tls == NULL) {
+        return ST_OK;
+    }
+    path_fmt(sub, sizeof(sub), "%s.tls", path);
+    return parse_tls(ld, key, tls, sub, false, &pool->tls);
+}
+
 /* pool:, l1: or l2: a mapping of pool_commands over that pool. */
 static enum status
 set_pool(struct loader *ld, yaml_node_t *val, const struct command *cmd,
          void *base, const char *path)
 {
-    return walk_mapping(ld, val, cmd->sub, (char *)base + cmd->offset, path,
-                        NULL);
+    return walk_pool(ld, val, (void *)((char *)base + cmd->offset), path);
 }
 
 static enum status
@@ -842,30 +1301,36 @@ config_set_metrics(struct config *cfg, const char *s, char *err, size_t errlen)
     return ST_OK;
 }
 
-static enum status
-copy_addrs(struct cfg_addr **dst, size_t *ndst, const struct cfg_addr *a,
-           size_t n)
-{
-    struct cfg_addr *arr = calloc(MAX(n, 1), sizeof(*arr));
-
-    if (arr == NULL) {
-        return ST_NOMEM;
-    }
-    if (n > 0) {
-        memcpy(arr, a, n * sizeof(*arr));
-    }
-    free(*dst);
-    *dst = arr;
-    *ndst = n;
-    return ST_OK;
-}
-
+/* All or nothing: on ST_NOMEM cfg keeps its listeners. */
 enum status
 config_set_listen(struct config *cfg, const struct cfg_addr *a,
                   const struct cfg_tls *tls, size_t n)
 {
-    (void)tls; /* TODO(tlsconf): copy the listeners' TLS settings */
-    return copy_addrs(&cfg->listen, &cfg->nlisten, a, n);
+    struct cfg_addr *addrs = calloc(MAX(n, 1), sizeof(*addrs));
+    struct cfg_tls *copy = calloc(MAX(n, 1), sizeof(*copy));
+    size_t i = 0;
+
+    if (addrs == NULL || copy == NULL) {
+        goto error;
+    }
+    for (; tls != NULL && i < n; i++) {
+        if (tls_copy(&copy[i], &tls[i]) != ST_OK) {
+            goto error;
+        }
+    }
+    if (n > 0) {
+        memcpy(addrs, a, n * sizeof(*addrs));
+    }
+    listen_replace(cfg, addrs, copy, n);
+    return ST_OK;
+
+error:
+    while (copy != NULL && i > 0) {
+        tls_clear(&copy[--i]);
+    }
+    free(copy);
+    free(addrs);
+    return ST_NOMEM;
 }
 
 static enum status
@@ -976,6 +1441,14 @@ config_validate(const struct config *cfg, char *err, size_t errlen)
     return ST_OK;
 }
 
+/* What a pool owns: its servers and TLS strings. */
+static void
+pool_free(struct cfg_pool *pool)
+{
+    free(pool->servers);
+    tls_clear(&pool->tls);
+}
+
 static void
 pool_defaults(struct cfg_pool *pool)
 {
@@ -999,6 +1472,7 @@ config_default(void)
     atomic_init(&cfg->refs, 1);
     cfg->connect_timeout_ms = CFG_DEFAULT_CONNECT_MS;
     cfg->request_timeout_ms = CFG_DEFAULT_TIMEOUT_MS;
+    cfg->tls_handshake_timeout_ms = CFG_DEFAULT_TLS_HANDSHAKE_MS;
     cfg->max_connections = 0;
     cfg->shutdown_timeout_ms = CFG_DEFAULT_SHUTDOWN_MS;
     cfg->client_write_timeout_ms = CFG_DEFAULT_CLIENT_WRITE_MS;
@@ -1076,32 +1550,9 @@ struct rule_keys {
     yaml_node_t *modkey[NMODS];
 };
 
-/* A key path for messages; one too long is cut, which only shortens a
- * message. */
-static void __attribute__((format(printf, 3, 4)))
-path_fmt(char *out, size_t size, const char *fmt, ...)
-{
-    va_list ap;
-
-    va_start(ap, fmt);
-    (void)vsnprintf(out, size, fmt, ap);
-    va_end(ap);
-}
-
 static enum status parse_route(struct loader *ld, const struct config *cfg,
                                yaml_node_t *node, const char *path, int depth,
                                struct cfg_route *out);
-
-/* The node of an id stored in the document: libyaml composes every node
- * it refers to, so NULL would be a bug, not bad input. */
-static yaml_node_t *
-node_at(struct loader *ld, int id)
-{
-    yaml_node_t *node = yaml_document_get_node(ld->doc, id);
-
-    assert(node != NULL);
-    return node;
-}
 
 static void
 route_free(struct cfg_route *r)
@@ -1110,54 +1561,6 @@ route_free(struct cfg_route *r)
         route_free(&r->child[i]);
     }
     free(r->child);
-}
-
-static enum status
-out_of_memory(struct loader *ld)
-{
-    util_errf(ld->err, ld->errlen, "%s: out of memory", ld->name);
-    return ST_NOMEM;
-}
-
-/* The value of key name in a mapping already walked (its keys are
- * scalars), its key node to *key; NULL if absent. */
-static yaml_node_t *
-map_find(struct loader *ld, yaml_node_t *map, const char *name,
-         yaml_node_t **key)
-{
-    yaml_node_pair_t *pair;
-
-    for (pair = map->data.mapping.pairs.start;
-         pair < map->data.mapping.pairs.top; pair++) {
-        yaml_node_t *k = node_at(ld, pair->key);
-
-        if (k->type == YAML_SCALAR_NODE &&
-            strcmp((const char *)k->data.scalar.value, name) == 0) {
-            *key = k;
-            return node_at(ld, pair->value);
-        }
-    }
-    return NULL;
-}
-
-static size_t
-map_size(const yaml_node_t *map)
-{
-    return (size_t)(map->data.mapping.pairs.top -
-                    map->data.mapping.pairs.start);
-}
-
-static size_t
-seq_size(const yaml_node_t *seq)
-{
-    return (size_t)(seq->data.sequence.items.top -
-                    seq->data.sequence.items.start);
-}
-
-static yaml_node_t *
-seq_item(struct loader *ld, const yaml_node_t *seq, size_t i)
-{
-    return node_at(ld, seq->data.sequence.items.start[i]);
 }
 
 /* The name of pools[i]: 1..CFG_POOL_NAME_MAX bytes of [A-Za-z0-9_.-],
@@ -1219,7 +1622,7 @@ load_pool(struct loader *ld, struct config *cfg, size_t i,
     }
     pool_defaults(&np->pool);
     path_fmt(path, sizeof(path), "pools.%s", name);
-    if (walk_mapping(ld, v, pool_commands, &np->pool, path, NULL) != ST_OK) {
+    if (walk_pool(ld, v, &np->pool, path) != ST_OK) {
         return ST_ERROR;
     }
     if (map_find(ld, v, "servers", &skey) == NULL) {
@@ -1257,42 +1660,6 @@ load_pools(struct loader *ld, struct config *cfg, yaml_node_t *map)
             ST_OK) {
             return ST_ERROR;
         }
-    }
-    return ST_OK;
-}
-
-/* The keys of a mapping that may hold only names[0..n-1]: the value of
- * names[j] to val[j], its key node to key[j] (NULL if absent). An unknown
- * or duplicate key is an error. */
-static enum status
-scan_keys(struct loader *ld, yaml_node_t *map, const char *path,
-          const char *const *names, size_t n, yaml_node_t **val,
-          yaml_node_t **key)
-{
-    if (expect(ld, map, path, YAML_MAPPING_NODE, "a mapping") != ST_OK) {
-        return ST_ERROR;
-    }
-    for (size_t i = 0; i < map_size(map); i++) {
-        const yaml_node_pair_t *pair = &map->data.mapping.pairs.start[i];
-        yaml_node_t *k = node_at(ld, pair->key);
-        const char *name = scalar(ld, k, path, "a key");
-        size_t j = 0;
-
-        if (name == NULL) {
-            return ST_ERROR;
-        }
-        while (j < n && strcmp(name, names[j]) != 0) {
-            j++;
-        }
-        if (j == n) {
-            return cfg_err(ld, k, path, "unknown key '%.*s'", CFG_SHOW_MAX,
-                           name);
-        }
-        if (val[j] != NULL) {
-            return cfg_err(ld, k, path, "duplicate key '%s'", name);
-        }
-        val[j] = node_at(ld, pair->value);
-        key[j] = k;
     }
     return ST_OK;
 }
@@ -1968,13 +2335,13 @@ config_unref(struct config *cfg)
         return;
     }
     free(cfg->path);
-    free(cfg->listen);
+    listen_free(cfg);
     free(cfg->batch_listen);
-    free(cfg->pool.servers);
-    free(cfg->l2.servers);
+    pool_free(&cfg->pool);
+    pool_free(&cfg->l2);
     for (size_t i = 0; i < cfg->npools; i++) {
         free(cfg->pools[i].name);
-        free(cfg->pools[i].pool.servers);
+        pool_free(&cfg->pools[i].pool);
     }
     free(cfg->pools);
     for (size_t i = 0; i < cfg->nroutes; i++) {

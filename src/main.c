@@ -1,13 +1,15 @@
 /*
  * main: command line, config load, signals, and the accept loop.
  *
- *   riven [-c FILE] [-l ADDR]... [-b ADDR]... [-t] [-v] [-q] [-V] [-h]
+ *   riven [-c FILE] [-l [tls:]ADDR]... [-b ADDR]... [-t] [-v] [-q] [-V] [-h]
+ *         [--tls-cert FILE --tls-key FILE [--tls-ca FILE] [--tls-verify V]]
  *
  * Failures before serving starts are fatal(); after that, the daemon
  * lives on through any single connection's failure.
  */
 #include <getopt.h>
 #include <pthread.h>
+#include <stdarg.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <systemd/sd-daemon.h>
@@ -45,17 +47,28 @@ usage(FILE *f)
 {
     fprintf(
         f,
-        "usage: riven [-c FILE] [-l ADDR]... [-b ADDR]... [-m ADDR|off] "
-        "[-t] [-v] [-q] [-V] [-h]\n"
+        "usage: riven [-c FILE] [-l [tls:]ADDR]... [-b ADDR]... [-m ADDR|off]\n"
+        "             [-t] [-v] [-q] [-V] [-h]\n"
         "             [--orca NAME] [--l2 ADDR]... [--batch-listen ADDR]...\n"
+        "             [--tls-cert FILE] [--tls-key FILE] [--tls-ca FILE]\n"
+        "             [--tls-verify MODE]\n"
         "  -c FILE  load the YAML config FILE (default: built-in)\n"
         "  -l ADDR  listen on ADDR (repeatable; replaces the file's)\n"
+        "  -l tls:ADDR  listen on ADDR with TLS (needs --tls-cert, --tls-key)\n"
         "  -b ADDR  backend memcached ADDR (repeatable; replaces the "
         "file's)\n"
         "  -m ADDR  serve /metrics on ADDR, or 'off' (default %s)\n"
         "  --orca l1only|l1l2|l1l2batch   how requests use L1 and L2\n"
         "  --l2 ADDR           add an L2 server (repeatable)\n"
         "  --batch-listen ADDR listener for bulk loaders (l1l2batch)\n"
+        "  --tls-cert FILE     certificate chain (PEM) of the tls: listeners\n"
+        "  --tls-key FILE      its private key (PEM)\n"
+        "  --tls-ca FILE       CAs (PEM) that client certificates are checked "
+        "against\n"
+        "  --tls-verify MODE   none (default) | optional | require: ask "
+        "clients\n"
+        "                      for a certificate (optional and require need "
+        "--tls-ca)\n"
         "  -t       check the config and exit (0 ok, 1 with a message)\n"
         "  -v / -q  raise / lower the log level (repeatable)\n"
         "  -V       print the version\n"
@@ -115,7 +128,11 @@ raise_nofile(void)
 struct opts {
     const char *file;
     struct cfg_addr listen[MAX_ADDRS];
+    struct cfg_tls listen_tls[MAX_ADDRS]; /* on for -l tls:ADDR */
     size_t nlisten;
+    size_t ntls;         /* -l tls:ADDR listeners */
+    struct cfg_tls tls;  /* --tls-*: of every -l tls:ADDR listener */
+    const char *tls_opt; /* the first --tls-* given, or NULL */
     struct cfg_addr servers[MAX_ADDRS];
     size_t nservers;
     struct cfg_addr l2[MAX_ADDRS]; /* --l2 */
@@ -143,6 +160,89 @@ add_addr(struct cfg_addr *arr, size_t *n, const char *s)
     (*n)++;
 }
 
+/* A command-line mistake: "riven: MESSAGE" and exit 1, as the others. */
+static void __attribute__((format(printf, 1, 2), noreturn))
+usage_error(const char *fmt, ...)
+{
+    va_list ap;
+
+    fputs("riven: ", stderr);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputc('\n', stderr);
+    exit(1);
+}
+
+/* -l ADDR or -l tls:ADDR. */
+static void
+add_listen(struct opts *o, const char *s)
+{
+    bool tls = strncmp(s, "tls:", 4) == 0;
+
+    add_addr(o->listen, &o->nlisten, tls ? s + 4 : s);
+    o->listen_tls[o->nlisten - 1].on = tls;
+    o->ntls += tls;
+}
+
+enum { OPT_TLS_CERT = 256, OPT_TLS_KEY, OPT_TLS_CA, OPT_TLS_VERIFY };
+
+/* --tls-cert, --tls-key, --tls-ca, --tls-verify. */
+static void
+set_tls_opt(struct opts *o, int c, char *arg)
+{
+    static const char *const names[] = {"--tls-cert", "--tls-key", "--tls-ca",
+                                        "--tls-verify"};
+
+    o->tls_opt = o->tls_opt ? o->tls_opt : names[c - OPT_TLS_CERT];
+    switch (c) {
+    case OPT_TLS_CERT:
+        o->tls.cert = arg;
+        break;
+    case OPT_TLS_KEY:
+        o->tls.key = arg;
+        break;
+    case OPT_TLS_CA:
+        o->tls.ca = arg;
+        break;
+    default:
+        if (!config_tls_verify_parse(arg, &o->tls.verify)) {
+            usage_error("--tls-verify: expected none, optional or require, "
+                        "got '%s'",
+                        arg);
+        }
+        break;
+    }
+}
+
+/* Every -l tls:ADDR listener takes the --tls-* settings, which need one. */
+static void
+finish_tls(struct opts *o)
+{
+    if (o->ntls == 0 && o->tls_opt != NULL) {
+        usage_error("%s applies to -l tls:ADDR listeners; none given",
+                    o->tls_opt);
+    }
+    if (o->ntls == 0) {
+        return;
+    }
+    if (o->tls.cert == NULL || o->tls.key == NULL) {
+        usage_error("-l tls:ADDR needs --tls-cert and --tls-key");
+    }
+    if (o->tls.verify != CFG_TLS_VERIFY_NONE && o->tls.ca == NULL) {
+        usage_error("--tls-verify %s needs --tls-ca",
+                    o->tls.verify == CFG_TLS_VERIFY_REQUIRE ? "require"
+                                                            : "optional");
+    }
+    o->tls.on = true;
+    o->tls.min_version = CFG_TLS_MIN_VERSION_DEFAULT;
+    for (size_t i = 0; i < o->nlisten; i++) {
+        if (o->listen_tls[i].on) {
+            o->listen_tls[i] = o->tls;
+        }
+    }
+}
+
 static void
 parse_args(int argc, char **argv, struct opts *o)
 {
@@ -152,6 +252,10 @@ parse_args(int argc, char **argv, struct opts *o)
         {"orca", required_argument, NULL, 'O'},
         {"l2", required_argument, NULL, '2'},
         {"batch-listen", required_argument, NULL, 'B'},
+        {"tls-cert", required_argument, NULL, OPT_TLS_CERT},
+        {"tls-key", required_argument, NULL, OPT_TLS_KEY},
+        {"tls-ca", required_argument, NULL, OPT_TLS_CA},
+        {"tls-verify", required_argument, NULL, OPT_TLS_VERIFY},
         {"help", no_argument, NULL, 'h'},
         {"version", no_argument, NULL, 'V'},
         {NULL, 0, NULL, 0},
@@ -163,7 +267,7 @@ parse_args(int argc, char **argv, struct opts *o)
             o->file = optarg;
             break;
         case 'l':
-            add_addr(o->listen, &o->nlisten, optarg);
+            add_listen(o, optarg);
             break;
         case 'b':
             add_addr(o->servers, &o->nservers, optarg);
@@ -179,6 +283,12 @@ parse_args(int argc, char **argv, struct opts *o)
             break;
         case 'B':
             add_addr(o->batch, &o->nbatch, optarg);
+            break;
+        case OPT_TLS_CERT:
+        case OPT_TLS_KEY:
+        case OPT_TLS_CA:
+        case OPT_TLS_VERIFY:
+            set_tls_opt(o, c, optarg);
             break;
         case 't':
             o->test = true;
@@ -205,6 +315,25 @@ parse_args(int argc, char **argv, struct opts *o)
         usage(stderr);
         exit(1);
     }
+    finish_tls(o);
+}
+
+/* --tls-cert, --tls-key and --tls-ca can be read (now: at each reload). */
+static enum status
+check_tls_files(const struct opts *o, char *err, size_t errlen)
+{
+    const char *const names[] = {"--tls-cert", "--tls-key", "--tls-ca"};
+    const char *const files[] = {o->tls.cert, o->tls.key, o->tls.ca};
+    char msg[256];
+
+    for (size_t i = 0; i < NELEMS(files); i++) {
+        if (files[i] != NULL &&
+            config_check_readable(files[i], msg, sizeof(msg)) != ST_OK) {
+            snprintf(err, errlen, "%s: %s", names[i], msg);
+            return ST_ERROR;
+        }
+    }
+    return ST_OK;
 }
 
 /* Command-line settings override the file's. */
@@ -216,8 +345,11 @@ apply_opts(struct config *cfg, const struct opts *o, char *err, size_t errlen)
                  "-b does not apply with routes: (the servers are in pools:)");
         return ST_ERROR;
     }
-    if ((o->nlisten > 0 &&
-         config_set_listen(cfg, o->listen, NULL, o->nlisten) != ST_OK) ||
+    if (check_tls_files(o, err, errlen) != ST_OK) {
+        return ST_ERROR;
+    }
+    if ((o->nlisten > 0 && config_set_listen(cfg, o->listen, o->listen_tls,
+                                             o->nlisten) != ST_OK) ||
         (o->nservers > 0 &&
          config_set_servers(cfg, o->servers, o->nservers) != ST_OK)) {
         snprintf(err, errlen, "out of memory");

@@ -6,7 +6,8 @@
  * non-empty message in err, inside its buffer; a success must be a
  * snapshot that satisfies the validation rules (at least one listener, an
  * l1 pool with a server and, for the l1l2 orcas, an l2 pool with one;
- * weights >= 1; no address without a family; item size > 0).
+ * weights >= 1; no address without a family; item size > 0; TLS settings
+ * per listener, all zero when off, with a cert and key on a listener).
  * LeakSanitizer checks that both paths free everything.
  *
  * Host names are not resolved: getaddrinfo is interposed below to accept
@@ -64,6 +65,28 @@ check_addr(const struct cfg_addr *a)
     CHECK(memchr(a->name, '\0', sizeof(a->name)) != NULL);
 }
 
+/* A listener's or a pool's TLS settings. */
+static void
+check_tls(const struct cfg_tls *t, bool listener)
+{
+    if (!t->on) {
+        CHECK(t->cert == NULL && t->key == NULL && t->ca == NULL);
+        CHECK(t->ciphers == NULL && t->server_name == NULL);
+        CHECK(t->verify == CFG_TLS_VERIFY_NONE && t->min_version == 0);
+        return;
+    }
+    CHECK(t->line >= 1);
+    CHECK(t->min_version == 0x0303 || t->min_version == 0x0304);
+    CHECK(t->verify <= CFG_TLS_VERIFY_REQUIRE);
+    CHECK((t->cert == NULL) == (t->key == NULL));
+    if (listener) {
+        CHECK(t->cert != NULL && t->server_name == NULL);
+        CHECK(t->verify == CFG_TLS_VERIFY_NONE || t->ca != NULL);
+    } else {
+        CHECK(t->verify != CFG_TLS_VERIFY_OPTIONAL);
+    }
+}
+
 static void
 check_pool(const struct cfg_pool *p, bool need)
 {
@@ -75,6 +98,7 @@ check_pool(const struct cfg_pool *p, bool need)
     }
     CHECK(p->distribution <= CFG_DIST_MODULA);
     CHECK(p->hash <= CFG_HASH_ONE_AT_A_TIME);
+    check_tls(&p->tls, false);
 }
 
 /* A route tree: pools that exist, children where the rule needs them. */
@@ -138,8 +162,10 @@ static void
 check_config(const struct config *cfg)
 {
     CHECK(cfg->nlisten >= 1 && cfg->listen != NULL);
+    CHECK(cfg->listen_tls != NULL);
     for (size_t i = 0; i < cfg->nlisten; i++) {
         check_addr(&cfg->listen[i]);
+        check_tls(&cfg->listen_tls[i], true);
     }
     check_pool(&cfg->pool, true);
     check_pool(&cfg->l2, cfg->orca != CFG_ORCA_L1ONLY);

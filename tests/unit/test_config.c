@@ -72,6 +72,7 @@ assert_defaults_except_addrs(const struct config *cfg)
 {
     assert_int_equal(cfg->connect_timeout_ms, 4000);
     assert_int_equal(cfg->request_timeout_ms, 1000);
+    assert_int_equal(cfg->tls_handshake_timeout_ms, 3000);
     assert_int_equal(cfg->max_connections, 0);
     assert_int_equal(cfg->thread_stack_size, 262144);
     assert_int_equal(cfg->item_size_max, 1048576);
@@ -89,6 +90,9 @@ assert_defaults(const struct config *cfg)
     assert_defaults_except_addrs(cfg);
     assert_int_equal(cfg->nlisten, 1);
     assert_inet(&cfg->listen[0], "127.0.0.1:11311", "127.0.0.1", 11311);
+    assert_non_null(cfg->listen_tls);
+    assert_false(cfg->listen_tls[0].on);
+    assert_false(cfg->pool.tls.on);
     assert_int_equal(cfg->pool.nservers, 1);
     assert_inet(&cfg->pool.servers[0].addr, "127.0.0.1:11211", "127.0.0.1",
                 11211);
@@ -1421,6 +1425,535 @@ test_routes_validate(void **state)
     config_unref(cfg);
 }
 
+/* ---- TLS ---- */
+
+/* Files for cert:, key: and ca: (they must be readable; only tls.c reads
+ * what is in them). mkstemp files under /tmp, removed by tls_files_remove. */
+struct tls_files {
+    char cert[64];
+    char key[64];
+    char ca[64];
+};
+
+static void
+tls_files_create(struct tls_files *f)
+{
+    write_temp(f->cert, sizeof(f->cert), "cert\n");
+    write_temp(f->key, sizeof(f->key), "key\n");
+    write_temp(f->ca, sizeof(f->ca), "ca\n");
+}
+
+static void
+tls_files_remove(const struct tls_files *f)
+{
+    unlink(f->cert);
+    unlink(f->key);
+    unlink(f->ca);
+}
+
+static void
+assert_plain(const struct cfg_tls *t)
+{
+    assert_false(t->on);
+    assert_null(t->cert);
+    assert_null(t->key);
+    assert_null(t->ca);
+    assert_null(t->ciphers);
+    assert_null(t->server_name);
+    assert_int_equal(t->verify, CFG_TLS_VERIFY_NONE);
+    assert_int_equal(t->min_version, 0);
+    assert_int_equal(t->line, 0);
+}
+
+/* on, with these strings (NULL: absent), verify, min_version and line. */
+static void
+assert_tls(const struct cfg_tls *t, const char *cert, const char *key,
+           const char *ca, enum cfg_tls_verify verify, int min_version,
+           int line)
+{
+    assert_true(t->on);
+    if (cert == NULL) {
+        assert_null(t->cert);
+    } else {
+        assert_string_equal(t->cert, cert);
+    }
+    if (key == NULL) {
+        assert_null(t->key);
+    } else {
+        assert_string_equal(t->key, key);
+    }
+    if (ca == NULL) {
+        assert_null(t->ca);
+    } else {
+        assert_string_equal(t->ca, ca);
+    }
+    assert_int_equal(t->verify, verify);
+    assert_int_equal(t->min_version, min_version);
+    assert_int_equal(t->line, line);
+}
+
+/* The built-in and an empty file: plain listeners and pools, a 3 s
+ * handshake. */
+static void
+test_tls_defaults(void **state)
+{
+    struct config *cfg = config_default();
+
+    (void)state;
+    assert_int_equal(CFG_TLS_MIN_VERSION_DEFAULT, 0x0303);
+    assert_int_equal(cfg->tls_handshake_timeout_ms, 3000);
+    assert_non_null(cfg->listen_tls);
+    assert_plain(&cfg->listen_tls[0]);
+    assert_plain(&cfg->pool.tls);
+    assert_plain(&cfg->l2.tls);
+    config_unref(cfg);
+
+    cfg = load_ok("listen: [127.0.0.1:1, 127.0.0.1:2]\n");
+    assert_int_equal(cfg->tls_handshake_timeout_ms, 3000);
+    assert_plain(&cfg->listen_tls[0]);
+    assert_plain(&cfg->listen_tls[1]);
+    config_unref(cfg);
+}
+
+/* Listeners: plain strings, mappings with and without tls:, every key,
+ * flow and block style; line is the tls: key's. */
+static void
+test_tls_listeners(void **state)
+{
+    struct tls_files f;
+    char yaml[2048];
+    struct config *cfg;
+
+    (void)state;
+    tls_files_create(&f);
+    snprintf(yaml, sizeof(yaml),
+             /*  1 */
+             "listen:\n"
+             /*  2 */ "  - 127.0.0.1:11311\n"
+             /*  3 */ "  - {addr: 127.0.0.1:11312, tls: {cert: %s, key: %s, "
+             /*    */ "ca: %s, verify: require, min_version: \"1.3\", "
+             /*    */ "ciphers: \"ECDHE+AESGCM\"}}\n"
+             /*  4 */ "  - addr: 127.0.0.1:11313\n"
+             /*  5 */ "    tls:\n"
+             /*  6 */ "      key: %s\n"
+             /*  7 */ "      cert: %s\n"
+             /*  8 */ "  - {addr: unix:/tmp/riven-tls.sock}\n"
+             /*  9 */ "  - addr: 127.0.0.1:11315\n"
+             /* 10 */ "    tls: {cert: %s, key: %s, ca: %s, verify: optional, "
+             /*    */ "min_version: 1.2}\n"
+             /* 11 */ "  - addr: 127.0.0.1:11316\n"
+             /* 12 */ "    tls: {cert: %s, key: %s, verify: none}\n",
+             f.cert, f.key, f.ca, f.key, f.cert, f.cert, f.key, f.ca, f.cert,
+             f.key);
+    cfg = load_ok(yaml);
+    assert_int_equal(cfg->nlisten, 6);
+    assert_inet(&cfg->listen[0], "127.0.0.1:11311", "127.0.0.1", 11311);
+    assert_plain(&cfg->listen_tls[0]);
+
+    assert_inet(&cfg->listen[1], "127.0.0.1:11312", "127.0.0.1", 11312);
+    assert_tls(&cfg->listen_tls[1], f.cert, f.key, f.ca, CFG_TLS_VERIFY_REQUIRE,
+               0x0304, 3);
+    assert_string_equal(cfg->listen_tls[1].ciphers, "ECDHE+AESGCM");
+    assert_null(cfg->listen_tls[1].server_name);
+
+    /* defaults: verify none, TLS 1.2, no ca, no ciphers */
+    assert_inet(&cfg->listen[2], "127.0.0.1:11313", "127.0.0.1", 11313);
+    assert_tls(&cfg->listen_tls[2], f.cert, f.key, NULL, CFG_TLS_VERIFY_NONE,
+               0x0303, 5);
+    assert_null(cfg->listen_tls[2].ciphers);
+    assert_null(cfg->listen_tls[2].server_name);
+
+    assert_string_equal(cfg->listen[3].name, "unix:/tmp/riven-tls.sock");
+    assert_plain(&cfg->listen_tls[3]);
+
+    assert_tls(&cfg->listen_tls[4], f.cert, f.key, f.ca,
+               CFG_TLS_VERIFY_OPTIONAL, 0x0303, 10);
+    assert_null(cfg->listen_tls[4].ciphers);
+    assert_tls(&cfg->listen_tls[5], f.cert, f.key, NULL, CFG_TLS_VERIFY_NONE,
+               0x0303, 12);
+    config_unref(cfg);
+    tls_files_remove(&f);
+}
+
+/* pool:, l1:, l2: verify defaults to true (require); cert and key are
+ * optional together; tls: {} is TLS with every default. */
+static void
+test_tls_pools(void **state)
+{
+    struct tls_files f;
+    char yaml[2048];
+    struct config *cfg;
+    const struct cfg_tls *t;
+
+    (void)state;
+    tls_files_create(&f);
+    snprintf(yaml, sizeof(yaml),
+             /*  1 */
+             "orca: l1l2\n"
+             /*  2 */ "l1:\n"
+             /*  3 */ "  servers: [127.0.0.1:1]\n"
+             /*  4 */ "  tls: {ca: %s, cert: %s, key: %s, verify: true, "
+             /*    */ "server_name: cache.internal, min_version: \"1.3\", "
+             /*    */ "ciphers: \"HIGH:!aNULL\"}\n"
+             /*  5 */ "l2:\n"
+             /*  6 */ "  servers: [127.0.0.1:2]\n"
+             /*  7 */ "  tls:\n"
+             /*  8 */ "    verify: false\n"
+             /*  9 */ "timeouts:\n"
+             /* 10 */ "  tls_handshake_ms: 2500\n",
+             f.ca, f.cert, f.key);
+    cfg = load_ok(yaml);
+    t = &cfg->pool.tls;
+    assert_tls(t, f.cert, f.key, f.ca, CFG_TLS_VERIFY_REQUIRE, 0x0304, 4);
+    assert_string_equal(t->server_name, "cache.internal");
+    assert_string_equal(t->ciphers, "HIGH:!aNULL");
+    t = &cfg->l2.tls;
+    assert_tls(t, NULL, NULL, NULL, CFG_TLS_VERIFY_NONE, 0x0303, 7);
+    assert_null(t->server_name);
+    assert_null(t->ciphers);
+    assert_int_equal(cfg->tls_handshake_timeout_ms, 2500);
+    assert_plain(&cfg->listen_tls[0]);
+    config_unref(cfg);
+
+    cfg = load_ok("pool:\n  tls: {}\n");
+    assert_tls(&cfg->pool.tls, NULL, NULL, NULL, CFG_TLS_VERIFY_REQUIRE, 0x0303,
+               2);
+    assert_null(cfg->pool.tls.server_name);
+    assert_null(cfg->pool.tls.ciphers);
+    assert_plain(&cfg->l2.tls);
+    config_unref(cfg);
+
+    /* l1: after pool: replaces its tls: (the first one's strings freed) */
+    cfg = load_ok("pool: {tls: {server_name: first, ciphers: A}}\n"
+                  "l1: {tls: {server_name: second}}\n");
+    assert_tls(&cfg->pool.tls, NULL, NULL, NULL, CFG_TLS_VERIFY_REQUIRE, 0x0303,
+               2);
+    assert_string_equal(cfg->pool.tls.server_name, "second");
+    assert_null(cfg->pool.tls.ciphers);
+    config_unref(cfg);
+    tls_files_remove(&f);
+}
+
+/* pools.NAME.tls, as pool.tls. */
+static void
+test_tls_named_pools(void **state)
+{
+    struct tls_files f;
+    char yaml[1024];
+    struct config *cfg;
+
+    (void)state;
+    tls_files_create(&f);
+    snprintf(yaml, sizeof(yaml),
+             /* 1 */
+             "pools:\n"
+             /* 2 */ "  a: {servers: [127.0.0.1:1], tls: {server_name: "
+             /*   */ "a.internal}}\n"
+             /* 3 */ "  b:\n"
+             /* 4 */ "    servers: [127.0.0.1:2]\n"
+             /* 5 */ "    tls:\n"
+             /* 6 */ "      ca: %s\n"
+             /* 7 */ "      verify: false\n"
+             /* 8 */ "      cert: %s\n"
+             /* 9 */ "      key: %s\n"
+             /*10 */ "  c: {servers: [127.0.0.1:3]}\n"
+             /*11 */ "routes: [{default: a}, {prefix: 'b:', route: b}]\n",
+             f.ca, f.cert, f.key);
+    cfg = load_ok(yaml);
+    assert_int_equal(cfg->npools, 3);
+    assert_tls(&cfg->pools[0].pool.tls, NULL, NULL, NULL,
+               CFG_TLS_VERIFY_REQUIRE, 0x0303, 2);
+    assert_string_equal(cfg->pools[0].pool.tls.server_name, "a.internal");
+    assert_tls(&cfg->pools[1].pool.tls, f.cert, f.key, f.ca,
+               CFG_TLS_VERIFY_NONE, 0x0303, 5);
+    assert_null(cfg->pools[1].pool.tls.server_name);
+    assert_plain(&cfg->pools[2].pool.tls);
+    assert_plain(&cfg->pool.tls);
+    config_unref(cfg);
+    tls_files_remove(&f);
+}
+
+static const struct bad bad_tls_cases[] = {
+    /* listen entries */
+    {"listen:\n  - {addr: 127.0.0.1:1, tsl: {}}\n",
+     "x.yml:2: listen[0]: unknown key 'tsl'"},
+    {"listen:\n  - 127.0.0.1:1\n  - {tls: {}}\n",
+     "x.yml:3: listen[1]: missing key 'addr'"},
+    {"listen:\n  - {addr: 127.0.0.1:0}\n",
+     "x.yml:2: listen[0].addr: port 0 out of range 1..65535"},
+    {"listen:\n  - {addr: [127.0.0.1:1]}\n",
+     "x.yml:2: listen[0].addr: expected an address, got a sequence"},
+    {"listen:\n  - {addr: 127.0.0.1:1, addr: 127.0.0.1:2}\n",
+     "x.yml:2: listen[0]: duplicate key 'addr'"},
+    {"listen:\n  - {addr: 127.0.0.1:1, tls: true}\n",
+     "x.yml:2: listen[0].tls: expected a mapping, got 'true'"},
+    {"listen:\n  - addr: 127.0.0.1:1\n    tls:\n",
+     "x.yml:3: listen[0].tls: expected a mapping, got an empty value"},
+    {"batch_listen: [{addr: 127.0.0.1:1, tls: {}}]\n",
+     "x.yml:1: batch_listen[0]: expected an address, got a mapping"},
+    /* a listener's tls: */
+    {"listen:\n  - addr: 127.0.0.1:1\n    tls: {}\n",
+     "x.yml:3: listen[0].tls: missing key 'cert'"},
+    {"listen:\n  - addr: 127.0.0.1:1\n    tls:\n      server_name: a\n",
+     "x.yml:4: listen[0].tls: 'server_name' does not apply to a listener"},
+    {"listen:\n  - addr: 127.0.0.1:1\n    tls:\n      crt: a\n",
+     "x.yml:4: listen[0].tls: unknown key 'crt'"},
+    {"listen:\n  - addr: 127.0.0.1:1\n    tls:\n      ciphers: a\n"
+     "      ciphers: b\n",
+     "x.yml:5: listen[0].tls: duplicate key 'ciphers'"},
+    {"listen:\n  - addr: 127.0.0.1:1\n    tls:\n"
+     "      cert: /nonexistent/riven-test.pem\n",
+     "x.yml:4: listen[0].tls.cert: /nonexistent/riven-test.pem: No such file "
+     "or directory"},
+    {"listen:\n  - {addr: 127.0.0.1:1, tls: {key: /tmp}}\n",
+     "x.yml:2: listen[0].tls.key: /tmp: Is a directory"},
+    {"listen:\n  - {addr: 127.0.0.1:1, tls: {ca: ''}}\n",
+     "x.yml:2: listen[0].tls.ca: expected a file path, got an empty value"},
+    {"listen:\n  - {addr: 127.0.0.1:1, tls: {cert: [a]}}\n",
+     "x.yml:2: listen[0].tls.cert: expected a file path, got a sequence"},
+    {"listen:\n  - {addr: 127.0.0.1:1, tls: {verify: true}}\n",
+     "x.yml:2: listen[0].tls.verify: expected one of none, optional, "
+     "require, got 'true'"},
+    {"listen:\n  - {addr: 127.0.0.1:1, tls: {min_version: 1.1}}\n",
+     "x.yml:2: listen[0].tls.min_version: expected one of 1.2, 1.3, got "
+     "'1.1'"},
+    {"listen:\n  - {addr: 127.0.0.1:1, tls: {min_version: 1.30}}\n",
+     "x.yml:2: listen[0].tls.min_version: expected one of 1.2, 1.3, got "
+     "'1.30'"},
+    /* a pool's tls: */
+    {"pool:\n  tls: true\n", "x.yml:2: pool.tls: expected a mapping, got "
+                             "'true'"},
+    {"l2:\n  tls: [a]\n", "x.yml:2: l2.tls: expected a mapping, got a "
+                          "sequence"},
+    {"pool:\n  tls: {}\n  tls: {}\n", "x.yml:3: pool: duplicate key 'tls'"},
+    {"l1:\n  tls: {verify: yes}\n",
+     "x.yml:2: l1.tls.verify: expected one of false, true, got 'yes'"},
+    {"l1:\n  tls: {verify: require}\n",
+     "x.yml:2: l1.tls.verify: expected one of false, true, got 'require'"},
+    {"pool:\n  tls: {min_version: '1.0'}\n",
+     "x.yml:2: pool.tls.min_version: expected one of 1.2, 1.3, got '1.0'"},
+    {"pool:\n  tls: {ciphers: ''}\n",
+     "x.yml:2: pool.tls.ciphers: expected a cipher list, got an empty value"},
+    {"pool:\n  tls: {server_name: ''}\n",
+     "x.yml:2: pool.tls.server_name: expected a host name, got an empty "
+     "value"},
+    {"pool:\n  tls: {server_name: {a: b}}\n",
+     "x.yml:2: pool.tls.server_name: expected a host name, got a mapping"},
+    {"pool:\n  tls:\n    ca: /nonexistent/ca.pem\n",
+     "x.yml:3: pool.tls.ca: /nonexistent/ca.pem: No such file or directory"},
+    {"pool:\n  tls: {sni: a}\n", "x.yml:2: pool.tls: unknown key 'sni'"},
+    {"pools:\n  a:\n    servers: [127.0.0.1:1]\n    tls: {verify: 1}\n"
+     "routes: [{default: a}]\n",
+     "x.yml:4: pools.a.tls.verify: expected one of false, true, got '1'"},
+    {"pools:\n  a: {servers: [127.0.0.1:1], tls: {cert: /nonexistent/c}}\n"
+     "routes: [{default: a}]\n",
+     "x.yml:2: pools.a.tls.cert: /nonexistent/c: No such file or directory"},
+    /* timeouts.tls_handshake_ms */
+    {"timeouts:\n  tls_handshake_ms: 0\n",
+     "x.yml:2: timeouts.tls_handshake_ms: 0 out of range 1..3600000"},
+    {"timeouts:\n  tls_handshake_ms: 3600001\n",
+     "x.yml:2: timeouts.tls_handshake_ms: 3600001 out of range 1..3600000"},
+    {"timeouts:\n  tls_handshake_ms: 3s\n",
+     "x.yml:2: timeouts.tls_handshake_ms: expected an integer, got '3s'"},
+};
+
+static void
+test_bad_tls(void **state)
+{
+    (void)state;
+    check_bad(bad_tls_cases, NELEMS(bad_tls_cases));
+}
+
+/* printf into a new string, for cases that name the temporary files. */
+static char *__attribute__((format(printf, 1, 2)))
+fmt_alloc(const char *fmt, ...)
+{
+    va_list ap;
+    char *s = NULL;
+
+    va_start(ap, fmt);
+    assert_true(vasprintf(&s, fmt, ap) >= 0);
+    va_end(ap);
+    return s;
+}
+
+/* The rules between keys, with files that exist. */
+static void
+test_bad_tls_rules(void **state)
+{
+    struct tls_files f;
+    struct bad cases[7];
+    char name[257]; /* 256 bytes: one past SNI's host_name */
+    size_t n = 0;
+
+    (void)state;
+    tls_files_create(&f);
+    memset(name, 'h', sizeof(name) - 1);
+    name[sizeof(name) - 1] = '\0';
+    cases[n++] = (struct bad){
+        fmt_alloc("listen:\n  - addr: 127.0.0.1:1\n    tls: {cert: %s}\n",
+                  f.cert),
+        "x.yml:3: listen[0].tls: missing key 'key'"};
+    cases[n++] = (struct bad){
+        fmt_alloc("listen:\n  - addr: 127.0.0.1:1\n    tls: {key: %s}\n",
+                  f.key),
+        "x.yml:3: listen[0].tls: missing key 'cert'"};
+    cases[n++] = (struct bad){
+        fmt_alloc("listen:\n  - 127.0.0.1:1\n  - addr: 127.0.0.1:2\n"
+                  "    tls:\n      cert: %s\n      key: %s\n"
+                  "      verify: require\n",
+                  f.cert, f.key),
+        "x.yml:4: listen[1].tls: missing key 'ca' (verify: require checks "
+        "client certificates against it)"};
+    cases[n++] = (struct bad){
+        fmt_alloc("listen:\n  - {addr: 127.0.0.1:1, tls: {cert: %s, key: %s, "
+                  "verify: optional}}\n",
+                  f.cert, f.key),
+        "x.yml:2: listen[0].tls: missing key 'ca' (verify: optional checks "
+        "client certificates against it)"};
+    cases[n++] = (struct bad){
+        fmt_alloc("pool:\n  tls:\n    cert: %s\n", f.cert),
+        "x.yml:2: pool.tls: missing key 'key' (cert and key go together)"};
+    cases[n++] = (struct bad){
+        fmt_alloc("pools:\n  a: {servers: [127.0.0.1:1], tls: {key: %s, "
+                  "ca: %s}}\nroutes: [{default: a}]\n",
+                  f.key, f.ca),
+        "x.yml:2: pools.a.tls: missing key 'cert' (cert and key go "
+        "together)"};
+    cases[n++] = (struct bad){
+        fmt_alloc("l2:\n  tls: {server_name: %s}\n", name),
+        "x.yml:2: l2.tls.server_name: host name longer than 255 bytes"};
+    assert_int_equal(n, NELEMS(cases));
+    check_bad(cases, n);
+    for (size_t i = 0; i < n; i++) {
+        free((char *)cases[i].yaml);
+    }
+    tls_files_remove(&f);
+}
+
+/* An error after TLS settings were parsed frees them (ASan checks). */
+static void
+test_bad_tls_frees(void **state)
+{
+    struct tls_files f;
+    char yaml[1024], err[512];
+
+    (void)state;
+    tls_files_create(&f);
+    snprintf(yaml, sizeof(yaml),
+             "listen:\n"
+             "  - {addr: 127.0.0.1:1, tls: {cert: %s, key: %s, ca: %s, "
+             "ciphers: A}}\n"
+             "  - {addr: 127.0.0.1:2, tls: {cert: %s, key: %s}}\n"
+             "  - {addr: 127.0.0.1:3, tls: {cert: %s, key: %s, "
+             "verify: require}}\n",
+             f.cert, f.key, f.ca, f.cert, f.key, f.cert, f.key);
+    assert_null(load(yaml, err, sizeof(err)));
+    assert_string_equal(err, "x.yml:4: listen[2].tls: missing key 'ca' "
+                             "(verify: require checks client certificates "
+                             "against it)");
+    snprintf(yaml, sizeof(yaml),
+             "l1: {tls: {cert: %s, key: %s, server_name: s, ciphers: c}}\n"
+             "l2: {tls: {ca: %s}}\n"
+             "log_level: loud\n",
+             f.cert, f.key, f.ca);
+    assert_null(load(yaml, err, sizeof(err)));
+    assert_string_equal(err, "x.yml:3: log_level: expected error, warn, info "
+                             "or debug, got 'loud'");
+    snprintf(yaml, sizeof(yaml),
+             "pools:\n"
+             "  a: {servers: [127.0.0.1:1], tls: {ca: %s, server_name: a}}\n"
+             "  b: {servers: [127.0.0.1:2], tls: {ca: %s, verify: maybe}}\n"
+             "routes: [{default: a}]\n",
+             f.ca, f.ca);
+    assert_null(load(yaml, err, sizeof(err)));
+    assert_string_equal(err, "x.yml:3: pools.b.tls.verify: expected one of "
+                             "false, true, got 'maybe'");
+    tls_files_remove(&f);
+}
+
+/* config_set_listen copies the TLS settings (tls NULL: all plain) and
+ * frees the ones it replaces. */
+static void
+test_set_listen_tls(void **state)
+{
+    struct config *cfg = config_default();
+    struct cfg_addr a[3];
+    struct cfg_tls tls[3];
+    char cert[] = "/c.pem", key[] = "/k.pem", ca[] = "/ca.pem";
+    char ciphers[] = "HIGH", sni[] = "sni";
+    char err[128];
+
+    (void)state;
+    for (int i = 0; i < 3; i++) {
+        char s[32];
+
+        snprintf(s, sizeof(s), "127.0.0.1:%d", i + 1);
+        assert_int_equal(config_parse_addr(s, &a[i], err, sizeof(err)), ST_OK);
+    }
+    memset(tls, 0, sizeof(tls));
+    tls[1] = (struct cfg_tls){.on = true,
+                              .cert = cert,
+                              .key = key,
+                              .ca = ca,
+                              .verify = CFG_TLS_VERIFY_OPTIONAL,
+                              .min_version = 0x0304,
+                              .ciphers = ciphers,
+                              .server_name = sni};
+    tls[2] = (struct cfg_tls){
+        .on = true, .cert = cert, .key = key, .min_version = 0x0303, .line = 7};
+    assert_int_equal(config_set_listen(cfg, a, tls, 3), ST_OK);
+    memset(cert, 'x', sizeof(cert) - 1); /* the copies are the config's */
+    assert_int_equal(cfg->nlisten, 3);
+    assert_string_equal(cfg->listen[2].name, "127.0.0.1:3");
+    assert_plain(&cfg->listen_tls[0]);
+    assert_tls(&cfg->listen_tls[1], "/c.pem", "/k.pem", "/ca.pem",
+               CFG_TLS_VERIFY_OPTIONAL, 0x0304, 0);
+    assert_ptr_not_equal(cfg->listen_tls[1].cert, cert);
+    assert_ptr_not_equal(cfg->listen_tls[1].ciphers, ciphers);
+    assert_string_equal(cfg->listen_tls[1].ciphers, "HIGH");
+    assert_string_equal(cfg->listen_tls[1].server_name, "sni");
+    assert_tls(&cfg->listen_tls[2], "/c.pem", "/k.pem", NULL,
+               CFG_TLS_VERIFY_NONE, 0x0303, 7);
+    assert_null(cfg->listen_tls[2].ciphers);
+
+    /* tls NULL: plain; the TLS strings above are freed (ASan) */
+    assert_int_equal(config_set_listen(cfg, a, NULL, 2), ST_OK);
+    assert_int_equal(cfg->nlisten, 2);
+    assert_plain(&cfg->listen_tls[0]);
+    assert_plain(&cfg->listen_tls[1]);
+    assert_int_equal(config_set_listen(cfg, &a[1], &tls[1], 1), ST_OK);
+    assert_string_equal(cfg->listen_tls[0].cert, cert);
+    config_unref(cfg);
+}
+
+static void
+test_tls_verify_parse(void **state)
+{
+    enum cfg_tls_verify v = CFG_TLS_VERIFY_NONE;
+    char err[256];
+
+    (void)state;
+    assert_true(config_tls_verify_parse("require", &v));
+    assert_int_equal(v, CFG_TLS_VERIFY_REQUIRE);
+    assert_true(config_tls_verify_parse("optional", &v));
+    assert_int_equal(v, CFG_TLS_VERIFY_OPTIONAL);
+    assert_true(config_tls_verify_parse("none", &v));
+    assert_int_equal(v, CFG_TLS_VERIFY_NONE);
+    assert_false(config_tls_verify_parse("true", &v));
+    assert_false(config_tls_verify_parse("", &v));
+    assert_int_equal(v, CFG_TLS_VERIFY_NONE);
+
+    assert_int_equal(config_check_readable("/dev/null", err, sizeof(err)),
+                     ST_OK);
+    assert_int_equal(
+        config_check_readable("/nonexistent/k.pem", err, sizeof(err)),
+        ST_ERROR);
+    assert_string_equal(err, "/nonexistent/k.pem: No such file or directory");
+    assert_int_equal(config_check_readable("/", err, sizeof(err)), ST_ERROR);
+    assert_string_equal(err, "/: Is a directory");
+}
+
 /* ---- addresses and snapshots ---- */
 
 static void
@@ -1540,6 +2073,15 @@ main(void)
         cmocka_unit_test(test_bad_too_many_routes),
         cmocka_unit_test(test_bad_route_depth),
         cmocka_unit_test(test_routes_validate),
+        cmocka_unit_test(test_tls_defaults),
+        cmocka_unit_test(test_tls_listeners),
+        cmocka_unit_test(test_tls_pools),
+        cmocka_unit_test(test_tls_named_pools),
+        cmocka_unit_test(test_bad_tls),
+        cmocka_unit_test(test_bad_tls_rules),
+        cmocka_unit_test(test_bad_tls_frees),
+        cmocka_unit_test(test_set_listen_tls),
+        cmocka_unit_test(test_tls_verify_parse),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
