@@ -81,7 +81,7 @@ enum conn_hs conn_accept_tls(struct conn *c, struct conn_ctx *ctx, uint32_t ms,
 
 /* The client side of a handshake on c (connected, plain), within ms,
  * checking the server's certificate against ctx's server_name, or else
- * against addr's IP address. ST_OK, ST_TIMEOUT, or ST_ERROR with the
+ * against addr's host as written (a name, or an IP address). ST_OK, ST_TIMEOUT, or ST_ERROR with the
  * reason in err. c stays plain on failure. */
 enum status conn_connect_tls(struct conn *c, struct conn_ctx *ctx,
                              const struct cfg_addr *addr, uint32_t ms,

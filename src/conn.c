@@ -332,21 +332,29 @@ conn_accept_tls(struct conn *c, struct conn_ctx *ctx, uint32_t ms, char *detail,
     return hs;
 }
 
-/* addr's IP address as text, for checking a certificate without a
- * server_name. false for a Unix socket. */
+/* The host part of addr as written ("cache1:11211" -> "cache1",
+ * "[::1]:11211" -> "::1"): the name a server's certificate is checked
+ * against when the pool names none. false for a Unix socket. */
 static bool
-addr_ip(const struct cfg_addr *a, char *buf, size_t len)
+addr_host(const struct cfg_addr *a, char *buf, size_t len)
 {
-    const void *p;
+    const char *name = a->name, *colon = strrchr(name, ':');
+    size_t n;
 
-    if (a->ss.ss_family == AF_INET) {
-        p = &((const struct sockaddr_in *)&a->ss)->sin_addr;
-    } else if (a->ss.ss_family == AF_INET6) {
-        p = &((const struct sockaddr_in6 *)&a->ss)->sin6_addr;
-    } else {
+    if (a->ss.ss_family == AF_UNIX || colon == NULL) {
         return false;
     }
-    return inet_ntop(a->ss.ss_family, p, buf, (socklen_t)len) != NULL;
+    if (name[0] == '[') {
+        name++;
+        colon--; /* the ']' */
+    }
+    n = (size_t)(colon - name);
+    if (n == 0 || n >= len) {
+        return false;
+    }
+    memcpy(buf, name, n);
+    buf[n] = '\0';
+    return true;
 }
 
 enum status
@@ -355,7 +363,10 @@ conn_connect_tls(struct conn *c, struct conn_ctx *ctx,
                  size_t errlen)
 {
     SSL *ssl = SSL_new(ctx->ctx);
-    char why[256], ip[INET6_ADDRSTRLEN];
+    char why[256], host[CFG_ADDR_NAME_MAX];
+    const char *name = ctx->server_name;
+    unsigned char bin[sizeof(struct in6_addr)];
+    bool ip = false;
     int r;
 
     if (ssl == NULL || SSL_set_fd(ssl, c->fd) != 1) {
@@ -363,17 +374,21 @@ conn_connect_tls(struct conn *c, struct conn_ctx *ctx,
         SSL_free(ssl);
         return ST_ERROR;
     }
-    if (ctx->server_name != NULL) {
-        (void)SSL_set_tlsext_host_name(ssl, ctx->server_name);
-        if (ctx->verify && SSL_set1_host(ssl, ctx->server_name) != 1) {
-            snprintf(err, errlen, "server_name: %s",
-                     ssl_reason(why, sizeof(why)));
-            SSL_free(ssl);
-            return ST_ERROR;
-        }
-    } else if (ctx->verify && addr_ip(addr, ip, sizeof(ip)) &&
-               X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl), ip) != 1) {
-        snprintf(err, errlen, "%s: %s", ip, ssl_reason(why, sizeof(why)));
+    /* the pool's server_name, else the host as written: a name is sent
+     * as SNI and checked against the certificate's names, an IP address
+     * against its IP addresses */
+    if (name == NULL && addr_host(addr, host, sizeof(host))) {
+        name = host;
+        ip = inet_pton(AF_INET, host, bin) == 1 ||
+             inet_pton(AF_INET6, host, bin) == 1;
+    }
+    if (name != NULL && !ip) {
+        (void)SSL_set_tlsext_host_name(ssl, name);
+    }
+    if (name != NULL && ctx->verify &&
+        (ip ? X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl), name)
+            : SSL_set1_host(ssl, name)) != 1) {
+        snprintf(err, errlen, "%s: %s", name, ssl_reason(why, sizeof(why)));
         SSL_free(ssl);
         return ST_ERROR;
     }
