@@ -51,6 +51,9 @@ INTEG_SRCS:= $(wildcard tests/integ/integ_*.c)
 INTEG_BINS:= $(INTEG_SRCS:tests/integ/%.c=$(BUILD)/tests/%)
 TLIB_SRCS := $(wildcard tests/lib/*.c)
 TLIB_OBJS := $(TLIB_SRCS:tests/lib/%.c=$(BUILD)/tobj/%.o)
+# tests/lib/tls_client.c: OpenSSL, for the tests' TLS clients
+TLIB_CFLAGS := $(shell pkg-config --cflags openssl 2>/dev/null)
+TLIB_LIBS := $(shell pkg-config --libs openssl 2>/dev/null || echo -lssl -lcrypto)
 BENCH_SRCS:= $(wildcard tests/bench/*.c)
 BENCH_BINS:= $(BENCH_SRCS:tests/bench/%.c=$(BUILD)/bench/%)
 TOOL_SRCS := $(wildcard tests/tools/*.c)
@@ -77,19 +80,19 @@ $(BIN): $(BUILD)/obj/main.o $(LIB)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
 $(BUILD)/tobj/%.o: tests/lib/%.c | $(BUILD)/tobj
-	$(CC) $(CFLAGS) $(DEPFLAGS) -Itests/lib -c -o $@ $<
+	$(CC) $(CFLAGS) $(TLIB_CFLAGS) $(DEPFLAGS) -Itests/lib -c -o $@ $<
 
 $(BUILD)/tests/test_%: tests/unit/test_%.c $(LIB) | $(BUILD)/tests
 	$(CC) $(CFLAGS) -Itests/lib $(LDFLAGS) -o $@ $< $(LIB) \
 	    $(shell pkg-config --libs cmocka) $(LDLIBS)
 
 $(BUILD)/tests/integ_%: tests/integ/integ_%.c $(TLIB_OBJS) $(LIB) | $(BUILD)/tests
-	$(CC) $(CFLAGS) -Itests/lib $(LDFLAGS) -o $@ $< $(TLIB_OBJS) $(LIB) \
-	    $(shell pkg-config --libs cmocka) $(LDLIBS)
+	$(CC) $(CFLAGS) $(TLIB_CFLAGS) -Itests/lib $(LDFLAGS) -o $@ $< $(TLIB_OBJS) $(LIB) \
+	    $(shell pkg-config --libs cmocka) $(TLIB_LIBS) $(LDLIBS)
 
 $(BUILD)/tools/%: tests/tools/%.c $(TLIB_OBJS) | $(BUILD)/tools
 	$(CC) $(CFLAGS) -Itests/lib $(LDFLAGS) -o $@ $< $(TLIB_OBJS) \
-	    $(shell pkg-config --libs cmocka) $(LDLIBS)
+	    $(shell pkg-config --libs cmocka) $(TLIB_LIBS) $(LDLIBS)
 
 $(BUILD)/bench/%: tests/bench/%.c $(LIB) | $(BUILD)/bench
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(LIB) $(LDLIBS)

@@ -1,8 +1,13 @@
 #!/usr/bin/env bash
 # Run riven's tests: every test_* (unit) then integ_* (integration) binary
 # in $TEST_DIR, then memccapable's conformance suite (ascii and binary)
-# twice: against riven in front of a fresh memcached, and against riven
-# whose default route is all_sync over two pools (two fresh memcacheds).
+# three times: against riven in front of a fresh memcached, against riven
+# whose default route is all_sync over two pools (two fresh memcacheds),
+# and against riven whose pool speaks TLS (pool.tls, with a client
+# certificate) to a memcached -Z that requires one; memccapable itself
+# talks plain TCP to riven. That last run is skipped (counted as 1
+# skipped) when the openssl CLI or memcached's TLS is missing, or with
+# RIVEN_DIRECT=1 (memccapable cannot speak TLS to memcached itself).
 # Counts cmocka test cases from the "[  PASSED  ] N test(s)." /
 # "[  FAILED  ] N test(s)" lines (cases that ran but neither passed nor
 # were skipped, e.g. a failed fixture, count as failed; a binary that fails
@@ -35,6 +40,7 @@ conf=$(mktemp --suffix=.yml)
 mc_pid=""
 mc2_pid=""
 rv_pid=""
+certs_dir=""   # run_memccapable_tls's certificates (tests/lib/mkcerts.sh)
 
 # Stop one process we started, by pid: TERM (and CONT), wait up to 5 s,
 # then KILL.
@@ -57,6 +63,7 @@ cleanup() {
     stop_pid "$mc_pid"
     stop_pid "$mc2_pid"
     rm -f "$log" "$conf"
+    [ -z "$certs_dir" ] || rm -rf "$certs_dir"
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
@@ -125,6 +132,8 @@ wait_ready() {
     return 1
 }
 
+# start_memcached [EXTRA...]: a fresh memcached on $mc_port (pid in
+# $mc_pid) with EXTRA arguments (e.g. -Z -o ssl_...).
 start_memcached() {
     local user=()
     if [ "$(id -u)" -eq 0 ]; then  # memcached refuses root without -u
@@ -133,7 +142,7 @@ start_memcached() {
     fi
     for ((try = 0; try < 5; try++)); do
         mc_port=$(free_port) || return 1
-        memcached -U 0 -l 127.0.0.1 -p "$mc_port" -m 64 "${user[@]}" &
+        memcached -U 0 -l 127.0.0.1 -p "$mc_port" -m 64 "${user[@]}" "$@" &
         mc_pid=$!
         wait_ready "$mc_pid" "$mc_port" && return 0
         stop_pid "$mc_pid"
@@ -255,6 +264,58 @@ routes:
     memccapable_count "$name" "$port"
 }
 
+# A run that cannot happen on this machine: counted as 1 skipped.
+memccapable_skipped() {
+    echo "=== $1: skipped: $2"
+    skipped=$((skipped + 1))
+}
+
+# The same through riven whose pool talks TLS (issue 14) to a memcached -Z
+# with ssl_verify_mode=2 (a client certificate required): certificates
+# from tests/lib/mkcerts.sh in a temp dir, removed after the run.
+run_memccapable_tls() {
+    local name=memccapable-tls mkcerts ssl
+    mkcerts="$(dirname "$0")/lib/mkcerts.sh"
+    echo "=== $name (ascii and binary, riven -> memcached -Z over pool.tls)"
+    if direct; then
+        memccapable_skipped "$name" "RIVEN_DIRECT: memccapable has no TLS"
+        return
+    fi
+    if ! command -v openssl >/dev/null 2>&1; then
+        memccapable_skipped "$name" "the openssl CLI is not installed"
+        return
+    fi
+    if ! memcached -h 2>&1 | grep -q -- --enable-ssl; then
+        memccapable_skipped "$name" "memcached has no TLS (-Z)"
+        return
+    fi
+    if ! certs_dir=$(mktemp -d /tmp/riven-tls-XXXXXX); then
+        certs_dir=""
+        memccapable_broken "$name" "mktemp -d failed"
+        return
+    fi
+    if ! bash "$mkcerts" "$certs_dir"; then
+        memccapable_broken "$name" "$mkcerts failed"
+        rm -rf "$certs_dir"; certs_dir=""; return
+    fi
+    ssl="ssl_chain_cert=$certs_dir/server.pem,ssl_key=$certs_dir/server.key"
+    ssl="$ssl,ssl_ca_cert=$certs_dir/ca.pem,ssl_verify_mode=2"
+    start_memcached -Z -o "$ssl" || {
+        memccapable_broken "$name" "cannot start memcached -Z"
+        rm -rf "$certs_dir"; certs_dir=""; return; }
+    start_riven "listen: [\"127.0.0.1:LISTEN_PORT\"]
+pool:
+  servers: [\"127.0.0.1:$mc_port\"]
+  tls: {ca: \"$certs_dir/ca.pem\", cert: \"$certs_dir/client.pem\",
+        key: \"$certs_dir/client.key\", verify: true,
+        server_name: localhost}" || {
+        memccapable_broken "$name" "cannot start $RIVEN_BIN -c (pool.tls)"
+        rm -rf "$certs_dir"; certs_dir=""; return; }
+    memccapable_count "$name" "$rv_port"
+    rm -rf "$certs_dir"
+    certs_dir=""
+}
+
 ulimit -n 2>/dev/null | sed 's/^/=== ulimit -n: /'
 shopt -s nullglob
 for bin in "$TEST_DIR"/test_* "$TEST_DIR"/integ_*; do
@@ -264,16 +325,17 @@ for bin in "$TEST_DIR"/test_* "$TEST_DIR"/integ_*; do
 done
 tool=$(command -v memccapable || command -v memcapable) || tool=""
 if [ -z "$tool" ]; then
-    echo "=== memccapable: not installed: 2 runs counted as 1 failed each"
-    failed=$((failed + 2)); failures+=("memccapable")
+    echo "=== memccapable: not installed: 3 runs counted as 1 failed each"
+    failed=$((failed + 3)); failures+=("memccapable")
 else
     run_memccapable
     run_memccapable_all_sync
+    run_memccapable_tls
 fi
 
 if [ "${#failures[@]}" -gt 0 ]; then
     echo "=== failed: ${failures[*]}"
 fi
-[ "$skipped" -eq 0 ] || echo "=== skipped: $skipped test case(s)"
+[ "$skipped" -eq 0 ] || echo "=== skipped: $skipped test case(s) or run(s)"
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]
