@@ -9,6 +9,8 @@
 #   BENCH_ONLY=routes tests/bench/run.sh RIVEN_BIN BENCH_DIR
 #       only the routes rows (tests/bench/routes.sh, ROUTES_ROUNDS rounds,
 #       default 5), spliced into RESULTS.md in place of the last ones
+#   BENCH_ONLY=tls ...: the same for the TLS rows (tests/bench/tls.sh,
+#       TLS_ROUNDS rounds, default 3)
 #
 # BENCH_DIR holds the relay, idle, pairs, parse_bench and hist_bench binaries.
 set -u
@@ -34,30 +36,41 @@ trap cleanup EXIT INT TERM
 # target, finer than this machine's noise over 3
 ROUTES_ROUNDS=${ROUTES_ROUNDS:-5}
 
-# BENCH_ONLY=routes: run only the routes section (tests/bench/routes.sh)
-# and put it in place of the one in RESULTS.md, the rest left as it was
-if [ "${BENCH_ONLY:-}" = routes ]; then
-    ROUTES_PAIRS=$BENCH/pairs "$(dirname "$0")/routes.sh" "$RIVEN" "$ROUTES_ROUNDS" "$TMP/routes.md" || exit 1
-    python3 - "$OUT" "$TMP/routes.md" <<'PY'
+# The sections with their own memcacheds and rivens: routes (issue 13)
+# and tls (issue 14). section NAME OUT_MD runs one.
+section() {
+    case $1 in
+    routes) ROUTES_PAIRS=$BENCH/pairs "$(dirname "$0")/routes.sh" "$RIVEN" "$ROUTES_ROUNDS" "$2" ;;
+    tls) "$(dirname "$0")/tls.sh" "$RIVEN" "$BENCH" "$TLS_ROUNDS" "$2" ;;
+    esac
+}
+TLS_ROUNDS=${TLS_ROUNDS:-3}
+
+# BENCH_ONLY=routes or tls: run only that section and put it in place of
+# the one in RESULTS.md, the rest left as it was
+if [ "${BENCH_ONLY:-}" = routes ] || [ "${BENCH_ONLY:-}" = tls ]; then
+    section "$BENCH_ONLY" "$TMP/$BENCH_ONLY.md" || exit 1
+    python3 - "$OUT" "$TMP/$BENCH_ONLY.md" "$BENCH_ONLY" <<'PY'
 import sys
-out, new = sys.argv[1], open(sys.argv[2]).read()
+out, new, name = sys.argv[1], open(sys.argv[2]).read(), sys.argv[3]
 try:
     s = open(out).read()
 except FileNotFoundError:
     s = ""
-b, e = s.find("<!-- routes:begin"), s.find("<!-- routes:end -->")
+end = "<!-- %s:end -->" % name
+b, e = s.find("<!-- %s:begin" % name), s.find(end)
 if b >= 0 and e > b:
-    s = s[:b] + new + s[e + len("<!-- routes:end -->\n"):]
+    s = s[:b] + new + s[e + len(end) + 1:]
 else:
     n = s.find("## Notes (tests/bench/NOTES.md")
     n = len(s) if n < 0 else n
     s = s[:n] + new + "\n" + s[n:]
 open(out, "w").write(s)
 PY
-    echo "bench: routes section replaced in $OUT"
+    echo "bench: $BENCH_ONLY section replaced in $OUT"
     exit 0
 elif [ -n "${BENCH_ONLY:-}" ]; then
-    echo "bench: BENCH_ONLY=$BENCH_ONLY: only 'routes' is known" >&2
+    echo "bench: BENCH_ONLY=$BENCH_ONLY: only 'routes' and 'tls' are known" >&2
     exit 2
 fi
 
@@ -263,7 +276,8 @@ for t in $TARGETS; do kill "${PID[$t]}" 2>/dev/null; wait "${PID[$t]}" 2>/dev/nu
 PARSE=$("$BENCH/parse_bench")
 HIST=$("$BENCH/hist_bench" 2>&1)
 # the routes rows (issue 13): their own memcacheds and rivens
-ROUTES_PAIRS=$BENCH/pairs "$(dirname "$0")/routes.sh" "$RIVEN" "$ROUTES_ROUNDS" "$TMP/routes.md" || echo "(routes section failed)" > "$TMP/routes.md"
+section routes "$TMP/routes.md" || echo "(routes section failed)" > "$TMP/routes.md"
+section tls "$TMP/tls.md" || echo "(tls section failed)" > "$TMP/tls.md"
 
 # The targets of issue 7, judged on this run's medians.
 VERDICT=""
@@ -385,6 +399,8 @@ VERDICT+=$(check "$IDLE_N idle connections, <= 16 KiB each, no backend socket" "
     echo '```'
     echo
     cat "$TMP/routes.md"
+    echo
+    cat "$TMP/tls.md"
     echo
     cat tests/bench/NOTES.md
 } > "$OUT"
