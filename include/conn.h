@@ -33,11 +33,16 @@ struct ssl_st; /* OpenSSL's SSL */
 struct conn {
     int fd;             /* -1 when closed */
     struct ssl_st *ssl; /* NULL: plain */
+    uint32_t rcv_ms;    /* SO_RCVTIMEO in force, 0 = none */
+    uint32_t snd_ms;    /* SO_SNDTIMEO in force, 0 = none */
+    uint8_t trim_wait;  /* conn_trim_at's countdown, 0 = none */
+    bool ready;         /* TLS: conn_wait saw bytes the next recv reads */
 };
 
 #define CONN_INIT                                                              \
     {                                                                          \
-        .fd = -1, .ssl = NULL                                                  \
+        .fd = -1, .ssl = NULL, .rcv_ms = 0, .snd_ms = 0, .trim_wait = 0,       \
+        .ready = false                                                         \
     }
 
 /* How a handshake ended. The server counts them by kind. */
@@ -68,8 +73,19 @@ struct conn_ctx *conn_ctx_client(const struct cfg_tls *t, char *err,
  * NULL-safe. */
 void conn_ctx_free(struct conn_ctx *ctx);
 
-/* A plain stream on fd (owned from now on). */
+/* A plain stream on fd (owned from now on), with no timeouts set. */
 void conn_plain(struct conn *c, int fd);
+
+/* The wait-th wait for bytes from now (conn_recv, before it blocks)
+ * first gives back the thread's stack pages below it, and for TLS
+ * OpenSSL's per-thread state: an idle client then holds what a thread
+ * waiting for its next request needs, not what its first requests
+ * touched. One system call, once. */
+void conn_trim_at(struct conn *c, uint8_t wait);
+
+/* Set the receive / send timeouts (SO_RCVTIMEO / SO_SNDTIMEO; 0 = none),
+ * with a system call only when one changes. */
+void conn_set_timeouts(struct conn *c, uint32_t rcv_ms, uint32_t snd_ms);
 
 /* The server side of a handshake on c (plain so far), within ms. On
  * CONN_HS_OK c is a TLS stream; otherwise c stays plain, and detail (if
@@ -81,8 +97,8 @@ enum conn_hs conn_accept_tls(struct conn *c, struct conn_ctx *ctx, uint32_t ms,
 
 /* The client side of a handshake on c (connected, plain), within ms,
  * checking the server's certificate against ctx's server_name, or else
- * against addr's host as written (a name, or an IP address). ST_OK, ST_TIMEOUT, or ST_ERROR with the
- * reason in err. c stays plain on failure. */
+ * against addr's host as written (a name, or an IP address). ST_OK, ST_TIMEOUT,
+ * or ST_ERROR with the reason in err. c stays plain on failure. */
 enum status conn_connect_tls(struct conn *c, struct conn_ctx *ctx,
                              const struct cfg_addr *addr, uint32_t ms,
                              char *err, size_t errlen) WUR;
@@ -93,6 +109,12 @@ enum status conn_connect_tls(struct conn *c, struct conn_ctx *ctx,
 ssize_t conn_recv(struct conn *c, void *buf, size_t len);
 ssize_t conn_send(struct conn *c, const void *buf, size_t len);
 ssize_t conn_writev(struct conn *c, const struct iovec *iov, int iovcnt);
+
+/* TLS: wait until bytes may be read, as conn_recv would before it reads
+ * (for as long as the receive timeout allows), so that the caller can
+ * hold no buffer while it waits. 0, or -1 with errno (EAGAIN when the
+ * timeout passed). Plain: 0 at once (recv waits). */
+int conn_wait(struct conn *c);
 
 /* True when a TLS stream holds decrypted bytes not yet read: a poll(2)
  * on the fd would not see them. */

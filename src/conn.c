@@ -18,9 +18,11 @@
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
 #include <poll.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
@@ -30,6 +32,8 @@
 /* TLS records carry at most 16 KiB: writev gathers small pieces up to
  * this, so that a reply of many pieces is a few records, not one each. */
 #define CONN_RECORD_MAX 16384
+/* Stack of the thread a client's handshake runs on (handshake_aside). */
+#define CONN_HS_STACK (256u * 1024)
 
 struct conn_ctx {
     SSL_CTX *ctx;
@@ -159,6 +163,7 @@ conn_ctx_server(const struct cfg_tls *t, char *err, size_t errlen)
     /* resumption by stateless tickets only: a cache of sessions on the
      * server would grow with every client (20,480 by default) */
     SSL_CTX_set_session_cache_mode(c->ctx, SSL_SESS_CACHE_OFF);
+    SSL_CTX_set_num_tickets(c->ctx, 0);
     /* sessions resumed with a client certificate need an id context */
     SSL_CTX_set_session_id_context(c->ctx, sid, sizeof(sid) - 1);
     return c;
@@ -214,6 +219,31 @@ conn_plain(struct conn *c, int fd)
 {
     c->fd = fd;
     c->ssl = NULL;
+    c->rcv_ms = c->snd_ms = 0;
+    c->trim_wait = 0;
+    c->ready = false;
+}
+
+static void
+set_timeout(int fd, int opt, uint32_t ms)
+{
+    struct timeval tv = {.tv_sec = ms / 1000,
+                         .tv_usec = (suseconds_t)(ms % 1000) * 1000};
+
+    (void)setsockopt(fd, SOL_SOCKET, opt, &tv, sizeof(tv));
+}
+
+void
+conn_set_timeouts(struct conn *c, uint32_t rcv_ms, uint32_t snd_ms)
+{
+    if (rcv_ms != c->rcv_ms) {
+        set_timeout(c->fd, SO_RCVTIMEO, rcv_ms);
+        c->rcv_ms = rcv_ms;
+    }
+    if (snd_ms != c->snd_ms) {
+        set_timeout(c->fd, SO_SNDTIMEO, snd_ms);
+        c->snd_ms = snd_ms;
+    }
 }
 
 /*
@@ -269,67 +299,172 @@ done:
     return rc;
 }
 
-enum conn_hs
-conn_accept_tls(struct conn *c, struct conn_ctx *ctx, uint32_t ms, char *detail,
-                size_t detaillen, char *subject, size_t subjectlen)
+/*
+ * Give back the pages of this thread's stack below the caller's frame.
+ * A request's parsing and orchestration, and a TLS key exchange or a
+ * stream's first records, run deeper than a thread waiting for its next
+ * request ever does again; an idle client need not keep those pages.
+ */
+static void
+trim_stack(void)
 {
-    SSL *ssl = SSL_new(ctx->ctx);
-    enum conn_hs hs = CONN_HS_PROTOCOL;
-    char why[256];
+    pthread_attr_t attr;
+    void *lo;
+    size_t size;
+    char here;
+    uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE), top;
+
+    if (pthread_getattr_np(pthread_self(), &attr) != 0) {
+        return;
+    }
+    if (pthread_attr_getstack(&attr, &lo, &size) == 0) {
+        /* below the page of this frame: what the callers use is above */
+        top = ((uintptr_t)&here - page) & ~(page - 1);
+        if (top > (uintptr_t)lo + page) {
+            (void)madvise(lo, top - (uintptr_t)lo, MADV_DONTNEED);
+        }
+    }
+    pthread_attr_destroy(&attr);
+}
+
+/* Before c's wait for bytes: the wait conn_trim_at named trims the
+ * stack, and OpenSSL's per-thread state (its random generators, its
+ * error queue), which it rebuilds if the thread needs it again. */
+static void
+idle_trim(struct conn *c)
+{
+    if (c->trim_wait > 0 && --c->trim_wait == 0) {
+        if (c->ssl != NULL) {
+            OPENSSL_thread_stop();
+        }
+        trim_stack();
+    }
+}
+
+void
+conn_trim_at(struct conn *c, uint8_t wait)
+{
+    c->trim_wait = wait;
+}
+
+/* One server-side handshake: what accept_tls needs and what it found. */
+struct hs_job {
+    struct conn_ctx *ctx;
+    int fd;
+    uint32_t ms;
+    SSL *ssl; /* on CONN_HS_OK */
+    enum conn_hs hs;
+    char *detail, *subject; /* may be NULL */
+    size_t detaillen, subjectlen;
+};
+
+/* Run j's handshake and classify how it ended, on the calling thread
+ * (OpenSSL's error queue is per thread). */
+static void
+accept_tls(struct hs_job *j)
+{
+    SSL *ssl = SSL_new(j->ctx->ctx);
+    char why[256] = "";
     X509 *peer;
     long v;
     int r;
 
-    if (detail != NULL) {
-        detail[0] = '\0';
-    }
-    if (subject != NULL) {
-        subject[0] = '\0';
-    }
-    if (ssl == NULL || SSL_set_fd(ssl, c->fd) != 1) {
-        if (detail != NULL) {
-            snprintf(detail, detaillen, "%s", ssl_reason(why, sizeof(why)));
-        }
+    j->hs = CONN_HS_PROTOCOL;
+    if (ssl == NULL || SSL_set_fd(ssl, j->fd) != 1) {
+        ssl_reason(why, sizeof(why));
         SSL_free(ssl);
-        return CONN_HS_PROTOCOL;
+        goto out;
     }
-    r = handshake(ssl, c->fd, true, ms);
-    if ((peer = SSL_get0_peer_certificate(ssl)) != NULL && subject != NULL) {
-        X509_NAME_oneline(X509_get_subject_name(peer), subject,
-                          (int)MIN(subjectlen, INT32_MAX));
+    r = handshake(ssl, j->fd, true, j->ms);
+    if ((peer = SSL_get0_peer_certificate(ssl)) != NULL && j->subject != NULL) {
+        X509_NAME_oneline(X509_get_subject_name(peer), j->subject,
+                          (int)MIN(j->subjectlen, INT32_MAX));
     }
     if (r == 1) {
-        c->ssl = ssl;
-        return CONN_HS_OK;
+        j->ssl = ssl;
+        j->hs = CONN_HS_OK;
+        return;
     }
     v = SSL_get_verify_result(ssl);
     if (r < 0) {
-        hs = CONN_HS_TIMEOUT;
-        snprintf(why, sizeof(why), "not done in %u ms", ms);
+        j->hs = CONN_HS_TIMEOUT;
+        snprintf(why, sizeof(why), "not done in %u ms", j->ms);
     } else if (v == X509_V_ERR_CERT_HAS_EXPIRED) {
-        hs = CONN_HS_EXPIRED;
+        j->hs = CONN_HS_EXPIRED;
         snprintf(why, sizeof(why), "%s", X509_verify_cert_error_string(v));
     } else if (v != X509_V_OK) {
-        hs = CONN_HS_BAD_CERT;
+        j->hs = CONN_HS_BAD_CERT;
         snprintf(why, sizeof(why), "%s", X509_verify_cert_error_string(v));
     } else {
         unsigned long e = ERR_peek_error();
 
         if (ERR_GET_LIB(e) == ERR_LIB_SSL &&
             ERR_GET_REASON(e) == SSL_R_PEER_DID_NOT_RETURN_A_CERTIFICATE) {
-            hs = CONN_HS_NO_CERT;
+            j->hs = CONN_HS_NO_CERT;
         }
         ssl_reason(why, sizeof(why));
         if (why[0] == '\0') {
             snprintf(why, sizeof(why), "closed during the handshake");
         }
     }
-    ERR_clear_error();
-    if (detail != NULL) {
-        snprintf(detail, detaillen, "%s", why);
-    }
     SSL_free(ssl);
-    return hs;
+out:
+    ERR_clear_error();
+    if (j->detail != NULL) {
+        snprintf(j->detail, j->detaillen, "%s", why);
+    }
+}
+
+static void *
+hs_main(void *arg)
+{
+    accept_tls(arg);
+    /* glibc keeps the stacks of ended threads for new ones: a kept stack
+     * should not hold the pages the key exchange touched */
+    trim_stack();
+    return NULL; /* the thread's exit frees its malloc cache */
+}
+
+/*
+ * The server side of a handshake runs on a thread of its own that ends
+ * with it. The key exchange allocates and frees much and runs deep: on
+ * the connection's thread it would leave that thread's malloc cache
+ * (glibc's tcache, per thread) holding the freed pieces, and its stack
+ * pages resident, for as long as the client stays: some 25 KiB an idle
+ * client. A thread's exit gives both back. Without a thread to spare, the
+ * handshake runs here and the stack is trimmed after it.
+ */
+enum conn_hs
+conn_accept_tls(struct conn *c, struct conn_ctx *ctx, uint32_t ms, char *detail,
+                size_t detaillen, char *subject, size_t subjectlen)
+{
+    struct hs_job j = {.ctx = ctx,
+                       .fd = c->fd,
+                       .ms = ms,
+                       .detail = detail,
+                       .detaillen = detaillen,
+                       .subject = subject,
+                       .subjectlen = subjectlen};
+    pthread_attr_t attr;
+    pthread_t tid;
+    int rc;
+
+    if (subject != NULL) {
+        subject[0] = '\0';
+    }
+    pthread_attr_init(&attr);
+    pthread_attr_setstacksize(&attr, CONN_HS_STACK);
+    rc = pthread_create(&tid, &attr, hs_main, &j);
+    pthread_attr_destroy(&attr);
+    if (rc == 0) {
+        pthread_join(tid, NULL);
+    } else {
+        accept_tls(&j);
+        OPENSSL_thread_stop();
+        trim_stack();
+    }
+    c->ssl = j.ssl;
+    return j.hs;
 }
 
 /* The host part of addr as written ("cache1:11211" -> "cache1",
@@ -438,6 +573,38 @@ ssl_errno(SSL *ssl, int r)
     return e;
 }
 
+/* Block until c is readable, for as long as its receive timeout allows.
+ * 0, or -1 with errno (EAGAIN when the timeout passed). */
+static int
+wait_readable(const struct conn *c)
+{
+    struct pollfd pfd = {.fd = c->fd, .events = POLLIN};
+    int ms = c->rcv_ms > 0 ? (int)MIN(c->rcv_ms, INT32_MAX) : -1, r;
+
+    do {
+        r = poll(&pfd, 1, ms);
+    } while (r < 0 && errno == EINTR);
+    if (r == 0) {
+        errno = EAGAIN;
+        return -1;
+    }
+    return r < 0 ? -1 : 0;
+}
+
+int
+conn_wait(struct conn *c)
+{
+    if (c->ssl == NULL || c->ready || SSL_has_pending(c->ssl)) {
+        return 0;
+    }
+    idle_trim(c);
+    if (wait_readable(c) != 0) {
+        return -1;
+    }
+    c->ready = true;
+    return 0;
+}
+
 ssize_t
 conn_recv(struct conn *c, void *buf, size_t len)
 {
@@ -445,10 +612,16 @@ conn_recv(struct conn *c, void *buf, size_t len)
     int e;
 
     if (c->ssl == NULL) {
+        idle_trim(c);
         return recv(c->fd, buf, len, 0);
     }
-    ERR_clear_error();
-    errno = 0;
+    /* Wait for bytes before SSL_read: blocked inside it, OpenSSL would
+     * hold its 16 KiB read buffer for as long as the client is idle. */
+    if (conn_wait(c) != 0) {
+        return -1;
+    }
+    c->ready = false;
+    errno = 0; /* the error queue is empty: ssl_errno empties it */
     if (SSL_read_ex(c->ssl, buf, len, &n) == 1) {
         return (ssize_t)n;
     }
@@ -467,7 +640,6 @@ conn_send(struct conn *c, const void *buf, size_t len)
     if (c->ssl == NULL) {
         return send(c->fd, buf, len, MSG_NOSIGNAL);
     }
-    ERR_clear_error();
     errno = 0;
     if (SSL_write_ex(c->ssl, buf, len, &n) == 1) {
         return (ssize_t)n;

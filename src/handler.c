@@ -214,16 +214,6 @@ fail_pending(struct handler *h, enum res_fail why)
     handler_close(h);
 }
 
-static void
-set_timeouts(int fd, uint32_t ms)
-{
-    struct timeval tv = {.tv_sec = ms / 1000,
-                         .tv_usec = (suseconds_t)(ms % 1000) * 1000};
-
-    (void)setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-    (void)setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
-}
-
 /* Wait for a non-blocking connect until deadline (CLOCK_MONOTONIC ms).
  * ST_OK, ST_TIMEOUT or ST_ERROR. */
 static enum status
@@ -309,8 +299,8 @@ handler_connect(struct handler *h)
     if (a->ss.ss_family != AF_UNIX) {
         (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
     }
-    set_timeouts(fd, h->request_ms);
     conn_plain(&h->c, fd);
+    conn_set_timeouts(&h->c, h->request_ms, h->request_ms);
     if (h->tls != NULL) {
         uint64_t now = util_now_ms();
         char err[256] = "TLS handshake: the connect timeout has passed";
@@ -610,7 +600,7 @@ handler_rebind(struct handler *h, const struct cfg_addr *addr,
     h->idx = idx;
     h->connect_ms = connect_ms;
     if (h->c.fd >= 0 && request_ms != h->request_ms) {
-        set_timeouts(h->c.fd, request_ms);
+        conn_set_timeouts(&h->c, request_ms, request_ms);
     }
     h->request_ms = request_ms;
 }

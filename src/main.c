@@ -525,18 +525,11 @@ round_init(struct probe_round *r, const struct snapshot *snap)
     const struct config *cfg = snap->cfg;
     const struct cfg_pool *pools[CFG_SERVERS_MAX];
     size_t np = config_pool_list(cfg, pools, NELEMS(pools));
-    const struct route_pool *envs[CFG_SERVERS_MAX];
 
     r->n = 0;
     r->ms = MIN(MIN(cfg->connect_timeout_ms, cfg->request_timeout_ms),
                 PROBE_MAX_MS);
     atomic_store(&r->next, 0);
-    /* the snapshot's pools, in config_pool_list's order */
-    envs[0] = &snap->env.l1;
-    envs[1] = &snap->env.l2;
-    for (size_t p = 0; p < snap->env.npools && p < NELEMS(envs); p++) {
-        envs[p] = &snap->env.pools[p];
-    }
     pthread_mutex_lock(&prober.lock);
     for (size_t p = 0; p < np; p++) {
         for (size_t i = 0; i < pools[p]->nservers && r->n < METRICS_SERVERS_MAX;
@@ -549,7 +542,10 @@ round_init(struct probe_round *r, const struct snapshot *snap)
                 s->up = false;
                 s->at_ms = 0;
             }
-            r->tls[r->n] = envs[p]->tls;
+            /* the snapshot's pool p, in config_pool_list's order */
+            r->tls[r->n] = cfg->npools > 0 ? snap->env.pools[p].tls
+                           : p == 0        ? snap->env.l1.tls
+                                           : snap->env.l2.tls;
             r->srv[r->n++] = &pools[p]->servers[i];
         }
     }

@@ -120,9 +120,8 @@ adopt(struct layer *ly, struct layer *prev, const struct config *cfg)
             }
             ly->h[i] = prev->h[j];
             prev->h[j] = NULL;
-            handler_rebind(ly->h[i], &s->addr, ly->env->tls,
-                           ly->env->mbase + i, cfg->connect_timeout_ms,
-                           cfg->request_timeout_ms);
+            handler_rebind(ly->h[i], &s->addr, ly->env->tls, ly->env->mbase + i,
+                           cfg->connect_timeout_ms, cfg->request_timeout_ms);
             break;
         }
     }

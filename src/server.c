@@ -63,7 +63,6 @@ struct server {
     size_t line_errs;         /* failed keys before the first answer */
     char line_msg[128];       /* line_err's text */
     uint64_t last_done;       /* ms: connect, or last batch answered */
-    uint32_t rcv_ms;          /* SO_RCVTIMEO in force (0 = none) */
     bool closing;             /* quit seen or stream unframeable */
     bool nomem;               /* the batch could not be built */
     bool detected;            /* proto is known (first byte seen) */
@@ -127,18 +126,6 @@ switch_snapshot(struct server *s)
     return ST_OK;
 }
 
-static void
-set_rcvtimeo(struct server *s, uint32_t ms)
-{
-    struct timeval tv = {.tv_sec = ms / 1000,
-                         .tv_usec = (suseconds_t)(ms % 1000) * 1000};
-
-    if (ms != s->rcv_ms) {
-        (void)setsockopt(s->io.fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-        s->rcv_ms = ms;
-    }
-}
-
 /* The time recv may block: until the client must have completed a request
  * (client_idle_timeout_ms), the backend sockets are released
  * (backend_idle_timeout_ms) or copies sent to a shadow time out,
@@ -199,9 +186,6 @@ read_client(struct server *s)
     if (s->need > buf_len(&s->rbuf)) {
         want = MAX(want, s->need - buf_len(&s->rbuf));
     }
-    if (buf_reserve(&s->rbuf, want) != ST_OK) {
-        return ST_NOMEM;
-    }
     if (buf_len(&s->rbuf) == 0 && s->swallow == 0 && !s->skipline) {
         atomic_store(&s->conn->busy, 0);
         if (atomic_load(&draining)) {
@@ -209,8 +193,20 @@ read_client(struct server *s)
         }
     }
     for (;;) {
-        set_rcvtimeo(s, recv_wait(s, util_now_ms()));
-        n = conn_recv(&s->io, s->rbuf.last, buf_space(&s->rbuf));
+        conn_set_timeouts(&s->io, recv_wait(s, util_now_ms()), s->io.snd_ms);
+        n = 0;
+        if (buf_len(&s->rbuf) == 0 && s->io.ssl != NULL) {
+            /* a TLS client waits with no read buffer: it is read in
+             * records anyway, after a poll (conn_wait) */
+            buf_free(&s->rbuf);
+            n = conn_wait(&s->io);
+        }
+        if (n == 0) {
+            if (buf_reserve(&s->rbuf, want) != ST_OK) {
+                return ST_NOMEM;
+            }
+            n = conn_recv(&s->io, s->rbuf.last, buf_space(&s->rbuf));
+        }
         if (n >= 0 || errno == EINTR) {
             if (n >= 0) {
                 break;
@@ -701,6 +697,7 @@ peer_name(int fd, char *buf, size_t len)
     char host[INET6_ADDRSTRLEN] = "?";
     int port = 0;
 
+    memset(&ss, 0, sizeof(ss));
     if (getpeername(fd, (struct sockaddr *)&ss, &sl) == 0) {
         if (ss.ss_family == AF_INET) {
             const struct sockaddr_in *in = (const struct sockaddr_in *)&ss;
@@ -769,19 +766,17 @@ void
 server_run(struct server_conn *conn)
 {
     struct server s = {.io = CONN_INIT, .conn = conn};
-    struct timeval tv;
     enum status st;
 
     conn_plain(&s.io, conn->fd);
+    /* after the first request: the second wait for bytes */
+    conn_trim_at(&s.io, 2);
     buf_init(&s.rbuf, SERVER_BUF_INIT);
     req_batch_init(&s.batch);
     outq_init(&s.out, SERVER_OUT_INIT);
     s.last_done = util_now_ms();
-    if (switch_snapshot(&s) == ST_OK && s.cfg->client_write_timeout_ms > 0) {
-        tv.tv_sec = s.cfg->client_write_timeout_ms / 1000;
-        tv.tv_usec =
-            (suseconds_t)(s.cfg->client_write_timeout_ms % 1000) * 1000;
-        (void)setsockopt(s.io.fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+    if (switch_snapshot(&s) == ST_OK) {
+        conn_set_timeouts(&s.io, 0, s.cfg->client_write_timeout_ms);
     }
     st = s.snap == NULL ? ST_ERROR : conn->tls ? start_tls(&s) : ST_OK;
     while (st == ST_OK && (st = switch_snapshot(&s)) == ST_OK) {

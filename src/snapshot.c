@@ -144,7 +144,7 @@ listen_init(struct snapshot *snap, char *err, size_t errlen)
 {
     const struct config *cfg = snap->cfg;
 
-    snap->listen_tls = calloc(MAX(cfg->nlisten, 1), sizeof(*snap->listen_tls));
+    snap->listen_tls = calloc(MAX(cfg->nlisten, 1), sizeof(struct conn_ctx *));
     if (snap->listen_tls == NULL) {
         snprintf(err, errlen, "out of memory");
         return ST_ERROR;
