@@ -14,7 +14,7 @@
 declare -A LAYER=(
     [util]=0 [log]=0 [buf]=0
     [request]=1 [proto_text]=1 [proto_meta]=1 [proto_binary]=1 [config]=1 [conn]=1
-    [ring]=1 [hist]=1
+    [chunk]=1 [ring]=1 [hist]=1
     [metrics]=2 [metrics_http]=2
     [health]=3 [handler]=3 [shadow]=3
     [route]=4 [orca]=4 [snapshot]=4
@@ -27,8 +27,8 @@ declare -A LAYER=(
 declare -A RANK=()
 r=0
 for mod in util log buf request proto_text proto_meta proto_binary config conn \
-           ring hist metrics metrics_http health handler shadow route orca \
-           snapshot server listener main; do
+           chunk ring hist metrics metrics_http health handler shadow route \
+           orca snapshot server listener main; do
     RANK[$mod]=$r
     r=$((r + 1))
 done
