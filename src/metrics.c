@@ -905,14 +905,14 @@ stats_requests(struct out *o)
         emit(o, "STAT errors_%s %" PRIu64 "\r\n", err_names[k],
              load(&metrics_store.errors[k]));
     }
+    for (size_t r = 2; r-- > 0;) {
+        emit(o, "STAT config_reloads_%s %" PRIu64 "\r\n", reload_names[r],
+             load(&metrics_store.reloads[r]));
+    }
     for (size_t r = 0; r < CONN_HS_NKINDS; r++) {
         emit(o, "STAT tls_handshakes_%s %" PRIu64 "\r\n",
              conn_hs_name((enum conn_hs)r),
              load(&metrics_store.tls_handshakes[r]));
-    }
-    for (size_t r = 2; r-- > 0;) {
-        emit(o, "STAT config_reloads_%s %" PRIu64 "\r\n", reload_names[r],
-             load(&metrics_store.reloads[r]));
     }
 }
 
