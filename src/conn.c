@@ -4,9 +4,12 @@
  * The sockets stay blocking with SO_RCVTIMEO/SO_SNDTIMEO, as riven's
  * plain sockets are; OpenSSL reads and writes them through its socket
  * BIO, and a timeout comes back as SSL_ERROR_WANT_READ/WRITE, which is
- * EAGAIN here. Only the handshake runs non-blocking, under poll(2) with
- * one deadline for the whole of it: a client that sends its ClientHello
- * a byte at a time cannot stretch it.
+ * EAGAIN here. A TLS read first waits with poll(2) for the receive
+ * timeout (conn_wait), so that nothing is held while a client is idle.
+ * Only the handshake runs non-blocking, under poll(2) with one deadline
+ * for the whole of it: a client that sends its ClientHello a byte at a
+ * time cannot stretch it. A client's handshake runs on a short-lived
+ * thread of its own (conn_accept_tls says why).
  */
 #include "conn.h"
 
@@ -32,12 +35,13 @@
 /* TLS records carry at most 16 KiB: writev gathers small pieces up to
  * this, so that a reply of many pieces is a few records, not one each. */
 #define CONN_RECORD_MAX 16384
-/* Stack of the thread a client's handshake runs on (handshake_aside). */
+/* Stack of the thread a client's handshake runs on (conn_accept_tls). */
 #define CONN_HS_STACK (256u * 1024)
 
 struct conn_ctx {
     SSL_CTX *ctx;
-    char *server_name; /* client: SNI and the name checked; NULL: the IP */
+    char *server_name; /* client: SNI and the name checked; NULL: each
+                          server's host as written */
     bool verify;       /* client: check the server's certificate */
 };
 

@@ -1362,6 +1362,9 @@ test_concurrent_scrapes(void **state)
     pthread_mutex_init(&cc->lock, NULL);
     cc->port = f->st.port;
     cc->mport = f->mport;
+    /* the harness's readiness probe is counted before the baseline */
+    wait_value(f->mport, "riven_connections_total", 1);
+    wait_value(f->mport, "riven_connections_current", 0);
     base = scrape(f->mport);
     cc->until = harness_now_ms() + CONC_RUN_MS;
     assert_int_equal(pthread_create(&scraper, NULL, scraper_main, cc), 0);
