@@ -213,7 +213,8 @@ $(FUZZ_BINS): $(FUZZ_BUILD)/%: tests/fuzz/%.c $(FUZZ_LIB)
 #                self-containment, the DESIGN.md layer rule and the manual
 #                pages' lint (mandoc, groff); every step
 #                runs, each prints its result, and any failure fails make.
-CHECK_PKGS   := clang clang-format clang-tidy cppcheck pkg-config mandoc groff
+CHECK_PKGS   := clang clang-format clang-tidy cppcheck pkg-config mandoc \
+                groff-base
 
 check:
 	@$(MAKE) --no-print-directory deps EXTRA_PKGS="$(CHECK_PKGS)"
