@@ -2533,24 +2533,27 @@ print_route(FILE *f, const struct config *cfg, const struct cfg_route *r)
         }
         return;
     }
-    fprintf(f, "{%s: %c", rule->name, rule->modifier != NULL ? '[' : '{');
+    if (rule->modifier == NULL) { /* shadow, warm_up, l1l2: two children */
+        assert(r->nchild == 2);
+        fprintf(f, "{%s: {%s: ", rule->name, names[0]);
+        print_route(f, cfg, &r->child[0]);
+        fprintf(f, ", %s: ", names[1]);
+        print_route(f, cfg, &r->child[1]);
+        if (r->kind == CFG_ROUTE_SHADOW) {
+            fprintf(f, ", %s: ", names[2]);
+            print_fraction(f, r->fraction);
+        }
+        fputs("}}", f);
+        return;
+    }
+    fprintf(f, "{%s: [", rule->name);
     for (size_t i = 0; i < r->nchild; i++) {
-        fprintf(f, "%s%s%s", i > 0 ? ", " : "",
-                rule->modifier == NULL ? names[i] : "",
-                rule->modifier == NULL ? ": " : "");
+        fputs(i > 0 ? ", " : "", f);
         print_route(f, cfg, &r->child[i]);
     }
-    if (r->kind == CFG_ROUTE_SHADOW) {
-        fprintf(f, ", %s: ", names[2]);
-        print_fraction(f, r->fraction);
-    }
-    fputc(rule->modifier != NULL ? ']' : '}', f);
-    if (r->kind == CFG_ROUTE_FAILOVER) {
-        fprintf(f, ", %s: %s", rule->modifier, bool_names[r->miss]);
-    } else if (rule->modifier != NULL) {
-        fprintf(f, ", %s: %s", rule->modifier, read_names[r->read_failover]);
-    }
-    fputc('}', f);
+    fprintf(f, "], %s: %s}", rule->modifier,
+            r->kind == CFG_ROUTE_FAILOVER ? bool_names[r->miss]
+                                          : read_names[r->read_failover]);
 }
 
 static void
