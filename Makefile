@@ -3,7 +3,7 @@
 #   make run              install missing packages, build, run with conf/riven.yml
 #   make test             install missing packages, build, run unit + integration tests
 #   make test SANITIZER=address|undefined|thread
-#   make install / uninstall   (PREFIX, DESTDIR)
+#   make install / uninstall   (PREFIX, DESTDIR, MANDIR)
 
 CC        ?= cc
 PREFIX    ?= /usr/local
@@ -141,11 +141,14 @@ bench:
 
 SYSCONFDIR ?= /etc
 UNITDIR    ?= /etc/systemd/system
+MANDIR     ?= $(PREFIX)/share/man
 
 install: $(BIN)
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(SYSCONFDIR)/riven \
-	    $(DESTDIR)$(UNITDIR)
+	    $(DESTDIR)$(UNITDIR) $(DESTDIR)$(MANDIR)/man8 $(DESTDIR)$(MANDIR)/man5
 	install -m 0755 $(BIN) $(DESTDIR)$(PREFIX)/bin/riven
+	install -m 0644 src/riven.8 $(DESTDIR)$(MANDIR)/man8/riven.8
+	install -m 0644 src/riven.yml.5 $(DESTDIR)$(MANDIR)/man5/riven.yml.5
 	@if [ -e $(DESTDIR)$(SYSCONFDIR)/riven/riven.yml ]; then \
 	    echo "keeping existing $(DESTDIR)$(SYSCONFDIR)/riven/riven.yml"; \
 	else \
@@ -158,7 +161,8 @@ install: $(BIN)
 
 uninstall:
 	rm -f $(DESTDIR)$(PREFIX)/bin/riven $(DESTDIR)$(UNITDIR)/riven.service \
-	    $(DESTDIR)$(UNITDIR)/riven.socket
+	    $(DESTDIR)$(UNITDIR)/riven.socket $(DESTDIR)$(MANDIR)/man8/riven.8 \
+	    $(DESTDIR)$(MANDIR)/man5/riven.yml.5
 	@echo "kept $(DESTDIR)$(SYSCONFDIR)/riven/riven.yml"
 
 clean:
@@ -206,9 +210,11 @@ $(FUZZ_BINS): $(FUZZ_BUILD)/%: tests/fuzz/%.c $(FUZZ_LIB)
 
 # ---- static checks (issue 9) ----
 #   make check   clang-format, clang-tidy (.clang-tidy), cppcheck, header
-#                self-containment and the DESIGN.md layer rule; every step
+#                self-containment, the DESIGN.md layer rule and the manual
+#                pages' lint (mandoc, groff); every step
 #                runs, each prints its result, and any failure fails make.
-CHECK_PKGS   := clang clang-format clang-tidy cppcheck pkg-config
+CHECK_PKGS   := clang clang-format clang-tidy cppcheck pkg-config mandoc \
+                groff-base
 
 check:
 	@$(MAKE) --no-print-directory deps EXTRA_PKGS="$(CHECK_PKGS)"

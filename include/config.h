@@ -18,6 +18,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <sys/socket.h>
 
 #include "log.h"
@@ -268,6 +269,12 @@ const char *config_orca_name(enum cfg_orca orca);
  * not yet shared with other threads. */
 enum status config_set_metrics(struct config *cfg, const char *s, char *err,
                                size_t errlen) WUR;
+
+/* Write cfg as YAML to f (riven -T): every key config_load reads, in its
+ * order and spelling, defaults filled in; config_load reads it back to
+ * the same snapshot, and printing that prints the same bytes. ST_OK, or
+ * ST_ERROR if f reports a write error. */
+enum status config_print(const struct config *cfg, FILE *f) WUR;
 
 struct config *config_ref(struct config *cfg);
 /* Drop a reference; the last one frees. NULL-safe. */

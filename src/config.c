@@ -7,7 +7,8 @@
  * the node's type and range and stores into base + offset. Nested mappings
  * (pool, timeouts, a server entry) are commands whose setter walks a
  * sub-table. The snapshot starts from config_default(), so an omitted key
- * keeps its default.
+ * keeps its default. config_print walks the same tables to write a
+ * snapshot back as YAML (riven -T).
  *
  * Invariants: a returned snapshot has at least one listener and one server
  * and every value in range; listen_tls has an entry per listener (plain
@@ -1541,6 +1542,10 @@ static const struct rule rules[] = {
 enum { MOD_TTL_MAX, MOD_READ, MOD_MISS, NMODS };
 static const char *const modifier_names[NMODS] = {"ttl_max", "read", "miss"};
 static const char *const read_names[] = {"first", "failover", NULL};
+/* The keys of the two-child rules (shadow's third is its fraction). */
+static const char *const shadow_names[3] = {"route", "to", "fraction"};
+static const char *const warm_up_names[3] = {"cold", "warm", NULL};
+static const char *const l1l2_names[3] = {"l1", "l2", NULL};
 
 /* The keys of one mapping route, found by scan_rule. */
 struct rule_keys {
@@ -1898,9 +1903,6 @@ static enum status
 route_rule(struct loader *ld, const struct config *cfg, yaml_node_t *map,
            const char *path, int depth, struct cfg_route *out)
 {
-    static const char *const shadow[3] = {"route", "to", "fraction"};
-    static const char *const warm_up[3] = {"cold", "warm", NULL};
-    static const char *const l1l2[3] = {"l1", "l2", NULL};
     struct rule_keys rk;
     char rpath[CFG_PATH_MAX];
     enum status st;
@@ -1932,13 +1934,13 @@ route_rule(struct loader *ld, const struct config *cfg, yaml_node_t *map,
         }
         break;
     case CFG_ROUTE_SHADOW:
-        st = route_two(ld, cfg, rk.val, rpath, depth, shadow, out);
+        st = route_two(ld, cfg, rk.val, rpath, depth, shadow_names, out);
         break;
     case CFG_ROUTE_WARM_UP:
-        st = route_two(ld, cfg, rk.val, rpath, depth, warm_up, out);
+        st = route_two(ld, cfg, rk.val, rpath, depth, warm_up_names, out);
         break;
     default:
-        st = route_two(ld, cfg, rk.val, rpath, depth, l1l2, out);
+        st = route_two(ld, cfg, rk.val, rpath, depth, l1l2_names, out);
         break;
     }
     if (st != ST_OK) {
@@ -2350,4 +2352,304 @@ config_unref(struct config *cfg)
     }
     free(cfg->routes);
     free(cfg);
+}
+
+/* ---- printing (riven -T) ----
+ *
+ * config_print writes a snapshot as YAML that config_load reads back to
+ * the same snapshot: the keys of the command tables in their order and
+ * spelling, defaults included, strings double-quoted. A key with nothing
+ * to say is left out, since its absence is its default: hash_tag and tls
+ * when unset, batch_listen when empty, l2.servers when l2 has none; with
+ * routes:, the keys routes: replaces. Printing the result again gives the
+ * same bytes.
+ */
+
+static void print_table(FILE *f, const struct config *cfg,
+                        const struct command *table, const void *base,
+                        int indent);
+
+/* A double-quoted YAML string: '"' and '\' escaped, control bytes as
+ * \xNN. */
+static void
+print_quoted(FILE *f, const char *s)
+{
+    fputc('"', f);
+    for (const unsigned char *p = (const unsigned char *)s; *p != '\0'; p++) {
+        if (*p == '"' || *p == '\\') {
+            fprintf(f, "\\%c", *p);
+        } else if (*p < 0x20 || *p == 0x7f) {
+            fprintf(f, "\\x%02x", *p);
+        } else {
+            fputc(*p, f);
+        }
+    }
+    fputc('"', f);
+}
+
+/* The value of a scalar key at base + cmd->offset, after "key: ". false
+ * if cmd's value is not a scalar. */
+static bool
+print_scalar(FILE *f, const struct command *cmd, const void *base)
+{
+    const void *p = (const char *)base + cmd->offset;
+
+    if (cmd->set == set_u32) {
+        fprintf(f, "%" PRIu32, *(const uint32_t *)p);
+    } else if (cmd->set == set_size) {
+        fprintf(f, "%zu", *(const size_t *)p);
+    } else if (cmd->set == set_mode) {
+        fprintf(f, "0%03" PRIo32, *(const uint32_t *)p);
+    } else if (cmd->set == set_log_level) {
+        fputs(log_level_name(*(const enum log_level *)p), f);
+    } else if (cmd->set == set_orca) {
+        fputs(config_orca_name(*(const enum cfg_orca *)p), f);
+    } else if (cmd->set == set_distribution) {
+        fputs(distribution_names[*(const enum cfg_distribution *)p], f);
+    } else if (cmd->set == set_hash) {
+        fputs(hash_names[*(const enum cfg_hash *)p], f);
+    } else if (cmd->set == set_bool) {
+        fputs(bool_names[*(const bool *)p], f);
+    } else if (cmd->set == set_hash_tag) {
+        print_quoted(f, p);
+    } else {
+        return false;
+    }
+    return true;
+}
+
+/* tls: of a listener or a pool, at indent; nothing when plain. */
+static void
+print_tls(FILE *f, const struct cfg_tls *tls, bool listener, int indent)
+{
+    const char *const strs[NTLS_KEYS] = {
+        [TLS_CERT] = tls->cert,
+        [TLS_KEY] = tls->key,
+        [TLS_CA] = tls->ca,
+        [TLS_CIPHERS] = tls->ciphers,
+        [TLS_SERVER_NAME] = tls->server_name,
+    };
+
+    if (!tls->on) {
+        return;
+    }
+    fprintf(f, "%*stls:\n", indent, "");
+    for (int k = 0; k < NTLS_KEYS; k++) {
+        if (k == TLS_VERIFY) {
+            fprintf(f, "%*s%s: %s\n", indent + 2, "", tls_keys[k],
+                    listener ? tls_verify_names[tls->verify]
+                             : bool_names[tls->verify != CFG_TLS_VERIFY_NONE]);
+        } else if (k == TLS_MIN_VERSION) {
+            fprintf(f, "%*s%s: \"%s\"\n", indent + 2, "", tls_keys[k],
+                    tls_version_names[tls->min_version == tls_versions[1]]);
+        } else if (strs[k] != NULL) {
+            fprintf(f, "%*s%s: ", indent + 2, "", tls_keys[k]);
+            print_quoted(f, strs[k]);
+            fputc('\n', f);
+        }
+    }
+}
+
+static void
+print_listen(FILE *f, const struct config *cfg, int indent)
+{
+    fprintf(f, "%*slisten:\n", indent, "");
+    for (size_t i = 0; i < cfg->nlisten; i++) {
+        const struct cfg_tls *tls = &cfg->listen_tls[i];
+
+        fprintf(f, "%*s- %s", indent + 2, "", tls->on ? "addr: " : "");
+        print_quoted(f, cfg->listen[i].name);
+        fputc('\n', f);
+        print_tls(f, tls, true, indent + 4);
+    }
+}
+
+static void
+print_addrs(FILE *f, const char *name, const struct cfg_addr *a, size_t n,
+            int indent)
+{
+    fprintf(f, "%*s%s:\n", indent, "", name);
+    for (size_t i = 0; i < n; i++) {
+        fprintf(f, "%*s- ", indent + 2, "");
+        print_quoted(f, a[i].name);
+        fputc('\n', f);
+    }
+}
+
+/* A pool's keys (pool_commands) at indent. */
+static void
+print_pool(FILE *f, const struct cfg_pool *pool, int indent)
+{
+    for (const struct command *cmd = pool_commands; cmd->name != NULL; cmd++) {
+        if (cmd->set == set_servers) {
+            if (pool->nservers == 0) {
+                continue;
+            }
+            fprintf(f, "%*sservers:\n", indent, "");
+            for (size_t i = 0; i < pool->nservers; i++) {
+                fprintf(f, "%*s- {addr: ", indent + 2, "");
+                print_quoted(f, pool->servers[i].addr.name);
+                fprintf(f, ", weight: %" PRIu32 "}\n", pool->servers[i].weight);
+            }
+        } else if (cmd->set == set_later) { /* tls */
+            print_tls(f, &pool->tls, false, indent);
+        } else if (cmd->set != set_hash_tag || pool->hash_tag[0] != '\0') {
+            fprintf(f, "%*s%s: ", indent, "", cmd->name);
+            (void)print_scalar(f, cmd, pool);
+            fputc('\n', f);
+        }
+    }
+}
+
+/* The shortest decimal that reads back as v. */
+static void
+print_fraction(FILE *f, double v)
+{
+    char buf[40];
+
+    for (int prec = 1; prec <= 17; prec++) {
+        snprintf(buf, sizeof(buf), "%.*g", prec, v);
+        if (strtod(buf, NULL) == v) {
+            break;
+        }
+    }
+    fputs(buf, f);
+}
+
+/* A route in flow style: a pool name, or {RULE: ..., MODIFIER: ...}. */
+static void
+print_route(FILE *f, const struct config *cfg, const struct cfg_route *r)
+{
+    const struct rule *rule = &rules[r->kind];
+    const char *const *names = r->kind == CFG_ROUTE_SHADOW    ? shadow_names
+                               : r->kind == CFG_ROUTE_WARM_UP ? warm_up_names
+                                                              : l1l2_names;
+
+    if (r->kind == CFG_ROUTE_POOL) {
+        fputs(r->ttl_max > 0 ? "{pool: " : "", f);
+        print_quoted(f, cfg->pools[r->pool].name);
+        if (r->ttl_max > 0) {
+            fprintf(f, ", ttl_max: %" PRIu32 "}", r->ttl_max);
+        }
+        return;
+    }
+    if (rule->modifier == NULL) { /* shadow, warm_up, l1l2: two children */
+        assert(r->nchild == 2);
+        fprintf(f, "{%s: {%s: ", rule->name, names[0]);
+        print_route(f, cfg, &r->child[0]);
+        fprintf(f, ", %s: ", names[1]);
+        print_route(f, cfg, &r->child[1]);
+        if (r->kind == CFG_ROUTE_SHADOW) {
+            fprintf(f, ", %s: ", names[2]);
+            print_fraction(f, r->fraction);
+        }
+        fputs("}}", f);
+        return;
+    }
+    fprintf(f, "{%s: [", rule->name);
+    for (size_t i = 0; i < r->nchild; i++) {
+        fputs(i > 0 ? ", " : "", f);
+        print_route(f, cfg, &r->child[i]);
+    }
+    fprintf(f, "], %s: %s}", rule->modifier,
+            r->kind == CFG_ROUTE_FAILOVER ? bool_names[r->miss]
+                                          : read_names[r->read_failover]);
+}
+
+static void
+print_pools(FILE *f, const struct config *cfg, int indent)
+{
+    fprintf(f, "%*spools:\n", indent, "");
+    for (size_t i = 0; i < cfg->npools; i++) {
+        fprintf(f, "%*s", indent + 2, "");
+        print_quoted(f, cfg->pools[i].name);
+        fputs(":\n", f);
+        print_pool(f, &cfg->pools[i].pool, indent + 4);
+    }
+}
+
+static void
+print_routes(FILE *f, const struct config *cfg, int indent)
+{
+    fprintf(f, "%*sroutes:\n", indent, "");
+    for (size_t i = 0; i < cfg->nroutes; i++) {
+        const struct cfg_route_entry *e = &cfg->routes[i];
+
+        fprintf(f, "%*s- ", indent + 2, "");
+        if (e->prefix != NULL) {
+            fputs("prefix: ", f);
+            print_quoted(f, e->prefix);
+            fprintf(f, "\n%*sroute: ", indent + 4, "");
+        } else {
+            fputs("default: ", f);
+        }
+        print_route(f, cfg, &e->route);
+        fputc('\n', f);
+    }
+}
+
+/* Whether a key of config_commands is written (see above). */
+static bool
+print_wanted(const struct config *cfg, const struct command *cmd)
+{
+    for (const struct command *c = config_commands; c < cmd; c++) {
+        if (cmd->set == set_pool && c->set == set_pool &&
+            c->offset == cmd->offset) {
+            return false; /* an alias: l1 of pool */
+        }
+    }
+    for (size_t i = 0; cfg->nroutes > 0 && single_pool_keys[i] != NULL; i++) {
+        if (strcmp(cmd->name, single_pool_keys[i]) == 0) {
+            return false;
+        }
+    }
+    if (cmd->set == set_batch_listen) {
+        return cfg->nbatch_listen > 0;
+    }
+    return cmd->set != set_later || cfg->nroutes > 0;
+}
+
+/* The keys of table over base (the config, or a mapping of it). */
+static void
+print_table(FILE *f, const struct config *cfg, const struct command *table,
+            const void *base, int indent)
+{
+    for (const struct command *cmd = table; cmd->name != NULL; cmd++) {
+        if (table == config_commands && !print_wanted(cfg, cmd)) {
+            continue;
+        }
+        if (cmd->set == set_listen) {
+            print_listen(f, cfg, indent);
+        } else if (cmd->set == set_batch_listen) {
+            print_addrs(f, cmd->name, cfg->batch_listen, cfg->nbatch_listen,
+                        indent);
+        } else if (cmd->set == set_pool) {
+            fprintf(f, "%*s%s:\n", indent, "", cmd->name);
+            print_pool(f, (const void *)((const char *)base + cmd->offset),
+                       indent + 2);
+        } else if (cmd->set == set_map) {
+            fprintf(f, "%*s%s:\n", indent, "", cmd->name);
+            print_table(f, cfg, cmd->sub, base, indent + 2);
+        } else if (cmd->set == set_metrics_listen) {
+            fprintf(f, "%*s%s: ", indent, "", cmd->name);
+            print_quoted(f, cfg->metrics_enabled ? cfg->metrics_listen.name
+                                                 : "off");
+            fputc('\n', f);
+        } else if (cmd->set == set_later && strcmp(cmd->name, "pools") == 0) {
+            print_pools(f, cfg, indent);
+        } else if (cmd->set == set_later) {
+            print_routes(f, cfg, indent);
+        } else {
+            fprintf(f, "%*s%s: ", indent, "", cmd->name);
+            (void)print_scalar(f, cmd, base);
+            fputc('\n', f);
+        }
+    }
+}
+
+enum status
+config_print(const struct config *cfg, FILE *f)
+{
+    print_table(f, cfg, config_commands, cfg, 0);
+    return fflush(f) == 0 && !ferror(f) ? ST_OK : ST_ERROR;
 }

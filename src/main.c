@@ -1,7 +1,8 @@
 /*
  * main: command line, config load, signals, and the accept loop.
  *
- *   riven [-c FILE] [-l [tls:]ADDR]... [-b ADDR]... [-t] [-v] [-q] [-V] [-h]
+ *   riven [-c FILE] [-l [tls:]ADDR]... [-b ADDR]... [-t] [-T] [-v] [-q] [-V]
+ *         [-h]
  *         [--tls-cert FILE --tls-key FILE [--tls-ca FILE] [--tls-verify V]]
  *
  * Failures before serving starts are fatal(); after that, the daemon
@@ -48,7 +49,7 @@ usage(FILE *f)
     fprintf(
         f,
         "usage: riven [-c FILE] [-l [tls:]ADDR]... [-b ADDR]... [-m ADDR|off]\n"
-        "             [-t] [-v] [-q] [-V] [-h]\n"
+        "             [-t] [-T] [-v] [-q] [-V] [-h]\n"
         "             [--orca NAME] [--l2 ADDR]... [--batch-listen ADDR]...\n"
         "             [--tls-cert FILE] [--tls-key FILE] [--tls-ca FILE]\n"
         "             [--tls-verify MODE]\n"
@@ -70,6 +71,8 @@ usage(FILE *f)
         "                      for a certificate (optional and require need "
         "--tls-ca)\n"
         "  -t       check the config and exit (0 ok, 1 with a message)\n"
+        "  -T, --print-config  check the config, print it as YAML with the\n"
+        "                      defaults and the flags applied, and exit\n"
         "  -v / -q  raise / lower the log level (repeatable)\n"
         "  -V       print the version\n"
         "  -h       print this help\n"
@@ -142,6 +145,7 @@ struct opts {
     const char *orca;    /* --orca */
     const char *metrics; /* -m ADDR|off, or NULL */
     bool test;
+    bool print; /* -T */
     int verbosity;
 };
 
@@ -258,10 +262,11 @@ parse_args(int argc, char **argv, struct opts *o)
         {"tls-verify", required_argument, NULL, OPT_TLS_VERIFY},
         {"help", no_argument, NULL, 'h'},
         {"version", no_argument, NULL, 'V'},
+        {"print-config", no_argument, NULL, 'T'},
         {NULL, 0, NULL, 0},
     };
 
-    while ((c = getopt_long(argc, argv, "c:l:b:m:tvqVh", longs, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "c:l:b:m:tTvqVh", longs, NULL)) != -1) {
         switch (c) {
         case 'c':
             o->file = optarg;
@@ -292,6 +297,9 @@ parse_args(int argc, char **argv, struct opts *o)
             break;
         case 't':
             o->test = true;
+            break;
+        case 'T':
+            o->print = true;
             break;
         case 'v':
             o->verbosity++;
@@ -391,6 +399,37 @@ load_config(const struct opts *o)
         exit(1);
     }
     return cfg;
+}
+
+/* -t and -T: build the pools' rings as serving would, then say so (-t)
+ * or print the configuration (-T). Releases cfg; the exit status. */
+static int
+check_config(struct config *cfg, const struct opts *o)
+{
+    char err[512];
+    struct snapshot *snap;
+    int rc = 0;
+
+    snap = snapshot_create(config_ref(cfg), NULL, err, sizeof(err));
+    if (snap == NULL) {
+        fprintf(stderr, "riven: pool: %s\n", err);
+        config_unref(cfg);
+        return 1;
+    }
+    snapshot_unref(snap);
+    if (!o->print) {
+        printf("riven: configuration %s is valid\n",
+               o->file ? o->file : "(built-in)");
+    } else {
+        printf("# riven %s -T: the effective configuration\n",
+               RIVEN_VERSION_STR);
+        if (config_print(cfg, stdout) != ST_OK) {
+            fprintf(stderr, "riven: -T: cannot write the configuration\n");
+            rc = 1;
+        }
+    }
+    config_unref(cfg);
+    return rc;
 }
 
 /* State the main loop's tick works on. */
@@ -777,16 +816,8 @@ main(int argc, char **argv)
     memset(&o, 0, sizeof(o));
     parse_args(argc, argv, &o);
     cfg = load_config(&o);
-    if (o.test) {
-        snap = snapshot_create(cfg, NULL, err, sizeof(err));
-        if (snap == NULL) {
-            fprintf(stderr, "riven: pool: %s\n", err);
-            return 1;
-        }
-        snapshot_unref(snap);
-        printf("riven: configuration %s is valid\n",
-               o.file ? o.file : "(built-in)");
-        return 0;
+    if (o.test || o.print) {
+        return check_config(cfg, &o);
     }
     log_init(log_level_for(cfg, &o));
     raise_nofile();

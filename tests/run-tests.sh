@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # Run riven's tests: every test_* (unit) then integ_* (integration) binary
-# in $TEST_DIR, then memccapable's conformance suite (ascii and binary)
-# three times: against riven in front of a fresh memcached, against riven
-# whose default route is all_sync over two pools (two fresh memcacheds),
-# and against riven whose pool speaks TLS (pool.tls, with a client
-# certificate) to a memcached -Z that requires one; memccapable itself
+# in $TEST_DIR, then every tests/script/test_*.sh (checks of the sources
+# and of the riven binary, counted as binaries are), then memccapable's
+# conformance suite (ascii and binary) three times: against riven in
+# front of a fresh memcached, against riven whose default route is
+# all_sync over two pools (two fresh memcacheds), and against riven whose
+# pool speaks TLS (pool.tls, with a client certificate) to a memcached -Z
+# that requires one; memccapable itself
 # talks plain TCP to riven. That last run is skipped (counted as 1
 # skipped) when the openssl CLI or memcached's TLS is missing, or with
 # RIVEN_DIRECT=1 (memccapable cannot speak TLS to memcached itself).
@@ -322,6 +324,9 @@ for bin in "$TEST_DIR"/test_* "$TEST_DIR"/integ_*; do
     case "$bin" in *.d|*.o) continue ;; esac
     [ -x "$bin" ] && [ -f "$bin" ] || continue
     run_binary "$bin"
+done
+for script in "$(dirname "$0")"/script/test_*.sh; do
+    run_binary "$script"
 done
 tool=$(command -v memccapable || command -v memcapable) || tool=""
 if [ -z "$tool" ]; then

@@ -6,10 +6,11 @@
 #   cppcheck  cppcheck --enable=warning,performance,portability src/
 #   headers   each include/*.h compiles alone and has its guard
 #   layers    no #include runs up (or across) DESIGN.md's layers
+#   man       the manual pages src/*.[1-8] lint clean (mandoc, groff)
 # CHECK_STEPS="tidy layers" runs a subset.
 set -u
 dir=$(cd "$(dirname "$0")" && pwd)
-steps=${CHECK_STEPS:-format tidy cppcheck headers layers}
+steps=${CHECK_STEPS:-format tidy cppcheck headers layers man}
 
 failed=""
 start=$SECONDS

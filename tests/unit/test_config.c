@@ -2,8 +2,10 @@
  * test_config: config loading. Good files load with the expected values
  * (the sample conf/riven.yml, defaults, IPv6 and unix addresses, weighted
  * servers); each kind of bad file fails with the exact message, line
- * numbers included. Inline YAML goes through config_load_string, files
- * through config_load on mkstemp files under /tmp.
+ * numbers included. config_print's output (riven -T) loads back to an
+ * equal snapshot and prints the same bytes again. Inline YAML goes
+ * through config_load_string, files through config_load on mkstemp files
+ * under /tmp.
  *
  * Run from the repository root (the sample is read as conf/riven.yml), or
  * set RIVEN_SAMPLE_CONF.
@@ -2036,6 +2038,272 @@ test_refcount(void **state)
     config_unref(NULL);
 }
 
+/* ---- printing (riven -T) ---- */
+
+/* cfg as config_print writes it (malloc'd, NUL-terminated). */
+static char *
+print_string(const struct config *cfg)
+{
+    char *text = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&text, &len);
+
+    assert_non_null(f);
+    assert_int_equal(config_print(cfg, f), ST_OK);
+    assert_int_equal(fclose(f), 0);
+    return text;
+}
+
+static void
+assert_addr_equal(const struct cfg_addr *a, const struct cfg_addr *b)
+{
+    assert_string_equal(a->name, b->name);
+    assert_int_equal(a->sslen, b->sslen);
+    assert_memory_equal(&a->ss, &b->ss, a->sslen);
+}
+
+static void
+assert_str_or_null(const char *a, const char *b)
+{
+    if (a == NULL || b == NULL) {
+        assert_ptr_equal(a, b);
+    } else {
+        assert_string_equal(a, b);
+    }
+}
+
+/* Equal settings (the line a tls: was written at may differ). */
+static void
+assert_tls_equal(const struct cfg_tls *a, const struct cfg_tls *b)
+{
+    assert_int_equal(a->on, b->on);
+    assert_str_or_null(a->cert, b->cert);
+    assert_str_or_null(a->key, b->key);
+    assert_str_or_null(a->ca, b->ca);
+    assert_int_equal(a->verify, b->verify);
+    assert_int_equal(a->min_version, b->min_version);
+    assert_str_or_null(a->ciphers, b->ciphers);
+    assert_str_or_null(a->server_name, b->server_name);
+}
+
+static void
+assert_pool_equal(const struct cfg_pool *a, const struct cfg_pool *b)
+{
+    assert_tls_equal(&a->tls, &b->tls);
+    assert_int_equal(a->nservers, b->nservers);
+    for (size_t i = 0; i < a->nservers; i++) {
+        assert_addr_equal(&a->servers[i].addr, &b->servers[i].addr);
+        assert_int_equal(a->servers[i].weight, b->servers[i].weight);
+    }
+    assert_int_equal(a->distribution, b->distribution);
+    assert_int_equal(a->hash, b->hash);
+    assert_int_equal(a->failure_limit, b->failure_limit);
+    assert_int_equal(a->retry_timeout_ms, b->retry_timeout_ms);
+    assert_int_equal(a->eject_rehash, b->eject_rehash);
+    assert_string_equal(a->hash_tag, b->hash_tag);
+}
+
+static void
+assert_route_equal(const struct cfg_route *a, const struct cfg_route *b)
+{
+    assert_int_equal(a->kind, b->kind);
+    assert_int_equal(a->pool, b->pool);
+    assert_int_equal(a->ttl_max, b->ttl_max);
+    assert_int_equal(a->read_failover, b->read_failover);
+    assert_int_equal(a->miss, b->miss);
+    assert_true(a->fraction == b->fraction);
+    assert_int_equal(a->nchild, b->nchild);
+    for (size_t i = 0; i < a->nchild; i++) {
+        assert_route_equal(&a->child[i], &b->child[i]);
+    }
+}
+
+static void
+assert_routing_equal(const struct config *a, const struct config *b)
+{
+    assert_int_equal(a->npools, b->npools);
+    for (size_t i = 0; i < a->npools; i++) {
+        assert_string_equal(a->pools[i].name, b->pools[i].name);
+        assert_pool_equal(&a->pools[i].pool, &b->pools[i].pool);
+    }
+    assert_int_equal(a->nroutes, b->nroutes);
+    for (size_t i = 0; i < a->nroutes; i++) {
+        assert_str_or_null(a->routes[i].prefix, b->routes[i].prefix);
+        assert_int_equal(a->routes[i].nprefix, b->routes[i].nprefix);
+        assert_route_equal(&a->routes[i].route, &b->routes[i].route);
+    }
+}
+
+/* Every field of struct config but refs and path. */
+static void
+assert_config_equal(const struct config *a, const struct config *b)
+{
+    assert_int_equal(a->nlisten, b->nlisten);
+    for (size_t i = 0; i < a->nlisten; i++) {
+        assert_addr_equal(&a->listen[i], &b->listen[i]);
+        assert_tls_equal(&a->listen_tls[i], &b->listen_tls[i]);
+    }
+    if (a->nroutes == 0) { /* with routes, pool: is unused */
+        assert_pool_equal(&a->pool, &b->pool);
+    }
+    assert_pool_equal(&a->l2, &b->l2);
+    assert_routing_equal(a, b);
+    assert_int_equal(a->orca, b->orca);
+    assert_int_equal(a->key_locks, b->key_locks);
+    assert_int_equal(a->nbatch_listen, b->nbatch_listen);
+    for (size_t i = 0; i < a->nbatch_listen; i++) {
+        assert_addr_equal(&a->batch_listen[i], &b->batch_listen[i]);
+    }
+    assert_int_equal(a->connect_timeout_ms, b->connect_timeout_ms);
+    assert_int_equal(a->request_timeout_ms, b->request_timeout_ms);
+    assert_int_equal(a->tls_handshake_timeout_ms, b->tls_handshake_timeout_ms);
+    assert_int_equal(a->max_connections, b->max_connections);
+    assert_int_equal(a->shutdown_timeout_ms, b->shutdown_timeout_ms);
+    assert_int_equal(a->client_idle_timeout_ms, b->client_idle_timeout_ms);
+    assert_int_equal(a->client_write_timeout_ms, b->client_write_timeout_ms);
+    assert_int_equal(a->backend_idle_timeout_ms, b->backend_idle_timeout_ms);
+    assert_int_equal(a->thread_stack_size, b->thread_stack_size);
+    assert_int_equal(a->item_size_max, b->item_size_max);
+    assert_int_equal(a->client_max_buffer, b->client_max_buffer);
+    assert_int_equal(a->log_level, b->log_level);
+    assert_int_equal(a->unix_mode, b->unix_mode);
+    assert_int_equal(a->metrics_enabled, b->metrics_enabled);
+    if (a->metrics_enabled) {
+        assert_addr_equal(&a->metrics_listen, &b->metrics_listen);
+    }
+}
+
+/* Print cfg, load the text, compare the two snapshots, print again: the
+ * same bytes. Releases cfg. */
+static void
+assert_print_roundtrip(struct config *cfg)
+{
+    char err[512];
+    char *p1 = print_string(cfg), *p2;
+    struct config *back =
+        config_load_string(p1, strlen(p1), "T.yml", err, sizeof(err));
+
+    if (back == NULL) {
+        fail_msg("printed config does not load: %s\n%s", err, p1);
+    }
+    assert_config_equal(cfg, back);
+    p2 = print_string(back);
+    assert_string_equal(p1, p2);
+    free(p1);
+    free(p2);
+    config_unref(back);
+    config_unref(cfg);
+}
+
+/* The built-in defaults, an empty file and the shipped examples. */
+static void
+test_print_examples(void **state)
+{
+    static const char *const files[] = {
+        "conf/riven.yml",
+        "conf/pool-example.yml",
+        "conf/l1l2-example.yml",
+        "conf/routes-example.yml",
+    };
+    char err[512];
+
+    (void)state;
+    assert_print_roundtrip(config_default());
+    assert_print_roundtrip(load_ok(""));
+    assert_print_roundtrip(load_ok(routes_example));
+    for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
+        struct config *cfg = config_load(files[i], err, sizeof(err));
+
+        if (cfg == NULL) {
+            fail_msg("%s", err);
+        }
+        assert_print_roundtrip(cfg);
+    }
+}
+
+/* Every key away from its default; listeners and pools with TLS, strings
+ * that need escapes, l2 settings without servers, metrics off. */
+static void
+test_print_every_key(void **state)
+{
+    struct tls_files f;
+    char yaml[4096];
+
+    (void)state;
+    tls_files_create(&f);
+    snprintf(yaml, sizeof(yaml),
+             "listen:\n"
+             "  - \"[::1]:11311\"\n"
+             "  - unix:/tmp/riven \"x\\\\y\".sock\n"
+             "  - {addr: 127.0.0.1:2, tls: {cert: %s, key: %s, ca: %s,\n"
+             "     verify: require, min_version: \"1.3\", ciphers: HIGH}}\n"
+             "  - {addr: 127.0.0.1:3, tls: {cert: %s, key: %s}}\n"
+             "l1:\n"
+             "  servers: [10.0.0.1:1, {addr: 10.0.0.2:2, weight: 65535}]\n"
+             "  distribution: ketama_weighted\n"
+             "  hash: one_at_a_time\n"
+             "  failure_limit: 1000\n"
+             "  retry_timeout_ms: 3600000\n"
+             "  eject_rehash: true\n"
+             "  hash_tag: \"[]\"\n"
+             "  tls: {ca: %s, verify: false, server_name: cache.internal}\n"
+             "l2: {failure_limit: 9, distribution: modula, hash: crc}\n"
+             "key_locks: 0\n"
+             "timeouts: {connect_ms: 1, request_ms: 2, tls_handshake_ms: 3}\n"
+             "max_connections: 10000000\n"
+             "shutdown_timeout_ms: 0\n"
+             "client_idle_timeout_ms: 86400000\n"
+             "client_write_timeout_ms: 0\n"
+             "backend_idle_timeout_ms: 5\n"
+             "thread_stack_size: 65536\n"
+             "item_size_max: 1024\n"
+             "client_max_buffer: 3000000\n"
+             "log_level: error\n"
+             "unix_socket_mode: 0o0\n"
+             "metrics: {listen: off}\n",
+             f.cert, f.key, f.ca, f.cert, f.key, f.ca);
+    assert_print_roundtrip(load_ok(yaml));
+    /* an l1l2batch orca: l2 servers and batch listeners */
+    assert_print_roundtrip(load_ok("orca: l1l2batch\n"
+                                   "l2: {servers: [127.0.0.1:7]}\n"
+                                   "batch_listen: [127.0.0.1:8, "
+                                   "unix:/tmp/b.sock]\n"
+                                   "metrics: {listen: \"[::1]:9\"}\n"));
+    tls_files_remove(&f);
+}
+
+/* Routes: every rule and modifier, nesting, fractions that need every
+ * digit, pool names and prefixes that need quotes or escapes. */
+static void
+test_print_routes(void **state)
+{
+    struct tls_files f;
+    char yaml[2048];
+
+    (void)state;
+    tls_files_create(&f);
+    snprintf(yaml, sizeof(yaml),
+             "pools:\n"
+             "  a.b-c_1: {servers: [127.0.0.1:1], hash_tag: \"{}\"}\n"
+             "  \"true\": {servers: [127.0.0.1:2], tls: {ca: %s}}\n"
+             "  \"-\": {servers: [127.0.0.1:3]}\n"
+             "routes:\n"
+             "  - {prefix: \"q\\\"\\\\:\", route: \"true\"}\n"
+             "  - {prefix: \"#x\", route: {pool: \"-\", ttl_max: 2592000}}\n"
+             "  - {prefix: \"s\", route: {shadow: {route: a.b-c_1,\n"
+             "     to: \"true\", fraction: 0.30000000000000004}}}\n"
+             "  - {prefix: \"t\", route: {shadow: {route: a.b-c_1,\n"
+             "     to: \"-\", fraction: 1e-05}}}\n"
+             "  - {prefix: \"u\", route: {failover: [a.b-c_1, {all_fastest:\n"
+             "     [\"-\", \"true\"], read: failover}], miss: false}}\n"
+             "  - {prefix: \"v\", route: {warm_up: {cold: {l1l2: {l1: \"-\",\n"
+             "     l2: {all_sync: [\"true\"]}}}, warm: a.b-c_1}}}\n"
+             "  - default: {shadow: {route: \"-\", to: \"-\", fraction: 1}}\n",
+             f.ca);
+    assert_print_roundtrip(load_ok(yaml));
+    tls_files_remove(&f);
+}
+
 int
 main(void)
 {
@@ -2082,6 +2350,9 @@ main(void)
         cmocka_unit_test(test_bad_tls_frees),
         cmocka_unit_test(test_set_listen_tls),
         cmocka_unit_test(test_tls_verify_parse),
+        cmocka_unit_test(test_print_examples),
+        cmocka_unit_test(test_print_every_key),
+        cmocka_unit_test(test_print_routes),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
