@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Run riven's tests: every test_* (unit) then integ_* (integration) binary
-# in $TEST_DIR, then memccapable's conformance suite (ascii and binary)
-# three times: against riven in front of a fresh memcached, against riven
-# whose default route is all_sync over two pools (two fresh memcacheds),
-# and against riven whose pool speaks TLS (pool.tls, with a client
-# certificate) to a memcached -Z that requires one; memccapable itself
-# talks plain TCP to riven. That last run is skipped (counted as 1
+# in $TEST_DIR, then the script tests tests/integ/integ_*.sh (which print
+# cmocka's summary lines, so they are counted alike), then memccapable's
+# conformance suite (ascii and binary) three times: against riven in front
+# of a fresh memcached, against riven whose default route is all_sync over
+# two pools (two fresh memcacheds), and against riven whose pool speaks TLS
+# (pool.tls, with a client certificate) to a memcached -Z that requires
+# one; memccapable itself talks plain TCP to riven. That last run is skipped (counted as 1
 # skipped) when the openssl CLI or memcached's TLS is missing, or with
 # RIVEN_DIRECT=1 (memccapable cannot speak TLS to memcached itself).
 # Counts cmocka test cases from the "[  PASSED  ] N test(s)." /
@@ -320,6 +321,10 @@ ulimit -n 2>/dev/null | sed 's/^/=== ulimit -n: /'
 shopt -s nullglob
 for bin in "$TEST_DIR"/test_* "$TEST_DIR"/integ_*; do
     case "$bin" in *.d|*.o) continue ;; esac
+    [ -x "$bin" ] && [ -f "$bin" ] || continue
+    run_binary "$bin"
+done
+for bin in "$(dirname "$0")"/integ/integ_*.sh; do
     [ -x "$bin" ] && [ -f "$bin" ] || continue
     run_binary "$bin"
 done
