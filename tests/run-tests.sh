@@ -6,9 +6,10 @@
 # of a fresh memcached, against riven whose default route is all_sync over
 # two pools (two fresh memcacheds), and against riven whose pool speaks TLS
 # (pool.tls, with a client certificate) to a memcached -Z that requires
-# one; memccapable itself talks plain TCP to riven. That last run is skipped (counted as 1
-# skipped) when the openssl CLI or memcached's TLS is missing, or with
-# RIVEN_DIRECT=1 (memccapable cannot speak TLS to memcached itself).
+# one; memccapable itself talks plain TCP to riven. That last run is
+# skipped (counted as 1 skipped) when the openssl CLI or memcached's TLS is
+# missing, or with RIVEN_DIRECT=1 (memccapable cannot speak TLS to
+# memcached itself).
 # Counts cmocka test cases from the "[  PASSED  ] N test(s)." /
 # "[  FAILED  ] N test(s)" lines (cases that ran but neither passed nor
 # were skipped, e.g. a failed fixture, count as failed; a binary that fails
