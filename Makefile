@@ -3,7 +3,7 @@
 #   make run              install missing packages, build, run with conf/riven.yml
 #   make test             install missing packages, build, run unit + integration tests
 #   make test SANITIZER=address|undefined|thread
-#   make install / uninstall   (PREFIX, DESTDIR)
+#   make install / uninstall   (PREFIX, DESTDIR, SYSCONFDIR, UNITDIR, DATADIR)
 
 CC        ?= cc
 PREFIX    ?= /usr/local
@@ -141,11 +141,15 @@ bench:
 
 SYSCONFDIR ?= /etc
 UNITDIR    ?= /etc/systemd/system
+DATADIR    ?= $(PREFIX)/share/riven
 
 install: $(BIN)
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(SYSCONFDIR)/riven \
-	    $(DESTDIR)$(UNITDIR)
+	    $(DESTDIR)$(UNITDIR) $(DESTDIR)$(DATADIR)
 	install -m 0755 $(BIN) $(DESTDIR)$(PREFIX)/bin/riven
+	install -m 0644 conf/grafana/riven.json $(DESTDIR)$(DATADIR)/riven.json
+	install -m 0644 conf/prometheus/riven-rules.yml \
+	    $(DESTDIR)$(DATADIR)/riven-rules.yml
 	@if [ -e $(DESTDIR)$(SYSCONFDIR)/riven/riven.yml ]; then \
 	    echo "keeping existing $(DESTDIR)$(SYSCONFDIR)/riven/riven.yml"; \
 	else \
@@ -158,7 +162,9 @@ install: $(BIN)
 
 uninstall:
 	rm -f $(DESTDIR)$(PREFIX)/bin/riven $(DESTDIR)$(UNITDIR)/riven.service \
-	    $(DESTDIR)$(UNITDIR)/riven.socket
+	    $(DESTDIR)$(UNITDIR)/riven.socket $(DESTDIR)$(DATADIR)/riven.json \
+	    $(DESTDIR)$(DATADIR)/riven-rules.yml
+	-rmdir $(DESTDIR)$(DATADIR) 2>/dev/null
 	@echo "kept $(DESTDIR)$(SYSCONFDIR)/riven/riven.yml"
 
 clean:
