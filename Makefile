@@ -3,7 +3,7 @@
 #   make run              install missing packages, build, run with conf/riven.yml
 #   make test             install missing packages, build, run unit + integration tests
 #   make test SANITIZER=address|undefined|thread
-#   make install / uninstall   (PREFIX, DESTDIR, MANDIR)
+#   make install / uninstall   (PREFIX, DESTDIR, SYSCONFDIR, UNITDIR, MANDIR, DATADIR)
 
 CC        ?= cc
 PREFIX    ?= /usr/local
@@ -142,13 +142,18 @@ bench:
 SYSCONFDIR ?= /etc
 UNITDIR    ?= /etc/systemd/system
 MANDIR     ?= $(PREFIX)/share/man
+DATADIR    ?= $(PREFIX)/share/riven
 
 install: $(BIN)
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(SYSCONFDIR)/riven \
-	    $(DESTDIR)$(UNITDIR) $(DESTDIR)$(MANDIR)/man8 $(DESTDIR)$(MANDIR)/man5
+	    $(DESTDIR)$(UNITDIR) $(DESTDIR)$(MANDIR)/man8 $(DESTDIR)$(MANDIR)/man5 \
+	    $(DESTDIR)$(DATADIR)
 	install -m 0755 $(BIN) $(DESTDIR)$(PREFIX)/bin/riven
 	install -m 0644 src/riven.8 $(DESTDIR)$(MANDIR)/man8/riven.8
 	install -m 0644 src/riven.yml.5 $(DESTDIR)$(MANDIR)/man5/riven.yml.5
+	install -m 0644 conf/grafana/riven.json $(DESTDIR)$(DATADIR)/riven.json
+	install -m 0644 conf/prometheus/riven-rules.yml \
+	    $(DESTDIR)$(DATADIR)/riven-rules.yml
 	@if [ -e $(DESTDIR)$(SYSCONFDIR)/riven/riven.yml ]; then \
 	    echo "keeping existing $(DESTDIR)$(SYSCONFDIR)/riven/riven.yml"; \
 	else \
@@ -162,7 +167,9 @@ install: $(BIN)
 uninstall:
 	rm -f $(DESTDIR)$(PREFIX)/bin/riven $(DESTDIR)$(UNITDIR)/riven.service \
 	    $(DESTDIR)$(UNITDIR)/riven.socket $(DESTDIR)$(MANDIR)/man8/riven.8 \
-	    $(DESTDIR)$(MANDIR)/man5/riven.yml.5
+	    $(DESTDIR)$(MANDIR)/man5/riven.yml.5 $(DESTDIR)$(DATADIR)/riven.json \
+	    $(DESTDIR)$(DATADIR)/riven-rules.yml
+	-rmdir $(DESTDIR)$(DATADIR) 2>/dev/null
 	@echo "kept $(DESTDIR)$(SYSCONFDIR)/riven/riven.yml"
 
 clean:

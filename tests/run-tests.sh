@@ -1,15 +1,16 @@
 #!/usr/bin/env bash
 # Run riven's tests: every test_* (unit) then integ_* (integration) binary
-# in $TEST_DIR, then every tests/script/test_*.sh (checks of the sources
-# and of the riven binary, counted as binaries are), then memccapable's
-# conformance suite (ascii and binary) three times: against riven in
-# front of a fresh memcached, against riven whose default route is
+# in $TEST_DIR, then the script tests tests/script/test_*.sh (checks of
+# the sources and of the riven binary) and tests/integ/integ_*.sh (which
+# print cmocka's summary lines, so they are counted alike), then
+# memccapable's conformance suite (ascii and binary) three times: against
+# riven in front of a fresh memcached, against riven whose default route is
 # all_sync over two pools (two fresh memcacheds), and against riven whose
 # pool speaks TLS (pool.tls, with a client certificate) to a memcached -Z
-# that requires one; memccapable itself
-# talks plain TCP to riven. That last run is skipped (counted as 1
-# skipped) when the openssl CLI or memcached's TLS is missing, or with
-# RIVEN_DIRECT=1 (memccapable cannot speak TLS to memcached itself).
+# that requires one; memccapable itself talks plain TCP to riven. That last
+# run is skipped (counted as 1 skipped) when the openssl CLI or memcached's
+# TLS is missing, or with RIVEN_DIRECT=1 (memccapable cannot speak TLS to
+# memcached itself).
 # Counts cmocka test cases from the "[  PASSED  ] N test(s)." /
 # "[  FAILED  ] N test(s)" lines (cases that ran but neither passed nor
 # were skipped, e.g. a failed fixture, count as failed; a binary that fails
@@ -325,7 +326,8 @@ for bin in "$TEST_DIR"/test_* "$TEST_DIR"/integ_*; do
     [ -x "$bin" ] && [ -f "$bin" ] || continue
     run_binary "$bin"
 done
-for script in "$(dirname "$0")"/script/test_*.sh; do
+for script in "$(dirname "$0")"/script/test_*.sh "$(dirname "$0")"/integ/integ_*.sh; do
+    [ -x "$script" ] && [ -f "$script" ] || continue
     run_binary "$script"
 done
 tool=$(command -v memccapable || command -v memcapable) || tool=""
