@@ -122,7 +122,7 @@ wait_port "$I_PLAIN" || exit 1
 cat "$TMP/idle.txt"
 kill "$RV_PID"; wait "$RV_PID" 2>/dev/null
 RV_PID=""
-read -r held kib < <(awk '/connections held/ {h = $2} /per connection/ {k = $(NF-2)} END {print h + 0, k + 0}' "$TMP/idle.txt")
+read -r held kib < <(awk '/connections held/ {h = $2} /per connection/ {k = $(NF-3)} END {print h + 0, k + 0}' "$TMP/idle.txt")
 
 cm() { awk -v k="$2" '{print $k}' "$1" | median; }
 csum() { awk -v k="$2" '{s += $k} END {print s + 0}' "$1"; }
