@@ -167,7 +167,6 @@ conn_ctx_server(const struct cfg_tls *t, char *err, size_t errlen)
     /* resumption by stateless tickets only: a cache of sessions on the
      * server would grow with every client (20,480 by default) */
     SSL_CTX_set_session_cache_mode(c->ctx, SSL_SESS_CACHE_OFF);
-    SSL_CTX_set_num_tickets(c->ctx, 0);
     /* sessions resumed with a client certificate need an id context */
     SSL_CTX_set_session_id_context(c->ctx, sid, sizeof(sid) - 1);
     return c;

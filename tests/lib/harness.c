@@ -733,17 +733,12 @@ harness_sends(struct harness_conn *c, const char *s)
     return harness_send(c, s, strlen(s));
 }
 
-/* One read into the buffer, waiting at most until deadline.
- * >0 bytes read, 0 EOF, -1 error, -2 timeout. */
-static ssize_t
-fill(struct harness_conn *c, int64_t deadline)
+int
+harness_conn_reserve(struct harness_conn *c, size_t room)
 {
-    struct pollfd pfd = {.fd = c->fd, .events = POLLIN};
-    int64_t left;
-    ssize_t n;
-
-    if (c->cap - c->len < 65536) {
-        size_t ncap = c->cap == 0 ? 131072 : c->cap * 2;
+    if (c->cap - c->len < room) {
+        size_t ncap =
+            c->cap * 2 > c->len + 2 * room ? c->cap * 2 : c->len + 2 * room;
         char *nbuf = realloc(c->buf, ncap);
 
         if (nbuf == NULL) {
@@ -751,6 +746,22 @@ fill(struct harness_conn *c, int64_t deadline)
         }
         c->buf = nbuf;
         c->cap = ncap;
+    }
+    return 0;
+}
+
+/* One read into the buffer, waiting at most until deadline.
+ * >0 bytes read, 0 EOF, -1 error, -2 timeout. */
+static ssize_t
+fill(struct harness_conn *c, void *arg, int64_t deadline)
+{
+    struct pollfd pfd = {.fd = c->fd, .events = POLLIN};
+    int64_t left;
+    ssize_t n;
+
+    (void)arg;
+    if (harness_conn_reserve(c, 65536) != 0) {
+        return -1;
     }
     for (;;) {
         left = deadline - harness_now_ms();
@@ -776,9 +787,8 @@ fill(struct harness_conn *c, int64_t deadline)
     }
 }
 
-/* Detach the first n buffered bytes as a malloc'd NUL-terminated copy. */
-static char *
-take(struct harness_conn *c, size_t n)
+char *
+harness_take(struct harness_conn *c, size_t n)
 {
     char *out = malloc(n + 1);
 
@@ -800,6 +810,15 @@ char *
 harness_recv_until(struct harness_conn *c, const char *term, size_t termlen,
                    int timeout_ms, size_t *outlen)
 {
+    return harness_recv_until_by(c, fill, NULL, term, termlen, timeout_ms,
+                                 outlen);
+}
+
+char *
+harness_recv_until_by(struct harness_conn *c, harness_fill_fn by, void *arg,
+                      const char *term, size_t termlen, int timeout_ms,
+                      size_t *outlen)
+{
     int64_t deadline = harness_now_ms() + timeout_ms;
     size_t from = 0;
 
@@ -814,11 +833,11 @@ harness_recv_until(struct harness_conn *c, const char *term, size_t termlen,
                 if (outlen != NULL) {
                     *outlen = n;
                 }
-                return take(c, n);
+                return harness_take(c, n);
             }
             from = c->len - termlen + 1;
         }
-        if (fill(c, deadline) <= 0) {
+        if (by(c, arg, deadline) <= 0) {
             return NULL;
         }
     }
@@ -862,14 +881,21 @@ harness_get_reply(struct harness_conn *c, const char *keys, int timeout_ms)
 char *
 harness_recv_n(struct harness_conn *c, size_t n, int timeout_ms)
 {
+    return harness_recv_n_by(c, fill, NULL, n, timeout_ms);
+}
+
+char *
+harness_recv_n_by(struct harness_conn *c, harness_fill_fn by, void *arg,
+                  size_t n, int timeout_ms)
+{
     int64_t deadline = harness_now_ms() + timeout_ms;
 
     while (c->len < n) {
-        if (fill(c, deadline) <= 0) {
+        if (by(c, arg, deadline) <= 0) {
             return NULL;
         }
     }
-    return take(c, n);
+    return harness_take(c, n);
 }
 
 bool
@@ -881,7 +907,7 @@ harness_expect_n(struct harness_conn *c, const void *want, size_t len,
 
     /* Read until len bytes, or until what we have already differs. */
     while (c->len < len && (c->len == 0 || memcmp(c->buf, want, c->len) == 0)) {
-        r = fill(c, deadline);
+        r = fill(c, NULL, deadline);
         if (r <= 0) {
             break;
         }
@@ -926,7 +952,7 @@ harness_wait_eof(struct harness_conn *c, int timeout_ms)
     int64_t deadline = harness_now_ms() + timeout_ms;
 
     for (;;) {
-        ssize_t r = fill(c, deadline);
+        ssize_t r = fill(c, NULL, deadline);
 
         if (r == 0) {
             return true;
@@ -945,7 +971,7 @@ bool
 harness_quiet(struct harness_conn *c, int timeout_ms)
 {
     size_t before = c->len;
-    ssize_t r = fill(c, harness_now_ms() + timeout_ms);
+    ssize_t r = fill(c, NULL, harness_now_ms() + timeout_ms);
 
     return r == -2 && c->len == before;
 }

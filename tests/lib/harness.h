@@ -144,6 +144,29 @@ struct harness_conn {
     size_t cap;
 };
 
+/* How a connection's buffer is refilled: harness_conn's own reads from
+ * its fd; a TLS client (tls_client.c) reads through OpenSSL into the same
+ * kind of buffer. One read, waiting at most until deadline (ms of
+ * harness_now_ms): >0 bytes added, 0 the peer closed, -1 error, -2
+ * timeout. */
+typedef ssize_t (*harness_fill_fn)(struct harness_conn *c, void *arg,
+                                   int64_t deadline);
+
+/* At least room free bytes at the end of c's buffer. 0, or -1 without
+ * memory. */
+int harness_conn_reserve(struct harness_conn *c, size_t room);
+
+/* Detach the first n buffered bytes as a malloc'd NUL-terminated copy
+ * (NULL without memory). */
+char *harness_take(struct harness_conn *c, size_t n);
+
+/* harness_recv_until and harness_recv_n, reading with by(c, arg, ...). */
+char *harness_recv_until_by(struct harness_conn *c, harness_fill_fn by,
+                            void *arg, const char *term, size_t termlen,
+                            int timeout_ms, size_t *outlen);
+char *harness_recv_n_by(struct harness_conn *c, harness_fill_fn by, void *arg,
+                        size_t n, int timeout_ms);
+
 /* Connect to 127.0.0.1:port (retrying until timeout_ms). NULL on failure. */
 struct harness_conn *harness_conn_open(int port, int timeout_ms);
 /* Close and free. NULL-safe. */

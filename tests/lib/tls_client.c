@@ -3,7 +3,8 @@
  *
  * The socket is non-blocking; every SSL call that wants to read or write
  * waits in poll(2) for what it wants, until the call's deadline. Bytes
- * read are appended to c->buf and taken from its front, as in harness.c.
+ * read are appended to a harness_conn's buffer (c->rb) and taken from its
+ * front with harness.c's functions.
  * A fatal TLS alert or a reset counts as the peer closing (c->eof), with
  * the reason kept in c->err: a refused client looks the same whether the
  * refusal came during the handshake (TLS 1.2) or on the first read
@@ -33,6 +34,7 @@
 #include <openssl/x509v3.h>
 
 #include "harness.h"
+#include "util.h"
 
 #define DEFAULT_TIMEOUT_MS 5000
 #define READ_CHUNK         16384
@@ -41,26 +43,11 @@ struct tls_client {
     int fd;
     SSL *ssl;
     SSL_CTX *ctx;
-    char *buf; /* owned: bytes read and not yet taken */
-    size_t len;
-    size_t cap;
+    struct harness_conn rb; /* bytes read and not yet taken (rb.fd unused) */
     bool eof;         /* the peer closed: close_notify, FIN, reset, alert */
     char err[256];    /* the last failure, "" if none */
     char version[16]; /* negotiated protocol */
 };
-
-static void __attribute__((format(printf, 3, 4)))
-set_err(char *err, size_t errlen, const char *fmt, ...)
-{
-    va_list ap;
-
-    if (err == NULL || errlen == 0) {
-        return;
-    }
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
 
 /* OpenSSL's error queue as one line ("; "-separated), emptied. */
 static void
@@ -121,13 +108,13 @@ classify(struct tls_client *c, int ret, const char *what)
         return 1;
     case SSL_ERROR_ZERO_RETURN:
         c->eof = true;
-        set_err(c->err, sizeof(c->err), "%s: close_notify", what);
+        util_errf(c->err, sizeof(c->err), "%s: close_notify", what);
         return 0;
     case SSL_ERROR_SYSCALL:
         ssl_errors(q, sizeof(q));
-        set_err(c->err, sizeof(c->err), "%s: %s%s%s", what,
-                saved != 0 ? strerror(saved) : "EOF", q[0] != '\0' ? " " : "",
-                q);
+        util_errf(c->err, sizeof(c->err), "%s: %s%s%s", what,
+                  saved != 0 ? strerror(saved) : "EOF", q[0] != '\0' ? " " : "",
+                  q);
         if (saved != 0 && saved != ECONNRESET && saved != EPIPE) {
             return -1;
         }
@@ -137,10 +124,10 @@ classify(struct tls_client *c, int ret, const char *what)
         /* an alert from the peer, or our own verification failing */
         ssl_errors(q, sizeof(q));
         c->eof = true;
-        set_err(c->err, sizeof(c->err), "%s: %s", what, q);
+        util_errf(c->err, sizeof(c->err), "%s: %s", what, q);
         return 0;
     default:
-        set_err(c->err, sizeof(c->err), "%s: SSL error %d", what, e);
+        util_errf(c->err, sizeof(c->err), "%s: SSL error %d", what, e);
         return -1;
     }
 }
@@ -155,7 +142,7 @@ tcp_connect(int port, int64_t deadline, char *err, size_t errlen)
     sin.sin_port = htons((uint16_t)port);
     fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
     if (fd < 0) {
-        set_err(err, errlen, "socket: %s", strerror(errno));
+        util_errf(err, errlen, "socket: %s", strerror(errno));
         return -1;
     }
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
@@ -164,15 +151,15 @@ tcp_connect(int port, int64_t deadline, char *err, size_t errlen)
         socklen_t sl = sizeof(so);
 
         if (errno != EINPROGRESS) {
-            set_err(err, errlen, "connect 127.0.0.1:%d: %s", port,
-                    strerror(errno));
+            util_errf(err, errlen, "connect 127.0.0.1:%d: %s", port,
+                      strerror(errno));
             close(fd);
             return -1;
         }
         if (wait_io(fd, SSL_ERROR_WANT_WRITE, deadline) != 0 ||
             getsockopt(fd, SOL_SOCKET, SO_ERROR, &so, &sl) != 0 || so != 0) {
-            set_err(err, errlen, "connect 127.0.0.1:%d: %s", port,
-                    so != 0 ? strerror(so) : "timeout");
+            util_errf(err, errlen, "connect 127.0.0.1:%d: %s", port,
+                      so != 0 ? strerror(so) : "timeout");
             close(fd);
             return -1;
         }
@@ -188,17 +175,17 @@ make_ctx(const struct tls_client_opts *o, char *err, size_t errlen)
 
     if (ctx == NULL) {
         ssl_errors(q, sizeof(q));
-        set_err(err, errlen, "SSL_CTX_new: %s", q);
+        util_errf(err, errlen, "SSL_CTX_new: %s", q);
         return NULL;
     }
     if (o->max_version != 0 &&
         SSL_CTX_set_max_proto_version(ctx, o->max_version) != 1) {
-        set_err(err, errlen, "max_version 0x%x refused", o->max_version);
+        util_errf(err, errlen, "max_version 0x%x refused", o->max_version);
         goto error;
     }
     if (o->ca != NULL && SSL_CTX_load_verify_locations(ctx, o->ca, NULL) != 1) {
         ssl_errors(q, sizeof(q));
-        set_err(err, errlen, "ca %s: %s", o->ca, q);
+        util_errf(err, errlen, "ca %s: %s", o->ca, q);
         goto error;
     }
     if (o->cert != NULL &&
@@ -207,8 +194,8 @@ make_ctx(const struct tls_client_opts *o, char *err, size_t errlen)
                                      SSL_FILETYPE_PEM) != 1 ||
          SSL_CTX_check_private_key(ctx) != 1)) {
         ssl_errors(q, sizeof(q));
-        set_err(err, errlen, "cert %s / key %s: %s", o->cert,
-                o->key != NULL ? o->key : "(same)", q);
+        util_errf(err, errlen, "cert %s / key %s: %s", o->cert,
+                  o->key != NULL ? o->key : "(same)", q);
         goto error;
     }
     SSL_CTX_set_verify(ctx, o->verify ? SSL_VERIFY_PEER : SSL_VERIFY_NONE,
@@ -264,7 +251,7 @@ handshake(struct tls_client *c, int64_t deadline)
             return -1;
         }
         if (wait_io(c->fd, SSL_get_error(c->ssl, r), deadline) != 0) {
-            set_err(c->err, sizeof(c->err), "handshake: timeout");
+            util_errf(c->err, sizeof(c->err), "handshake: timeout");
             return -1;
         }
     }
@@ -279,13 +266,14 @@ tls_client_open(int port, const struct tls_client_opts *o, char *err,
     struct tls_client *c = NULL;
 
     signal(SIGPIPE, SIG_IGN);
-    set_err(err, errlen, "%s", "");
+    util_errf(err, errlen, "%s", "");
     c = calloc(1, sizeof(*c));
     if (c == NULL) {
-        set_err(err, errlen, "out of memory");
+        util_errf(err, errlen, "out of memory");
         return NULL;
     }
     c->fd = -1;
+    c->rb.fd = -1;
     c->ctx = make_ctx(o, err, errlen);
     if (c->ctx == NULL) {
         goto error;
@@ -297,11 +285,11 @@ tls_client_open(int port, const struct tls_client_opts *o, char *err,
     c->ssl = SSL_new(c->ctx);
     if (c->ssl == NULL || SSL_set_fd(c->ssl, c->fd) != 1 ||
         set_peer_name(c->ssl, o) != 0) {
-        set_err(err, errlen, "SSL_new/SSL_set_fd/peer name failed");
+        util_errf(err, errlen, "SSL_new/SSL_set_fd/peer name failed");
         goto error;
     }
     if (handshake(c, deadline) != 0) {
-        set_err(err, errlen, "%s", c->err);
+        util_errf(err, errlen, "%s", c->err);
         goto error;
     }
     return c;
@@ -331,7 +319,7 @@ tls_client_close(struct tls_client *c)
         close(c->fd);
     }
     ERR_clear_error();
-    free(c->buf);
+    free(c->rb.buf);
     free(c);
 }
 
@@ -369,7 +357,7 @@ tls_client_send(struct tls_client *c, const void *data, size_t len)
             return -1;
         }
         if (wait_io(c->fd, SSL_get_error(c->ssl, r), deadline) != 0) {
-            set_err(c->err, sizeof(c->err), "write: timeout");
+            util_errf(c->err, sizeof(c->err), "write: timeout");
             return -1;
         }
     }
@@ -382,23 +370,18 @@ tls_client_sends(struct tls_client *c, const char *s)
     return tls_client_send(c, s, strlen(s));
 }
 
-/* One SSL read into the buffer before deadline: >0 bytes, 0 the peer
- * closed, -1 error, -2 timeout. */
+/* One SSL read into c's buffer before deadline: >0 bytes, 0 the peer
+ * closed, -1 error, -2 timeout (harness_fill_fn; arg is the client). */
 static ssize_t
-fill(struct tls_client *c, int64_t deadline)
+fill(struct harness_conn *rb, void *arg, int64_t deadline)
 {
+    struct tls_client *c = arg;
+
     if (c->eof) {
         return 0;
     }
-    if (c->cap - c->len < READ_CHUNK) {
-        size_t ncap = c->cap == 0 ? 4 * READ_CHUNK : c->cap * 2;
-        char *nbuf = realloc(c->buf, ncap);
-
-        if (nbuf == NULL) {
-            return -1;
-        }
-        c->buf = nbuf;
-        c->cap = ncap;
+    if (harness_conn_reserve(rb, READ_CHUNK) != 0) {
+        return -1;
     }
     for (;;) {
         size_t n = 0;
@@ -406,9 +389,9 @@ fill(struct tls_client *c, int64_t deadline)
 
         ERR_clear_error();
         errno = 0;
-        r = SSL_read_ex(c->ssl, c->buf + c->len, c->cap - c->len, &n);
+        r = SSL_read_ex(c->ssl, rb->buf + rb->len, rb->cap - rb->len, &n);
         if (r == 1) {
-            c->len += n;
+            rb->len += n;
             return (ssize_t)n;
         }
         k = classify(c, r, "read");
@@ -416,68 +399,24 @@ fill(struct tls_client *c, int64_t deadline)
             return k;
         }
         if (wait_io(c->fd, SSL_get_error(c->ssl, r), deadline) != 0) {
-            set_err(c->err, sizeof(c->err), "read: timeout");
+            util_errf(c->err, sizeof(c->err), "read: timeout");
             return -2;
         }
     }
-}
-
-static char *
-take(struct tls_client *c, size_t n)
-{
-    char *out = malloc(n + 1);
-
-    if (out == NULL) {
-        return NULL;
-    }
-    if (n > 0) {
-        memcpy(out, c->buf, n);
-        memmove(c->buf, c->buf + n, c->len - n);
-        c->len -= n;
-    }
-    out[n] = '\0';
-    return out;
 }
 
 char *
 tls_client_recv_until(struct tls_client *c, const char *term, size_t termlen,
                       int timeout_ms, size_t *outlen)
 {
-    int64_t deadline = harness_now_ms() + timeout_ms;
-    size_t from = 0;
-
-    for (;;) {
-        if (c->len >= termlen) {
-            const char *hit =
-                memmem(c->buf + from, c->len - from, term, termlen);
-
-            if (hit != NULL) {
-                size_t n = (size_t)(hit - c->buf) + termlen;
-
-                if (outlen != NULL) {
-                    *outlen = n;
-                }
-                return take(c, n);
-            }
-            from = c->len - termlen + 1;
-        }
-        if (fill(c, deadline) <= 0) {
-            return NULL;
-        }
-    }
+    return harness_recv_until_by(&c->rb, fill, c, term, termlen, timeout_ms,
+                                 outlen);
 }
 
 char *
 tls_client_recv_n(struct tls_client *c, size_t n, int timeout_ms)
 {
-    int64_t deadline = harness_now_ms() + timeout_ms;
-
-    while (c->len < n) {
-        if (fill(c, deadline) <= 0) {
-            return NULL;
-        }
-    }
-    return take(c, n);
+    return harness_recv_n_by(&c->rb, fill, c, n, timeout_ms);
 }
 
 bool
@@ -487,15 +426,16 @@ tls_client_expect_n(struct tls_client *c, const void *want, size_t len,
     int64_t deadline = harness_now_ms() + timeout_ms;
     ssize_t r = 1;
 
-    while (c->len < len && (c->len == 0 || memcmp(c->buf, want, c->len) == 0)) {
-        r = fill(c, deadline);
+    while (c->rb.len < len &&
+           (c->rb.len == 0 || memcmp(c->rb.buf, want, c->rb.len) == 0)) {
+        r = fill(&c->rb, c, deadline);
         if (r <= 0) {
             break;
         }
     }
-    if (c->len >= len && (len == 0 || memcmp(c->buf, want, len) == 0)) {
-        memmove(c->buf, c->buf + len, c->len - len);
-        c->len -= len;
+    if (c->rb.len >= len && (len == 0 || memcmp(c->rb.buf, want, len) == 0)) {
+        memmove(c->rb.buf, c->rb.buf + len, c->rb.len - len);
+        c->rb.len -= len;
         return true;
     }
     fprintf(stderr, "tls_client: unexpected reply (%s%s%s)\n",
@@ -504,8 +444,8 @@ tls_client_expect_n(struct tls_client *c, const void *want, size_t len,
             : r < 0   ? "error"
                       : "mismatch",
             c->err[0] != '\0' ? ": " : "", c->err);
-    harness_diff("expected", want, len, "received", c->buf,
-                 c->len < len ? c->len : len);
+    harness_diff("expected", want, len, "received", c->rb.buf,
+                 c->rb.len < len ? c->rb.len : len);
     return false;
 }
 
@@ -531,7 +471,7 @@ tls_client_wait_eof(struct tls_client *c, int timeout_ms)
     int64_t deadline = harness_now_ms() + timeout_ms;
 
     for (;;) {
-        ssize_t r = fill(c, deadline);
+        ssize_t r = fill(&c->rb, c, deadline);
 
         if (r == 0) {
             return true;
@@ -539,9 +479,9 @@ tls_client_wait_eof(struct tls_client *c, int timeout_ms)
         if (r < 0) {
             return false;
         }
-        if (c->len > (1u << 20)) { /* keep only a tail */
-            memmove(c->buf, c->buf + c->len - 1024, 1024);
-            c->len = 1024;
+        if (c->rb.len > (1u << 20)) { /* keep only a tail */
+            memmove(c->rb.buf, c->rb.buf + c->rb.len - 1024, 1024);
+            c->rb.len = 1024;
         }
     }
 }
@@ -618,21 +558,22 @@ tls_client_refused(int port, const struct tls_client_opts *o, const char *req,
         /* the alert may already have closed the socket under our write */
         r = c->eof ? 0 : -1;
     }
-    while (r != 0 && c->len == 0) {
-        r = fill(c, deadline);
+    while (r != 0 && c->rb.len == 0) {
+        r = fill(&c->rb, c, deadline);
         if (r == -2 || r == -1) {
             break;
         }
     }
-    if (c->len > 0) {
+    if (c->rb.len > 0) {
         h = 0;
-        set_err(err, errlen, "served: %zu reply bytes (%.*s...)", c->len,
-                (int)(c->len < 40 ? c->len : 40), c->buf);
+        util_errf(err, errlen, "served: %zu reply bytes (%.*s...)", c->rb.len,
+                  (int)(c->rb.len < 40 ? c->rb.len : 40), c->rb.buf);
     } else if (r == 0 || c->eof) {
         h = 2;
-        set_err(err, errlen, "%s after the handshake: %s", c->version, c->err);
+        util_errf(err, errlen, "%s after the handshake: %s", c->version,
+                  c->err);
     } else {
-        set_err(err, errlen, "neither served nor refused: %s", c->err);
+        util_errf(err, errlen, "neither served nor refused: %s", c->err);
     }
     tls_client_close(c);
 out:
