@@ -10,7 +10,9 @@
 #ifndef RIVEN_LOG_H
 #define RIVEN_LOG_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
+#include <stdint.h>
 
 enum log_level {
     LOG_LVL_ERROR = 0,
@@ -24,6 +26,12 @@ void log_init(enum log_level level);
 void log_set_level(enum log_level level);
 enum log_level log_get_level(void);
 bool log_enabled(enum log_level level);
+
+/* True at most once every ms milliseconds per *last (a static of the
+ * caller's, 0 at first): whether a line that any number of threads may
+ * repeat should be written at its level now, or only at debug. Lock-free:
+ * one thread wins each period. */
+bool log_every(_Atomic uint64_t *last, uint64_t ms);
 
 /* "error" | "warn" | "info" | "debug" -> level; false if unknown. */
 bool log_level_parse(const char *s, enum log_level *out);

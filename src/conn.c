@@ -470,31 +470,6 @@ conn_accept_tls(struct conn *c, struct conn_ctx *ctx, uint32_t ms, char *detail,
     return j.hs;
 }
 
-/* The host part of addr as written ("cache1:11211" -> "cache1",
- * "[::1]:11211" -> "::1"): the name a server's certificate is checked
- * against when the pool names none. false for a Unix socket. */
-static bool
-addr_host(const struct cfg_addr *a, char *buf, size_t len)
-{
-    const char *name = a->name, *colon = strrchr(name, ':');
-    size_t n;
-
-    if (a->ss.ss_family == AF_UNIX || colon == NULL) {
-        return false;
-    }
-    if (name[0] == '[') {
-        name++;
-        colon--; /* the ']' */
-    }
-    n = (size_t)(colon - name);
-    if (n == 0 || n >= len) {
-        return false;
-    }
-    memcpy(buf, name, n);
-    buf[n] = '\0';
-    return true;
-}
-
 enum status
 conn_connect_tls(struct conn *c, struct conn_ctx *ctx,
                  const struct cfg_addr *addr, uint32_t ms, char *err,
@@ -502,9 +477,9 @@ conn_connect_tls(struct conn *c, struct conn_ctx *ctx,
 {
     SSL *ssl = SSL_new(ctx->ctx);
     char why[256], host[CFG_ADDR_NAME_MAX];
-    const char *name = ctx->server_name;
+    const char *name = ctx->server_name, *port;
     unsigned char bin[sizeof(struct in6_addr)];
-    bool ip = false;
+    bool ip = false, v6;
     int r;
 
     if (ssl == NULL || SSL_set_fd(ssl, c->fd) != 1) {
@@ -515,7 +490,9 @@ conn_connect_tls(struct conn *c, struct conn_ctx *ctx,
     /* the pool's server_name, else the host as written: a name is sent
      * as SNI and checked against the certificate's names, an IP address
      * against its IP addresses */
-    if (name == NULL && addr_host(addr, host, sizeof(host))) {
+    if (name == NULL && addr->ss.ss_family != AF_UNIX &&
+        util_split_host_port(addr->name, host, sizeof(host), &port, &v6, NULL,
+                             0) == ST_OK) {
         name = host;
         ip = inet_pton(AF_INET, host, bin) == 1 ||
              inet_pton(AF_INET6, host, bin) == 1;

@@ -253,10 +253,8 @@ static void
 tls_failed(const struct cfg_addr *a, const char *why)
 {
     static _Atomic uint64_t last_ms;
-    uint64_t now = util_now_ms(), last = atomic_load(&last_ms);
 
-    if (now - last >= 1000 &&
-        atomic_compare_exchange_strong(&last_ms, &last, now)) {
+    if (log_every(&last_ms, 1000)) {
         log_info("backend %s: %s", a->name, why);
     } else {
         log_debug("backend %s: %s", a->name, why);

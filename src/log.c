@@ -14,6 +14,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "util.h"
+
 static _Atomic int log_level = LOG_LVL_INFO;
 static bool log_journal;
 
@@ -75,6 +77,15 @@ bool
 log_enabled(enum log_level level)
 {
     return (int)level <= atomic_load_explicit(&log_level, memory_order_relaxed);
+}
+
+bool
+log_every(_Atomic uint64_t *last, uint64_t ms)
+{
+    uint64_t now = util_now_ms(), prev = atomic_load(last);
+
+    return (prev == 0 || now - prev >= ms) &&
+           atomic_compare_exchange_strong(last, &prev, now);
 }
 
 bool

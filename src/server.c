@@ -729,7 +729,6 @@ start_tls(struct server *s)
     static _Atomic uint64_t logged_ms;
     struct conn_ctx *ctx = snapshot_listen_tls(s->snap, s->conn->listen_name);
     char peer[INET6_ADDRSTRLEN + 16], detail[256], subject[256];
-    uint64_t now, last;
     enum conn_hs hs;
 
     peer_name(s->io.fd, peer, sizeof(peer));
@@ -748,10 +747,7 @@ start_tls(struct server *s)
                   subject[0] != '\0' ? subject : "no certificate");
         return ST_OK;
     }
-    now = util_now_ms();
-    last = atomic_load(&logged_ms);
-    if (now - last >= 1000 &&
-        atomic_compare_exchange_strong(&logged_ms, &last, now)) {
+    if (log_every(&logged_ms, 1000)) {
         log_info("tls: client %s: handshake failed (%s): %s%s%s", peer,
                  conn_hs_name(hs), detail, subject[0] != '\0' ? ": " : "",
                  subject);
