@@ -98,6 +98,8 @@ struct cfg_pool {
     uint32_t retry_timeout_ms;          /* retry_timeout_ms */
     bool eject_rehash;                  /* eject_rehash */
     char hash_tag[3]; /* hash_tag: two characters, "" = the whole key */
+    uint32_t chunk_size; /* chunked.chunk_size: payload bytes per chunk;
+                            0 = not chunked (chunk.h) */
 };
 
 /* pools.NAME: a pool with a name, for routes. */

@@ -175,6 +175,7 @@ struct response {
 #define MSG_BACKEND_UNAVAILABLE "backend unavailable"
 #define MSG_BACKEND_ERROR       "backend error"
 #define MSG_OUT_OF_MEMORY       "out of memory"
+#define MSG_CHUNKED             "not supported on chunked storage"
 
 /* Name of a command ("get"), or "none". */
 const char *req_cmd_name(enum req_cmd cmd);
