@@ -1165,7 +1165,7 @@ test_sizes(void **state)
 
         roundtrip_all(t, buf, n, edge);
     }
-    printf("integ_chunked: sizes 0..%u in 5 round trips each: %lld ms\n",
+    printf("integ_chunked: sizes 0..%u, 8 requests each: %lld ms\n",
            2 * CS + 2, (long long)(harness_now_ms() - t0));
 
     /* the sweep: write in protocol i % 3, read in all three */
