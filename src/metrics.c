@@ -183,6 +183,7 @@ metrics_reset(void)
     zero(metrics_store.misses, REQ_CMD_COUNT);
     zero(metrics_store.errors, MERR_COUNT);
     zero(metrics_store.reloads, 2);
+    zero(metrics_store.tls_handshakes, CONN_HS_NKINDS);
     zero(metrics_store.chunked_ops, MCHUNK_NOPS);
     zero(metrics_store.chunked_chunks, METRICS_CHUNKS_NLE + 1);
     zero(&metrics_store.chunked_chunks_sum, 1);

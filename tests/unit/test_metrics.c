@@ -1086,7 +1086,8 @@ test_chunked_buckets(void **state)
     free(stats);
 }
 
-/* metrics_reset zeroes every chunked series; none disappears. */
+/* metrics_reset zeroes every chunked series, none disappears; and it
+ * zeroes the TLS handshake counters. */
 static void
 test_chunked_reset(void **state)
 {
@@ -1137,6 +1138,7 @@ test_chunked_reset(void **state)
     known_state();
     metrics_chunked_op(MCHUNK_TOUCH);
     metrics_chunked_chunks(4000);
+    metrics_tls_handshake(CONN_HS_OK);
     metrics_reset();
     chunked_sections(&prom, &stats);
     snprintf(want, sizeof(want), "%s%s", expect_chunked_help, want_prom);
@@ -1147,6 +1149,11 @@ test_chunked_reset(void **state)
     assert_int_equal(metrics_get(M_CHUNKED_CHUNK_MISSES), 0);
     free(prom);
     free(stats);
+    /* and, outside the chunked section, the TLS handshake counters */
+    prom = render();
+    assert_non_null(
+        strstr(prom, "\nriven_tls_handshakes_total{result=\"ok\"} 0\n"));
+    free(prom);
 }
 
 /* ---- concurrency ---- */
