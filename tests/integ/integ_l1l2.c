@@ -22,6 +22,8 @@
  *   L1 set failing and key locks again through the route
  *   `{l1l2: {l1: l1, l2: {all_sync: [l2, l2b]}}}`, a fourth memcached
  *   (l2b) as L2's replica holding every write L2 holds.
+ * - chunked L1 (issue 15): bulk again with L1 a chunked pool, as Rend's
+ *   chunked L1, by --chunked and by a route's pool with chunked: true.
  *
  * Needs riven and a memcached built with extstore: every case is skipped
  * with RIVEN_DIRECT=1. To debug one case: INTEG_L1L2_ONLY=test_name; to
@@ -63,6 +65,8 @@ struct l1l2 {
     struct harness_proc l2b; /* routes: L2's replica (all_sync), else -1 */
     struct harness_proc rv;
     int batch_port; /* riven's --batch-listen port */
+    int l1_items;   /* memcached items L1 spends on one bulk value: 1, or
+                       with a chunked L1, 1 + its chunks */
     char dir[64];   /* mkdtemp; removed at teardown */
     char ext[96];   /* dir/extstore */
     char conf[96];  /* dir/riven.yml, when used */
@@ -131,6 +135,7 @@ backends_start(const char *const *l1_more)
         return NULL;
     }
     t->l1.pid = t->l2.pid = t->l2b.pid = t->rv.pid = -1;
+    t->l1_items = 1;
     for (size_t i = 0; l1_more != NULL && l1_more[i] != NULL && i < 5; i++) {
         l1_args[2 + i] = l1_more[i];
     }
@@ -166,10 +171,10 @@ backends_start(const char *const *l1_more)
     return t;
 }
 
-/* riven --orca l1l2 --l2 L2 --batch-listen PORT in front of L1 and L2
- * (L1 started with l1_more). */
+/* riven --orca l1l2 --l2 L2 --batch-listen PORT [--chunked] in front of
+ * L1 and L2 (L1 started with l1_more). */
 static int
-setup_with(void **state, const char *const *l1_more)
+setup_opts(void **state, const char *const *l1_more, bool chunked)
 {
     char l2addr[32], baddr[32];
     struct l1l2 *t;
@@ -186,14 +191,35 @@ setup_with(void **state, const char *const *l1_more)
     snprintf(l2addr, sizeof(l2addr), "127.0.0.1:%d", t->l2.port);
     snprintf(baddr, sizeof(baddr), "127.0.0.1:%d", t->batch_port);
     {
-        const char *const extra[] = {"--orca",         "l1l2", "--l2", l2addr,
-                                     "--batch-listen", baddr,  NULL};
+        const char *const extra[] = {"--orca",
+                                     "l1l2",
+                                     "--l2",
+                                     l2addr,
+                                     "--batch-listen",
+                                     baddr,
+                                     chunked ? "--chunked" : NULL,
+                                     NULL};
 
         assert_int_equal(
             harness_riven_start(&t->rv, t->l1.port, NULL, 0, extra), 0);
     }
     assert_int_equal(harness_wait_ready(&t->rv, t->batch_port, 5000), 0);
+    /* 10,240 bytes in chunks of 1,068 */
+    t->l1_items = chunked ? 1 + (BULK_SIZE + 1067) / 1068 : 1;
     return 0;
+}
+
+static int
+setup_with(void **state, const char *const *l1_more)
+{
+    return setup_opts(state, l1_more, false);
+}
+
+/* Issue 15: L1 a chunked pool (--chunked applies to l1). */
+static int
+setup_chunked(void **state)
+{
+    return setup_opts(state, NULL, true);
 }
 
 static int
@@ -248,7 +274,7 @@ setup_yaml(void **state)
  * No batch listener (routes have none): the l1l2batch rows are left out.
  */
 static int
-setup_route_with(void **state, const char *const *l1_more)
+setup_route_opts(void **state, const char *const *l1_more, bool chunked)
 {
     static const char *const l2b_args[] = {"-m", "16", NULL};
     struct l1l2 *t;
@@ -269,21 +295,35 @@ setup_route_with(void **state, const char *const *l1_more)
     assert_non_null(f);
     fprintf(f,
             "listen: [\"127.0.0.1:%d\"]\nlog_level: warn\nkey_locks: 1024\n"
-            "pools:\n  l1: {servers: [\"127.0.0.1:%d\"]}\n"
+            "pools:\n  l1: {servers: [\"127.0.0.1:%d\"]%s}\n"
             "  l2: {servers: [\"127.0.0.1:%d\"]}\n"
             "  l2b: {servers: [\"127.0.0.1:%d\"]}\n"
             "routes:\n"
             "  - default: {l1l2: {l1: l1, l2: {all_sync: [l2, l2b]}}}\n",
-            port, t->l1.port, t->l2.port, t->l2b.port);
+            port, t->l1.port, chunked ? ", chunked: true" : "", t->l2.port,
+            t->l2b.port);
     assert_int_equal(fclose(f), 0);
     assert_int_equal(harness_riven_start(&t->rv, 0, t->conf, port, NULL), 0);
+    t->l1_items = chunked ? 1 + (BULK_SIZE + 1067) / 1068 : 1;
     return 0;
+}
+
+static int
+setup_route_with(void **state, const char *const *l1_more)
+{
+    return setup_route_opts(state, l1_more, false);
 }
 
 static int
 setup_route(void **state)
 {
     return setup_route_with(state, NULL);
+}
+
+static int
+setup_route_chunked(void **state)
+{
+    return setup_route_opts(state, NULL, true);
 }
 
 static int
@@ -521,7 +561,11 @@ test_bulk_30mb(void **state)
     harness_conn_close(c);
     assert_int_equal(stored, BULK_KEYS);
     assert_int_equal(intact, BULK_KEYS);
-    assert_true(l1_items < BULK_KEYS); /* the case means something */
+    /* the case means something: L1 could not hold every value */
+    assert_true(l1_items < (uint64_t)BULK_KEYS * (uint64_t)t->l1_items);
+    if (t->l1_items > 1) { /* chunked: L1 holds chunks, not whole values */
+        assert_true(l1_items > BULK_KEYS);
+    }
     assert_true(l2_ext > 0);
 }
 
@@ -1285,6 +1329,11 @@ main(void)
         cmocka_unit_test_setup_teardown(test_l1_set_fails, setup_route_small_l1,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_key_locks, setup_route, teardown),
+        /* issue 15: a chunked L1, as Rend's chunked L1 */
+        cmocka_unit_test_setup_teardown(test_bulk_30mb, setup_chunked,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_bulk_30mb, setup_route_chunked,
+                                        teardown),
     };
 
     if (getenv("INTEG_L1L2_ONLY") != NULL) { /* one case, to debug it */
