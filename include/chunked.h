@@ -16,7 +16,7 @@
  *                             metadata write alone, so that memcached
  *                             gives the refusal (NS, EX, NF) itself
  *   incr decr append prepend ma, ms MA MP, and meta flags a chunked
- *   value cannot honour (mg E N R, ms I N): CLIENT_ERROR not supported
+ *   value cannot honour (mg N R, ms I N): CLIENT_ERROR not supported
  *   on chunked storage, and nothing is sent.
  *   delete, md, me: no job; they concern the metadata item alone, which
  *   the orca forwards as for any pool (chunks left behind are read by

@@ -159,7 +159,6 @@ mg_flags(struct chunked *j)
     j->want_v = false;
     while (j->req.nargs > 0 && util_next_token(&cur, end, &tok, &ntok)) {
         switch (tok[0]) {
-        case 'E': /* a CAS of the client's: the chunks' would differ */
         case 'N': /* vivify: an empty item is no value */
         case 'R': /* recache: wins belong to whole values */
             return false;
