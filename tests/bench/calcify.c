@@ -20,10 +20,10 @@
  * cmd_set and cmd_get before and after each phase, on a connection of its
  * own, and prints how many memcached commands each request of the phase
  * cost: through riven's chunked pool a set of v bytes is
- * chunk_count(v, chunk_size) chunk sets and a metadata set, a get one
- * metadata get and, when the metadata is there, the chunk gets. Its
- * evictions and slabs_moved are then that memcached's too (a riven
- * answers "stats" with its own).
+ * chunk_count(v, chunk_size) chunk sets and a metadata set, a get the
+ * metadata's and the chunks' gets (riven asks for the metadata and chunk 0
+ * together: a miss costs 2). Its evictions and slabs_moved are then that
+ * memcached's too (a riven answers "stats" with its own).
  *
  * stdout, one line per round, and with -M one more per round:
  *   calcify: small 600000 big 5000 readable N (P%)
