@@ -97,7 +97,7 @@ struct cfg_pool {
     uint32_t failure_limit;             /* failure_limit */
     uint32_t retry_timeout_ms;          /* retry_timeout_ms */
     bool eject_rehash;                  /* eject_rehash */
-    char hash_tag[3]; /* hash_tag: two characters, "" = the whole key */
+    char hash_tag[3];    /* hash_tag: two characters, "" = the whole key */
     uint32_t chunk_size; /* chunked.chunk_size: payload bytes per chunk;
                             0 = not chunked (chunk.h) */
 };

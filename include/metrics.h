@@ -14,7 +14,9 @@
  * once in METRICS_SCALARS, which generates the storage, the Prometheus
  * name/type/help and the stats name. Labelled families are fixed arrays
  * indexed by enum (command, protocol, error kind, backend server index,
- * route index).
+ * route index, chunked op). The chunks-per-value histogram of chunked
+ * pools is a fixed array of atomic buckets, not a struct hist (see
+ * metrics_chunked_chunks).
  *
  * Thread-safety: every function here is thread-safe, except metrics_init,
  * metrics_fini and metrics_reset, which run while no other thread records.
@@ -72,7 +74,13 @@
     X(L2_ERRORS, COUNTER, "riven_l2_errors_total", "l2_errors",                \
       "l1l2 orcas: requests L2 failed (SERVER_ERROR).")                        \
     X(TLS_CONNECTIONS_CURRENT, GAUGE, "riven_tls_connections_current",         \
-      "tls_connections", "Client connections open now over TLS.")
+      "tls_connections", "Client connections open now over TLS.")              \
+    X(CHUNKED_CHUNK_MISSES, COUNTER, "riven_chunked_chunk_misses_total",       \
+      "chunked_chunk_misses",                                                  \
+      "Chunked pools: reads that found a chunk absent (a miss).")              \
+    X(CHUNKED_TOKEN_MISMATCHES, COUNTER,                                       \
+      "riven_chunked_token_mismatches_total", "chunked_token_mismatches",      \
+      "Chunked pools: reads that found a chunk of another write (a miss).")
 
 enum metric {
 #define METRICS_ENUM(id, kind, prom, stat, help) M_##id,
@@ -108,6 +116,21 @@ enum metrics_shadow_result {
     MSHADOW_COUNT
 };
 
+/* What a chunked pool did for a client's command: label op of
+ * riven_chunked_items_total. */
+enum metrics_chunked_op {
+    MCHUNK_GET = 0, /* get gets gat gats mg, binary get family */
+    MCHUNK_SET,     /* set add replace cas ms */
+    MCHUNK_DELETE,  /* delete md */
+    MCHUNK_TOUCH,   /* touch */
+    MCHUNK_REFUSED, /* incr decr append prepend ma, unsupported meta flags */
+    MCHUNK_NOPS
+};
+
+/* riven_chunked_chunks: finite buckets le="0", "1", "2", "4" ... "1024"
+ * (0, 1, then powers of two), then +Inf. */
+#define METRICS_CHUNKS_NLE 12
+
 struct hist;
 
 /* Per backend server, indexed like config->servers. */
@@ -136,6 +159,11 @@ struct metrics_store {
     _Atomic uint64_t errors[MERR_COUNT];
     _Atomic uint64_t reloads[2]; /* [0] failure, [1] success */
     _Atomic uint64_t tls_handshakes[CONN_HS_NKINDS]; /* by result */
+    _Atomic uint64_t chunked_ops[MCHUNK_NOPS];       /* by op */
+    /* chunks per chunked value: [i] counts values in finite bucket i
+     * (not cumulative), [METRICS_CHUNKS_NLE] those above 1024 */
+    _Atomic uint64_t chunked_chunks[METRICS_CHUNKS_NLE + 1];
+    _Atomic uint64_t chunked_chunks_sum;  /* chunks of all those values */
     struct hist *req_hist[REQ_CMD_COUNT]; /* set once by metrics_init */
     struct metrics_server server[METRICS_SERVERS_MAX];
     struct metrics_route route[METRICS_ROUTES_MAX];
@@ -272,6 +300,32 @@ metrics_tls_handshake(enum conn_hs hs)
     }
 }
 
+/* A chunked pool answered one client command of kind op (+1). A
+ * multi-key get counts once per key. Out-of-range ops are ignored. */
+static inline void
+metrics_chunked_op(enum metrics_chunked_op op)
+{
+    if ((unsigned)op < MCHUNK_NOPS) {
+        atomic_fetch_add_explicit(&metrics_store.chunked_ops[op], 1,
+                                  memory_order_relaxed);
+    }
+}
+
+/* A chunked read found a chunk absent: the key answered a miss. */
+static inline void
+metrics_chunked_chunk_miss(void)
+{
+    metrics_inc(M_CHUNKED_CHUNK_MISSES);
+}
+
+/* A chunked read found a chunk of another write (token, index, key tag or
+ * length wrong): the key answered a miss. */
+static inline void
+metrics_chunked_token_mismatch(void)
+{
+    metrics_inc(M_CHUNKED_TOKEN_MISMATCHES);
+}
+
 /* A config reload finished (SIGHUP): ok = applied, !ok = rejected. */
 static inline void
 metrics_config_reload(bool ok)
@@ -376,6 +430,11 @@ metrics_route_shadow(size_t idx, enum metrics_shadow_result r)
 /* A request of command cmd took ns nanoseconds, from parsed to answered
  * (riven_request_duration_seconds). */
 void metrics_observe_request(enum req_cmd cmd, uint64_t ns);
+
+/* A chunked value of nchunks chunks was written or read whole
+ * (riven_chunked_chunks; 0 for an empty value). Two relaxed atomic adds,
+ * no lock. */
+void metrics_chunked_chunks(uint64_t nchunks);
 
 /* A backend round trip to server idx took ns nanoseconds
  * (riven_backend_request_duration_seconds). Ignored before

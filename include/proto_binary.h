@@ -75,17 +75,18 @@ enum bin_opcode {
  * riven uses them for its own backend failures (see proto_binary.c). */
 enum bin_status {
     BIN_ST_OK = 0x0000,
-    BIN_ST_NOT_FOUND = 0x0001,   /* "Not found" */
-    BIN_ST_EXISTS = 0x0002,      /* "Data exists for key." */
-    BIN_ST_TOO_LARGE = 0x0003,   /* "Too large." */
-    BIN_ST_EINVAL = 0x0004,      /* "Invalid arguments" */
-    BIN_ST_NOT_STORED = 0x0005,  /* "Not stored." */
-    BIN_ST_NON_NUMERIC = 0x0006, /* "Non-numeric server-side value for
-                                    incr or decr" */
-    BIN_ST_UNKNOWN = 0x0081,     /* "Unknown command" */
-    BIN_ST_NOMEM = 0x0082,       /* "Out of memory allocating item" */
-    BIN_ST_EINTERNAL = 0x0084,   /* riven: any other backend failure */
-    BIN_ST_TMPFAIL = 0x0086,     /* riven: backend unavailable / timeout */
+    BIN_ST_NOT_FOUND = 0x0001,     /* "Not found" */
+    BIN_ST_EXISTS = 0x0002,        /* "Data exists for key." */
+    BIN_ST_TOO_LARGE = 0x0003,     /* "Too large." */
+    BIN_ST_EINVAL = 0x0004,        /* "Invalid arguments" */
+    BIN_ST_NOT_STORED = 0x0005,    /* "Not stored." */
+    BIN_ST_NON_NUMERIC = 0x0006,   /* "Non-numeric server-side value for
+                                      incr or decr" */
+    BIN_ST_UNKNOWN = 0x0081,       /* "Unknown command" */
+    BIN_ST_NOMEM = 0x0082,         /* "Out of memory allocating item" */
+    BIN_ST_NOT_SUPPORTED = 0x0083, /* riven: MSG_CHUNKED, as the body */
+    BIN_ST_EINTERNAL = 0x0084,     /* riven: any other backend failure */
+    BIN_ST_TMPFAIL = 0x0086,       /* riven: backend unavailable / timeout */
 };
 
 /*

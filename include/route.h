@@ -54,8 +54,8 @@ void route_table_destroy(struct route_table *t);
 /* Index into cfg->routes of the entry for key (its bytes, not base64). */
 size_t route_lookup(const struct route_table *t, const char *key, size_t nkey);
 
-/* True if some route of cfg has an l1l2 rule: its phases hold the
- * striped key locks, as the l1l2 orca does. */
+/* True if some route of cfg has an l1l2 rule, or some pool is chunked:
+ * their rounds hold the striped key locks, as the l1l2 orca does. */
 bool route_needs_locks(const struct config *cfg);
 
 /* A command that changes an item: all_sync and all_fastest send it to

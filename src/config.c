@@ -32,6 +32,8 @@
 #include <unistd.h>
 #include <yaml.h>
 
+#include "chunk.h"
+
 #define CFG_PATH_MAX   256         /* "routes[3].route.failover[1].pool" */
 #define CFG_FILE_MAX   (16u << 20) /* refuse larger config files */
 #define CFG_SHOW_MAX   64          /* bytes of a bad value quoted */
@@ -96,6 +98,8 @@ static enum status set_hash_tag(struct loader *, yaml_node_t *,
                                 const struct command *, void *, const char *);
 static enum status set_later(struct loader *, yaml_node_t *,
                              const struct command *, void *, const char *);
+static enum status set_chunked(struct loader *, yaml_node_t *,
+                               const struct command *, void *, const char *);
 
 #define CFG_OFF(f) offsetof(struct config, f)
 
@@ -114,6 +118,14 @@ static const struct command metrics_commands[] = {
 
 #define POOL_OFF(f) offsetof(struct cfg_pool, f)
 
+/* Keys of a pool's chunked: mapping (chunk.h); the base is a struct
+ * cfg_pool. */
+static const struct command chunked_commands[] = {
+    {"chunk_size", set_u32, POOL_OFF(chunk_size), CHUNK_SIZE_MIN,
+     CHUNK_SIZE_MAX, NULL},
+    {NULL, NULL, 0, 0, 0, NULL},
+};
+
 /* Keys of a pool (pool:, l1:, l2:, pools.NAME); the base is a struct
  * cfg_pool. */
 static const struct command pool_commands[] = {
@@ -125,6 +137,7 @@ static const struct command pool_commands[] = {
     {"eject_rehash", set_bool, POOL_OFF(eject_rehash), 0, 0, NULL},
     {"hash_tag", set_hash_tag, POOL_OFF(hash_tag), 0, 0, NULL},
     {"tls", set_later, POOL_OFF(tls), 0, 0, NULL},
+    {"chunked", set_chunked, POOL_OFF(chunk_size), 0, 0, chunked_commands},
     {NULL, NULL, 0, 0, 0, NULL},
 };
 
@@ -550,6 +563,36 @@ set_map(struct loader *ld, yaml_node_t *val, const struct command *cmd,
         void *base, const char *path)
 {
     return walk_mapping(ld, val, cmd->sub, base, path, NULL);
+}
+
+/* chunked: true (CHUNK_SIZE_DEFAULT), false (0: not chunked) or a mapping
+ * of cmd->sub over the pool, {chunk_size: N}, whose chunk_size defaults to
+ * CHUNK_SIZE_DEFAULT. */
+static enum status
+set_chunked(struct loader *ld, yaml_node_t *val, const struct command *cmd,
+            void *base, const char *path)
+{
+    static const char forms[] = "true, false or {chunk_size: N}";
+    uint32_t *size = (void *)((char *)base + cmd->offset);
+    char buf[CFG_SHOW_MAX + 8];
+    const char *s;
+    bool on;
+
+    if (val->type == YAML_MAPPING_NODE) {
+        *size = CHUNK_SIZE_DEFAULT;
+        return walk_mapping(ld, val, cmd->sub, base, path, NULL);
+    }
+    s = scalar(ld, val, path, forms);
+    if (s == NULL) {
+        return ST_ERROR;
+    }
+    on = strcmp(s, "true") == 0;
+    if (!on && strcmp(s, "false") != 0) {
+        return cfg_err(ld, val, path, "expected %s, got %s", forms,
+                       describe(val, buf, sizeof(buf)));
+    }
+    *size = on ? CHUNK_SIZE_DEFAULT : 0;
+    return ST_OK;
 }
 
 /* A key path for messages; one too long is cut, which only shortens a
@@ -2360,9 +2403,9 @@ config_unref(struct config *cfg)
  * the same snapshot: the keys of the command tables in their order and
  * spelling, defaults included, strings double-quoted. A key with nothing
  * to say is left out, since its absence is its default: hash_tag and tls
- * when unset, batch_listen when empty, l2.servers when l2 has none; with
- * routes:, the keys routes: replaces. Printing the result again gives the
- * same bytes.
+ * when unset, chunked when not chunked, batch_listen when empty, l2.servers
+ * when l2 has none; with routes:, the keys routes: replaces. Printing the
+ * result again gives the same bytes.
  */
 
 static void print_table(FILE *f, const struct config *cfg,
@@ -2476,6 +2519,23 @@ print_addrs(FILE *f, const char *name, const struct cfg_addr *a, size_t n,
     }
 }
 
+/* chunked: of a pool as a mapping of cmd->sub, {chunk_size: N}, at
+ * indent; nothing when the pool is not chunked. */
+static void
+print_chunked(FILE *f, const struct command *cmd, const struct cfg_pool *pool,
+              int indent)
+{
+    if (pool->chunk_size == 0) {
+        return;
+    }
+    fprintf(f, "%*s%s:\n", indent, "", cmd->name);
+    for (const struct command *c = cmd->sub; c->name != NULL; c++) {
+        fprintf(f, "%*s%s: ", indent + 2, "", c->name);
+        (void)print_scalar(f, c, pool);
+        fputc('\n', f);
+    }
+}
+
 /* A pool's keys (pool_commands) at indent. */
 static void
 print_pool(FILE *f, const struct cfg_pool *pool, int indent)
@@ -2493,6 +2553,8 @@ print_pool(FILE *f, const struct cfg_pool *pool, int indent)
             }
         } else if (cmd->set == set_later) { /* tls */
             print_tls(f, &pool->tls, false, indent);
+        } else if (cmd->set == set_chunked) {
+            print_chunked(f, cmd, pool, indent);
         } else if (cmd->set != set_hash_tag || pool->hash_tag[0] != '\0') {
             fprintf(f, "%*s%s: ", indent, "", cmd->name);
             (void)print_scalar(f, cmd, pool);

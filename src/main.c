@@ -20,6 +20,7 @@
 #include <string.h>
 #include <sys/resource.h>
 
+#include "chunk.h"
 #include "config.h"
 #include "handler.h"
 #include "listener.h"
@@ -51,6 +52,7 @@ usage(FILE *f)
         "usage: riven [-c FILE] [-l [tls:]ADDR]... [-b ADDR]... [-m ADDR|off]\n"
         "             [-t] [-T] [-v] [-q] [-V] [-h]\n"
         "             [--orca NAME] [--l2 ADDR]... [--batch-listen ADDR]...\n"
+        "             [--chunked] [--chunk-size N]\n"
         "             [--tls-cert FILE] [--tls-key FILE] [--tls-ca FILE]\n"
         "             [--tls-verify MODE]\n"
         "  -c FILE  load the YAML config FILE (default: built-in)\n"
@@ -62,6 +64,10 @@ usage(FILE *f)
         "  --orca l1only|l1l2|l1l2batch   how requests use L1 and L2\n"
         "  --l2 ADDR           add an L2 server (repeatable)\n"
         "  --batch-listen ADDR listener for bulk loaders (l1l2batch)\n"
+        "  --chunked           store the pool's values in chunks of %u "
+        "bytes\n"
+        "                      (unless the file gives a chunk_size)\n"
+        "  --chunk-size N      chunk size %u..%u (implies --chunked)\n"
         "  --tls-cert FILE     certificate chain (PEM) of the tls: listeners\n"
         "  --tls-key FILE      its private key (PEM)\n"
         "  --tls-ca FILE       CAs (PEM) that client certificates are checked "
@@ -78,7 +84,8 @@ usage(FILE *f)
         "  -h       print this help\n"
         "ADDR is host:port, [v6addr]:port or unix:/path.\n"
         "Defaults: listen %s, backend %s.\n",
-        CFG_DEFAULT_METRICS_LISTEN, CFG_DEFAULT_LISTEN, CFG_DEFAULT_SERVER);
+        CFG_DEFAULT_METRICS_LISTEN, CHUNK_SIZE_DEFAULT, CHUNK_SIZE_MIN,
+        CHUNK_SIZE_MAX, CFG_DEFAULT_LISTEN, CFG_DEFAULT_SERVER);
 }
 
 static void
@@ -143,6 +150,8 @@ struct opts {
     struct cfg_addr batch[MAX_ADDRS]; /* --batch-listen */
     size_t nbatch;
     const char *orca;    /* --orca */
+    bool chunked;        /* --chunked (or --chunk-size) */
+    uint32_t chunk_size; /* --chunk-size N, 0 = not given */
     const char *metrics; /* -m ADDR|off, or NULL */
     bool test;
     bool print; /* -T */
@@ -189,7 +198,33 @@ add_listen(struct opts *o, const char *s)
     o->ntls += tls;
 }
 
-enum { OPT_TLS_CERT = 256, OPT_TLS_KEY, OPT_TLS_CA, OPT_TLS_VERIFY };
+enum {
+    OPT_TLS_CERT = 256,
+    OPT_TLS_KEY,
+    OPT_TLS_CA,
+    OPT_TLS_VERIFY,
+    OPT_CHUNKED,
+    OPT_CHUNK_SIZE,
+};
+
+/* --chunk-size N: CHUNK_SIZE_MIN..CHUNK_SIZE_MAX; implies --chunked. */
+static void
+set_chunk_size(struct opts *o, const char *arg)
+{
+    const char *digits = arg[0] == '-' ? arg + 1 : arg;
+    uint64_t v = 0;
+
+    if (*digits == '\0' || !util_all_digits(digits, strlen(digits))) {
+        usage_error("--chunk-size: expected an integer, got '%s'", arg);
+    }
+    if (arg[0] == '-' || !util_parse_u64(arg, strlen(arg), &v) ||
+        v < CHUNK_SIZE_MIN || v > CHUNK_SIZE_MAX) {
+        usage_error("--chunk-size: %s out of range %u..%u", arg, CHUNK_SIZE_MIN,
+                    CHUNK_SIZE_MAX);
+    }
+    o->chunked = true;
+    o->chunk_size = (uint32_t)v;
+}
 
 /* --tls-cert, --tls-key, --tls-ca, --tls-verify. */
 static void
@@ -260,6 +295,8 @@ parse_args(int argc, char **argv, struct opts *o)
         {"tls-key", required_argument, NULL, OPT_TLS_KEY},
         {"tls-ca", required_argument, NULL, OPT_TLS_CA},
         {"tls-verify", required_argument, NULL, OPT_TLS_VERIFY},
+        {"chunked", no_argument, NULL, OPT_CHUNKED},
+        {"chunk-size", required_argument, NULL, OPT_CHUNK_SIZE},
         {"help", no_argument, NULL, 'h'},
         {"version", no_argument, NULL, 'V'},
         {"print-config", no_argument, NULL, 'T'},
@@ -294,6 +331,12 @@ parse_args(int argc, char **argv, struct opts *o)
         case OPT_TLS_CA:
         case OPT_TLS_VERIFY:
             set_tls_opt(o, c, optarg);
+            break;
+        case OPT_CHUNKED:
+            o->chunked = true;
+            break;
+        case OPT_CHUNK_SIZE:
+            set_chunk_size(o, optarg);
             break;
         case 't':
             o->test = true;
@@ -353,8 +396,19 @@ apply_opts(struct config *cfg, const struct opts *o, char *err, size_t errlen)
                  "-b does not apply with routes: (the servers are in pools:)");
         return ST_ERROR;
     }
+    if (o->chunked && cfg->nroutes > 0) {
+        snprintf(err, errlen,
+                 "%s does not apply with routes: (set chunked: in pools:)",
+                 o->chunk_size > 0 ? "--chunk-size" : "--chunked");
+        return ST_ERROR;
+    }
     if (check_tls_files(o, err, errlen) != ST_OK) {
         return ST_ERROR;
+    }
+    if (o->chunk_size > 0) {
+        cfg->pool.chunk_size = o->chunk_size;
+    } else if (o->chunked && cfg->pool.chunk_size == 0) {
+        cfg->pool.chunk_size = CHUNK_SIZE_DEFAULT;
     }
     if ((o->nlisten > 0 && config_set_listen(cfg, o->listen, o->listen_tls,
                                              o->nlisten) != ST_OK) ||

@@ -7,7 +7,8 @@
  *
  * Prometheus exposition, in this order (one HELP and TYPE per family):
  *   riven_build_info{version}  riven_uptime_seconds
- *   METRICS_SCALARS (connections, threads, bytes)
+ *   METRICS_SCALARS (connections, threads, bytes, l1l2, tls, chunked)
+ *   riven_chunked_items_total{op}  riven_chunked_chunks (histogram, always)
  *   riven_requests_total{command,protocol}   (pairs seen at least once)
  *   riven_get_hits_total{command} riven_get_misses_total{command}
  *   riven_errors_total{kind}  riven_config_reloads_total{result}
@@ -70,6 +71,25 @@ static const char *const err_names[MERR_COUNT] = {
 static const char *const reload_names[2] = {"failure", "success"};
 static const char *const shadow_names[MSHADOW_COUNT] = {"ok", "error",
                                                         "timeout", "dropped"};
+/* enum metrics_chunked_op: Prometheus label values, stats names */
+static const char *const chunked_op_names[MCHUNK_NOPS] = {
+    "get", "set", "delete", "touch", "refused"};
+static const char *const chunked_op_stats[MCHUNK_NOPS] = {
+    "chunked_gets", "chunked_sets", "chunked_deletes", "chunked_touches",
+    "chunked_refused"};
+
+/*
+ * riven_chunked_chunks: fixed buckets of atomic counters, not a struct
+ * hist. hist is built for nanoseconds: its buckets above 64 are 1/32 of a
+ * power of two wide, so hist_cumulative would count a 1,025-chunk value
+ * under le="1024" (it counts a bound's whole bucket), it costs a striped
+ * rwlock and 8 KiB, and its sum renders as seconds. Chunk counts are small
+ * integers whose interesting bounds are powers of two (982 chunks is a
+ * 1 MiB value at the default chunk_size), so 13 counters and a sum give
+ * exact buckets for two relaxed adds per value.
+ */
+static const char *const chunks_le[METRICS_CHUNKS_NLE] = {
+    "0", "1", "2", "4", "8", "16", "32", "64", "128", "256", "512", "1024"};
 
 /* The scalar table, generated from METRICS_SCALARS. */
 #define KIND_IS_GAUGE_COUNTER false
@@ -163,6 +183,10 @@ metrics_reset(void)
     zero(metrics_store.misses, REQ_CMD_COUNT);
     zero(metrics_store.errors, MERR_COUNT);
     zero(metrics_store.reloads, 2);
+    zero(metrics_store.tls_handshakes, CONN_HS_NKINDS);
+    zero(metrics_store.chunked_ops, MCHUNK_NOPS);
+    zero(metrics_store.chunked_chunks, METRICS_CHUNKS_NLE + 1);
+    zero(&metrics_store.chunked_chunks_sum, 1);
     for (size_t c = 0; c < REQ_CMD_COUNT; c++) {
         if (metrics_store.req_hist[c] != NULL) {
             hist_reset(metrics_store.req_hist[c]);
@@ -325,6 +349,30 @@ metrics_observe_backend(size_t idx, uint64_t ns)
     }
 }
 
+/* The bucket of n chunks: 0 and 1 their own, then the least power of two
+ * >= n (index 1 + log2 of it), METRICS_CHUNKS_NLE above 1024. */
+static size_t
+chunks_bucket(uint64_t n)
+{
+    size_t i;
+
+    if (n <= 1) {
+        return (size_t)n;
+    }
+    i = 65 - (size_t)__builtin_clzll(n - 1); /* 2 -> 2, 3..4 -> 3, ... */
+    return MIN(i, (size_t)METRICS_CHUNKS_NLE);
+}
+
+void
+metrics_chunked_chunks(uint64_t nchunks)
+{
+    atomic_fetch_add_explicit(
+        &metrics_store.chunked_chunks[chunks_bucket(nchunks)], 1,
+        memory_order_relaxed);
+    atomic_fetch_add_explicit(&metrics_store.chunked_chunks_sum, nchunks,
+                              memory_order_relaxed);
+}
+
 bool
 metrics_any_server_up(void *arg)
 {
@@ -459,6 +507,49 @@ render_scalars(struct out *o)
             emit(o, "%s %" PRIu64 "\n", scalars[m].prom, v);
         }
     }
+}
+
+/* The chunks-per-value buckets, read once: cum[i] cumulative up to
+ * chunks_le[i]; the total (the +Inf bucket and the count) returned. */
+static uint64_t
+chunks_read(uint64_t cum[METRICS_CHUNKS_NLE])
+{
+    uint64_t total = 0;
+
+    for (size_t i = 0; i < METRICS_CHUNKS_NLE; i++) {
+        total += load(&metrics_store.chunked_chunks[i]);
+        cum[i] = total;
+    }
+    return total + load(&metrics_store.chunked_chunks[METRICS_CHUNKS_NLE]);
+}
+
+/* Every op and the histogram, zeros included: a dashboard's queries find
+ * the series on a riven without chunked pools too. The sum is read apart
+ * from the buckets, so under load it may hold a value the buckets do not
+ * yet (or already) show. */
+static void
+render_chunked(struct out *o)
+{
+    const char *h = "riven_chunked_chunks";
+    uint64_t cum[METRICS_CHUNKS_NLE], total;
+
+    emit_family(o, "riven_chunked_items_total", "counter",
+                "Chunked pools: client commands taken, by op (refused: not "
+                "supported on chunked values).");
+    for (size_t k = 0; k < MCHUNK_NOPS; k++) {
+        emit_labelled(o, "riven_chunked_items_total", "op", chunked_op_names[k],
+                      load(&metrics_store.chunked_ops[k]));
+    }
+    total = chunks_read(cum);
+    emit_family(o, h, "histogram",
+                "Chunked pools: chunks per value written or read whole.");
+    for (size_t i = 0; i < METRICS_CHUNKS_NLE; i++) {
+        emit(o, "%s_bucket{le=\"%s\"} %" PRIu64 "\n", h, chunks_le[i], cum[i]);
+    }
+    emit(o,
+         "%s_bucket{le=\"+Inf\"} %" PRIu64 "\n%s_sum %" PRIu64
+         "\n%s_count %" PRIu64 "\n",
+         h, total, h, load(&metrics_store.chunked_chunks_sum), h, total);
 }
 
 static bool
@@ -839,6 +930,7 @@ metrics_render_prometheus(struct buf *out)
     }
     render_info(&o);
     render_scalars(&o);
+    render_chunked(&o); /* right after its two scalars */
     render_requests(&o);
     render_lookups(&o);
     render_errors(&o);
@@ -874,6 +966,22 @@ stats_header(struct out *o)
             emit(o, "STAT %s %" PRIu64 "\r\n", scalars[m].stat, v);
         }
     }
+}
+
+/* Follows the scalars, whose last two are chunked_chunk_misses and
+ * chunked_token_mismatches. */
+static void
+stats_chunked(struct out *o)
+{
+    uint64_t cum[METRICS_CHUNKS_NLE];
+
+    for (size_t k = 0; k < MCHUNK_NOPS; k++) {
+        emit(o, "STAT %s %" PRIu64 "\r\n", chunked_op_stats[k],
+             load(&metrics_store.chunked_ops[k]));
+    }
+    emit(o, "STAT chunked_values %" PRIu64 "\r\n", chunks_read(cum));
+    emit(o, "STAT chunked_chunks %" PRIu64 "\r\n",
+         load(&metrics_store.chunked_chunks_sum));
 }
 
 static void
@@ -999,6 +1107,7 @@ metrics_render_stats(struct buf *out)
         return ST_NOMEM;
     }
     stats_header(&o);
+    stats_chunked(&o);
     stats_requests(&o);
     pthread_mutex_lock(&names_lock);
     stats_servers(&o);

@@ -31,6 +31,7 @@
 #include <string.h>
 
 #include "buf.h"
+#include "chunked.h"
 #include "handler.h"
 #include "log.h"
 #include "metrics.h"
@@ -73,6 +74,17 @@ struct orca {
     bool watching;             /* routes: a request waits on a shadow */
     struct pollfd *pfds;       /* routes: for waiting on shadows */
     size_t npfds;
+    struct cjob *cj; /* chunked pools: the batch's jobs */
+    size_t ncj;
+    size_t capcj;
+};
+
+/* A command on a chunked pool, and the server of its key. */
+struct cjob {
+    struct chunked *j;
+    struct layer *ly;
+    size_t idx;
+    bool done;
 };
 
 static enum status
@@ -129,6 +141,7 @@ adopt(struct layer *ly, struct layer *prev, const struct config *cfg)
 
 static void route_done(struct orca *o);
 static void route_free(struct orca *o);
+static void cj_done(struct orca *o);
 static bool orca_layers_busy(const struct orca *o);
 static bool is_barrier(const struct request *req);
 
@@ -181,6 +194,8 @@ orca_destroy(struct orca *o)
     }
     free(o->ly);
     route_free(o);
+    cj_done(o);
+    free(o->cj);
     free(o->s1);
     free(o->s2);
     free(o->held);
@@ -299,12 +314,139 @@ send_at(struct orca *o, struct layer *ly, size_t idx, const struct request *req,
     queue_on(o, ly, idx, req, res);
 }
 
-/* Send req to the server of ly that owns its key. */
+static void chunked_send(struct orca *o, struct layer *ly,
+                         const struct request *req, struct response *res,
+                         uint64_t now);
+
+/* Send req to the server of ly that owns its key; on a chunked pool, as
+ * a job of rounds (chunked.h). */
 static void
 send_key(struct orca *o, struct layer *ly, const struct request *req,
          struct response *res, uint64_t now)
 {
+    if (ly->env->pool->chunk_size > 0 && chunked_takes(req)) {
+        chunked_send(o, ly, req, res, now);
+        return;
+    }
+    if (ly->env->pool->chunk_size > 0 &&
+        (req->cmd == REQ_DELETE || req->cmd == REQ_MD)) {
+        metrics_chunked_op(MCHUNK_DELETE);
+    }
     send_at(o, ly, route(ly, req, now), req, res, now);
+}
+
+/* ---- chunked pools ---- */
+
+struct cj_ctx {
+    struct orca *o;
+    struct cjob *e;
+    uint64_t now;
+    bool first;   /* the round's first request: it asks health */
+    bool refused; /* ...and the server is ejected */
+};
+
+/* chunked_send_fn: a job's request to the server of its key. The round's
+ * first asks health (and may carry the probe); when the server is
+ * ejected, the rest fail as it did. */
+static void
+cj_queue(void *arg, const struct request *req, struct response *res)
+{
+    struct cj_ctx *c = arg;
+
+    if (c->first) {
+        c->first = false;
+        send_at(c->o, c->e->ly, c->e->idx, req, res, c->now);
+        c->refused = res->kind == RES_SERVER_ERROR &&
+                     res->fail == FAIL_BACKEND_UNAVAILABLE;
+    } else if (c->refused) {
+        res_set_fail(res, FAIL_BACKEND_UNAVAILABLE);
+    } else {
+        queue_on(c->o, c->e->ly, c->e->idx, req, res);
+    }
+}
+
+/* Send e's rounds while their answers are in (a round failed at once
+ * needs no I/O); true if a round went out. */
+static bool
+cj_pump(struct orca *o, struct cjob *e, uint64_t now)
+{
+    struct cj_ctx c = {.o = o, .e = e, .now = now};
+    bool sent = false;
+
+    while (!e->done && chunked_ready(e->j)) {
+        c.first = true;
+        c.refused = false;
+        if (!chunked_round(e->j, cj_queue, &c)) {
+            e->done = true;
+        } else {
+            sent = true;
+        }
+    }
+    return sent;
+}
+
+static void
+chunked_send(struct orca *o, struct layer *ly, const struct request *req,
+             struct response *res, uint64_t now)
+{
+    struct cjob *e;
+
+    if (o->ncj == o->capcj) {
+        size_t cap = o->capcj ? o->capcj * 2 : 16;
+        struct cjob *p = realloc(o->cj, cap * sizeof(*p));
+
+        if (p == NULL) {
+            if (res != NULL) {
+                res_set_fail(res, FAIL_OUT_OF_MEMORY);
+            }
+            return;
+        }
+        o->cj = p;
+        o->capcj = cap;
+    }
+    e = &o->cj[o->ncj];
+    e->j = chunked_start(req, res, ly->env->pool->chunk_size);
+    if (e->j == NULL) {
+        if (res != NULL) {
+            res_set_fail(res, FAIL_OUT_OF_MEMORY);
+        }
+        return;
+    }
+    o->ncj++;
+    e->ly = ly;
+    e->idx = route(ly, req, now);
+    e->done = false;
+    (void)cj_pump(o, e, now);
+}
+
+/* After a round of I/O: the next rounds of the jobs whose answers are
+ * in; true if one went out. */
+static bool
+cj_advance(struct orca *o)
+{
+    uint64_t now = util_now_ms();
+    bool sent = false;
+
+    for (size_t i = 0; i < o->ncj; i++) {
+        if (!o->cj[i].done) {
+            sent |= cj_pump(o, &o->cj[i], now);
+        }
+    }
+    return sent;
+}
+
+static void
+cj_done(struct orca *o)
+{
+    for (size_t i = 0; i < o->ncj; i++) {
+        chunked_free(o->cj[i].j);
+    }
+    o->ncj = 0;
+    if (o->capcj > 64) {
+        free(o->cj);
+        o->cj = NULL;
+        o->capcj = 0;
+    }
 }
 
 /* Tell the shared health state how each server's exchange went. A probe
@@ -364,7 +506,7 @@ first_waiting(const struct orca *o, const struct handler **hp)
  * handler pausing before it holds limit bytes of them (but the one the
  * client waits on first). */
 static void
-run_queued(struct orca *o, size_t limit)
+run_once(struct orca *o, size_t limit)
 {
     const struct handler *fw = NULL;
 
@@ -392,6 +534,15 @@ run_queued(struct orca *o, size_t limit)
     for (size_t l = 0; l < o->nly; l++) {
         report(&o->ly[l], util_now_ms());
     }
+}
+
+/* run_once, again while chunked jobs send further rounds. */
+static void
+run_queued(struct orca *o, size_t limit)
+{
+    do {
+        run_once(o, limit);
+    } while (o->ncj > 0 && cj_advance(o));
 }
 
 /* A too-large set: memcached drops the old item, so a stale value never
@@ -1651,16 +1802,35 @@ route_free(struct orca *o)
     free(o->pfds);
 }
 
+/* One pool, chunked: [from, to) (keys all different) under the key
+ * locks, in rounds. */
+static void
+run_chunked(struct orca *o, struct req_batch *b, size_t from, size_t to)
+{
+    uint64_t now = util_now_ms();
+
+    lock_keys(o, b, from, to);
+    for (size_t k = from; k < to; k++) {
+        if (b->res[k].kind == RES_NONE) { /* not answered locally */
+            send_key(o, L1(o), &b->reqs[k], &b->res[k], now);
+        }
+    }
+    run_queued(o, SIZE_MAX);
+    unlock_keys(o);
+}
+
 static void
 run_segment(struct orca *o, struct req_batch *b, size_t from, size_t to)
 {
     uint64_t now = util_now_ms();
     bool layered = o->mode != CFG_ORCA_L1ONLY;
+    bool chunked = !layered && !o->routed && L1(o)->env->pool->chunk_size > 0;
 
     for (size_t k = from; k < to; k++) {
         const struct request *req = &b->reqs[k];
 
-        if (!answer_locally(o, req, &b->res[k]) && !layered && !o->routed) {
+        if (!answer_locally(o, req, &b->res[k]) && !layered && !o->routed &&
+            !chunked) {
             send_key(o, L1(o), req, &b->res[k], now);
         }
     }
@@ -1668,6 +1838,9 @@ run_segment(struct orca *o, struct req_batch *b, size_t from, size_t to)
         run_routed_cuts(o, b, from, to);
     } else if (layered) {
         run_layered_cuts(o, b, from, to);
+    } else if (chunked) {
+        /* a key's rounds must not interleave with a later request's */
+        run_cuts(o, b, from, to, run_chunked);
     } else {
         run_queued(o, o->limit);
     }
@@ -1833,8 +2006,10 @@ orca_execute(struct orca *o, struct req_batch *b, size_t limit)
     o->next = 0;
     /* each server's share; half of it, as a read buffer doubles */
     o->limit = MAX(limit / (2 * MAX(L1(o)->nh, 1)), 1);
-    if (o->mode != CFG_ORCA_L1ONLY || o->routed) {
-        o->limit = SIZE_MAX; /* the layered phases, routes do not pause */
+    if (o->mode != CFG_ORCA_L1ONLY || o->routed ||
+        L1(o)->env->pool->chunk_size > 0) {
+        o->limit = SIZE_MAX; /* the layered phases, routes, chunked rounds
+                                do not pause */
     }
     if (o->routed) {
         (void)jobs_reserve(o, b->n); /* short: the segments fail, ENOMEM */
@@ -1891,6 +2066,7 @@ orca_done(struct orca *o)
         layer_done(&o->ly[l]);
     }
     route_done(o);
+    cj_done(o);
     o->agg.pos = o->agg.last = o->agg.start;
     buf_shrink(&o->agg);
 }

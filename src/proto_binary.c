@@ -673,6 +673,9 @@ failure_status(const struct request *req, enum res_kind kind, const char *msg,
         if (req->cmd == REQ_STATS) { /* a stats group with bad arguments */
             return BIN_ST_NOT_FOUND;
         }
+        if (msg_is(msg, nmsg, MSG_CHUNKED)) {
+            return BIN_ST_NOT_SUPPORTED; /* the text says why */
+        }
         return msg_is(msg, nmsg, MSG_NON_NUMERIC) ? BIN_ST_NON_NUMERIC
                                                   : BIN_ST_EINVAL;
     default:
@@ -686,6 +689,7 @@ put_result(struct outq *q, const struct request *req, const struct opdef *op,
            const struct response *res)
 {
     bool get = req->cmd == REQ_GET || req->cmd == REQ_GAT;
+    uint16_t status;
 
     switch (res->kind) {
     case RES_VALUE:
@@ -715,8 +719,10 @@ put_result(struct outq *q, const struct request *req, const struct opdef *op,
     default:
         break;
     }
-    return put_error(
-        q, req, failure_status(req, res->kind, res->msg, res->nmsg), NULL, 0);
+    status = failure_status(req, res->kind, res->msg, res->nmsg);
+    return status == BIN_ST_NOT_SUPPORTED
+               ? put_error(q, req, status, res->msg, res->nmsg)
+               : put_error(q, req, status, NULL, 0);
 }
 
 enum status

@@ -169,6 +169,14 @@ has_l1l2(const struct cfg_route *r)
 bool
 route_needs_locks(const struct config *cfg)
 {
+    if (cfg->pool.chunk_size > 0 || cfg->l2.chunk_size > 0) {
+        return true;
+    }
+    for (size_t i = 0; i < cfg->npools; i++) {
+        if (cfg->pools[i].pool.chunk_size > 0) {
+            return true;
+        }
+    }
     for (size_t i = 0; i < cfg->nroutes; i++) {
         if (has_l1l2(&cfg->routes[i].route)) {
             return true;

@@ -394,15 +394,17 @@ encode_one(struct server *s, const struct request *req,
 }
 
 /* Get keys a batch may carry. The l1only orca pauses its handlers at
- * the reply budget, so only the batch size bounds it; the l1l2 orcas and
- * routes do not pause, so their keys are as many as largest values fit. */
+ * the reply budget, so only the batch size bounds it; the l1l2 orcas,
+ * routes and a chunked pool do not pause, so their keys are as many as
+ * largest values fit. */
 static size_t
 gets_max(const struct server *s)
 {
     size_t budget = config_client_max_buffer(s->cfg);
     size_t held = (size_t)(s->rbuf.end - s->rbuf.start);
 
-    if (orca_mode(s, s->cfg) == CFG_ORCA_L1ONLY && s->cfg->npools == 0) {
+    if (orca_mode(s, s->cfg) == CFG_ORCA_L1ONLY && s->cfg->npools == 0 &&
+        s->cfg->pool.chunk_size == 0) {
         return BATCH_MAX_GETS;
     }
     budget = budget > held ? budget - held : 0;

@@ -59,44 +59,48 @@ prev_pool(const struct snapshot *prev, const char *name)
     return NULL;
 }
 
-/* A pool under r that speaks TLS, or NULL. */
+/* A pool under r that speaks TLS or is chunked, or NULL. */
 static const struct cfg_named_pool *
-tls_pool_under(const struct config *cfg, const struct cfg_route *r)
+odd_pool_under(const struct config *cfg, const struct cfg_route *r)
 {
     const struct cfg_named_pool *np = NULL;
 
     if (r->kind == CFG_ROUTE_POOL) {
-        return cfg->pools[r->pool].pool.tls.on ? &cfg->pools[r->pool] : NULL;
+        const struct cfg_pool *p = &cfg->pools[r->pool].pool;
+
+        return p->tls.on || p->chunk_size > 0 ? &cfg->pools[r->pool] : NULL;
     }
     for (size_t i = 0; i < r->nchild && np == NULL; i++) {
-        np = tls_pool_under(cfg, &r->child[i]);
+        np = odd_pool_under(cfg, &r->child[i]);
     }
     return np;
 }
 
 /* The sockets nobody waits on (shadow.c: a shadow's copies, all_fastest's
- * other children) are non-blocking and plain: a pool they would reach
- * must not ask for TLS. ST_OK, or ST_ERROR naming the pool. */
+ * other children) are non-blocking and plain, and send each request as it
+ * is: a pool they would reach must not ask for TLS, nor be chunked (one
+ * command there is several, in rounds). ST_OK, or ST_ERROR naming the
+ * pool. */
 static enum status
-check_shadow_tls(const struct config *cfg, const struct cfg_route *r, char *err,
-                 size_t errlen)
+check_shadow_pools(const struct config *cfg, const struct cfg_route *r,
+                   char *err, size_t errlen)
 {
     const struct cfg_named_pool *np = NULL;
 
     if (r->kind == CFG_ROUTE_SHADOW) {
-        np = tls_pool_under(cfg, &r->child[1]);
+        np = odd_pool_under(cfg, &r->child[1]);
     } else if (r->kind == CFG_ROUTE_ALL_FASTEST) {
-        np = tls_pool_under(cfg, r);
+        np = odd_pool_under(cfg, r);
     }
     if (np != NULL) {
         snprintf(err, errlen,
-                 "line %d: pool %s has tls:, which a shadow's copies and "
+                 "line %d: pool %s has %s, which a shadow's copies and "
                  "all_fastest's children do not speak yet",
-                 r->line, np->name);
+                 r->line, np->name, np->pool.tls.on ? "tls:" : "chunked:");
         return ST_ERROR;
     }
     for (size_t i = 0; i < r->nchild; i++) {
-        if (check_shadow_tls(cfg, &r->child[i], err, errlen) != ST_OK) {
+        if (check_shadow_pools(cfg, &r->child[i], err, errlen) != ST_OK) {
             return ST_ERROR;
         }
     }
@@ -118,7 +122,7 @@ routes_init(struct orca_env *e, const struct config *cfg,
     }
     e->npools = cfg->npools;
     for (size_t i = 0; i < cfg->nroutes; i++) {
-        if (check_shadow_tls(cfg, &cfg->routes[i].route, err, errlen) !=
+        if (check_shadow_pools(cfg, &cfg->routes[i].route, err, errlen) !=
             ST_OK) {
             return ST_ERROR;
         }

@@ -974,6 +974,126 @@ test_hash_tag(void **state)
     config_unref(cfg);
 }
 
+/* chunked: is a pool key: a mapping {chunk_size: N} (chunk_size 1068 when
+ * left out), true (1068) or false (0, not chunked, as when absent), in
+ * pool:, l1:, l2: and pools.NAME:. */
+static void
+test_chunked(void **state)
+{
+    static const struct {
+        const char *yaml;
+        uint32_t chunk_size;
+    } forms[] = {
+        {"pool: {servers: [127.0.0.1:1]}\n", 0},
+        {"pool:\n  chunked:\n    chunk_size: 4000\n", 4000},
+        {"pool: {chunked: {chunk_size: 256}}\n", 256},
+        {"pool: {chunked: {chunk_size: 524172}}\n", 524172},
+        {"pool: {chunked: {chunk_size: \"1364\"}}\n", 1364},
+        {"pool: {chunked: {}}\n", 1068},
+        {"pool:\n  chunked: true\n", 1068},
+        {"pool:\n  chunked: false\n", 0},
+        {"l1: {chunked: {chunk_size: 2204}}\n", 2204},
+        /* l1: after pool: replaces what it sets, keeps the rest */
+        {"pool: {chunked: true}\nl1: {chunked: false}\n", 0},
+        {"pool: {chunked: {chunk_size: 300}}\nl1: {hash: crc}\n", 300},
+    };
+    struct config *cfg;
+
+    (void)state;
+    for (size_t i = 0; i < NELEMS(forms); i++) {
+        cfg = load_ok(forms[i].yaml);
+        if (cfg->pool.chunk_size != forms[i].chunk_size) {
+            fail_msg("case %zu: chunk_size %u, want %u", i,
+                     (unsigned)cfg->pool.chunk_size,
+                     (unsigned)forms[i].chunk_size);
+        }
+        assert_int_equal(cfg->l2.chunk_size, 0);
+        config_unref(cfg);
+    }
+
+    cfg = config_default();
+    assert_int_equal(cfg->pool.chunk_size, 0);
+    assert_int_equal(cfg->l2.chunk_size, 0);
+    config_unref(cfg);
+
+    cfg = load_ok("orca: l1l2\n"
+                  "l1: {servers: [127.0.0.1:1]}\n"
+                  "l2:\n"
+                  "  servers: [127.0.0.1:2]\n"
+                  "  chunked: {chunk_size: 8764}\n");
+    assert_int_equal(cfg->pool.chunk_size, 0);
+    assert_int_equal(cfg->l2.chunk_size, 8764);
+    config_unref(cfg);
+
+    cfg = load_ok("pools:\n"
+                  "  a: {servers: [127.0.0.1:1], chunked: {chunk_size: 636}}\n"
+                  "  b: {servers: [127.0.0.1:2]}\n"
+                  "  c:\n"
+                  "    servers: [127.0.0.1:3]\n"
+                  "    chunked: true\n"
+                  "  d: {servers: [127.0.0.1:4], chunked: false}\n"
+                  "routes: [{default: a}]\n");
+    assert_int_equal(cfg->npools, 4);
+    assert_string_equal(cfg->pools[0].name, "a");
+    assert_int_equal(cfg->pools[0].pool.chunk_size, 636);
+    assert_int_equal(cfg->pools[1].pool.chunk_size, 0);
+    assert_int_equal(cfg->pools[2].pool.chunk_size, 1068);
+    assert_int_equal(cfg->pools[3].pool.chunk_size, 0);
+    config_unref(cfg);
+}
+
+#define CHUNKED_FORMS "expected true, false or {chunk_size: N}"
+
+static const struct bad bad_chunked_cases[] = {
+    /* out of range: CHUNK_SIZE_MIN..CHUNK_SIZE_MAX */
+    {"pool:\n  chunked: {chunk_size: 255}\n",
+     "x.yml:2: pool.chunked.chunk_size: 255 out of range 256..524172"},
+    {"pool:\n  chunked:\n    chunk_size: 524173\n",
+     "x.yml:3: pool.chunked.chunk_size: 524173 out of range 256..524172"},
+    {"pool: {chunked: {chunk_size: 0}}\n",
+     "x.yml:1: pool.chunked.chunk_size: 0 out of range 256..524172"},
+    {"pool: {chunked: {chunk_size: -1068}}\n",
+     "x.yml:1: pool.chunked.chunk_size: -1068 out of range 256..524172"},
+    {"pool: {chunked: {chunk_size: 4294968364}}\n",
+     "x.yml:1: pool.chunked.chunk_size: 4294968364 out of range "
+     "256..524172"},
+    {"pool: {chunked: {chunk_size: 1k}}\n",
+     "x.yml:1: pool.chunked.chunk_size: expected an integer, got '1k'"},
+    /* unknown and duplicate keys */
+    {"pool:\n  chunked:\n    chunk_size: 1068\n    chunk_sise: 1068\n",
+     "x.yml:4: pool.chunked: unknown key 'chunk_sise'"},
+    {"pool: {chunked: {chunk_size: 300, chunk_size: 400}}\n",
+     "x.yml:1: pool.chunked: duplicate key 'chunk_size'"},
+    {"pool: {chunked: true, chunked: false}\n",
+     "x.yml:1: pool: duplicate key 'chunked'"},
+    {"pool: {chunk_size: 1068}\n", "x.yml:1: pool: unknown key 'chunk_size'"},
+    /* neither a bool nor a mapping */
+    {"pool: {chunked: 1068}\n",
+     "x.yml:1: pool.chunked: " CHUNKED_FORMS ", got '1068'"},
+    {"pool: {chunked: yes}\n",
+     "x.yml:1: pool.chunked: " CHUNKED_FORMS ", got 'yes'"},
+    {"pool: {chunked: [1068]}\n",
+     "x.yml:1: pool.chunked: " CHUNKED_FORMS ", got a sequence"},
+    {"pool:\n  chunked:\n",
+     "x.yml:2: pool.chunked: " CHUNKED_FORMS ", got an empty value"},
+    /* every pool: its path and line */
+    {"l1: {chunked: {chunk_size: 100}}\n",
+     "x.yml:1: l1.chunked.chunk_size: 100 out of range 256..524172"},
+    {"orca: l1l2\nl2:\n  servers: [127.0.0.1:2]\n  chunked: {size: 1}\n",
+     "x.yml:4: l2.chunked: unknown key 'size'"},
+    {"pools:\n  a: {servers: [127.0.0.1:1]}\n"
+     "  b: {servers: [127.0.0.1:2], chunked: {chunk_size: 600000}}\n"
+     "routes: [{default: a}]\n",
+     "x.yml:3: pools.b.chunked.chunk_size: 600000 out of range 256..524172"},
+};
+
+static void
+test_bad_chunked(void **state)
+{
+    (void)state;
+    check_bad(bad_chunked_cases, NELEMS(bad_chunked_cases));
+}
+
 /* Two pools, a (index 0) and b, on lines 1-3; routes from line 4. */
 #define POOLS                                                                  \
     "pools:\n"                                                                 \
@@ -2101,6 +2221,7 @@ assert_pool_equal(const struct cfg_pool *a, const struct cfg_pool *b)
     assert_int_equal(a->retry_timeout_ms, b->retry_timeout_ms);
     assert_int_equal(a->eject_rehash, b->eject_rehash);
     assert_string_equal(a->hash_tag, b->hash_tag);
+    assert_int_equal(a->chunk_size, b->chunk_size);
 }
 
 static void
@@ -2200,10 +2321,9 @@ static void
 test_print_examples(void **state)
 {
     static const char *const files[] = {
-        "conf/riven.yml",
-        "conf/pool-example.yml",
-        "conf/l1l2-example.yml",
-        "conf/routes-example.yml",
+        "conf/riven.yml",           "conf/pool-example.yml",
+        "conf/l1l2-example.yml",    "conf/routes-example.yml",
+        "conf/chunked-example.yml",
     };
     char err[512];
 
@@ -2304,6 +2424,76 @@ test_print_routes(void **state)
     tls_files_remove(&f);
 }
 
+/* chunked: printed as a block mapping with its chunk_size, whatever form
+ * it was written in; nothing for a pool that is not chunked. Each loads
+ * back to the same snapshot and prints the same bytes. */
+static void
+test_print_chunked(void **state)
+{
+    static const char *const docs[] = {
+        "pool: {chunked: {chunk_size: 4000}}\n",
+        "pool: {chunked: true}\nl2: {chunked: {chunk_size: 256}}\n",
+        "pool: {chunked: false, hash_tag: \"{}\"}\n",
+        "pools:\n  a: {servers: [127.0.0.1:1], chunked: {}}\n"
+        "  b: {servers: [127.0.0.1:2], chunked: {chunk_size: 524172}}\n"
+        "  c: {servers: [127.0.0.1:3]}\n"
+        "routes: [{prefix: \"x:\", route: b}, {default: {failover: [a, c]}}]\n",
+    };
+    struct config *cfg;
+    char *text;
+
+    (void)state;
+    for (size_t i = 0; i < NELEMS(docs); i++) {
+        assert_print_roundtrip(load_ok(docs[i]));
+    }
+
+    cfg = load_ok(docs[0]);
+    text = print_string(cfg);
+    assert_non_null(strstr(text, "  eject_rehash: false\n"
+                                 "  chunked:\n"
+                                 "    chunk_size: 4000\n"
+                                 "l2:\n"));
+    free(text);
+    config_unref(cfg);
+
+    cfg = load_ok(docs[1]);
+    text = print_string(cfg);
+    assert_non_null(strstr(text, "\n  chunked:\n"
+                                 "    chunk_size: 1068\n"
+                                 "l2:\n"));
+    assert_non_null(strstr(text, "\n  chunked:\n"
+                                 "    chunk_size: 256\n"
+                                 "orca: l1only\n"));
+    free(text);
+    config_unref(cfg);
+
+    cfg = load_ok(docs[2]);
+    text = print_string(cfg);
+    assert_null(strstr(text, "chunk"));
+    free(text);
+    config_unref(cfg);
+
+    cfg = load_ok(docs[3]);
+    text = print_string(cfg);
+    assert_non_null(strstr(text, "  \"a\":\n"
+                                 "    servers:\n"
+                                 "      - {addr: \"127.0.0.1:1\", weight: 1}\n"
+                                 "    distribution: ketama\n"
+                                 "    hash: default\n"
+                                 "    failure_limit: 3\n"
+                                 "    retry_timeout_ms: 1000\n"
+                                 "    eject_rehash: false\n"
+                                 "    chunked:\n"
+                                 "      chunk_size: 1068\n"
+                                 "  \"b\":\n"));
+    assert_non_null(strstr(text, "    chunked:\n"
+                                 "      chunk_size: 524172\n"
+                                 "  \"c\":\n"));
+    assert_null(strstr(strstr(text, "  \"c\":\n"), "chunk"));
+    free(text);
+    config_unref(cfg);
+}
+
 int
 main(void)
 {
@@ -2333,6 +2523,8 @@ main(void)
         cmocka_unit_test(test_routes_forms),
         cmocka_unit_test(test_routes_prefix_length),
         cmocka_unit_test(test_hash_tag),
+        cmocka_unit_test(test_chunked),
+        cmocka_unit_test(test_bad_chunked),
         cmocka_unit_test(test_bad_pools),
         cmocka_unit_test(test_bad_routes),
         cmocka_unit_test(test_bad_route_rules),
@@ -2353,6 +2545,7 @@ main(void)
         cmocka_unit_test(test_print_examples),
         cmocka_unit_test(test_print_every_key),
         cmocka_unit_test(test_print_routes),
+        cmocka_unit_test(test_print_chunked),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -6,7 +6,8 @@
  * cumulative with +Inf == _count); `promtool check metrics` when promtool
  * is installed; server registration; exact counts from 8 threads while
  * another renders; route names and counters (exact lines, escaping,
- * truncation, none without routes).
+ * truncation, none without routes); the chunked-pool families (exact
+ * lines, every bucket bound, reset).
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -116,7 +117,22 @@ known_state(void)
     metrics_observe_request(REQ_SET, 1500 * MS);
     metrics_observe_backend(0, 80 * US);
     metrics_observe_backend(1, 7 * S);
+    for (int i = 0; i < 3; i++) {
+        metrics_chunked_op(MCHUNK_GET);
+    }
+    metrics_chunked_op(MCHUNK_SET);
+    metrics_chunked_op(MCHUNK_SET);
+    metrics_chunked_op(MCHUNK_DELETE);
+    metrics_chunked_op(MCHUNK_REFUSED);
+    metrics_chunked_chunk_miss();
+    metrics_chunked_chunk_miss();
+    metrics_chunked_token_mismatch();
+    metrics_chunked_chunks(0);
+    metrics_chunked_chunks(1);
+    metrics_chunked_chunks(5);
+    metrics_chunked_chunks(982); /* 1 MiB at the default chunk_size */
     /* ignored: out of range */
+    metrics_chunked_op(MCHUNK_NOPS);
     metrics_server_request(METRICS_SERVERS_MAX);
     metrics_observe_backend(METRICS_SERVERS_MAX + 5, 1);
     metrics_cmd(REQ_CMD_COUNT, PROTO_TEXT);
@@ -211,6 +227,40 @@ static const char expect_head[] =
     "TLS.\n"
     "# TYPE riven_tls_connections_current gauge\n"
     "riven_tls_connections_current 0\n"
+    "# HELP riven_chunked_chunk_misses_total Chunked pools: reads that found "
+    "a chunk absent (a miss).\n"
+    "# TYPE riven_chunked_chunk_misses_total counter\n"
+    "riven_chunked_chunk_misses_total 2\n"
+    "# HELP riven_chunked_token_mismatches_total Chunked pools: reads that "
+    "found a chunk of another write (a miss).\n"
+    "# TYPE riven_chunked_token_mismatches_total counter\n"
+    "riven_chunked_token_mismatches_total 1\n"
+    "# HELP riven_chunked_items_total Chunked pools: client commands taken, "
+    "by op (refused: not supported on chunked values).\n"
+    "# TYPE riven_chunked_items_total counter\n"
+    "riven_chunked_items_total{op=\"get\"} 3\n"
+    "riven_chunked_items_total{op=\"set\"} 2\n"
+    "riven_chunked_items_total{op=\"delete\"} 1\n"
+    "riven_chunked_items_total{op=\"touch\"} 0\n"
+    "riven_chunked_items_total{op=\"refused\"} 1\n"
+    "# HELP riven_chunked_chunks Chunked pools: chunks per value written or "
+    "read whole.\n"
+    "# TYPE riven_chunked_chunks histogram\n"
+    "riven_chunked_chunks_bucket{le=\"0\"} 1\n"
+    "riven_chunked_chunks_bucket{le=\"1\"} 2\n"
+    "riven_chunked_chunks_bucket{le=\"2\"} 2\n"
+    "riven_chunked_chunks_bucket{le=\"4\"} 2\n"
+    "riven_chunked_chunks_bucket{le=\"8\"} 3\n"
+    "riven_chunked_chunks_bucket{le=\"16\"} 3\n"
+    "riven_chunked_chunks_bucket{le=\"32\"} 3\n"
+    "riven_chunked_chunks_bucket{le=\"64\"} 3\n"
+    "riven_chunked_chunks_bucket{le=\"128\"} 3\n"
+    "riven_chunked_chunks_bucket{le=\"256\"} 3\n"
+    "riven_chunked_chunks_bucket{le=\"512\"} 3\n"
+    "riven_chunked_chunks_bucket{le=\"1024\"} 4\n"
+    "riven_chunked_chunks_bucket{le=\"+Inf\"} 4\n"
+    "riven_chunked_chunks_sum 988\n"
+    "riven_chunked_chunks_count 4\n"
     "# HELP riven_requests_total Requests received, by command and client "
     "protocol.\n"
     "# TYPE riven_requests_total counter\n"
@@ -441,24 +491,24 @@ check_sample(const char *line, size_t len, const struct family *cur)
     }
 }
 
-/* Cumulative buckets never go down, and +Inf equals _count. */
+/* A sample of a histogram family: cumulative buckets never go down
+ * within a series, and +Inf equals _count, which ends the series. */
 static void
 check_buckets(const char *line, uint64_t *prev, uint64_t *inf)
 {
     const char *sp = strrchr(line, ' ');
+    size_t n = strcspn(line, "{ ");
     uint64_t v = strtoull(sp + 1, NULL, 10);
 
-    if (strstr(line, "_bucket{") != NULL) {
-        if (strstr(line, ",le=\"0.00005\"}") != NULL) {
-            *prev = 0;
-        }
+    if (n > 7 && strncmp(line + n - 7, "_bucket", 7) == 0) {
         assert_true(v >= *prev);
         *prev = v;
-        if (strstr(line, ",le=\"+Inf\"}") != NULL) {
+        if (strstr(line, "le=\"+Inf\"}") != NULL) {
             *inf = v;
         }
-    } else if (strstr(line, "_count{") != NULL) {
+    } else if (n > 6 && strncmp(line + n - 6, "_count", 6) == 0) {
         assert_int_equal(v, *inf);
+        *prev = 0;
     }
 }
 
@@ -495,7 +545,9 @@ check_format(const char *text)
         } else {
             assert_true(line[0] != '#');
             check_sample(line, n, &cur);
-            check_buckets(line, &prev, &inf);
+            if (strcmp(cur.type, "histogram") == 0) {
+                check_buckets(line, &prev, &inf);
+            }
         }
         p += n + 1;
     }
@@ -544,6 +596,10 @@ test_prometheus_format(void **state)
     check_format(out.pos);
     assert_null(strstr(out.pos, "riven_requests_total{"));
     assert_null(strstr(out.pos, "riven_request_duration_seconds_bucket"));
+    /* but the chunked families, at 0: dashboards find them */
+    assert_non_null(
+        strstr(out.pos, "\nriven_chunked_items_total{op=\"touch\"} 0\n"));
+    assert_non_null(strstr(out.pos, "\nriven_chunked_chunks_count 0\n"));
     buf_free(&out);
 }
 
@@ -562,6 +618,15 @@ static const char expect_stats[] =
     "STAT l1_hits 0\r\nSTAT l1_misses 0\r\nSTAT l2_hits 0\r\nSTAT l2_misses "
     "0\r\nSTAT l1_fills 0\r\nSTAT l2_errors 0\r\n"
     "STAT tls_connections 0\r\n"
+    "STAT chunked_chunk_misses 2\r\n"
+    "STAT chunked_token_mismatches 1\r\n"
+    "STAT chunked_gets 3\r\n"
+    "STAT chunked_sets 2\r\n"
+    "STAT chunked_deletes 1\r\n"
+    "STAT chunked_touches 0\r\n"
+    "STAT chunked_refused 1\r\n"
+    "STAT chunked_values 4\r\n"
+    "STAT chunked_chunks 988\r\n"
     "STAT cmd_get 3\r\nSTAT cmd_gets 0\r\nSTAT cmd_gat 0\r\n"
     "STAT cmd_gats 0\r\nSTAT cmd_set 1\r\nSTAT cmd_add 0\r\n"
     "STAT cmd_replace 0\r\nSTAT cmd_append 0\r\nSTAT cmd_prepend 0\r\n"
@@ -958,6 +1023,139 @@ test_routes_stats(void **state)
     buf_free(&out);
 }
 
+/* ---- chunked pools ---- */
+
+/* The chunked section of /metrics and of stats proxy, as new strings. */
+static void
+chunked_sections(char **prom, char **stats)
+{
+    struct buf out;
+    char *text = render();
+
+    *prom = section(text, "# HELP riven_chunked_chunk_misses_total",
+                    "# HELP riven_requests_total");
+    free(text);
+    buf_init(&out, 16);
+    assert_int_equal(metrics_render_stats(&out), ST_OK);
+    assert_int_equal(buf_append(&out, "", 1), ST_OK);
+    *stats = section(out.pos, "STAT chunked_chunk_misses", "STAT cmd_get ");
+    buf_free(&out);
+}
+
+static const char expect_chunked_help[] =
+    "# HELP riven_chunked_chunk_misses_total Chunked pools: reads that found "
+    "a chunk absent (a miss).\n"
+    "# TYPE riven_chunked_chunk_misses_total counter\n";
+
+/* Every bound of the histogram, on both sides: a value lands in the least
+ * bucket whose le it does not exceed (0 and 1 their own, then powers of
+ * two to 1024), a larger one only in +Inf; sum and count exact. */
+static void
+test_chunked_buckets(void **state)
+{
+    static const uint64_t v[] = {0,   1,   2,    3,    4,
+                                 5,   8,   9,    16,   17,
+                                 512, 513, 1024, 1025, UINT64_C(1) << 40};
+    static const char want_prom[] =
+        "riven_chunked_chunks_bucket{le=\"0\"} 1\n"
+        "riven_chunked_chunks_bucket{le=\"1\"} 2\n"
+        "riven_chunked_chunks_bucket{le=\"2\"} 3\n"
+        "riven_chunked_chunks_bucket{le=\"4\"} 5\n"
+        "riven_chunked_chunks_bucket{le=\"8\"} 7\n"
+        "riven_chunked_chunks_bucket{le=\"16\"} 9\n"
+        "riven_chunked_chunks_bucket{le=\"32\"} 10\n"
+        "riven_chunked_chunks_bucket{le=\"64\"} 10\n"
+        "riven_chunked_chunks_bucket{le=\"128\"} 10\n"
+        "riven_chunked_chunks_bucket{le=\"256\"} 10\n"
+        "riven_chunked_chunks_bucket{le=\"512\"} 11\n"
+        "riven_chunked_chunks_bucket{le=\"1024\"} 13\n"
+        "riven_chunked_chunks_bucket{le=\"+Inf\"} 15\n"
+        "riven_chunked_chunks_sum 1099511630915\n"
+        "riven_chunked_chunks_count 15\n";
+    char *prom, *stats;
+
+    (void)state;
+    for (size_t i = 0; i < NELEMS(v); i++) {
+        metrics_chunked_chunks(v[i]);
+    }
+    chunked_sections(&prom, &stats);
+    assert_non_null(strstr(prom, want_prom));
+    assert_non_null(strstr(stats, "STAT chunked_values 15\r\n"
+                                  "STAT chunked_chunks 1099511630915\r\n"));
+    free(prom);
+    free(stats);
+}
+
+/* metrics_reset zeroes every chunked series, none disappears; and it
+ * zeroes the TLS handshake counters. */
+static void
+test_chunked_reset(void **state)
+{
+    static const char want_prom[] =
+        "riven_chunked_chunk_misses_total 0\n"
+        "# HELP riven_chunked_token_mismatches_total Chunked pools: reads "
+        "that found a chunk of another write (a miss).\n"
+        "# TYPE riven_chunked_token_mismatches_total counter\n"
+        "riven_chunked_token_mismatches_total 0\n"
+        "# HELP riven_chunked_items_total Chunked pools: client commands "
+        "taken, by op (refused: not supported on chunked values).\n"
+        "# TYPE riven_chunked_items_total counter\n"
+        "riven_chunked_items_total{op=\"get\"} 0\n"
+        "riven_chunked_items_total{op=\"set\"} 0\n"
+        "riven_chunked_items_total{op=\"delete\"} 0\n"
+        "riven_chunked_items_total{op=\"touch\"} 0\n"
+        "riven_chunked_items_total{op=\"refused\"} 0\n"
+        "# HELP riven_chunked_chunks Chunked pools: chunks per value written "
+        "or read whole.\n"
+        "# TYPE riven_chunked_chunks histogram\n"
+        "riven_chunked_chunks_bucket{le=\"0\"} 0\n"
+        "riven_chunked_chunks_bucket{le=\"1\"} 0\n"
+        "riven_chunked_chunks_bucket{le=\"2\"} 0\n"
+        "riven_chunked_chunks_bucket{le=\"4\"} 0\n"
+        "riven_chunked_chunks_bucket{le=\"8\"} 0\n"
+        "riven_chunked_chunks_bucket{le=\"16\"} 0\n"
+        "riven_chunked_chunks_bucket{le=\"32\"} 0\n"
+        "riven_chunked_chunks_bucket{le=\"64\"} 0\n"
+        "riven_chunked_chunks_bucket{le=\"128\"} 0\n"
+        "riven_chunked_chunks_bucket{le=\"256\"} 0\n"
+        "riven_chunked_chunks_bucket{le=\"512\"} 0\n"
+        "riven_chunked_chunks_bucket{le=\"1024\"} 0\n"
+        "riven_chunked_chunks_bucket{le=\"+Inf\"} 0\n"
+        "riven_chunked_chunks_sum 0\n"
+        "riven_chunked_chunks_count 0\n";
+    static const char want_stats[] = "STAT chunked_chunk_misses 0\r\n"
+                                     "STAT chunked_token_mismatches 0\r\n"
+                                     "STAT chunked_gets 0\r\n"
+                                     "STAT chunked_sets 0\r\n"
+                                     "STAT chunked_deletes 0\r\n"
+                                     "STAT chunked_touches 0\r\n"
+                                     "STAT chunked_refused 0\r\n"
+                                     "STAT chunked_values 0\r\n"
+                                     "STAT chunked_chunks 0\r\n";
+    char *prom, *stats, want[4096];
+
+    (void)state;
+    known_state();
+    metrics_chunked_op(MCHUNK_TOUCH);
+    metrics_chunked_chunks(4000);
+    metrics_tls_handshake(CONN_HS_OK);
+    metrics_reset();
+    chunked_sections(&prom, &stats);
+    snprintf(want, sizeof(want), "%s%s", expect_chunked_help, want_prom);
+    assert_text_equal(prom, want);
+    assert_string_equal(prom, want);
+    assert_text_equal(stats, want_stats);
+    assert_string_equal(stats, want_stats);
+    assert_int_equal(metrics_get(M_CHUNKED_CHUNK_MISSES), 0);
+    free(prom);
+    free(stats);
+    /* and, outside the chunked section, the TLS handshake counters */
+    prom = render();
+    assert_non_null(
+        strstr(prom, "\nriven_tls_handshakes_total{result=\"ok\"} 0\n"));
+    free(prom);
+}
+
 /* ---- concurrency ---- */
 
 #define THREADS    8
@@ -977,6 +1175,9 @@ worker(void *arg)
         metrics_server_request(0);
         metrics_observe_request(REQ_GET, (uint64_t)(i % 5000) * US);
         metrics_observe_backend(0, 100 * US);
+        metrics_chunked_op(MCHUNK_SET);
+        metrics_chunked_chunks((uint64_t)(i % 3));
+        metrics_chunked_token_mismatch();
     }
     return NULL;
 }
@@ -1033,6 +1234,8 @@ test_concurrent_exact(void **state)
     assert_int_equal(atomic_load(&bad), 0);
     assert_int_equal(metrics_get(M_CLIENT_RX_BYTES),
                      (uint64_t)THREADS * PER_THREAD * 10);
+    assert_int_equal(metrics_get(M_CHUNKED_TOKEN_MISMATCHES),
+                     (uint64_t)THREADS * PER_THREAD);
 
     buf_init(&out, 64);
     assert_int_equal(metrics_render_prometheus(&out), ST_OK);
@@ -1048,6 +1251,22 @@ test_concurrent_exact(void **state)
     snprintf(want, sizeof(want),
              "\nriven_backend_request_duration_seconds_count{server="
              "\"10.0.0.1:11211\"} %d\n",
+             THREADS * PER_THREAD);
+    assert_non_null(strstr(out.pos, want));
+    snprintf(want, sizeof(want), "\nriven_chunked_items_total{op=\"set\"} %d\n",
+             THREADS * PER_THREAD);
+    assert_non_null(strstr(out.pos, want));
+    /* i % 3 over 0..PER_THREAD-1, per thread: the zeros, the ones, the
+     * sum */
+    snprintf(want, sizeof(want),
+             "\nriven_chunked_chunks_bucket{le=\"0\"} %d\n"
+             "riven_chunked_chunks_bucket{le=\"1\"} %d\n",
+             THREADS * ((PER_THREAD + 2) / 3),
+             THREADS * ((PER_THREAD + 2) / 3 + (PER_THREAD + 1) / 3));
+    assert_non_null(strstr(out.pos, want));
+    snprintf(want, sizeof(want),
+             "\nriven_chunked_chunks_sum %d\nriven_chunked_chunks_count %d\n",
+             THREADS * ((PER_THREAD + 1) / 3 + 2 * (PER_THREAD / 3)),
              THREADS * PER_THREAD);
     assert_non_null(strstr(out.pos, want));
     buf_free(&out);
@@ -1070,6 +1289,8 @@ main(void)
         cmocka_unit_test_setup_teardown(test_routes_names, setup, teardown),
         cmocka_unit_test_setup_teardown(test_routes_format, setup, teardown),
         cmocka_unit_test_setup_teardown(test_routes_stats, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_chunked_buckets, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_chunked_reset, setup, teardown),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
