@@ -23,15 +23,15 @@
 #   tests/bench/chunked.sh RIVEN_BIN BENCH_DIR ROUNDS OUT_MD
 #
 # Environment: CHUNKED_OPS_SMALL (memaslap ops of a 100-byte run, default
-# 60000), CHUNKED_OPS_LARGE (of a 10 KiB run, default 20000).
+# 150000), CHUNKED_OPS_LARGE (of a 10 KiB run, default 60000).
 set -u
 RIVEN=${1:?riven binary}
 BENCH=${2:?directory of the bench binaries}
 ROUNDS=${3:-3}
 OUT=${4:?output file}
 CALCIFY=$BENCH/calcify
-OPS_SMALL=${CHUNKED_OPS_SMALL:-60000}
-OPS_LARGE=${CHUNKED_OPS_LARGE:-20000}
+OPS_SMALL=${CHUNKED_OPS_SMALL:-150000}
+OPS_LARGE=${CHUNKED_OPS_LARGE:-60000}
 SMALL=100
 LARGE=10240
 CHECK_N=2000 # values of each size calcify checks through riven --chunked
@@ -52,10 +52,15 @@ trap cleanup EXIT INT TERM
 HZ=$(getconf CLK_TCK)
 
 [ -x "$CALCIFY" ] || { echo "bench: chunked: $CALCIFY not built (make $CALCIFY)" >&2; exit 1; }
-# riven's default chunk_size, as include/chunk.h defines it; the expected
-# memcached commands per request follow from it
+# riven's default chunk_size as include/chunk.h defines it (the expected
+# memcached commands per request follow from it), and ITEM, the bytes of
+# a chunk item in memcached (chunk_size + CHUNK_ITEM_OVERHEAD)
 CHUNK=$(awk '/^#define CHUNK_SIZE_DEFAULT/ {print $3 + 0}' "$(dirname "$0")/../../include/chunk.h" 2>/dev/null)
-[ "${CHUNK:-0}" -gt 0 ] || { echo "bench: chunked: no CHUNK_SIZE_DEFAULT in include/chunk.h" >&2; exit 1; }
+ITEM=$(awk -v c="${CHUNK:-0}" '/^#define CHUNK_ITEM_OVERHEAD/ {print c + $3}' "$(dirname "$0")/../../include/chunk.h" 2>/dev/null)
+if [ "${CHUNK:-0}" -le 0 ] || [ "${ITEM:-0}" -le "${CHUNK:-0}" ]; then
+    echo "bench: chunked: no CHUNK_SIZE_DEFAULT or CHUNK_ITEM_OVERHEAD in include/chunk.h" >&2
+    exit 1
+fi
 nchunks() { echo $((($1 + CHUNK - 1) / CHUNK)); }
 
 start_mc() { # MB: a memcached with -m MB; its port in MC_PORT, its pid in MC_LAST and PIDS
@@ -152,7 +157,7 @@ start_mc 64
 read -r MAXBYTES ITEMMAX GROWTH < <(mc_settings 127.0.0.1:"$MC_PORT" maxbytes item_size_max growth_factor)
 stop_mc "$MC_LAST"
 echo "bench: chunked: nproc $(nproc), open-file limit $NOFILE, $(memcached -V); memcached -m 64: maxbytes $MAXBYTES," \
-    "item_size_max $ITEMMAX, growth_factor $GROWTH; riven chunk_size $CHUNK (include/chunk.h CHUNK_SIZE_DEFAULT)"
+    "item_size_max $ITEMMAX, growth_factor $GROWTH; riven chunk_size $CHUNK (include/chunk.h CHUNK_SIZE_DEFAULT), chunk items of $ITEM bytes"
 
 # 1. calcification: calcify against a memcached -m 64 directly, then
 # through riven --chunked in front of another one
@@ -283,6 +288,7 @@ V+=$(check "calcification (memcached -m 64; 600,000 values of 100 bytes, then 5,
 # chunks: include/chunked.h), 2 when it is not: so between
 # 2 + (BIGC - 1) x readable / 5000 and 1 + BIGC
 gexp_lo=$(awk -v c="$BIGC" -v r="${rd:-0}" 'BEGIN {printf "%.2f", 2 + (c - 1) * r / 5000}')
+gexp=$(awk -v lo="$gexp_lo" -v hi="$((BIGC + 1))" 'BEGIN {printf (lo == hi) ? "%s" : "%s to %s", (lo == hi) ? hi : lo, hi}')
 ok=1
 for x in "$(cval direct ssmall) 1" "$(cval direct sbig) 1" "$(cval direct gbig) 1" \
     "$(cval chunked ssmall) $(($(nchunks 100) + 1))" "$(cval chunked sbig) $((BIGC + 1))"; do
@@ -300,7 +306,7 @@ for size in $SMALL $LARGE; do
     [ "$(allin "$TMP/c64.chunked.$size" 6 "$lo" "$hi")$(allin "$TMP/c64.chunked.$size" 7 "$lo" "$hi")" = 11 ] || ok=0
 done
 V+=$(check "every request reached memcached as the commands chunked storage should make (within 1%, every run; a get of a missing value makes 2: the metadata and chunk 0), and calcify read back every value of its checks" \
-    "calcify sets a set: chunked $(cval chunked ssmall) (100 B, expected $(($(nchunks 100) + 1))), $(cval chunked sbig) (4,000 B, expected $((BIGC + 1))); gets a get $g (expected $gexp_lo to $((BIGC + 1))); direct $(cval direct ssmall)/$(cval direct sbig)/$(cval direct gbig); memaslap c=64 sets a set, gets a get: chunked $(cm "$TMP/c64.chunked.$SMALL" 6), $(cm "$TMP/c64.chunked.$SMALL" 7) (100 B) and $(cm "$TMP/c64.chunked.$LARGE" 6), $(cm "$TMP/c64.chunked.$LARGE" 7) (10 KiB; expected $(($(nchunks $SMALL) + 1)) and $(($(nchunks $LARGE) + 1))), plain sets $(cm "$TMP/c64.plain.$SMALL" 6)/$(cm "$TMP/c64.plain.$LARGE" 6); checks $(chk $SMALL readable)/$CHECK_N and $(chk $LARGE readable)/$CHECK_N readable" "$ok")$'\n'
+    "calcify sets a set: chunked $(cval chunked ssmall) (100 B, expected $(($(nchunks 100) + 1))), $(cval chunked sbig) (4,000 B, expected $((BIGC + 1))); gets a get $g (expected $gexp); direct $(cval direct ssmall)/$(cval direct sbig)/$(cval direct gbig); memaslap c=64 sets a set, gets a get: chunked $(cm "$TMP/c64.chunked.$SMALL" 6), $(cm "$TMP/c64.chunked.$SMALL" 7) (100 B) and $(cm "$TMP/c64.chunked.$LARGE" 6), $(cm "$TMP/c64.chunked.$LARGE" 7) (10 KiB; expected $(($(nchunks $SMALL) + 1)) and $(($(nchunks $LARGE) + 1))), plain sets $(cm "$TMP/c64.plain.$SMALL" 6)/$(cm "$TMP/c64.plain.$LARGE" 6); checks $(chk $SMALL readable)/$CHECK_N and $(chk $LARGE readable)/$CHECK_N readable" "$ok")$'\n'
 
 row() { # MODE SIZE name
     local f=$TMP/c64.$1.$2 e=1
@@ -316,7 +322,7 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.2f", b ? a / b : 0}'; }
     echo "## Chunked storage (issue 15)"
     echo
     echo "Run on $(date -u +%Y-%m-%d) (\`BENCH_ONLY=chunked\` reruns only this section). $(memcached -V),"
-    echo "riven's chunk_size $CHUNK (\`CHUNK_SIZE_DEFAULT\`: a chunk item of 1,184 bytes, one slab class)."
+    echo "riven's chunk_size $CHUNK (\`CHUNK_SIZE_DEFAULT\`: a chunk item of $ITEM bytes, one slab class)."
     echo
     echo "**Calcification.** Two fresh memcacheds with the defaults and \`-m 64\` (maxbytes $MAXBYTES,"
     echo "growth_factor $GROWTH), one used directly and one behind \`riven --chunked\`, in turn in this run."
@@ -344,12 +350,19 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.2f", b ? a / b : 0}'; }
     printf "| direct | %s (%s%%) | %s / %s (1 / 1) | %s (1) | %s | - | %s | %s |\n" "$(cval direct readable)" \
         "$(cval direct pct)" "$(cval direct ssmall)" "$(cval direct sbig)" "$(cval direct gbig)" "$(cval direct hits)" \
         "$(cat "$TMP/calc.direct.time")" "$(cat "$TMP/calc.direct.classes")"
-    printf "| riven --chunked | %s (%s%%) | %s / %s (%s / %s) | %s (%s to %s) | %s | %s | %s | %s |\n" "$(cval chunked readable)" \
+    printf "| riven --chunked | %s (%s%%) | %s / %s (%s / %s) | %s (%s) | %s | %s | %s | %s |\n" "$(cval chunked readable)" \
         "$(cval chunked pct)" "$(cval chunked ssmall)" "$(cval chunked sbig)" "$(($(nchunks 100) + 1))" "$((BIGC + 1))" \
-        "$(cval chunked gbig)" "$gexp_lo" "$((BIGC + 1))" "$(cval chunked hits)" "$(cat "$TMP/calc.chunked.cpu")" \
+        "$(cval chunked gbig)" "$gexp" "$(cval chunked hits)" "$(cat "$TMP/calc.chunked.cpu")" \
         "$(cat "$TMP/calc.chunked.time")" "$(cat "$TMP/calc.chunked.classes")"
     echo
-    echo "| value | riven, c=64 | ops/s | riven CPU µs/req | memcached CPU µs/req | both µs/req | errors | memcached sets a set (expected) | memcached gets a get (expected) | client avg µs |"
+    echo "What the 64 MB held of the 100-byte values at the end (from the classes above): directly"
+    echo "$(awk -F'; ' '{for (i = 1; i <= NF; i++) {split($i, x, " "); n += x[3]}} END {print n}' "$TMP/calc.direct.classes" | \
+        awk -v r="$(cval direct readable)" '{print $1 - r}'), through riven --chunked at most $(awk -F'; ' -v c="$ITEM" \
+        '{for (i = 1; i <= NF; i++) {split($i, x, " "); if (x[1] == c) n = x[3]}} END {print n + 0}' "$TMP/calc.chunked.classes" | \
+        awk -v r="$(cval chunked readable)" -v k="$BIGC" '{print $1 - k * r}') (the ${ITEM}-byte items less the"
+    echo "4,000-byte values' chunks): each takes a whole chunk item and a metadata item."
+    echo
+    echo "| value | riven, c=64 | ops/s | riven CPU µs/req | memcached CPU µs/req | riven + memcached µs/req | errors | memcached sets a set (expected) | memcached gets a get (expected) | client avg µs |"
     echo "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"
     for size in $SMALL $LARGE; do
         row plain "$size" "plain"
