@@ -15,14 +15,26 @@
  * key; reads check the metadata and every chunk): what riven's chunked
  * mode should measure, before riven does it.
  *
- * stdout, one line per round:
+ * With -M MCPORT (the memcached at 127.0.0.1:MCPORT behind the server at
+ * PORT, riven's backend; or PORT itself) calcify reads that memcached's
+ * cmd_set and cmd_get before and after each phase, on a connection of its
+ * own, and prints how many memcached commands each request of the phase
+ * cost: through riven's chunked pool a set of v bytes is
+ * chunk_count(v, chunk_size) chunk sets and a metadata set, a get the
+ * metadata's and the chunks' gets (riven asks for the metadata and chunk 0
+ * together: a miss costs 2). Its evictions and slabs_moved are then that
+ * memcached's too (a riven answers "stats" with its own).
+ *
+ * stdout, one line per round, and with -M one more per round:
  *   calcify: small 600000 big 5000 readable N (P%)
+ *   calcify: memcached commands: small sets S (R a set), big sets S
+ *       (R a set), big gets G (R a get), get_hits H
  *   calcify: after S s: big 5000 readable N (P%)
  * stderr: what each phase stored, how long it took, and the server's
  * evictions and slabs_moved, for the reader who wants to know why.
  *
- *   calcify [-c CHUNK_SIZE] [-n SMALL] [-s SMALL_SIZE] [-N BIG]
- *           [-S BIG_SIZE] [-w SECONDS] PORT
+ *   calcify [-c CHUNK_SIZE] [-M MCPORT] [-n SMALL] [-s SMALL_SIZE]
+ *           [-N BIG] [-S BIG_SIZE] [-w SECONDS] PORT
  *   (defaults 600000, 100, 5000, 4000, no second round)
  *
  * Exit status 0 when every phase could talk to the server (however few
@@ -57,6 +69,7 @@ static char *wbuf;          /* a batch of requests */
 static char *val;           /* a value to write or compare */
 static char *asmb;          /* -c: a value assembled from its chunks */
 static uint32_t chunk_size; /* -c: the client chunks values; 0: plain */
+static int mfd = -1;        /* -M: the memcached whose stats are read */
 
 static double
 now(void)
@@ -88,10 +101,10 @@ make_value(char *p, size_t n, unsigned salt, unsigned long i)
 }
 
 static void
-write_all(const char *p, size_t n)
+write_fd(int to, const char *p, size_t n)
 {
     while (n > 0) {
-        ssize_t w = write(fd, p, n);
+        ssize_t w = write(to, p, n);
 
         if (w < 0 && errno == EINTR) {
             continue;
@@ -102,6 +115,12 @@ write_all(const char *p, size_t n)
         p += w;
         n -= (size_t)w;
     }
+}
+
+static void
+write_all(const char *p, size_t n)
+{
+    write_fd(fd, p, n);
 }
 
 /* At least need unread bytes in rbuf, contiguous from rbuf + rpos. */
@@ -390,13 +409,78 @@ get_phase(const char *prefix, unsigned salt, unsigned long count, size_t size)
     return hits;
 }
 
-/* The sum of the named fields of "stats" (for stderr only). */
+/* -M: the counters of the memcached's "stats" that calcify reads */
+struct mc_counts {
+    unsigned long cmd_get, cmd_set, get_hits, evictions, slabs_moved;
+};
+
+/* -M: read them on mfd, calcify's own connection to that memcached. */
+static void
+mc_counts(struct mc_counts *c)
+{
+    static char b[64 * 1024];
+    size_t n = 0;
+
+    write_fd(mfd, "stats\r\n", 7);
+    while (n < 5 || memcmp(b + n - 5, "END\r\n", 5) != 0) {
+        ssize_t r = read(mfd, b + n, sizeof(b) - 1 - n);
+
+        if (r < 0 && errno == EINTR) {
+            continue;
+        }
+        if (r <= 0) {
+            if (r == 0) {
+                errno = 0;
+            }
+            die("read the stats of the memcached of -M");
+        }
+        n += (size_t)r;
+        if (n == sizeof(b) - 1) {
+            errno = 0;
+            die("the stats of the memcached of -M are over 64 KiB");
+        }
+    }
+    b[n] = '\0';
+    memset(c, 0, sizeof(*c));
+    for (const char *l = b; l != NULL && *l != '\0';) {
+        char name[64];
+        unsigned long v;
+
+        if (sscanf(l, "STAT %63s %lu", name, &v) == 2) {
+            if (strcmp(name, "cmd_get") == 0) {
+                c->cmd_get = v;
+            } else if (strcmp(name, "cmd_set") == 0) {
+                c->cmd_set = v;
+            } else if (strcmp(name, "get_hits") == 0) {
+                c->get_hits = v;
+            } else if (strcmp(name, "evictions") == 0) {
+                c->evictions = v;
+            } else if (strcmp(name, "slabs_moved") == 0) {
+                c->slabs_moved = v;
+            }
+        }
+        l = strchr(l, '\n');
+        l = l != NULL ? l + 1 : NULL;
+    }
+}
+
+/* The sum of the named fields of "stats" (for stderr only): the
+ * memcached's of -M, else the server's at PORT. */
 static void
 show_stats(const char *when)
 {
     unsigned long ev = 0, moved = 0, v;
     char name[64];
 
+    if (mfd >= 0) {
+        struct mc_counts c;
+
+        mc_counts(&c);
+        fprintf(stderr,
+                "calcify: %s: memcached evictions %lu slabs_moved %lu\n", when,
+                c.evictions, c.slabs_moved);
+        return;
+    }
     write_all("stats\r\n", 7);
     for (;;) {
         const char *l = read_line();
@@ -427,8 +511,9 @@ report(const char *what, unsigned long n, unsigned long total)
 static void
 usage(void)
 {
-    fprintf(stderr, "usage: calcify [-c CHUNK_SIZE] [-n SMALL] [-s SMALL_SIZE] "
-                    "[-N BIG] [-S BIG_SIZE] [-w SECONDS] PORT\n");
+    fprintf(stderr, "usage: calcify [-c CHUNK_SIZE] [-M MCPORT] [-n SMALL] "
+                    "[-s SMALL_SIZE] [-N BIG] [-S BIG_SIZE] [-w SECONDS] "
+                    "PORT\n");
     exit(2);
 }
 
@@ -446,33 +531,62 @@ arg_ul(const char *s, unsigned long lo, unsigned long hi)
     return v;
 }
 
-static void
+static int
 connect_to(unsigned long port)
 {
     struct sockaddr_in a = {.sin_family = AF_INET,
                             .sin_port = htons((uint16_t)port)};
-    int one = 1;
+    int one = 1, s;
 
     a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    fd = socket(AF_INET, SOCK_STREAM, 0);
-    if (fd < 0 || connect(fd, (struct sockaddr *)&a, sizeof(a)) != 0) {
+    s = socket(AF_INET, SOCK_STREAM, 0);
+    if (s < 0 || connect(s, (struct sockaddr *)&a, sizeof(a)) != 0) {
         die("connect to 127.0.0.1");
     }
-    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    setsockopt(s, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    return s;
+}
+
+/* -M: what the phases between a and b (sets of nsmall values "small";
+ * none when small is NULL), b and c (sets of nbig values "big") and c and
+ * d (gets of the big ones) cost the memcached. */
+static void
+report_commands(const char *small, unsigned long nsmall, const char *big,
+                unsigned long nbig, const struct mc_counts *a,
+                const struct mc_counts *b, const struct mc_counts *c,
+                const struct mc_counts *d)
+{
+    unsigned long ss = b->cmd_set - a->cmd_set, bs = c->cmd_set - b->cmd_set;
+    unsigned long bg = d->cmd_get - c->cmd_get;
+
+    printf("calcify: memcached commands: ");
+    if (small != NULL) {
+        printf("%s sets %lu (%.2f a set), ", small, ss,
+               nsmall ? (double)ss / (double)nsmall : 0.0);
+    }
+    printf("%s sets %lu (%.2f a set), %s gets %lu (%.2f a get), "
+           "get_hits %lu\n",
+           big, bs, (double)bs / (double)nbig, big, bg,
+           (double)bg / (double)nbig, d->get_hits - c->get_hits);
+    fflush(stdout);
 }
 
 int
 main(int argc, char **argv)
 {
-    unsigned long nsmall = 600000, nbig = 5000, wait = 0, port, n;
+    unsigned long nsmall = 600000, nbig = 5000, wait = 0, port, mport = 0, n;
+    struct mc_counts m0, m1, m2, m3;
     size_t ssmall = 100, sbig = 4000;
     bool second = false;
     char what[128];
     double t;
     int c;
 
-    while ((c = getopt(argc, argv, "c:n:s:N:S:w:")) != -1) {
+    while ((c = getopt(argc, argv, "c:M:n:s:N:S:w:")) != -1) {
         switch (c) {
+        case 'M':
+            mport = arg_ul(optarg, 1, 65535);
+            break;
         case 'c':
             chunk_size =
                 (uint32_t)arg_ul(optarg, CHUNK_SIZE_MIN, CHUNK_SIZE_MAX);
@@ -508,7 +622,10 @@ main(int argc, char **argv)
     if (rbuf == NULL || wbuf == NULL || val == NULL || asmb == NULL) {
         die("malloc");
     }
-    connect_to(port);
+    fd = connect_to(port);
+    if (mport != 0) {
+        mfd = connect_to(mport);
+    }
     if (chunk_size > 0) {
         fprintf(stderr,
                 "calcify: values chunked by calcify itself, "
@@ -516,28 +633,59 @@ main(int argc, char **argv)
                 chunk_size);
     }
 
+    if (mfd >= 0) {
+        mc_counts(&m0);
+    }
     t = now();
     n = set_phase("small", 1, nsmall, ssmall);
     fprintf(stderr, "calcify: set %lu small (%zu bytes): %lu stored, %.1f s\n",
             nsmall, ssmall, n, now() - t);
+    if (mfd >= 0) {
+        mc_counts(&m1);
+    }
     t = now();
     n = set_phase("big", 2, nbig, sbig);
     fprintf(stderr, "calcify: set %lu big (%zu bytes): %lu stored, %.1f s\n",
             nbig, sbig, n, now() - t);
+    if (mfd >= 0) {
+        mc_counts(&m2);
+    }
     n = get_phase("big", 2, nbig, sbig);
+    if (mfd >= 0) {
+        mc_counts(&m3);
+    }
     show_stats("after round 1");
     snprintf(what, sizeof(what), "small %lu big %lu", nsmall, nbig);
     report(what, n, nbig);
+    if (mfd >= 0) {
+        report_commands(nsmall > 0 ? "small" : NULL, nsmall, "big", nbig, &m0,
+                        &m1, &m2, &m3);
+    }
     if (second) {
         sleep((unsigned)wait);
+        if (mfd >= 0) {
+            mc_counts(&m0);
+        }
         n = set_phase("big2", 3, nbig, sbig);
         fprintf(stderr, "calcify: set %lu big2: %lu stored\n", nbig, n);
+        if (mfd >= 0) {
+            mc_counts(&m2);
+        }
         n = get_phase("big2", 3, nbig, sbig);
+        if (mfd >= 0) {
+            mc_counts(&m3);
+        }
         show_stats("after round 2");
         snprintf(what, sizeof(what), "after %lu s: big %lu", wait, nbig);
         report(what, n, nbig);
+        if (mfd >= 0) {
+            report_commands(NULL, 0, "big2", nbig, &m0, &m0, &m2, &m3);
+        }
     }
     close(fd);
+    if (mfd >= 0) {
+        close(mfd);
+    }
     free(rbuf);
     free(wbuf);
     free(val);

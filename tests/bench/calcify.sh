@@ -2,15 +2,17 @@
 # Slab calcification, measured on a fresh memcached (issue 15, item 1):
 # starts `memcached -u nobody -U 0 -l 127.0.0.1 -p PORT -m 64` plus the
 # given arguments on a free port, runs tests/bench/calcify against it
-# (600,000 values of 100 bytes, then 5,000 of 4,000 bytes, read back),
-# prints its result line(s), and stops memcached by pid. Loopback only.
+# (600,000 values of 100 bytes, then 5,000 of 4,000 bytes, read back;
+# -M: with the memcached commands each phase cost, from its stats),
+# prints its result lines, and stops memcached by pid. Loopback only.
 #
 #   tests/bench/calcify.sh [MEMCACHED_ARGS...]
 #
 # Environment: CALCIFY (the binary, default build/bench/calcify),
 # CALCIFY_ARGS (extra calcify flags, e.g. "-w 30" for a second round
-# after 30 s). riven (chunked) is to be measured with the same calcify
-# pointed at a riven in front of this memcached.
+# after 30 s, "-c 1068" to chunk the values in calcify itself). The same
+# load through riven's chunked pool, beside this one direct, is make
+# bench's chunked section (tests/bench/chunked.sh).
 set -u
 CALCIFY=${CALCIFY:-build/bench/calcify}
 MC_PID=""
@@ -53,4 +55,4 @@ done
 
 echo "calcify.sh: $(memcached -V) -m 64 $*"
 # shellcheck disable=SC2086 # CALCIFY_ARGS is a list of flags
-"$CALCIFY" ${CALCIFY_ARGS:-} "$port"
+"$CALCIFY" -M "$port" ${CALCIFY_ARGS:-} "$port"
