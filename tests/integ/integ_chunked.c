@@ -106,30 +106,6 @@
 #define CAL_BATCH    1000 /* sets per pipelined write */
 #define CAL_GET_KEYS 100  /* keys per get */
 
-/* binary opcodes */
-enum {
-    OP_GET = 0x00,
-    OP_SET = 0x01,
-    OP_ADD = 0x02,
-    OP_REPLACE = 0x03,
-    OP_DELETE = 0x04,
-    OP_INCR = 0x05,
-    OP_DECR = 0x06,
-    OP_FLUSH = 0x08,
-    OP_GETQ = 0x09,
-    OP_NOOP = 0x0a,
-    OP_VERSION = 0x0b,
-    OP_GETK = 0x0c,
-    OP_GETKQ = 0x0d,
-    OP_APPEND = 0x0e,
-    OP_PREPEND = 0x0f,
-    OP_SETQ = 0x11,
-    OP_DELETEQ = 0x14,
-    OP_TOUCH = 0x1c,
-    OP_GAT = 0x1d,
-    OP_GATKQ = 0x24,
-};
-
 /* binary status codes */
 enum {
     BS_OK = 0x0000,

@@ -63,42 +63,6 @@ static int section_no;
 
 /* ---- binary packets ------------------------------------------------ */
 
-enum {
-    OP_GET = 0x00,
-    OP_SET = 0x01,
-    OP_ADD = 0x02,
-    OP_REPLACE = 0x03,
-    OP_DELETE = 0x04,
-    OP_INCR = 0x05,
-    OP_DECR = 0x06,
-    OP_QUIT = 0x07,
-    OP_FLUSH = 0x08,
-    OP_GETQ = 0x09,
-    OP_NOOP = 0x0a,
-    OP_VERSION = 0x0b,
-    OP_GETK = 0x0c,
-    OP_GETKQ = 0x0d,
-    OP_APPEND = 0x0e,
-    OP_PREPEND = 0x0f,
-    OP_STAT = 0x10,
-    OP_SETQ = 0x11,
-    OP_ADDQ = 0x12,
-    OP_REPLACEQ = 0x13,
-    OP_DELETEQ = 0x14,
-    OP_INCRQ = 0x15,
-    OP_DECRQ = 0x16,
-    OP_QUITQ = 0x17,
-    OP_FLUSHQ = 0x18,
-    OP_APPENDQ = 0x19,
-    OP_PREPENDQ = 0x1a,
-    OP_VERBOSITY = 0x1b,
-    OP_TOUCH = 0x1c,
-    OP_GAT = 0x1d,
-    OP_GATQ = 0x1e,
-    OP_GATK = 0x23,
-    OP_GATKQ = 0x24,
-};
-
 /* One request packet; key/ext/val may be NULL with length 0. */
 static void
 bin_pkt(struct script *s, uint8_t op, const char *key, const void *ext,
