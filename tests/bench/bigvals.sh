@@ -4,7 +4,8 @@
 # the copy of each set's value into the backend's write buffer is gone
 # (riven's CPU per request, before and after).
 #
-# memaslap (memcaslap -T 1 -c 16 -X 102400 -S 3600s, 90% gets) against
+# memaslap (memcaslap -T 1 -c 16 -X 102400 -S 3600s) with its default mix
+# (90% gets, 10% sets), then with sets only (-F: the copy was a set's), against
 #   direct   a memcached
 #   before   riven built from BIGVALS_BASE (default: main before the
 #            zero-copy change), `git archive` into a temp dir and make
@@ -28,11 +29,13 @@ BENCH=${2:?directory of the bench binaries}
 ROUNDS=${3:-3}
 OUT=${4:?output file}
 OPS=${BIGVALS_OPS:-40000}
-BASE=${BIGVALS_BASE-4573e46a7dc3c35f24a7a5bb816f0e871e2bde01}
+BASE_MAIN=4573e46a7dc3c35f24a7a5bb816f0e871e2bde01 # main before the change
+BASE=${BIGVALS_BASE-$BASE_MAIN}
 SIZE=102400
 CONC=16
 TARGET=0.8
 TMP=$(mktemp -d /tmp/riven-bench-bigvals.XXXXXX)
+MIXES="mixed sets"
 MC_PID="" # the memcached of the run in progress
 RV_PID="" # its riven
 
@@ -58,6 +61,7 @@ if [ -n "$BASE" ]; then
         make -C "$TMP/base" -j"$(nproc)" build/riven >>"$TMP/base.log" 2>&1; then
         BEFORE=$TMP/base/build/riven
         BASE_DESC=$(git -C "$TOP" log -1 --format='%h of %cs' "$BASE" 2>/dev/null)
+        [ "$BASE" = "$BASE_MAIN" ] && BASE_DESC="$BASE_DESC, main before the change"
     else
         echo "bench: bigvals: could not build riven at $BASE (git archive + make), 'before' skipped:" >&2
         tail -5 "$TMP/base.log" >&2
@@ -68,6 +72,9 @@ TARGETS="direct"
 TARGETS="$TARGETS after"
 echo "bench: bigvals: nproc $(nproc), $(memcached -V), before = riven at $BASE_DESC, after = $RIVEN;" \
     "memaslap -T 1 -c $CONC -x $OPS -X $SIZE, $ROUNDS rounds"
+# memaslap's -F file for the sets-only runs (key and value lengths as -X
+# and its default keys would give; cmd type 0 is set, 1 get)
+printf 'key\n64 64 1\nvalue\n%s %s 1\ncmd\n0 1\n' "$SIZE" "$SIZE" > "$TMP/sets.cfg"
 
 start_mc() { # MC_PID, MC_PORT
     MC_PORT=$(free_port)
@@ -83,10 +90,11 @@ stop_all() {
     MC_PID=""
 }
 
-# brun TARGET -> "tps bytes_per_s riven_cpu_us mc_cpu_us cmds_per_op errors
-# misses client_avg_us" (riven_cpu_us "-" for direct)
+# brun TARGET MIX -> "tps bytes_per_s riven_cpu_us mc_cpu_us cmds_per_op
+# errors misses client_avg_us" (riven_cpu_us "-" for direct)
 brun() {
-    local t=$1 bin="" port log=$TMP/run.log r0=0 r1=0 m0 m1 c0 c1
+    local t=$1 mix=$2 bin="" port log=$TMP/run.log r0=0 r1=0 m0 m1 c0 c1 cfg=()
+    [ "$mix" = sets ] && cfg=(-F "$TMP/sets.cfg")
     case $t in
     before) bin=$BEFORE ;;
     after) bin=$RIVEN ;;
@@ -102,7 +110,7 @@ brun() {
     c0=$(mc_cmds 127.0.0.1:"$MC_PORT")
     [ -n "$RV_PID" ] && r0=$(cpu_ticks "$RV_PID")
     m0=$(cpu_ticks "$MC_PID")
-    timeout 300 memcaslap -s 127.0.0.1:"$port" -T 1 -c "$CONC" -x "$OPS" -X "$SIZE" -S 3600s > "$log" 2>&1
+    timeout 300 memcaslap -s 127.0.0.1:"$port" "${cfg[@]}" -T 1 -c "$CONC" -x "$OPS" -X "$SIZE" -S 3600s > "$log" 2>&1
     [ -n "$RV_PID" ] && r1=$(cpu_ticks "$RV_PID")
     m1=$(cpu_ticks "$MC_PID")
     c1=$(mc_cmds 127.0.0.1:"$MC_PORT")
@@ -121,12 +129,14 @@ brun() {
 }
 
 for r in $(seq 1 "$ROUNDS"); do
-    for t in $TARGETS; do
-        brun "$t" >> "$TMP/b.$t" || { echo "bench: bigvals: the $t run failed" >&2; exit 1; }
-        read -r -a v < <(tail -1 "$TMP/b.$t")
-        echo "bench: bigvals round $r $t: ${v[0]} ops/s, $(awk -v b="${v[1]}" 'BEGIN {printf "%.1f", b / 1048576}') MiB/s," \
-            "riven cpu ${v[2]} us/req, memcached cpu ${v[3]} us/req, memcached cmds/op ${v[4]}," \
-            "errors ${v[5]}, misses ${v[6]}, client avg ${v[7]} us"
+    for mix in $MIXES; do
+        for t in $TARGETS; do
+            brun "$t" "$mix" >> "$TMP/b.$mix.$t" || { echo "bench: bigvals: the $mix $t run failed" >&2; exit 1; }
+            read -r -a v < <(tail -1 "$TMP/b.$mix.$t")
+            echo "bench: bigvals round $r $mix $t: ${v[0]} ops/s, $(awk -v b="${v[1]}" 'BEGIN {printf "%.1f", b / 1048576}') MiB/s," \
+                "riven cpu ${v[2]} us/req, memcached cpu ${v[3]} us/req, memcached cmds/op ${v[4]}," \
+                "errors ${v[5]}, misses ${v[6]}, client avg ${v[7]} us"
+        done
     done
 done
 
@@ -135,22 +145,27 @@ csum() { awk -v k="$2" '{s += $k} END {print s + 0}' "$1"; }
 mib() { awk -v b="$1" 'BEGIN {printf "%.1f", b / 1048576}'; }
 
 # the targets
+M=$TMP/b.mixed
 V=""
-read -r ra ok < <(ratio_ok "$(cm "$TMP/b.after" 2)" "$(cm "$TMP/b.direct" 2)" "$TARGET" ge)
-V+=$(check "with 100 KiB values at c=$CONC, riven moves >= ${TARGET}x direct's bytes per second" \
-    "riven $(mib "$(cm "$TMP/b.after" 2)") MiB/s, direct $(mib "$(cm "$TMP/b.direct" 2)") MiB/s (${ra}x)" "$ok")$'\n'
+read -r ra ok < <(ratio_ok "$(cm "$M.after" 2)" "$(cm "$M.direct" 2)" "$TARGET" ge)
+V+=$(check "with 100 KiB values at c=$CONC (memaslap's mix), riven moves >= ${TARGET}x direct's bytes per second" \
+    "riven $(mib "$(cm "$M.after" 2)") MiB/s, direct $(mib "$(cm "$M.direct" 2)") MiB/s (${ra}x)" "$ok")$'\n'
 reach_ok=1
 reach_txt=""
-for t in $TARGETS; do
-    bad=$(awk '$5 < 0.99 || $5 > 1.01 {printf "%s ", $5}' "$TMP/b.$t")
-    [ -z "$bad" ] || { reach_ok=0; reach_txt+="$t: $bad; "; }
+for mix in $MIXES; do
+    for t in $TARGETS; do
+        bad=$(awk '$5 < 0.99 || $5 > 1.01 {printf "%s ", $5}' "$TMP/b.$mix.$t")
+        [ -z "$bad" ] || { reach_ok=0; reach_txt+="$mix $t: $bad; "; }
+    done
 done
 V+=$(check "every request reached memcached (its cmd_get + cmd_set per memaslap op, 0.99 to 1.01, every run)" \
     "${reach_txt:-all runs of every target}" "$reach_ok")$'\n'
 if [ -n "$BEFORE" ]; then
-    read -r rc ok < <(ratio_ok "$(cm "$TMP/b.after" 3)" "$(cm "$TMP/b.before" 3)" 1 le)
-    V+=$(check "the copy removed: riven's CPU per request after <= before" \
-        "$(cm "$TMP/b.after" 3) µs after, $(cm "$TMP/b.before" 3) µs before (${rc}x)" "$ok")$'\n'
+    S=$TMP/b.sets
+    read -r rc ok < <(ratio_ok "$(cm "$S.after" 3)" "$(cm "$S.before" 3)" 1 le)
+    V+=$(check "the copy removed: riven's CPU per set after < before (sets only)" \
+        "$(cm "$S.after" 3) µs after, $(cm "$S.before" 3) µs before (${rc}x); memaslap's mix: $(cm "$M.after" 3) after, $(cm "$M.before" 3) before" \
+        "$(awk -v a="$(cm "$S.after" 3)" -v b="$(cm "$S.before" 3)" 'BEGIN {print (a < b) ? 1 : 0}')")$'\n'
 fi
 
 {
@@ -158,11 +173,12 @@ fi
     echo "## Big values (issue 16)"
     echo
     echo "Run on $(date -u +%Y-%m-%d) (\`BENCH_ONLY=bigvals\` reruns only this section), $(nproc) cores, $(memcached -V)."
-    echo "memaslap \`memcaslap -T 1 -c $CONC -x $OPS -X $SIZE -S 3600s\` (90% gets, 10% sets of 100 KiB values)"
-    echo "against memcached directly, riven *before* (built from $BASE_DESC: a set's value"
-    echo "copied into the backend's write buffer) and riven *after* (this build: the value written to the"
-    echo "backend by reference from the client's read buffer, in a writev), in turn within each of"
-    echo "$ROUNDS rounds, each run a fresh memcached (\`-m 1024 -c 20000 -t 2\`) and a fresh riven; medians."
+    echo "memaslap \`memcaslap -T 1 -c $CONC -x $OPS -X $SIZE -S 3600s\` with its own mix (90% gets, 10% sets),"
+    echo "then with sets only (\`-F\`: cmd 0 1, where the copy was), against memcached directly,"
+    echo "riven *before* (built from $BASE_DESC: a set's value copied into the"
+    echo "backend's write buffer) and riven *after* (this build: the value written to the backend by"
+    echo "reference from the client's read buffer, in a writev), in turn within each of $ROUNDS rounds,"
+    echo "each run a fresh memcached (\`-m 1024 -c 20000 -t 2\`) and a fresh riven; medians."
     echo "Bytes/s: ops/s x $SIZE (a get's value comes back, a set's goes out). CPU: utime + stime"
     echo "from /proc over the run, per request. Commands/op: the memcached's \`cmd_get + cmd_set\`"
     echo "per memaslap op."
@@ -171,13 +187,16 @@ fi
     echo "| --- | --- |"
     printf "%s" "$V"
     echo
-    echo "| c=$CONC, 100 KiB | ops/s | MiB/s | ratio to direct | riven CPU µs/req | memcached CPU µs/req | memcached cmds/op | errors | misses | client avg µs |"
-    echo "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"
-    for t in $TARGETS; do
-        f=$TMP/b.$t
-        printf "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n" "$t" "$(cm "$f" 1)" "$(mib "$(cm "$f" 2)")" \
-            "$(awk -v a="$(cm "$f" 2)" -v b="$(cm "$TMP/b.direct" 2)" 'BEGIN {printf "%.2f", b ? a / b : 0}')" \
-            "$(cm "$f" 3)" "$(cm "$f" 4)" "$(cm "$f" 5)" "$(csum "$f" 6)" "$(csum "$f" 7)" "$(cm "$f" 8)"
+    echo "| c=$CONC, 100 KiB | target | ops/s | MiB/s | ratio to direct | riven CPU µs/req | memcached CPU µs/req | memcached cmds/op | errors | misses | client avg µs |"
+    echo "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"
+    for mix in $MIXES; do
+        for t in $TARGETS; do
+            f=$TMP/b.$mix.$t
+            printf "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n" \
+                "$([ "$mix" = sets ] && echo "sets only" || echo "90% gets")" "$t" "$(cm "$f" 1)" "$(mib "$(cm "$f" 2)")" \
+                "$(awk -v a="$(cm "$f" 2)" -v b="$(cm "$TMP/b.$mix.direct" 2)" 'BEGIN {printf "%.2f", b ? a / b : 0}')" \
+                "$(cm "$f" 3)" "$(cm "$f" 4)" "$(cm "$f" 5)" "$(csum "$f" 6)" "$(csum "$f" 7)" "$(cm "$f" 8)"
+        done
     done
     echo "<!-- bigvals:end -->"
 } > "$OUT"
