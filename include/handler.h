@@ -3,8 +3,10 @@
  * protocol (proto_meta). A batch runs in three steps so that all backends
  * are written before any is read:
  *
- *   handler_queue() x N    encode requests into the write buffer
- *   handler_flush()        connect lazily, send them in one write
+ *   handler_queue() x N    queue requests: command lines copied,
+ *                          values by reference
+ *   handler_flush()        connect lazily, writev them (the values from
+ *                          where they lie: no copy)
  *   handler_recv()         read and decode one reply per queued request
  *                          (or, past a byte limit, pause until
  *                          handler_release() drops what was written)
@@ -17,6 +19,21 @@
  *
  * Response values point into the handler's read buffer and stay valid
  * until handler_done().
+ *
+ * Lifetime of a request's value: handler_queue copies the command line
+ * (key, flags, numbers) at once, but a storage command's value of more
+ * than 255 bytes is sent from where it lies. req->val[0..nval) must stay
+ * valid and unmoved until handler_flush returns (or, never flushed, until
+ * handler_done or handler_destroy, which drop it unread). The orca keeps
+ * this: it queues a round on every handler and then flushes every one
+ * before any handler reads (run_once), and a value lives in
+ *   - the client's read buffer, which holds still while its batch runs;
+ *   - another handler's read buffer (l1l2 and warm_up fills of a hit):
+ *     a read buffer moves only in handler_recv and handler_release,
+ *     which come after the round's flushes;
+ *   - a chunked job's memory (chunk items, metadata), freed by
+ *     chunked_free after the batch.
+ * Whoever adds a caller must flush before the value's memory moves.
  *
  * Not thread-safe: a handler belongs to one connection thread. The one
  * state handlers share is health's connect gate per server index
@@ -51,17 +68,22 @@ struct handler *handler_create(const struct cfg_addr *addr,
 /* Close the socket and free. NULL-safe. */
 void handler_destroy(struct handler *h);
 
-/* Encode req for the backend; its reply goes to *res (ref: must stay valid
+/* Queue req for the backend; its reply goes to *res (ref: must stay valid
  * until handler_recv returns), or is read and dropped when res is NULL.
- * ST_OK, ST_NOMEM, or ST_ERROR when req cannot be sent to a backend. */
+ * req->val is a ref until handler_flush returns (see above). ST_OK,
+ * ST_NOMEM or ST_ERROR (when req cannot be sent to a backend): nothing of
+ * req is queued. */
 enum status handler_queue(struct handler *h, const struct request *req,
                           struct response *res) WUR;
 
 /* True if requests are queued and not yet answered. */
 bool handler_pending(const struct handler *h);
 
-/* Connect if needed and send every queued request. On failure every
- * queued response is set to SERVER_ERROR and the queue is emptied. */
+/* Connect if needed and send every queued request, in writev calls that
+ * resume after a partial write; each may wait request_ms (a timeout
+ * answers "backend timeout"). On failure every queued response is set to
+ * SERVER_ERROR and the socket closed. The queue is empty on return: the
+ * values it referenced are no longer needed. */
 void handler_flush(struct handler *h);
 
 /* Read the replies to everything flushed and fill their responses. On

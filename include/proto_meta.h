@@ -30,7 +30,7 @@
  * REQ_F_AUTOVIV, and " b" after the flags for REQ_F_B64KEY.
  *
  * Pure functions: no I/O, no allocation, no logging; encoding appends to
- * a struct buf or an outq.
+ * a struct buf or an outq (a backend request's value by reference).
  * Thread-safe: no shared state.
  */
 #ifndef RIVEN_PROTO_META_H
@@ -82,12 +82,22 @@ enum status proto_meta_encode_reply(const struct request *req,
                                     const struct response *res,
                                     struct outq *q) WUR;
 
-/* Append the backend request for req to out. Meta requests (REQ_MG ..
- * REQ_ME) are passed through, q flags removed. ST_OK, ST_NOMEM, or
- * ST_ERROR for a command that is not sent to backends (mn, version, quit,
- * ...) or that could not be sent safely (bad key, control bytes). */
+/* Append the backend request for req to out, its value copied. Meta
+ * requests (REQ_MG .. REQ_ME) are passed through, q flags removed; REQ_MN
+ * is the health probe "mn". ST_OK, ST_NOMEM (out unchanged), or ST_ERROR
+ * for a command that is not sent to backends (version, quit, ...) or
+ * that could not be sent safely (bad key, control bytes). */
 enum status proto_meta_encode_request(const struct request *req,
                                       struct buf *out) WUR;
+
+/* The same bytes, appended to q for a writev: the command line copied,
+ * a storage command's value (set add replace append prepend cas ms) of
+ * more than 255 bytes queued by reference (outq_ref), so req->val must
+ * stay valid and unmoved until q is written; shorter values are copied
+ * with their line. ST_OK, ST_NOMEM (q as it was: never part of a
+ * request), or ST_ERROR as above. */
+enum status proto_meta_queue_request(const struct request *req,
+                                     struct outq *q) WUR;
 
 /*
  * Decode the backend's reply to req from buf[0..len).

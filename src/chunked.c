@@ -6,6 +6,12 @@
  * buffer grows, until the batch ends. head[0] is the metadata read, head[1]
  * chunk 0 (reads) or the metadata write (writes); more[] holds round 2's
  * chunks (reads: 1 .. n-1) or every chunk of a write.
+ *
+ * A write's chunk items are made once, in chunked_start, into one block
+ * of job memory (items: header, payload, zero padding, each), and its
+ * metadata into meta: handlers send values by reference until they flush
+ * (handler.h), so both stay put until chunked_free, after the batch. The
+ * client's value is copied once, into items, and needed no longer.
  */
 #include "chunked.h"
 
@@ -36,11 +42,11 @@ struct chunked {
     uint64_t cas_cmp;
     int64_t exptime; /* chunks' TTL: writes, gat, touch */
     uint32_t flags;  /* write: the client's flags */
-    const char *val; /* write: the value (own when checked) */
-    size_t nval;
-    char *args; /* mg: the flags sent to the metadata item */
+    char *items;     /* write: the chunk items' values, nchunks of
+                        CHUNK_VALUE_LEN(chunk_size), until chunked_free */
+    char *args;      /* mg: the flags sent to the metadata item */
     size_t nargs;
-    char *own; /* the value's copy, then the answer's bytes */
+    char *own; /* the answer's bytes */
     size_t nown;
     char *msg; /* a backend error's text and reply, copied */
     struct response *more;
@@ -315,6 +321,27 @@ job_setup(struct chunked *j)
     }
 }
 
+/* Every chunk item of the write, from value (m.total bytes): the value's
+ * one copy, which a round that reads first needs anyway (the batch's
+ * buffers may move before round 2). ST_OK or ST_NOMEM. */
+static enum status
+make_items(struct chunked *j, const char *value)
+{
+    size_t len = CHUNK_VALUE_LEN((size_t)j->m.chunk_size);
+
+    if (j->m.nchunks == 0) {
+        return ST_OK;
+    }
+    if (j->m.nchunks > SIZE_MAX / len ||
+        (j->items = malloc(j->m.nchunks * len)) == NULL) {
+        return ST_NOMEM;
+    }
+    for (uint32_t i = 0; i < j->m.nchunks; i++) {
+        (void)chunk_encode(j->items + i * len, len, &j->m, &j->id, i, value);
+    }
+    return ST_OK;
+}
+
 struct chunked *
 chunked_start(const struct request *req, struct response *res,
               uint32_t chunk_size)
@@ -337,22 +364,15 @@ chunked_start(const struct request *req, struct response *res,
     if (j->kind != JOB_WRITE) {
         return j;
     }
-    j->val = req->val;
-    j->nval = req->nval;
     j->check = !j->bad && (j->mode != 'S' || j->cmp);
-    if (j->check && j->nval > 0) {
-        /* round 2 comes after the batch's buffers may have moved */
-        if ((j->own = malloc(j->nval)) == NULL) {
-            chunked_free(j);
-            return NULL;
-        }
-        memcpy(j->own, j->val, j->nval);
-        j->val = j->own;
-        j->nown = j->nval;
-    }
-    if (chunk_meta_init(&j->m, j->nval, j->flags, j->exptime, chunk_size,
+    if (chunk_meta_init(&j->m, req->nval, j->flags, j->exptime, chunk_size,
                         chunk_token()) != ST_OK) {
         finish_error(j, RES_SERVER_ERROR, MSG_CHUNKED);
+        return j;
+    }
+    if (!j->bad && make_items(j, req->val) != ST_OK) {
+        chunked_free(j);
+        return NULL;
     }
     return j;
 }
@@ -380,6 +400,7 @@ chunked_free(struct chunked *j)
         return;
     }
     free(j->args);
+    free(j->items);
     free(j->own);
     free(j->msg);
     free(j->more);
@@ -457,10 +478,9 @@ send_write(struct chunked *j, bool alone, chunked_send_fn send, void *arg)
     char key[CHUNK_KEY_LEN];
 
     if (!alone) {
-        char *item = malloc(CHUNK_VALUE_LEN(j->m.chunk_size));
+        size_t len = CHUNK_VALUE_LEN((size_t)j->m.chunk_size);
 
-        if (item == NULL || !more_reserve(j, j->m.nchunks)) {
-            free(item);
+        if (!more_reserve(j, j->m.nchunks)) {
             finish_error(j, RES_SERVER_ERROR, MSG_OUT_OF_MEMORY);
             return;
         }
@@ -468,14 +488,13 @@ send_write(struct chunked *j, bool alone, chunked_send_fn send, void *arg)
             struct request c = {.cmd = REQ_SET,
                                 .key = key,
                                 .nkey = chunk_key(key, sizeof(key), &j->id, i),
-                                .val = item,
+                                .val = j->items + i * len, /* job's: sent
+                                                              by reference */
+                                .nval = len,
                                 .exptime = j->exptime};
 
-            c.nval = chunk_encode(item, CHUNK_VALUE_LEN(j->m.chunk_size), &j->m,
-                                  &j->id, i, j->val);
             send(arg, &c, &j->more[i]);
         }
-        free(item);
         metrics_chunked_chunks(j->m.nchunks);
     }
     r.val = j->meta;

@@ -4,13 +4,15 @@
  * connect bounded by the connect timeout, and for a pool with tls: a TLS
  * handshake (conn) bounded by what is left of it.
  *
- *   queue: request -> proto_meta bytes in wbuf, a pend slot per reply
- *   flush: wbuf -> socket
+ *   queue: request -> out: the command line copied, the value by
+ *          reference (proto_meta_queue_request); a pend slot per reply
+ *   flush: out -> iovecs (outq_iov) -> writev -> socket; out emptied
  *   recv:  socket -> rbuf -> proto_meta_parse_reply -> pend[i].res
  *
- * Invariant: between batches rbuf and wbuf are empty and no reply is
+ * Invariant: between batches rbuf and out are empty and no reply is
  * outstanding; any failure closes the socket, so a late reply can never
- * be taken for the answer to a later request.
+ * be taken for the answer to a later request. out is empty whenever
+ * handler_flush has returned: no reference it held outlives the flush.
  *
  * New connections to one server pass health's connect gate
  * (health_gate_enter): a place is taken before connect(2) and given back
@@ -39,6 +41,13 @@
 
 #define HANDLER_BUF_INIT 2048
 #define HANDLER_READ_MIN HANDLER_BUF_INIT /* replies of a typical batch fit */
+/* The outgoing queue idle: HANDLER_OUT_ENTS ranges (outq's first
+ * allocation, enough for a batch with three referenced values) and copied
+ * bytes, HANDLER_BUF_INIT in all, as the write buffer it replaces. */
+#define HANDLER_OUT_ENTS 8
+#define HANDLER_OUT_INIT                                                       \
+    (HANDLER_BUF_INIT - HANDLER_OUT_ENTS * sizeof(struct outq_ent))
+#define HANDLER_IOV 64 /* iovecs per writev: 1 KiB of stack */
 
 struct pend {
     struct response *res; /* ref: batch response; NULL = drop reply */
@@ -62,7 +71,7 @@ struct handler {
     uint32_t request_ms;
     struct conn_ctx *tls; /* ref: the pool's, in the snapshot; NULL plain */
     struct conn c;        /* fd -1 when closed */
-    struct buf wbuf;      /* encoded requests not yet sent */
+    struct outq out;      /* requests not yet sent: lines, value refs */
     struct buf rbuf;      /* replies of the current batch */
     size_t parsed;        /* rbuf offset of the next reply */
     struct pend *pend;
@@ -106,7 +115,7 @@ handler_create(const struct cfg_addr *addr, struct conn_ctx *tls, size_t idx,
     h->request_ms = request_ms;
     h->tls = tls;
     h->c.fd = -1;
-    buf_init(&h->wbuf, HANDLER_BUF_INIT);
+    outq_init(&h->out, HANDLER_OUT_INIT);
     buf_init(&h->rbuf, HANDLER_BUF_INIT);
     return h;
 }
@@ -118,7 +127,7 @@ handler_destroy(struct handler *h)
         return;
     }
     handler_close(h);
-    buf_free(&h->wbuf);
+    outq_free(&h->out);
     buf_free(&h->rbuf);
     free(h->pend);
     free(h);
@@ -171,7 +180,7 @@ handler_queue(struct handler *h, const struct request *req,
         tagged.tag = (uint32_t)(h->npend % 1000000) + 1;
         req = &tagged;
     }
-    if ((st = proto_meta_encode_request(req, &h->wbuf)) != ST_OK) {
+    if ((st = proto_meta_queue_request(req, &h->out)) != ST_OK) {
         return st; /* ST_NOMEM, or ST_ERROR: not a request for a backend */
     }
     metrics_server_request(h->idx);
@@ -207,7 +216,7 @@ fail_pending(struct handler *h, enum res_fail why)
         }
     }
     h->nrecv = h->npend;
-    h->wbuf.pos = h->wbuf.last = h->wbuf.start;
+    outq_reset(&h->out);
     if (h->rbuf.start != NULL) {
         h->rbuf.last = h->rbuf.start + h->parsed; /* drop unparsed bytes */
     }
@@ -319,12 +328,43 @@ handler_connect(struct handler *h)
     return ST_OK;
 }
 
+/* writev the queue from its first byte. ST_OK, or the failure in *why:
+ * the send timeout (SO_SNDTIMEO, errno EAGAIN) or any other error. */
+static enum status
+write_out(struct handler *h, enum res_fail *why)
+{
+    struct iovec iov[HANDLER_IOV];
+    size_t done = 0;
+
+    while (done < h->out.total) {
+        int cnt = outq_iov(&h->out, done, iov, HANDLER_IOV);
+        ssize_t n = conn_writev(&h->c, iov, cnt);
+        int err = errno;
+
+        if (n >= 0) { /* a part: the rest from where it stopped */
+            done += (size_t)n;
+            if (h->idx < METRICS_SERVERS_MAX) { /* not a /healthz probe */
+                metrics_add(M_BACKEND_TX_BYTES, (uint64_t)n);
+            }
+            continue;
+        }
+        if (err == EINTR) {
+            continue;
+        }
+        log_debug("%s: writev %s: %s", __func__, h->addr->name, strerror(err));
+        *why = err == EAGAIN ? FAIL_BACKEND_TIMEOUT : FAIL_BACKEND_UNAVAILABLE;
+        return ST_ERROR;
+    }
+    return ST_OK;
+}
+
 void
 handler_flush(struct handler *h)
 {
+    enum res_fail why = FAIL_NONE;
     enum status st;
 
-    if (buf_len(&h->wbuf) == 0) {
+    if (h->out.total == 0) {
         return;
     }
     h->sent_ns = util_now_ns();
@@ -338,24 +378,11 @@ handler_flush(struct handler *h)
         }
         return;
     }
-    while (buf_len(&h->wbuf) > 0) {
-        ssize_t n = conn_send(&h->c, h->wbuf.pos, buf_len(&h->wbuf));
-
-        if (n >= 0) {
-            buf_consume(&h->wbuf, (size_t)n);
-            if (h->idx < METRICS_SERVERS_MAX) { /* not a /healthz probe */
-                metrics_add(M_BACKEND_TX_BYTES, (uint64_t)n);
-            }
-            continue;
-        }
-        if (errno == EINTR) {
-            continue;
-        }
-        log_debug("%s: send %s: %s", __func__, h->addr->name, strerror(errno));
-        fail_pending(h, errno == EAGAIN ? FAIL_BACKEND_TIMEOUT
-                                        : FAIL_BACKEND_UNAVAILABLE);
+    if (write_out(h, &why) != ST_OK) {
+        fail_pending(h, why); /* empties the queue */
         return;
     }
+    outq_reset(&h->out); /* the values referenced may go now */
 }
 
 /* Read more reply bytes. ST_OK, or the failure in *why. */
@@ -613,5 +640,11 @@ handler_done(struct handler *h)
     h->parsed = 0;
     h->rbuf.pos = h->rbuf.last = h->rbuf.start;
     buf_shrink(&h->rbuf);
-    buf_shrink(&h->wbuf);
+    outq_shrink(&h->out); /* and forgets what was never flushed */
+    if (h->out.cap > HANDLER_OUT_ENTS) {
+        /* a burst of values: give back the ranges too, so an idle
+         * handler holds HANDLER_BUF_INIT of queue at most */
+        outq_free(&h->out);
+        outq_init(&h->out, HANDLER_OUT_INIT);
+    }
 }

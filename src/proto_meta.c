@@ -2,7 +2,9 @@
  * proto_meta: the meta protocol, on both sides of riven.
  *
  *   client rbuf    --parse_request--> struct request (refs into the rbuf)
- *   struct request --encode_request-> "mg k f v\r\n" ... into a wbuf
+ *   struct request --queue_request--> "ms k 5 F0 T0\r\n" + value ref +
+ *                                     "\r\n" into a handler's outq
+ *                  (--encode_request-> the same bytes copied into a buf)
  *   backend rbuf   --parse_reply----> struct response (refs into the rbuf)
  *   struct response --encode_reply--> client outq (meta clients)
  *
@@ -12,10 +14,12 @@
  * unless q hides them. Flag arguments are the backend's to check: its
  * error line reaches the client unchanged, as memcached would send it.
  *
- * Encoding reserves an upper bound once and writes in place; numbers are
- * formatted with util_*_str. Keys, flags and stats arguments are checked
- * so a bad request can never inject a second command into the backend
- * stream.
+ * Encoding writes the command line within an upper bound (in place in a
+ * buf, or on the stack and then copied into an outq); numbers are
+ * formatted with util_*_str. A value goes to an outq by reference
+ * (STYLE.md 17: forwarded from where it lies, in a writev). Keys, flags and
+ * stats arguments are checked so a bad request can never inject a second
+ * command into the backend stream.
  *
  * Parsers decode exactly one request or reply and keep no state: an
  * incomplete one is re-parsed from its start when more bytes arrive. They
@@ -43,6 +47,7 @@
  */
 #include "proto_meta.h"
 
+#include <assert.h>
 #include <string.h>
 
 #include "proto_text.h"
@@ -51,6 +56,13 @@
 #define META_NUM_MAX 20         /* digits of a 64-bit counter */
 #define NUM_STR_MAX  21         /* util_*_str output bound */
 #define ENC_FIXED    48         /* command, flag letters, spaces, CRLFs */
+/* The longest backend command line: numbers, letters, a key and a meta
+ * line's flags (line_args_ok: at most META_LINE_MAX). */
+#define ENC_LINE_MAX                                                           \
+    (ENC_FIXED + 4 * NUM_STR_MAX + KEY_MAX_LENGTH + META_LINE_MAX)
+/* proto_meta_queue_request copies values up to this long with their line
+ * (outq_ref would copy them too: OUTQ_REF_MIN, buf.c). */
+#define ENC_INLINE_MAX 255
 
 /* Tokens of a meta line, command and key included: memcached refuses
  * more than 20 counting its terminal token. */
@@ -304,7 +316,7 @@ enc_get(const struct request *req, char *p)
     return put_tail(req, p, false);
 }
 
-/* "ms k n ..." + "\r\n" + value; the caller adds the final "\r\n". */
+/* "ms k n ...": the line; the data block follows it. */
 static char *
 enc_store(const struct request *req, char *p)
 {
@@ -328,9 +340,7 @@ enc_store(const struct request *req, char *p)
             p = put_u64(p, req->cas);
         }
     }
-    p = put_tail(req, p, req->rflags & REQ_F_RET_CAS);
-    p = PUT_LIT(p, "\r\n");
-    return req->nval > 0 ? put(p, req->val, req->nval) : p;
+    return put_tail(req, p, req->rflags & REQ_F_RET_CAS);
 }
 
 /* "ma k v D<d> [MD] [N<e> J<i>]": binary incr/decr creates the item with
@@ -356,7 +366,7 @@ enc_arith(const struct request *req, char *p)
 }
 
 /* A client's meta command: "<cmd> <key>[ <datalen>]" and its flags
- * without q (me: only b), then for ms "\r\n" + data. */
+ * without q (me: only b); for ms the data block follows the line. */
 static char *
 enc_meta(const struct request *req, char *p)
 {
@@ -379,14 +389,10 @@ enc_meta(const struct request *req, char *p)
             p = put(PUT_LIT(p, " "), tok, ntok);
         }
     }
-    if (req->cmd == REQ_MS) {
-        p = PUT_LIT(p, "\r\n");
-        p = req->nval > 0 ? put(p, req->val, req->nval) : p;
-    }
     return p;
 }
 
-/* Everything but the final "\r\n" of a keyed command. */
+/* A keyed command's line, without its "\r\n". */
 static char *
 enc_keyed(const struct request *req, char *p)
 {
@@ -413,10 +419,14 @@ is_keyed(enum req_cmd cmd)
            is_meta(cmd);
 }
 
-/* flush_all and stats: classic text, which meta lacks. */
+/* flush_all and stats: classic text, which meta lacks; mn, the health
+ * probe. */
 static char *
 enc_classic(const struct request *req, char *p)
 {
+    if (req->cmd == REQ_MN) {
+        return PUT_LIT(p, "mn");
+    }
     if (req->cmd == REQ_FLUSH_ALL) {
         p = PUT_LIT(p, "flush_all");
         if (req->rflags & REQ_F_HAS_DELAY) {
@@ -442,52 +452,133 @@ line_args_ok(const struct request *req)
             args_valid(req->args, req->nargs));
 }
 
-/* Upper bound of the encoded length, or 0 if req must not be sent. */
+/* Does req carry a data block after its line? */
+static bool
+has_data(const struct request *req)
+{
+    return req_is_storage(req->cmd) || req->cmd == REQ_MS;
+}
+
+/* Upper bound of the command line's length with its "\r\n" (at most
+ * ENC_LINE_MAX; the data block not counted), or 0 if req must not be
+ * sent. */
 static size_t
-enc_bound(const struct request *req)
+line_bound(const struct request *req)
 {
     size_t fixed = ENC_FIXED + 4 * NUM_STR_MAX;
-    bool data = req_is_storage(req->cmd) || req->cmd == REQ_MS;
 
     if (is_keyed(req->cmd)) {
         if (req->key == NULL || !req_key_valid(req->key, req->nkey) ||
             (is_meta(req->cmd) && req->cmd != REQ_ME && !line_args_ok(req))) {
             return 0;
         }
-        fixed += is_meta(req->cmd) ? req->nargs : 0;
-        if (!data) {
-            return fixed + req->nkey;
-        }
-        if ((req->nval > 0 && req->val == NULL) ||
-            req->nval > SIZE_MAX - fixed - KEY_MAX_LENGTH) {
+        if (has_data(req) && ((req->nval > 0 && req->val == NULL) ||
+                              req->nval > SIZE_MAX - ENC_LINE_MAX - 2)) {
             return 0;
         }
-        return fixed + req->nkey + req->nval;
+        fixed += is_meta(req->cmd) && req->cmd != REQ_ME ? req->nargs : 0;
+        return fixed + req->nkey;
     }
     if (req->cmd == REQ_STATS) {
         return line_args_ok(req) ? fixed + req->nargs : 0;
     }
-    return req->cmd == REQ_FLUSH_ALL ? fixed : 0;
+    return req->cmd == REQ_FLUSH_ALL || req->cmd == REQ_MN ? fixed : 0;
+}
+
+/* Write req's line with its "\r\n" at p (line_bound bytes of room);
+ * returns its end. */
+static char *
+enc_line(const struct request *req, char *p)
+{
+    p = is_keyed(req->cmd) ? enc_keyed(req, p) : enc_classic(req, p);
+    return PUT_LIT(p, "\r\n");
 }
 
 enum status
 proto_meta_encode_request(const struct request *req, struct buf *out)
 {
-    size_t bound = enc_bound(req);
+    size_t bound = line_bound(req);
     char *p;
 
-    if (req->cmd == REQ_MN) { /* a health probe */
-        return buf_append(out, "mn\r\n", 4);
-    }
     if (bound == 0) {
         return ST_ERROR;
+    }
+    if (has_data(req)) {
+        bound += req->nval + 2;
     }
     if (buf_reserve(out, bound) != ST_OK) {
         return ST_NOMEM;
     }
-    p = is_keyed(req->cmd) ? enc_keyed(req, out->last)
-                           : enc_classic(req, out->last);
-    out->last = PUT_LIT(p, "\r\n");
+    p = enc_line(req, out->last);
+    if (has_data(req)) {
+        p = req->nval > 0 ? put(p, req->val, req->nval) : p;
+        p = PUT_LIT(p, "\r\n");
+    }
+    out->last = p;
+    return ST_OK;
+}
+
+/* Where an outq stood, to take back a request queued in part. outq has
+ * no rewind of its own: it only appends bytes to own, appends entries and
+ * lengthens its last entry, which is what this undoes (buf.h shows the
+ * fields). */
+struct qmark {
+    size_t n;     /* entries */
+    size_t total; /* bytes queued */
+    size_t own;   /* bytes in own */
+    size_t last;  /* length of entry n - 1 */
+};
+
+static void
+qmark_take(const struct outq *q, struct qmark *m)
+{
+    m->n = q->n;
+    m->total = q->total;
+    m->own = q->own.start ? (size_t)(q->own.last - q->own.start) : 0;
+    m->last = q->n > 0 ? q->ents[q->n - 1].len : 0;
+}
+
+static void
+qmark_rewind(struct outq *q, const struct qmark *m)
+{
+    q->n = m->n;
+    q->total = m->total;
+    if (q->own.start != NULL) {
+        q->own.last = q->own.start + m->own;
+    }
+    if (m->n > 0) {
+        q->ents[m->n - 1].len = m->last;
+    }
+}
+
+enum status
+proto_meta_queue_request(const struct request *req, struct outq *q)
+{
+    char line[ENC_LINE_MAX + ENC_INLINE_MAX + 2];
+    size_t bound = line_bound(req);
+    struct qmark m;
+    char *p;
+
+    if (bound == 0) {
+        return ST_ERROR;
+    }
+    p = enc_line(req, line);
+    assert((size_t)(p - line) <= bound);
+    if (!has_data(req)) {
+        return outq_copy(q, line, (size_t)(p - line));
+    }
+    if (req->nval <= ENC_INLINE_MAX) { /* one copy, with the line */
+        p = req->nval > 0 ? put(p, req->val, req->nval) : p;
+        p = PUT_LIT(p, "\r\n");
+        return outq_copy(q, line, (size_t)(p - line));
+    }
+    qmark_take(q, &m);
+    if (outq_copy(q, line, (size_t)(p - line)) != ST_OK ||
+        outq_ref(q, req->val, req->nval) != ST_OK ||
+        outq_copy(q, "\r\n", 2) != ST_OK) {
+        qmark_rewind(q, &m); /* never half a request on the wire */
+        return ST_NOMEM;
+    }
     return ST_OK;
 }
 

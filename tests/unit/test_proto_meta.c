@@ -282,16 +282,271 @@ test_encode_errors(void **state)
         {.cmd = REQ_MS, KEY("k"), .val = NULL, .nval = 3},
     };
     struct buf b;
+    struct outq q;
 
     (void)state;
     buf_init(&b, 16);
+    outq_init(&q, 16);
     for (size_t i = 0; i < NELEMS(bad); i++) {
-        if (proto_meta_encode_request(&bad[i], &b) != ST_ERROR) {
+        if (proto_meta_encode_request(&bad[i], &b) != ST_ERROR ||
+            proto_meta_queue_request(&bad[i], &q) != ST_ERROR) {
             fail_msg("case %zu: not rejected", i);
         }
         assert_int_equal(buf_len(&b), 0);
+        assert_int_equal(q.total, 0);
+        assert_int_equal(q.n, 0);
     }
     buf_free(&b);
+    outq_free(&q);
+}
+
+/* ---- queueing for a writev (proto_meta_queue_request) ---- */
+
+#define IOV_MAX_TEST 16
+
+/* The bytes q would write from skip on, as handler_flush resumes a
+ * partial writev; *niov: the iovecs of a write from skip. */
+static size_t
+flatten(const struct outq *q, size_t skip, char *out, size_t cap, int *niov)
+{
+    struct iovec iov[IOV_MAX_TEST];
+    int n = outq_iov(q, skip, iov, IOV_MAX_TEST);
+    size_t len = 0;
+
+    for (int i = 0; i < n; i++) {
+        assert_true(len + iov[i].iov_len <= cap);
+        memcpy(out + len, iov[i].iov_base, iov[i].iov_len);
+        len += iov[i].iov_len;
+    }
+    if (niov != NULL) {
+        *niov = n;
+    }
+    return len;
+}
+
+/* Every encoding of the table, queued: the same bytes, in one range
+ * (no value in the table is long enough to be referenced). */
+static void
+test_queue_table(void **state)
+{
+    char got[512];
+
+    (void)state;
+    for (size_t i = 0; i < NELEMS(enc_cases); i++) {
+        const struct enc_case *c = &enc_cases[i];
+        struct outq q;
+        size_t n;
+        int niov = 0;
+
+        outq_init(&q, 8);
+        assert_int_equal(proto_meta_queue_request(&c->req, &q), ST_OK);
+        n = flatten(&q, 0, got, sizeof(got), &niov);
+        if (n != strlen(c->want) || memcmp(got, c->want, n) != 0 ||
+            q.total != n || niov != 1) {
+            fail_msg("%s: got '%.*s' in %d ranges", c->name, (int)n, got, niov);
+        }
+        outq_free(&q);
+    }
+}
+
+static char bigval[102400]; /* test_queue_refs fills it */
+
+struct ref_case {
+    const char *name;
+    struct request req; /* .val = bigval */
+    size_t nval;
+    const char *line; /* the command line: bigval[0..nval) + "\r\n" follow */
+};
+
+static const struct ref_case ref_cases[] = {
+    {"set",
+     {.cmd = REQ_SET, KEY("foo"), .flags = 42},
+     300,
+     "ms foo 300 F42 T0\r\n"},
+    {"set b64 cas",
+     {.cmd = REQ_SET, .rflags = REQ_F_B64KEY | REQ_F_RET_CAS, KEY("Zm9v")},
+     256,
+     "ms Zm9v 256 F0 T0 c b\r\n"},
+    {"add b64",
+     {.cmd = REQ_ADD, .rflags = REQ_F_B64KEY, KEY("Zm9v"), .exptime = 60},
+     1000,
+     "ms Zm9v 1000 F0 T60 ME b\r\n"},
+    {"replace",
+     {.cmd = REQ_REPLACE, KEY("k"), .flags = 1},
+     4096,
+     "ms k 4096 F1 T0 MR\r\n"},
+    {"cas",
+     {.cmd = REQ_CAS, KEY("foo"), .exptime = 100, .cas = 15},
+     300,
+     "ms foo 300 F0 T100 C15\r\n"},
+    {"cas b64",
+     {.cmd = REQ_CAS, .rflags = REQ_F_B64KEY, KEY("Zm9v"), .cas = 7},
+     100000,
+     "ms Zm9v 100000 F0 T0 C7 b\r\n"},
+    {"append b64",
+     {.cmd = REQ_APPEND, .rflags = REQ_F_B64KEY, KEY("Zm9v"), .flags = 9},
+     512,
+     "ms Zm9v 512 MA b\r\n"},
+    {"prepend cas compare",
+     {.cmd = REQ_PREPEND, KEY("foo"), .cas = 3},
+     300,
+     "ms foo 300 MP C3\r\n"},
+    {"ms passthrough",
+     {.cmd = REQ_MS, KEY("foo"), ARGS("T5 q c")},
+     102400,
+     "ms foo 102400 T5 c\r\n"},
+    {"ms b64 q stripped",
+     {.cmd = REQ_MS,
+      .rflags = REQ_F_B64KEY | REQ_F_QUIET,
+      KEY("Zm9v"),
+      ARGS("b q F3 MS")},
+     300,
+     "ms Zm9v 300 b F3 MS\r\n"},
+};
+
+/* A value of 256 bytes or more goes by reference: the line, the value
+ * where it lies, "\r\n"; the bytes are those encode_request copies, and
+ * a write resumed at any byte sends the rest. */
+static void
+test_queue_refs(void **state)
+{
+    size_t cap = 200 + sizeof(bigval);
+    char *got = malloc(cap), *want = malloc(cap);
+
+    (void)state;
+    assert_non_null(got);
+    assert_non_null(want);
+    for (size_t i = 0; i < sizeof(bigval); i++) {
+        bigval[i] = i % 97 == 0   ? '\r'
+                    : i % 89 == 0 ? '\n'
+                                  : (char)('a' + i % 26);
+    }
+    for (size_t i = 0; i < NELEMS(ref_cases); i++) {
+        const struct ref_case *c = &ref_cases[i];
+        struct request r = c->req;
+        struct iovec iov[4];
+        size_t nline = strlen(c->line), nwant = nline + c->nval + 2, n;
+        struct buf b;
+        struct outq q;
+
+        r.val = bigval;
+        r.nval = c->nval;
+        memcpy(want, c->line, nline);
+        memcpy(want + nline, bigval, c->nval);
+        memcpy(want + nline + c->nval, "\r\n", 2);
+        outq_init(&q, 16);
+        assert_int_equal(proto_meta_queue_request(&r, &q), ST_OK);
+        assert_int_equal(q.total, nwant);
+        assert_int_equal(outq_iov(&q, 0, iov, 4), 3);
+        if (iov[0].iov_len != nline ||
+            memcmp(iov[0].iov_base, c->line, nline)) {
+            fail_msg("%s: line '%.*s'", c->name, (int)iov[0].iov_len,
+                     (const char *)iov[0].iov_base);
+        }
+        assert_ptr_equal(iov[1].iov_base, bigval); /* not a copy */
+        assert_int_equal(iov[1].iov_len, c->nval);
+        assert_int_equal(iov[2].iov_len, 2);
+        for (size_t skip = 0; skip <= nwant;
+             skip += skip < nline + 8 || nwant - skip < 8 ? 1 : 997) {
+            n = flatten(&q, skip, got, cap, NULL);
+            assert_int_equal(n, nwant - skip);
+            assert_memory_equal(got, want + skip, n);
+        }
+        buf_init(&b, 16); /* the copying encoder agrees */
+        assert_int_equal(proto_meta_encode_request(&r, &b), ST_OK);
+        assert_int_equal(buf_len(&b), nwant);
+        assert_memory_equal(b.pos, want, nwant);
+        buf_free(&b);
+        outq_free(&q);
+    }
+    free(got);
+    free(want);
+}
+
+/* Empty values, and the boundary: 255 bytes are copied with the line,
+ * 256 referenced. */
+static void
+test_queue_copy_or_ref(void **state)
+{
+    static const struct {
+        struct request req;
+        size_t nval;
+        const char *line;
+        int niov;
+    } cases[] = {
+        {{.cmd = REQ_SET, KEY("e")}, 0, "ms e 0 F0 T0\r\n", 1},
+        {{.cmd = REQ_MS, .rflags = REQ_F_B64KEY, KEY("Zm9v"), ARGS("b")},
+         0,
+         "ms Zm9v 0 b\r\n",
+         1},
+        {{.cmd = REQ_APPEND, KEY("e")}, 0, "ms e 0 MA\r\n", 1},
+        {{.cmd = REQ_SET, KEY("k")}, 1, "ms k 1 F0 T0\r\n", 1},
+        {{.cmd = REQ_SET, KEY("k")}, 255, "ms k 255 F0 T0\r\n", 1},
+        {{.cmd = REQ_SET, KEY("k")}, 256, "ms k 256 F0 T0\r\n", 3},
+        {{.cmd = REQ_MS, KEY("k")}, 255, "ms k 255\r\n", 1},
+        {{.cmd = REQ_MS, KEY("k")}, 256, "ms k 256\r\n", 3},
+    };
+    char got[1024], want[1024];
+
+    (void)state;
+    memset(bigval, 'x', 300);
+    for (size_t i = 0; i < NELEMS(cases); i++) {
+        struct request r = cases[i].req;
+        size_t nline = strlen(cases[i].line);
+        struct iovec iov[4];
+        struct outq q;
+        int niov = 0;
+
+        r.val = cases[i].nval > 0 ? bigval : NULL;
+        r.nval = cases[i].nval;
+        memcpy(want, cases[i].line, nline);
+        memcpy(want + nline, bigval, r.nval);
+        memcpy(want + nline + r.nval, "\r\n", 2);
+        outq_init(&q, 8);
+        assert_int_equal(proto_meta_queue_request(&r, &q), ST_OK);
+        assert_int_equal(flatten(&q, 0, got, sizeof(got), &niov),
+                         nline + r.nval + 2);
+        assert_memory_equal(got, want, nline + r.nval + 2);
+        if (niov != cases[i].niov) {
+            fail_msg("case %zu: %d ranges, want %d", i, niov, cases[i].niov);
+        }
+        if (niov == 3) {
+            assert_int_equal(outq_iov(&q, 0, iov, 4), 3);
+            assert_ptr_equal(iov[1].iov_base, bigval);
+        }
+        outq_free(&q);
+    }
+}
+
+/* Requests queue after what the queue holds: lines around a referenced
+ * value merge into the ranges next to it. */
+static void
+test_queue_appends(void **state)
+{
+    const struct request a = {.cmd = REQ_GET, KEY("a")};
+    struct request s = {.cmd = REQ_SET, KEY("b"), .val = bigval, .nval = 300};
+    const struct request d = {.cmd = REQ_DELETE, KEY("c")};
+    struct iovec iov[8];
+    struct outq q;
+
+    (void)state;
+    memset(bigval, 'v', 300);
+    outq_init(&q, 4);
+    assert_int_equal(proto_meta_queue_request(&a, &q), ST_OK);
+    assert_int_equal(proto_meta_queue_request(&s, &q), ST_OK);
+    assert_int_equal(proto_meta_queue_request(&d, &q), ST_OK);
+    assert_int_equal(proto_meta_queue_request(&s, &q), ST_OK);
+    assert_int_equal(outq_iov(&q, 0, iov, 8), 5);
+    assert_int_equal(iov[0].iov_len, strlen("mg a f v\r\nms b 300 F0 T0\r\n"));
+    assert_memory_equal(iov[0].iov_base, "mg a f v\r\nms b 300 F0 T0\r\n",
+                        iov[0].iov_len);
+    assert_ptr_equal(iov[1].iov_base, bigval);
+    assert_int_equal(iov[2].iov_len, strlen("\r\nmd c\r\nms b 300 F0 T0\r\n"));
+    assert_memory_equal(iov[2].iov_base, "\r\nmd c\r\nms b 300 F0 T0\r\n",
+                        iov[2].iov_len);
+    assert_ptr_equal(iov[3].iov_base, bigval);
+    assert_int_equal(iov[4].iov_len, 2);
+    outq_free(&q);
 }
 
 /* ---- parsing ---- */
@@ -1362,6 +1617,10 @@ main(void)
         cmocka_unit_test(test_encode_appends),
         cmocka_unit_test(test_encode_large),
         cmocka_unit_test(test_encode_errors),
+        cmocka_unit_test(test_queue_table),
+        cmocka_unit_test(test_queue_refs),
+        cmocka_unit_test(test_queue_copy_or_ref),
+        cmocka_unit_test(test_queue_appends),
         cmocka_unit_test(test_decode_table),
         cmocka_unit_test(test_decode_pipeline),
         cmocka_unit_test(test_decode_proto),
