@@ -5,8 +5,13 @@
 # XML (python3's xml.etree) with one plotted line per target, named in
 # the key in the table's order, and the run's date in its title. Without a
 # "p99 µs" column there is no p99.svg and no error; without gnuplot,
-# plots.sh says so and exits 3. Skipped (counted as skipped, with a
-# message) when gnuplot is not installed. Cheap: three small charts.
+# plots.sh says so and exits 3. The latency table of issue 16 (p50, p99
+# and p99.9 per target at c=64, no "c" column; put before the main table
+# here, which must not take it for the main one) makes lat.svg: three
+# bar series named p50, p99 and p99.9, a bar per target each, taller in
+# that order, the targets as the x labels; without the table there is no
+# lat.svg and no error. Skipped (counted as skipped, with a message) when
+# gnuplot is not installed. Cheap: four small charts.
 # shellcheck source=lib.sh
 . "$(dirname "$0")/lib.sh"
 
@@ -21,7 +26,8 @@ fi
 PLOTS=tests/bench/plots.sh
 TARGETS="direct relay riven riven-unix twemproxy"
 
-# fixture FILE P99: a RESULTS.md, with the p99 column when P99 is 1
+# fixture FILE P99: a RESULTS.md, with the p99 column and the latency
+# table when P99 is 1
 fixture() {
     local t c i=0 p99h="" p99s=""
     [ "$2" = 1 ] && { p99h=" p99 µs |"; p99s=" --- |"; }
@@ -35,6 +41,21 @@ fixture() {
         echo "| --- | --- |"
         echo "| riven >= twemproxy at c=1 | met |"
         echo
+        if [ "$2" = 1 ]; then
+            echo "<!-- latency:begin -->"
+            echo "Latency at c=64 (2031-02-03, \`tests/bench/lat\`): a closed loop"
+            echo
+            echo "| target | ops/s | ratio to direct | CPU µs/req | p50 µs | p99 µs | p99.9 µs | max µs | p99 / direct | errors |"
+            echo "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"
+            for t in $TARGETS; do
+                i=$((i + 1))
+                printf "| %s | %s | 0.50 | 20.1 | %s.5 | %s | %s.25 | 99999 | 2.00 | 0 |\n" \
+                    "$t" "$((1000 * i))" "$((100 * i))" "$((1000 * i))" "$((3000 * i))"
+            done
+            echo "<!-- latency:end -->"
+            echo
+            i=0
+        fi
         echo "| target | CPU µs/req | c | errors | ops/s |$p99h"
         echo "| --- | --- | --- | --- | --- |$p99s"
         for c in 1 64 1000 9000; do
@@ -80,6 +101,49 @@ if "2031-02-03" not in alltext:
 PY
 }
 
+# check_bars FILE: the latency chart: XML, three gnuplot_plot_N groups
+# keyed p50, p99 and p99.9, each with its key's box and a bar per target;
+# each target's bars taller from p50 to p99.9; the targets as x labels in
+# order; the date and c=64 in a text
+check_bars() {
+    python3 - "$1" "$TARGETS" <<'PY'
+import sys
+import xml.etree.ElementTree as ET
+path, targets = sys.argv[1], sys.argv[2].split()
+ns = "{http://www.w3.org/2000/svg}"
+try:
+    root = ET.parse(path).getroot()
+except ET.ParseError as e:
+    sys.exit("    %s is not well-formed XML: %s" % (path, e))
+plots = [g for g in root.iter(ns + "g")
+         if g.get("id", "").startswith("gnuplot_plot_")]
+names, heights = [], []
+for g in plots:
+    texts = [t.text.strip() for t in g.iter(ns + "text") if t.text]
+    names.append(texts[0] if texts else "")
+    bars = []
+    for p in g.iter(ns + "polygon"):
+        ys = [float(xy.split(",")[1]) for xy in p.get("points").split()]
+        bars.append(max(ys) - min(ys))
+    heights.append(bars[1:])  # the first is the key's box
+if names != ["p50", "p99", "p99.9"]:
+    sys.exit("    %s: series %s, want p50, p99, p99.9" % (path, names))
+for s, bars in zip(names, heights):
+    if len(bars) != len(targets):
+        sys.exit("    %s: %s has %d bars, want %d" % (path, s, len(bars), len(targets)))
+for j, t in enumerate(targets):
+    h = [heights[k][j] for k in range(3)]
+    if not h[0] < h[1] < h[2]:
+        sys.exit("    %s: %s's bars %s not taller from p50 to p99.9" % (path, t, h))
+texts = [t.text.strip() for t in root.iter(ns + "text") if t.text]
+if [x for x in texts if x in targets] != targets:
+    sys.exit("    %s: x labels %s, want %s" % (path, [x for x in texts if x in targets], targets))
+alltext = " ".join(texts)
+if "2031-02-03" not in alltext or "c=64" not in alltext:
+    sys.exit("    %s: no date 2031-02-03 or c=64 in its text" % path)
+PY
+}
+
 with_p99() {
     local out=$TMP/with
     mkdir -p "$out"
@@ -90,6 +154,8 @@ with_p99() {
         [ -s "$out/$f.svg" ] || { echo "    no $f.svg"; return 1; }
         check_svg "$out/$f.svg" || return 1
     done
+    [ -s "$out/lat.svg" ] || { echo "    no lat.svg"; return 1; }
+    check_bars "$out/lat.svg"
 }
 run_case with_p99 with_p99
 
@@ -105,6 +171,9 @@ without_p99() {
     [ ! -e "$out/p99.svg" ] || { echo "    p99.svg drawn with no p99 column"; return 1; }
     grep -q 'no "p99 µs" column' "$TMP/without.log" ||
         { echo "    no message about the missing p99 column"; return 1; }
+    [ ! -e "$out/lat.svg" ] || { echo "    lat.svg drawn with no latency table"; return 1; }
+    grep -q 'no latency table' "$TMP/without.log" ||
+        { echo "    no message about the missing latency table"; return 1; }
 }
 run_case without_p99 without_p99
 
