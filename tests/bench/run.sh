@@ -16,8 +16,13 @@
 #   BENCH_ONLY=bigvals ...: the same for the big-values rows
 #       (tests/bench/bigvals.sh, BIGVALS_ROUNDS rounds, default 3)
 #
-# BENCH_DIR holds the relay, idle, pairs, calcify, parse_bench and hist_bench
-# binaries.
+# BENCH_DIR holds the relay, idle, pairs, lat, calcify, parse_bench and
+# hist_bench binaries.
+#
+#   LAT_ONLY=1 tests/bench/run.sh RIVEN_BIN BENCH_DIR [ROUNDS]
+#       only the latency table at c=64 (tests/bench/lat, ROUNDS rounds of
+#       LAT_SECS seconds, default 5), spliced into RESULTS.md in place of
+#       the last one
 set -u
 RIVEN=${1:?riven binary}
 BENCH=${2:?directory of the bench binaries}
@@ -155,6 +160,118 @@ YML
     wait_port "$TW_PORT" && { TARGETS="$TARGETS twemproxy"; PORT[twemproxy]=$TW_PORT; PID[twemproxy]=$TW_PID; }
 else
     echo "bench: nutcracker not installed, twemproxy skipped"
+fi
+
+# Latency at c=64 (issue 16): tests/bench/lat, a closed-loop client that
+# times every request, so that p50, p99 and p99.9 are exact (memaslap's -S
+# histogram is log2). Every target in turn within each of ROUNDS rounds,
+# LAT_SECS seconds a run after lat has set its keys and run 0.5 s untimed;
+# CPU ticks and memcached's commands are read around the timed part only
+# (lat -w). LAT_ONLY=1 runs only this and puts its table in place of the
+# one in RESULTS.md.
+LAT_SECS=${LAT_SECS:-5}
+LAT_C=${SETTINGS[1]}
+echo "bench: latency: c=$LAT_C (open-file limit $NOFILE), lat on one thread of $(nproc) cores, $LAT_SECS s a run, $ROUNDS rounds"
+# lat_run TARGET -> "ops_per_s cpu_us_per_req p50 p99 p999 max errors
+# cmds_per_op get_p99 set_p99" (µs), or "0 0 - - - - 1 0 - -" when lat
+# failed to start
+lat_run() {
+    local t=$1 pid=${PID[$1]} line out="" before after mc0 mc1
+    coproc LC { timeout 300 "$BENCH/lat" -w "${PORT[$t]}" "$LAT_C" "$LAT_SECS" 2> "$TMP/lat.err"; }
+    read -r line <&"${LC[0]}"
+    if [ "$line" = "lat: ready" ]; then
+        before=$(cpu_ticks "$pid"); mc0=$(mc_cmds "${MCADDR[$t]}")
+        echo go >&"${LC[1]}"
+        read -r out <&"${LC[0]}"
+        after=$(cpu_ticks "$pid"); mc1=$(mc_cmds "${MCADDR[$t]}")
+        echo end >&"${LC[1]}"
+    fi
+    # shellcheck disable=SC2153 # coproc sets LC_PID
+    wait "$LC_PID" 2>/dev/null
+    [ -s "$TMP/lat.err" ] && sed "s/^/bench: latency $t: /" "$TMP/lat.err" >&2
+    echo "$out" | awk -v b="${before:-0}" -v a="${after:-0}" -v hz="$HZ" -v mc="$((${mc1:-0} - ${mc0:-0}))" '
+        { for (i = 1; i < NF; i++) f[$i] = $(i + 1) }
+        END {
+            if (!f["ops"]) { print "0 0 - - - - 1 0 - -"; exit }
+            printf "%d %.1f %s %s %s %s %d %.2f %s %s\n", f["rate"], (a - b) * 1e6 / hz / f["ops"],
+                f["p50_us"], f["p99_us"], f["p999_us"], f["max_us"], f["errors"], mc / f["ops"],
+                f["get_p99_us"], f["set_p99_us"] }'
+}
+for r in $(seq 1 "$ROUNDS"); do
+    for t in $TARGETS; do
+        lat_run "$t" >> "$TMP/lat.$t"
+        read -r -a lf < <(tail -1 "$TMP/lat.$t")
+        echo "bench: latency c=$LAT_C round $r $t: ${lf[0]} ops/s, ${lf[1]} us/req cpu, p50 ${lf[2]} p99 ${lf[3]}" \
+            "p99.9 ${lf[4]} max ${lf[5]} us (p99 get ${lf[8]} set ${lf[9]}), errors ${lf[6]}, memcached commands per op ${lf[7]}"
+    done
+done
+lcol() { awk -v k="$2" '{print $k}' "$TMP/lat.$1" | median; } # target column
+# the latency table, between markers that LAT_ONLY=1 finds
+LAT_MD=$TMP/latency.md
+{
+    echo "<!-- latency:begin (tests/bench/lat; LAT_ONLY=1 tests/bench/run.sh RIVEN BENCH_DIR reruns only this) -->"
+    echo "Latency at c=$LAT_C ($(date -u +%Y-%m-%d), \`tests/bench/lat\`): a closed loop of $LAT_C connections on one"
+    echo "epoll thread, each with one request at a time, memaslap's default load (64-byte keys,"
+    echo "1,024-byte values, 90% get / 10% set, a key at random) over 10,000 keys set"
+    echo "before the clock, so every get hits; every request timed (CLOCK_MONOTONIC) and every"
+    echo "answer checked byte for byte. $LAT_SECS s a run after 0.5 s untimed, $ROUNDS rounds, the targets in turn"
+    echo "within each round. Percentiles are exact (nearest rank over every request of a"
+    echo "run, get and set together); each column is the median over the rounds, max the"
+    echo "largest of any round. CPU is the process in the middle's (memcached's for direct)"
+    echo "over the timed part only; latency ratios are to direct's (2.00: twice as long)."
+    echo
+    echo "| target | ops/s | ratio to direct | CPU µs/req | p50 µs | p99 µs | p99.9 µs | max µs | p50 / direct | p99 / direct | p99.9 / direct | errors | memcached cmds/op |"
+    echo "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"
+    for t in $TARGETS; do
+        awk -v t="$t" -v m="$(lcol "$t" 1)" -v u="$(lcol "$t" 2)" -v p50="$(lcol "$t" 3)" \
+            -v p99="$(lcol "$t" 4)" -v p999="$(lcol "$t" 5)" -v e="$(awk '{s += $7} END {print s + 0}' "$TMP/lat.$t")" \
+            -v mx="$(awk '$6 != "-" {print $6}' "$TMP/lat.$t" | sort -g | tail -1)" -v rc="$(lcol "$t" 8)" \
+            -v d="$(lcol direct 1)" -v d50="$(lcol direct 3)" -v d99="$(lcol direct 4)" -v d999="$(lcol direct 5)" '
+            function r(x, y) { return (y + 0 > 0 && x ~ /^[0-9.]+$/) ? sprintf("%.2f", x / y) : "-" }
+            BEGIN { printf "| %s | %d | %s | %s | %s | %s | %s | %s | %s | %s | %s | %d | %s |\n",
+                t, m, r(m, d), u, p50, p99, p999, (mx == "" ? "-" : mx), r(p50, d50), r(p99, d99), r(p999, d999), e, rc }'
+    done
+    echo "<!-- latency:end -->"
+} > "$LAT_MD"
+# every answer right and every request at memcached, in every run
+lat_txt=""; lat_ok=1
+for t in $TARGETS; do
+    bad=$(awk '$7 != 0 || $8 < 0.99 || $8 > 1.01 {printf "round %d: %d errors, %s cmds/op; ", NR, $7, $8}' "$TMP/lat.$t")
+    [ -z "$bad" ] || { lat_ok=0; lat_txt+="$t ${bad% }"; }
+done
+if [ "${LAT_ONLY:-}" = 1 ]; then
+    cat "$LAT_MD"
+    python3 - "$OUT" "$LAT_MD" <<'PY'
+import sys
+out, new = sys.argv[1], open(sys.argv[2]).read()
+try:
+    s = open(out).read()
+except FileNotFoundError:
+    s = ""
+b, e = s.find("<!-- latency:begin"), s.find("<!-- latency:end -->")
+if b >= 0 and e > b:
+    s = s[:b] + new + s[e + len("<!-- latency:end -->") + 1:]
+else: # after the main table: before the system calls, else at the end
+    n = s.find("System calls per request")
+    n = len(s) if n < 0 else n
+    s = s[:n] + new + "\n" + s[n:]
+open(out, "w").write(s)
+PY
+    echo "bench: latency section replaced in $OUT"
+    # its chart (and the others, from the same main table as before)
+    PLOTS=$("$(dirname "$0")/plots.sh" "$OUT" "$(dirname "$OUT")")
+    echo "$PLOTS"
+    if grep -qxF "plots: wrote $(dirname "$OUT")/lat.svg" <<<"$PLOTS" && ! grep -qF '(lat.svg)' "$OUT"; then
+        # after the other charts' links, else above the targets
+        awk -v link="![p50, p99 and p99.9 latency per target at c=$LAT_C](lat.svg)" -v after="$(grep -c '(p99.svg)$' "$OUT")" '
+            !done && !after && /^Targets \(issue 7\)/ { print link; print ""; done = 1 }
+            { print }
+            !done && after && /\(p99.svg\)$/ { print link; done = 1 }' "$OUT" > "$TMP/results.md" &&
+            cat "$TMP/results.md" > "$OUT"
+        echo "bench: lat.svg linked from $OUT"
+    fi
+    [ "$lat_ok" = 1 ] || { echo "bench: latency: ${lat_txt%; }" >&2; exit 1; }
+    exit 0
 fi
 
 ops_for() { case $1 in 1) echo 30000 ;; *) echo 100000 ;; esac; }
@@ -320,6 +437,8 @@ for t in $TARGETS; do
 done
 VERDICT+=$(check "every request reached memcached (its cmd_get + cmd_set per op, 0.99 to 1.01, every run)" \
     "${reach_txt:-all runs of every target}" "$reach_ok")$'\n'
+VERDICT+=$(check "latency runs (c=$LAT_C, \`tests/bench/lat\`): every answer right byte for byte, every request reached memcached (0.99 to 1.01 cmds/op, every run)" \
+    "${lat_txt:-all runs of every target}" "$lat_ok")$'\n'
 cpu_txt=""; cpu_ok=1
 for c in "${SETTINGS[@]:0:3}"; do
     read -r r ok < <(ratio_ok "$(med "${CPU[riven,$c]}")" "$(med "${CPU[relay,$c]}")" 1.1 le)
@@ -359,7 +478,8 @@ VERDICT+=$(check "$IDLE_N idle connections, <= 16 KiB each, no backend socket" "
     echo "direct) from /proc, per request. RSS is the peak sampled during the run."
     echo "p99 is the client's, get and set together: memaslap's log2 latency histogram"
     echo "(\`-S\`), the upper edge of the bucket that holds the 99th percentile, so the"
-    echo "true p99 lies between half of it and it."
+    echo "true p99 lies between half of it and it. The exact p50, p99 and p99.9 at"
+    echo "c=$LAT_C are in the latency table below this one (\`tests/bench/lat\`)."
     echo
     echo "Targets (issue 7), judged by \`run.sh\` on the medians below:"
     echo
@@ -382,6 +502,8 @@ VERDICT+=$(check "$IDLE_N idle connections, <= 16 KiB each, no backend socket" "
                     c, t, m, d ? m / d : 0, u, rss, (t == "direct" ? 0 : rss / c), e, mi, rc, p }'
         done
     done
+    echo
+    cat "$LAT_MD"
     echo
     echo "System calls per request (\`strace -c -f -p PID\`: every thread of the middle"
     echo "process, the connection threads a run creates included; one run at c=64,"
@@ -447,10 +569,11 @@ echo "bench: wrote $OUT"
 PLOTS=$("$(dirname "$0")/plots.sh" "$OUT" "$(dirname "$OUT")")
 echo "$PLOTS"
 LINKS=""
-for chart in "ops ops/s" "cpu CPU per request" "p99 p99 latency"; do
+for chart in "ops ops/s against concurrency" "cpu CPU per request against concurrency" \
+    "p99 p99 latency against concurrency" "lat p50, p99 and p99.9 latency per target at c=$LAT_C"; do
     f=${chart%% *}
     grep -qxF "plots: wrote $(dirname "$OUT")/$f.svg" <<<"$PLOTS" &&
-        LINKS+="![${chart#* } against concurrency]($f.svg)"$'\n'
+        LINKS+="![${chart#* }]($f.svg)"$'\n'
 done
 if [ -n "$LINKS" ]; then
     awk -v links="$LINKS" '/^Targets \(issue 7\)/ && !done { printf "%s\n", links; done = 1 } { print }' \
