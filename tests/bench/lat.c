@@ -8,10 +8,11 @@
  * The load is memaslap's default (`memcaslap -T 1`): 64-byte keys,
  * 1,024-byte values, 90% get and 10% set, a key drawn at random for each
  * request, over KEYS keys (default 10,000) that are all set before the
- * clock starts, so that every get hits. CONNS connections to
- * 127.0.0.1:PORT are served by THREADS event loops (epoll; default 1, as
- * memaslap -T 1), each connection with one request at a time: it sends
- * the next as soon as the last is answered. A request's time is from just
+ * clock starts (each connection sets a slice, one set at a time), so that
+ * every get hits. CONNS connections to 127.0.0.1:PORT are served by
+ * THREADS event loops (epoll; default 1, as memaslap -T 1), each
+ * connection with one request at a time: it sends the next as soon as the
+ * last is answered. A request's time is from just
  * before its write to the read that completes its answer.
  *
  * Every answer is checked byte for byte as it arrives: a set must get
@@ -58,8 +59,8 @@
 #define LAT_KLEN   64   /* memaslap's default key size */
 #define LAT_VLEN   1024 /* and value size */
 #define LAT_REQ    (LAT_KLEN + LAT_VLEN + 64)
-#define LAT_BATCH  32 /* sets in flight per connection while keys are set */
-#define LAT_GRACE  2000000000L /* ns an answer may take after the end */
+#define LAT_GRACE  2000000000L  /* ns an answer may take after the end */
+#define LAT_FILL   60000000000L /* ns to set the keys in */
 #define LAT_EVENTS 256
 
 struct conn {
@@ -73,6 +74,7 @@ struct conn {
     size_t wantlen, got;
     int64_t t0; /* ns, when its first byte was written */
     uint64_t rng;
+    long fill, fill_end; /* the keys it sets first */
 };
 
 struct loop {
@@ -85,6 +87,7 @@ struct loop {
     long gets, sets;
     long wrong, closed, unanswered;
     int64_t last; /* when the last timed answer came */
+    int filling;  /* setting the keys, each connection its own */
 };
 
 static long keys = 10000;
@@ -202,9 +205,16 @@ push(struct loop *l, struct conn *c)
 static void
 send_next(struct loop *l, struct conn *c)
 {
-    uint64_t r = next_rand(&c->rng);
+    if (l->filling && c->fill >= c->fill_end) {
+        return; /* its keys are set */
+    } else if (l->filling) {
+        make_request(c, c->fill++, 1);
+    } else {
+        uint64_t r = next_rand(&c->rng);
 
-    make_request(c, (long)(r % (uint64_t)keys), r / (uint64_t)keys % 10 == 0);
+        make_request(c, (long)(r % (uint64_t)keys),
+                     r / (uint64_t)keys % 10 == 0);
+    }
     c->busy = 1;
     c->t0 = now_ns();
     if (push(l, c) != 0) {
@@ -324,49 +334,17 @@ run_loop(struct loop *l, int64_t until, int timed)
     }
 }
 
-/* Set keys first..last-1 over c, LAT_BATCH at a time, blocking. */
-static int
-set_keys(struct conn *c, long first, long last)
-{
-    char buf[LAT_BATCH * 8];
-
-    for (long i = first; i < last; i += LAT_BATCH) {
-        long m = last - i < LAT_BATCH ? last - i : LAT_BATCH;
-        size_t got = 0, want = (size_t)m * 8;
-
-        for (long j = 0; j < m; j++) {
-            make_request(c, i + j, 1);
-            for (size_t s = 0; s < c->reqlen;) {
-                ssize_t w = write(c->fd, c->req + s, c->reqlen - s);
-
-                if (w <= 0) {
-                    return -1;
-                }
-                s += (size_t)w;
-            }
-        }
-        while (got < want) {
-            ssize_t r = read(c->fd, buf + got, want - got);
-
-            if (r <= 0) {
-                return -1;
-            }
-            got += (size_t)r;
-        }
-        for (long j = 0; j < m; j++) {
-            if (memcmp(buf + j * 8, "STORED\r\n", 8) != 0) {
-                return -1;
-            }
-        }
-    }
-    return 0;
-}
-
 static void *
 thread_main(void *arg)
 {
     struct loop *l = arg;
 
+    /* the keys first, one request at a time as in the load (the relay
+     * reads one answer per read), within LAT_FILL (a key left unset is a
+     * wrong answer later), then the untimed load */
+    l->filling = 1;
+    run_loop(l, now_ns() + LAT_FILL, 0);
+    l->filling = 0;
     run_loop(l, now_ns() + warm_ns, 0);
     pthread_barrier_wait(&ready);
     pthread_barrier_wait(&go);
@@ -470,7 +448,7 @@ main(int argc, char **argv)
     }
     warm_ns = (int64_t)(warm * 1e9);
 
-    /* connect, and set every key (each connection a slice), blocking */
+    /* connect; each connection will set a slice of the keys */
     conns = calloc((size_t)conns_n, sizeof(*conns));
     ls = calloc((size_t)threads, sizeof(*ls));
     if (conns == NULL || ls == NULL) {
@@ -489,16 +467,9 @@ main(int argc, char **argv)
         setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
         c->rng = seed ^ (uint64_t)(i + 1) * 0x9e3779b97f4a7c15ULL;
         next_rand(&c->rng);
+        c->fill = keys * i / conns_n;
+        c->fill_end = keys * (i + 1) / conns_n;
     }
-    for (long i = 0; i < conns_n; i++) {
-        if (set_keys(&conns[i], keys * i / conns_n, keys * (i + 1) / conns_n) !=
-            0) {
-            fprintf(stderr, "lat: setting the keys failed on connection %ld\n",
-                    i);
-            return 2;
-        }
-    }
-
     /* the event loops: THREADS, the connections shared out in turn */
     pos = 0;
     for (long t = 0; t < threads; t++) {
