@@ -175,19 +175,27 @@ echo "bench: latency: c=$LAT_C (open-file limit $NOFILE), lat on one thread of $
 # lat_run TARGET -> "ops_per_s cpu_us_per_req p50 p99 p999 max errors
 # cmds_per_op get_p99 set_p99" (µs), or "0 0 - - - - 1 0 - -" when lat
 # failed to start
+# (lat talks over two FIFOs, not a coproc: bash unsets a coproc's
+# variables once it ends, which set -u would make fatal)
 lat_run() {
-    local t=$1 pid=${PID[$1]} line out="" before after mc0 mc1
-    coproc LC { timeout 300 "$BENCH/lat" -w "${PORT[$t]}" "$LAT_C" "$LAT_SECS" 2> "$TMP/lat.err"; }
-    read -r line <&"${LC[0]}"
+    local t=$1 pid=${PID[$1]} line="" out="" before after mc0 mc1 lpid lin lout rc
+    rm -f "$TMP/lat.in" "$TMP/lat.out"
+    mkfifo "$TMP/lat.in" "$TMP/lat.out" || return 1
+    timeout 300 "$BENCH/lat" -w "${PORT[$t]}" "$LAT_C" "$LAT_SECS" \
+        < "$TMP/lat.in" > "$TMP/lat.out" 2> "$TMP/lat.err" &
+    lpid=$!
+    exec {lin}> "$TMP/lat.in" {lout}< "$TMP/lat.out"
+    read -r line <&"$lout"
     if [ "$line" = "lat: ready" ]; then
         before=$(cpu_ticks "$pid"); mc0=$(mc_cmds "${MCADDR[$t]}")
-        echo go >&"${LC[1]}"
-        read -r out <&"${LC[0]}"
+        (echo go >&"$lin") 2>/dev/null
+        read -r out <&"$lout"
         after=$(cpu_ticks "$pid"); mc1=$(mc_cmds "${MCADDR[$t]}")
-        echo end >&"${LC[1]}"
     fi
-    # shellcheck disable=SC2153 # coproc sets LC_PID
-    wait "$LC_PID" 2>/dev/null
+    exec {lin}>&- {lout}<&- # the end of its stdin: lat closes its connections
+    wait "$lpid"
+    rc=$?
+    [ "$rc" = 124 ] && echo "lat: killed after 300 s" >> "$TMP/lat.err"
     [ -s "$TMP/lat.err" ] && sed "s/^/bench: latency $t: /" "$TMP/lat.err" >&2
     echo "$out" | awk -v b="${before:-0}" -v a="${after:-0}" -v hz="$HZ" -v mc="$((${mc1:-0} - ${mc0:-0}))" '
         { for (i = 1; i < NF; i++) f[$i] = $(i + 1) }
