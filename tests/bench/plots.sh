@@ -145,12 +145,17 @@ latency_table() {
 # the p50/p99/p99.9 bars of the latency table; none is no error (older
 # RESULTS.md files have no such table)
 latency_chart() {
-    local data=$TMP/lat.dat c yrange ytics
+    local data=$TMP/lat.dat c date rounds yrange ytics
     if ! latency_table "$data"; then
         echo "plots: no latency table (p50/p99/p99.9 per target) in $MD: lat.svg not drawn"
         return 0
     fi
+    # c, the date and the rounds from the table's own paragraph: a
+    # LAT_ONLY=1 run puts it in a RESULTS.md of another day
     c=$(sed -n 's/^Latency at c=\([0-9]*\).*/\1/p' "$MD" | head -n 1)
+    date=$(sed -n 's/^Latency at c=[0-9]* (\([0-9-]*\),.*/\1/p' "$MD" | head -n 1)
+    rounds=$(sed -n '/^Latency at c=/,/^$/p' "$MD" | tr '\n' ' ' |
+        sed -n 's/.* \([0-9][0-9]*\) rounds, the targets in turn.*/\1/p')
     # the bars stand on half the smallest value; room above the largest
     yrange=$(awk '{ for (i = 2; i <= 4; i++) { if (!lo || $i < lo) lo = $i; if ($i > hi) hi = $i } }
         END { printf "[%g:%g]", (lo > 0 ? lo : 1) / 2, hi * 1.6 }' "$data")
@@ -162,7 +167,7 @@ latency_chart() {
 set encoding utf8
 set terminal svg size 800,480 dynamic noenhanced font "sans,13" background rgb "white"
 set output "$OUT/lat.svg"
-set title "Client latency per target at c=${c:-64}, get+set (tests/bench/lat, exact)\\n($MED; $WHEN)"
+set title "Client latency per target at c=${c:-64}, get+set (tests/bench/lat, exact)\\n(${rounds:+median of $rounds rounds; }make bench ${date:-${DATE:-(undated)}}${CORES:+, $CORES cores})"
 set ylabel "latency, µs (log scale)"
 set logscale y
 set format y "%.0f"
