@@ -16,8 +16,10 @@
 # the value size: a get's value comes back, a set's goes out), riven's and
 # memcached's CPU per request (utime + stime from /proc over the run), the
 # memcached's cmd_get + cmd_set per memaslap op (every request reached it),
-# errors and misses. Writes a Markdown section to OUT_MD and its log to
-# stdout. Loopback only; every process started here is stopped by pid.
+# errors and misses. Then one more sets-only run through each riven under
+# perf record (when perf works): the share of riven's CPU samples in
+# user-space memcpy/memmove, where the copy was. Writes a Markdown section
+# to OUT_MD and its log to stdout. Loopback only; every process started here is stopped by pid.
 #
 #   tests/bench/bigvals.sh RIVEN_BIN BENCH_DIR ROUNDS OUT_MD
 #
@@ -140,6 +142,40 @@ for r in $(seq 1 "$ROUNDS"); do
     done
 done
 
+# copy_share BIN -> "PCT SAMPLES": one more sets-only run through a fresh
+# riven BIN, sampled by perf (cpu-clock): the share of riven's samples in
+# user-space memcpy/memmove, where the copy of each value was; "- 0" without
+# a working perf. Apart from the timed runs: perf costs CPU of its own.
+copy_share() {
+    local port data=$TMP/perf.data pp
+    if ! command -v perf >/dev/null; then
+        echo "- 0"
+        return
+    fi
+    start_mc || return 1
+    port=$(free_port)
+    "$1" -q -l 127.0.0.1:"$port" -b 127.0.0.1:"$MC_PORT" -m off &
+    RV_PID=$!
+    wait_port "$port" || return 1
+    perf record -q -e cpu-clock -p "$RV_PID" -o "$data" 2>/dev/null &
+    pp=$!
+    sleep 0.3
+    timeout 300 memcaslap -s 127.0.0.1:"$port" -F "$TMP/sets.cfg" -T 1 -c "$CONC" -x "$OPS" -X "$SIZE" > /dev/null 2>&1
+    kill -INT "$pp" 2>/dev/null
+    wait "$pp" 2>/dev/null
+    stop_all
+    # "  9.75%   515  [.] __memmove_avx512_unaligned_erms": share, samples
+    perf report -i "$data" --no-children --sort sym --stdio -n -g none 2>/dev/null | awk '
+        $1 ~ /%$/ && $2 ~ /^[0-9]+$/ { n += $2; if ($3 == "[.]" && $4 ~ /mem(cpy|move)/) c += $2 }
+        END { if (n == 0) print "- 0"; else printf "%.1f %d\n", 100 * c / n, n }'
+}
+if [ -n "$BEFORE" ]; then
+    read -r CS_BEFORE CN_BEFORE < <(copy_share "$BEFORE")
+    read -r CS_AFTER CN_AFTER < <(copy_share "$RIVEN")
+    echo "bench: bigvals perf, sets only: riven's samples in memcpy/memmove: before ${CS_BEFORE}% of $CN_BEFORE," \
+        "after ${CS_AFTER}% of $CN_AFTER"
+fi
+
 cm() { awk -v k="$2" '{print $k}' "$1" | median; }
 csum() { awk -v k="$2" '{s += $k} END {print s + 0}' "$1"; }
 mib() { awk -v b="$1" 'BEGIN {printf "%.1f", b / 1048576}'; }
@@ -162,10 +198,16 @@ V+=$(check "every request reached memcached (its cmd_get + cmd_set per memaslap 
     "${reach_txt:-all runs of every target}" "$reach_ok")$'\n'
 if [ -n "$BEFORE" ]; then
     S=$TMP/b.sets
-    read -r rc ok < <(ratio_ok "$(cm "$S.after" 3)" "$(cm "$S.before" 3)" 1 le)
-    V+=$(check "the copy removed: riven's CPU per set after < before (sets only)" \
-        "$(cm "$S.after" 3) µs after, $(cm "$S.before" 3) µs before (${rc}x); memaslap's mix: $(cm "$M.after" 3) after, $(cm "$M.before" 3) before" \
+    read -r rs _ < <(ratio_ok "$(cm "$S.after" 3)" "$(cm "$S.before" 3)" 1 le)
+    read -r rm _ < <(ratio_ok "$(cm "$M.after" 3)" "$(cm "$M.before" 3)" 1 le)
+    V+=$(check "the copy removed: riven's CPU per request after < before (sets only, /proc)" \
+        "$(cm "$S.after" 3) µs after, $(cm "$S.before" 3) µs before (${rs}x); memaslap's mix: $(cm "$M.after" 3) after, $(cm "$M.before" 3) before (${rm}x)" \
         "$(awk -v a="$(cm "$S.after" 3)" -v b="$(cm "$S.before" 3)" 'BEGIN {print (a < b) ? 1 : 0}')")$'\n'
+    if [ "$CS_BEFORE" != - ] && [ "$CS_AFTER" != - ]; then
+        V+=$(check "the copy removed: riven's CPU samples in user-space memcpy/memmove during sets (perf record -e cpu-clock, one more run each) at most a quarter of before's" \
+            "${CS_AFTER}% after (of $CN_AFTER samples), ${CS_BEFORE}% before (of $CN_BEFORE)" \
+            "$(awk -v a="$CS_AFTER" -v b="$CS_BEFORE" 'BEGIN {print (b > 0 && a <= b / 4) ? 1 : 0}')")$'\n'
+    fi
 fi
 
 {
