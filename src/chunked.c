@@ -28,7 +28,6 @@ struct chunked {
     struct response *res;  /* its answer, or NULL */
     struct chunk_keyid id; /* the key's chunk names */
     struct chunk_meta m;   /* write: the new value's; read: the stored one */
-    uint32_t chunk_size;   /* the pool's, for writes */
     uint8_t kind;          /* enum job_kind */
     uint8_t round;         /* rounds sent */
     bool done;
@@ -47,7 +46,6 @@ struct chunked {
     char *args;      /* mg: the flags sent to the metadata item */
     size_t nargs;
     char *own; /* the answer's bytes */
-    size_t nown;
     char *msg; /* a backend error's text and reply, copied */
     struct response *more;
     size_t nmore;
@@ -353,7 +351,6 @@ chunked_start(const struct request *req, struct response *res,
     }
     j->req = *req;
     j->res = res;
-    j->chunk_size = chunk_size;
     if (!job_setup(j)) {
         metrics_chunked_op(MCHUNK_REFUSED);
         finish_error(j, RES_CLIENT_ERROR, MSG_CHUNKED);
@@ -582,8 +579,8 @@ finish_miss(struct chunked *j)
     /* "EN", each O token with a space before it (at most the flags and
      * one more byte), " k" + the key, " b", "\r\n" */
     free(j->own);
-    j->nown = 2 + j->req.nargs + 1 + 2 + j->req.nkey + 2 + 2;
-    if ((j->own = malloc(j->nown)) == NULL) {
+    if ((j->own = malloc(2 + j->req.nargs + 1 + 2 + j->req.nkey + 2 + 2)) ==
+        NULL) {
         finish_error(j, RES_SERVER_ERROR, MSG_OUT_OF_MEMORY);
         return;
     }
