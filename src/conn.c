@@ -75,6 +75,36 @@ ssl_reason(char *buf, size_t len)
     return buf;
 }
 
+/* OpenSSL 3.0 decodes a certificate's extensions (key ids, constraints)
+ * into the X509 object on first use, and its check whether that was done
+ * reads unlocked: two threads verifying against one CA at once race there
+ * (ThreadSanitizer sees it). Decode them now, before any thread shares the
+ * context: every certificate in its store and its own chain. */
+static void
+cache_extensions(SSL_CTX *ctx)
+{
+    STACK_OF(X509_OBJECT) *objs =
+        X509_STORE_get0_objects(SSL_CTX_get_cert_store(ctx));
+    STACK_OF(X509) *chain = NULL;
+    X509 *own = SSL_CTX_get0_certificate(ctx);
+
+    for (int i = 0; i < sk_X509_OBJECT_num(objs); i++) {
+        X509 *x = X509_OBJECT_get0_X509(sk_X509_OBJECT_value(objs, i));
+
+        if (x != NULL) {
+            (void)X509_check_purpose(x, -1, 0);
+        }
+    }
+    if (own != NULL) {
+        (void)X509_check_purpose(own, -1, 0);
+    }
+    if (SSL_CTX_get0_chain_certs(ctx, &chain) == 1) {
+        for (int i = 0; i < sk_X509_num(chain); i++) {
+            (void)X509_check_purpose(sk_X509_value(chain, i), -1, 0);
+        }
+    }
+}
+
 /* What both sides share: versions, ciphers, no renegotiation, buffers
  * released while idle (an idle connection holds no 34 KiB of them). */
 static SSL_CTX *
@@ -128,6 +158,7 @@ ctx_common(const SSL_METHOD *method, const struct cfg_tls *t, char *err,
         SSL_CTX_free(ctx);
         return NULL;
     }
+    cache_extensions(ctx);
     return ctx;
 }
 
@@ -195,6 +226,7 @@ conn_ctx_client(const struct cfg_tls *t, char *err, size_t errlen)
         conn_ctx_free(c);
         return NULL;
     }
+    cache_extensions(c->ctx); /* the system's CA file, when loaded */
     SSL_CTX_set_verify(c->ctx, c->verify ? SSL_VERIFY_PEER : SSL_VERIFY_NONE,
                        NULL);
     if (t->server_name != NULL &&
