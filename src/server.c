@@ -470,12 +470,15 @@ parse_batch(struct server *s)
     return used;
 }
 
-/* Remember a failed key of the open get line: the first error's text,
- * and how many failed before any key hit or missed. */
+/* Remember a failed key of the open get line: the first error's text
+ * (riven's own out of memory before any other), and how many failed
+ * before any key hit or missed. */
 static void
 line_error(struct server *s, const struct response *res)
 {
-    if (s->line_err.kind == RES_NONE) {
+    if (s->line_err.kind == RES_NONE ||
+        (res->fail == FAIL_OUT_OF_MEMORY &&
+         s->line_err.fail != FAIL_OUT_OF_MEMORY)) {
         size_t n = res->msg ? MIN(res->nmsg, sizeof(s->line_msg)) : 0;
 
         if (n > 0) {
@@ -493,16 +496,19 @@ line_error(struct server *s, const struct response *res)
 
 /* The answer a get key gives within its line. A line where some key hit
  * or missed answers its failed keys as misses; a line where none did
- * answers with its first error alone. Errors therefore wait for the end
- * of the line, which may come batches later; they hold no memory but
- * their text, copied to line_msg. Other requests answer as they are. */
+ * answers with its first error alone. Riven's own out of memory is never
+ * a miss: that line ends with SERVER_ERROR out of memory in place of END,
+ * after the values already sent, as memcached's does. Errors therefore
+ * wait for the end of the line, which may come batches later; they hold
+ * no memory but their text, copied to line_msg. Other requests answer as
+ * they are. */
 static const struct response *
 settle(struct server *s, const struct request *req, const struct response *res,
        struct response *tmp, const struct response **count)
 {
     static const struct response miss = {.kind = RES_MISS};
     const uint32_t both = REQ_F_FIRST | REQ_F_LAST;
-    bool last = (req->rflags & REQ_F_LAST) != 0;
+    bool last = (req->rflags & REQ_F_LAST) != 0, oom;
 
     *count = res;
     if (!req_is_get(req->cmd) || req->err != RES_NONE ||
@@ -518,9 +524,13 @@ settle(struct server *s, const struct request *req, const struct response *res,
         s->line_answered = true;
     } else {
         line_error(s, res);
-        *count = s->line_answered ? &miss : NULL; /* decided at the end */
+        *count = s->line_answered && res->fail != FAIL_OUT_OF_MEMORY
+                     ? &miss
+                     : NULL; /* decided at the end */
     }
-    if (last && s->line_answered) {
+    oom =
+        s->line_err.kind != RES_NONE && s->line_err.fail == FAIL_OUT_OF_MEMORY;
+    if (last && s->line_answered && !oom) {
         for (; s->line_errs > 0; s->line_errs--) {
             metrics_miss(req->cmd); /* failed keys before the first hit */
         }
@@ -528,7 +538,7 @@ settle(struct server *s, const struct request *req, const struct response *res,
     if (res->kind == RES_VALUE) {
         return res;
     }
-    if (last && !s->line_answered) {
+    if (last && (!s->line_answered || oom)) {
         *count = &s->line_err;
         return &s->line_err;
     }
