@@ -86,6 +86,23 @@ buf_append(struct buf *b, const void *p, size_t len)
     return ST_OK;
 }
 
+enum status
+buf_set(struct buf *b, const void *p, size_t len)
+{
+    char *m;
+
+    if (b->start != NULL || len == 0) {
+        return buf_append(b, p, len);
+    }
+    if ((m = malloc(len)) == NULL) {
+        return ST_NOMEM;
+    }
+    memcpy(m, p, len);
+    b->start = b->pos = m;
+    b->last = b->end = m + len;
+    return ST_OK;
+}
+
 void
 buf_consume(struct buf *b, size_t n)
 {
@@ -101,8 +118,7 @@ buf_consume(struct buf *b, size_t n)
 void
 buf_shrink(struct buf *b)
 {
-    if (b->start != NULL && buf_len(b) == 0 &&
-        (size_t)(b->end - b->start) > b->init) {
+    if (b->start != NULL && buf_len(b) == 0) {
         free(b->start);
         b->start = b->pos = b->last = b->end = NULL;
     }

@@ -37,8 +37,10 @@
 #include "metrics.h"
 #include "proto_meta.h"
 
-#define HANDLER_BUF_INIT 2048
-#define HANDLER_READ_MIN HANDLER_BUF_INIT /* replies of a typical batch fit */
+#define HANDLER_BUF_INIT  2048
+#define HANDLER_READ_MIN  HANDLER_BUF_INIT /* replies of a typical batch fit */
+#define HANDLER_WBUF_INIT 256 /* a get's request; a set grows it once */
+#define HANDLER_PEND_INIT 4   /* a request's replies, grown by doubling */
 
 struct pend {
     struct response *res; /* ref: batch response; NULL = drop reply */
@@ -106,7 +108,7 @@ handler_create(const struct cfg_addr *addr, struct conn_ctx *tls, size_t idx,
     h->request_ms = request_ms;
     h->tls = tls;
     h->c.fd = -1;
-    buf_init(&h->wbuf, HANDLER_BUF_INIT);
+    buf_init(&h->wbuf, HANDLER_WBUF_INIT);
     buf_init(&h->rbuf, HANDLER_BUF_INIT);
     return h;
 }
@@ -155,7 +157,7 @@ handler_queue(struct handler *h, const struct request *req,
     enum status st;
 
     if (h->npend == h->cap) {
-        size_t cap = h->cap ? h->cap * 2 : 16;
+        size_t cap = h->cap ? h->cap * 2 : HANDLER_PEND_INIT;
 
         p = realloc(h->pend, cap * sizeof(*p));
         if (p == NULL) {

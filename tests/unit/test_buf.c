@@ -196,9 +196,13 @@ test_shrink(void **state)
     assert_int_equal(buf_len(&b), 0);
     assert_int_equal(buf_append(&b, S("ab")), ST_OK);
     assert_int_equal(buf_size(&b), 16); /* back at init size */
+    buf_shrink(&b);                     /* unread bytes at init size: kept */
+    assert_unread(&b, S("ab"));
     buf_consume(&b, 2);
-    buf_shrink(&b); /* idle at init size: kept */
-    assert_non_null(b.start);
+    buf_shrink(&b); /* idle at init size: released too */
+    assert_null(b.start);
+    assert_int_equal(buf_append(&b, S("c")), ST_OK);
+    assert_int_equal(buf_size(&b), 16);
     buf_free(&b);
 }
 
@@ -328,7 +332,7 @@ test_outq_many(void **state)
     outq_shrink(&q);
     assert_int_equal(q.n, 0);
     assert_int_equal(q.total, 0);
-    assert_null(q.own.start); /* grew past init, so released */
+    assert_null(q.own.start); /* idle: released */
     assert_int_equal(outq_copy(&q, S("OK\r\n")), ST_OK);
     assert_int_equal(flatten(&q, 0, out, sizeof(out)), 4);
     assert_memory_equal(out, "OK\r\n", 4);
