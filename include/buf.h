@@ -7,8 +7,8 @@
  *
  * Producers append at last; consumers advance pos. buf_compact moves the
  * unread bytes to start. Growth doubles; buf_shrink frees an idle
- * buffer. Growth moves the bytes: pointers into
- * a buffer are valid only until its next grow or compact.
+ * buffer of more than 1 KiB or more than its initial size. Growth moves the
+ * bytes: pointers into a buffer are valid only until its next grow or compact.
  *
  * An outq collects a reply as a list of ranges: bytes copied into its own
  * buf (headers, short replies) and references to bytes that live elsewhere
@@ -70,11 +70,13 @@ void buf_consume(struct buf *b, size_t n);
 /* Move unread bytes to start. */
 void buf_compact(struct buf *b);
 
-/* If the buffer holds no unread bytes, give its memory back (it is
- * allocated again, at init size, on next use). Called between batches, so
- * that a connection waiting for its next request holds no buffer: a freed
- * buffer larger than glibc's per-thread cache takes (1 KiB) goes back to
- * its arena, where the next connection to need one takes it. */
+/* If the buffer holds no unread bytes and is larger than its initial size
+ * or than 1 KiB, give the memory back (it is allocated again, at init
+ * size, on next use). Called between batches, so that a connection
+ * waiting for its next request holds no buffer of more than 1 KiB: a
+ * freed chunk that large goes back to its malloc arena, where the next
+ * connection to need one takes it; a smaller one would stay in the
+ * thread's cache (glibc's tcache) anyway, so it is kept. */
 void buf_shrink(struct buf *b);
 
 /* ---- output queue ---- */

@@ -7,6 +7,10 @@
 #include <string.h>
 
 #define OUTQ_REF_MIN 256 /* ranges shorter than this are copied */
+/* An idle buffer this small at its init size is kept: glibc would keep
+ * it in the thread's cache of freed chunks (tcache, up to 1,032 bytes)
+ * anyway, and the next batch would pay a malloc and a free for nothing. */
+#define BUF_KEEP_MAX 1024
 
 void
 buf_init(struct buf *b, size_t init)
@@ -118,7 +122,10 @@ buf_consume(struct buf *b, size_t n)
 void
 buf_shrink(struct buf *b)
 {
-    if (b->start != NULL && buf_len(b) == 0) {
+    size_t size = (size_t)(b->end - b->start);
+
+    if (b->start != NULL && buf_len(b) == 0 &&
+        (size > b->init || size > BUF_KEEP_MAX)) {
         free(b->start);
         b->start = b->pos = b->last = b->end = NULL;
     }

@@ -234,7 +234,6 @@ read_client(struct server *s)
             buf_free(&s->rbuf);
             n = conn_wait(&s->io);
         } else if (buf_len(&s->rbuf) == 0 && want <= SERVER_FRESH_READ) {
-            buf_free(&s->rbuf);
             fresh = true;
             n = recv_fresh(s);
         }

@@ -177,9 +177,14 @@ SMODES=$SFLAG
 # ---- 1. CPU per request at c=C ----
 declare -A TPS CPU
 for t in $TARGETS; do start_target "$t" || exit 1; done
+# the order rotates each round; CPU/relay's is also taken round by round
+# (this machine's speed swings by a third within minutes, every target
+# alike), and the median of those ratios given beside the ratio of medians
+read -r -a TLIST <<<"$TARGETS"
 for s in $SMODES; do
     for r in $(seq 1 "$ROUNDS"); do
-        for t in $TARGETS; do
+        for k in $(seq 0 $((${#TLIST[@]} - 1))); do
+            t=${TLIST[$(((k + r) % ${#TLIST[@]}))]}
             read -r tps cpu err < <(load "$t" "$C" "$OPS" "$s")
             echo "memprobe: c=$C -S=$s round $r $t: $tps ops/s, $cpu us/req, errors $err"
             TPS[$t,$s]+="$tps "; CPU[$t,$s]+="$cpu "
@@ -272,7 +277,7 @@ if [ "$BIG" -gt 0 ]; then
                 $2 > max {max = $2; l = $0}
                 END {if (l != "") {split(l, f, " "); printf "largest: %d KiB from the system, in use %d KiB, free %d KiB, %d heaps", f[2] / 1024, f[6] / 1024, f[8] / 1024, f[10]}}' "$TMP/mi.$t" 2>/dev/null)
             stop_target "$t"
-            read -r nst stk hist heap oth tot <<<"$split"
+            read -r nst stk hist heap oth _ <<<"$split"
             line=$(awk -v c="$BIG" -v b="$base" -v p="$peak" -v n="$nst" -v s="$stk" -v h="$heap" -v o="$oth" -v at="$rss_at" -v hist="$hist" -v tps="$tps" -v e="$err" 'BEGIN {
                 printf "| %d | %d | %d | %.1f | %.1f | %d stacks, %.1f KiB each (%s) | %.1f | %.1f | %s | %d |",
                     b, p, at, (p - b) / c, p / c, n, n ? s / n : 0, hist, h / c, o / c, tps, e }')
@@ -287,13 +292,18 @@ fi
     echo
     echo "CPU at c=$C (\`memcaslap -T 1 -c $C -x $OPS\`, $ROUNDS rounds, targets in turn; medians):"
     echo
-    echo "| target | -S | ops/s | CPU µs/req | CPU / relay's | runs (µs/req) |"
-    echo "| --- | --- | --- | --- | --- | --- |"
+    echo "| target | -S | ops/s | CPU µs/req | CPU / relay's (medians) | median of each round's CPU / relay's | runs (µs/req) |"
+    echo "| --- | --- | --- | --- | --- | --- | --- |"
     for s in $SMODES; do
         rel=$(med "${CPU[relay,$s]}")
         for t in $TARGETS; do
-            awk -v t="$t" -v s="$s" -v tps="$(med "${TPS[$t,$s]}")" -v cpu="$(med "${CPU[$t,$s]}")" -v rel="$rel" -v runs="${CPU[$t,$s]}" 'BEGIN {
-                printf "| %s | %s | %d | %.1f | %.2f | %s |\n", t, s == 1 ? "yes" : "no", tps, cpu, rel ? cpu / rel : 0, runs }'
+            awk -v t="$t" -v s="$s" -v tps="$(med "${TPS[$t,$s]}")" -v cpu="$(med "${CPU[$t,$s]}")" -v rel="$rel" \
+                -v runs="${CPU[$t,$s]}" -v relruns="${CPU[relay,$s]:-}" 'BEGIN {
+                n = split(runs, a, " "); split(relruns, b, " ")
+                for (i = 1; i <= n; i++) q[i] = (b[i] > 0) ? a[i] / b[i] : 0
+                for (i = 1; i <= n; i++) for (j = i + 1; j <= n; j++) if (q[j] < q[i]) { x = q[i]; q[i] = q[j]; q[j] = x }
+                printf "| %s | %s | %d | %.1f | %.2f | %.2f | %s |\n", t, s == 1 ? "yes" : "no", tps, cpu,
+                    rel ? cpu / rel : 0, n ? q[int((n + 1) / 2)] : 0, runs }'
         done
     done
     if [ "$BIG" -gt 0 ]; then

@@ -1,7 +1,7 @@
 /*
- * test_buf: struct buf growth, consumption, compaction and shrinking, and
- * the outq (copied and referenced ranges resolved into iovecs), checked on
- * the exact bytes and on where pos/last/end land.
+ * test_buf: struct buf growth, consumption, compaction, shrinking and
+ * buf_set, and the outq (copied and referenced ranges resolved into
+ * iovecs), checked on the exact bytes and on where pos/last/end land.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -196,13 +196,30 @@ test_shrink(void **state)
     assert_int_equal(buf_len(&b), 0);
     assert_int_equal(buf_append(&b, S("ab")), ST_OK);
     assert_int_equal(buf_size(&b), 16); /* back at init size */
-    buf_shrink(&b);                     /* unread bytes at init size: kept */
-    assert_unread(&b, S("ab"));
     buf_consume(&b, 2);
-    buf_shrink(&b); /* idle at init size: released too */
+    buf_shrink(&b); /* idle at init size: kept */
+    assert_non_null(b.start);
+    buf_free(&b);
+
+    buf_init(&b, 2048); /* past 1 KiB: released even at init size */
+    assert_int_equal(buf_append(&b, S("get k\r\n")), ST_OK);
+    assert_int_equal(buf_size(&b), 2048);
+    buf_consume(&b, 7);
+    buf_shrink(&b);
     assert_null(b.start);
-    assert_int_equal(buf_append(&b, S("c")), ST_OK);
-    assert_int_equal(buf_size(&b), 16);
+
+    /* buf_set: an allocation of exactly the bytes, grown from there */
+    assert_int_equal(buf_set(&b, S("get k\r\n")), ST_OK);
+    assert_int_equal(buf_size(&b), 7);
+    assert_unread(&b, S("get k\r\n"));
+    assert_int_equal(buf_set(&b, S("ab")), ST_OK); /* appends */
+    assert_unread(&b, S("get k\r\nab"));
+    assert_int_equal(buf_size(&b), 14);
+    buf_consume(&b, 9);
+    buf_shrink(&b); /* small: kept for the next request */
+    assert_non_null(b.start);
+    assert_int_equal(buf_set(&b, S("get k\r\n")), ST_OK);
+    assert_int_equal(buf_size(&b), 14); /* fits: no allocation */
     buf_free(&b);
 }
 
@@ -332,7 +349,7 @@ test_outq_many(void **state)
     outq_shrink(&q);
     assert_int_equal(q.n, 0);
     assert_int_equal(q.total, 0);
-    assert_null(q.own.start); /* idle: released */
+    assert_null(q.own.start); /* grew past init, so released */
     assert_int_equal(outq_copy(&q, S("OK\r\n")), ST_OK);
     assert_int_equal(flatten(&q, 0, out, sizeof(out)), 4);
     assert_memory_equal(out, "OK\r\n", 4);
