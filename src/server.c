@@ -176,12 +176,12 @@ recv_timeout(struct server *s)
     return ST_OK;
 }
 
-/* recv for a plain client whose rbuf holds nothing: into the stack, and
- * what came is copied into a read buffer allocated now, of its size. A client
- * waiting for its next request so holds no read buffer (server_run lets
- * it go once a batch leaves nothing unread); SERVER_FRESH_READ says what
- * the stack pays. Returns as
- * recv, and -1 with errno ENOMEM when the buffer cannot be had. */
+/* recv for a plain client whose rbuf holds nothing: into the stack, then
+ * copied into the read buffer, allocated now of the size that came
+ * (buf_set). A client waiting for its next request so holds at most the
+ * last request's small buffer (server_run's buf_shrink lets a larger one
+ * go); SERVER_FRESH_READ says what the stack pays. Returns as recv, and
+ * -1 with errno ENOMEM when the buffer cannot be had. */
 static ssize_t
 recv_fresh(struct server *s)
 {
