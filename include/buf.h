@@ -6,9 +6,9 @@
  *     |  consumed   |  unread bytes   |  free space    |
  *
  * Producers append at last; consumers advance pos. buf_compact moves the
- * unread bytes to start. Growth doubles; buf_shrink returns memory of an
- * idle buffer to its initial size. Growth moves the bytes: pointers into
- * a buffer are valid only until its next grow or compact.
+ * unread bytes to start. Growth doubles; buf_shrink frees an idle
+ * buffer of more than 1 KiB or more than its initial size. Growth moves the
+ * bytes: pointers into a buffer are valid only until its next grow or compact.
  *
  * An outq collects a reply as a list of ranges: bytes copied into its own
  * buf (headers, short replies) and references to bytes that live elsewhere
@@ -58,14 +58,25 @@ enum status buf_reserve(struct buf *b, size_t n) WUR;
 /* Append len bytes. ST_OK or ST_NOMEM. */
 enum status buf_append(struct buf *b, const void *p, size_t len) WUR;
 
+/* Append len bytes; a buffer with nothing allocated takes an allocation
+ * of exactly len (and grows from there), for bytes that are seldom added
+ * to: what a connection holds while its request is in flight is then the
+ * request, not init bytes. ST_OK or ST_NOMEM. */
+enum status buf_set(struct buf *b, const void *p, size_t len) WUR;
+
 /* Mark n bytes consumed; when none remain, reset pos = last = start. */
 void buf_consume(struct buf *b, size_t n);
 
 /* Move unread bytes to start. */
 void buf_compact(struct buf *b);
 
-/* If the buffer holds no unread bytes and is larger than its initial size,
- * give the memory back (it is reallocated at init size on next use). */
+/* If the buffer holds no unread bytes and is larger than its initial size
+ * or than 1 KiB, give the memory back (it is allocated again, at init
+ * size, on next use). Called between batches, so that a connection
+ * waiting for its next request holds no buffer of more than 1 KiB: a
+ * freed chunk that large goes back to its malloc arena, where the next
+ * connection to need one takes it; a smaller one would stay in the
+ * thread's cache (glibc's tcache) anyway, so it is kept. */
 void buf_shrink(struct buf *b);
 
 /* ---- output queue ---- */

@@ -76,12 +76,18 @@ void conn_ctx_free(struct conn_ctx *ctx);
 /* A plain stream on fd (owned from now on), with no timeouts set. */
 void conn_plain(struct conn *c, int fd);
 
-/* The wait-th wait for bytes from now (conn_recv, before it blocks)
- * first gives back the thread's stack pages below it, and for TLS
- * OpenSSL's per-thread state: an idle client then holds what a thread
- * waiting for its next request needs, not what its first requests
- * touched. One system call, once. */
+/* The wait-th wait for bytes from now first gives back the thread's
+ * stack pages below it, and for TLS OpenSSL's per-thread state: an idle
+ * client then holds what a thread waiting for its next request needs, not
+ * what its first requests touched. One system call, once. A TLS stream
+ * counts its waits itself (conn_wait, conn_recv); a plain stream's owner
+ * calls conn_idle before each wait. */
 void conn_trim_at(struct conn *c, uint8_t wait);
+
+/* A plain stream is about to wait for bytes (no-op for TLS): counts a
+ * wait for conn_trim_at. Call it where the stack is shallowest, before
+ * the read's own buffers are on it: the trim keeps the pages above. */
+void conn_idle(struct conn *c);
 
 /* Set the receive / send timeouts (SO_RCVTIMEO / SO_SNDTIMEO; 0 = none),
  * with a system call only when one changes. */

@@ -7,6 +7,10 @@
 #include <string.h>
 
 #define OUTQ_REF_MIN 256 /* ranges shorter than this are copied */
+/* An idle buffer this small at its init size is kept: glibc would keep
+ * it in the thread's cache of freed chunks (tcache, up to 1,032 bytes)
+ * anyway, and the next batch would pay a malloc and a free for nothing. */
+#define BUF_KEEP_MAX 1024
 
 void
 buf_init(struct buf *b, size_t init)
@@ -86,6 +90,23 @@ buf_append(struct buf *b, const void *p, size_t len)
     return ST_OK;
 }
 
+enum status
+buf_set(struct buf *b, const void *p, size_t len)
+{
+    char *m;
+
+    if (b->start != NULL || len == 0) {
+        return buf_append(b, p, len);
+    }
+    if ((m = malloc(len)) == NULL) {
+        return ST_NOMEM;
+    }
+    memcpy(m, p, len);
+    b->start = b->pos = m;
+    b->last = b->end = m + len;
+    return ST_OK;
+}
+
 void
 buf_consume(struct buf *b, size_t n)
 {
@@ -101,8 +122,10 @@ buf_consume(struct buf *b, size_t n)
 void
 buf_shrink(struct buf *b)
 {
+    size_t size = (size_t)(b->end - b->start);
+
     if (b->start != NULL && buf_len(b) == 0 &&
-        (size_t)(b->end - b->start) > b->init) {
+        (size > b->init || size > BUF_KEEP_MAX)) {
         free(b->start);
         b->start = b->pos = b->last = b->end = NULL;
     }

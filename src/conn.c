@@ -334,6 +334,21 @@ done:
     return rc;
 }
 
+/* madvise away the stack pages from lo up to this frame's page, or the
+ * page below it when this frame sits within 256 bytes of its page's
+ * bottom: what lies below here while madvise runs is its return address
+ * alone (a frame of its own, so that no caller's local is there). */
+static __attribute__((noinline)) void
+advise_below(uintptr_t lo, uintptr_t page)
+{
+    volatile char here = 0;
+    uintptr_t top = ((uintptr_t)&here - 256) & ~(page - 1);
+
+    if (top > lo + page) {
+        (void)madvise((void *)lo, top - lo, MADV_DONTNEED);
+    }
+}
+
 /*
  * Give back the pages of this thread's stack below the caller's frame.
  * A request's parsing and orchestration, and a TLS key exchange or a
@@ -344,22 +359,19 @@ static void
 trim_stack(void)
 {
     pthread_attr_t attr;
-    void *lo;
+    void *lo = NULL;
     size_t size;
-    char here;
-    uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE), top;
 
     if (pthread_getattr_np(pthread_self(), &attr) != 0) {
         return;
     }
-    if (pthread_attr_getstack(&attr, &lo, &size) == 0) {
-        /* below the page of this frame: what the callers use is above */
-        top = ((uintptr_t)&here - page) & ~(page - 1);
-        if (top > (uintptr_t)lo + page) {
-            (void)madvise(lo, top - (uintptr_t)lo, MADV_DONTNEED);
-        }
+    if (pthread_attr_getstack(&attr, &lo, &size) != 0) {
+        lo = NULL;
     }
     pthread_attr_destroy(&attr);
+    if (lo != NULL) {
+        advise_below((uintptr_t)lo, (uintptr_t)sysconf(_SC_PAGESIZE));
+    }
 }
 
 /* Before c's wait for bytes: the wait conn_trim_at named trims the
@@ -373,6 +385,14 @@ idle_trim(struct conn *c)
             OPENSSL_thread_stop();
         }
         trim_stack();
+    }
+}
+
+void
+conn_idle(struct conn *c)
+{
+    if (c->ssl == NULL) {
+        idle_trim(c);
     }
 }
 
@@ -624,7 +644,6 @@ conn_recv(struct conn *c, void *buf, size_t len)
     int e;
 
     if (c->ssl == NULL) {
-        idle_trim(c);
         return recv(c->fd, buf, len, 0);
     }
     /* Wait for bytes before SSL_read: blocked inside it, OpenSSL would
@@ -663,35 +682,47 @@ conn_send(struct conn *c, const void *buf, size_t len)
     return -1;
 }
 
-ssize_t
-conn_writev(struct conn *c, const struct iovec *iov, int iovcnt)
+/*
+ * TLS writev: small pieces gathered into records of up to CONN_RECORD_MAX,
+ * a piece of a record or more sent as it is. The gathering buffer is
+ * malloc'd for the call, as large as what it gathers: on the stack it
+ * would be 16 KiB that every busy thread keeps resident. Without it each
+ * piece is sent alone. What was sent before a failure is reported, as
+ * writev does.
+ */
+static ssize_t
+tls_writev(struct conn *c, const struct iovec *iov, int iovcnt)
 {
-    char stage[CONN_RECORD_MAX];
-    size_t staged = 0;
+    size_t total = 0, cap, staged = 0;
     ssize_t done = 0, n;
+    bool failed = false;
+    char *stage;
+    int saved;
 
-    if (c->ssl == NULL) {
-        return writev(c->fd, iov, iovcnt);
+    for (int i = 0; i < iovcnt; i++) {
+        total += iov[i].iov_len < CONN_RECORD_MAX ? iov[i].iov_len : 0;
     }
-    /* Gather pieces into records; a piece of a record or more goes as it
-     * is. What was sent before a failure is reported, as writev does. */
-    for (int i = 0; i <= iovcnt; i++) {
+    cap = MIN(total, CONN_RECORD_MAX);
+    stage = cap > 0 ? malloc(cap) : NULL;
+    for (int i = 0; i <= iovcnt && !failed; i++) {
         bool last = i == iovcnt;
         size_t len = last ? 0 : iov[i].iov_len;
 
-        if (staged > 0 && (last || staged + len > sizeof(stage))) {
+        if (staged > 0 && (last || staged + len > cap)) {
             if ((n = conn_send(c, stage, staged)) < 0) {
-                return done > 0 ? done : -1;
+                failed = true;
+                break;
             }
             done += n;
             staged = 0;
         }
-        if (last) {
-            break;
+        if (last || len == 0) {
+            continue;
         }
-        if (len >= sizeof(stage)) {
+        if (len >= CONN_RECORD_MAX || stage == NULL) {
             if ((n = conn_send(c, iov[i].iov_base, len)) < 0) {
-                return done > 0 ? done : -1;
+                failed = true;
+                break;
             }
             done += n;
         } else {
@@ -699,7 +730,19 @@ conn_writev(struct conn *c, const struct iovec *iov, int iovcnt)
             staged += len;
         }
     }
-    return done;
+    saved = errno;
+    free(stage);
+    errno = saved;
+    return failed && done == 0 ? -1 : done;
+}
+
+ssize_t
+conn_writev(struct conn *c, const struct iovec *iov, int iovcnt)
+{
+    if (c->ssl == NULL) {
+        return writev(c->fd, iov, iovcnt);
+    }
+    return tls_writev(c, iov, iovcnt);
 }
 
 bool

@@ -41,13 +41,14 @@
 
 #define HANDLER_BUF_INIT 2048
 #define HANDLER_READ_MIN HANDLER_BUF_INIT /* replies of a typical batch fit */
-/* The outgoing queue idle: HANDLER_OUT_ENTS ranges (outq's first
- * allocation, enough for a batch with three referenced values) and copied
- * bytes, HANDLER_BUF_INIT in all, as the write buffer it replaces. */
-#define HANDLER_OUT_ENTS 8
-#define HANDLER_OUT_INIT                                                       \
-    (HANDLER_BUF_INIT - HANDLER_OUT_ENTS * sizeof(struct outq_ent))
-#define HANDLER_IOV 64 /* iovecs per writev: 1 KiB of stack */
+/* The outgoing queue: up to HANDLER_OUT_ENTS ranges kept between batches
+ * (outq's first allocation, enough for a batch with three referenced
+ * values), and HANDLER_OUT_INIT bytes of copied lines (a get's request; a
+ * batch of sets grows it once), let go when idle as buf_shrink does. */
+#define HANDLER_OUT_ENTS  8
+#define HANDLER_OUT_INIT  256
+#define HANDLER_IOV       64 /* iovecs per writev: 1 KiB of stack */
+#define HANDLER_PEND_INIT 4  /* a request's replies, grown by doubling */
 
 struct pend {
     struct response *res; /* ref: batch response; NULL = drop reply */
@@ -164,7 +165,7 @@ handler_queue(struct handler *h, const struct request *req,
     enum status st;
 
     if (h->npend == h->cap) {
-        size_t cap = h->cap ? h->cap * 2 : 16;
+        size_t cap = h->cap ? h->cap * 2 : HANDLER_PEND_INIT;
 
         p = realloc(h->pend, cap * sizeof(*p));
         if (p == NULL) {
@@ -642,8 +643,7 @@ handler_done(struct handler *h)
     buf_shrink(&h->rbuf);
     outq_shrink(&h->out); /* and forgets what was never flushed */
     if (h->out.cap > HANDLER_OUT_ENTS) {
-        /* a burst of values: give back the ranges too, so an idle
-         * handler holds HANDLER_BUF_INIT of queue at most */
+        /* a burst of values: give back the ranges too */
         outq_free(&h->out);
         outq_init(&h->out, HANDLER_OUT_INIT);
     }

@@ -41,6 +41,13 @@
 #define REPLY_OVERHEAD  512 /* a reply's bytes besides its value, at most */
 #define IOV_CHUNK       64  /* iovecs per writev: 1 KiB of stack */
 
+/* A waiting client's read lands on the stack (recv_fresh): a get, or a
+ * set of a 1 KiB value, in one recv. With the thread's descriptor and
+ * static TLS above it (about 5 KiB, glibc 2.36 on x86-64), this read is a
+ * thread's deepest call (5.4 KiB below its descriptor, the backend's recv
+ * 4.5 KiB), and a busy thread touches 2 pages of stack; 2 KiB here made 3 */
+#define SERVER_FRESH_READ 1536
+
 struct server {
     struct conn io;           /* the client: fd owned by the listener */
     struct server_conn *conn; /* ref: owned by the listener */
@@ -169,13 +176,37 @@ recv_timeout(struct server *s)
     return ST_OK;
 }
 
-/* Blocking read into rbuf. ST_OK, ST_CLOSED, ST_TIMEOUT, ST_ERROR or
- * ST_NOMEM. */
-static enum status
+/* recv for a plain client whose rbuf holds nothing: into the stack, then
+ * copied into the read buffer, allocated now of the size that came
+ * (buf_set). A client waiting for its next request so holds at most the
+ * last request's small buffer (server_run's buf_shrink lets a larger one
+ * go); SERVER_FRESH_READ says what the stack pays. Returns as recv, and
+ * -1 with errno ENOMEM when the buffer cannot be had. */
+static ssize_t
+recv_fresh(struct server *s)
+{
+    char tmp[SERVER_FRESH_READ];
+    ssize_t n = conn_recv(&s->io, tmp, sizeof(tmp));
+
+    if (n > 0 && buf_set(&s->rbuf, tmp, (size_t)n) != ST_OK) {
+        errno = ENOMEM;
+        return -1;
+    }
+    return n;
+}
+
+/*
+ * Blocking read into rbuf. ST_OK, ST_CLOSED, ST_TIMEOUT, ST_ERROR or
+ * ST_NOMEM. Not inlined, like write_client: server_run's frame is above
+ * every request's deepest call (orca, handler, recv), and what these two
+ * hold on the stack (a read's bytes, the iovec array) need not add to it.
+ */
+static __attribute__((noinline)) enum status
 read_client(struct server *s)
 {
     size_t want = SERVER_READ_MIN;
     ssize_t n;
+    bool fresh = false; /* n bytes are appended already (recv_fresh) */
 
     if (s->need > config_client_max_buffer(s->cfg)) {
         /* a request riven cannot hold (a binary body of gigabytes that
@@ -194,23 +225,31 @@ read_client(struct server *s)
     }
     for (;;) {
         conn_set_timeouts(&s->io, recv_wait(s, util_now_ms()), s->io.snd_ms);
+        conn_idle(&s->io);
         n = 0;
+        fresh = false;
         if (buf_len(&s->rbuf) == 0 && s->io.ssl != NULL) {
             /* a TLS client waits with no read buffer: it is read in
              * records anyway, after a poll (conn_wait) */
             buf_free(&s->rbuf);
             n = conn_wait(&s->io);
+        } else if (buf_len(&s->rbuf) == 0 && want <= SERVER_FRESH_READ) {
+            fresh = true;
+            n = recv_fresh(s);
         }
-        if (n == 0) {
+        if (n == 0 && !fresh) {
             if (buf_reserve(&s->rbuf, want) != ST_OK) {
                 return ST_NOMEM;
             }
             n = conn_recv(&s->io, s->rbuf.last, buf_space(&s->rbuf));
         }
-        if (n >= 0 || errno == EINTR) {
-            if (n >= 0) {
-                break;
-            }
+        if (n >= 0) {
+            break;
+        }
+        if (fresh && errno == ENOMEM) {
+            return ST_NOMEM;
+        }
+        if (errno == EINTR) {
             continue;
         }
         if (errno != EAGAIN && errno != EWOULDBLOCK) {
@@ -223,7 +262,9 @@ read_client(struct server *s)
     if (n > 0) {
         atomic_store(&s->conn->busy, 1);
         metrics_add(M_CLIENT_RX_BYTES, (uint64_t)n);
-        s->rbuf.last += n;
+        if (!fresh) {
+            s->rbuf.last += n;
+        }
         return ST_OK;
     }
     if (n < 0 && errno != ECONNRESET) {
@@ -232,8 +273,9 @@ read_client(struct server *s)
     return n == 0 ? ST_CLOSED : ST_ERROR;
 }
 
-/* writev the whole queue. ST_OK or ST_ERROR. */
-static enum status
+/* writev the whole queue. ST_OK or ST_ERROR. Not inlined: see
+ * read_client. */
+static __attribute__((noinline)) enum status
 write_client(struct server *s)
 {
     struct iovec iov[IOV_CHUNK];
@@ -735,7 +777,7 @@ peer_name(int fd, char *buf, size_t len)
  * after a reload). Each result is counted; a failure is logged at most
  * once a second over all threads (a scan of the port must not flood the
  * log), every one at debug. ST_OK, or ST_CLOSED. */
-static enum status
+static __attribute__((noinline)) enum status
 start_tls(struct server *s)
 {
     static _Atomic uint64_t logged_ms;

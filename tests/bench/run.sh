@@ -15,6 +15,7 @@
 #       (tests/bench/chunked.sh, CHUNKED_ROUNDS rounds, default 5)
 #   BENCH_ONLY=bigvals ...: the same for the big-values rows
 #       (tests/bench/bigvals.sh, BIGVALS_ROUNDS rounds, default 3)
+#   BENCH_ONLY=memprobe ...: tests/bench/memprobe.sh (issue 16), to stdout
 #
 # BENCH_DIR holds the relay, idle, pairs, lat, calcify, parse_bench and
 # hist_bench binaries.
@@ -63,6 +64,12 @@ TLS_ROUNDS=${TLS_ROUNDS:-3}
 CHUNKED_ROUNDS=${CHUNKED_ROUNDS:-5}
 BIGVALS_ROUNDS=${BIGVALS_ROUNDS:-3}
 
+# BENCH_ONLY=memprobe: tests/bench/memprobe.sh, this riven against the
+# relay (CPU at c=64, memory at c=9000), to stdout; RESULTS.md untouched
+if [ "${BENCH_ONLY:-}" = memprobe ]; then
+    "$(dirname "$0")/memprobe.sh" "$BENCH" riven="$RIVEN"
+    exit $?
+fi
 # BENCH_ONLY=routes, tls, chunked or bigvals: run only that section and
 # put it in place of the one in RESULTS.md, the rest left as it was
 if [ "${BENCH_ONLY:-}" = routes ] || [ "${BENCH_ONLY:-}" = tls ] || [ "${BENCH_ONLY:-}" = chunked ] ||
@@ -88,7 +95,7 @@ PY
     echo "bench: $BENCH_ONLY section replaced in $OUT"
     exit 0
 elif [ -n "${BENCH_ONLY:-}" ]; then
-    echo "bench: BENCH_ONLY=$BENCH_ONLY: only 'routes', 'tls', 'chunked' and 'bigvals' are known" >&2
+    echo "bench: BENCH_ONLY=$BENCH_ONLY: only 'routes', 'tls', 'chunked', 'bigvals' and 'memprobe' are known" >&2
     exit 2
 fi
 

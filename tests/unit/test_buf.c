@@ -1,7 +1,7 @@
 /*
- * test_buf: struct buf growth, consumption, compaction and shrinking, and
- * the outq (copied and referenced ranges resolved into iovecs), checked on
- * the exact bytes and on where pos/last/end land.
+ * test_buf: struct buf growth, consumption, compaction, shrinking and
+ * buf_set, and the outq (copied and referenced ranges resolved into
+ * iovecs), checked on the exact bytes and on where pos/last/end land.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -199,6 +199,27 @@ test_shrink(void **state)
     buf_consume(&b, 2);
     buf_shrink(&b); /* idle at init size: kept */
     assert_non_null(b.start);
+    buf_free(&b);
+
+    buf_init(&b, 2048); /* past 1 KiB: released even at init size */
+    assert_int_equal(buf_append(&b, S("get k\r\n")), ST_OK);
+    assert_int_equal(buf_size(&b), 2048);
+    buf_consume(&b, 7);
+    buf_shrink(&b);
+    assert_null(b.start);
+
+    /* buf_set: an allocation of exactly the bytes, grown from there */
+    assert_int_equal(buf_set(&b, S("get k\r\n")), ST_OK);
+    assert_int_equal(buf_size(&b), 7);
+    assert_unread(&b, S("get k\r\n"));
+    assert_int_equal(buf_set(&b, S("ab")), ST_OK); /* appends */
+    assert_unread(&b, S("get k\r\nab"));
+    assert_int_equal(buf_size(&b), 14);
+    buf_consume(&b, 9);
+    buf_shrink(&b); /* small: kept for the next request */
+    assert_non_null(b.start);
+    assert_int_equal(buf_set(&b, S("get k\r\n")), ST_OK);
+    assert_int_equal(buf_size(&b), 14); /* fits: no allocation */
     buf_free(&b);
 }
 
