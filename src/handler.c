@@ -30,6 +30,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "batch.h"
 #include "buf.h"
 #include "conn.h"
 #include "health.h"
@@ -69,8 +70,11 @@ struct handler {
     size_t npend; /* queued replies */
     size_t nrecv; /* replies answered (decoded or failed) */
     size_t cap;
-    int outcome; /* see handler_take_outcome */
-    bool gated;  /* holds a place in health's connect gate of idx */
+    int outcome;             /* see handler_take_outcome */
+    bool gated;              /* holds a place in health's connect gate of idx */
+    struct batch_waiter *bw; /* batched pool: its shared connection
+                                carries the bytes; NULL: own socket */
+    size_t nsent;            /* batched: pend slots submitted */
 };
 
 /* Take a place in the connect gate of h's server by deadline
@@ -118,6 +122,7 @@ handler_destroy(struct handler *h)
         return;
     }
     handler_close(h);
+    batch_waiter_destroy(h->bw);
     buf_free(&h->wbuf);
     buf_free(&h->rbuf);
     free(h->pend);
@@ -127,6 +132,11 @@ handler_destroy(struct handler *h)
 void
 handler_close(struct handler *h)
 {
+    enum res_fail why;
+
+    if (h->bw != NULL && batch_wait(h->bw, &why) != ST_AGAIN) {
+        h->rbuf.last = h->rbuf.start + h->parsed; /* what came unasked */
+    }
     if (h->c.fd >= 0) {
         conn_close(&h->c);
         metrics_server_socket_close(h->idx);
@@ -206,7 +216,7 @@ fail_pending(struct handler *h, enum res_fail why)
             res_set_fail(h->pend[i].res, why);
         }
     }
-    h->nrecv = h->npend;
+    h->nrecv = h->nsent = h->npend;
     h->wbuf.pos = h->wbuf.last = h->wbuf.start;
     if (h->rbuf.start != NULL) {
         h->rbuf.last = h->rbuf.start + h->parsed; /* drop unparsed bytes */
@@ -319,6 +329,16 @@ handler_connect(struct handler *h)
     return ST_OK;
 }
 
+/* batch_frame_fn: the frame of pend slot nsent + i. */
+static void
+pend_frame(void *ctx, size_t i, struct batch_frame *f)
+{
+    const struct handler *h = ctx;
+    const struct pend *p = &h->pend[h->nsent + i];
+
+    batch_frame_set(f, p->cmd, p->rflags, p->args, p->nargs);
+}
+
 void
 handler_flush(struct handler *h)
 {
@@ -328,6 +348,17 @@ handler_flush(struct handler *h)
         return;
     }
     h->sent_ns = util_now_ns();
+    if (h->bw != NULL) { /* batched: the shared connection sends it */
+        if (batch_submit(h->bw, h->wbuf.pos, buf_len(&h->wbuf),
+                         h->npend - h->nsent, pend_frame, h,
+                         &h->rbuf) != ST_OK) {
+            fail_pending(h, FAIL_OUT_OF_MEMORY);
+            return;
+        }
+        h->nsent = h->npend;
+        h->wbuf.pos = h->wbuf.last = h->wbuf.start;
+        return;
+    }
     if (h->c.fd < 0 && (st = handler_connect(h)) != ST_OK) {
         fail_pending(h, st == ST_TIMEOUT || st == ST_AGAIN
                             ? FAIL_BACKEND_TIMEOUT
@@ -365,6 +396,14 @@ read_more(struct handler *h, size_t need, uint64_t deadline, enum res_fail *why)
     size_t want = need > buf_len(&h->rbuf) ? need - buf_len(&h->rbuf) : 0;
     ssize_t n;
 
+    if (h->bw != NULL) { /* batched: the whole batch's replies at once */
+        enum status st = batch_wait(h->bw, why);
+
+        if (st == ST_AGAIN) {
+            *why = FAIL_BACKEND_ERROR; /* framed whole, decoded short */
+        }
+        return st == ST_OK ? ST_OK : ST_ERROR;
+    }
     if (buf_reserve(&h->rbuf, MAX(want, HANDLER_READ_MIN)) != ST_OK) {
         *why = FAIL_OUT_OF_MEMORY;
         return ST_NOMEM;
@@ -545,6 +584,7 @@ handler_release(struct handler *h, const struct response *lo,
     memmove(h->pend, h->pend + n, (h->npend - n) * sizeof(*h->pend));
     h->npend -= n;
     h->nrecv -= n;
+    h->nsent -= MIN(n, h->nsent);
     for (size_t i = 0; i < h->nrecv; i++) {
         struct pend *p = &h->pend[i];
 
@@ -609,9 +649,28 @@ handler_done(struct handler *h)
     if (h->nrecv < h->npend) {
         handler_close(h); /* abandoned mid-batch: its replies are unread */
     }
-    h->npend = h->nrecv = 0;
+    h->npend = h->nrecv = h->nsent = 0;
     h->parsed = 0;
     h->rbuf.pos = h->rbuf.last = h->rbuf.start;
     buf_shrink(&h->rbuf);
     buf_shrink(&h->wbuf);
+}
+
+enum status
+handler_set_batch(struct handler *h, struct batch *b, size_t server)
+{
+    if (b == NULL) {
+        batch_waiter_destroy(h->bw);
+        h->bw = NULL;
+        return ST_OK;
+    }
+    if (h->bw != NULL) {
+        batch_waiter_bind(h->bw, b, server);
+        return ST_OK;
+    }
+    if ((h->bw = batch_waiter_create(b, server)) == NULL) {
+        return ST_NOMEM;
+    }
+    handler_close(h); /* its own socket, if it had one */
+    return ST_OK;
 }

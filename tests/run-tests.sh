@@ -3,9 +3,10 @@
 # in $TEST_DIR, then the script tests tests/script/test_*.sh (checks of
 # the sources and of the riven binary) and tests/integ/integ_*.sh (which
 # print cmocka's summary lines, so they are counted alike), then
-# memccapable's conformance suite (ascii and binary) three times: against
+# memccapable's conformance suite (ascii and binary) four times: against
 # riven in front of a fresh memcached, against riven whose default route is
-# all_sync over two pools (two fresh memcacheds), and against riven whose
+# all_sync over two pools (two fresh memcacheds), against riven --batched
+# (shared backend connections), and against riven whose
 # pool speaks TLS (pool.tls, with a client certificate) to a memcached -Z
 # that requires one; memccapable itself talks plain TCP to riven. That last
 # run is skipped (counted as 1 skipped) when the openssl CLI or memcached's
@@ -240,6 +241,25 @@ run_memccapable() {
     memccapable_count memccapable "$port"
 }
 
+# The same against riven --batched: the pool's server reached through
+# shared connections with I/O threads of their own (batch.h).
+run_memccapable_batched() {
+    local name=memccapable-batched
+    echo "=== $name (ascii and binary, backend: {mode: batched})"
+    if direct; then
+        memccapable_skipped "$name" "RIVEN_DIRECT: no riven to batch"
+        return
+    fi
+    start_memcached || {
+        memccapable_broken "$name" "cannot start memcached"; return; }
+    start_riven "listen: [\"127.0.0.1:LISTEN_PORT\"]
+pool:
+  servers: [\"127.0.0.1:$mc_port\"]
+  backend: {mode: batched, connections: 2}" || {
+        memccapable_broken "$name" "cannot start $RIVEN_BIN -c"; return; }
+    memccapable_count "$name" "$rv_port"
+}
+
 # The same against a default route all_sync over two one-server pools:
 # every write reaches both memcacheds, reads come from the first.
 run_memccapable_all_sync() {
@@ -332,11 +352,12 @@ for script in "$(dirname "$0")"/script/test_*.sh "$(dirname "$0")"/integ/integ_*
 done
 tool=$(command -v memccapable || command -v memcapable) || tool=""
 if [ -z "$tool" ]; then
-    echo "=== memccapable: not installed: 3 runs counted as 1 failed each"
-    failed=$((failed + 3)); failures+=("memccapable")
+    echo "=== memccapable: not installed: 4 runs counted as 1 failed each"
+    failed=$((failed + 4)); failures+=("memccapable")
 else
     run_memccapable
     run_memccapable_all_sync
+    run_memccapable_batched
     run_memccapable_tls
 fi
 
