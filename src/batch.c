@@ -428,6 +428,14 @@ take(struct bconn *c)
     size_t k = 0, nb = 0, nf = 0, max = c->b->pool->batch_max;
     bool stop;
 
+    if (c->jh > 0) { /* keep the written side's arrays from creeping */
+        memmove(c->jobs, c->jobs + c->jh, (c->nj - c->jh) * sizeof(*c->jobs));
+        memmove(c->frames, c->frames + c->fh,
+                (c->nf - c->fh) * sizeof(*c->frames));
+        c->nj -= c->jh;
+        c->nf -= c->fh;
+        c->jh = c->fh = 0;
+    }
     pthread_mutex_lock(&c->mu);
     stop = c->stop;
     while (k < c->nqj && (k == 0 || nf + c->qjobs[k].nframes <= max)) {
