@@ -12,6 +12,12 @@
  * outstanding; any failure closes the socket, so a late reply can never
  * be taken for the answer to a later request.
  *
+ * Batched (handler_set_batch): a shared connection's I/O thread appends
+ * the replies to rbuf between handler_flush and the next settle(). This
+ * thread touches rbuf only after settle(), and close, done and destroy
+ * settle first, so the I/O thread never writes into a handler that
+ * closed, moved on or was freed.
+ *
  * New connections to one server pass health's connect gate
  * (health_gate_enter): a place is taken before connect(2) and given back
  * at the first answered batch or when the socket closes. A thread waits
@@ -75,6 +81,7 @@ struct handler {
     struct batch_waiter *bw; /* batched pool: its shared connection
                                 carries the bytes; NULL: own socket */
     size_t nsent;            /* batched: pend slots submitted */
+    enum res_fail bfail;     /* batched: the failure the last wait saw */
 };
 
 /* Take a place in the connect gate of h's server by deadline
@@ -92,6 +99,21 @@ gate_leave(struct handler *h)
     if (h->gated) {
         h->gated = false;
         health_gate_leave(h->idx);
+    }
+}
+
+/* Batched: wait until the I/O thread is done with every batch submitted,
+ * so that it never writes into rbuf again before the next submit; keep
+ * the failure it saw for read_more. Only then may this thread touch
+ * rbuf. */
+static void
+settle(struct handler *h)
+{
+    enum res_fail why = FAIL_NONE;
+
+    if (h->bw != NULL && batch_wait(h->bw, &why) == ST_ERROR &&
+        h->bfail == FAIL_NONE) {
+        h->bfail = why;
     }
 }
 
@@ -132,10 +154,12 @@ handler_destroy(struct handler *h)
 void
 handler_close(struct handler *h)
 {
-    enum res_fail why;
-
-    if (h->bw != NULL && batch_wait(h->bw, &why) != ST_AGAIN) {
-        h->rbuf.last = h->rbuf.start + h->parsed; /* what came unasked */
+    if (h->bw != NULL) {
+        settle(h);
+        h->bfail = FAIL_NONE;
+        if (h->rbuf.start != NULL) {
+            h->rbuf.last = h->rbuf.start + h->parsed; /* came unasked */
+        }
     }
     if (h->c.fd >= 0) {
         conn_close(&h->c);
@@ -203,6 +227,7 @@ handler_queue(struct handler *h, const struct request *req,
 static void
 fail_pending(struct handler *h, enum res_fail why)
 {
+    settle(h); /* the I/O thread must be done with rbuf first */
     h->outcome = why == FAIL_OUT_OF_MEMORY ? 0 : -1;
     if (why != FAIL_OUT_OF_MEMORY) {
         metrics_server_error(h->idx);
@@ -396,13 +421,11 @@ read_more(struct handler *h, size_t need, uint64_t deadline, enum res_fail *why)
     size_t want = need > buf_len(&h->rbuf) ? need - buf_len(&h->rbuf) : 0;
     ssize_t n;
 
-    if (h->bw != NULL) { /* batched: the whole batch's replies at once */
-        enum status st = batch_wait(h->bw, why);
-
-        if (st == ST_AGAIN) {
-            *why = FAIL_BACKEND_ERROR; /* framed whole, decoded short */
-        }
-        return st == ST_OK ? ST_OK : ST_ERROR;
+    if (h->bw != NULL) { /* batched: handler_recv waited for it all; short
+                            and no failure: framed whole, decoded short */
+        *why = h->bfail != FAIL_NONE ? h->bfail : FAIL_BACKEND_ERROR;
+        h->bfail = FAIL_NONE;
+        return ST_ERROR;
     }
     if (buf_reserve(&h->rbuf, MAX(want, HANDLER_READ_MIN)) != ST_OK) {
         *why = FAIL_OUT_OF_MEMORY;
@@ -503,6 +526,7 @@ handler_recv(struct handler *h, size_t limit, bool first)
     while (wait < h->npend && h->pend[wait].res == NULL) {
         wait++; /* the reply somebody waits for, after replies to drop */
     }
+    settle(h); /* batched: every reply is in rbuf now, or bfail says why */
     while (h->nrecv < h->npend) {
         bool must = first && h->nrecv <= wait; /* the client waits on it */
         size_t need = 0;
@@ -646,6 +670,8 @@ handler_rebind(struct handler *h, const struct cfg_addr *addr,
 void
 handler_done(struct handler *h)
 {
+    settle(h);
+    h->bfail = FAIL_NONE;
     if (h->nrecv < h->npend) {
         handler_close(h); /* abandoned mid-batch: its replies are unread */
     }
