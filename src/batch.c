@@ -49,7 +49,7 @@ struct job {
     struct buf *dst;        /* ref: the waiter's read buffer */
     size_t nbytes;          /* request bytes */
     size_t nframes;
-    uint64_t t0; /* ms: queued, or the socket opened */
+    uint64_t t0; /* ms: written, or the socket opened */
 };
 
 struct bconn {
@@ -455,6 +455,11 @@ take(struct bconn *c)
         }
     }
     if (k > 0) {
+        uint64_t now = util_now_ms();
+
+        for (size_t i = 0; i < k; i++) {
+            c->qjobs[i].t0 = now; /* request_ms counts from the write */
+        }
         memcpy(c->jobs + c->nj, c->qjobs, k * sizeof(*c->jobs));
         memcpy(c->frames + c->nf, c->qframes, nf * sizeof(*c->frames));
         c->nj += k;
@@ -726,6 +731,21 @@ io_round(struct bconn *c)
     }
 }
 
+/* Stopping: fail the jobs still queued, so no waiter is left behind
+ * (batch_destroy's contract says there is none; this keeps a broken
+ * caller from hanging forever). */
+static void
+fail_queued(struct bconn *c)
+{
+    pthread_mutex_lock(&c->mu);
+    for (size_t i = 0; i < c->nqj; i++) {
+        finish(&c->qjobs[i], NULL, 0, FAIL_BACKEND_UNAVAILABLE);
+    }
+    c->nqj = c->nqf = 0;
+    c->qbytes.pos = c->qbytes.last = c->qbytes.start;
+    pthread_mutex_unlock(&c->mu);
+}
+
 static void *
 io_main(void *arg)
 {
@@ -738,5 +758,6 @@ io_main(void *arg)
         io_round(c);
     }
     fail_all(c, FAIL_BACKEND_UNAVAILABLE);
+    fail_queued(c);
     return NULL;
 }
