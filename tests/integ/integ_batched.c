@@ -6,7 +6,8 @@
  * backend under 200 clients (each gets SERVER_ERROR for its own
  * requests, never another client's reply, and service resumes after a
  * restart), a client that stops reading beside busy ones, riven's fd
- * count with 1000 clients, and an l1l2 orca over a batched L1.
+ * count with 1000 clients, an l1l2 orca over a batched L1, and reloads
+ * under load between batched and per-connection modes.
  */
 #include <setjmp.h>
 #include <signal.h>
@@ -17,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <pthread.h>
@@ -150,8 +152,9 @@ test_pipeline_three(void **state)
     assert_non_null(c);
     memcpy(line, "get ", 4);
     for (int i = 0; i < 100; i++) {
+        /* "v" and i in i % 7 + 3 digits: i % 7 + 4 bytes */
         rl += (size_t)sprintf(req + rl, "set p:%d %d 0 %d\r\nv%0*d\r\n", i, i,
-                              i % 7 + 2, i % 7 + 1, i);
+                              i % 7 + 4, i % 7 + 3, i);
         wl += (size_t)sprintf(want + wl, "STORED\r\n");
         ll += (size_t)sprintf(line + ll, "p:%d ", i);
     }
@@ -164,13 +167,13 @@ test_pipeline_three(void **state)
     rl = ll;
     for (int i = 0; i < 100; i++) {
         wl += (size_t)sprintf(want + wl, "VALUE p:%d %d %d\r\nv%0*d\r\n", i, i,
-                              i % 7 + 2, i % 7 + 1, i);
+                              i % 7 + 4, i % 7 + 3, i);
     }
     wl += (size_t)sprintf(want + wl, "END\r\n");
     for (int i = 99; i >= 0; i--) {
         rl += (size_t)sprintf(req + rl, "get p:%d\r\n", i);
         wl += (size_t)sprintf(want + wl, "VALUE p:%d %d %d\r\nv%0*d\r\nEND\r\n",
-                              i, i, i % 7 + 2, i % 7 + 1, i);
+                              i, i, i % 7 + 4, i % 7 + 3, i);
     }
     assert_int_equal(harness_send(c, req, rl), 0);
     assert_true(harness_expect_n(c, want, wl, T_MS));
@@ -507,13 +510,105 @@ test_fd_count(void **state)
     printf("    riven fds: %ld idle, %ld with %d clients over 3 servers "
            "(%.3f per client)\n",
            before, after, n, (double)(after - before) / n);
-    /* one per client, plus 2 shared sockets per server */
-    assert_true(after <= before + n + 6);
+    /* one per client, plus 2 shared connections per server, each a
+     * socket and the eventfd that wakes its I/O thread */
+    assert_true(after <= before + n + 12);
     for (int i = 0; i < n; i++) {
         harness_conn_close(c[i]);
     }
     harness_proc_stop(&rv, T_MS);
     free(c);
+}
+
+/* A config file over the three memcacheds, listening on lp. */
+static void
+write_conf(const char *path, int lp, const char *backend)
+{
+    char tmp[96];
+    FILE *f;
+
+    snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+    f = fopen(tmp, "w");
+    assert_non_null(f);
+    fprintf(f,
+            "listen: [\"127.0.0.1:%d\"]\nmetrics: {listen: off}\n"
+            "pool:\n  servers: [\"127.0.0.1:%d\", \"127.0.0.1:%d\", "
+            "\"127.0.0.1:%d\"]\n  backend: %s\n",
+            lp, mc[0].port, mc[1].port, mc[2].port, backend);
+    fclose(f);
+    assert_int_equal(rename(tmp, path), 0); /* atomic for the reader */
+}
+
+static const char *const reload_modes[] = {
+    "{mode: batched, connections: 2}",
+    "{mode: batched, connections: 1, batch_max: 4}",
+    "{mode: per_connection}",
+    "{mode: batched, connections: 3}",
+};
+static char reload_path[64];
+static int reload_port;
+static _Atomic int reloads;
+#define NELEMS_MODES (sizeof(reload_modes) / sizeof(reload_modes[0]))
+
+/* Reload every 150 ms for 2.4 s, through every mode, ending batched. */
+static void
+reload_loop(void)
+{
+    for (int i = 1; i <= 16; i++) {
+        usleep(150 * 1000);
+        write_conf(reload_path, reload_port, reload_modes[i % NELEMS_MODES]);
+        assert_int_equal(harness_proc_signal(&rv, SIGHUP), 0);
+        atomic_fetch_add(&reloads, 1);
+    }
+    usleep(300 * 1000);
+}
+
+/* SIGHUP under 100 clients, switching between batched (with other
+ * connection counts) and per-connection pools: every round answers its
+ * own client, none fails, the old snapshots' I/O threads stop and their
+ * sockets close, and riven exits cleanly (a sanitizer's report would
+ * make the exit status non-zero). */
+static void
+test_reload(void **state)
+{
+    int n = nclients(100, 2);
+    struct wk *w = calloc((size_t)n, sizeof(*w));
+    long idle, after;
+    int st;
+
+    (void)state;
+    snprintf(reload_path, sizeof(reload_path), "/tmp/riven-batched-%d.yml",
+             (int)getpid());
+    reload_port = harness_free_port();
+    write_conf(reload_path, reload_port, reload_modes[0]);
+    assert_int_equal(
+        harness_riven_start(&rv, 0, reload_path, reload_port, NULL), 0);
+    idle = harness_proc_fds(rv.pid);
+    run_workers(w, n, 0, reload_loop);
+    printf("    %d clients, %d reloads: %ld rounds ok, %ld failed, %ld "
+           "foreign, %ld other\n",
+           n, atomic_load(&reloads), atomic_load(&n_ok), atomic_load(&n_err),
+           atomic_load(&n_foreign), atomic_load(&n_other));
+    assert_int_equal(atomic_load(&n_foreign), 0);
+    assert_int_equal(atomic_load(&n_other), 0);
+    assert_int_equal(atomic_load(&n_err), 0);
+    assert_true(atomic_load(&n_ok) >= n);
+    /* the clients are gone: only the last snapshot's shared connections
+     * (3 servers x 2 fds x 2 connections: 12) may stay open */
+    {
+        int64_t deadline = harness_now_ms() + T_MS;
+
+        while ((after = harness_proc_fds(rv.pid)) > idle + 12 &&
+               harness_now_ms() < deadline) {
+            usleep(20 * 1000);
+        }
+    }
+    printf("    riven fds: %ld at start, %ld after\n", idle, after);
+    assert_true(after <= idle + 12);
+    st = harness_proc_stop(&rv, T_MS);
+    assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    unlink(reload_path);
+    free(w);
 }
 
 static void
@@ -560,6 +655,7 @@ main(void)
         cmocka_unit_test(test_stalled_reader),
         cmocka_unit_test(test_fd_count),
         cmocka_unit_test(test_l1l2),
+        cmocka_unit_test(test_reload),
     };
 
     signal(SIGPIPE, SIG_IGN);
