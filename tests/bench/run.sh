@@ -13,6 +13,8 @@
 #       TLS_ROUNDS rounds, default 3)
 #   BENCH_ONLY=chunked ...: the same for the chunked storage rows
 #       (tests/bench/chunked.sh, CHUNKED_ROUNDS rounds, default 5)
+#   BENCH_ONLY=batched ...: the same for the batched backend rows
+#       (tests/bench/batched.sh, BATCHED_ROUNDS rounds, default 3)
 #
 # BENCH_DIR holds the relay, idle, pairs, calcify, parse_bench and hist_bench
 # binaries.
@@ -40,22 +42,26 @@ trap cleanup EXIT INT TERM
 ROUTES_ROUNDS=${ROUTES_ROUNDS:-5}
 
 # The sections with their own memcacheds and rivens: routes (issue 13),
-# tls (issue 14) and chunked (issue 15). section NAME OUT_MD runs one.
+# tls (issue 14), chunked (issue 15) and batched (issue 16). section NAME
+# OUT_MD runs one.
 section() {
     case $1 in
     routes) ROUTES_PAIRS=$BENCH/pairs "$(dirname "$0")/routes.sh" "$RIVEN" "$ROUTES_ROUNDS" "$2" ;;
     tls) "$(dirname "$0")/tls.sh" "$RIVEN" "$BENCH" "$TLS_ROUNDS" "$2" ;;
     chunked) "$(dirname "$0")/chunked.sh" "$RIVEN" "$BENCH" "$CHUNKED_ROUNDS" "$2" ;;
+    batched) "$(dirname "$0")/batched.sh" "$RIVEN" "$BATCHED_ROUNDS" "$2" ;;
     esac
 }
 TLS_ROUNDS=${TLS_ROUNDS:-3}
 # 5 rounds: an A/A run of the chunked section (both rivens plain) read
 # 0.88x ops/s and 1.13x CPU at 100 bytes over 3
 CHUNKED_ROUNDS=${CHUNKED_ROUNDS:-5}
+BATCHED_ROUNDS=${BATCHED_ROUNDS:-3}
 
-# BENCH_ONLY=routes, tls or chunked: run only that section and put it in
+# BENCH_ONLY=routes, tls, chunked or batched: run only that section and put it in
 # place of the one in RESULTS.md, the rest left as it was
-if [ "${BENCH_ONLY:-}" = routes ] || [ "${BENCH_ONLY:-}" = tls ] || [ "${BENCH_ONLY:-}" = chunked ]; then
+case ${BENCH_ONLY:-} in routes | tls | chunked | batched) ONLY=1 ;; *) ONLY=0 ;; esac
+if [ "$ONLY" = 1 ]; then
     section "$BENCH_ONLY" "$TMP/$BENCH_ONLY.md" || exit 1
     python3 - "$OUT" "$TMP/$BENCH_ONLY.md" "$BENCH_ONLY" <<'PY'
 import sys
@@ -77,7 +83,7 @@ PY
     echo "bench: $BENCH_ONLY section replaced in $OUT"
     exit 0
 elif [ -n "${BENCH_ONLY:-}" ]; then
-    echo "bench: BENCH_ONLY=$BENCH_ONLY: only 'routes', 'tls' and 'chunked' are known" >&2
+    echo "bench: BENCH_ONLY=$BENCH_ONLY: only 'routes', 'tls', 'chunked' and 'batched' are known" >&2
     exit 2
 fi
 
@@ -293,11 +299,12 @@ kill "$IDLE_PID" 2>/dev/null; wait "$IDLE_PID" 2>/dev/null
 for t in $TARGETS; do kill "${PID[$t]}" 2>/dev/null; wait "${PID[$t]}" 2>/dev/null; done
 PARSE=$("$BENCH/parse_bench")
 HIST=$("$BENCH/hist_bench" 2>&1)
-# the routes, TLS and chunked rows (issues 13 to 15): their own memcacheds
+# the routes, TLS, chunked and batched rows (issues 13 to 16): their own memcacheds
 # and rivens
 section routes "$TMP/routes.md" || echo "(routes section failed)" > "$TMP/routes.md"
 section tls "$TMP/tls.md" || echo "(tls section failed)" > "$TMP/tls.md"
 section chunked "$TMP/chunked.md" || echo "(chunked section failed)" > "$TMP/chunked.md"
+section batched "$TMP/batched.md" || echo "(batched section failed)" > "$TMP/batched.md"
 
 # The targets of issue 7, judged on this run's medians.
 VERDICT=""
@@ -427,6 +434,8 @@ VERDICT+=$(check "$IDLE_N idle connections, <= 16 KiB each, no backend socket" "
     cat "$TMP/tls.md"
     echo
     cat "$TMP/chunked.md"
+    echo
+    cat "$TMP/batched.md"
     echo
     cat tests/bench/NOTES.md
 } > "$OUT"
