@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Run riven's tests: every test_* (unit) then integ_* (integration) binary
-# in $TEST_DIR, then the script tests tests/script/test_*.sh (checks of
-# the sources and of the riven binary) and tests/integ/integ_*.sh (which
+# in $TEST_DIR (integ_hostile_backends twice: its pool per-connection,
+# then batched, INTEG_POOL_BACKEND), then the script tests
+# tests/script/test_*.sh (checks of the sources and of the riven binary)
+# and tests/integ/integ_*.sh (which
 # print cmocka's summary lines, so they are counted alike), then
 # memccapable's conformance suite (ascii and binary) four times: against
 # riven in front of a fresh memcached, against riven whose default route is
@@ -72,9 +74,9 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-run_binary() {
-    local bin=$1 name rc p f s r
-    name=$(basename "$bin")
+run_binary() { # BIN [NAME]
+    local bin=$1 name=${2:-} rc p f s r
+    [ -n "$name" ] || name=$(basename "$bin")
     echo "=== $name"
     timeout "$PER_BINARY_TIMEOUT" "$bin" >"$log" 2>&1
     rc=$?
@@ -346,6 +348,12 @@ for bin in "$TEST_DIR"/test_* "$TEST_DIR"/integ_*; do
     [ -x "$bin" ] && [ -f "$bin" ] || continue
     run_binary "$bin"
 done
+# the hostile-backend suite again with its pool batched (issue 16): a
+# misbehaving server breaks a shared connection, never another's reply
+if [ -x "$TEST_DIR/integ_hostile_backends" ]; then
+    INTEG_POOL_BACKEND="{mode: batched}" run_binary \
+        "$TEST_DIR/integ_hostile_backends" integ_hostile_backends-batched
+fi
 for script in "$(dirname "$0")"/script/test_*.sh "$(dirname "$0")"/integ/integ_*.sh; do
     [ -x "$script" ] && [ -f "$script" ] || continue
     run_binary "$script"
