@@ -15,9 +15,9 @@
  * A client's handler keeps its own pend slots and decodes its replies
  * itself (so its O tag checks stay); the I/O thread only frames them.
  * A shared connection that breaks (reset, close, malformed reply) or
- * whose oldest batch waits past request_ms fails every batch it has
- * written: those clients get the failure, never another client's bytes,
- * and the connection reopens for the next batch.
+ * whose oldest batch waits past request_ms from its write fails every
+ * batch it has written: those clients get the failure, never another
+ * client's bytes, and the connection reopens for the next batch.
  *
  * Thread-safety: batch_create/batch_destroy belong to the snapshot's
  * owner; a waiter belongs to one connection thread; the rest is the
