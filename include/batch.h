@@ -82,7 +82,7 @@ enum status batch_submit(struct batch_waiter *w, const char *bytes, size_t len,
 /* Block until every submitted batch of w is answered. ST_OK: the reply
  * bytes are in dst. ST_ERROR: *why says what failed (dst holds the
  * replies of the batches that succeeded). ST_AGAIN: nothing was
- * outstanding. */
+ * submitted since the last wait. */
 enum status batch_wait(struct batch_waiter *w, enum res_fail *why) WUR;
 
 /* Shared sockets open across all batches (for tests and stats). */

@@ -92,6 +92,7 @@ struct batch_waiter {
     pthread_cond_t cv;
     struct bconn *c;    /* ref: in the batch it is bound to */
     size_t outstanding; /* mu: batches submitted, not finished */
+    size_t since;       /* mu: batches submitted since the last wait */
     enum res_fail why;  /* mu: the first failure since the last wait */
 };
 
@@ -262,17 +263,20 @@ batch_wait(struct batch_waiter *w, enum res_fail *why)
     bool any;
 
     pthread_mutex_lock(&w->mu);
-    any = w->outstanding > 0;
     while (w->outstanding > 0) {
         pthread_cond_wait(&w->cv, &w->mu);
     }
+    /* a batch may have finished before the wait began: since, not
+     * outstanding, says whether there was any */
+    any = w->since > 0;
+    w->since = 0;
     *why = w->why;
     w->why = FAIL_NONE;
     pthread_mutex_unlock(&w->mu);
-    if (!any) {
-        return ST_AGAIN;
+    if (*why != FAIL_NONE) {
+        return ST_ERROR;
     }
-    return *why == FAIL_NONE ? ST_OK : ST_ERROR;
+    return any ? ST_OK : ST_AGAIN;
 }
 
 /* The I/O thread is done with job: its replies (or why) to its waiter. */
@@ -360,6 +364,7 @@ batch_submit(struct batch_waiter *w, const char *bytes, size_t len, size_t n,
 
     pthread_mutex_lock(&w->mu);
     w->outstanding++;
+    w->since++;
     pthread_mutex_unlock(&w->mu);
     pthread_mutex_lock(&c->mu);
     if (c->stop || (!c->started && start(c) != ST_OK)) {
@@ -373,6 +378,7 @@ batch_submit(struct batch_waiter *w, const char *bytes, size_t len, size_t n,
     if (st != ST_OK) {
         pthread_mutex_lock(&w->mu);
         w->outstanding--;
+        w->since--;
         pthread_mutex_unlock(&w->mu);
         return st;
     }
