@@ -212,8 +212,18 @@ struct wk {
     size_t nlat;
 };
 
+/* A SERVER_ERROR line riven sends when a backend dies or stalls (not
+ * "backend error": that would say a reply was misframed). */
+static bool
+down_error(const char *line)
+{
+    return strcmp(line, "SERVER_ERROR backend unavailable\r\n") == 0 ||
+           strcmp(line, "SERVER_ERROR backend timeout\r\n") == 0;
+}
+
 /* One set and one get of the worker's own key; returns 1 ok, 0 a
- * SERVER_ERROR, -1 something else (counted). */
+ * SERVER_ERROR for a dead or stalled backend, -1 something else
+ * (counted). */
 static int
 one_round(struct harness_conn *c, struct wk *w, int iter)
 {
@@ -235,7 +245,7 @@ one_round(struct harness_conn *c, struct wk *w, int iter)
         atomic_fetch_add(&n_other, 1);
         return -1;
     }
-    if (strncmp(got, "SERVER_ERROR ", 13) == 0) {
+    if (down_error(got)) {
         rc = 0;
     } else if (strcmp(got, "STORED\r\n") != 0) {
         atomic_fetch_add(&n_other, 1);
@@ -247,8 +257,13 @@ one_round(struct harness_conn *c, struct wk *w, int iter)
         atomic_fetch_add(&n_other, 1);
         return -1;
     }
-    if (strncmp(got, "SERVER_ERROR ", 13) == 0 || strcmp(got, "END\r\n") == 0) {
+    if (down_error(got) || strcmp(got, "END\r\n") == 0) {
         rc = 0;
+    } else if (strncmp(got, "SERVER_ERROR ", 13) == 0) {
+        atomic_fetch_add(&n_other, 1);
+        fprintf(stderr, "worker %d: %s", w->id, got);
+        free(got);
+        return -1;
     } else {
         snprintf(want, sizeof(want), "VALUE %s %d %d\r\n", key, w->id, vl);
         if (strcmp(got, want) != 0) {
