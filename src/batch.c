@@ -59,6 +59,8 @@ struct bconn {
     int efd;           /* eventfd: wakes the I/O thread */
     bool started;      /* mu: the thread runs */
     bool stop;         /* mu: batch_destroy asks it to end */
+    bool idle;         /* mu: the thread sleeps with nothing written: a
+                          submitter must wake it */
     struct buf qbytes; /* mu: queued requests */
     struct job *qjobs; /* mu */
     size_t nqj, capqj;
@@ -360,7 +362,7 @@ batch_submit(struct batch_waiter *w, const char *bytes, size_t len, size_t n,
     struct job job = {
         .w = w, .dst = dst, .nbytes = len, .nframes = n, .t0 = util_now_ms()};
     enum status st = ST_OK;
-    bool was_empty;
+    bool wake_it;
 
     pthread_mutex_lock(&w->mu);
     w->outstanding++;
@@ -370,7 +372,8 @@ batch_submit(struct batch_waiter *w, const char *bytes, size_t len, size_t n,
     if (c->stop || (!c->started && start(c) != ST_OK)) {
         st = ST_NOMEM;
     }
-    was_empty = c->nqj == 0;
+    wake_it = c->idle; /* else it takes the queue when replies come */
+    c->idle = false;
     if (st == ST_OK) {
         st = enqueue(c, &job, bytes, fn, ctx);
     }
@@ -382,7 +385,7 @@ batch_submit(struct batch_waiter *w, const char *bytes, size_t len, size_t n,
         pthread_mutex_unlock(&w->mu);
         return st;
     }
-    if (was_empty) {
+    if (wake_it) {
         wake(c);
     }
     return ST_OK;
@@ -444,6 +447,7 @@ take(struct bconn *c)
     }
     pthread_mutex_lock(&c->mu);
     stop = c->stop;
+    c->idle = false;
     while (k < c->nqj && (k == 0 || nf + c->qjobs[k].nframes <= max)) {
         nb += c->qjobs[k].nbytes;
         nf += c->qjobs[k].nframes;
@@ -484,14 +488,19 @@ take(struct bconn *c)
     return !stop;
 }
 
-/* Are jobs still queued? (a peek; the next take decides) */
+/* Before poll: are jobs queued (then poll must not sleep)? If not, and
+ * nothing written waits for replies, the next submitter must wake the
+ * thread (idle); while replies are due it need not: the thread takes
+ * the queue after each read, so the clients that come meanwhile go out
+ * together in its next write, and pay no eventfd write each. */
 static bool
-queued(struct bconn *c)
+prepare_poll(struct bconn *c)
 {
     bool q;
 
     pthread_mutex_lock(&c->mu);
     q = c->nqj > 0;
+    c->idle = !q && c->jh == c->nj && buf_len(&c->out) == 0;
     pthread_mutex_unlock(&c->mu);
     return q;
 }
@@ -713,7 +722,7 @@ io_round(struct bconn *c)
     if (c->c.fd >= 0 && !write_some(c)) {
         return;
     }
-    more = buf_len(&c->out) == 0 && queued(c);
+    more = prepare_poll(c) && buf_len(&c->out) == 0;
     if (c->c.fd >= 0) {
         pfd[1].fd = c->c.fd;
         pfd[1].events = POLLIN | (buf_len(&c->out) > 0 ? POLLOUT : 0);
