@@ -97,9 +97,14 @@ struct cfg_pool {
     uint32_t failure_limit;             /* failure_limit */
     uint32_t retry_timeout_ms;          /* retry_timeout_ms */
     bool eject_rehash;                  /* eject_rehash */
-    char hash_tag[3];    /* hash_tag: two characters, "" = the whole key */
-    uint32_t chunk_size; /* chunked.chunk_size: payload bytes per chunk;
-                            0 = not chunked (chunk.h) */
+    char hash_tag[3];     /* hash_tag: two characters, "" = the whole key */
+    uint32_t chunk_size;  /* chunked.chunk_size: payload bytes per chunk;
+                             0 = not chunked (chunk.h) */
+    bool batched;         /* backend.mode: batched (batch.h), else a
+                             socket per connection thread */
+    uint32_t connections; /* backend.connections: shared sockets per
+                             server when batched */
+    uint32_t batch_max;   /* backend.batch_max: requests per write */
 };
 
 /* pools.NAME: a pool with a name, for routes. */
@@ -180,17 +185,19 @@ struct config {
 };
 
 /* Defaults (also what a file that omits a key gets). */
-#define CFG_DEFAULT_LISTEN          "127.0.0.1:11311"
-#define CFG_DEFAULT_SERVER          "127.0.0.1:11211"
-#define CFG_DEFAULT_TIMEOUT_MS      1000
-#define CFG_DEFAULT_CONNECT_MS      4000 /* libmemcached's default */
-#define CFG_DEFAULT_SHUTDOWN_MS     10000
-#define CFG_DEFAULT_CLIENT_WRITE_MS 60000
-#define CFG_DEFAULT_FAILURE_LIMIT   3
-#define CFG_DEFAULT_RETRY_MS        1000
-#define CFG_DEFAULT_KEY_LOCKS       1024
-#define CFG_DEFAULT_STACK_SIZE      (256u * 1024)
-#define CFG_DEFAULT_ITEM_SIZE_MAX   (1024u * 1024)
+#define CFG_DEFAULT_LISTEN            "127.0.0.1:11311"
+#define CFG_DEFAULT_SERVER            "127.0.0.1:11211"
+#define CFG_DEFAULT_TIMEOUT_MS        1000
+#define CFG_DEFAULT_CONNECT_MS        4000 /* libmemcached's default */
+#define CFG_DEFAULT_SHUTDOWN_MS       10000
+#define CFG_DEFAULT_CLIENT_WRITE_MS   60000
+#define CFG_DEFAULT_FAILURE_LIMIT     3
+#define CFG_DEFAULT_RETRY_MS          1000
+#define CFG_DEFAULT_BATCH_CONNECTIONS 2
+#define CFG_DEFAULT_BATCH_MAX         256
+#define CFG_DEFAULT_KEY_LOCKS         1024
+#define CFG_DEFAULT_STACK_SIZE        (256u * 1024)
+#define CFG_DEFAULT_ITEM_SIZE_MAX     (1024u * 1024)
 /* client_max_buffer: derived as this many item_size_max; at least
  * CFG_CLIENT_BUFFER_MIN_ITEMS of them (a largest set in, a largest value
  * out) and CFG_CLIENT_BUFFER_FLOOR (a longest get line, 1 MiB, and the

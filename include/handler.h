@@ -120,6 +120,15 @@ void handler_rebind(struct handler *h, const struct cfg_addr *addr,
 /* Release the replies of the finished batch; shrink idle buffers. */
 void handler_done(struct handler *h);
 
+struct batch;
+
+/* Carry this handler's requests on server's shared connections of b (a
+ * batched pool's, batch.h) instead of a socket of its own, or again on
+ * its own socket when b is NULL. Only between batches. ST_OK or
+ * ST_NOMEM (the handler is unchanged). */
+enum status handler_set_batch(struct handler *h, struct batch *b,
+                              size_t server) WUR;
+
 /* Close the socket (it reopens on the next use). */
 void handler_close(struct handler *h);
 

@@ -34,12 +34,17 @@
 #include "ring.h"
 
 /* One pool of a config snapshot, shared by every connection. */
+struct batch;
+
 struct route_pool {
     const struct cfg_pool *pool; /* ref: in the snapshot's config */
     const struct ring *ring;     /* ref: owned by the snapshot */
     struct health *health;       /* ref: owned by the snapshot */
     struct conn_ctx *tls;        /* owned by the snapshot; NULL: plain */
     size_t mbase;                /* metrics index of server 0 */
+    struct batch *batch; /* owned by the snapshot: the shared connections
+                            of a batched pool (batch.h); NULL: a socket
+                            per connection thread */
 };
 
 struct route_table;

@@ -100,6 +100,9 @@ static enum status set_later(struct loader *, yaml_node_t *,
                              const struct command *, void *, const char *);
 static enum status set_chunked(struct loader *, yaml_node_t *,
                                const struct command *, void *, const char *);
+static enum status set_backend_mode(struct loader *, yaml_node_t *,
+                                    const struct command *, void *,
+                                    const char *);
 
 #define CFG_OFF(f) offsetof(struct config, f)
 
@@ -126,6 +129,15 @@ static const struct command chunked_commands[] = {
     {NULL, NULL, 0, 0, 0, NULL},
 };
 
+/* Keys of a pool's backend: mapping (batch.h); the base is a struct
+ * cfg_pool. */
+static const struct command backend_commands[] = {
+    {"mode", set_backend_mode, POOL_OFF(batched), 0, 0, NULL},
+    {"connections", set_u32, POOL_OFF(connections), 1, 64, NULL},
+    {"batch_max", set_u32, POOL_OFF(batch_max), 1, 65536, NULL},
+    {NULL, NULL, 0, 0, 0, NULL},
+};
+
 /* Keys of a pool (pool:, l1:, l2:, pools.NAME); the base is a struct
  * cfg_pool. */
 static const struct command pool_commands[] = {
@@ -138,6 +150,7 @@ static const struct command pool_commands[] = {
     {"hash_tag", set_hash_tag, POOL_OFF(hash_tag), 0, 0, NULL},
     {"tls", set_later, POOL_OFF(tls), 0, 0, NULL},
     {"chunked", set_chunked, POOL_OFF(chunk_size), 0, 0, chunked_commands},
+    {"backend", set_map, 0, 0, 0, backend_commands},
     {NULL, NULL, 0, 0, 0, NULL},
 };
 
@@ -563,6 +576,24 @@ set_map(struct loader *ld, yaml_node_t *val, const struct command *cmd,
         void *base, const char *path)
 {
     return walk_mapping(ld, val, cmd->sub, base, path, NULL);
+}
+
+static const char *const backend_mode_names[] = {"per_connection", "batched",
+                                                 NULL};
+
+/* backend.mode: per_connection (the default) or batched. */
+static enum status
+set_backend_mode(struct loader *ld, yaml_node_t *val, const struct command *cmd,
+                 void *base, const char *path)
+{
+    int i = 0;
+
+    if (set_word(ld, val, path, backend_mode_names, "a backend mode", &i) !=
+        ST_OK) {
+        return ST_ERROR;
+    }
+    *(bool *)(void *)((char *)base + cmd->offset) = i == 1;
+    return ST_OK;
 }
 
 /* chunked: true (CHUNK_SIZE_DEFAULT), false (0: not chunked) or a mapping
@@ -1500,6 +1531,8 @@ pool_defaults(struct cfg_pool *pool)
     pool->hash = CFG_HASH_DEFAULT;
     pool->failure_limit = CFG_DEFAULT_FAILURE_LIMIT;
     pool->retry_timeout_ms = CFG_DEFAULT_RETRY_MS;
+    pool->connections = CFG_DEFAULT_BATCH_CONNECTIONS;
+    pool->batch_max = CFG_DEFAULT_BATCH_MAX;
     pool->eject_rehash = false;
 }
 
@@ -2455,6 +2488,8 @@ print_scalar(FILE *f, const struct command *cmd, const void *base)
         fputs(bool_names[*(const bool *)p], f);
     } else if (cmd->set == set_hash_tag) {
         print_quoted(f, p);
+    } else if (cmd->set == set_backend_mode) {
+        fputs(backend_mode_names[*(const bool *)p ? 1 : 0], f);
     } else {
         return false;
     }
@@ -2536,6 +2571,22 @@ print_chunked(FILE *f, const struct command *cmd, const struct cfg_pool *pool,
     }
 }
 
+/* backend: of a pool, at indent; nothing for the default mode. */
+static void
+print_backend(FILE *f, const struct command *cmd, const struct cfg_pool *pool,
+              int indent)
+{
+    if (!pool->batched) {
+        return;
+    }
+    fprintf(f, "%*s%s:\n", indent, "", cmd->name);
+    for (const struct command *c = cmd->sub; c->name != NULL; c++) {
+        fprintf(f, "%*s%s: ", indent + 2, "", c->name);
+        (void)print_scalar(f, c, pool);
+        fputc('\n', f);
+    }
+}
+
 /* A pool's keys (pool_commands) at indent. */
 static void
 print_pool(FILE *f, const struct cfg_pool *pool, int indent)
@@ -2555,6 +2606,8 @@ print_pool(FILE *f, const struct cfg_pool *pool, int indent)
             print_tls(f, &pool->tls, false, indent);
         } else if (cmd->set == set_chunked) {
             print_chunked(f, cmd, pool, indent);
+        } else if (cmd->set == set_map) { /* backend */
+            print_backend(f, cmd, pool, indent);
         } else if (cmd->set != set_hash_tag || pool->hash_tag[0] != '\0') {
             fprintf(f, "%*s%s: ", indent, "", cmd->name);
             (void)print_scalar(f, cmd, pool);

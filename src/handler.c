@@ -14,6 +14,12 @@
  * be taken for the answer to a later request. out is empty whenever
  * handler_flush has returned: no reference it held outlives the flush.
  *
+ * Batched (handler_set_batch): a shared connection's I/O thread appends
+ * the replies to rbuf between handler_flush and the next settle(). This
+ * thread touches rbuf only after settle(), and close, done and destroy
+ * settle first, so the I/O thread never writes into a handler that
+ * closed, moved on or was freed.
+ *
  * New connections to one server pass health's connect gate
  * (health_gate_enter): a place is taken before connect(2) and given back
  * at the first answered batch or when the socket closes. A thread waits
@@ -32,6 +38,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "batch.h"
 #include "buf.h"
 #include "conn.h"
 #include "health.h"
@@ -79,8 +86,12 @@ struct handler {
     size_t npend; /* queued replies */
     size_t nrecv; /* replies answered (decoded or failed) */
     size_t cap;
-    int outcome; /* see handler_take_outcome */
-    bool gated;  /* holds a place in health's connect gate of idx */
+    int outcome;             /* see handler_take_outcome */
+    bool gated;              /* holds a place in health's connect gate of idx */
+    struct batch_waiter *bw; /* batched pool: its shared connection
+                                carries the bytes; NULL: own socket */
+    size_t nsent;            /* batched: pend slots submitted */
+    enum res_fail bfail;     /* batched: the failure the last wait saw */
 };
 
 /* Take a place in the connect gate of h's server by deadline
@@ -98,6 +109,21 @@ gate_leave(struct handler *h)
     if (h->gated) {
         h->gated = false;
         health_gate_leave(h->idx);
+    }
+}
+
+/* Batched: wait until the I/O thread is done with every batch submitted,
+ * so that it never writes into rbuf again before the next submit; keep
+ * the failure it saw for read_more. Only then may this thread touch
+ * rbuf. */
+static void
+settle(struct handler *h)
+{
+    enum res_fail why = FAIL_NONE;
+
+    if (h->bw != NULL && batch_wait(h->bw, &why) == ST_ERROR &&
+        h->bfail == FAIL_NONE) {
+        h->bfail = why;
     }
 }
 
@@ -128,6 +154,7 @@ handler_destroy(struct handler *h)
         return;
     }
     handler_close(h);
+    batch_waiter_destroy(h->bw);
     outq_free(&h->out);
     buf_free(&h->rbuf);
     free(h->pend);
@@ -137,6 +164,13 @@ handler_destroy(struct handler *h)
 void
 handler_close(struct handler *h)
 {
+    if (h->bw != NULL) {
+        settle(h);
+        h->bfail = FAIL_NONE;
+        if (h->rbuf.start != NULL) {
+            h->rbuf.last = h->rbuf.start + h->parsed; /* came unasked */
+        }
+    }
     if (h->c.fd >= 0) {
         conn_close(&h->c);
         metrics_server_socket_close(h->idx);
@@ -203,6 +237,7 @@ handler_queue(struct handler *h, const struct request *req,
 static void
 fail_pending(struct handler *h, enum res_fail why)
 {
+    settle(h); /* the I/O thread must be done with rbuf first */
     h->outcome = why == FAIL_OUT_OF_MEMORY ? 0 : -1;
     if (why != FAIL_OUT_OF_MEMORY) {
         metrics_server_error(h->idx);
@@ -216,7 +251,7 @@ fail_pending(struct handler *h, enum res_fail why)
             res_set_fail(h->pend[i].res, why);
         }
     }
-    h->nrecv = h->npend;
+    h->nrecv = h->nsent = h->npend;
     outq_reset(&h->out);
     if (h->rbuf.start != NULL) {
         h->rbuf.last = h->rbuf.start + h->parsed; /* drop unparsed bytes */
@@ -359,6 +394,16 @@ write_out(struct handler *h, enum res_fail *why)
     return ST_OK;
 }
 
+/* batch_frame_fn: the frame of pend slot nsent + i. */
+static void
+pend_frame(void *ctx, size_t i, struct batch_frame *f)
+{
+    const struct handler *h = ctx;
+    const struct pend *p = &h->pend[h->nsent + i];
+
+    batch_frame_set(f, p->cmd, p->rflags, p->args, p->nargs);
+}
+
 void
 handler_flush(struct handler *h)
 {
@@ -369,6 +414,16 @@ handler_flush(struct handler *h)
         return;
     }
     h->sent_ns = util_now_ns();
+    if (h->bw != NULL) { /* batched: the shared connection sends it */
+        if (batch_submit(h->bw, &h->out, h->npend - h->nsent, pend_frame, h,
+                         &h->rbuf) != ST_OK) {
+            fail_pending(h, FAIL_OUT_OF_MEMORY);
+            return;
+        }
+        h->nsent = h->npend;
+        outq_reset(&h->out); /* copied: the values referenced may go */
+        return;
+    }
     if (h->c.fd < 0 && (st = handler_connect(h)) != ST_OK) {
         fail_pending(h, st == ST_TIMEOUT || st == ST_AGAIN
                             ? FAIL_BACKEND_TIMEOUT
@@ -393,6 +448,12 @@ read_more(struct handler *h, size_t need, uint64_t deadline, enum res_fail *why)
     size_t want = need > buf_len(&h->rbuf) ? need - buf_len(&h->rbuf) : 0;
     ssize_t n;
 
+    if (h->bw != NULL) { /* batched: handler_recv waited for it all; short
+                            and no failure: framed whole, decoded short */
+        *why = h->bfail != FAIL_NONE ? h->bfail : FAIL_BACKEND_ERROR;
+        h->bfail = FAIL_NONE;
+        return ST_ERROR;
+    }
     if (buf_reserve(&h->rbuf, MAX(want, HANDLER_READ_MIN)) != ST_OK) {
         *why = FAIL_OUT_OF_MEMORY;
         return ST_NOMEM;
@@ -492,6 +553,7 @@ handler_recv(struct handler *h, size_t limit, bool first)
     while (wait < h->npend && h->pend[wait].res == NULL) {
         wait++; /* the reply somebody waits for, after replies to drop */
     }
+    settle(h); /* batched: every reply is in rbuf now, or bfail says why */
     while (h->nrecv < h->npend) {
         bool must = first && h->nrecv <= wait; /* the client waits on it */
         size_t need = 0;
@@ -573,6 +635,7 @@ handler_release(struct handler *h, const struct response *lo,
     memmove(h->pend, h->pend + n, (h->npend - n) * sizeof(*h->pend));
     h->npend -= n;
     h->nrecv -= n;
+    h->nsent -= MIN(n, h->nsent);
     for (size_t i = 0; i < h->nrecv; i++) {
         struct pend *p = &h->pend[i];
 
@@ -634,10 +697,12 @@ handler_rebind(struct handler *h, const struct cfg_addr *addr,
 void
 handler_done(struct handler *h)
 {
+    settle(h);
+    h->bfail = FAIL_NONE;
     if (h->nrecv < h->npend) {
         handler_close(h); /* abandoned mid-batch: its replies are unread */
     }
-    h->npend = h->nrecv = 0;
+    h->npend = h->nrecv = h->nsent = 0;
     h->parsed = 0;
     h->rbuf.pos = h->rbuf.last = h->rbuf.start;
     buf_shrink(&h->rbuf);
@@ -647,4 +712,23 @@ handler_done(struct handler *h)
         outq_free(&h->out);
         outq_init(&h->out, HANDLER_OUT_INIT);
     }
+}
+
+enum status
+handler_set_batch(struct handler *h, struct batch *b, size_t server)
+{
+    if (b == NULL) {
+        batch_waiter_destroy(h->bw);
+        h->bw = NULL;
+        return ST_OK;
+    }
+    if (h->bw != NULL) {
+        batch_waiter_bind(h->bw, b, server);
+        return ST_OK;
+    }
+    if ((h->bw = batch_waiter_create(b, server)) == NULL) {
+        return ST_NOMEM;
+    }
+    handler_close(h); /* its own socket, if it had one */
+    return ST_OK;
 }

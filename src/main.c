@@ -52,7 +52,7 @@ usage(FILE *f)
         "usage: riven [-c FILE] [-l [tls:]ADDR]... [-b ADDR]... [-m ADDR|off]\n"
         "             [-t] [-T] [-v] [-q] [-V] [-h]\n"
         "             [--orca NAME] [--l2 ADDR]... [--batch-listen ADDR]...\n"
-        "             [--chunked] [--chunk-size N]\n"
+        "             [--chunked] [--chunk-size N] [--batched]\n"
         "             [--tls-cert FILE] [--tls-key FILE] [--tls-ca FILE]\n"
         "             [--tls-verify MODE]\n"
         "  -c FILE  load the YAML config FILE (default: built-in)\n"
@@ -68,6 +68,8 @@ usage(FILE *f)
         "bytes\n"
         "                      (unless the file gives a chunk_size)\n"
         "  --chunk-size N      chunk size %u..%u (implies --chunked)\n"
+        "  --batched           reach the pool's servers through shared\n"
+        "                      connections (backend: {mode: batched})\n"
         "  --tls-cert FILE     certificate chain (PEM) of the tls: listeners\n"
         "  --tls-key FILE      its private key (PEM)\n"
         "  --tls-ca FILE       CAs (PEM) that client certificates are checked "
@@ -152,6 +154,7 @@ struct opts {
     const char *orca;    /* --orca */
     bool chunked;        /* --chunked (or --chunk-size) */
     uint32_t chunk_size; /* --chunk-size N, 0 = not given */
+    bool batched;        /* --batched */
     const char *metrics; /* -m ADDR|off, or NULL */
     bool test;
     bool print; /* -T */
@@ -205,6 +208,7 @@ enum {
     OPT_TLS_VERIFY,
     OPT_CHUNKED,
     OPT_CHUNK_SIZE,
+    OPT_BATCHED,
 };
 
 /* --chunk-size N: CHUNK_SIZE_MIN..CHUNK_SIZE_MAX; implies --chunked. */
@@ -297,6 +301,7 @@ parse_args(int argc, char **argv, struct opts *o)
         {"tls-verify", required_argument, NULL, OPT_TLS_VERIFY},
         {"chunked", no_argument, NULL, OPT_CHUNKED},
         {"chunk-size", required_argument, NULL, OPT_CHUNK_SIZE},
+        {"batched", no_argument, NULL, OPT_BATCHED},
         {"help", no_argument, NULL, 'h'},
         {"version", no_argument, NULL, 'V'},
         {"print-config", no_argument, NULL, 'T'},
@@ -337,6 +342,9 @@ parse_args(int argc, char **argv, struct opts *o)
             break;
         case OPT_CHUNK_SIZE:
             set_chunk_size(o, optarg);
+            break;
+        case OPT_BATCHED:
+            o->batched = true;
             break;
         case 't':
             o->test = true;
@@ -402,8 +410,17 @@ apply_opts(struct config *cfg, const struct opts *o, char *err, size_t errlen)
                  o->chunk_size > 0 ? "--chunk-size" : "--chunked");
         return ST_ERROR;
     }
+    if (o->batched && cfg->nroutes > 0) {
+        snprintf(err, errlen,
+                 "--batched does not apply with routes: (set "
+                 "backend: {mode: batched} in pools:)");
+        return ST_ERROR;
+    }
     if (check_tls_files(o, err, errlen) != ST_OK) {
         return ST_ERROR;
+    }
+    if (o->batched) {
+        cfg->pool.batched = true;
     }
     if (o->chunk_size > 0) {
         cfg->pool.chunk_size = o->chunk_size;

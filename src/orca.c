@@ -134,6 +134,10 @@ adopt(struct layer *ly, struct layer *prev, const struct config *cfg)
             prev->h[j] = NULL;
             handler_rebind(ly->h[i], &s->addr, ly->env->tls, ly->env->mbase + i,
                            cfg->connect_timeout_ms, cfg->request_timeout_ms);
+            if (handler_set_batch(ly->h[i], ly->env->batch, i) != ST_OK) {
+                handler_destroy(ly->h[i]); /* made again on first use */
+                ly->h[i] = NULL;
+            }
             break;
         }
     }
@@ -210,6 +214,11 @@ handler_at(struct orca *o, struct layer *ly, size_t i)
         ly->h[i] = handler_create(
             &ly->env->pool->servers[i].addr, ly->env->tls, ly->env->mbase + i,
             o->env->cfg->connect_timeout_ms, o->env->cfg->request_timeout_ms);
+        if (ly->h[i] != NULL && ly->env->batch != NULL &&
+            handler_set_batch(ly->h[i], ly->env->batch, i) != ST_OK) {
+            handler_destroy(ly->h[i]);
+            ly->h[i] = NULL;
+        }
     }
     return ly->h[i];
 }
@@ -2007,9 +2016,9 @@ orca_execute(struct orca *o, struct req_batch *b, size_t limit)
     /* each server's share; half of it, as a read buffer doubles */
     o->limit = MAX(limit / (2 * MAX(L1(o)->nh, 1)), 1);
     if (o->mode != CFG_ORCA_L1ONLY || o->routed ||
-        L1(o)->env->pool->chunk_size > 0) {
+        L1(o)->env->pool->chunk_size > 0 || L1(o)->env->batch != NULL) {
         o->limit = SIZE_MAX; /* the layered phases, routes, chunked rounds
-                                do not pause */
+                                and batched pools do not pause */
     }
     if (o->routed) {
         (void)jobs_reserve(o, b->n); /* short: the segments fail, ENOMEM */

@@ -446,7 +446,7 @@ gets_max(const struct server *s)
     size_t held = (size_t)(s->rbuf.end - s->rbuf.start);
 
     if (orca_mode(s, s->cfg) == CFG_ORCA_L1ONLY && s->cfg->npools == 0 &&
-        s->cfg->pool.chunk_size == 0) {
+        s->cfg->pool.chunk_size == 0 && !s->cfg->pool.batched) {
         return BATCH_MAX_GETS;
     }
     budget = budget > held ? budget - held : 0;

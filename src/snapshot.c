@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "batch.h"
 #include "health.h"
 #include "ring.h"
 #include "route.h"
@@ -18,10 +19,12 @@ static pthread_mutex_t snap_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct snapshot *snap_cur; /* guarded by snap_lock */
 static _Atomic uint64_t snap_gen; /* bumped on each publish */
 
-/* Build one pool's ring and health; mbase numbers its servers for
- * metrics after the pools before it. */
+/* Build one pool's ring and health, and a batched pool's shared
+ * connections (their threads start on first use); mbase numbers its
+ * servers for metrics after the pools before it. */
 static enum status
-pool_env_init(struct route_pool *env, const struct cfg_pool *pool, size_t mbase,
+pool_env_init(struct route_pool *env, const struct cfg_pool *pool,
+              const struct config *cfg, size_t mbase,
               const struct route_pool *prev, char *err, size_t errlen)
 {
     env->pool = pool;
@@ -29,8 +32,20 @@ pool_env_init(struct route_pool *env, const struct cfg_pool *pool, size_t mbase,
     if (pool->nservers == 0) {
         return ST_OK;
     }
+    if (pool->batched && pool->tls.on) {
+        snprintf(err, errlen,
+                 "backend: mode batched does not speak tls: yet; use "
+                 "per_connection for this pool");
+        return ST_ERROR;
+    }
     if (pool->tls.on &&
         (env->tls = conn_ctx_client(&pool->tls, err, errlen)) == NULL) {
+        return ST_ERROR;
+    }
+    if (pool->batched &&
+        (env->batch = batch_create(pool, mbase, cfg->connect_timeout_ms,
+                                   cfg->request_timeout_ms)) == NULL) {
+        snprintf(err, errlen, "out of memory");
         return ST_ERROR;
     }
     env->ring = ring_create(pool, err, errlen);
@@ -130,7 +145,7 @@ routes_init(struct orca_env *e, const struct config *cfg,
     for (size_t i = 0; i < cfg->npools; i++) {
         const struct cfg_named_pool *np = &cfg->pools[i];
 
-        if (pool_env_init(&e->pools[i], &np->pool, mbase,
+        if (pool_env_init(&e->pools[i], &np->pool, cfg, mbase,
                           prev_pool(prev, np->name), err, errlen) != ST_OK) {
             return ST_ERROR;
         }
@@ -185,6 +200,11 @@ snapshot_free(struct snapshot *snap)
 {
     struct orca_env *e = &snap->env;
 
+    batch_destroy(e->l1.batch);
+    batch_destroy(e->l2.batch);
+    for (size_t i = 0; e->pools != NULL && i < e->npools; i++) {
+        batch_destroy(e->pools[i].batch);
+    }
     ring_destroy((struct ring *)e->l1.ring);
     health_destroy(e->l1.health);
     conn_ctx_free(e->l1.tls);
@@ -231,9 +251,10 @@ snapshot_create(struct config *cfg, const struct snapshot *prev, char *err,
         if (routes_init(e, cfg, prev, err, errlen) != ST_OK) {
             goto error;
         }
-    } else if (pool_env_init(&e->l1, &cfg->pool, 0, prev ? &prev->env.l1 : NULL,
-                             err, errlen) != ST_OK ||
-               pool_env_init(&e->l2, &cfg->l2, cfg->pool.nservers,
+    } else if (pool_env_init(&e->l1, &cfg->pool, cfg, 0,
+                             prev ? &prev->env.l1 : NULL, err,
+                             errlen) != ST_OK ||
+               pool_env_init(&e->l2, &cfg->l2, cfg, cfg->pool.nservers,
                              prev ? &prev->env.l2 : NULL, err,
                              errlen) != ST_OK) {
         goto error;

@@ -15,6 +15,8 @@
 #       (tests/bench/chunked.sh, CHUNKED_ROUNDS rounds, default 5)
 #   BENCH_ONLY=bigvals ...: the same for the big-values rows
 #       (tests/bench/bigvals.sh, BIGVALS_ROUNDS rounds, default 3)
+#   BENCH_ONLY=batched ...: the same for the batched backend rows
+#       (tests/bench/batched.sh, BATCHED_ROUNDS rounds, default 3)
 #   BENCH_ONLY=memprobe ...: tests/bench/memprobe.sh (issue 16), to stdout
 #
 # BENCH_DIR holds the relay, idle, pairs, lat, calcify, parse_bench and
@@ -48,7 +50,8 @@ trap cleanup EXIT INT TERM
 ROUTES_ROUNDS=${ROUTES_ROUNDS:-5}
 
 # The sections with their own memcacheds and rivens: routes (issue 13),
-# tls (issue 14), chunked (issue 15) and bigvals (issue 16). section NAME
+# tls (issue 14), chunked (issue 15), bigvals and batched (issue 16).
+# section NAME
 # OUT_MD runs one.
 section() {
     case $1 in
@@ -56,6 +59,7 @@ section() {
     tls) "$(dirname "$0")/tls.sh" "$RIVEN" "$BENCH" "$TLS_ROUNDS" "$2" ;;
     chunked) "$(dirname "$0")/chunked.sh" "$RIVEN" "$BENCH" "$CHUNKED_ROUNDS" "$2" ;;
     bigvals) "$(dirname "$0")/bigvals.sh" "$RIVEN" "$BENCH" "$BIGVALS_ROUNDS" "$2" ;;
+    batched) "$(dirname "$0")/batched.sh" "$RIVEN" "$BATCHED_ROUNDS" "$2" ;;
     esac
 }
 TLS_ROUNDS=${TLS_ROUNDS:-3}
@@ -63,6 +67,7 @@ TLS_ROUNDS=${TLS_ROUNDS:-3}
 # 0.88x ops/s and 1.13x CPU at 100 bytes over 3
 CHUNKED_ROUNDS=${CHUNKED_ROUNDS:-5}
 BIGVALS_ROUNDS=${BIGVALS_ROUNDS:-3}
+BATCHED_ROUNDS=${BATCHED_ROUNDS:-3}
 
 # BENCH_ONLY=memprobe: tests/bench/memprobe.sh, this riven against the
 # relay (CPU at c=64, memory at c=9000), to stdout; RESULTS.md untouched
@@ -70,10 +75,11 @@ if [ "${BENCH_ONLY:-}" = memprobe ]; then
     "$(dirname "$0")/memprobe.sh" "$BENCH" riven="$RIVEN"
     exit $?
 fi
-# BENCH_ONLY=routes, tls, chunked or bigvals: run only that section and
-# put it in place of the one in RESULTS.md, the rest left as it was
-if [ "${BENCH_ONLY:-}" = routes ] || [ "${BENCH_ONLY:-}" = tls ] || [ "${BENCH_ONLY:-}" = chunked ] ||
-    [ "${BENCH_ONLY:-}" = bigvals ]; then
+# BENCH_ONLY=routes, tls, chunked, bigvals or batched: run only that
+# section and put it in place of the one in RESULTS.md, the rest left as
+# it was
+case ${BENCH_ONLY:-} in routes | tls | chunked | bigvals | batched) ONLY=1 ;; *) ONLY=0 ;; esac
+if [ "$ONLY" = 1 ]; then
     section "$BENCH_ONLY" "$TMP/$BENCH_ONLY.md" || exit 1
     python3 - "$OUT" "$TMP/$BENCH_ONLY.md" "$BENCH_ONLY" <<'PY'
 import sys
@@ -95,7 +101,7 @@ PY
     echo "bench: $BENCH_ONLY section replaced in $OUT"
     exit 0
 elif [ -n "${BENCH_ONLY:-}" ]; then
-    echo "bench: BENCH_ONLY=$BENCH_ONLY: only 'routes', 'tls', 'chunked', 'bigvals' and 'memprobe' are known" >&2
+    echo "bench: BENCH_ONLY=$BENCH_ONLY: only 'routes', 'tls', 'chunked', 'bigvals', 'batched' and 'memprobe' are known" >&2
     exit 2
 fi
 
@@ -432,12 +438,13 @@ kill "$IDLE_PID" 2>/dev/null; wait "$IDLE_PID" 2>/dev/null
 for t in $TARGETS; do kill "${PID[$t]}" 2>/dev/null; wait "${PID[$t]}" 2>/dev/null; done
 PARSE=$("$BENCH/parse_bench")
 HIST=$("$BENCH/hist_bench" 2>&1)
-# the routes, TLS, chunked and big-values rows (issues 13 to 16): their
-# own memcacheds and rivens
+# the routes, TLS, chunked, big-values and batched rows (issues 13 to
+# 16): their own memcacheds and rivens
 section routes "$TMP/routes.md" || echo "(routes section failed)" > "$TMP/routes.md"
 section tls "$TMP/tls.md" || echo "(tls section failed)" > "$TMP/tls.md"
 section chunked "$TMP/chunked.md" || echo "(chunked section failed)" > "$TMP/chunked.md"
 section bigvals "$TMP/bigvals.md" || echo "(bigvals section failed)" > "$TMP/bigvals.md"
+section batched "$TMP/batched.md" || echo "(batched section failed)" > "$TMP/batched.md"
 
 # The targets of issue 7, judged on this run's medians.
 VERDICT=""
@@ -574,6 +581,8 @@ VERDICT+=$(check "$IDLE_N idle connections, <= 16 KiB each, no backend socket" "
     cat "$TMP/chunked.md"
     echo
     cat "$TMP/bigvals.md"
+    echo
+    cat "$TMP/batched.md"
     echo
     cat tests/bench/NOTES.md
 } > "$OUT"

@@ -18,7 +18,7 @@ declare -A LAYER=(
     [request]=1 [proto_text]=1 [proto_meta]=1 [proto_binary]=1 [config]=1 [conn]=1
     [chunk]=1 [ring]=1 [hist]=1
     [metrics]=2 [metrics_http]=2
-    [health]=3 [handler]=3 [shadow]=3 [chunked]=3
+    [health]=3 [handler]=3 [batch]=3 [shadow]=3 [chunked]=3
     [route]=4 [orca]=4 [snapshot]=4
     [server]=5
     [listener]=6
@@ -29,7 +29,7 @@ declare -A LAYER=(
 declare -A RANK=()
 r=0
 for mod in util log buf request proto_text proto_meta proto_binary chunk \
-           config conn ring hist metrics metrics_http health handler shadow \
+           config conn ring hist metrics metrics_http health batch handler shadow \
            chunked route orca snapshot server listener main; do
     RANK[$mod]=$r
     r=$((r + 1))

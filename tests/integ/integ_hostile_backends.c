@@ -24,7 +24,9 @@
  * riven is alive after it.
  *
  * Key placement follows libmemcached (ketama), as riven's does. Needs
- * riven: every case is skipped with RIVEN_DIRECT=1.
+ * riven: every case is skipped with RIVEN_DIRECT=1. INTEG_POOL_BACKEND
+ * sets the pool's backend: (run-tests.sh runs it again with "{mode:
+ * batched}", the servers through shared connections).
  */
 #include <errno.h>
 #include <setjmp.h>
@@ -478,6 +480,11 @@ key_on(const char *prefix, int port, char *out, size_t cap)
 static int
 riven_start(void)
 {
+    const char *backend = getenv("INTEG_POOL_BACKEND");
+
+    if (backend == NULL || backend[0] == '\0') {
+        backend = "{mode: per_connection}";
+    }
     for (int attempt = 0; attempt < 5; attempt++) {
         FILE *f = fopen(g.path, "w");
 
@@ -489,8 +496,10 @@ riven_start(void)
                 "listen: [\"127.0.0.1:%d\"]\nlog_level: error\npool:\n"
                 "  servers: [\"127.0.0.1:%d\", \"127.0.0.1:%d\"]\n"
                 "  failure_limit: 1000\n  retry_timeout_ms: 100\n"
+                "  backend: %s\n"
                 "timeouts: {connect_ms: %d, request_ms: %d}\n",
-                g.port, g.mc.port, g.fake.port, REQUEST_MS, REQUEST_MS);
+                g.port, g.mc.port, g.fake.port, backend, REQUEST_MS,
+                REQUEST_MS);
         fclose(f);
         if (harness_riven_start(&g.rv, 0, g.path, g.port, NULL) == 0) {
             return 0;

@@ -576,6 +576,14 @@ harness_memcached_start(struct harness_proc *p, int port,
     return -1;
 }
 
+bool
+harness_batched(void)
+{
+    const char *v = getenv("RIVEN_BATCHED");
+
+    return v != NULL && v[0] != '\0' && strcmp(v, "0") != 0;
+}
+
 int
 harness_riven_start(struct harness_proc *p, int backend_port,
                     const char *config, int listen_port,
@@ -612,6 +620,9 @@ harness_riven_start(struct harness_proc *p, int backend_port,
          * between concurrent test runs */
         argv[n++] = "-m";
         argv[n++] = "off";
+        if (config == NULL && harness_batched()) {
+            argv[n++] = "--batched";
+        }
         if (append_args(argv, &n, 64, extra) != 0) {
             return -1;
         }

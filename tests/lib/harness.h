@@ -49,6 +49,11 @@ int64_t harness_now_us(void);
 /* true when RIVEN_DIRECT is set to a non-empty value other than "0". */
 bool harness_direct(void);
 
+/* true when RIVEN_BATCHED is set (not "" or "0"): harness_riven_start
+ * without a config file adds --batched (the pool through shared backend
+ * connections), so a suite runs against a batched pool. */
+bool harness_batched(void);
+
 /* $RIVEN_BIN or "build/riven". */
 const char *harness_riven_bin(void);
 

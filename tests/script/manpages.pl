@@ -17,7 +17,8 @@ use strict;
 use warnings;
 
 my @values = qw(distribution_names hash_names bool_names orca_names
-                tls_verify_names tls_version_names read_names);
+                tls_verify_names tls_version_names read_names
+                backend_mode_names);
 
 die "usage: $0 CONFIG_C USAGE_TXT RIVEN_8 RIVEN_YML_5\n" unless @ARGV == 4;
 my ($config_c, $usage_txt, $page8, $page5) = @ARGV;

@@ -1042,6 +1042,56 @@ test_chunked(void **state)
     config_unref(cfg);
 }
 
+/* backend: is a pool key: {mode: batched|per_connection, connections: N,
+ * batch_max: N}; per_connection (2 and 256 kept for batched) when absent. */
+static void
+test_backend(void **state)
+{
+    struct config *cfg;
+
+    (void)state;
+    cfg = load_ok("pool: {servers: [127.0.0.1:1]}\n");
+    assert_false(cfg->pool.batched);
+    assert_int_equal(cfg->pool.connections, 2);
+    assert_int_equal(cfg->pool.batch_max, 256);
+    config_unref(cfg);
+    cfg = load_ok("pool:\n  backend:\n    mode: batched\n"
+                  "    connections: 4\n    batch_max: 64\n");
+    assert_true(cfg->pool.batched);
+    assert_int_equal(cfg->pool.connections, 4);
+    assert_int_equal(cfg->pool.batch_max, 64);
+    config_unref(cfg);
+    cfg = load_ok("pool: {backend: {mode: per_connection}}\n");
+    assert_false(cfg->pool.batched);
+    config_unref(cfg);
+    cfg = load_ok("pools:\n"
+                  "  a: {servers: [127.0.0.1:1], backend: {mode: batched}}\n"
+                  "  b: {servers: [127.0.0.1:2]}\n"
+                  "routes: [{default: a}]\n");
+    assert_true(cfg->pools[0].pool.batched);
+    assert_false(cfg->pools[1].pool.batched);
+    config_unref(cfg);
+}
+
+static const struct bad bad_backend_cases[] = {
+    {"pool: {backend: {mode: shared}}\n",
+     "x.yml:1: pool.backend.mode: expected one of per_connection, batched, "
+     "got 'shared'"},
+    {"pool: {backend: {connections: 0}}\n",
+     "x.yml:1: pool.backend.connections: 0 out of range 1..64"},
+    {"pool: {backend: {batch_max: 0}}\n",
+     "x.yml:1: pool.backend.batch_max: 0 out of range 1..65536"},
+    {"pool: {backend: {size: 3}}\n",
+     "x.yml:1: pool.backend: unknown key 'size'"},
+};
+
+static void
+test_bad_backend(void **state)
+{
+    (void)state;
+    check_bad(bad_backend_cases, NELEMS(bad_backend_cases));
+}
+
 #define CHUNKED_FORMS "expected true, false or {chunk_size: N}"
 
 static const struct bad bad_chunked_cases[] = {
@@ -2524,6 +2574,8 @@ main(void)
         cmocka_unit_test(test_routes_prefix_length),
         cmocka_unit_test(test_hash_tag),
         cmocka_unit_test(test_chunked),
+        cmocka_unit_test(test_backend),
+        cmocka_unit_test(test_bad_backend),
         cmocka_unit_test(test_bad_chunked),
         cmocka_unit_test(test_bad_pools),
         cmocka_unit_test(test_bad_routes),

@@ -1,0 +1,91 @@
+/*
+ * batch: shared backend connections for a batched pool (backend: {mode:
+ * batched}), as Rend's batched handler. A pool's batch holds, per
+ * server, `connections` sockets, each with its own I/O thread, started
+ * on first use and stopped with the batch (the config snapshot's).
+ *
+ *   client thread (handler)               I/O thread of one connection
+ *   batch_submit(requests, frames) ─queue─▶  writes many clients' batches
+ *                     (eventfd wake-up)   (up to batch_max requests) in
+ *                                         one send, reads the replies in
+ *                                         order, frames them with
+ *                                         proto_meta's parser and copies
+ *   batch_wait() ◀──condvar── each client's bytes into its read buffer
+ *
+ * A client's handler keeps its own pend slots and decodes its replies
+ * itself (so its O tag checks stay); the I/O thread only frames them.
+ * A shared connection that breaks (reset, close, malformed reply) or
+ * whose oldest batch waits past request_ms from its write fails every
+ * batch it has written: those clients get the failure, never another
+ * client's bytes, and the connection reopens for the next batch.
+ *
+ * Thread-safety: batch_create/batch_destroy belong to the snapshot's
+ * owner; a waiter belongs to one connection thread; the rest is the
+ * batch's own locking.
+ */
+#ifndef RIVEN_BATCH_H
+#define RIVEN_BATCH_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "buf.h"
+#include "config.h"
+#include "request.h"
+
+struct batch;
+struct batch_waiter;
+
+#define BATCH_FRAME_ARGS 24 /* stats arguments kept to frame its reply */
+
+/* What the I/O thread needs to frame one reply: its request's command,
+ * flags and the start of its stats arguments. */
+struct batch_frame {
+    enum req_cmd cmd;
+    uint32_t rflags;
+    uint8_t nargs;
+    char args[BATCH_FRAME_ARGS];
+};
+
+/* Fill *f for a request (args: ref, copied). */
+void batch_frame_set(struct batch_frame *f, enum req_cmd cmd, uint32_t rflags,
+                     const char *args, size_t nargs);
+
+/* Fill frame i (0-based, of the batch being submitted) for ctx. */
+typedef void (*batch_frame_fn)(void *ctx, size_t i, struct batch_frame *f);
+
+/* A pool's shared connections (ref: pool must outlive the batch);
+ * mbase numbers its servers for metrics. No thread starts yet. NULL on
+ * ENOMEM. */
+struct batch *batch_create(const struct cfg_pool *pool, size_t mbase,
+                           uint32_t connect_ms, uint32_t request_ms) WUR;
+/* Stop the I/O threads and close the sockets. No waiter may still be
+ * bound to it. NULL-safe. */
+void batch_destroy(struct batch *b);
+
+/* A waiter bound to one of server's shared connections (picked round
+ * robin). NULL on ENOMEM. */
+struct batch_waiter *batch_waiter_create(struct batch *b, size_t server) WUR;
+/* Wait for what is outstanding, then free. NULL-safe. */
+void batch_waiter_destroy(struct batch_waiter *w);
+/* Bind w (nothing outstanding) to server of b, e.g. a new snapshot's. */
+void batch_waiter_bind(struct batch_waiter *w, struct batch *b, size_t server);
+
+/* Queue the request bytes of q (copied, lines and referenced values
+ * alike: q may be emptied on return) holding n requests, framed by fn,
+ * on w's connection; their replies will be appended to dst (ref: must
+ * stay put until batch_wait returns). Starts the I/O thread on first
+ * use. ST_OK or ST_NOMEM. */
+enum status batch_submit(struct batch_waiter *w, const struct outq *q, size_t n,
+                         batch_frame_fn fn, void *ctx, struct buf *dst) WUR;
+
+/* Block until every submitted batch of w is answered. ST_OK: the reply
+ * bytes are in dst. ST_ERROR: *why says what failed (dst holds the
+ * replies of the batches that succeeded). ST_AGAIN: nothing was
+ * submitted since the last wait. */
+enum status batch_wait(struct batch_waiter *w, enum res_fail *why) WUR;
+
+/* Shared sockets open across all batches (for tests and stats). */
+size_t batch_sockets(void);
+
+#endif /* RIVEN_BATCH_H */
