@@ -35,6 +35,7 @@
 
 struct batch;
 struct batch_waiter;
+struct health;
 
 #define BATCH_FRAME_ARGS 24 /* stats arguments kept to frame its reply */
 
@@ -54,11 +55,13 @@ void batch_frame_set(struct batch_frame *f, enum req_cmd cmd, uint32_t rflags,
 /* Fill frame i (0-based, of the batch being submitted) for ctx. */
 typedef void (*batch_frame_fn)(void *ctx, size_t i, struct batch_frame *f);
 
-/* A pool's shared connections (ref: pool must outlive the batch);
- * mbase numbers its servers for metrics. No thread starts yet. NULL on
- * ENOMEM. */
-struct batch *batch_create(const struct cfg_pool *pool, size_t mbase,
-                           uint32_t connect_ms, uint32_t request_ms) WUR;
+/* A pool's shared connections (ref: pool and health must outlive the
+ * batch; health may be NULL); mbase numbers its servers for metrics. A
+ * broken or timed-out shared connection is one health_failure of its
+ * server. No thread starts yet. NULL on ENOMEM. */
+struct batch *batch_create(const struct cfg_pool *pool, struct health *health,
+                           size_t mbase, uint32_t connect_ms,
+                           uint32_t request_ms) WUR;
 /* Stop the I/O threads and close the sockets. No waiter may still be
  * bound to it. NULL-safe. */
 void batch_destroy(struct batch *b);

@@ -37,6 +37,7 @@
 #include <unistd.h>
 
 #include "conn.h"
+#include "health.h"
 #include "log.h"
 #include "metrics.h"
 #include "proto_meta.h"
@@ -82,6 +83,7 @@ struct bconn {
 
 struct batch {
     const struct cfg_pool *pool; /* ref: the snapshot's config */
+    struct health *health;       /* ref: the pool's, told of failures */
     size_t mbase;
     uint32_t connect_ms;
     uint32_t request_ms;
@@ -140,8 +142,8 @@ grow(void **arr, size_t *cap, size_t n, size_t size)
 }
 
 struct batch *
-batch_create(const struct cfg_pool *pool, size_t mbase, uint32_t connect_ms,
-             uint32_t request_ms)
+batch_create(const struct cfg_pool *pool, struct health *health, size_t mbase,
+             uint32_t connect_ms, uint32_t request_ms)
 {
     struct batch *b = calloc(1, sizeof(*b));
     size_t n;
@@ -150,6 +152,7 @@ batch_create(const struct cfg_pool *pool, size_t mbase, uint32_t connect_ms,
         return NULL;
     }
     b->pool = pool;
+    b->health = health;
     b->mbase = mbase;
     b->connect_ms = connect_ms;
     b->request_ms = request_ms;
@@ -429,10 +432,18 @@ close_socket(struct bconn *c)
     }
 }
 
-/* Fail every job written, empty out and in, close the socket. */
+/* Fail every job written, empty out and in, close the socket. A
+ * failure of the server (not riven's want of memory, not a stop) is one
+ * step toward its ejection, told to health here once, however many
+ * clients' batches it fails: their handlers report nothing for it, as
+ * in per-connection mode one broken exchange is one failure. */
 static void
-fail_all(struct bconn *c, enum res_fail why)
+fail_jobs(struct bconn *c, enum res_fail why, bool stopping)
 {
+    if (!stopping && why != FAIL_OUT_OF_MEMORY && c->jh < c->nj &&
+        c->b->health != NULL) {
+        health_failure(c->b->health, c->server, util_now_ms());
+    }
     for (size_t i = c->jh; i < c->nj; i++) {
         finish(&c->jobs[i], NULL, 0, why);
     }
@@ -443,6 +454,12 @@ fail_all(struct bconn *c, enum res_fail why)
     buf_shrink(&c->out);
     buf_shrink(&c->in);
     close_socket(c);
+}
+
+static void
+fail_all(struct bconn *c, enum res_fail why)
+{
+    fail_jobs(c, why, false);
 }
 
 /* Move queued jobs (at most batch_max requests, at least one job) to
@@ -788,7 +805,7 @@ io_main(void *arg)
         }
         io_round(c);
     }
-    fail_all(c, FAIL_BACKEND_UNAVAILABLE);
+    fail_jobs(c, FAIL_BACKEND_UNAVAILABLE, true);
     fail_queued(c);
     return NULL;
 }

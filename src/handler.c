@@ -92,6 +92,8 @@ struct handler {
                                 carries the bytes; NULL: own socket */
     size_t nsent;            /* batched: pend slots submitted */
     enum res_fail bfail;     /* batched: the failure the last wait saw */
+    bool shared_fail;        /* batched: the failure is the shared
+                                connection's, told to health by it */
 };
 
 /* Take a place in the connect gate of h's server by deadline
@@ -233,12 +235,14 @@ handler_queue(struct handler *h, const struct request *req,
 
 /* Answer every reply still outstanding with riven's SERVER_ERROR for
  * why, and close. Riven's own want of memory is not the server's fault:
- * no step toward ejection. */
+ * no step toward ejection; nor is a shared connection's failure, which
+ * its I/O thread counted once for all the clients it failed. */
 static void
 fail_pending(struct handler *h, enum res_fail why)
 {
     settle(h); /* the I/O thread must be done with rbuf first */
-    h->outcome = why == FAIL_OUT_OF_MEMORY ? 0 : -1;
+    h->outcome = why == FAIL_OUT_OF_MEMORY || h->shared_fail ? 0 : -1;
+    h->shared_fail = false;
     if (why != FAIL_OUT_OF_MEMORY) {
         metrics_server_error(h->idx);
     }
@@ -451,6 +455,7 @@ read_more(struct handler *h, size_t need, uint64_t deadline, enum res_fail *why)
     if (h->bw != NULL) { /* batched: handler_recv waited for it all; short
                             and no failure: framed whole, decoded short */
         *why = h->bfail != FAIL_NONE ? h->bfail : FAIL_BACKEND_ERROR;
+        h->shared_fail = h->bfail != FAIL_NONE;
         h->bfail = FAIL_NONE;
         return ST_ERROR;
     }
@@ -578,8 +583,8 @@ handler_recv(struct handler *h, size_t limit, bool first)
         if (!must && need > limit) {
             break; /* the next reply would not fit: paused before it */
         }
-        if (util_now_ms() >= deadline) {
-            why = FAIL_BACKEND_TIMEOUT;
+        if (h->bw == NULL && util_now_ms() >= deadline) {
+            why = FAIL_BACKEND_TIMEOUT; /* batched: the I/O thread's */
             break;
         }
         if (read_more(h, need, deadline, &why) != ST_OK) {

@@ -42,18 +42,18 @@ pool_env_init(struct route_pool *env, const struct cfg_pool *pool,
         (env->tls = conn_ctx_client(&pool->tls, err, errlen)) == NULL) {
         return ST_ERROR;
     }
-    if (pool->batched &&
-        (env->batch = batch_create(pool, mbase, cfg->connect_timeout_ms,
-                                   cfg->request_timeout_ms)) == NULL) {
-        snprintf(err, errlen, "out of memory");
-        return ST_ERROR;
-    }
     env->ring = ring_create(pool, err, errlen);
     env->health = health_create(pool, mbase, prev ? prev->health : NULL);
     if (env->ring == NULL || env->health == NULL) {
         if (env->ring != NULL) {
             snprintf(err, errlen, "out of memory");
         }
+        return ST_ERROR;
+    }
+    if (pool->batched && (env->batch = batch_create(
+                              pool, env->health, mbase, cfg->connect_timeout_ms,
+                              cfg->request_timeout_ms)) == NULL) {
+        snprintf(err, errlen, "out of memory");
         return ST_ERROR;
     }
     return ST_OK;

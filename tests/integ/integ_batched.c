@@ -6,8 +6,9 @@
  * backend under 200 clients (each gets SERVER_ERROR for its own
  * requests, never another client's reply, and service resumes after a
  * restart), a client that stops reading beside busy ones, riven's fd
- * count with 1000 clients, an l1l2 orca over a batched L1, and reloads
- * under load between batched and per-connection modes.
+ * count with 1000 clients, an l1l2 orca over a batched L1, reloads
+ * under load between batched and per-connection modes, and one stalled
+ * shared connection counted as one failure of its server.
  */
 #include <setjmp.h>
 #include <signal.h>
@@ -60,17 +61,42 @@ teardown(void **state)
     return 0;
 }
 
-static char addr2[32], addr3[32];
-
-/* riven --batched over the three memcacheds. */
+/* Write riven's config to path: listen on lp, the three memcacheds as
+ * the pool, its backend: as given. */
 static void
-start_three(const char *extra)
+write_conf(const char *path, int lp, const char *backend)
 {
-    const char *args[] = {"-b", addr2, "-b", addr3, "--batched", extra, NULL};
+    char tmp[96];
+    FILE *f;
 
-    snprintf(addr2, sizeof(addr2), "127.0.0.1:%d", mc[1].port);
-    snprintf(addr3, sizeof(addr3), "127.0.0.1:%d", mc[2].port);
-    start_riven(args);
+    snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+    f = fopen(tmp, "w");
+    assert_non_null(f);
+    fprintf(f,
+            "listen: [\"127.0.0.1:%d\"]\nmetrics: {listen: off}\n"
+            "pool:\n  servers: [\"127.0.0.1:%d\", \"127.0.0.1:%d\", "
+            "\"127.0.0.1:%d\"]\n  backend: %s\n"
+            /* these tests count errors, not time: a loaded machine's
+             * stall of a second must not fail a request */
+            "timeouts: {request_ms: 10000}\n",
+            lp, mc[0].port, mc[1].port, mc[2].port, backend);
+    fclose(f);
+    assert_int_equal(rename(tmp, path), 0); /* atomic for the reader */
+}
+
+static char three_path[64];
+
+/* riven, batched, over the three memcacheds. */
+static void
+start_three(void)
+{
+    int port = harness_free_port();
+
+    snprintf(three_path, sizeof(three_path), "/tmp/riven-batched-3-%d.yml",
+             (int)getpid());
+    write_conf(three_path, port, "{mode: batched}");
+    assert_int_equal(harness_riven_start(&rv, 0, three_path, port, NULL), 0);
+    unlink(three_path); /* read at start; no reload here */
 }
 
 static void
@@ -147,7 +173,7 @@ test_pipeline_three(void **state)
 
     (void)state;
     assert_non_null(req);
-    start_three(NULL);
+    start_three();
     c = harness_conn_open(rv.port, T_MS);
     assert_non_null(c);
     memcpy(line, "get ", 4);
@@ -364,7 +390,7 @@ test_200_own_values(void **state)
     struct wk *w = calloc((size_t)n, sizeof(*w));
 
     (void)state;
-    start_three(NULL);
+    start_three();
     run_workers(w, n, 2000, NULL);
     printf(
         "    %d clients: %ld rounds ok, %ld failed, %ld foreign, %ld other\n",
@@ -511,7 +537,7 @@ test_fd_count(void **state)
     long before, after;
 
     (void)state;
-    start_three(NULL);
+    start_three();
     before = harness_proc_fds(rv.pid);
     for (int i = 0; i < n; i++) {
         char k[64];
@@ -536,23 +562,6 @@ test_fd_count(void **state)
 }
 
 /* A config file over the three memcacheds, listening on lp. */
-static void
-write_conf(const char *path, int lp, const char *backend)
-{
-    char tmp[96];
-    FILE *f;
-
-    snprintf(tmp, sizeof(tmp), "%s.tmp", path);
-    f = fopen(tmp, "w");
-    assert_non_null(f);
-    fprintf(f,
-            "listen: [\"127.0.0.1:%d\"]\nmetrics: {listen: off}\n"
-            "pool:\n  servers: [\"127.0.0.1:%d\", \"127.0.0.1:%d\", "
-            "\"127.0.0.1:%d\"]\n  backend: %s\n",
-            lp, mc[0].port, mc[1].port, mc[2].port, backend);
-    fclose(f);
-    assert_int_equal(rename(tmp, path), 0); /* atomic for the reader */
-}
 
 static const char *const reload_modes[] = {
     "{mode: batched, connections: 2}",
@@ -626,6 +635,61 @@ test_reload(void **state)
     free(w);
 }
 
+/* One stall of a shared connection is one failure of its server, however
+ * many clients' requests it fails: 8 clients' gets on one connection to a
+ * stopped memcached each time out, and the server, with failure_limit 3,
+ * is not ejected (counted per client, 8 failures would have ejected it
+ * for a minute). The gets stall at most twice: the first alone, the
+ * others written together after it failed, as none is written while the
+ * connection waits for a reply. */
+static void
+test_one_stall_one_failure(void **state)
+{
+    char path[64];
+    struct harness_conn *c[8], *d;
+    int port = harness_free_port();
+    FILE *f;
+
+    (void)state;
+    snprintf(path, sizeof(path), "/tmp/riven-batched-stall-%d.yml",
+             (int)getpid());
+    f = fopen(path, "w");
+    assert_non_null(f);
+    fprintf(f,
+            "listen: [\"127.0.0.1:%d\"]\nmetrics: {listen: off}\n"
+            "timeouts: {request_ms: 1000}\n"
+            "pool:\n  servers: [\"127.0.0.1:%d\"]\n"
+            "  backend: {mode: batched, connections: 1}\n"
+            "  failure_limit: 3\n  retry_timeout_ms: 60000\n",
+            port, mc[0].port);
+    fclose(f);
+    assert_int_equal(harness_riven_start(&rv, 0, path, port, NULL), 0);
+    d = harness_conn_open(rv.port, T_MS);
+    assert_non_null(d);
+    assert_true(harness_roundtrip(d, "set st:1 0 0 2\r\nok\r\n", "STORED\r\n"));
+    for (int i = 0; i < 8; i++) {
+        c[i] = harness_conn_open(rv.port, T_MS);
+        assert_non_null(c[i]);
+    }
+    assert_int_equal(harness_proc_signal(&mc[0], SIGSTOP), 0);
+    for (int i = 0; i < 8; i++) {
+        assert_int_equal(harness_sends(c[i], "get st:1\r\n"), 0);
+    }
+    for (int i = 0; i < 8; i++) {
+        assert_true(harness_expect(c[i], "SERVER_ERROR backend timeout\r\n"));
+        harness_conn_close(c[i]);
+    }
+    assert_int_equal(harness_proc_signal(&mc[0], SIGCONT), 0);
+    /* not ejected: the next get reaches memcached */
+    assert_true(harness_roundtrip(d, "get st:1\r\n",
+                                  "VALUE st:1 0 2\r\nok\r\nEND\r\n"));
+    printf("    8 clients timed out on one shared connection; the server "
+           "stayed in the pool\n");
+    harness_conn_close(d);
+    harness_proc_stop(&rv, T_MS);
+    unlink(path);
+}
+
 static void
 test_l1l2(void **state)
 {
@@ -670,9 +734,13 @@ main(void)
         cmocka_unit_test(test_stalled_reader),
         cmocka_unit_test(test_fd_count),
         cmocka_unit_test(test_l1l2),
+        cmocka_unit_test(test_one_stall_one_failure),
         cmocka_unit_test(test_reload),
     };
 
     signal(SIGPIPE, SIG_IGN);
+    if (getenv("INTEG_BATCHED_ONLY") != NULL) { /* one case, to debug it */
+        cmocka_set_test_filter(getenv("INTEG_BATCHED_ONLY"));
+    }
     return cmocka_run_group_tests(tests, setup, teardown);
 }
