@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Run riven's tests: every test_* (unit) then integ_* (integration) binary
-# in $TEST_DIR (then integ_hostile_backends and a few suites run from
-# flags again against a batched pool: INTEG_POOL_BACKEND, RIVEN_BATCHED),
+# in $TEST_DIR (then integ_hostile_backends, integ_pool and a few suites
+# run from flags again against a batched pool: INTEG_POOL_BACKEND,
+# RIVEN_BATCHED),
 # then the script tests
 # tests/script/test_*.sh (checks of the sources and of the riven binary)
 # and tests/integ/integ_*.sh (which
@@ -351,13 +352,16 @@ for bin in "$TEST_DIR"/test_* "$TEST_DIR"/integ_*; do
 done
 # suites again against a batched pool (issue 16): the hostile-backend one
 # (a misbehaving server breaks a shared connection, never another's
-# reply) and those whose riven runs from flags (RIVEN_BATCHED: --batched).
+# reply) and the pool one (placement, a killed, stopped or garbage-talking
+# server, reload, eject_rehash), whose rivens run from a file
+# (INTEG_POOL_BACKEND), and those whose riven runs from flags
+# (RIVEN_BATCHED: --batched).
 # Not integ_pipeline: its syscall bound is per-connection's, as a batched
 # pool splits a pipeline's gets at the reply budget.
-if [ -x "$TEST_DIR/integ_hostile_backends" ]; then
-    INTEG_POOL_BACKEND="{mode: batched}" run_binary \
-        "$TEST_DIR/integ_hostile_backends" integ_hostile_backends-batched
-fi
+for t in integ_hostile_backends integ_pool; do # their riven runs from a file
+    [ -x "$TEST_DIR/$t" ] || continue
+    INTEG_POOL_BACKEND="{mode: batched}" run_binary "$TEST_DIR/$t" "$t-batched"
+done
 for t in integ_diff integ_diff_proto integ_binary integ_client integ_backend \
     integ_health integ_limits integ_l1l2; do
     [ -x "$TEST_DIR/$t" ] || continue

@@ -115,6 +115,62 @@ for c in 64 1000; do
     done
 done
 
+# Many clients (issue 16, Done when 2 and 3): fresh rivens, so that idle
+# RSS is that of a riven that never had a client. Per-connection and
+# batched riven at c=9000 (RSS per busy connection: peak RSS less idle RSS,
+# per connection), then batched riven at C_MANY (19000, or what this box's
+# open-file limit and pid_max allow): memaslap -T 1 -x 10 ops a connection.
+# The per-connection ceiling is what 2 fds a busy client leave under the
+# limit (a client socket and a backend socket).
+PID_MAX=$(cat /proc/sys/kernel/pid_max 2>/dev/null || echo 32768)
+C_MANY=19000
+LIM=$((NOFILE - 500))
+[ "$C_MANY" -gt "$LIM" ] && { echo "bench: batched: open-file limit $NOFILE: c=$C_MANY scaled to $LIM"; C_MANY=$LIM; }
+LIM=$((PID_MAX - $(ls /proc | grep -c '^[0-9]') - 3000))
+[ "$C_MANY" -gt "$LIM" ] && { echo "bench: batched: pid_max $PID_MAX: c=$C_MANY scaled to $LIM threads"; C_MANY=$LIM; }
+C_MEM=9000
+[ "$C_MEM" -gt $(((NOFILE - 200) / 2)) ] && { C_MEM=$(((NOFILE - 200) / 2)); echo "bench: batched: memory run scaled to c=$C_MEM"; }
+PC_CEIL=$(((NOFILE - 64) / 2))
+echo "bench: batched: many clients: c=$C_MEM (memory), c=$C_MANY (batched), per-connection ceiling $PC_CEIL (open-file limit $NOFILE, pid_max $PID_MAX)"
+
+# mrun PID PORT C -> "tps cmds_per_op fds_peak rss_peak_kb errors misses"
+mrun() {
+    local pid=$1 port=$2 c=$3 log=$TMP/many.log k0 k1 sampler
+    k0=$(mc_cmds 127.0.0.1:"$MC_PORT")
+    ( while :; do echo "$(fds "$pid") $(rss_kb "$pid")"; sleep 0.2; done ) > "$TMP/msamp" &
+    sampler=$!
+    timeout 600 memcaslap -s 127.0.0.1:"$port" -T 1 -c "$c" -x $((c * 10)) > "$log" 2>&1
+    kill "$sampler" 2>/dev/null; wait "$sampler" 2>/dev/null
+    k1=$(mc_cmds 127.0.0.1:"$MC_PORT")
+    awk -v k="$((k1 - k0))" -v fd="$(awk '{print $1}' "$TMP/msamp" | sort -n | tail -1)" \
+        -v rss="$(awk '{print $2}' "$TMP/msamp" | sort -n | tail -1)" '
+        /^Run time/ { for (i = 1; i <= NF; i++) { if ($i == "TPS:") tps = $(i+1); if ($i == "Ops:") ops = $(i+1) } }
+        /get_misses/ { miss = $2 }
+        /ERROR|[Ee]rror|failed/ { err++ }
+        END { printf "%d %.2f %d %d %d %d\n", tps, ops ? k / ops : 0, fd + 0, rss + 0, err + 0, miss + 0 }' "$log"
+}
+
+declare -A MPORT MPID IDLE
+MPORT[riven]=$(free_port)
+"$RIVEN" -q -l 127.0.0.1:"${MPORT[riven]}" -b 127.0.0.1:"$MC_PORT" -m off &
+MPID[riven]=$!; PIDS+=("${MPID[riven]}")
+MPORT[riven-batched]=$(free_port)
+"$RIVEN" -q -l 127.0.0.1:"${MPORT[riven-batched]}" -b 127.0.0.1:"$MC_PORT" -m off --batched &
+MPID[riven-batched]=$!; PIDS+=("${MPID[riven-batched]}")
+wait_port "${MPORT[riven]}" && wait_port "${MPORT[riven-batched]}" || exit 1
+for t in riven riven-batched; do IDLE[$t]=$(rss_kb "${MPID[$t]}"); done
+for t in riven riven-batched; do
+    mrun "${MPID[$t]}" "${MPORT[$t]}" "$C_MEM" > "$TMP/m.$t.$C_MEM"
+    read -r -a v < "$TMP/m.$t.$C_MEM"
+    echo "bench: batched: c=$C_MEM $t: ${v[0]} ops/s, cmds/op ${v[1]}, fds ${v[2]}, RSS ${IDLE[$t]} -> ${v[3]} KiB, errors ${v[4]}, misses ${v[5]}"
+done
+mrun "${MPID[riven-batched]}" "${MPORT[riven-batched]}" "$C_MANY" > "$TMP/m.riven-batched.$C_MANY"
+read -r -a v < "$TMP/m.riven-batched.$C_MANY"
+echo "bench: batched: c=$C_MANY riven-batched: ${v[0]} ops/s, cmds/op ${v[1]}, fds ${v[2]}, RSS peak ${v[3]} KiB, errors ${v[4]}, misses ${v[5]}"
+for t in riven riven-batched; do kill "${MPID[$t]}" 2>/dev/null; wait "${MPID[$t]}" 2>/dev/null; done
+# per busy connection, KiB
+kib() { awk -v p="$1" -v i="$2" -v c="$3" 'BEGIN {printf "%.1f", (p - i) / c}'; }
+
 cm() { awk -v k="$2" '{print $k}' "$1" | median; }
 csum() { awk -v k="$2" '{s += $k} END {print s + 0}' "$1"; }
 cmax() { awk -v k="$2" '$k > m {m = $k} END {print m + 0}' "$1"; }
@@ -139,10 +195,22 @@ for f in "$TMP"/b.*; do
 done
 V+=$(check "every request of every run reached memcached (cmds/op 1.00 within 1%) and no run had an error" \
     "see the table's cmds/op and errors columns" "$ok")$'\n'
+read -r -a v < "$TMP/m.riven-batched.$C_MANY"
+ok=0
+[ "${v[4]}" = 0 ] && [ "${v[5]}" = 0 ] && [ "$C_MANY" -ge 19000 ] && awk -v k="${v[1]}" 'BEGIN {exit !(k >= 0.99 && k <= 1.01)}' && ok=1
+V+=$(check "riven --batched holds 19,000 active clients with zero errors and zero misses, every request at memcached" \
+    "c=$C_MANY: ${v[0]} ops/s, ${v[4]} errors, ${v[5]} misses, cmds/op ${v[1]}, riven's fds at the peak ${v[2]} ($(awk -v f="${v[2]}" -v c="$C_MANY" 'BEGIN {printf "%.3f", f / c}') per client); per-connection riven's ceiling: $PC_CEIL busy clients (2 fds each under $NOFILE)" "$ok")$'\n'
+for t in riven riven-batched; do
+    read -r -a v < "$TMP/m.$t.$C_MEM"
+    lim=16; [ "$t" = riven-batched ] && lim=12
+    k=$(kib "${v[3]}" "${IDLE[$t]}" "$C_MEM")
+    ok=$(awk -v k="$k" -v l="$lim" -v e="${v[4]}" 'BEGIN {print (k <= l && e == 0) ? 1 : 0}')
+    V+=$(check "$t: RSS per busy connection at c=$C_MEM <= $lim KiB" "$k KiB ((${v[3]} - ${IDLE[$t]}) KiB / $C_MEM)" "$ok")$'\n'
+done
 
 {
     echo "<!-- batched:begin (tests/bench/batched.sh; BENCH_ONLY=batched tests/bench/run.sh RIVEN BENCH_DIR reruns only this) -->"
-    echo "## Batched backend mode (issue 16, item 1)"
+    echo "## Batched backend mode (issue 16, items 1 to 3)"
     echo
     echo "Run on $(date -u +%Y-%m-%d) (\`BENCH_ONLY=batched\` reruns only this section). $(memcached -V), $(nproc) cores."
     echo "memaslap (\`memcaslap -T 1 -c C -x $OPS -S 3600s\`, 90% gets) through per-connection riven, riven"
@@ -175,6 +243,18 @@ V+=$(check "every request of every run reached memcached (cmds/op 1.00 within 1%
         has twemproxy && tw=$(ratio "$(cm "$b" 1)" "$(cm "$TMP/b.twemproxy.$c" 1)")
         printf "| %s | %s | %s | %s | %s |\n" "$c" "$(ratio "$(cm "$b" 1)" "$(cm "$p" 1)")" \
             "$(ratio "$(cm "$b" 2)" "$(cm "$p" 2)")" "$(ratio "$(cm "$b" 3)" "$(cm "$p" 3)")" "$tw"
+    done
+    echo
+    echo "Many clients: fresh rivens, one run each, memaslap \`-T 1 -c C -x 10C\`. RSS per busy connection: (peak RSS − the riven's RSS before its first client) / C."
+    echo
+    echo "| c | target | ops/s | cmds/op | fds (peak) | fds per client | RSS idle KiB | RSS peak KiB | KiB per busy connection | errors | misses |"
+    echo "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"
+    for f in "$TMP/m.riven.$C_MEM" "$TMP/m.riven-batched.$C_MEM" "$TMP/m.riven-batched.$C_MANY"; do
+        t=${f#"$TMP"/m.}; c=${t##*.}; t=${t%.*}
+        read -r -a v < "$f"
+        kb="-"; [ "$c" = "$C_MEM" ] && kb=$(kib "${v[3]}" "${IDLE[$t]}" "$c")
+        printf "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n" "$c" "$t" "${v[0]}" "${v[1]}" "${v[2]}" \
+            "$(awk -v f="${v[2]}" -v c="$c" 'BEGIN {printf "%.3f", f / c}')" "${IDLE[$t]}" "${v[3]}" "$kb" "${v[4]}" "${v[5]}"
     done
     echo "<!-- batched:end -->"
 } > "$OUT"

@@ -20,6 +20,8 @@
  * in riven and "127.0.0.1", PORT in libmemcached, in the same order.
  * Needs riven: every case is skipped with RIVEN_DIRECT=1. To debug one
  * case: INTEG_POOL_ONLY=test_name, INTEG_POOL_LOG=debug (riven's log_level).
+ * INTEG_POOL_BACKEND sets the pool's backend: (run-tests.sh runs the suite
+ * again with {mode: batched}).
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -80,6 +82,7 @@ conf_write(const char *path, const struct pool_conf *pc)
 {
     char tmp[80];
     const char *level = getenv("INTEG_POOL_LOG");
+    const char *backend = getenv("INTEG_POOL_BACKEND");
     FILE *f;
 
     snprintf(tmp, sizeof(tmp), "%s.new", path);
@@ -110,6 +113,9 @@ conf_write(const char *path, const struct pool_conf *pc)
         fprintf(f, "  retry_timeout_ms: %u\n", pc->retry_ms);
     }
     fprintf(f, "  eject_rehash: %s\n", pc->eject_rehash ? "true" : "false");
+    if (backend != NULL && backend[0] != '\0') {
+        fprintf(f, "  backend: %s\n", backend); /* run-tests: batched */
+    }
     if (pc->connect_ms != 0 && pc->request_ms != 0) {
         fprintf(f, "timeouts: {connect_ms: %u, request_ms: %u}\n",
                 pc->connect_ms, pc->request_ms);
