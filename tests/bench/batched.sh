@@ -142,6 +142,7 @@ mrun() {
     timeout 600 memcaslap -s 127.0.0.1:"$port" -T 1 -c "$c" -x $((c * 10)) > "$log" 2>&1
     kill "$sampler" 2>/dev/null; wait "$sampler" 2>/dev/null
     k1=$(mc_cmds 127.0.0.1:"$MC_PORT")
+    grep -E 'ERROR|[Ee]rror|failed' "$log" | sort | uniq -c | sort -rn | head -3 | sed "s/^/bench: batched: c=$c memaslap: /" >&2
     awk -v k="$((k1 - k0))" -v fd="$(awk '{print $1}' "$TMP/msamp" | sort -n | tail -1)" \
         -v rss="$(awk '{print $2}' "$TMP/msamp" | sort -n | tail -1)" '
         /^Run time/ { for (i = 1; i <= NF; i++) { if ($i == "TPS:") tps = $(i+1); if ($i == "Ops:") ops = $(i+1) } }
@@ -159,11 +160,21 @@ MPORT[riven-batched]=$(free_port)
 MPID[riven-batched]=$!; PIDS+=("${MPID[riven-batched]}")
 wait_port "${MPORT[riven]}" && wait_port "${MPORT[riven-batched]}" || exit 1
 for t in riven riven-batched; do IDLE[$t]=$(rss_kb "${MPID[$t]}"); done
+IDLE_THREADS=$(awk '/^Threads:/ {print $2}' /proc/"${MPID[riven-batched]}"/status)
 for t in riven riven-batched; do
     mrun "${MPID[$t]}" "${MPORT[$t]}" "$C_MEM" > "$TMP/m.$t.$C_MEM"
     read -r -a v < "$TMP/m.$t.$C_MEM"
     echo "bench: batched: c=$C_MEM $t: ${v[0]} ops/s, cmds/op ${v[1]}, fds ${v[2]}, RSS ${IDLE[$t]} -> ${v[3]} KiB, errors ${v[4]}, misses ${v[5]}"
 done
+# the c=9000 run's clients must be gone first (their threads and fds),
+# or they count against the limits the c=C_MANY run is to show
+threads() { awk '/^Threads:/ {print $2}' /proc/"$1"/status 2>/dev/null || echo 0; }
+settled=0
+for _ in $(seq 1 600); do
+    [ "$(threads "${MPID[riven-batched]}")" -le "$((IDLE_THREADS + 8))" ] && settled=1 && break
+    sleep 0.1
+done
+[ "$settled" = 1 ] || echo "bench: batched: riven still had $(threads "${MPID[riven-batched]}") threads 60 s after the c=$C_MEM run" >&2
 mrun "${MPID[riven-batched]}" "${MPORT[riven-batched]}" "$C_MANY" > "$TMP/m.riven-batched.$C_MANY"
 read -r -a v < "$TMP/m.riven-batched.$C_MANY"
 echo "bench: batched: c=$C_MANY riven-batched: ${v[0]} ops/s, cmds/op ${v[1]}, fds ${v[2]}, RSS peak ${v[3]} KiB, errors ${v[4]}, misses ${v[5]}"

@@ -175,6 +175,16 @@ else
     echo "bench: nutcracker not installed, twemproxy skipped"
 fi
 
+# riven-batched: riven --batched (backend: {mode: batched}) in front of
+# the same memcached, for the latency table only (batched.sh has its own
+# throughput rows)
+RB_PORT=$(free_port)
+"$RIVEN" -q -l 127.0.0.1:"$RB_PORT" -b 127.0.0.1:"$MC_PORT" -m off --batched &
+RB_PID=$!; PIDS+=("$RB_PID")
+wait_port "$RB_PORT" || exit 1
+PORT[riven-batched]=$RB_PORT; PID[riven-batched]=$RB_PID; MCADDR[riven-batched]=127.0.0.1:$MC_PORT
+LAT_TARGETS="$TARGETS riven-batched"
+
 # Latency at c=64 (issue 16): tests/bench/lat, a closed-loop client that
 # times every request, so that p50, p99 and p99.9 are exact (memaslap's -S
 # histogram is log2). Every target in turn within each of ROUNDS rounds,
@@ -219,7 +229,7 @@ lat_run() {
                 f["get_p99_us"], f["set_p99_us"] }'
 }
 for r in $(seq 1 "$ROUNDS"); do
-    for t in $TARGETS; do
+    for t in $LAT_TARGETS; do
         lat_run "$t" >> "$TMP/lat.$t"
         read -r -a lf < <(tail -1 "$TMP/lat.$t")
         echo "bench: latency c=$LAT_C round $r $t: ${lf[0]} ops/s, ${lf[1]} us/req cpu, p50 ${lf[2]} p99 ${lf[3]}" \
@@ -244,7 +254,7 @@ LAT_MD=$TMP/latency.md
     echo
     echo "| target | ops/s | ratio to direct | CPU µs/req | p50 µs | p99 µs | p99.9 µs | max µs | p50 / direct | p99 / direct | p99.9 / direct | errors | memcached cmds/op |"
     echo "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"
-    for t in $TARGETS; do
+    for t in $LAT_TARGETS; do
         awk -v t="$t" -v m="$(lcol "$t" 1)" -v u="$(lcol "$t" 2)" -v p50="$(lcol "$t" 3)" \
             -v p99="$(lcol "$t" 4)" -v p999="$(lcol "$t" 5)" -v e="$(awk '{s += $7} END {print s + 0}' "$TMP/lat.$t")" \
             -v mx="$(lcol "$t" 6)" -v rc="$(lcol "$t" 8)" \
@@ -257,7 +267,7 @@ LAT_MD=$TMP/latency.md
 } > "$LAT_MD"
 # every answer right and every request at memcached, in every run
 lat_txt=""; lat_ok=1
-for t in $TARGETS; do
+for t in $LAT_TARGETS; do
     bad=$(awk '$7 != 0 || $8 < 0.99 || $8 > 1.01 {printf "round %d: %d errors, %s cmds/op; ", NR, $7, $8}' "$TMP/lat.$t")
     [ -z "$bad" ] || { lat_ok=0; lat_txt+="$t ${bad% }"; }
 done
@@ -435,7 +445,7 @@ wait_port "$IDLE_PORT" || exit 1
 cat "$TMP/idle.txt"
 # the micro-benchmarks on a quiet machine: no riven unwinding 19000 threads
 kill "$IDLE_PID" 2>/dev/null; wait "$IDLE_PID" 2>/dev/null
-for t in $TARGETS; do kill "${PID[$t]}" 2>/dev/null; wait "${PID[$t]}" 2>/dev/null; done
+for t in $LAT_TARGETS; do kill "${PID[$t]}" 2>/dev/null; wait "${PID[$t]}" 2>/dev/null; done
 PARSE=$("$BENCH/parse_bench")
 HIST=$("$BENCH/hist_bench" 2>&1)
 # the routes, TLS, chunked, big-values and batched rows (issues 13 to
