@@ -35,6 +35,7 @@
 
 struct batch;
 struct batch_waiter;
+struct conn_ctx;
 struct health;
 
 #define BATCH_FRAME_ARGS 24 /* stats arguments kept to frame its reply */
@@ -55,13 +56,15 @@ void batch_frame_set(struct batch_frame *f, enum req_cmd cmd, uint32_t rflags,
 /* Fill frame i (0-based, of the batch being submitted) for ctx. */
 typedef void (*batch_frame_fn)(void *ctx, size_t i, struct batch_frame *f);
 
-/* A pool's shared connections (ref: pool and health must outlive the
- * batch; health may be NULL); mbase numbers its servers for metrics. A
- * broken or timed-out shared connection is one health_failure of its
- * server. No thread starts yet. NULL on ENOMEM. */
+/* A pool's shared connections (ref: pool, health and tls must outlive
+ * the batch; health may be NULL, tls is NULL for a plain pool); mbase
+ * numbers its servers for metrics. With tls each shared socket does the
+ * pool's TLS handshake after connecting, within connect_ms. A broken or
+ * timed-out shared connection is one health_failure of its server. No
+ * thread starts yet. NULL on ENOMEM. */
 struct batch *batch_create(const struct cfg_pool *pool, struct health *health,
-                           size_t mbase, uint32_t connect_ms,
-                           uint32_t request_ms) WUR;
+                           struct conn_ctx *tls, size_t mbase,
+                           uint32_t connect_ms, uint32_t request_ms) WUR;
 /* Stop the I/O threads and close the sockets. No waiter may still be
  * bound to it. NULL-safe. */
 void batch_destroy(struct batch *b);
@@ -74,13 +77,17 @@ void batch_waiter_destroy(struct batch_waiter *w);
 /* Bind w (nothing outstanding) to server of b, e.g. a new snapshot's. */
 void batch_waiter_bind(struct batch_waiter *w, struct batch *b, size_t server);
 
-/* Queue the request bytes of q (copied, lines and referenced values
- * alike: q may be emptied on return) holding n requests, framed by fn,
- * on w's connection; their replies will be appended to dst (ref: must
- * stay put until batch_wait returns). Starts the I/O thread on first
- * use. ST_OK or ST_NOMEM. */
-enum status batch_submit(struct batch_waiter *w, const struct outq *q, size_t n,
-                         batch_frame_fn fn, void *ctx, struct buf *dst) WUR;
+/* Queue the request bytes [off, off + len) of q (copied, lines and
+ * referenced values alike: q may be emptied on return) holding n
+ * requests, framed by fn, on w's connection; their replies will be
+ * appended to dst (ref: must stay put until batch_wait returns). Starts
+ * the I/O thread on first use. ST_OK or ST_NOMEM. For a TLS backend the
+ * thread writes at most CONN_TLS_ROUND bytes (conn.h) of queued batches
+ * at once, each time after the replies to the last: a caller keeps each
+ * batch within that, but for a single larger request. */
+enum status batch_submit(struct batch_waiter *w, const struct outq *q,
+                         size_t off, size_t len, size_t n, batch_frame_fn fn,
+                         void *ctx, struct buf *dst) WUR;
 
 /* Block until every submitted batch of w is answered. ST_OK: the reply
  * bytes are in dst. ST_ERROR: *why says what failed (dst holds the

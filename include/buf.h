@@ -93,6 +93,7 @@ struct outq {
     size_t n;
     size_t cap;
     size_t total; /* bytes queued */
+    bool copy;    /* outq_ref copies too (set by the owner) */
 };
 
 void outq_init(struct outq *q, size_t init);
@@ -105,7 +106,8 @@ void outq_shrink(struct outq *q);
 /* Copy len bytes into the queue. ST_OK or ST_NOMEM. */
 enum status outq_copy(struct outq *q, const void *p, size_t len) WUR;
 /* Queue a reference to len bytes at p, which must stay valid until the
- * queue is written. Short ranges are copied instead. */
+ * queue is written. Short ranges are copied instead, and every range of
+ * a queue whose copy is set. */
 enum status outq_ref(struct outq *q, const void *p, size_t len) WUR;
 
 /* Fill at most max iovecs starting skip bytes into the queue; returns the

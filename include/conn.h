@@ -116,14 +116,31 @@ ssize_t conn_recv(struct conn *c, void *buf, size_t len);
 ssize_t conn_send(struct conn *c, const void *buf, size_t len);
 ssize_t conn_writev(struct conn *c, const struct iovec *iov, int iovcnt);
 
+/* Request bytes one round trip may carry to a TLS backend (a request
+ * larger than this goes alone): memcached 1.6's TLS (-Z) reads a
+ * pipelined stream only as far as its first read buffer, then waits for
+ * the socket while the rest sits decrypted in its OpenSSL buffer, until
+ * the client's timeout. With a direct TLS client, 100 pipelined sets and
+ * gets of 100 bytes (13 KB) are answered and 200 (26 KB) stall; a set of
+ * 100 KB then a get in one write answers the set only; in rounds of at
+ * most 16,000 bytes, each waiting for its replies, none stalls. */
+#define CONN_TLS_ROUND 16000
+
+/* As conn_recv on a non-blocking socket, never waiting: -1 with EAGAIN
+ * when nothing (TLS: no whole record) has come. A TLS caller that polls
+ * the fd asks conn_pending first: decrypted bytes may wait in the
+ * stream. */
+ssize_t conn_recv_nowait(struct conn *c, void *buf, size_t len);
+
 /* TLS: wait until bytes may be read, as conn_recv would before it reads
  * (for as long as the receive timeout allows), so that the caller can
  * hold no buffer while it waits. 0, or -1 with errno (EAGAIN when the
  * timeout passed). Plain: 0 at once (recv waits). */
 int conn_wait(struct conn *c);
 
-/* True when a TLS stream holds decrypted bytes not yet read: a poll(2)
- * on the fd would not see them. */
+/* True when a TLS stream holds bytes it read from the fd and the caller
+ * has not (a record's rest, or records read ahead): a poll(2) on the fd
+ * would not see them. */
 bool conn_pending(const struct conn *c);
 
 /* Free the TLS state (sending close_notify when it can without

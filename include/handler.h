@@ -22,10 +22,12 @@
  *
  * Lifetime of a request's value: handler_queue copies the command line
  * (key, flags, numbers) at once, but a storage command's value of more
- * than 255 bytes is sent from where it lies. req->val[0..nval) must stay
- * valid and unmoved until handler_flush returns (or, never flushed, until
- * handler_done or handler_destroy, which drop it unread). The orca keeps
- * this: it queues a round on every handler and then flushes every one
+ * than 255 bytes is sent from where it lies (to a plain server; a TLS
+ * server's requests go in rounds, and its values are copied).
+ * req->val[0..nval) must stay valid and unmoved until handler_flush
+ * returns (or, never flushed, until handler_done or handler_destroy,
+ * which drop it unread). The orca keeps this: it queues a round on every
+ * handler and then flushes every one
  * before any handler reads (run_once), and a value lives in
  *   - the client's read buffer, which holds still while its batch runs;
  *   - another handler's read buffer (l1l2 and warm_up fills of a hit):
@@ -83,7 +85,10 @@ bool handler_pending(const struct handler *h);
  * resume after a partial write; each may wait request_ms (a timeout
  * answers "backend timeout"). On failure every queued response is set to
  * SERVER_ERROR and the socket closed. The queue is empty on return: the
- * values it referenced are no longer needed. */
+ * values it referenced are no longer needed. To a TLS server only the
+ * first round goes, at most CONN_TLS_ROUND bytes (conn.h says why), and
+ * handler_recv sends each next one after the last's replies; a TLS
+ * handler copies values when they are queued, so the rule above holds. */
 void handler_flush(struct handler *h);
 
 /* Read the replies to everything flushed and fill their responses. On

@@ -84,6 +84,7 @@ struct bconn {
 struct batch {
     const struct cfg_pool *pool; /* ref: the snapshot's config */
     struct health *health;       /* ref: the pool's, told of failures */
+    struct conn_ctx *tls;        /* ref: the pool's TLS, or NULL: plain */
     size_t mbase;
     uint32_t connect_ms;
     uint32_t request_ms;
@@ -142,8 +143,9 @@ grow(void **arr, size_t *cap, size_t n, size_t size)
 }
 
 struct batch *
-batch_create(const struct cfg_pool *pool, struct health *health, size_t mbase,
-             uint32_t connect_ms, uint32_t request_ms)
+batch_create(const struct cfg_pool *pool, struct health *health,
+             struct conn_ctx *tls, size_t mbase, uint32_t connect_ms,
+             uint32_t request_ms)
 {
     struct batch *b = calloc(1, sizeof(*b));
     size_t n;
@@ -153,6 +155,7 @@ batch_create(const struct cfg_pool *pool, struct health *health, size_t mbase,
     }
     b->pool = pool;
     b->health = health;
+    b->tls = tls;
     b->mbase = mbase;
     b->connect_ms = connect_ms;
     b->request_ms = request_ms;
@@ -335,7 +338,7 @@ start(struct bconn *c)
 
 /* Append the job and its frames to c's queue (c->mu held). */
 static enum status
-enqueue(struct bconn *c, struct job *job, const struct outq *q,
+enqueue(struct bconn *c, struct job *job, const struct outq *q, size_t off,
         batch_frame_fn fn, void *ctx)
 {
     struct iovec iov[16];
@@ -350,16 +353,17 @@ enqueue(struct bconn *c, struct job *job, const struct outq *q,
             return ST_NOMEM;
         }
     }
-    while (done < q->total) {
-        int cnt = outq_iov(q, done, iov, (int)NELEMS(iov));
+    while (done < job->nbytes) {
+        int cnt = outq_iov(q, off + done, iov, (int)NELEMS(iov));
 
-        for (int i = 0; i < cnt; i++) {
-            if (buf_append(&c->qbytes, iov[i].iov_base, iov[i].iov_len) !=
-                ST_OK) {
+        for (int i = 0; i < cnt && done < job->nbytes; i++) {
+            size_t n = MIN(iov[i].iov_len, job->nbytes - done);
+
+            if (buf_append(&c->qbytes, iov[i].iov_base, n) != ST_OK) {
                 c->qbytes.last = c->qbytes.pos + mark; /* none of it */
                 return ST_NOMEM;
             }
-            done += iov[i].iov_len;
+            done += n;
         }
     }
     for (size_t i = 0; i < job->nframes; i++) {
@@ -371,15 +375,13 @@ enqueue(struct bconn *c, struct job *job, const struct outq *q,
 }
 
 enum status
-batch_submit(struct batch_waiter *w, const struct outq *q, size_t n,
-             batch_frame_fn fn, void *ctx, struct buf *dst)
+batch_submit(struct batch_waiter *w, const struct outq *q, size_t off,
+             size_t len, size_t n, batch_frame_fn fn, void *ctx,
+             struct buf *dst)
 {
     struct bconn *c = w->c;
-    struct job job = {.w = w,
-                      .dst = dst,
-                      .nbytes = q->total,
-                      .nframes = n,
-                      .t0 = util_now_ms()};
+    struct job job = {
+        .w = w, .dst = dst, .nbytes = len, .nframes = n, .t0 = util_now_ms()};
     enum status st = ST_OK;
     bool wake_it;
 
@@ -394,7 +396,7 @@ batch_submit(struct batch_waiter *w, const struct outq *q, size_t n,
     wake_it = c->idle; /* else it takes the queue when replies come */
     c->idle = false;
     if (st == ST_OK) {
-        st = enqueue(c, &job, q, fn, ctx);
+        st = enqueue(c, &job, q, off, fn, ctx);
     }
     pthread_mutex_unlock(&c->mu);
     if (st != ST_OK) {
@@ -462,8 +464,9 @@ fail_all(struct bconn *c, enum res_fail why)
     fail_jobs(c, why, false);
 }
 
-/* Move queued jobs (at most batch_max requests, at least one job) to
- * the written side. false when the thread must stop. */
+/* Move queued jobs (at most batch_max requests, and for a TLS backend
+ * CONN_TLS_ROUND bytes, at least one job) to the written side. false
+ * when the thread must stop. */
 static bool
 take(struct bconn *c)
 {
@@ -481,7 +484,10 @@ take(struct bconn *c)
     pthread_mutex_lock(&c->mu);
     stop = c->stop;
     c->idle = false;
-    while (k < c->nqj && (k == 0 || nf + c->qjobs[k].nframes <= max)) {
+    while (k < c->nqj &&
+           (k == 0 || (nf + c->qjobs[k].nframes <= max &&
+                       (c->b->tls == NULL ||
+                        nb + c->qjobs[k].nbytes <= CONN_TLS_ROUND)))) {
         nb += c->qjobs[k].nbytes;
         nf += c->qjobs[k].nframes;
         k++;
@@ -538,6 +544,36 @@ prepare_poll(struct bconn *c)
     return q;
 }
 
+/* The TLS handshake on c's new socket, within what deadline leaves of
+ * connect_ms. false: it failed (logged at most once a second, the
+ * socket closed, the jobs failed). */
+static bool
+open_tls(struct bconn *c, uint64_t deadline)
+{
+    static _Atomic uint64_t last_ms;
+    const struct cfg_addr *a = &c->b->pool->servers[c->server].addr;
+    char err[256] = "TLS handshake: the connect timeout has passed";
+    uint64_t now = util_now_ms();
+    enum status st =
+        now < deadline
+            ? conn_connect_tls(&c->c, c->b->tls, a, (uint32_t)(deadline - now),
+                               err, sizeof(err))
+            : ST_TIMEOUT;
+
+    if (st == ST_OK) {
+        return true;
+    }
+    if (log_every(&last_ms, 1000)) {
+        log_info("backend %s: %s", a->name, err);
+    } else {
+        log_debug("backend %s: %s", a->name, err);
+    }
+    conn_close(&c->c);
+    fail_all(c, st == ST_TIMEOUT ? FAIL_BACKEND_TIMEOUT
+                                 : FAIL_BACKEND_UNAVAILABLE);
+    return false;
+}
+
 /* Connect (blocking, bounded by connect_ms) when jobs wait. */
 static void
 open_socket(struct bconn *c)
@@ -586,6 +622,9 @@ open_socket(struct bconn *c)
         (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
     }
     conn_plain(&c->c, fd);
+    if (c->b->tls != NULL && !open_tls(c, deadline)) {
+        return;
+    }
     metrics_server_socket_open(midx(c));
     metrics_server_up(midx(c), true);
     atomic_fetch_add_explicit(&sockets_open, 1, memory_order_relaxed);
@@ -683,7 +722,7 @@ read_some(struct bconn *c)
             fail_all(c, FAIL_OUT_OF_MEMORY);
             return false;
         }
-        n = conn_recv(&c->c, c->in.last, buf_space(&c->in));
+        n = conn_recv_nowait(&c->c, c->in.last, buf_space(&c->in));
         if (n < 0 && errno == EINTR) {
             continue;
         }
@@ -710,7 +749,7 @@ read_some(struct bconn *c)
             fail_all(c, FAIL_BACKEND_ERROR);
             return false;
         }
-        if ((size_t)n < BATCH_READ) {
+        if ((size_t)n < BATCH_READ && !conn_pending(&c->c)) {
             return true; /* drained for now; poll says when more comes */
         }
     }
@@ -742,6 +781,15 @@ drain_efd(int efd)
     }
 }
 
+/* May the thread take more jobs now? When all it took is written, and
+ * for a TLS backend when their replies are in too: a round at a time
+ * (CONN_TLS_ROUND, conn.h). */
+static bool
+can_take(const struct bconn *c)
+{
+    return buf_len(&c->out) == 0 && (c->b->tls == NULL || c->jh == c->nj);
+}
+
 static void
 io_round(struct bconn *c)
 {
@@ -755,7 +803,7 @@ io_round(struct bconn *c)
     if (c->c.fd >= 0 && !write_some(c)) {
         return;
     }
-    more = prepare_poll(c) && buf_len(&c->out) == 0;
+    more = prepare_poll(c) && can_take(c);
     if (c->c.fd >= 0) {
         pfd[1].fd = c->c.fd;
         pfd[1].events = POLLIN | (buf_len(&c->out) > 0 ? POLLOUT : 0);
@@ -800,7 +848,7 @@ io_main(void *arg)
     struct bconn *c = arg;
 
     for (;;) {
-        if (buf_len(&c->out) == 0 && !take(c)) {
+        if (can_take(c) && !take(c)) {
             break;
         }
         io_round(c);

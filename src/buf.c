@@ -137,6 +137,7 @@ outq_init(struct outq *q, size_t init)
     buf_init(&q->own, init);
     q->ents = NULL;
     q->n = q->cap = q->total = 0;
+    q->copy = false;
 }
 
 void
@@ -219,7 +220,7 @@ outq_copy(struct outq *q, const void *p, size_t len)
 enum status
 outq_ref(struct outq *q, const void *p, size_t len)
 {
-    if (len < OUTQ_REF_MIN) {
+    if (len < OUTQ_REF_MIN || q->copy) {
         return outq_copy(q, p, len);
     }
     if (outq_push(q, p, 0, len) != ST_OK) {

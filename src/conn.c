@@ -640,9 +640,6 @@ conn_wait(struct conn *c)
 ssize_t
 conn_recv(struct conn *c, void *buf, size_t len)
 {
-    size_t n = 0;
-    int e;
-
     if (c->ssl == NULL) {
         return recv(c->fd, buf, len, 0);
     }
@@ -652,6 +649,18 @@ conn_recv(struct conn *c, void *buf, size_t len)
         return -1;
     }
     c->ready = false;
+    return conn_recv_nowait(c, buf, len);
+}
+
+ssize_t
+conn_recv_nowait(struct conn *c, void *buf, size_t len)
+{
+    size_t n = 0;
+    int e;
+
+    if (c->ssl == NULL) {
+        return recv(c->fd, buf, len, 0);
+    }
     errno = 0; /* the error queue is empty: ssl_errno empties it */
     if (SSL_read_ex(c->ssl, buf, len, &n) == 1) {
         return (ssize_t)n;
@@ -748,7 +757,7 @@ conn_writev(struct conn *c, const struct iovec *iov, int iovcnt)
 bool
 conn_pending(const struct conn *c)
 {
-    return c->ssl != NULL && SSL_pending(c->ssl) > 0;
+    return c->ssl != NULL && SSL_has_pending(c->ssl) == 1;
 }
 
 void

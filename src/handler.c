@@ -68,6 +68,7 @@ struct pend {
     size_t msg_off; /* res->msg as an offset into rbuf */
     size_t raw_off; /* res->raw as an offset into rbuf */
     size_t start;   /* rbuf offset where the reply begins */
+    size_t end;     /* out.total once its request was queued */
     bool decoded;   /* res was decoded from rbuf */
 };
 
@@ -90,7 +91,8 @@ struct handler {
     bool gated;              /* holds a place in health's connect gate of idx */
     struct batch_waiter *bw; /* batched pool: its shared connection
                                 carries the bytes; NULL: own socket */
-    size_t nsent;            /* batched: pend slots submitted */
+    size_t nsent;            /* pend slots written (batched: submitted) */
+    size_t out_sent;         /* bytes of out written (a TLS round's end) */
     enum res_fail bfail;     /* batched: the failure the last wait saw */
     bool shared_fail;        /* batched: the failure is the shared
                                 connection's, told to health by it */
@@ -145,6 +147,7 @@ handler_create(const struct cfg_addr *addr, struct conn_ctx *tls, size_t idx,
     h->tls = tls;
     h->c.fd = -1;
     outq_init(&h->out, HANDLER_OUT_INIT);
+    h->out.copy = tls != NULL; /* see send_round */
     buf_init(&h->rbuf, HANDLER_BUF_INIT);
     return h;
 }
@@ -229,6 +232,7 @@ handler_queue(struct handler *h, const struct request *req,
     p->args = req->args;
     p->nargs = req->nargs;
     p->val_off = p->msg_off = p->raw_off = p->start = 0;
+    p->end = h->out.total;
     p->decoded = false;
     return ST_OK;
 }
@@ -257,6 +261,7 @@ fail_pending(struct handler *h, enum res_fail why)
     }
     h->nrecv = h->nsent = h->npend;
     outq_reset(&h->out);
+    h->out_sent = 0;
     if (h->rbuf.start != NULL) {
         h->rbuf.last = h->rbuf.start + h->parsed; /* drop unparsed bytes */
     }
@@ -368,17 +373,28 @@ handler_connect(struct handler *h)
     return ST_OK;
 }
 
-/* writev the queue from its first byte. ST_OK, or the failure in *why:
+/* writev the queue's bytes [done, to). ST_OK, or the failure in *why:
  * the send timeout (SO_SNDTIMEO, errno EAGAIN) or any other error. */
 static enum status
-write_out(struct handler *h, enum res_fail *why)
+write_out(struct handler *h, size_t done, size_t to, enum res_fail *why)
 {
     struct iovec iov[HANDLER_IOV];
-    size_t done = 0;
 
-    while (done < h->out.total) {
+    while (done < to) {
         int cnt = outq_iov(&h->out, done, iov, HANDLER_IOV);
-        ssize_t n = conn_writev(&h->c, iov, cnt);
+        ssize_t n;
+
+        size_t left = to - done;
+
+        for (int i = 0; i < cnt; i++) { /* stop the iovecs at to */
+            if (iov[i].iov_len >= left) {
+                iov[i].iov_len = left;
+                cnt = i + 1;
+                break;
+            }
+            left -= iov[i].iov_len;
+        }
+        n = conn_writev(&h->c, iov, cnt);
         int err = errno;
 
         if (n >= 0) { /* a part: the rest from where it stopped */
@@ -408,27 +424,56 @@ pend_frame(void *ctx, size_t i, struct batch_frame *f)
     batch_frame_set(f, p->cmd, p->rflags, p->args, p->nargs);
 }
 
+/* Write the next round of queued requests: all of them, or for a TLS
+ * backend at most CONN_TLS_ROUND bytes (one larger request alone), whose
+ * replies come before the next round is written (conn.h says why). When
+ * every request is written, the queue is emptied: the values it
+ * referenced may go. A TLS handler's queue copies its values (out.copy):
+ * its later rounds go out from handler_recv, after the round's flushes,
+ * when a value in another handler's read buffer may have moved (see the
+ * lifetime rule in handler.h). ST_OK, or the failure in *why. */
+static enum status
+send_round(struct handler *h, enum res_fail *why)
+{
+    size_t k = h->nsent;
+
+    while (k < h->npend && (k == h->nsent || h->tls == NULL ||
+                            h->pend[k].end - h->out_sent <= CONN_TLS_ROUND)) {
+        k++;
+    }
+    if (h->bw != NULL) { /* batched: the shared connection sends it */
+        if (batch_submit(h->bw, &h->out, h->out_sent,
+                         h->pend[k - 1].end - h->out_sent, k - h->nsent,
+                         pend_frame, h, &h->rbuf) != ST_OK) {
+            *why = FAIL_OUT_OF_MEMORY;
+            return ST_NOMEM;
+        }
+    } else if (write_out(h, h->out_sent, h->pend[k - 1].end, why) != ST_OK) {
+        return ST_ERROR;
+    }
+    h->nsent = k;
+    h->out_sent = h->pend[k - 1].end;
+    if (k == h->npend) {
+        outq_reset(&h->out); /* the values referenced may go now */
+        h->out_sent = 0;
+    }
+    return ST_OK;
+}
+
 void
 handler_flush(struct handler *h)
 {
     enum res_fail why = FAIL_NONE;
     enum status st;
 
-    if (h->out.total == 0) {
+    if (h->nsent == h->npend) {
         return;
+    }
+    if (h->tls != NULL && h->nrecv < h->nsent) {
+        return; /* a TLS round in flight: handler_recv sends the next */
     }
     h->sent_ns = util_now_ns();
-    if (h->bw != NULL) { /* batched: the shared connection sends it */
-        if (batch_submit(h->bw, &h->out, h->npend - h->nsent, pend_frame, h,
-                         &h->rbuf) != ST_OK) {
-            fail_pending(h, FAIL_OUT_OF_MEMORY);
-            return;
-        }
-        h->nsent = h->npend;
-        outq_reset(&h->out); /* copied: the values referenced may go */
-        return;
-    }
-    if (h->c.fd < 0 && (st = handler_connect(h)) != ST_OK) {
+    if (h->bw == NULL && h->c.fd < 0 && (st = handler_connect(h)) != ST_OK) {
         fail_pending(h, st == ST_TIMEOUT || st == ST_AGAIN
                             ? FAIL_BACKEND_TIMEOUT
                             : FAIL_BACKEND_UNAVAILABLE);
@@ -438,11 +483,9 @@ handler_flush(struct handler *h)
         }
         return;
     }
-    if (write_out(h, &why) != ST_OK) {
+    if (send_round(h, &why) != ST_OK) {
         fail_pending(h, why); /* empties the queue */
-        return;
     }
-    outq_reset(&h->out); /* the values referenced may go now */
 }
 
 /* Read more reply bytes. ST_OK, or the failure in *why. */
@@ -567,6 +610,14 @@ handler_recv(struct handler *h, size_t limit, bool first)
         if (!must && h->parsed >= limit) {
             break; /* paused: the client takes what is held first */
         }
+        if (h->nrecv == h->nsent && (h->bw != NULL || h->c.fd >= 0)) {
+            /* a TLS backend's next round */
+            if (send_round(h, &why) != ST_OK) {
+                break;
+            }
+            settle(h); /* batched: its replies are in rbuf now */
+            deadline = util_now_ms() + h->request_ms;
+        }
         st = decode_one(h, &need);
         if (st == ST_OK) {
             continue;
@@ -683,6 +734,7 @@ handler_rebind(struct handler *h, const struct cfg_addr *addr,
         handler_close(h); /* the pool's tls: was turned on or off */
     }
     h->tls = tls; /* an open TLS socket keeps its session */
+    h->out.copy = tls != NULL;
     if (h->c.fd >= 0 && idx != h->idx) {
         metrics_server_socket_close(h->idx);
         metrics_server_socket_open(idx);
@@ -712,10 +764,12 @@ handler_done(struct handler *h)
     h->rbuf.pos = h->rbuf.last = h->rbuf.start;
     buf_shrink(&h->rbuf);
     outq_shrink(&h->out); /* and forgets what was never flushed */
+    h->out_sent = 0;
     if (h->out.cap > HANDLER_OUT_ENTS) {
         /* a burst of values: give back the ranges too */
         outq_free(&h->out);
         outq_init(&h->out, HANDLER_OUT_INIT);
+        h->out.copy = h->tls != NULL;
     }
 }
 

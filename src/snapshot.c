@@ -32,12 +32,6 @@ pool_env_init(struct route_pool *env, const struct cfg_pool *pool,
     if (pool->nservers == 0) {
         return ST_OK;
     }
-    if (pool->batched && pool->tls.on) {
-        snprintf(err, errlen,
-                 "backend: mode batched does not speak tls: yet; use "
-                 "per_connection for this pool");
-        return ST_ERROR;
-    }
     if (pool->tls.on &&
         (env->tls = conn_ctx_client(&pool->tls, err, errlen)) == NULL) {
         return ST_ERROR;
@@ -50,9 +44,10 @@ pool_env_init(struct route_pool *env, const struct cfg_pool *pool,
         }
         return ST_ERROR;
     }
-    if (pool->batched && (env->batch = batch_create(
-                              pool, env->health, mbase, cfg->connect_timeout_ms,
-                              cfg->request_timeout_ms)) == NULL) {
+    if (pool->batched &&
+        (env->batch = batch_create(pool, env->health, env->tls, mbase,
+                                   cfg->connect_timeout_ms,
+                                   cfg->request_timeout_ms)) == NULL) {
         snprintf(err, errlen, "out of memory");
         return ST_ERROR;
     }

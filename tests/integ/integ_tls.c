@@ -1160,20 +1160,26 @@ pool_tls(char *out, size_t outlen, const char *ca, const char *client,
              name);
 }
 
+/* The pool's backend: of the backend tests (NULL: the default,
+ * per-connection); each test sets it first. */
+static const char *backend_mode;
+
 /* riven (no TLS listener) in front of a memcached -Z, pool tls from the
- * arguments, failure_limit 2. */
+ * arguments, failure_limit 2, backend: backend_mode. */
 static void
 backend_rv(struct rv *r, int mc_port, const char *ca, const char *client,
            const char *server_name)
 {
-    char ptls[4 * PLEN], more[4 * PLEN + 128], tail[4 * PLEN + 256];
+    char ptls[4 * PLEN], more[4 * PLEN + 192], tail[4 * PLEN + 320];
 
     pool_tls(ptls, sizeof(ptls), ca, client, server_name);
     snprintf(more, sizeof(more),
              "%s  failure_limit: 2\n  retry_timeout_ms: 60000\n"
+             "  backend: %s\n"
              "timeouts: {connect_ms: 1000, request_ms: 1000, "
              "tls_handshake_ms: 1000}\n",
-             ptls);
+             ptls,
+             backend_mode != NULL ? backend_mode : "{mode: per_connection}");
     pool_tail(tail, sizeof(tail), mc_port, more);
     rv_start(r, NULL, tail);
 }
@@ -1218,6 +1224,7 @@ static void
 test_backend_tls(void **state)
 {
     (void)state;
+    backend_mode = NULL;
     backend_works("ca.pem", "localhost");
 }
 
@@ -1225,6 +1232,7 @@ static void
 test_backend_tls_ip_san(void **state)
 {
     (void)state;
+    backend_mode = NULL;
     backend_works("ca.pem", NULL);
 }
 
@@ -1290,6 +1298,7 @@ static void
 test_backend_tls_no_cert(void **state)
 {
     (void)state;
+    backend_mode = NULL;
     backend_refused("ca.pem", NULL);
 }
 
@@ -1297,7 +1306,126 @@ static void
 test_backend_tls_wrong_ca(void **state)
 {
     (void)state;
+    backend_mode = NULL;
     backend_refused("other-ca.pem", "client");
+}
+
+/* 4 values of 100 KiB set and read back through riven over TLS, every
+ * byte exact: nconn clients (the values dealt round robin) each send all
+ * their sets and gets in one write, then one client gets all 4 keys.
+ * Each client's pipeline is many TLS records to memcached, which stalls
+ * on such a stream unless riven sends it in rounds (CONN_TLS_ROUND);
+ * nsock: the backend sockets riven should have used. */
+static void
+backend_big(const char *mode, int nconn, long nsock)
+{
+    enum { NVAL = 4, VLEN = 100 * 1024 };
+    struct harness_proc mc;
+    struct rv r;
+    struct harness_conn *c[NVAL];
+    char *val[NVAL], *req, *want, k[96];
+    size_t nreq, nwant;
+
+    need(true, true);
+    backend_mode = mode;
+    mc_tls_start(&mc);
+    backend_rv(&r, mc.port, "ca.pem", "client", "localhost");
+    req = malloc(NVAL * (VLEN + 128));
+    want = malloc(NVAL * (VLEN + 128));
+    assert_non_null(req);
+    assert_non_null(want);
+    for (int i = 0; i < NVAL; i++) {
+        val[i] = malloc(VLEN);
+        assert_non_null(val[i]);
+        for (size_t b = 0; b < VLEN; b++) {
+            val[i][b] = (char)('a' + (b * 7 + (size_t)i) % 26);
+        }
+    }
+    for (int n = 0; n < nconn; n++) { /* every pipeline written first */
+        c[n] = harness_conn_open(r.plain, WAIT_MS);
+        assert_non_null(c[n]);
+        nreq = 0;
+        for (int i = n; i < NVAL; i += nconn) {
+            nreq += (size_t)snprintf(req + nreq, 64, "set big:%d %d 0 %d\r\n",
+                                     i, i, VLEN);
+            memcpy(req + nreq, val[i], VLEN);
+            nreq += VLEN;
+            nreq += (size_t)snprintf(req + nreq, 64, "\r\nget big:%d\r\n", i);
+        }
+        assert_int_equal(harness_send(c[n], req, nreq), 0);
+    }
+    for (int n = 0; n < nconn; n++) {
+        nwant = 0;
+        for (int i = n; i < NVAL; i += nconn) {
+            nwant += (size_t)snprintf(want + nwant, 64,
+                                      "STORED\r\nVALUE big:%d %d %d\r\n", i, i,
+                                      VLEN);
+            memcpy(want + nwant, val[i], VLEN);
+            nwant += VLEN;
+            memcpy(want + nwant, "\r\nEND\r\n", 7);
+            nwant += 7;
+        }
+        assert_true(harness_expect_n(c[n], want, nwant, WAIT_MS));
+    }
+    nreq = (size_t)snprintf(req, 96, "get big:0 big:1 big:2 big:3\r\n");
+    assert_int_equal(harness_send(c[0], req, nreq), 0);
+    nwant = 0;
+    for (int i = 0; i < NVAL; i++) {
+        nwant += (size_t)snprintf(want + nwant, 64, "VALUE big:%d %d %d\r\n", i,
+                                  i, VLEN);
+        memcpy(want + nwant, val[i], VLEN);
+        nwant += VLEN;
+        memcpy(want + nwant, "\r\n", 2);
+        nwant += 2;
+    }
+    memcpy(want + nwant, "END\r\n", 5);
+    nwant += 5;
+    assert_true(harness_expect_n(c[0], want, nwant, WAIT_MS));
+    snprintf(k, sizeof(k),
+             "riven_backend_open_sockets{server=\"127.0.0.1:%d\"}", mc.port);
+    assert_int_equal(metric(r.mport, k), nsock);
+    printf("    backend %s over TLS: %d client(s) pipelining sets and gets of "
+           "4 x 100 KiB, then a 4-key get: exact, %ld backend socket(s)\n",
+           mode != NULL ? mode : "{mode: per_connection}", nconn, nsock);
+    for (int n = 0; n < nconn; n++) {
+        harness_conn_close(c[n]);
+    }
+    for (int i = 0; i < NVAL; i++) {
+        free(val[i]);
+    }
+    free(req);
+    free(want);
+    rv_stop(&r);
+    harness_proc_stop(&mc, 5000);
+    backend_mode = NULL;
+}
+
+static void
+test_backend_tls_pipelined(void **state)
+{
+    (void)state;
+    backend_big(NULL, 1, 1);
+}
+
+/* A batched pool over TLS: the basic commands as per-connection, then 4
+ * clients' pipelines on one shared socket. */
+static void
+test_backend_tls_batched(void **state)
+{
+    (void)state;
+    backend_mode = "{mode: batched, connections: 1}";
+    backend_works("ca.pem", "localhost");
+    backend_big("{mode: batched, connections: 1}", 4, 1);
+}
+
+/* A batched pool whose TLS handshake fails: as per-connection. */
+static void
+test_backend_tls_batched_wrong_ca(void **state)
+{
+    (void)state;
+    backend_mode = "{mode: batched}";
+    backend_refused("other-ca.pem", "client");
+    backend_mode = NULL;
 }
 
 /* ---- d. SIGHUP with a new certificate ---------------------------------- */
@@ -1627,6 +1755,9 @@ main(void)
         cmocka_unit_test(test_backend_tls_ip_san),
         cmocka_unit_test(test_backend_tls_no_cert),
         cmocka_unit_test(test_backend_tls_wrong_ca),
+        cmocka_unit_test(test_backend_tls_pipelined),
+        cmocka_unit_test(test_backend_tls_batched),
+        cmocka_unit_test(test_backend_tls_batched_wrong_ca),
         cmocka_unit_test(test_reload_cert),
         cmocka_unit_test(test_handshake_timeout),
         cmocka_unit_test(test_cli_flags),
