@@ -266,6 +266,35 @@ test_outq_copy_merges(void **state)
     outq_free(NULL);
 }
 
+/* A queue whose copy is set (a TLS handler's) copies every range: the
+ * value may change after, the queue does not. */
+static void
+test_outq_ref_copy(void **state)
+{
+    static char value[300];
+    struct outq q;
+    struct iovec iov[4];
+
+    (void)state;
+    memset(value, 'v', sizeof(value));
+    outq_init(&q, 16);
+    assert_false(q.copy);
+    q.copy = true;
+    assert_int_equal(outq_copy(&q, S("ms k 300\r\n")), ST_OK);
+    assert_int_equal(outq_ref(&q, value, sizeof(value)), ST_OK);
+    memset(value, 'x', sizeof(value));
+    assert_int_equal(q.n, 1);
+    assert_int_equal(q.total, 10 + 300);
+    assert_int_equal(outq_iov(&q, 0, iov, 4), 1);
+    assert_int_equal(iov[0].iov_len, 310);
+    assert_memory_equal(iov[0].iov_base, "ms k 300\r\nvvvv", 14);
+    assert_int_equal(((const char *)iov[0].iov_base)[309], 'v');
+    outq_free(&q);
+    outq_init(&q, 16); /* init forgets it */
+    assert_false(q.copy);
+    outq_free(&q);
+}
+
 static void
 test_outq_ref(void **state)
 {
@@ -370,6 +399,7 @@ main(void)
         cmocka_unit_test(test_shrink),
         cmocka_unit_test(test_outq_copy_merges),
         cmocka_unit_test(test_outq_ref),
+        cmocka_unit_test(test_outq_ref_copy),
         cmocka_unit_test(test_outq_many),
     };
 
