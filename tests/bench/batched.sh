@@ -26,8 +26,7 @@ TMP=$(mktemp -d /tmp/riven-bench-batched.XXXXXX)
 PIDS=()
 
 cleanup() {
-    for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; done
-    for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null; done
+    stop_pids # lib.sh
     rm -rf "$TMP"
 }
 trap cleanup EXIT INT TERM

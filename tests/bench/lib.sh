@@ -7,6 +7,12 @@ free_port() {
         echo $((20000 + RANDOM % 20000))
 }
 
+stop_pids() { # every pid in the caller's PIDS: TERM, then reap (cleanup traps)
+    local p
+    for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; done
+    for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null; done
+}
+
 wait_port() { # port: until it accepts, 5 s at most
     for _ in $(seq 1 500); do
         (exec 3<>/dev/tcp/127.0.0.1/"$1") 2>/dev/null && return 0

@@ -50,8 +50,7 @@ TMP=$(mktemp -d /tmp/riven-memprobe.XXXXXX)
 PIDS=()
 
 cleanup() {
-    for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; done
-    for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null; done
+    stop_pids # lib.sh
     rm -rf "$TMP"
 }
 trap cleanup EXIT INT TERM

@@ -37,8 +37,7 @@ RV_PID=""   # the riven of the run in progress
 cleanup() {
     [ -n "$HOLE_PID" ] && kill -CONT "$HOLE_PID" 2>/dev/null
     [ -n "$RV_PID" ] && kill "$RV_PID" 2>/dev/null && wait "$RV_PID" 2>/dev/null
-    for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; done
-    for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null; done
+    stop_pids # lib.sh
     rm -rf "$TMP"
 }
 trap cleanup EXIT INT TERM
