@@ -7,8 +7,6 @@
 # memaslap (memcaslap -T 1 -c 16 -X 102400 -S 3600s) with its default mix
 # (90% gets, 10% sets), then with sets only (-F: the copy was a set's), against
 #   direct   a memcached
-#   relay    tests/bench/relay (a thread per connection copying bytes both
-#            ways, no parsing): the floor of a user-space proxy here
 #   before   riven built from BIGVALS_BASE (default: main before the
 #            zero-copy change), `git archive` into a temp dir and make
 #   after    RIVEN_BIN (values go to the backend by reference, in a writev)
@@ -54,7 +52,7 @@ trap cleanup EXIT INT TERM
 # shellcheck source=tests/bench/lib.sh
 . "$(dirname "$0")/lib.sh"
 HZ=$(getconf CLK_TCK)
-RELAY=$BENCH/relay
+: "$BENCH" # the section needs no bench binary; run.sh passes the dir
 
 # "before": riven at BASE, built apart (no worktree, no checkout)
 TOP=$(cd "$(dirname "$0")/../.." && pwd)
@@ -73,11 +71,6 @@ if [ -n "$BASE" ]; then
     fi
 fi
 TARGETS="direct"
-if [ -x "$RELAY" ]; then
-    TARGETS="$TARGETS relay"
-else
-    echo "bench: bigvals: no $RELAY, the relay skipped" >&2
-fi
 [ -n "$BEFORE" ] && TARGETS="$TARGETS before"
 TARGETS="$TARGETS after"
 echo "bench: bigvals: nproc $(nproc), $(memcached -V), before = riven at $BASE_DESC, after = $RIVEN;" \
@@ -107,7 +100,7 @@ user_ticks() { awk '{print $14}' /proc/"$1"/stat 2>/dev/null || echo 0; } # utim
 # is utime + stime; riven_user_us utime alone, where the copy was (stime is
 # the kernel's copies into and out of the sockets, and scheduling)
 brun() {
-    local t=$1 mix=$2 bin="" proxy port log=$TMP/run.log r0=0 r1=0 u0=0 u1=0 m0 m1 c0 c1 cfg=()
+    local t=$1 mix=$2 bin="" port log=$TMP/run.log r0=0 r1=0 u0=0 u1=0 m0 m1 c0 c1 cfg=()
     [ "$mix" = sets ] && cfg=(-F "$TMP/sets.cfg")
     case $t in
     before) bin=$BEFORE ;;
@@ -115,12 +108,7 @@ brun() {
     esac
     start_mc || return 1
     port=$MC_PORT
-    if [ "$t" = relay ]; then
-        port=$(free_port)
-        "$RELAY" "$port" "$MC_PORT" &
-        RV_PID=$!
-        wait_port "$port" || return 1
-    elif [ -n "$bin" ]; then
+    if [ -n "$bin" ]; then
         port=$(free_port)
         "$bin" -q -l 127.0.0.1:"$port" -b 127.0.0.1:"$MC_PORT" -m off &
         RV_PID=$!
@@ -133,10 +121,9 @@ brun() {
     [ -n "$RV_PID" ] && r1=$(cpu_ticks "$RV_PID") && u1=$(user_ticks "$RV_PID")
     m1=$(cpu_ticks "$MC_PID")
     c1=$(mc_cmds 127.0.0.1:"$MC_PORT")
-    proxy=${RV_PID:+1}
     stop_all
     awk -v r0="$r0" -v r1="$r1" -v u0="$u0" -v u1="$u1" -v m0="$m0" -v m1="$m1" -v hz="$HZ" -v dc="$((c1 - c0))" \
-        -v size="$SIZE" -v proxy="$proxy" '
+        -v size="$SIZE" -v proxy="${bin:+1}" '
         /^Run time/ { for (i = 1; i <= NF; i++) { if ($i == "TPS:") tps = $(i+1); if ($i == "Ops:") ops = $(i+1) } }
         /get_misses/ { miss = $2 }
         /^Total Statistics/ { tot = 1 }
@@ -248,12 +235,7 @@ fi
     echo "| --- | --- |"
     printf "%s" "$V"
     echo
-    if [[ " $TARGETS " == *" relay "* ]]; then
-        echo "The relay (\`tests/bench/relay\`: a thread per connection copying bytes both ways, no parsing) is"
-        echo "the floor of a user-space proxy on this box: it moves $(awk -v a="$(cm "$M.relay" 2)" -v b="$(cm "$M.direct" 2)" 'BEGIN {printf "%.2f", b ? a / b : 0}')x direct's bytes/s with memaslap's mix, riven $(awk -v a="$(cm "$M.after" 2)" -v b="$(cm "$M.direct" 2)" 'BEGIN {printf "%.2f", b ? a / b : 0}')x."
-        echo
-    fi
-    echo "| c=$CONC, 100 KiB | target | ops/s | MiB/s | ratio to direct | proxy CPU µs/req | proxy user CPU µs/req | memcached CPU µs/req | memcached cmds/op | errors | misses | client avg µs |"
+    echo "| c=$CONC, 100 KiB | target | ops/s | MiB/s | ratio to direct | riven CPU µs/req | riven user CPU µs/req | memcached CPU µs/req | memcached cmds/op | errors | misses | client avg µs |"
     echo "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"
     for mix in $MIXES; do
         for t in $TARGETS; do
