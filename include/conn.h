@@ -11,7 +11,8 @@
  * connection established before a reload keeps its certificate.
  *
  *   listener ─ accept ─▶ conn_accept_tls (ctx of the listener, deadline)
- *   handler  ─ connect ─▶ conn_connect_tls (ctx of the pool, deadline)
+ *   handler, batch ─ connect ─▶ conn_connect_tls (ctx of the pool,
+ *                                deadline)
  *   then conn_recv / conn_send / conn_writev ... conn_close
  *
  * Thread-safety: a conn_ctx may be shared by any number of threads; one
@@ -108,6 +109,11 @@ enum conn_hs conn_accept_tls(struct conn *c, struct conn_ctx *ctx, uint32_t ms,
 enum status conn_connect_tls(struct conn *c, struct conn_ctx *ctx,
                              const struct cfg_addr *addr, uint32_t ms,
                              char *err, size_t errlen) WUR;
+
+/* Log why a handshake with backend addr failed (conn_connect_tls's err):
+ * at info at most once a second over all threads, since every connection
+ * thread and shared socket retries an ejected server; else at debug. */
+void conn_connect_tls_failed(const struct cfg_addr *addr, const char *why);
 
 /* As recv(2) / send(2) with MSG_NOSIGNAL / writev(2) on a blocking socket:
  * bytes moved, 0 for EOF (recv), or -1 with errno (EAGAIN when the

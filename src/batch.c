@@ -545,12 +545,11 @@ prepare_poll(struct bconn *c)
 }
 
 /* The TLS handshake on c's new socket, within what deadline leaves of
- * connect_ms. false: it failed (logged at most once a second, the
- * socket closed, the jobs failed). */
+ * connect_ms. false: it failed (logged, the socket closed, the jobs
+ * failed). */
 static bool
 open_tls(struct bconn *c, uint64_t deadline)
 {
-    static _Atomic uint64_t last_ms;
     const struct cfg_addr *a = &c->b->pool->servers[c->server].addr;
     char err[256] = "TLS handshake: the connect timeout has passed";
     uint64_t now = util_now_ms();
@@ -563,11 +562,7 @@ open_tls(struct bconn *c, uint64_t deadline)
     if (st == ST_OK) {
         return true;
     }
-    if (log_every(&last_ms, 1000)) {
-        log_info("backend %s: %s", a->name, err);
-    } else {
-        log_debug("backend %s: %s", a->name, err);
-    }
+    conn_connect_tls_failed(a, err);
     conn_close(&c->c);
     fail_all(c, st == ST_TIMEOUT ? FAIL_BACKEND_TIMEOUT
                                  : FAIL_BACKEND_UNAVAILABLE);

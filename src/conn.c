@@ -30,6 +30,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include "log.h"
 #include "util.h"
 
 /* TLS records carry at most 16 KiB: writev gathers small pieces up to
@@ -577,6 +578,18 @@ conn_connect_tls(struct conn *c, struct conn_ctx *ctx,
     ERR_clear_error();
     SSL_free(ssl);
     return r < 0 ? ST_TIMEOUT : ST_ERROR;
+}
+
+void
+conn_connect_tls_failed(const struct cfg_addr *addr, const char *why)
+{
+    static _Atomic uint64_t last_ms;
+
+    if (log_every(&last_ms, 1000)) {
+        log_info("backend %s: %s", addr->name, why);
+    } else {
+        log_debug("backend %s: %s", addr->name, why);
+    }
 }
 
 /* The errno of a failed SSL_read/SSL_write that returned r; 0 means an

@@ -12,7 +12,9 @@
  * Invariant: between batches rbuf and out are empty and no reply is
  * outstanding; any failure closes the socket, so a late reply can never
  * be taken for the answer to a later request. out is empty whenever
- * handler_flush has returned: no reference it held outlives the flush.
+ * handler_flush has returned, but for a TLS server's later rounds
+ * (send_round), whose values it copied: no reference it held outlives
+ * the flush.
  *
  * Batched (handler_set_batch): a shared connection's I/O thread appends
  * the replies to rbuf between handler_flush and the next settle(). This
@@ -301,20 +303,6 @@ connect_wait(int fd, uint64_t deadline)
     return ST_OK;
 }
 
-/* Say why a TLS handshake with a backend failed, at most once a second
- * over all threads: every connection thread retries an ejected server. */
-static void
-tls_failed(const struct cfg_addr *a, const char *why)
-{
-    static _Atomic uint64_t last_ms;
-
-    if (log_every(&last_ms, 1000)) {
-        log_info("backend %s: %s", a->name, why);
-    } else {
-        log_debug("backend %s: %s", a->name, why);
-    }
-}
-
 static enum status
 handler_connect(struct handler *h)
 {
@@ -362,7 +350,7 @@ handler_connect(struct handler *h)
                                                sizeof(err))
                             : ST_TIMEOUT;
         if (st != ST_OK) {
-            tls_failed(a, err);
+            conn_connect_tls_failed(a, err);
             conn_close(&h->c);
             gate_leave(h);
             return st;
@@ -381,10 +369,9 @@ write_out(struct handler *h, size_t done, size_t to, enum res_fail *why)
     struct iovec iov[HANDLER_IOV];
 
     while (done < to) {
-        int cnt = outq_iov(&h->out, done, iov, HANDLER_IOV);
-        ssize_t n;
-
+        int cnt = outq_iov(&h->out, done, iov, HANDLER_IOV), err;
         size_t left = to - done;
+        ssize_t n;
 
         for (int i = 0; i < cnt; i++) { /* stop the iovecs at to */
             if (iov[i].iov_len >= left) {
@@ -395,7 +382,7 @@ write_out(struct handler *h, size_t done, size_t to, enum res_fail *why)
             left -= iov[i].iov_len;
         }
         n = conn_writev(&h->c, iov, cnt);
-        int err = errno;
+        err = errno;
 
         if (n >= 0) { /* a part: the rest from where it stopped */
             done += (size_t)n;
