@@ -42,14 +42,24 @@ memcached -u nobody -U 0 -l 127.0.0.1 -p "$MC_PORT" -m 1024 -c 20000 -t 2 &
 MC_PID=$!; PIDS+=("$MC_PID")
 wait_port "$MC_PORT" || exit 1
 
+# start_rivens PORTS PIDS: a per-connection riven and a riven --batched in
+# front of the memcached, into the associative arrays named (keys riven and
+# riven-batched); exits when either does not listen
+start_rivens() {
+    local -n port=$1 pid=$2
+    local t extra
+    for t in riven riven-batched; do
+        extra=()
+        [ "$t" = riven-batched ] && extra=(--batched)
+        port[$t]=$(free_port)
+        "$RIVEN" -q -l 127.0.0.1:"${port[$t]}" -b 127.0.0.1:"$MC_PORT" -m off "${extra[@]}" &
+        pid[$t]=$!; PIDS+=("${pid[$t]}")
+    done
+    wait_port "${port[riven]}" && wait_port "${port[riven-batched]}" || exit 1
+}
+
 declare -A PORT PID
-PORT[riven]=$(free_port)
-"$RIVEN" -q -l 127.0.0.1:"${PORT[riven]}" -b 127.0.0.1:"$MC_PORT" -m off &
-PID[riven]=$!; PIDS+=("${PID[riven]}")
-PORT[riven-batched]=$(free_port)
-"$RIVEN" -q -l 127.0.0.1:"${PORT[riven-batched]}" -b 127.0.0.1:"$MC_PORT" -m off --batched &
-PID[riven-batched]=$!; PIDS+=("${PID[riven-batched]}")
-wait_port "${PORT[riven]}" && wait_port "${PORT[riven-batched]}" || exit 1
+start_rivens PORT PID
 TARGETS="riven riven-batched"
 if command -v nutcracker >/dev/null; then
     PORT[twemproxy]=$(free_port)
@@ -151,13 +161,7 @@ mrun() {
 }
 
 declare -A MPORT MPID IDLE
-MPORT[riven]=$(free_port)
-"$RIVEN" -q -l 127.0.0.1:"${MPORT[riven]}" -b 127.0.0.1:"$MC_PORT" -m off &
-MPID[riven]=$!; PIDS+=("${MPID[riven]}")
-MPORT[riven-batched]=$(free_port)
-"$RIVEN" -q -l 127.0.0.1:"${MPORT[riven-batched]}" -b 127.0.0.1:"$MC_PORT" -m off --batched &
-MPID[riven-batched]=$!; PIDS+=("${MPID[riven-batched]}")
-wait_port "${MPORT[riven]}" && wait_port "${MPORT[riven-batched]}" || exit 1
+start_rivens MPORT MPID
 for t in riven riven-batched; do IDLE[$t]=$(rss_kb "${MPID[$t]}"); done
 IDLE_THREADS=$(awk '/^Threads:/ {print $2}' /proc/"${MPID[riven-batched]}"/status)
 for t in riven riven-batched; do

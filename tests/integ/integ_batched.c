@@ -99,6 +99,26 @@ start_three(void)
     unlink(three_path); /* read at start; no reload here */
 }
 
+/* riven over mc[0] alone through one shared connection, from a file:
+ * top and pool are more YAML lines at the top level and in pool:. */
+static void
+start_one_shared(const char *top, const char *pool)
+{
+    char cfg[] = "/tmp/riven-batched-XXXXXX.yml";
+    int fd = mkstemps(cfg, 4), lp = harness_free_port();
+    FILE *f = fdopen(fd, "w");
+
+    assert_non_null(f);
+    fprintf(f,
+            "listen: [\"127.0.0.1:%d\"]\nmetrics: {listen: off}\n%s"
+            "pool:\n  servers: [\"127.0.0.1:%d\"]\n"
+            "  backend: {mode: batched, connections: 1}\n%s",
+            lp, top, mc[0].port, pool);
+    fclose(f);
+    assert_int_equal(harness_riven_start(&rv, 0, cfg, lp, NULL), 0);
+    unlink(cfg); /* read at start; no reload here */
+}
+
 static void
 test_basic(void **state)
 {
@@ -483,20 +503,7 @@ test_stalled_reader(void **state)
 
     (void)state;
     /* one shared connection per server: the stalled client shares it */
-    {
-        char cfg[] = "/tmp/riven-batched-XXXXXX.yml";
-        int fd = mkstemps(cfg, 4), lp = harness_free_port();
-        FILE *f = fdopen(fd, "w");
-
-        fprintf(f,
-                "listen: [\"127.0.0.1:%d\"]\nmetrics: {listen: off}\n"
-                "pool:\n  servers: [\"127.0.0.1:%d\"]\n"
-                "  backend: {mode: batched, connections: 1}\n",
-                lp, mc[0].port);
-        fclose(f);
-        assert_int_equal(harness_riven_start(&rv, 0, cfg, lp, NULL), 0);
-        unlink(cfg);
-    }
+    start_one_shared("", "");
     big = harness_conn_open(rv.port, T_MS);
     assert_non_null(big);
     memset(val, 'x', 512 * 1024);
@@ -645,25 +652,11 @@ test_reload(void **state)
 static void
 test_one_stall_one_failure(void **state)
 {
-    char path[64];
     struct harness_conn *c[8], *d;
-    int port = harness_free_port();
-    FILE *f;
 
     (void)state;
-    snprintf(path, sizeof(path), "/tmp/riven-batched-stall-%d.yml",
-             (int)getpid());
-    f = fopen(path, "w");
-    assert_non_null(f);
-    fprintf(f,
-            "listen: [\"127.0.0.1:%d\"]\nmetrics: {listen: off}\n"
-            "timeouts: {request_ms: 1000}\n"
-            "pool:\n  servers: [\"127.0.0.1:%d\"]\n"
-            "  backend: {mode: batched, connections: 1}\n"
-            "  failure_limit: 3\n  retry_timeout_ms: 60000\n",
-            port, mc[0].port);
-    fclose(f);
-    assert_int_equal(harness_riven_start(&rv, 0, path, port, NULL), 0);
+    start_one_shared("timeouts: {request_ms: 1000}\n",
+                     "  failure_limit: 3\n  retry_timeout_ms: 60000\n");
     d = harness_conn_open(rv.port, T_MS);
     assert_non_null(d);
     assert_true(harness_roundtrip(d, "set st:1 0 0 2\r\nok\r\n", "STORED\r\n"));
@@ -687,7 +680,6 @@ test_one_stall_one_failure(void **state)
            "stayed in the pool\n");
     harness_conn_close(d);
     harness_proc_stop(&rv, T_MS);
-    unlink(path);
 }
 
 static void
