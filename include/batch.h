@@ -26,6 +26,8 @@
 #ifndef RIVEN_BATCH_H
 #define RIVEN_BATCH_H
 
+#include <stdatomic.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -94,6 +96,44 @@ enum status batch_submit(struct batch_waiter *w, const struct outq *q,
  * replies of the batches that succeeded). ST_AGAIN: nothing was
  * submitted since the last wait. */
 enum status batch_wait(struct batch_waiter *w, enum res_fail *why) WUR;
+
+/*
+ * A continuation over waiters: one client's batch, spread over servers,
+ * answered by whichever I/O thread answers its last part, so that the
+ * client's thread need not wake for it (the server's answer_async).
+ *
+ *   batch_group_begin(g)          g->left = 1, the arming thread's own
+ *   batch_waiter_arm(w, g) x N    each waiter with batches outstanding
+ *   batch_group_end(g)            drop the arming thread's share
+ *
+ * g->fn runs once, when the last share is dropped: on the I/O thread that
+ * answered the last armed waiter's last batch, with no lock held; or, when
+ * every waiter was answered before batch_group_end, not at all:
+ * batch_group_end returns false and the caller goes on itself. fn returns
+ * BATCH_CONT_DONE, or BATCH_CONT_WAIT after setting fd and deadline_ms
+ * when its client's socket would block: the I/O thread then polls fd for
+ * POLLOUT beside its shared socket and calls fn again when fd is writable
+ * (timed_out false) or at deadline_ms (0: never; timed_out true, and fn
+ * must then return BATCH_CONT_DONE), so a client that stops reading never
+ * holds up the shared connection. A thread stopping calls fn with
+ * timed_out true for each it still holds.
+ */
+enum batch_cont { BATCH_CONT_DONE, BATCH_CONT_WAIT };
+
+struct batch_group {
+    _Atomic size_t left;
+    enum batch_cont (*fn)(struct batch_group *g, bool timed_out);
+    int fd;                   /* set by fn before BATCH_CONT_WAIT */
+    uint64_t deadline_ms;     /* likewise; 0: none */
+    struct batch_group *next; /* the I/O thread's: groups waiting on fd */
+};
+
+void batch_group_begin(struct batch_group *g);
+/* Arm g on w if w has batches outstanding (true); false: w is answered. */
+bool batch_waiter_arm(struct batch_waiter *w, struct batch_group *g);
+/* true: g->fn will run on an I/O thread; false: every armed waiter is
+ * answered already, and fn will not run. */
+bool batch_group_end(struct batch_group *g) WUR;
 
 /* Shared sockets open across all batches (for tests and stats). */
 size_t batch_sockets(void);

@@ -134,6 +134,14 @@ struct batch;
 enum status handler_set_batch(struct handler *h, struct batch *b,
                               size_t server) WUR;
 
+struct batch_group;
+
+/* Batched: true when every queued request was submitted (nothing waits
+ * for a later TLS round), so the replies can be waited for as a group:
+ * handler_arm(h, g) arms g on h's waiter (batch_waiter_arm's result). */
+bool handler_armable(const struct handler *h);
+bool handler_arm(struct handler *h, struct batch_group *g);
+
 /* Close the socket (it reopens on the next use). */
 void handler_close(struct handler *h);
 

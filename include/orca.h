@@ -79,6 +79,23 @@ void orca_destroy(struct orca *o);
  * (The l1l2 orcas never pause: their batches are bounded by their size.) */
 size_t orca_execute(struct orca *o, struct req_batch *b, size_t limit) WUR;
 
+/*
+ * orca_execute in two halves, for a batched l1only pool whose client need
+ * not wait (the server's answer_async): orca_start sends every backend
+ * its share and returns, true, or false (nothing ran) when b cannot run
+ * so: another mode or pool kind, routes, or a barrier in b. orca_arm
+ * (after orca_start) arms g (batch.h) on every handler with replies to
+ * come: true, g->fn will run on an I/O thread once they are in; false,
+ * they are in already (or a TLS round is still to be sent), and the
+ * caller goes on. orca_finish, in g->fn or after a false orca_arm, reads
+ * the replies and returns how many leading responses are final: all of
+ * them (a batched pool does not pause). Then orca_done, as ever.
+ */
+bool orca_start(struct orca *o, struct req_batch *b) WUR;
+struct batch_group;
+bool orca_arm(struct orca *o, struct batch_group *g) WUR;
+size_t orca_finish(struct orca *o) WUR;
+
 /* True while the batch has requests not yet answered. */
 bool orca_busy(const struct orca *o);
 

@@ -79,6 +79,9 @@ struct bconn {
     size_t jh, nj, capj;
     struct batch_frame *frames;
     size_t fh, nf, capf;
+    struct batch_group *stalled; /* continuations waiting on a client */
+    struct pollfd *pfd;          /* poll's array: efd, socket, stalled */
+    size_t cappfd;
 };
 
 struct batch {
@@ -96,10 +99,11 @@ struct batch {
 struct batch_waiter {
     pthread_mutex_t mu;
     pthread_cond_t cv;
-    struct bconn *c;    /* ref: in the batch it is bound to */
-    size_t outstanding; /* mu: batches submitted, not finished */
-    size_t since;       /* mu: batches submitted since the last wait */
-    enum res_fail why;  /* mu: the first failure since the last wait */
+    struct bconn *c;           /* ref: in the batch it is bound to */
+    size_t outstanding;        /* mu: batches submitted, not finished */
+    size_t since;              /* mu: batches submitted since the last wait */
+    enum res_fail why;         /* mu: the first failure since the last wait */
+    struct batch_group *group; /* mu: armed, run when outstanding is 0 */
 };
 
 static _Atomic size_t sockets_open;
@@ -221,6 +225,7 @@ batch_destroy(struct batch *b)
         free(c->qframes);
         free(c->jobs);
         free(c->frames);
+        free(c->pfd);
     }
     free(b->conns);
     free(b);
@@ -288,11 +293,41 @@ batch_wait(struct batch_waiter *w, enum res_fail *why)
     return any ? ST_OK : ST_AGAIN;
 }
 
-/* The I/O thread is done with job: its replies (or why) to its waiter. */
-static void
+void
+batch_group_begin(struct batch_group *g)
+{
+    atomic_store(&g->left, 1);
+    g->next = NULL;
+}
+
+bool
+batch_waiter_arm(struct batch_waiter *w, struct batch_group *g)
+{
+    bool armed;
+
+    pthread_mutex_lock(&w->mu);
+    armed = w->outstanding > 0;
+    if (armed) {
+        atomic_fetch_add(&g->left, 1);
+        w->group = g;
+    }
+    pthread_mutex_unlock(&w->mu);
+    return armed;
+}
+
+bool
+batch_group_end(struct batch_group *g)
+{
+    return atomic_fetch_sub(&g->left, 1) != 1;
+}
+
+/* The I/O thread is done with job: its replies (or why) to its waiter.
+ * Returns the group whose continuation is now the caller's to run. */
+static struct batch_group *
 finish(struct job *job, const char *bytes, size_t len, enum res_fail why)
 {
     struct batch_waiter *w = job->w;
+    struct batch_group *g = NULL;
 
     pthread_mutex_lock(&w->mu);
     if (why == FAIL_NONE && len > 0 &&
@@ -305,8 +340,22 @@ finish(struct job *job, const char *bytes, size_t len, enum res_fail why)
     w->outstanding--;
     if (w->outstanding == 0) {
         pthread_cond_signal(&w->cv);
+        g = w->group;
+        w->group = NULL;
     }
     pthread_mutex_unlock(&w->mu);
+    return g != NULL && atomic_fetch_sub(&g->left, 1) == 1 ? g : NULL;
+}
+
+/* Run g's continuation (NULL-safe) on c's I/O thread; one that waits for
+ * its client's socket joins c's stalled list. */
+static void
+run_group(struct bconn *c, struct batch_group *g)
+{
+    if (g != NULL && g->fn(g, false) == BATCH_CONT_WAIT) {
+        g->next = c->stalled;
+        c->stalled = g;
+    }
 }
 
 /* ---- the I/O thread ---- */
@@ -447,7 +496,7 @@ fail_jobs(struct bconn *c, enum res_fail why, bool stopping)
         health_failure(c->b->health, c->server, util_now_ms());
     }
     for (size_t i = c->jh; i < c->nj; i++) {
-        finish(&c->jobs[i], NULL, 0, why);
+        run_group(c, finish(&c->jobs[i], NULL, 0, why));
     }
     c->jh = c->nj = c->fh = c->nf = 0;
     c->scan = c->nfr = 0;
@@ -691,7 +740,7 @@ frame(struct bconn *c, size_t *need)
             c->scan += used;
             c->nfr++;
         }
-        finish(job, c->in.pos, c->scan, FAIL_NONE);
+        run_group(c, finish(job, c->in.pos, c->scan, FAIL_NONE));
         buf_consume(&c->in, c->scan);
         c->fh += job->nframes;
         c->jh++;
@@ -785,10 +834,84 @@ can_take(const struct bconn *c)
     return buf_len(&c->out) == 0 && (c->b->tls == NULL || c->jh == c->nj);
 }
 
+/* poll's array: efd, the shared socket, then each stalled client's fd
+ * (POLLOUT). The number of entries, or 0 when it cannot grow (then the
+ * stalled are polled at the next round). */
+static nfds_t
+poll_set(struct bconn *c)
+{
+    size_t n = 2;
+    nfds_t k = 2;
+
+    for (struct batch_group *g = c->stalled; g != NULL; g = g->next) {
+        n++;
+    }
+    if (n > c->cappfd &&
+        !grow((void **)&c->pfd, &c->cappfd, n - 1, sizeof(*c->pfd))) {
+        n = 2;
+        if (c->cappfd < 2) {
+            return 0;
+        }
+    }
+    c->pfd[0] = (struct pollfd){.fd = c->efd, .events = POLLIN};
+    c->pfd[1] = (struct pollfd){.fd = -1};
+    if (c->c.fd >= 0) {
+        c->pfd[1].fd = c->c.fd;
+        c->pfd[1].events = POLLIN | (buf_len(&c->out) > 0 ? POLLOUT : 0);
+    }
+    for (struct batch_group *g = c->stalled; g != NULL && k < n; g = g->next) {
+        c->pfd[k++] = (struct pollfd){.fd = g->fd, .events = POLLOUT};
+    }
+    return k;
+}
+
+/* How long poll may sleep for the stalled: until the first deadline. */
+static int
+stalled_ms(const struct bconn *c, int ms)
+{
+    uint64_t now = util_now_ms();
+
+    for (const struct batch_group *g = c->stalled; g != NULL; g = g->next) {
+        if (g->deadline_ms != 0) {
+            int left = g->deadline_ms > now
+                           ? (int)MIN(g->deadline_ms - now, 60000)
+                           : 0;
+
+            ms = ms < 0 ? left : MIN(ms, left);
+        }
+    }
+    return ms;
+}
+
+/* Call again each stalled continuation whose client can take bytes
+ * (revents of the set's entries from 2 on, in list order) or whose
+ * deadline passed; drop those done. */
+static void
+run_stalled(struct bconn *c, nfds_t n)
+{
+    struct batch_group **pp = &c->stalled;
+    uint64_t now = util_now_ms();
+    nfds_t k = 2;
+
+    while (*pp != NULL) {
+        struct batch_group *g = *pp, *next = g->next;
+        bool ready = k < n && c->pfd[k].revents != 0;
+        bool late = g->deadline_ms != 0 && now >= g->deadline_ms;
+
+        k++;
+        /* done, g may be gone at once (its client's thread ends) */
+        if ((ready || late) && g->fn(g, !ready) == BATCH_CONT_DONE) {
+            *pp = next;
+            continue;
+        }
+        pp = &g->next;
+    }
+}
+
 static void
 io_round(struct bconn *c)
 {
-    struct pollfd pfd[2] = {{.fd = c->efd, .events = POLLIN}, {.fd = -1}};
+    nfds_t n;
     bool more;
     int r;
 
@@ -799,18 +922,21 @@ io_round(struct bconn *c)
         return;
     }
     more = prepare_poll(c) && can_take(c);
-    if (c->c.fd >= 0) {
-        pfd[1].fd = c->c.fd;
-        pfd[1].events = POLLIN | (buf_len(&c->out) > 0 ? POLLOUT : 0);
+    if ((n = poll_set(c)) == 0) {
+        fail_all(c, FAIL_OUT_OF_MEMORY);
+        return;
     }
-    r = poll(pfd, 2, poll_ms(c, more));
+    r = poll(c->pfd, n, stalled_ms(c, poll_ms(c, more)));
     if (r < 0 && errno != EINTR) {
         log_warn("%s: poll", __func__);
     }
-    if (r > 0 && (pfd[0].revents & POLLIN)) {
+    if (r > 0 && (c->pfd[0].revents & POLLIN)) {
         drain_efd(c->efd);
     }
-    if (r > 0 && pfd[1].fd >= 0 && (pfd[1].revents & ~POLLOUT) != 0 &&
+    if (c->stalled != NULL) {
+        run_stalled(c, r > 0 ? n : 2);
+    }
+    if (r > 0 && c->pfd[1].fd >= 0 && (c->pfd[1].revents & ~POLLOUT) != 0 &&
         !read_some(c)) {
         return;
     }
@@ -828,13 +954,32 @@ io_round(struct bconn *c)
 static void
 fail_queued(struct bconn *c)
 {
-    pthread_mutex_lock(&c->mu);
-    for (size_t i = 0; i < c->nqj; i++) {
-        finish(&c->qjobs[i], NULL, 0, FAIL_BACKEND_UNAVAILABLE);
+    for (;;) {
+        struct job job;
+
+        pthread_mutex_lock(&c->mu);
+        if (c->nqj == 0) {
+            c->nqf = 0;
+            c->qbytes.pos = c->qbytes.last = c->qbytes.start;
+            pthread_mutex_unlock(&c->mu);
+            return;
+        }
+        job = c->qjobs[--c->nqj];
+        pthread_mutex_unlock(&c->mu); /* a continuation runs unlocked */
+        run_group(c, finish(&job, NULL, 0, FAIL_BACKEND_UNAVAILABLE));
     }
-    c->nqj = c->nqf = 0;
-    c->qbytes.pos = c->qbytes.last = c->qbytes.start;
-    pthread_mutex_unlock(&c->mu);
+}
+
+/* Stopping: the continuations still waiting on a client time out. */
+static void
+fail_stalled(struct bconn *c)
+{
+    while (c->stalled != NULL) {
+        struct batch_group *g = c->stalled;
+
+        c->stalled = g->next;
+        (void)g->fn(g, true);
+    }
 }
 
 static void *
@@ -850,5 +995,6 @@ io_main(void *arg)
     }
     fail_jobs(c, FAIL_BACKEND_UNAVAILABLE, true);
     fail_queued(c);
+    fail_stalled(c);
     return NULL;
 }

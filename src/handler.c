@@ -197,6 +197,18 @@ handler_pending(const struct handler *h)
     return h->nrecv < h->npend;
 }
 
+bool
+handler_armable(const struct handler *h)
+{
+    return h->bw != NULL && h->nsent == h->npend;
+}
+
+bool
+handler_arm(struct handler *h, struct batch_group *g)
+{
+    return batch_waiter_arm(h->bw, g);
+}
+
 enum status
 handler_queue(struct handler *h, const struct request *req,
               struct response *res)

@@ -30,6 +30,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "batch.h"
 #include "buf.h"
 #include "chunked.h"
 #include "handler.h"
@@ -2024,6 +2025,82 @@ orca_execute(struct orca *o, struct req_batch *b, size_t limit)
         (void)jobs_reserve(o, b->n); /* short: the segments fail, ENOMEM */
     }
     return run_from(o);
+}
+
+/* Can b run as one group of batched waits: a batched l1only pool, no
+ * route, no chunks, no barrier (one segment)? */
+static bool
+groupable(const struct orca *o, const struct req_batch *b)
+{
+    if (o->mode != CFG_ORCA_L1ONLY || o->routed ||
+        L1(o)->env->pool->chunk_size > 0 || L1(o)->env->batch == NULL) {
+        return false;
+    }
+    for (size_t k = 0; k < b->n; k++) {
+        if (is_barrier(&b->reqs[k])) {
+            return false;
+        }
+    }
+    return true;
+}
+
+bool
+orca_start(struct orca *o, struct req_batch *b)
+{
+    struct layer *ly = L1(o);
+    uint64_t now = util_now_ms();
+
+    if (!groupable(o, b)) {
+        return false;
+    }
+    o->b = b;
+    o->next = b->n;
+    o->limit = SIZE_MAX;
+    for (size_t k = 0; k < b->n; k++) {
+        if (!answer_locally(o, &b->reqs[k], &b->res[k])) {
+            send_key(o, ly, &b->reqs[k], &b->res[k], now);
+        }
+    }
+    for (size_t i = 0; i < ly->nh; i++) {
+        if (ly->h[i] != NULL && handler_pending(ly->h[i])) {
+            handler_flush(ly->h[i]);
+        }
+    }
+    return true;
+}
+
+bool
+orca_arm(struct orca *o, struct batch_group *g)
+{
+    struct layer *ly = L1(o);
+
+    for (size_t i = 0; i < ly->nh; i++) {
+        if (ly->h[i] != NULL && handler_pending(ly->h[i]) &&
+            !handler_armable(ly->h[i])) {
+            return false; /* a TLS round waits to be sent: not a group */
+        }
+    }
+    batch_group_begin(g);
+    for (size_t i = 0; i < ly->nh; i++) {
+        if (ly->h[i] != NULL && handler_pending(ly->h[i])) {
+            (void)handler_arm(ly->h[i], g);
+        }
+    }
+    return batch_group_end(g);
+}
+
+size_t
+orca_finish(struct orca *o)
+{
+    struct layer *ly = L1(o);
+
+    for (size_t i = 0; i < ly->nh; i++) {
+        if (ly->h[i] != NULL && handler_pending(ly->h[i])) {
+            handler_recv(ly->h[i], SIZE_MAX, true);
+        }
+    }
+    report(ly, util_now_ms());
+    return final_prefix(o);
 }
 
 bool

@@ -13,6 +13,7 @@
 #include <limits.h>
 #include <netinet/in.h>
 #include <pthread.h>
+#include <stddef.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -21,6 +22,7 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
+#include "batch.h"
 #include "buf.h"
 #include "conn.h"
 #include "log.h"
@@ -75,6 +77,21 @@ struct server {
     bool detected;            /* proto is known (first byte seen) */
     enum req_proto proto;     /* PROTO_BINARY, or PROTO_TEXT for text
                                  and meta commands mixed */
+    /* answer_async: a batch whose replies the I/O thread that answers it
+     * last encodes and writes (answer_cont), while this thread waits for
+     * the client's next bytes. Until async_wait, that thread owns orca,
+     * batch, out, the line state and the rbuf bytes of the batch; this
+     * one only reads the socket into its stack (read_async). */
+    bool async;             /* this thread's: a batch is out */
+    bool afirst;            /* answer_cont's: not yet run */
+    bool adone;             /* amu: answered */
+    enum status ast;        /* amu: how it went */
+    size_t aused;           /* rbuf bytes of the batch */
+    size_t asent;           /* out bytes written */
+    uint64_t at0;           /* ns: when the batch began */
+    struct batch_group grp; /* answer_cont */
+    pthread_mutex_t amu;
+    pthread_cond_t acv;
 };
 
 static _Atomic int draining; /* seq_cst with conn->busy */
@@ -273,13 +290,12 @@ read_client(struct server *s)
     return n == 0 ? ST_CLOSED : ST_ERROR;
 }
 
-/* writev the whole queue. ST_OK or ST_ERROR. Not inlined: see
+/* writev the queue from done on. ST_OK or ST_ERROR. Not inlined: see
  * read_client. */
 static __attribute__((noinline)) enum status
-write_client(struct server *s)
+write_client(struct server *s, size_t done)
 {
     struct iovec iov[IOV_CHUNK];
-    size_t done = 0;
 
     while (done < s->out.total) {
         int n = outq_iov(&s->out, done, iov, IOV_CHUNK);
@@ -624,9 +640,9 @@ account(const struct request *req, const struct response *res, uint64_t ns)
     }
 }
 
-/* Encode, write and count the replies [from, to) of the batch. */
+/* Encode and count the replies [from, to) of the batch into out. */
 static enum status
-answer_range(struct server *s, size_t from, size_t to, uint64_t t0)
+encode_range(struct server *s, size_t from, size_t to, uint64_t t0)
 {
     enum status st = ST_OK;
     uint64_t ns = util_now_ns() - t0;
@@ -644,7 +660,180 @@ answer_range(struct server *s, size_t from, size_t to, uint64_t t0)
         }
         account(req, count, ns);
     }
-    return st == ST_OK ? write_client(s) : st;
+    return st;
+}
+
+/* Encode, write and count the replies [from, to) of the batch. */
+static enum status
+answer_range(struct server *s, size_t from, size_t to, uint64_t t0)
+{
+    enum status st = encode_range(s, from, to, t0);
+
+    return st == ST_OK ? write_client(s, 0) : st;
+}
+
+/* Write out from asent on, without blocking: ST_OK all of it, ST_AGAIN
+ * the client's socket is full, ST_ERROR. */
+static enum status
+write_nowait(struct server *s)
+{
+    struct iovec iov[IOV_CHUNK];
+
+    while (s->asent < s->out.total) {
+        struct msghdr mh = {.msg_iov = iov};
+        ssize_t w;
+
+        mh.msg_iovlen = (size_t)outq_iov(&s->out, s->asent, iov, IOV_CHUNK);
+        w = sendmsg(s->io.fd, &mh, MSG_DONTWAIT | MSG_NOSIGNAL);
+        if (w < 0 && errno == EINTR) {
+            continue;
+        }
+        if (w < 0) {
+            if (errno == EAGAIN || errno == EWOULDBLOCK) {
+                return ST_AGAIN;
+            }
+            log_debug("%s: sendmsg: %s", __func__, strerror(errno));
+            return ST_ERROR;
+        }
+        s->asent += (size_t)w;
+        metrics_add(M_CLIENT_TX_BYTES, (uint64_t)w);
+    }
+    return ST_OK;
+}
+
+/* The async batch is answered (st): release it and tell the thread. A
+ * client that got every reply waits for its next request, idle as
+ * read_client marks it, so a drain that began meanwhile ends it. */
+static void
+async_end(struct server *s, enum status st)
+{
+    orca_done(s->orca);
+    if (st == ST_OK) {
+        atomic_store(&s->conn->busy, 0);
+        if (atomic_load(&draining)) {
+            (void)shutdown(s->io.fd, SHUT_RD);
+        }
+    }
+    pthread_mutex_lock(&s->amu);
+    s->ast = st;
+    s->adone = true;
+    pthread_cond_signal(&s->acv);
+    pthread_mutex_unlock(&s->amu);
+}
+
+/* batch_group continuation, on the I/O thread that answered the batch's
+ * last reply: encode and count the replies, write what the client's
+ * socket takes, and wait (BATCH_CONT_WAIT) for it to take the rest,
+ * within client_write_timeout_ms as write_client does. A client that
+ * timed out is shut down: its thread's read ends. */
+static enum batch_cont
+answer_cont(struct batch_group *g, bool timed_out)
+{
+    struct server *s =
+        (struct server *)(void *)((char *)g - offsetof(struct server, grp));
+    enum status st;
+
+    if (s->afirst) {
+        s->afirst = false;
+        s->asent = 0;
+        s->ast = encode_range(s, 0, orca_finish(s->orca), s->at0);
+    }
+    st = s->ast;
+    if (st == ST_OK && timed_out) {
+        log_debug("%s: client stopped reading, closing", __func__);
+        (void)shutdown(s->io.fd, SHUT_RDWR);
+        st = ST_ERROR;
+    } else if (st == ST_OK && (st = write_nowait(s)) == ST_AGAIN) {
+        uint32_t ms = s->cfg->client_write_timeout_ms;
+
+        g->fd = s->io.fd;
+        g->deadline_ms = ms > 0 ? util_now_ms() + ms : 0;
+        return BATCH_CONT_WAIT;
+    }
+    async_end(s, st);
+    return BATCH_CONT_DONE;
+}
+
+/* May the batch of used bytes be answered by the I/O thread? Only a
+ * plain client's (TLS's state is this thread's), whose batch is all of
+ * rbuf and ends nothing open (a get line, a swallow, a quit). */
+static bool
+async_ok(const struct server *s, size_t used)
+{
+    return s->io.ssl == NULL && !s->closing && s->swallow == 0 &&
+           !s->skipline && s->line.nargs == 0 && used == buf_len(&s->rbuf);
+}
+
+/* After orca_start: hand the batch to the I/O threads (true), or false
+ * when its replies are in already. The socket's read timeout is set
+ * first: the orca is not this thread's once armed. */
+static bool
+answer_async(struct server *s, size_t used, uint64_t t0)
+{
+    conn_set_timeouts(&s->io, recv_wait(s, util_now_ms()), s->io.snd_ms);
+    s->aused = used;
+    s->at0 = t0;
+    s->afirst = true;
+    s->adone = false;
+    s->grp.fn = answer_cont;
+    s->async = orca_arm(s->orca, &s->grp);
+    return s->async;
+}
+
+/* Wait for the async batch's answer; its status. */
+static enum status
+async_wait(struct server *s)
+{
+    enum status st;
+
+    if (!s->async) {
+        return ST_OK;
+    }
+    pthread_mutex_lock(&s->amu);
+    while (!s->adone) {
+        pthread_cond_wait(&s->acv, &s->amu);
+    }
+    st = s->ast;
+    pthread_mutex_unlock(&s->amu);
+    s->async = false;
+    return st;
+}
+
+/* With a batch out: read the client's next bytes into the stack, then
+ * take the batch's answer and its place in rbuf. A read that timed out
+ * goes on in read_client, which knows why. */
+static __attribute__((noinline)) enum status
+read_async(struct server *s)
+{
+    char tmp[SERVER_FRESH_READ];
+    ssize_t n;
+    int err;
+    enum status st;
+
+    conn_idle(&s->io);
+    do {
+        n = recv(s->io.fd, tmp, sizeof(tmp), 0);
+    } while (n < 0 && errno == EINTR);
+    err = errno;
+    if ((st = async_wait(s)) != ST_OK) {
+        return st;
+    }
+    buf_consume(&s->rbuf, s->aused);
+    buf_shrink(&s->rbuf);
+    outq_shrink(&s->out);
+    s->last_done = util_now_ms();
+    if (n > 0) {
+        atomic_store(&s->conn->busy, 1);
+        metrics_add(M_CLIENT_RX_BYTES, (uint64_t)n);
+        return buf_set(&s->rbuf, tmp, (size_t)n);
+    }
+    if (n < 0 && (err == EAGAIN || err == EWOULDBLOCK)) {
+        return read_client(s);
+    }
+    if (n < 0 && err != ECONNRESET) {
+        log_debug("%s: recv: %s", __func__, strerror(err));
+    }
+    return n == 0 ? ST_CLOSED : ST_ERROR;
 }
 
 /* The reply bytes the orca may hold for this connection: what
@@ -662,13 +851,20 @@ reply_budget(const struct server *s)
  * the rest as the orca reads them, so that a client that does not read
  * leaves riven holding at most the reply budget (backpressure). */
 static enum status
-answer_batch(struct server *s)
+answer_batch(struct server *s, size_t used)
 {
     enum status st;
     uint64_t t0 = util_now_ns();
     size_t done = 0, ready;
 
-    ready = orca_execute(s->orca, &s->batch, reply_budget(s));
+    if (async_ok(s, used) && orca_start(s->orca, &s->batch)) {
+        if (answer_async(s, used, t0)) {
+            return ST_OK; /* read_async takes the answer */
+        }
+        ready = orca_finish(s->orca);
+    } else {
+        ready = orca_execute(s->orca, &s->batch, reply_budget(s));
+    }
     for (;;) {
         st = answer_range(s, done, ready, t0);
         done = ready;
@@ -717,7 +913,7 @@ process(struct server *s)
         if (s->batch.n == 0) {
             return s->closing ? ST_CLOSED : ST_OK;
         }
-        if ((st = answer_batch(s)) != ST_OK) {
+        if ((st = answer_batch(s, used)) != ST_OK || s->async) {
             return st;
         }
         buf_consume(&s->rbuf, used);
@@ -829,15 +1025,27 @@ server_run(struct server_conn *conn)
         conn_set_timeouts(&s.io, 0, s.cfg->client_write_timeout_ms);
     }
     st = s.snap == NULL ? ST_ERROR : conn->tls ? start_tls(&s) : ST_OK;
-    while (st == ST_OK && (st = switch_snapshot(&s)) == ST_OK) {
-        if ((st = read_client(&s)) != ST_OK || (st = process(&s)) != ST_OK) {
+    pthread_mutex_init(&s.amu, NULL);
+    pthread_cond_init(&s.acv, NULL);
+    while (st == ST_OK) {
+        if (s.async) {
+            st = read_async(&s);
+        } else if ((st = switch_snapshot(&s)) == ST_OK) {
+            st = read_client(&s);
+        }
+        if (st != ST_OK || (st = process(&s)) != ST_OK) {
             break;
         }
-        if (buf_len(&s.rbuf) == 0) {
+        if (buf_len(&s.rbuf) == 0 && !s.async) {
             buf_shrink(&s.rbuf);
             outq_shrink(&s.out);
         }
     }
+    if (s.async) { /* a failed read: the batch is still answered */
+        (void)async_wait(&s);
+    }
+    pthread_cond_destroy(&s.acv);
+    pthread_mutex_destroy(&s.amu);
     if (st == ST_NOMEM) {
         out_of_memory(&s);
     }
