@@ -14,6 +14,14 @@
  *
  * A client's handler keeps its own pend slots and decodes its replies
  * itself (so its O tag checks stay); the I/O thread only frames them.
+ *
+ * Or, for the common batch of a plain client (the server's
+ * answer_async), nobody waits: the client's thread arms a batch_group on
+ * its waiters and goes back to reading its client, and the I/O thread
+ * that answers the last of them runs the group's continuation, which
+ * decodes, encodes and writes the replies to the client's socket without
+ * blocking (see batch_group below). One thread wake-up per request
+ * instead of two.
  * A shared connection that breaks (reset, close, malformed reply) or
  * whose oldest batch waits past request_ms from its write fails every
  * batch it has written: those clients get the failure, never another

@@ -4,7 +4,8 @@
  * Invariant: requests in the batch point into rbuf, and responses into the
  * orca's handlers, so rbuf is neither read into nor compacted while a
  * batch is in flight, and the orca's buffers are released only after the
- * replies are written.
+ * replies are written. A batch answered by an I/O thread (answer_async)
+ * keeps this too: meanwhile this thread reads the client into its stack.
  */
 #include "server.h"
 

@@ -3,7 +3,7 @@
 # memaslap (memcaslap -T 1 -S 3600s, 90% gets) at c=64 and c=1000 through
 #   riven          per-connection pool (a backend socket per client thread)
 #   riven-batched  riven --batched (backend: {mode: batched}, the default
-#                  2 shared connections, batch_max 256)
+#                  1 shared connection, batch_max 256)
 #   twemproxy      nutcracker, when installed (as run.sh starts it)
 # all three in front of one memcached (-m 1024 -c 20000 -t 2), in turn
 # within each of ROUNDS rounds; medians. Per run: ops/s; CPU per request
@@ -228,7 +228,7 @@ done
     echo
     echo "Run on $(date -u +%Y-%m-%d) (\`BENCH_ONLY=batched\` reruns only this section). $(memcached -V), $(nproc) cores."
     echo "memaslap (\`memcaslap -T 1 -c C -x $OPS -S 3600s\`, 90% gets) through per-connection riven, riven"
-    echo "\`--batched\` (2 shared connections, batch_max 256) and twemproxy, all in front of one memcached"
+    echo "\`--batched\` (1 shared connection, batch_max 256) and twemproxy, all in front of one memcached"
     echo "(\`-m 1024 -c 20000 -t 2\`), in turn within each of $ROUNDS rounds; medians. CPU: utime + stime"
     echo "from /proc over the run, per request, of the proxy and of the memcached. cmds/op: memcached's"
     echo "\`cmd_get + cmd_set\` per memaslap op. fds: the proxy's open descriptors at the run's peak."

@@ -1043,7 +1043,7 @@ test_chunked(void **state)
 }
 
 /* backend: is a pool key: {mode: batched|per_connection, connections: N,
- * batch_max: N}; per_connection (2 and 256 kept for batched) when absent. */
+ * batch_max: N}; per_connection (1 and 256 kept for batched) when absent. */
 static void
 test_backend(void **state)
 {
@@ -1052,7 +1052,7 @@ test_backend(void **state)
     (void)state;
     cfg = load_ok("pool: {servers: [127.0.0.1:1]}\n");
     assert_false(cfg->pool.batched);
-    assert_int_equal(cfg->pool.connections, 2);
+    assert_int_equal(cfg->pool.connections, 1);
     assert_int_equal(cfg->pool.batch_max, 256);
     config_unref(cfg);
     cfg = load_ok("pool:\n  backend:\n    mode: batched\n"
