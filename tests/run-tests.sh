@@ -358,9 +358,16 @@ done
 # (RIVEN_BATCHED: --batched).
 # Not integ_pipeline: its syscall bound is per-connection's, as a batched
 # pool splits a pipeline's gets at the reply budget.
+# integ_hostile_backends with 2 shared connections a server: its clients
+# A and B, bound round robin, each get one of the fake's, so that A's
+# hostile reply fails A's batches only (on one shared connection it fails
+# every batch written there, B's good ones too: test_one_stall_one_failure
+# in integ_batched checks that case).
 for t in integ_hostile_backends integ_pool; do # their riven runs from a file
     [ -x "$TEST_DIR/$t" ] || continue
-    INTEG_POOL_BACKEND="{mode: batched}" run_binary "$TEST_DIR/$t" "$t-batched"
+    mode="{mode: batched}"
+    [ "$t" = integ_hostile_backends ] && mode="{mode: batched, connections: 2}"
+    INTEG_POOL_BACKEND=$mode run_binary "$TEST_DIR/$t" "$t-batched"
 done
 for t in integ_diff integ_diff_proto integ_binary integ_client integ_backend \
     integ_health integ_limits integ_l1l2; do

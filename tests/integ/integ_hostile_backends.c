@@ -26,7 +26,8 @@
  * Key placement follows libmemcached (ketama), as riven's does. Needs
  * riven: every case is skipped with RIVEN_DIRECT=1. INTEG_POOL_BACKEND
  * sets the pool's backend: (run-tests.sh runs it again with "{mode:
- * batched}", the servers through shared connections).
+ * batched, connections: 2}", the servers through shared connections, A
+ * and B on one each).
  */
 #include <errno.h>
 #include <setjmp.h>
