@@ -105,6 +105,13 @@ void outq_shrink(struct outq *q);
 
 /* Copy len bytes into the queue. ST_OK or ST_NOMEM. */
 enum status outq_copy(struct outq *q, const void *p, size_t len) WUR;
+/* Room for n bytes at the end of the copied bytes, to be written in
+ * place (no bounce buffer on the stack) and queued with outq_commit: the
+ * room, or NULL on ENOMEM. Valid until the queue's next change. */
+char *outq_reserve(struct outq *q, size_t n) WUR;
+/* Queue the first len bytes written at outq_reserve's room, as outq_copy
+ * would. ST_OK or ST_NOMEM (nothing queued). */
+enum status outq_commit(struct outq *q, size_t len) WUR;
 /* Queue a reference to len bytes at p, which must stay valid until the
  * queue is written. Short ranges are copied instead, and every range of
  * a queue whose copy is set. */

@@ -330,8 +330,9 @@ finish(struct job *job, const char *bytes, size_t len, enum res_fail why)
     struct batch_group *g = NULL;
 
     pthread_mutex_lock(&w->mu);
-    if (why == FAIL_NONE && len > 0 &&
-        buf_append(job->dst, bytes, len) != ST_OK) {
+    /* buf_set: a reply into an empty buffer takes what it needs, not the
+     * buffer's init size (one is held per busy client) */
+    if (why == FAIL_NONE && len > 0 && buf_set(job->dst, bytes, len) != ST_OK) {
         why = FAIL_OUT_OF_MEMORY;
     }
     if (why != FAIL_NONE && w->why == FAIL_NONE) {

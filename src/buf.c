@@ -194,27 +194,44 @@ outq_push(struct outq *q, const char *ref, size_t off, size_t len)
     return ST_OK;
 }
 
-enum status
-outq_copy(struct outq *q, const void *p, size_t len)
+char *
+outq_reserve(struct outq *q, size_t n)
 {
-    size_t off;
+    return buf_reserve(&q->own, MAX(n, 1)) == ST_OK ? q->own.last : NULL;
+}
+
+enum status
+outq_commit(struct outq *q, size_t len)
+{
+    size_t off = (size_t)(q->own.last - q->own.start);
 
     if (len == 0) {
         return ST_OK;
-    }
-    off = (size_t)(q->own.last - q->own.start);
-    if (buf_append(&q->own, p, len) != ST_OK) {
-        return ST_NOMEM;
     }
     if (q->n > 0 && q->ents[q->n - 1].ref == NULL &&
         q->ents[q->n - 1].off + q->ents[q->n - 1].len == off) {
         q->ents[q->n - 1].len += len;
     } else if (outq_push(q, NULL, off, len) != ST_OK) {
-        q->own.last -= len;
         return ST_NOMEM;
     }
+    q->own.last += len;
     q->total += len;
     return ST_OK;
+}
+
+enum status
+outq_copy(struct outq *q, const void *p, size_t len)
+{
+    char *room;
+
+    if (len == 0) {
+        return ST_OK;
+    }
+    if ((room = outq_reserve(q, len)) == NULL) {
+        return ST_NOMEM;
+    }
+    memcpy(room, p, len);
+    return outq_commit(q, len);
 }
 
 enum status

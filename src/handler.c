@@ -57,7 +57,7 @@
 #define HANDLER_OUT_ENTS  8
 #define HANDLER_OUT_INIT  256
 #define HANDLER_IOV       64 /* iovecs per writev: 1 KiB of stack */
-#define HANDLER_PEND_INIT 4  /* a request's replies, grown by doubling */
+#define HANDLER_PEND_INIT 1  /* a request's replies, grown by doubling */
 
 struct pend {
     struct response *res; /* ref: batch response; NULL = drop reply */

@@ -177,7 +177,7 @@ struct request *
 req_batch_push(struct req_batch *b)
 {
     if (b->n == b->cap) {
-        size_t cap = b->cap ? b->cap * 2 : 4;
+        size_t cap = b->cap ? b->cap * 2 : 1;
         struct request *rq = realloc(b->reqs, cap * sizeof(*rq));
 
         if (rq == NULL) {

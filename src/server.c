@@ -37,19 +37,22 @@
 
 #define SERVER_BUF_INIT 2048
 #define SERVER_READ_MIN 1024
-#define SERVER_OUT_INIT 512           /* reply headers of a typical batch */
+#define SERVER_OUT_INIT 128           /* reply headers of a typical batch */
 #define BATCH_MAX_REQS  512           /* requests per batch */
 #define BATCH_MAX_BYTES (256u * 1024) /* request bytes per batch */
 #define BATCH_MAX_GETS  64            /* get keys per batch */
 #define REPLY_OVERHEAD  512 /* a reply's bytes besides its value, at most */
 #define IOV_CHUNK       64  /* iovecs per writev: 1 KiB of stack */
 
-/* A waiting client's read lands on the stack (recv_fresh): a get, or a
- * set of a 1 KiB value, in one recv. With the thread's descriptor and
- * static TLS above it (about 5 KiB, glibc 2.36 on x86-64), this read is a
- * thread's deepest call (5.4 KiB below its descriptor, the backend's recv
- * 4.5 KiB), and a busy thread touches 2 pages of stack; 2 KiB here made 3 */
-#define SERVER_FRESH_READ 1536
+/* A waiting client's read lands on the stack (recv_fresh, read_async): a
+ * get, or a set of a 1 KiB value with a key of up to 190 bytes, in one
+ * recv. With the thread's descriptor and static TLS above it (about 5
+ * KiB, glibc 2.36 on x86-64), this read and the malloc that copies its
+ * bytes to the heap are a thread's deepest calls, and a busy thread
+ * touches 2 pages of stack. 1536 bytes here made 3 for most threads at
+ * c=200: glibc's malloc_consolidate went 72 to 88 bytes into the third
+ * page (its stale frames, read from the pages of a stopped riven). */
+#define SERVER_FRESH_READ 1280
 
 struct server {
     struct conn io;           /* the client: fd owned by the listener */
@@ -291,12 +294,13 @@ read_client(struct server *s)
     return n == 0 ? ST_CLOSED : ST_ERROR;
 }
 
-/* writev the queue from done on. ST_OK or ST_ERROR. Not inlined: see
+/* writev the whole queue. ST_OK or ST_ERROR. Not inlined: see
  * read_client. */
 static __attribute__((noinline)) enum status
-write_client(struct server *s, size_t done)
+write_client(struct server *s)
 {
     struct iovec iov[IOV_CHUNK];
+    size_t done = 0;
 
     while (done < s->out.total) {
         int n = outq_iov(&s->out, done, iov, IOV_CHUNK);
@@ -670,7 +674,7 @@ answer_range(struct server *s, size_t from, size_t to, uint64_t t0)
 {
     enum status st = encode_range(s, from, to, t0);
 
-    return st == ST_OK ? write_client(s, 0) : st;
+    return st == ST_OK ? write_client(s) : st;
 }
 
 /* Write out from asent on, without blocking: ST_OK all of it, ST_AGAIN

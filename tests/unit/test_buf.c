@@ -266,6 +266,46 @@ test_outq_copy_merges(void **state)
     outq_free(NULL);
 }
 
+/* outq_reserve gives room at the end of own, written in place; only
+ * what outq_commit takes is queued, merged with the copied range before
+ * it, and a reference between them starts a new range. */
+static void
+test_outq_reserve_commit(void **state)
+{
+    static char value[300];
+    struct outq q;
+    struct iovec iov[4];
+    char *room;
+
+    (void)state;
+    memset(value, 'v', sizeof(value));
+    outq_init(&q, 8);
+    assert_int_equal(outq_commit(&q, 0), ST_OK);
+    assert_int_equal(q.n, 0);
+    room = outq_reserve(&q, 64); /* grows own past its init of 8 */
+    assert_non_null(room);
+    memcpy(room, "mg k v\r\n", 8);
+    assert_int_equal(outq_commit(&q, 8), ST_OK);
+    room = outq_reserve(&q, 40);
+    assert_non_null(room);
+    memcpy(room, "ms k 300 T0\r\n", 14);
+    assert_int_equal(outq_commit(&q, 14), ST_OK);
+    assert_int_equal(q.n, 1); /* merged */
+    assert_int_equal(outq_ref(&q, value, sizeof(value)), ST_OK);
+    assert_non_null(room = outq_reserve(&q, 2));
+    memcpy(room, "\r\nXX", 4); /* 2 of the 4 bytes written are taken */
+    assert_int_equal(outq_commit(&q, 2), ST_OK);
+    assert_int_equal(q.n, 3);
+    assert_int_equal(q.total, 8 + 14 + 300 + 2);
+    assert_int_equal(outq_iov(&q, 0, iov, 4), 3);
+    assert_int_equal(iov[0].iov_len, 22);
+    assert_memory_equal(iov[0].iov_base, "mg k v\r\nms k 300 T0\r\n", 22);
+    assert_ptr_equal(iov[1].iov_base, value);
+    assert_int_equal(iov[2].iov_len, 2);
+    assert_memory_equal(iov[2].iov_base, "\r\n", 2);
+    outq_free(&q);
+}
+
 /* A queue whose copy is set (a TLS handler's) copies every range: the
  * value may change after, the queue does not. */
 static void
@@ -400,6 +440,7 @@ main(void)
         cmocka_unit_test(test_outq_copy_merges),
         cmocka_unit_test(test_outq_ref),
         cmocka_unit_test(test_outq_ref_copy),
+        cmocka_unit_test(test_outq_reserve_commit),
         cmocka_unit_test(test_outq_many),
     };
 
