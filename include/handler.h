@@ -37,7 +37,8 @@
  *     chunked_free after the batch.
  * Whoever adds a caller must flush before the value's memory moves.
  *
- * Not thread-safe: a handler belongs to one connection thread. The one
+ * Not thread-safe: a handler belongs to one connection thread (or, while
+ * an armed group's continuation runs, to that I/O thread: orca.h). The one
  * state handlers share is health's connect gate per server index
  * (health_gate_enter, health.h): at most HEALTH_GATE_MAX (512) new
  * connections to a server wait for their first reply at once; a wait

@@ -32,7 +32,9 @@
  * Responses reference the handlers' read buffers until orca_done().
  *
  * Not thread-safe: an orca belongs to one connection thread, together with
- * its handlers (one per backend server, sockets opened lazily).
+ * its handlers (one per backend server, sockets opened lazily); from a
+ * true orca_arm until its group's continuation ends (the server's
+ * async_wait says when), it belongs to the I/O thread that runs it.
  */
 #ifndef RIVEN_ORCA_H
 #define RIVEN_ORCA_H

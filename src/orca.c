@@ -515,11 +515,10 @@ first_waiting(const struct orca *o, const struct handler **hp)
 /* Write every server's share, then read every server's replies, each
  * handler pausing before it holds limit bytes of them (but the one the
  * client waits on first). */
+/* Send every handler's queued requests (first step of run_once). */
 static void
-run_once(struct orca *o, size_t limit)
+flush_all(struct orca *o)
 {
-    const struct handler *fw = NULL;
-
     for (size_t l = 0; l < o->nly; l++) {
         struct layer *ly = &o->ly[l];
 
@@ -529,6 +528,14 @@ run_once(struct orca *o, size_t limit)
             }
         }
     }
+}
+
+static void
+run_once(struct orca *o, size_t limit)
+{
+    const struct handler *fw = NULL;
+
+    flush_all(o);
     if (limit < SIZE_MAX) {
         (void)first_waiting(o, &fw);
     }
@@ -2061,11 +2068,7 @@ orca_start(struct orca *o, struct req_batch *b)
             send_key(o, ly, &b->reqs[k], &b->res[k], now);
         }
     }
-    for (size_t i = 0; i < ly->nh; i++) {
-        if (ly->h[i] != NULL && handler_pending(ly->h[i])) {
-            handler_flush(ly->h[i]);
-        }
-    }
+    flush_all(o);
     return true;
 }
 
