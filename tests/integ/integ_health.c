@@ -145,26 +145,32 @@ get_is(struct harness_conn *c, const char *key, const char *want)
 /* ---- 1. a probe without a descriptor ------------------------------- */
 
 /* Open idle connections to rv until it holds NOFILE descriptors; each
- * is waited for until riven has accepted it. Returns how many. */
+ * is waited for until riven has accepted it: its thread answers a
+ * "version". (Not by riven's descriptor count growing: the /healthz
+ * prober's sockets come and go every 500 ms, and one closing as a client
+ * is accepted left the count where it was.) Returns how many. */
 static size_t
 exhaust_fds(struct harness_proc *rv, struct harness_conn **idle)
 {
     size_t n = 0;
 
     while (harness_proc_fds(rv->pid) < NOFILE) {
-        long before = harness_proc_fds(rv->pid);
-        int64_t deadline = harness_now_ms() + HARNESS_TIMEOUT_MS;
+        size_t len = 0;
+        char *r;
 
         assert_true(n < MAX_IDLE);
         idle[n] = harness_conn_open(rv->port, HARNESS_TIMEOUT_MS);
         assert_non_null(idle[n]);
         n++;
-        while (harness_proc_fds(rv->pid) <= before) {
-            if (harness_now_ms() >= deadline) {
-                fail_msg("riven did not accept idle connection %zu", n);
-            }
-            poll(NULL, 0, 1);
+        r = harness_sends(idle[n - 1], "version\r\n") == 0
+                ? harness_recv_until(idle[n - 1], "\r\n", 2, HARNESS_TIMEOUT_MS,
+                                     &len)
+                : NULL;
+        if (r == NULL || strncmp(r, "VERSION ", 8) != 0) {
+            free(r);
+            fail_msg("riven did not accept idle connection %zu", n);
         }
+        free(r);
     }
     return n;
 }
