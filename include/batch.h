@@ -87,17 +87,24 @@ void batch_waiter_destroy(struct batch_waiter *w);
 /* Bind w (nothing outstanding) to server of b, e.g. a new snapshot's. */
 void batch_waiter_bind(struct batch_waiter *w, struct batch *b, size_t server);
 
-/* Queue the request bytes [off, off + len) of q (copied, lines and
- * referenced values alike: q may be emptied on return) holding n
- * requests, framed by fn, on w's connection; their replies will be
- * appended to dst (ref: must stay put until batch_wait returns). Starts
- * the I/O thread on first use. ST_OK or ST_NOMEM. For a TLS backend the
- * thread writes at most CONN_TLS_ROUND bytes (conn.h) of queued batches
- * at once, each time after the replies to the last: a caller keeps each
- * batch within that, but for a single larger request. */
+/* Queue the request bytes [off, off + len) of q holding n requests,
+ * framed by fn, on w's connection; their replies will be appended to dst
+ * (ref: must stay put until batch_wait returns). held: q and the values
+ * it references stay put and unchanged until batch_wait returns, and
+ * the I/O thread copies the bytes when it writes them; else they are
+ * copied now, and q may be emptied on return. Starts the I/O thread on
+ * first use. ST_OK or ST_NOMEM. For a TLS backend the thread writes at
+ * most CONN_TLS_ROUND bytes (conn.h) of queued batches at once, each
+ * time after the replies to the last: a caller keeps each batch within
+ * that, but for a single larger request. */
 enum status batch_submit(struct batch_waiter *w, const struct outq *q,
                          size_t off, size_t len, size_t n, batch_frame_fn fn,
-                         void *ctx, struct buf *dst) WUR;
+                         void *ctx, struct buf *dst, bool held) WUR;
+
+/* dst no longer views the I/O thread's bytes, if finish lent it them
+ * (it is empty again, nothing allocated): called before dst is reset,
+ * and at the latest when the continuation that read them ends. */
+void batch_unlend(struct batch_waiter *w, struct buf *dst);
 
 /* Block until every submitted batch of w is answered. ST_OK: the reply
  * bytes are in dst. ST_ERROR: *why says what failed (dst holds the

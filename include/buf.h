@@ -117,6 +117,11 @@ enum status outq_commit(struct outq *q, size_t len) WUR;
  * a queue whose copy is set. */
 enum status outq_ref(struct outq *q, const void *p, size_t len) WUR;
 
+/* Copy every referenced range into the queue's own bytes, so that the
+ * queue no longer needs what it referenced. ST_OK or ST_NOMEM (some
+ * ranges copied, the rest still references). */
+enum status outq_own(struct outq *q) WUR;
+
 /* Fill at most max iovecs starting skip bytes into the queue; returns the
  * number filled. */
 int outq_iov(const struct outq *q, size_t skip, struct iovec *iov, int max);

@@ -89,8 +89,12 @@ bool handler_pending(const struct handler *h);
  * values it referenced are no longer needed. To a TLS server only the
  * first round goes, at most CONN_TLS_ROUND bytes (conn.h says why), and
  * handler_recv sends each next one after the last's replies; a TLS
- * handler copies values when they are queued, so the rule above holds. */
-void handler_flush(struct handler *h);
+ * handler copies values when they are queued, so the rule above holds.
+ * Batched, the shared connection's I/O thread writes them; held says
+ * the values referenced stay put until handler_recv (or handler_done):
+ * the queue is then kept, not copied, till the I/O thread has written
+ * it. */
+void handler_flush(struct handler *h, bool held);
 
 /* Read the replies to everything flushed and fill their responses. On
  * failure the unanswered ones get SERVER_ERROR. Pauses before the read
@@ -125,6 +129,12 @@ void handler_rebind(struct handler *h, const struct cfg_addr *addr,
 
 /* Release the replies of the finished batch; shrink idle buffers. */
 void handler_done(struct handler *h);
+/* After handler_done: free the request queue and its slots too (they are
+ * allocated again on the next handler_queue). For a batched pool's I/O
+ * thread that answered the batch: what it frees goes back to the pool of
+ * memory all connections draw from, not to an idle client thread's
+ * cache. */
+void handler_trim(struct handler *h);
 
 struct batch;
 

@@ -107,6 +107,9 @@ size_t orca_continue(struct orca *o, size_t written) WUR;
 
 /* The client has the replies: release backend buffers of the batch. */
 void orca_done(struct orca *o);
+/* After orca_done: free what the handlers keep between batches too
+ * (handler_trim): the answer_async continuation's, on the I/O thread. */
+void orca_trim(struct orca *o);
 
 /* When the shadows' outstanding copies must be looked at again (their
  * timeouts), UINT64_MAX if never; orca_poll_shadows reads their replies

@@ -3,7 +3,7 @@
  * queue (under its mutex) that client threads append to, and an I/O
  * thread that owns the socket:
  *
- *   queue (mu): qbytes, qjobs[], qframes[]   ◀── batch_submit
+ *   queue (mu): qjobs[], qframes[]   ◀── batch_submit
  *        │ take: at most batch_max requests, when out is empty
  *        ▼
  *   out ──send──▶ memcached ──recv──▶ in ──frame──▶ job's waiter dst
@@ -19,6 +19,12 @@
  * outstanding; the I/O thread finishes each job (its bytes or a failure)
  * within connect_ms + request_ms, so a client's wait is bounded without
  * a timeout of its own, and never outlives the bytes it writes to.
+ *
+ * Copies a request's bytes make: one, into out, when take moves a held
+ * job (the client's queue and its values stay put till the job is
+ * finished); two for one that is not (a copy when it is queued). A
+ * reply's: none when its group's continuation runs at once on this
+ * thread (finish lends the bytes in `in`), else one, into dst.
  */
 #include "batch.h"
 
@@ -49,6 +55,10 @@
 struct job {
     struct batch_waiter *w; /* ref: waits until the job is finished */
     struct buf *dst;        /* ref: the waiter's read buffer */
+    char *bytes;            /* own: a copy of the request bytes while
+                               queued, or NULL: they are in q */
+    const struct outq *q;   /* ref: held by the waiter until finished */
+    size_t off;             /* where in q they begin */
     size_t nbytes;          /* request bytes */
     size_t nframes;
     uint64_t t0; /* ms: written, or the socket opened */
@@ -63,8 +73,8 @@ struct bconn {
     bool stop;         /* mu: batch_destroy asks it to end */
     bool idle;         /* mu: the thread sleeps with nothing written: a
                           submitter must wake it */
-    struct buf qbytes; /* mu: queued requests */
-    struct job *qjobs; /* mu */
+    struct job *qjobs; /* mu: queued, each with its bytes: a copy, or
+                          the client's queue, held till it is finished */
     size_t nqj, capqj;
     struct batch_frame *qframes; /* mu */
     size_t nqf, capqf;
@@ -104,6 +114,7 @@ struct batch_waiter {
     size_t since;              /* mu: batches submitted since the last wait */
     enum res_fail why;         /* mu: the first failure since the last wait */
     struct batch_group *group; /* mu: armed, run when outstanding is 0 */
+    bool lent;                 /* mu: dst views the I/O thread's bytes */
 };
 
 static _Atomic size_t sockets_open;
@@ -178,7 +189,6 @@ batch_create(const struct cfg_pool *pool, struct health *health,
         c->efd = -1;
         c->c.fd = -1;
         pthread_mutex_init(&c->mu, NULL);
-        buf_init(&c->qbytes, BATCH_BUF);
         buf_init(&c->out, BATCH_BUF);
         buf_init(&c->in, BATCH_BUF);
     }
@@ -218,7 +228,9 @@ batch_destroy(struct batch *b)
             close(c->efd);
         }
         pthread_mutex_destroy(&c->mu);
-        buf_free(&c->qbytes);
+        for (size_t k = 0; k < c->nqj; k++) {
+            free(c->qjobs[k].bytes);
+        }
         buf_free(&c->out);
         buf_free(&c->in);
         free(c->qjobs);
@@ -322,17 +334,30 @@ batch_group_end(struct batch_group *g)
 }
 
 /* The I/O thread is done with job: its replies (or why) to its waiter.
- * Returns the group whose continuation is now the caller's to run. */
+ * Returns the group whose continuation is now the caller's to run. When
+ * that continuation is sure to run at once, on this thread, while the
+ * replies stay put in its read buffer (the waiter's last batch, the
+ * group's last waiter), dst only views them (lent, till batch_unlend),
+ * and they are not copied: no allocation a reply. */
 static struct batch_group *
 finish(struct job *job, const char *bytes, size_t len, enum res_fail why)
 {
     struct batch_waiter *w = job->w;
     struct batch_group *g = NULL;
+    struct buf *dst = job->dst;
 
     pthread_mutex_lock(&w->mu);
-    /* buf_set: a reply into an empty buffer takes what it needs, not the
-     * buffer's init size (one is held per busy client) */
-    if (why == FAIL_NONE && len > 0 && buf_set(job->dst, bytes, len) != ST_OK) {
+    if (why == FAIL_NONE && len > 0 && w->outstanding == 1 &&
+        w->group != NULL && atomic_load(&w->group->left) == 1 &&
+        buf_len(dst) == 0 && !w->lent) {
+        buf_free(dst);
+        dst->start = dst->pos = (char *)(uintptr_t)bytes;
+        dst->last = dst->end = dst->start + len;
+        w->lent = true;
+    } else if (why == FAIL_NONE && len > 0 &&
+               buf_set(dst, bytes, len) != ST_OK) {
+        /* buf_set: a reply into an empty buffer takes what it needs, not
+         * the buffer's init size (one is held per busy client) */
         why = FAIL_OUT_OF_MEMORY;
     }
     if (why != FAIL_NONE && w->why == FAIL_NONE) {
@@ -346,6 +371,17 @@ finish(struct job *job, const char *bytes, size_t len, enum res_fail why)
     }
     pthread_mutex_unlock(&w->mu);
     return g != NULL && atomic_fetch_sub(&g->left, 1) == 1 ? g : NULL;
+}
+
+void
+batch_unlend(struct batch_waiter *w, struct buf *dst)
+{
+    pthread_mutex_lock(&w->mu);
+    if (w->lent) {
+        w->lent = false;
+        dst->start = dst->pos = dst->last = dst->end = NULL;
+    }
+    pthread_mutex_unlock(&w->mu);
 }
 
 /* Run g's continuation (NULL-safe) on c's I/O thread; one that waits for
@@ -386,14 +422,32 @@ start(struct bconn *c)
     return ST_OK;
 }
 
-/* Append the job and its frames to c's queue (c->mu held). */
-static enum status
-enqueue(struct bconn *c, struct job *job, const struct outq *q, size_t off,
-        batch_frame_fn fn, void *ctx)
+/* Copy len bytes of q from off to p. */
+static void
+copy_range(const struct outq *q, size_t off, size_t len, char *p)
 {
     struct iovec iov[16];
-    size_t done = 0, mark = buf_len(&c->qbytes);
+    size_t done = 0;
 
+    while (done < len) {
+        int cnt = outq_iov(q, off + done, iov, (int)NELEMS(iov));
+
+        if (cnt == 0) {
+            break; /* q is short of len: the caller's bug, not a hang */
+        }
+        for (int i = 0; i < cnt && done < len; i++) {
+            size_t n = MIN(iov[i].iov_len, len - done);
+
+            memcpy(p + done, iov[i].iov_base, n);
+            done += n;
+        }
+    }
+}
+
+/* Append the job and its frames to c's queue (c->mu held). */
+static enum status
+enqueue(struct bconn *c, const struct job *job, batch_frame_fn fn, void *ctx)
+{
     if (!grow((void **)&c->qjobs, &c->capqj, c->nqj, sizeof(*c->qjobs))) {
         return ST_NOMEM;
     }
@@ -401,19 +455,6 @@ enqueue(struct bconn *c, struct job *job, const struct outq *q, size_t off,
         if (!grow((void **)&c->qframes, &c->capqf, c->capqf,
                   sizeof(*c->qframes))) {
             return ST_NOMEM;
-        }
-    }
-    while (done < job->nbytes) {
-        int cnt = outq_iov(q, off + done, iov, (int)NELEMS(iov));
-
-        for (int i = 0; i < cnt && done < job->nbytes; i++) {
-            size_t n = MIN(iov[i].iov_len, job->nbytes - done);
-
-            if (buf_append(&c->qbytes, iov[i].iov_base, n) != ST_OK) {
-                c->qbytes.last = c->qbytes.pos + mark; /* none of it */
-                return ST_NOMEM;
-            }
-            done += n;
         }
     }
     for (size_t i = 0; i < job->nframes; i++) {
@@ -427,14 +468,27 @@ enqueue(struct bconn *c, struct job *job, const struct outq *q, size_t off,
 enum status
 batch_submit(struct batch_waiter *w, const struct outq *q, size_t off,
              size_t len, size_t n, batch_frame_fn fn, void *ctx,
-             struct buf *dst)
+             struct buf *dst, bool held)
 {
     struct bconn *c = w->c;
-    struct job job = {
-        .w = w, .dst = dst, .nbytes = len, .nframes = n, .t0 = util_now_ms()};
+    struct job job = {.w = w,
+                      .dst = dst,
+                      .q = q,
+                      .off = off,
+                      .nbytes = len,
+                      .nframes = n,
+                      .t0 = util_now_ms()};
     enum status st = ST_OK;
     bool wake_it;
 
+    /* not held: copied now, before the lock (a set's value is the most
+     * of it, and the other clients of the connection need not wait) */
+    if (!held) {
+        if ((job.bytes = malloc(MAX(len, 1))) == NULL) {
+            return ST_NOMEM;
+        }
+        copy_range(q, off, len, job.bytes);
+    }
     pthread_mutex_lock(&w->mu);
     w->outstanding++;
     w->since++;
@@ -446,10 +500,11 @@ batch_submit(struct batch_waiter *w, const struct outq *q, size_t off,
     wake_it = c->idle; /* else it takes the queue when replies come */
     c->idle = false;
     if (st == ST_OK) {
-        st = enqueue(c, &job, q, off, fn, ctx);
+        st = enqueue(c, &job, fn, ctx);
     }
     pthread_mutex_unlock(&c->mu);
     if (st != ST_OK) {
+        free(job.bytes);
         pthread_mutex_lock(&w->mu);
         w->outstanding--;
         w->since--;
@@ -544,12 +599,11 @@ take(struct bconn *c)
     }
     if (k > 0 &&
         (!grow((void **)&c->jobs, &c->capj, c->nj + k - 1, sizeof(*c->jobs)) ||
-         buf_append(&c->out, c->qbytes.pos, nb) != ST_OK)) {
+         buf_reserve(&c->out, nb) != ST_OK)) {
         k = 0; /* no memory now: the jobs wait in the queue */
     }
     while (k > 0 && c->capf < c->nf + nf) {
         if (!grow((void **)&c->frames, &c->capf, c->capf, sizeof(*c->frames))) {
-            c->out.last -= nb;
             k = 0;
         }
     }
@@ -563,17 +617,26 @@ take(struct bconn *c)
         memcpy(c->frames + c->nf, c->qframes, nf * sizeof(*c->frames));
         c->nj += k;
         c->nf += nf;
-        buf_consume(&c->qbytes, nb);
         memmove(c->qjobs, c->qjobs + k, (c->nqj - k) * sizeof(*c->qjobs));
         memmove(c->qframes, c->qframes + nf,
                 (c->nqf - nf) * sizeof(*c->qframes));
         c->nqj -= k;
         c->nqf -= nf;
-        if (c->nqj == 0) {
-            buf_compact(&c->qbytes);
-        }
     }
     pthread_mutex_unlock(&c->mu);
+    for (size_t i = c->nj - k; i < c->nj; i++) { /* out has room for them */
+        struct job *j = &c->jobs[i];
+
+        if (j->bytes != NULL) {
+            memcpy(c->out.last, j->bytes, j->nbytes);
+            free(j->bytes);
+            j->bytes = NULL;
+        } else { /* its waiter holds q until the job is finished */
+            copy_range(j->q, j->off, j->nbytes, c->out.last);
+        }
+        c->out.last += j->nbytes;
+        j->q = NULL;
+    }
     return !stop;
 }
 
@@ -961,12 +1024,12 @@ fail_queued(struct bconn *c)
         pthread_mutex_lock(&c->mu);
         if (c->nqj == 0) {
             c->nqf = 0;
-            c->qbytes.pos = c->qbytes.last = c->qbytes.start;
             pthread_mutex_unlock(&c->mu);
             return;
         }
         job = c->qjobs[--c->nqj];
         pthread_mutex_unlock(&c->mu); /* a continuation runs unlocked */
+        free(job.bytes);
         run_group(c, finish(&job, NULL, 0, FAIL_BACKEND_UNAVAILABLE));
     }
 }

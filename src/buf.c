@@ -247,6 +247,27 @@ outq_ref(struct outq *q, const void *p, size_t len)
     return ST_OK;
 }
 
+enum status
+outq_own(struct outq *q)
+{
+    for (size_t i = 0; i < q->n; i++) {
+        struct outq_ent *e = &q->ents[i];
+        char *room;
+
+        if (e->ref == NULL) {
+            continue;
+        }
+        if ((room = outq_reserve(q, e->len)) == NULL) {
+            return ST_NOMEM;
+        }
+        memcpy(room, e->ref, e->len);
+        e->ref = NULL;
+        e->off = (size_t)(room - q->own.start);
+        q->own.last += e->len;
+    }
+    return ST_OK;
+}
+
 int
 outq_iov(const struct outq *q, size_t skip, struct iovec *iov, int max)
 {

@@ -96,6 +96,8 @@ struct handler {
     size_t nsent;            /* pend slots written (batched: submitted) */
     size_t out_sent;         /* bytes of out written (a TLS round's end) */
     enum res_fail bfail;     /* batched: the failure the last wait saw */
+    bool held;               /* batched: out is held for the I/O thread
+                                (batch_submit's held) until settle */
     bool shared_fail;        /* batched: the failure is the shared
                                 connection's, told to health by it */
 };
@@ -131,6 +133,11 @@ settle(struct handler *h)
         h->bfail == FAIL_NONE) {
         h->bfail = why;
     }
+    if (h->held) { /* the I/O thread has copied it: the values may go */
+        h->held = false;
+        outq_reset(&h->out);
+        h->out_sent = 0;
+    }
 }
 
 struct handler *
@@ -161,6 +168,9 @@ handler_destroy(struct handler *h)
         return;
     }
     handler_close(h);
+    if (h->bw != NULL) {
+        batch_unlend(h->bw, &h->rbuf);
+    }
     batch_waiter_destroy(h->bw);
     outq_free(&h->out);
     buf_free(&h->rbuf);
@@ -430,9 +440,12 @@ pend_frame(void *ctx, size_t i, struct batch_frame *f)
  * referenced may go. A TLS handler's queue copies its values (out.copy):
  * its later rounds go out from handler_recv, after the round's flushes,
  * when a value in another handler's read buffer may have moved (see the
- * lifetime rule in handler.h). ST_OK, or the failure in *why. */
+ * lifetime rule in handler.h). Batched, with held (handler_flush), the
+ * queue is kept instead until settle: the I/O thread copies it when it
+ * writes, and the client's read buffer holds the values till then.
+ * ST_OK, or the failure in *why. */
 static enum status
-send_round(struct handler *h, enum res_fail *why)
+send_round(struct handler *h, bool held, enum res_fail *why)
 {
     size_t k = h->nsent;
 
@@ -440,10 +453,11 @@ send_round(struct handler *h, enum res_fail *why)
                             h->pend[k].end - h->out_sent <= CONN_TLS_ROUND)) {
         k++;
     }
+    held = held && h->bw != NULL && k == h->npend && !h->out.copy;
     if (h->bw != NULL) { /* batched: the shared connection sends it */
         if (batch_submit(h->bw, &h->out, h->out_sent,
                          h->pend[k - 1].end - h->out_sent, k - h->nsent,
-                         pend_frame, h, &h->rbuf) != ST_OK) {
+                         pend_frame, h, &h->rbuf, held) != ST_OK) {
             *why = FAIL_OUT_OF_MEMORY;
             return ST_NOMEM;
         }
@@ -452,7 +466,9 @@ send_round(struct handler *h, enum res_fail *why)
     }
     h->nsent = k;
     h->out_sent = h->pend[k - 1].end;
-    if (k == h->npend) {
+    if (held) {
+        h->held = true; /* settle empties it */
+    } else if (k == h->npend) {
         outq_reset(&h->out); /* the values referenced may go now */
         h->out_sent = 0;
     }
@@ -460,7 +476,7 @@ send_round(struct handler *h, enum res_fail *why)
 }
 
 void
-handler_flush(struct handler *h)
+handler_flush(struct handler *h, bool held)
 {
     enum res_fail why = FAIL_NONE;
     enum status st;
@@ -482,7 +498,7 @@ handler_flush(struct handler *h)
         }
         return;
     }
-    if (send_round(h, &why) != ST_OK) {
+    if (send_round(h, held, &why) != ST_OK) {
         fail_pending(h, why); /* empties the queue */
     }
 }
@@ -611,7 +627,7 @@ handler_recv(struct handler *h, size_t limit, bool first)
         }
         if (h->nrecv == h->nsent && (h->bw != NULL || h->c.fd >= 0)) {
             /* a TLS backend's next round */
-            if (send_round(h, &why) != ST_OK) {
+            if (send_round(h, false, &why) != ST_OK) {
                 break;
             }
             settle(h); /* batched: its replies are in rbuf now */
@@ -754,6 +770,9 @@ void
 handler_done(struct handler *h)
 {
     settle(h);
+    if (h->bw != NULL) {
+        batch_unlend(h->bw, &h->rbuf); /* before rbuf is reset */
+    }
     h->bfail = FAIL_NONE;
     if (h->nrecv < h->npend) {
         handler_close(h); /* abandoned mid-batch: its replies are unread */
@@ -770,6 +789,15 @@ handler_done(struct handler *h)
         outq_init(&h->out, HANDLER_OUT_INIT);
         h->out.copy = h->tls != NULL;
     }
+}
+
+void
+handler_trim(struct handler *h)
+{
+    outq_free(&h->out);
+    free(h->pend);
+    h->pend = NULL;
+    h->cap = 0;
 }
 
 enum status

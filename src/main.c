@@ -571,7 +571,7 @@ probe(const struct cfg_server *srv, struct conn_ctx *tls, uint32_t ms)
     bool up = false;
 
     if (h != NULL && handler_queue(h, &mn, &res) == ST_OK) {
-        handler_flush(h);
+        handler_flush(h, false);
         handler_recv(h, SIZE_MAX, true);
         up = res.kind == RES_OK;
     }

@@ -512,23 +512,30 @@ first_waiting(const struct orca *o, const struct handler **hp)
     return min;
 }
 
-/* Write every server's share, then read every server's replies, each
- * handler pausing before it holds limit bytes of them (but the one the
- * client waits on first). */
-/* Send every handler's queued requests (first step of run_once). */
+/* Send every handler's queued requests (first step of run_once). A
+ * plain pool alone (no L2, routes or chunks) queues no value but the
+ * client's, which stays in its read buffer until the replies are in:
+ * a batched handler's queue is held for the I/O thread, not copied. */
 static void
 flush_all(struct orca *o)
 {
+    bool held = o->mode == CFG_ORCA_L1ONLY && !o->routed &&
+                L1(o)->env->pool->chunk_size == 0;
+
     for (size_t l = 0; l < o->nly; l++) {
         struct layer *ly = &o->ly[l];
 
         for (size_t i = 0; i < ly->nh; i++) {
             if (ly->h[i] != NULL && handler_pending(ly->h[i])) {
-                handler_flush(ly->h[i]);
+                handler_flush(ly->h[i], held);
             }
         }
     }
 }
+
+/* Write every server's share, then read every server's replies, each
+ * handler pausing before it holds limit bytes of them (but the one the
+ * client waits on first). */
 
 static void
 run_once(struct orca *o, size_t limit)
@@ -2158,6 +2165,18 @@ orca_done(struct orca *o)
     cj_done(o);
     o->agg.pos = o->agg.last = o->agg.start;
     buf_shrink(&o->agg);
+}
+
+void
+orca_trim(struct orca *o)
+{
+    for (size_t l = 0; l < o->nly; l++) {
+        for (size_t i = 0; i < o->ly[l].nh; i++) {
+            if (o->ly[l].h[i] != NULL) {
+                handler_trim(o->ly[l].h[i]);
+            }
+        }
+    }
 }
 
 static size_t

@@ -713,6 +713,14 @@ static void
 async_end(struct server *s, enum status st)
 {
     orca_done(s->orca);
+    /* What the batch used goes now, and from this thread: not when the
+     * client's thread wakes, and not into that thread's malloc cache,
+     * where it would stay while the client is idle. A busy connection
+     * so holds its request only while it is in flight. */
+    orca_trim(s->orca);
+    buf_free(&s->rbuf); /* the batch was all of it (async_ok) */
+    outq_free(&s->out);
+    req_batch_free(&s->batch);
     if (st == ST_OK) {
         atomic_store(&s->conn->busy, 0);
         if (atomic_load(&draining)) {
@@ -748,7 +756,11 @@ answer_cont(struct batch_group *g, bool timed_out)
         log_debug("%s: client stopped reading, closing", __func__);
         (void)shutdown(s->io.fd, SHUT_RDWR);
         st = ST_ERROR;
-    } else if (st == ST_OK && (st = write_nowait(s)) == ST_AGAIN) {
+    } else if (st == ST_OK && (st = write_nowait(s)) == ST_AGAIN &&
+               (st = outq_own(&s->out)) == ST_OK) {
+        /* what is left is the queue's own now: the replies it referenced
+         * may be in the I/O thread's read buffer (batch.c lends them),
+         * which moves on while this client waits */
         uint32_t ms = s->cfg->client_write_timeout_ms;
 
         g->fd = s->io.fd;
@@ -823,9 +835,6 @@ read_async(struct server *s)
     if ((st = async_wait(s)) != ST_OK) {
         return st;
     }
-    buf_consume(&s->rbuf, s->aused);
-    buf_shrink(&s->rbuf);
-    outq_shrink(&s->out);
     s->last_done = util_now_ms();
     if (n > 0) {
         atomic_store(&s->conn->busy, 1);
@@ -1041,7 +1050,7 @@ server_run(struct server_conn *conn)
         if (st != ST_OK || (st = process(&s)) != ST_OK) {
             break;
         }
-        if (buf_len(&s.rbuf) == 0 && !s.async) {
+        if (!s.async && buf_len(&s.rbuf) == 0) { /* async: not ours */
             buf_shrink(&s.rbuf);
             outq_shrink(&s.out);
         }

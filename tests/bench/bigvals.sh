@@ -10,6 +10,10 @@
 #   before   riven built from BIGVALS_BASE (default: main before the
 #            zero-copy change), `git archive` into a temp dir and make
 #   after    RIVEN_BIN (values go to the backend by reference, in a writev)
+#   duplex-copy, duplex-splice
+#            the floor of any process in the middle (tests/bench/duplex.c:
+#            a thread a direction, no framing, read/write or splice), so
+#            that what loopback TCP itself costs on this machine shows
 # in turn within each of ROUNDS rounds, each run a fresh memcached (-m 1024
 # -c 20000 -t 2; the default item_size_max of 1 MiB holds 100 KiB) and, for
 # the rivens, a fresh riven in front of it. Medians: ops/s, bytes/s (ops x
@@ -73,6 +77,7 @@ fi
 TARGETS="direct"
 [ -n "$BEFORE" ] && TARGETS="$TARGETS before"
 TARGETS="$TARGETS after"
+[ -x "$BENCH/duplex" ] && TARGETS="$TARGETS duplex-copy duplex-splice"
 echo "bench: bigvals: nproc $(nproc), $(memcached -V), before = riven at $BASE_DESC, after = $RIVEN;" \
     "memaslap -T 1 -c $CONC -x $OPS -X $SIZE, $ROUNDS rounds"
 # memaslap's -F file for the sets-only runs (key and value lengths as -X
@@ -105,12 +110,16 @@ brun() {
     case $t in
     before) bin=$BEFORE ;;
     after) bin=$RIVEN ;;
+    duplex-*) bin=$BENCH/duplex ;;
     esac
     start_mc || return 1
     port=$MC_PORT
     if [ -n "$bin" ]; then
         port=$(free_port)
-        "$bin" -q -l 127.0.0.1:"$port" -b 127.0.0.1:"$MC_PORT" -m off &
+        case $t in
+        duplex-*) "$bin" "$port" "$MC_PORT" "${t#duplex-}" & ;;
+        *) "$bin" -q -l 127.0.0.1:"$port" -b 127.0.0.1:"$MC_PORT" -m off & ;;
+        esac
         RV_PID=$!
         wait_port "$port" || return 1
     fi
@@ -200,6 +209,9 @@ for mix in $MIXES; do
         [ -z "$bad" ] || { reach_ok=0; reach_txt+="$mix $t: $bad; "; }
     done
 done
+if [ -f "$M.duplex-copy" ]; then
+    V+="| the floor on this machine: a process in the middle that only moves the bytes (duplex) | copy $(awk -v a="$(cm "$M.duplex-copy" 2)" -v b="$(cm "$M.direct" 2)" 'BEGIN {printf "%.2f", b ? a / b : 0}')x direct, splice $(awk -v a="$(cm "$M.duplex-splice" 2)" -v b="$(cm "$M.direct" 2)" 'BEGIN {printf "%.2f", b ? a / b : 0}')x; riven $(awk -v a="$(cm "$M.after" 2)" -v b="$(cm "$M.duplex-copy" 2)" 'BEGIN {printf "%.2f", b ? a / b : 0}')x duplex-copy's bytes/s (memaslap's mix) |"$'\n'
+fi
 V+=$(check "every request reached memcached (its cmd_get + cmd_set per memaslap op, 0.99 to 1.01, every run)" \
     "${reach_txt:-all runs of every target}" "$reach_ok")$'\n'
 if [ -n "$BEFORE" ]; then
@@ -229,13 +241,17 @@ fi
     echo "from /proc over the run, per request; user CPU: utime alone, where the copy was. Commands/op:"
     echo "the memcached's \`cmd_get + cmd_set\` per memaslap op. Then one more sets-only run through each"
     echo "riven under \`perf record -e cpu-clock\`: the share of riven's samples in user-space"
-    echo "memcpy/memmove."
+    echo "memcpy/memmove. *duplex-copy* and *duplex-splice* (\`tests/bench/duplex.c\`) are the floor of"
+    echo "any proxy here: a thread a direction moving bytes between the client's and memcached's sockets,"
+    echo "without framing or lockstep, by read/write or by splice through a pipe (no copy to user space);"
+    echo "their CPU is in the riven columns. What they lose against direct is loopback TCP's cost"
+    echo "for the second hop, on 2 cores that memaslap and memcached share."
     echo
     echo "| target | result |"
     echo "| --- | --- |"
     printf "%s" "$V"
     echo
-    echo "| c=$CONC, 100 KiB | target | ops/s | MiB/s | ratio to direct | riven CPU µs/req | riven user CPU µs/req | memcached CPU µs/req | memcached cmds/op | errors | misses | client avg µs |"
+    echo "| c=$CONC, 100 KiB | target | ops/s | MiB/s | ratio to direct | riven (or duplex) CPU µs/req | its user CPU µs/req | memcached CPU µs/req | memcached cmds/op | errors | misses | client avg µs |"
     echo "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"
     for mix in $MIXES; do
         for t in $TARGETS; do

@@ -306,6 +306,61 @@ test_outq_reserve_commit(void **state)
     outq_free(&q);
 }
 
+/* outq_own: the referenced ranges become the queue's own copies, in
+ * place and order, so the bytes they came from may change or go; what
+ * was sent already (a skip into the queue) reads the same. */
+static void
+test_outq_own(void **state)
+{
+    static char v1[300], v2[400];
+    struct outq q;
+    struct iovec iov[8];
+    char flat[8 + 300 + 2 + 400];
+    size_t at = 0;
+    int n;
+
+    (void)state;
+    memset(v1, 'a', sizeof(v1));
+    memset(v2, 'b', sizeof(v2));
+    outq_init(&q, 8);
+    assert_int_equal(outq_copy(&q, "VALUE k\n", 8), ST_OK);
+    assert_int_equal(outq_ref(&q, v1, sizeof(v1)), ST_OK);
+    assert_int_equal(outq_copy(&q, "\r\n", 2), ST_OK);
+    assert_int_equal(outq_ref(&q, v2, sizeof(v2)), ST_OK);
+    assert_int_equal(q.n, 4);
+    assert_int_equal(outq_own(&q), ST_OK);
+    memset(v1, 'x', sizeof(v1)); /* what it referenced changes */
+    memset(v2, 'y', sizeof(v2));
+    assert_int_equal(q.n, 4);
+    assert_int_equal(q.total, sizeof(flat));
+    n = outq_iov(&q, 0, iov, 8);
+    assert_int_equal(n, 4);
+    for (int i = 0; i < n; i++) {
+        assert_true(iov[i].iov_base < (void *)v1 ||
+                    iov[i].iov_base >= (void *)(v1 + sizeof(v1)));
+        assert_true(iov[i].iov_base < (void *)v2 ||
+                    iov[i].iov_base >= (void *)(v2 + sizeof(v2)));
+        memcpy(flat + at, iov[i].iov_base, iov[i].iov_len);
+        at += iov[i].iov_len;
+    }
+    assert_int_equal(at, sizeof(flat));
+    assert_memory_equal(flat, "VALUE k\n", 8);
+    for (size_t i = 8; i < 308; i++) {
+        assert_int_equal(flat[i], 'a');
+    }
+    assert_memory_equal(flat + 308, "\r\n", 2);
+    for (size_t i = 310; i < sizeof(flat); i++) {
+        assert_int_equal(flat[i], 'b');
+    }
+    n = outq_iov(&q, 500, iov, 8); /* 500 sent: the rest of v2's copy */
+    assert_int_equal(n, 1);
+    assert_int_equal(iov[0].iov_len, sizeof(flat) - 500);
+    assert_int_equal(((char *)iov[0].iov_base)[0], 'b');
+    assert_int_equal(outq_own(&q), ST_OK); /* nothing left to copy */
+    assert_int_equal(q.total, sizeof(flat));
+    outq_free(&q);
+}
+
 /* A queue whose copy is set (a TLS handler's) copies every range: the
  * value may change after, the queue does not. */
 static void
@@ -442,6 +497,7 @@ main(void)
         cmocka_unit_test(test_outq_ref_copy),
         cmocka_unit_test(test_outq_reserve_commit),
         cmocka_unit_test(test_outq_many),
+        cmocka_unit_test(test_outq_own),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
