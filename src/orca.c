@@ -263,6 +263,9 @@ route(const struct layer *ly, const struct request *req, uint64_t now)
     const char *key;
     size_t nkey, idx;
 
+    if (ly->nh == 1) {
+        return 0; /* ejected or not, the only one: no hash to compute */
+    }
     key_bytes(req, dec, sizeof(dec), &key, &nkey); /* as clients place */
     route_hash_part(ly->env->pool, &key, &nkey);
     idx = ring_lookup(ly->env->ring, key, nkey);
@@ -2062,11 +2065,12 @@ bool
 orca_start(struct orca *o, struct req_batch *b)
 {
     struct layer *ly = L1(o);
-    uint64_t now = util_now_ms();
+    uint64_t now;
 
     if (!groupable(o, b)) {
         return false;
     }
+    now = util_now_ms();
     o->b = b;
     o->next = b->n;
     o->limit = SIZE_MAX;
