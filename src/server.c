@@ -84,13 +84,13 @@ struct server {
     /* answer_async: a batch whose replies the I/O thread that answers it
      * last encodes and writes (answer_cont), while this thread waits for
      * the client's next bytes. Until async_wait, that thread owns orca,
-     * batch, out, the line state and the rbuf bytes of the batch; this
-     * one only reads the socket into its stack (read_async). */
+     * batch, out, the line state and rbuf (all of it the batch's, and
+     * freed by that thread when it is answered: async_end); this one
+     * only reads the socket into its stack (read_async). */
     bool async;             /* this thread's: a batch is out */
     bool afirst;            /* answer_cont's: not yet run */
     bool adone;             /* amu: answered */
     enum status ast;        /* amu: how it went */
-    size_t aused;           /* rbuf bytes of the batch */
     size_t asent;           /* out bytes written */
     uint64_t at0;           /* ns: when the batch began */
     struct batch_group grp; /* answer_cont */
@@ -785,10 +785,9 @@ async_ok(const struct server *s, size_t used)
  * when its replies are in already. The socket's read timeout is set
  * first: the orca is not this thread's once armed. */
 static bool
-answer_async(struct server *s, size_t used, uint64_t t0)
+answer_async(struct server *s, uint64_t t0)
 {
     conn_set_timeouts(&s->io, recv_wait(s, util_now_ms()), s->io.snd_ms);
-    s->aused = used;
     s->at0 = t0;
     s->afirst = true;
     s->adone = false;
@@ -872,7 +871,7 @@ answer_batch(struct server *s, size_t used)
     size_t done = 0, ready;
 
     if (async_ok(s, used) && orca_start(s->orca, &s->batch)) {
-        if (answer_async(s, used, t0)) {
+        if (answer_async(s, t0)) {
             return ST_OK; /* read_async takes the answer */
         }
         ready = orca_finish(s->orca);

@@ -11,9 +11,10 @@
 #            zero-copy change), `git archive` into a temp dir and make
 #   after    RIVEN_BIN (values go to the backend by reference, in a writev)
 #   duplex-copy, duplex-splice
-#            the floor of any process in the middle (tests/bench/duplex.c:
-#            a thread a direction, no framing, read/write or splice), so
-#            that what loopback TCP itself costs on this machine shows
+#            the floor of any process in the middle (tests/bench/relay.c
+#            in its copy and splice modes: a thread a direction, no
+#            framing, read/write or splice), so that what loopback TCP
+#            itself costs on this machine shows
 # in turn within each of ROUNDS rounds, each run a fresh memcached (-m 1024
 # -c 20000 -t 2; the default item_size_max of 1 MiB holds 100 KiB) and, for
 # the rivens, a fresh riven in front of it. Medians: ops/s, bytes/s (ops x
@@ -77,7 +78,7 @@ fi
 TARGETS="direct"
 [ -n "$BEFORE" ] && TARGETS="$TARGETS before"
 TARGETS="$TARGETS after"
-[ -x "$BENCH/duplex" ] && TARGETS="$TARGETS duplex-copy duplex-splice"
+[ -x "$BENCH/relay" ] && TARGETS="$TARGETS duplex-copy duplex-splice"
 echo "bench: bigvals: nproc $(nproc), $(memcached -V), before = riven at $BASE_DESC, after = $RIVEN;" \
     "memaslap -T 1 -c $CONC -x $OPS -X $SIZE, $ROUNDS rounds"
 # memaslap's -F file for the sets-only runs (key and value lengths as -X
@@ -110,7 +111,7 @@ brun() {
     case $t in
     before) bin=$BEFORE ;;
     after) bin=$RIVEN ;;
-    duplex-*) bin=$BENCH/duplex ;;
+    duplex-*) bin=$BENCH/relay ;;
     esac
     start_mc || return 1
     port=$MC_PORT
@@ -241,7 +242,7 @@ fi
     echo "from /proc over the run, per request; user CPU: utime alone, where the copy was. Commands/op:"
     echo "the memcached's \`cmd_get + cmd_set\` per memaslap op. Then one more sets-only run through each"
     echo "riven under \`perf record -e cpu-clock\`: the share of riven's samples in user-space"
-    echo "memcpy/memmove. *duplex-copy* and *duplex-splice* (\`tests/bench/duplex.c\`) are the floor of"
+    echo "memcpy/memmove. *duplex-copy* and *duplex-splice* (\`tests/bench/relay.c\` copy and splice) are the floor of"
     echo "any proxy here: a thread a direction moving bytes between the client's and memcached's sockets,"
     echo "without framing or lockstep, by read/write or by splice through a pipe (no copy to user space);"
     echo "their CPU is in the riven columns. What they lose against direct is loopback TCP's cost"
