@@ -539,7 +539,6 @@ flush_all(struct orca *o)
 /* Write every server's share, then read every server's replies, each
  * handler pausing before it holds limit bytes of them (but the one the
  * client waits on first). */
-
 static void
 run_once(struct orca *o, size_t limit)
 {
