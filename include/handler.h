@@ -26,7 +26,9 @@
  * server's requests go in rounds, and its values are copied).
  * req->val[0..nval) must stay valid and unmoved until handler_flush
  * returns (or, never flushed, until handler_done or handler_destroy,
- * which drop it unread). The orca keeps this: it queues a round on every
+ * which drop it unread); flushed with held (batched), until the next
+ * handler_recv, handler_done or handler_destroy, whose wait ends the I/O
+ * thread's use of the queue. The orca keeps this: it queues a round on every
  * handler and then flushes every one
  * before any handler reads (run_once), and a value lives in
  *   - the client's read buffer, which holds still while its batch runs;
@@ -73,7 +75,8 @@ void handler_destroy(struct handler *h);
 
 /* Queue req for the backend; its reply goes to *res (ref: must stay valid
  * until handler_recv returns), or is read and dropped when res is NULL.
- * req->val is a ref until handler_flush returns (see above). ST_OK,
+ * req->val is a ref until handler_flush returns, or longer when it is
+ * held (see above). ST_OK,
  * ST_NOMEM or ST_ERROR (when req cannot be sent to a backend): nothing of
  * req is queued. */
 enum status handler_queue(struct handler *h, const struct request *req,

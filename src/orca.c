@@ -515,6 +515,14 @@ first_waiting(const struct orca *o, const struct handler **hp)
     return min;
 }
 
+/* One plain pool: l1only, no routes, no chunks. */
+static bool
+plain_l1(const struct orca *o)
+{
+    return o->mode == CFG_ORCA_L1ONLY && !o->routed &&
+           L1(o)->env->pool->chunk_size == 0;
+}
+
 /* Send every handler's queued requests (first step of run_once). A
  * plain pool alone (no L2, routes or chunks) queues no value but the
  * client's, which stays in its read buffer until the replies are in:
@@ -522,8 +530,7 @@ first_waiting(const struct orca *o, const struct handler **hp)
 static void
 flush_all(struct orca *o)
 {
-    bool held = o->mode == CFG_ORCA_L1ONLY && !o->routed &&
-                L1(o)->env->pool->chunk_size == 0;
+    bool held = plain_l1(o);
 
     for (size_t l = 0; l < o->nly; l++) {
         struct layer *ly = &o->ly[l];
@@ -2048,8 +2055,7 @@ orca_execute(struct orca *o, struct req_batch *b, size_t limit)
 static bool
 groupable(const struct orca *o, const struct req_batch *b)
 {
-    if (o->mode != CFG_ORCA_L1ONLY || o->routed ||
-        L1(o)->env->pool->chunk_size > 0 || L1(o)->env->batch == NULL) {
+    if (!plain_l1(o) || L1(o)->env->batch == NULL) {
         return false;
     }
     for (size_t k = 0; k < b->n; k++) {
