@@ -120,13 +120,20 @@ health_success(struct health *h, size_t idx)
     struct server_health *s = &h->s[idx];
     int one = 1;
 
-    atomic_store_explicit(&s->fails, 0, memory_order_relaxed);
+    /* Every reply of every connection lands here: write the shared line
+     * only when something changes, so a healthy server's state stays in
+     * every core's cache instead of moving between them twice a reply. */
+    if (atomic_load_explicit(&s->fails, memory_order_relaxed) != 0) {
+        atomic_store_explicit(&s->fails, 0, memory_order_relaxed);
+    }
     if (atomic_load_explicit(&s->ejected, memory_order_relaxed) &&
         atomic_compare_exchange_strong(&s->ejected, &one, 0)) {
         log_info("backend %s is back", h->cfg->servers[idx].addr.name);
         metrics_server_up(h->mbase + idx, true);
     }
-    atomic_store(&s->probing, 0);
+    if (atomic_load(&s->probing) != 0) {
+        atomic_store(&s->probing, 0);
+    }
 }
 
 void
