@@ -135,7 +135,7 @@ test: deps
 	    tests/run-tests.sh
 
 bench:
-	@$(MAKE) --no-print-directory deps EXTRA_PKGS="nutcracker gnuplot-nox"
+	@$(MAKE) --no-print-directory deps EXTRA_PKGS="nutcracker gnuplot-nox valgrind"
 	@$(MAKE) --no-print-directory $(BIN) $(BENCH_BINS)
 	@tests/bench/run.sh $(BIN) $(BUILD)/bench
 

@@ -17,6 +17,9 @@
 #       (tests/bench/bigvals.sh, BIGVALS_ROUNDS rounds, default 3)
 #   BENCH_ONLY=batched ...: the same for the batched backend rows
 #       (tests/bench/batched.sh, BATCHED_ROUNDS rounds, default 3)
+#   BENCH_ONLY=footprint ...: the same for the footprint rows: a get's
+#       instructions and cache lines, counted under valgrind
+#       (tests/bench/footprint.sh)
 #   BENCH_ONLY=memprobe ...: tests/bench/memprobe.sh (issue 16), to stdout
 #
 # BENCH_DIR holds the relay, idle, pairs, lat, calcify, parse_bench and
@@ -59,6 +62,7 @@ section() {
     chunked) "$(dirname "$0")/chunked.sh" "$RIVEN" "$BENCH" "$CHUNKED_ROUNDS" "$2" ;;
     bigvals) "$(dirname "$0")/bigvals.sh" "$RIVEN" "$BENCH" "$BIGVALS_ROUNDS" "$2" ;;
     batched) "$(dirname "$0")/batched.sh" "$RIVEN" "$BATCHED_ROUNDS" "$2" ;;
+    footprint) "$(dirname "$0")/footprint.sh" "$RIVEN" "$BENCH" "$2" ;;
     esac
 }
 TLS_ROUNDS=${TLS_ROUNDS:-3}
@@ -74,10 +78,10 @@ if [ "${BENCH_ONLY:-}" = memprobe ]; then
     "$(dirname "$0")/memprobe.sh" "$BENCH" riven="$RIVEN"
     exit $?
 fi
-# BENCH_ONLY=routes, tls, chunked, bigvals or batched: run only that
+# BENCH_ONLY=routes, tls, chunked, bigvals, batched or footprint: run only that
 # section and put it in place of the one in RESULTS.md, the rest left as
 # it was
-case ${BENCH_ONLY:-} in routes | tls | chunked | bigvals | batched) ONLY=1 ;; *) ONLY=0 ;; esac
+case ${BENCH_ONLY:-} in routes | tls | chunked | bigvals | batched | footprint) ONLY=1 ;; *) ONLY=0 ;; esac
 if [ "$ONLY" = 1 ]; then
     section "$BENCH_ONLY" "$TMP/$BENCH_ONLY.md" || exit 1
     python3 - "$OUT" "$TMP/$BENCH_ONLY.md" "$BENCH_ONLY" <<'PY'
@@ -100,7 +104,7 @@ PY
     echo "bench: $BENCH_ONLY section replaced in $OUT"
     exit 0
 elif [ -n "${BENCH_ONLY:-}" ]; then
-    echo "bench: BENCH_ONLY=$BENCH_ONLY: only 'routes', 'tls', 'chunked', 'bigvals', 'batched' and 'memprobe' are known" >&2
+    echo "bench: BENCH_ONLY=$BENCH_ONLY: only 'routes', 'tls', 'chunked', 'bigvals', 'batched', 'footprint' and 'memprobe' are known" >&2
     exit 2
 fi
 
@@ -454,6 +458,7 @@ section tls "$TMP/tls.md" || echo "(tls section failed)" > "$TMP/tls.md"
 section chunked "$TMP/chunked.md" || echo "(chunked section failed)" > "$TMP/chunked.md"
 section bigvals "$TMP/bigvals.md" || echo "(bigvals section failed)" > "$TMP/bigvals.md"
 section batched "$TMP/batched.md" || echo "(batched section failed)" > "$TMP/batched.md"
+section footprint "$TMP/footprint.md" || echo "(footprint section failed)" > "$TMP/footprint.md"
 
 # The targets of issue 7, judged on this run's medians.
 VERDICT=""
@@ -592,6 +597,8 @@ VERDICT+=$(check "$IDLE_N idle connections, <= 16 KiB each, no backend socket" "
     cat "$TMP/bigvals.md"
     echo
     cat "$TMP/batched.md"
+    echo
+    cat "$TMP/footprint.md"
     echo
     cat tests/bench/NOTES.md
 } > "$OUT"
