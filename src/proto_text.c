@@ -406,7 +406,7 @@ enum status
 proto_text_parse(const char *buf, size_t len, size_t item_size_max,
                  struct request *out, size_t *consumed, size_t *need)
 {
-    struct req_line l = {0};
+    struct req_line l; /* req_line_split sets what is read: t[0..nt) */
     const char *nl;
 
     memset(out, 0, sizeof(*out));
