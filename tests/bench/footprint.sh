@@ -131,10 +131,6 @@ print("ok")
 PY
 }
 
-median_col() { # K FILE: the median of column K
-    awk -v k="$1" '{print $k}' "$2" | sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'
-}
-
 MC_PORT=$(free_port)
 memcached -u nobody -U 0 -l 127.0.0.1 -p "$MC_PORT" -m 64 -t 2 &
 PIDS+=($!)
@@ -173,7 +169,7 @@ measure() {
     [ "$((g1 - g0))" = "$GETS" ] || { echo "bench: footprint: $name: memcached saw $((g1 - g0)) gets, not $GETS" >&2; return 1; }
     # the last pair takes in the close: left out
     grep '^pair' "$TMP/pieces.$name" | head -n -1 | tail -n "$GETS" | awk 'NR % 2 == 1' > "$TMP/req.$name"
-    echo "$name $(median_col 2 "$TMP/req.$name") $(median_col 3 "$TMP/req.$name")"
+    echo "$name $(awk '{print $2}' "$TMP/req.$name" | median) $(awk '{print $3}' "$TMP/req.$name" | median)"
 }
 
 {

@@ -26,6 +26,10 @@ cpu_ticks() { # utime + stime of pid, in clock ticks
     awk '{print $14 + $15}' /proc/"$1"/stat 2>/dev/null || echo 0
 }
 
+user_ticks() { # utime of pid, in clock ticks
+    awk '{print $14}' /proc/"$1"/stat 2>/dev/null || echo 0
+}
+
 rss_kb() { awk '/^VmRSS/ {print $2}' /proc/"$1"/status 2>/dev/null || echo 0; }
 
 # mc_stat ADDR FIELD...: the sum of the named fields of `stats` on a

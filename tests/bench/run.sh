@@ -312,28 +312,31 @@ fi
 ops_for() { case $1 in 1) echo 30000 ;; *) echo 100000 ;; esac; }
 
 # one_run TARGET C -> "tps cpu_us_per_req errors misses maxrss_kb
-# backend_cmds_per_op p99_us". -S 3600s makes memaslap time every request
+# backend_cmds_per_op p99_us user_us_per_req" (user: utime alone, the
+# process's own code; cpu less it is the kernel's work). -S 3600s makes memaslap time every request
 # and print its "Total Statistics" (get and set) at the end, with a log2
 # histogram: bucket i holds the latencies in (2^(i-1), 2^i] µs. p99_us is
 # the upper edge 2^i of the bucket that holds the 99th percentile, so the
 # true p99 is in (p99_us / 2, p99_us]; "-" when memaslap printed none.
 one_run() {
-    local t=$1 c=$2 ops pid before after log rss=0 sampler mc0 mc1
+    local t=$1 c=$2 ops pid before after log rss=0 sampler mc0 mc1 ubefore uafter
     ops=$(ops_for "$c")
     pid=${PID[$t]}
     log="$TMP/run.log"
     mc0=$(mc_cmds "${MCADDR[$t]}")
     before=$(cpu_ticks "$pid")
+    ubefore=$(user_ticks "$pid")
     ( while :; do rss_kb "$pid"; sleep 0.2; done ) > "$TMP/rss" &
     sampler=$!
     timeout 120 memcaslap -s 127.0.0.1:"${PORT[$t]}" -T 1 -c "$c" -x "$ops" -S 3600s > "$log" 2>&1
     kill "$sampler" 2>/dev/null; wait "$sampler" 2>/dev/null
     after=$(cpu_ticks "$pid")
+    uafter=$(user_ticks "$pid")
     mc1=$(mc_cmds "${MCADDR[$t]}")
     rss=$(sort -n "$TMP/rss" | tail -1)
     # an error is any line memaslap prints about one (memcached's error
     # replies are upper case: "<9 CLIENT_ERROR ...")
-    awk -v b="$before" -v a="$after" -v hz="$HZ" -v rss="${rss:-0}" -v mc="$((mc1 - mc0))" '
+    awk -v b="$before" -v a="$after" -v ub="$ubefore" -v ua="$uafter" -v hz="$HZ" -v rss="${rss:-0}" -v mc="$((mc1 - mc0))" '
         /^Run time/ { for (i = 1; i <= NF; i++) { if ($i == "TPS:") tps = $(i+1); if ($i == "Ops:") ops = $(i+1) } }
         /get_misses/ { miss = $2 }
         /ERROR|[Ee]rror|failed/ { err++ }
@@ -344,16 +347,17 @@ one_run() {
         END { cpu = (ops > 0) ? (a - b) * 1e6 / hz / ops : 0;
               p99 = "-"; cum = 0
               for (k = 0; n > 0 && k <= top; k++) { cum += d[k]; if (cum * 100 >= n * 99) { p99 = 2 ^ k; break } }
-              printf "%d %.1f %d %d %d %.2f %s\n", tps, cpu, err + 0, miss + 0, rss, (ops > 0) ? mc / ops : 0, p99 }' "$log"
+              printf "%d %.1f %d %d %d %.2f %s %.1f\n", tps, cpu, err + 0, miss + 0, rss, (ops > 0) ? mc / ops : 0, p99,
+                  (ops > 0) ? (ua - ub) * 1e6 / hz / ops : 0 }' "$log"
 }
 
-declare -A TPS CPU ERR MISS RSS REACH P99
+declare -A TPS CPU USR ERR MISS RSS REACH P99
 for c in "${SETTINGS[@]}"; do
     for r in $(seq 1 "$ROUNDS"); do
         for t in $TARGETS; do
-            read -r tps cpu err miss rss reach p99 < <(one_run "$t" "$c")
-            echo "bench: c=$c round $r $t: $tps ops/s, ${cpu} us/req cpu, rss ${rss} KiB, errors $err, misses $miss, memcached commands per op $reach, p99 <= $p99 us"
-            TPS[$t,$c]+="$tps "; CPU[$t,$c]+="$cpu "
+            read -r tps cpu err miss rss reach p99 usr < <(one_run "$t" "$c")
+            echo "bench: c=$c round $r $t: $tps ops/s, ${cpu} us/req cpu (${usr} user), rss ${rss} KiB, errors $err, misses $miss, memcached commands per op $reach, p99 <= $p99 us"
+            TPS[$t,$c]+="$tps "; CPU[$t,$c]+="$cpu "; USR[$t,$c]+="$usr "
             ERR[$t,$c]=$(( ${ERR[$t,$c]:-0} + err )); MISS[$t,$c]=$(( ${MISS[$t,$c]:-0} + miss ))
             RSS[$t,$c]=$rss
             REACH[$t,$c]+="$reach "
@@ -538,6 +542,25 @@ VERDICT+=$(check "$IDLE_N idle connections, <= 16 KiB each, no backend socket" "
                 printf "| %s | %s | %d | %.2f | %s | %d | %.1f | %d | %d | %s | %s |\n",
                     c, t, m, d ? m / d : 0, u, rss, (t == "direct" ? 0 : rss / c), e, mi, rc, p }'
         done
+    done
+    echo
+    echo "The CPU per request of the relay and riven above, split: user is the process's own"
+    echo "code (utime), kernel the rest (stime: the system calls, the TCP stack, the"
+    echo "scheduler). Medians of the same runs; the median of a difference is not the"
+    echo "difference of the medians, so user + kernel need not add up to the CPU column."
+    echo
+    echo "| c | relay user µs/req | relay kernel µs/req | riven user µs/req | riven kernel µs/req |"
+    echo "| --- | --- | --- | --- | --- |"
+    for c in "${SETTINGS[@]}"; do
+        row="| $c |"
+        for t in relay riven; do
+            ks=""
+            read -r -a cs <<< "${CPU[$t,$c]}"
+            read -r -a us <<< "${USR[$t,$c]}"
+            for i in "${!cs[@]}"; do ks+="$(awk -v a="${cs[$i]}" -v b="${us[$i]:-0}" 'BEGIN {printf "%.1f", a - b}') "; done
+            row+=" $(med "${USR[$t,$c]}") | $(med "$ks") |"
+        done
+        echo "$row"
     done
     echo
     cat "$LAT_MD"
