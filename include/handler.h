@@ -138,6 +138,9 @@ void handler_done(struct handler *h);
  * memory all connections draw from, not to an idle client thread's
  * cache. */
 void handler_trim(struct handler *h);
+/* Ask the cache for h's lines and its queues' first ones: a thread that
+ * ran after many others finds them cold. Changes nothing. */
+void handler_prefetch(const struct handler *h);
 
 struct batch;
 

@@ -110,6 +110,9 @@ void orca_done(struct orca *o);
 /* After orca_done: free what the handlers keep between batches too
  * (handler_trim): the answer_async continuation's, on the I/O thread. */
 void orca_trim(struct orca *o);
+/* Ask the cache for what a batch touches first of o, its layers and
+ * handlers (see handler_prefetch). Changes nothing. */
+void orca_prefetch(const struct orca *o);
 
 /* When the shadows' outstanding copies must be looked at again (their
  * timeouts), UINT64_MAX if never; orca_poll_shadows reads their replies

@@ -2177,6 +2177,32 @@ orca_done(struct orca *o)
 }
 
 void
+orca_prefetch(const struct orca *o)
+{
+    const char *p = (const char *)o;
+
+    for (size_t off = 0; off < sizeof(*o); off += 64) {
+        __builtin_prefetch(p + off, 1, 3);
+    }
+    for (size_t l = 0; l < o->nly; l++) {
+        const struct layer *ly = &o->ly[l];
+
+        __builtin_prefetch(ly, 1, 3);
+        if (ly->nh == 0) {
+            continue;
+        }
+        __builtin_prefetch(ly->h, 1, 3);
+        __builtin_prefetch(ly->each, 1, 3);
+        __builtin_prefetch(ly->probe, 1, 3);
+        for (size_t i = 0; i < ly->nh && i < 4; i++) {
+            if (ly->h[i] != NULL) {
+                handler_prefetch(ly->h[i]);
+            }
+        }
+    }
+}
+
+void
 orca_trim(struct orca *o)
 {
     for (size_t l = 0; l < o->nly; l++) {

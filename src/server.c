@@ -216,6 +216,37 @@ recv_fresh(struct server *s)
     return n;
 }
 
+/* A request came: ask the cache for the lines its batch will touch, all at
+ * once. The thread ran last a while ago, after many others, so its stack
+ * below this frame, its request arrays and queues, and its orca and
+ * handlers are cold; touched one after the other, each costs a miss in
+ * turn. Changes nothing. */
+static void
+prefetch_batch(const struct server *s)
+{
+    const char *sp = __builtin_frame_address(0);
+
+    for (int i = 1; i <= 48; i++) {
+        __builtin_prefetch(sp - i * 64, 1, 3);
+    }
+    if (s->batch.reqs != NULL) {
+        __builtin_prefetch(s->batch.reqs, 1, 3);
+        __builtin_prefetch((const char *)s->batch.reqs + 64, 1, 3);
+        __builtin_prefetch((const char *)s->batch.reqs + 128, 1, 3);
+        __builtin_prefetch(s->batch.res, 1, 3);
+        __builtin_prefetch((const char *)s->batch.res + 64, 1, 3);
+    }
+    if (s->out.ents != NULL) {
+        __builtin_prefetch(s->out.ents, 1, 3);
+    }
+    if (s->out.own.start != NULL) {
+        __builtin_prefetch(s->out.own.start, 1, 3);
+    }
+    if (s->orca != NULL) {
+        orca_prefetch(s->orca);
+    }
+}
+
 /*
  * Blocking read into rbuf. ST_OK, ST_CLOSED, ST_TIMEOUT, ST_ERROR or
  * ST_NOMEM. Not inlined, like write_client: server_run's frame is above
@@ -281,6 +312,7 @@ read_client(struct server *s)
         }
     }
     if (n > 0) {
+        prefetch_batch(s);
         atomic_store(&s->conn->busy, 1);
         metrics_add(M_CLIENT_RX_BYTES, (uint64_t)n);
         if (!fresh) {
