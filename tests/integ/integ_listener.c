@@ -535,6 +535,8 @@ test_unix_stale_and_mode(void **state)
     write_config(conf, port, path, "unix_socket_mode: 0620\n");
     assert_int_equal(harness_riven_start(&rv, group_mc.port, conf, port, NULL),
                      0);
+    /* the port is ready first: the path follows it in the list */
+    assert_int_equal(harness_wait_ready_unix(&rv, path, HARNESS_TIMEOUT_MS), 0);
     umask(old);
     assert_int_equal(lstat(path, &st), 0);
     assert_true(S_ISSOCK(st.st_mode));

@@ -27,6 +27,7 @@
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -324,30 +325,69 @@ try_connect(int port)
     return fd;
 }
 
-int
-harness_wait_ready(struct harness_proc *p, int port, int timeout_ms)
+static int
+try_connect_unix(const char *path)
+{
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+    if (fd < 0) {
+        return -1;
+    }
+    snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", path);
+    if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0) {
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+/* Until a connect to port (path == NULL) or to the unix socket at path
+ * succeeds, p exits, or the deadline passes. */
+static int
+wait_accepting(struct harness_proc *p, int port, const char *path,
+               int timeout_ms)
 {
     int64_t deadline = harness_now_ms() + timeout_ms;
+    char what[160];
 
+    if (path != NULL) {
+        snprintf(what, sizeof(what), "unix:%s", path);
+    } else {
+        snprintf(what, sizeof(what), "port %d", port);
+    }
     for (;;) {
-        int fd = try_connect(port);
+        int fd = path != NULL ? try_connect_unix(path) : try_connect(port);
 
         if (fd >= 0) {
             close(fd);
             return 0;
         }
         if (p != NULL && !harness_proc_alive(p)) {
-            fprintf(stderr, "harness: %s died before accepting on %d\n",
-                    p->name, port);
+            fprintf(stderr, "harness: %s died before accepting on %s\n",
+                    p->name, what);
             return -1;
         }
         if (harness_now_ms() >= deadline) {
-            fprintf(stderr, "harness: port %d not ready after %d ms\n", port,
+            fprintf(stderr, "harness: %s not ready after %d ms\n", what,
                     timeout_ms);
             return -1;
         }
         pause_ms(5);
     }
+}
+
+int
+harness_wait_ready(struct harness_proc *p, int port, int timeout_ms)
+{
+    return wait_accepting(p, port, NULL, timeout_ms);
+}
+
+int
+harness_wait_ready_unix(struct harness_proc *p, const char *path,
+                        int timeout_ms)
+{
+    return wait_accepting(p, 0, path, timeout_ms);
 }
 
 int

@@ -98,6 +98,10 @@ int harness_spawn(struct harness_proc *p, const char *name,
 /* Wait until 127.0.0.1:port accepts a connection, or p exits, or the
  * deadline passes. 0 when it accepts, -1 otherwise. */
 int harness_wait_ready(struct harness_proc *p, int port, int timeout_ms);
+/* The same for the unix socket at path: a riven listening on a port and on
+ * a path readies them one after the other. */
+int harness_wait_ready_unix(struct harness_proc *p, const char *path,
+                            int timeout_ms);
 
 /* true while p's process has not exited (reaps it when it has). */
 bool harness_proc_alive(struct harness_proc *p);
