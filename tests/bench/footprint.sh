@@ -146,6 +146,7 @@ measure() {
     mkfifo "$TMP/trace.$name"
     cut_trace "$mark" < "$TMP/trace.$name" > "$TMP/pieces.$name" &
     local cutter=$!
+    PIDS+=("$cutter") # a failure below leaves it waiting on the fifo
     valgrind --tool=lackey --trace-mem=yes --log-file="$TMP/trace.$name" \
         "$bin" "${@//PORT/$port}" > "$TMP/out.$name" 2>&1 &
     pid=$!
