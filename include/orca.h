@@ -111,7 +111,8 @@ void orca_done(struct orca *o);
  * (handler_trim): the answer_async continuation's, on the I/O thread. */
 void orca_trim(struct orca *o);
 /* Ask the cache for what a batch touches first of o, its layers and
- * handlers (see handler_prefetch). Changes nothing. */
+ * their first handlers (see handler_prefetch); of a routed orca, o
+ * alone. Changes nothing. */
 void orca_prefetch(const struct orca *o);
 
 /* When the shadows' outstanding copies must be looked at again (their

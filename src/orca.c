@@ -2184,7 +2184,9 @@ orca_prefetch(const struct orca *o)
     for (size_t off = 0; off < sizeof(*o); off += 64) {
         __builtin_prefetch(p + off, 1, 3);
     }
-    for (size_t l = 0; l < o->nly; l++) {
+    /* a routed orca has a layer per pool, of which a batch may use one:
+     * asking for all of them would cost more than the misses it saves */
+    for (size_t l = 0; !o->routed && l < o->nly; l++) {
         const struct layer *ly = &o->ly[l];
 
         __builtin_prefetch(ly, 1, 3);
