@@ -58,6 +58,9 @@
 #define HANDLER_OUT_INIT  256
 #define HANDLER_IOV       64 /* iovecs per writev: 1 KiB of stack */
 #define HANDLER_PEND_INIT 1  /* a request's replies, grown by doubling */
+/* Stack below read_more's frame that parsing, encoding and writing the
+ * replies reach. */
+#define HANDLER_PREFETCH_STACK 2048
 
 struct pend {
     struct response *res; /* ref: batch response; NULL = drop reply */
@@ -512,9 +515,7 @@ prefetch_reply(const struct handler *h)
 {
     const char *sp = __builtin_frame_address(0);
 
-    for (int i = 1; i <= 32; i++) {
-        __builtin_prefetch(sp - i * 64, 1, 3);
-    }
+    util_prefetch(sp - HANDLER_PREFETCH_STACK, HANDLER_PREFETCH_STACK);
     handler_prefetch(h);
 }
 
@@ -810,20 +811,10 @@ handler_done(struct handler *h)
 void
 handler_prefetch(const struct handler *h)
 {
-    const char *p = (const char *)h;
-
-    for (size_t off = 0; off < sizeof(*h); off += 64) {
-        __builtin_prefetch(p + off, 1, 3);
-    }
-    if (h->out.ents != NULL) {
-        __builtin_prefetch(h->out.ents, 1, 3);
-    }
-    if (h->out.own.start != NULL) {
-        __builtin_prefetch(h->out.own.start, 1, 3);
-    }
-    if (h->pend != NULL) {
-        __builtin_prefetch(h->pend, 1, 3);
-    }
+    util_prefetch(h, sizeof(*h));
+    util_prefetch(h->out.ents, sizeof(*h->out.ents));
+    util_prefetch(h->out.own.start, 1);
+    util_prefetch(h->pend, sizeof(*h->pend));
 }
 
 void

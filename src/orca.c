@@ -2179,23 +2179,19 @@ orca_done(struct orca *o)
 void
 orca_prefetch(const struct orca *o)
 {
-    const char *p = (const char *)o;
-
-    for (size_t off = 0; off < sizeof(*o); off += 64) {
-        __builtin_prefetch(p + off, 1, 3);
-    }
+    util_prefetch(o, sizeof(*o));
     /* a routed orca has a layer per pool, of which a batch may use one:
      * asking for all of them would cost more than the misses it saves */
     for (size_t l = 0; !o->routed && l < o->nly; l++) {
         const struct layer *ly = &o->ly[l];
 
-        __builtin_prefetch(ly, 1, 3);
+        util_prefetch(ly, sizeof(*ly));
         if (ly->nh == 0) {
             continue;
         }
-        __builtin_prefetch(ly->h, 1, 3);
-        __builtin_prefetch(ly->each, 1, 3);
-        __builtin_prefetch(ly->probe, 1, 3);
+        util_prefetch(ly->h, sizeof(*ly->h));
+        util_prefetch(ly->each, sizeof(*ly->each));
+        util_prefetch(ly->probe, sizeof(*ly->probe));
         for (size_t i = 0; i < ly->nh && i < 4; i++) {
             if (ly->h[i] != NULL) {
                 handler_prefetch(ly->h[i]);

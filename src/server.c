@@ -53,6 +53,8 @@
  * c=200: glibc's malloc_consolidate went 72 to 88 bytes into the third
  * page (its stale frames, read from the pages of a stopped riven). */
 #define SERVER_FRESH_READ 1280
+/* Stack below read_client's frame that a request's calls reach. */
+#define SERVER_PREFETCH_STACK 3072
 
 struct server {
     struct conn io;           /* the client: fd owned by the listener */
@@ -226,22 +228,11 @@ prefetch_batch(const struct server *s)
 {
     const char *sp = __builtin_frame_address(0);
 
-    for (int i = 1; i <= 48; i++) {
-        __builtin_prefetch(sp - i * 64, 1, 3);
-    }
-    if (s->batch.reqs != NULL) {
-        __builtin_prefetch(s->batch.reqs, 1, 3);
-        __builtin_prefetch((const char *)s->batch.reqs + 64, 1, 3);
-        __builtin_prefetch((const char *)s->batch.reqs + 128, 1, 3);
-        __builtin_prefetch(s->batch.res, 1, 3);
-        __builtin_prefetch((const char *)s->batch.res + 64, 1, 3);
-    }
-    if (s->out.ents != NULL) {
-        __builtin_prefetch(s->out.ents, 1, 3);
-    }
-    if (s->out.own.start != NULL) {
-        __builtin_prefetch(s->out.own.start, 1, 3);
-    }
+    util_prefetch(sp - SERVER_PREFETCH_STACK, SERVER_PREFETCH_STACK);
+    util_prefetch(s->batch.reqs, sizeof(*s->batch.reqs));
+    util_prefetch(s->batch.res, sizeof(*s->batch.res));
+    util_prefetch(s->out.ents, sizeof(*s->out.ents));
+    util_prefetch(s->out.own.start, 1);
     if (s->orca != NULL) {
         orca_prefetch(s->orca);
     }
