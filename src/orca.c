@@ -51,6 +51,10 @@ struct layer {
 #define L1(o) (&(o)->ly[0])
 #define L2(o) (&(o)->ly[1])
 
+/* orca_prefetch asks for the first servers of a layer only: a get hashes to
+ * one of them, and a pool's tail would cost more lines than it saves */
+#define ORCA_PREFETCH_SERVERS 4
+
 struct orca {
     const struct orca_env *env; /* ref: owned with the snapshot */
     enum cfg_orca mode;
@@ -2189,10 +2193,13 @@ orca_prefetch(const struct orca *o)
         if (ly->nh == 0) {
             continue;
         }
-        util_prefetch(ly->h, sizeof(*ly->h));
-        util_prefetch(ly->each, sizeof(*ly->each));
-        util_prefetch(ly->probe, sizeof(*ly->probe));
-        for (size_t i = 0; i < ly->nh && i < 4; i++) {
+        size_t n =
+            ly->nh < ORCA_PREFETCH_SERVERS ? ly->nh : ORCA_PREFETCH_SERVERS;
+
+        util_prefetch(ly->h, n * sizeof(struct handler *));
+        util_prefetch(ly->each, n * sizeof(ly->each[0]));
+        util_prefetch(ly->probe, n * sizeof(ly->probe[0]));
+        for (size_t i = 0; i < n; i++) {
             if (ly->h[i] != NULL) {
                 handler_prefetch(ly->h[i]);
             }
