@@ -629,6 +629,7 @@ handler_recv(struct handler *h, size_t limit, bool first)
     uint64_t deadline = util_now_ms() + h->request_ms;
     enum res_fail why = FAIL_NONE;
     size_t wait = h->nrecv;
+    bool waited = false; /* a read came back: the clock has moved */
 
     while (wait < h->npend && h->pend[wait].res == NULL) {
         wait++; /* the reply somebody waits for, after replies to drop */
@@ -666,13 +667,14 @@ handler_recv(struct handler *h, size_t limit, bool first)
         if (!must && need > limit) {
             break; /* the next reply would not fit: paused before it */
         }
-        if (h->bw == NULL && util_now_ms() >= deadline) {
+        if (h->bw == NULL && waited && util_now_ms() >= deadline) {
             why = FAIL_BACKEND_TIMEOUT; /* batched: the I/O thread's */
             break;
         }
         if (read_more(h, need, deadline, &why) != ST_OK) {
             break;
         }
+        waited = true;
     }
     if (why != FAIL_NONE) {
         fail_pending(h, why);

@@ -469,9 +469,10 @@ cj_done(struct orca *o)
 /* Tell the shared health state how each server's exchange went. A probe
  * this orca won always ends here: one that never reached its server (no
  * descriptor, the connect gate, no memory: outcome 0) counts as failed,
- * or the server would stay ejected with nobody probing it. */
+ * or the server would stay ejected with nobody probing it. The clock is
+ * read only for a failure: a success, every request's case, needs none. */
 static void
-report(struct layer *ly, uint64_t now)
+report(struct layer *ly)
 {
     for (size_t i = 0; i < ly->nh; i++) {
         int outcome;
@@ -483,9 +484,9 @@ report(struct layer *ly, uint64_t now)
         if (outcome > 0) {
             health_success(ly->env->health, i);
         } else if (outcome < 0) {
-            health_failure(ly->env->health, i, now);
+            health_failure(ly->env->health, i, util_now_ms());
         } else if (ly->probe[i]) {
-            health_probe_failed(ly->env->health, i, now);
+            health_probe_failed(ly->env->health, i, util_now_ms());
         }
         ly->probe[i] = false;
     }
@@ -569,7 +570,7 @@ run_once(struct orca *o, size_t limit)
         }
     }
     for (size_t l = 0; l < o->nly; l++) {
-        report(&o->ly[l], util_now_ms());
+        report(&o->ly[l]);
     }
 }
 
@@ -2122,7 +2123,7 @@ orca_finish(struct orca *o)
             handler_recv(ly->h[i], SIZE_MAX, true);
         }
     }
-    report(ly, util_now_ms());
+    report(ly);
     return final_prefix(o);
 }
 
@@ -2150,7 +2151,7 @@ orca_continue(struct orca *o, size_t written)
             handler_recv(ly->h[i], o->limit, fw == NULL || ly->h[i] == fw);
         }
     }
-    report(ly, util_now_ms());
+    report(ly);
     if (layer_busy(ly)) {
         return final_prefix(o);
     }

@@ -77,7 +77,8 @@ struct server {
     struct response line_err; /* the line's first error */
     size_t line_errs;         /* failed keys before the first answer */
     char line_msg[128];       /* line_err's text */
-    uint64_t last_done;       /* ms: connect, or last batch answered */
+    uint64_t last_done;       /* ms: connect, reload, or last batch
+                                 answered (mark_done) */
     bool closing;             /* quit seen or stream unframeable */
     bool nomem;               /* the batch could not be built */
     bool detected;            /* proto is known (first byte seen) */
@@ -153,17 +154,31 @@ switch_snapshot(struct server *s)
     s->snap = snap;
     s->cfg = snap->cfg;
     s->gen = gen;
+    s->last_done = util_now_ms(); /* a reload may set an idle timeout:
+                                     mark_done counts from here */
     return ST_OK;
+}
+
+/* A batch was answered: the idle timeouts (recv_wait) count from now.
+ * With none configured the clock is not read. */
+static void
+mark_done(struct server *s)
+{
+    if (s->cfg->client_idle_timeout_ms > 0 ||
+        s->cfg->backend_idle_timeout_ms > 0) {
+        s->last_done = util_now_ms();
+    }
 }
 
 /* The time recv may block: until the client must have completed a request
  * (client_idle_timeout_ms), the backend sockets are released
  * (backend_idle_timeout_ms) or copies sent to a shadow time out,
- * whichever comes first; 0 = forever. */
+ * whichever comes first; 0 = forever, and then the clock is not read. */
 static uint32_t
-recv_wait(struct server *s, uint64_t now)
+recv_wait(struct server *s)
 {
     uint64_t deadline = orca_shadow_deadline(s->orca);
+    uint64_t now;
 
     if (s->cfg->client_idle_timeout_ms > 0) {
         deadline = MIN(deadline, s->last_done + s->cfg->client_idle_timeout_ms);
@@ -175,6 +190,7 @@ recv_wait(struct server *s, uint64_t now)
     if (deadline == UINT64_MAX) {
         return 0;
     }
+    now = util_now_ms();
     return deadline > now ? (uint32_t)MIN(deadline - now, UINT32_MAX) : 1;
 }
 
@@ -267,7 +283,7 @@ read_client(struct server *s)
         }
     }
     for (;;) {
-        conn_set_timeouts(&s->io, recv_wait(s, util_now_ms()), s->io.snd_ms);
+        conn_set_timeouts(&s->io, recv_wait(s), s->io.snd_ms);
         conn_idle(&s->io);
         n = 0;
         fresh = false;
@@ -810,7 +826,7 @@ async_ok(const struct server *s, size_t used)
 static bool
 answer_async(struct server *s, uint64_t t0)
 {
-    conn_set_timeouts(&s->io, recv_wait(s, util_now_ms()), s->io.snd_ms);
+    conn_set_timeouts(&s->io, recv_wait(s), s->io.snd_ms);
     s->at0 = t0;
     s->afirst = true;
     s->adone = false;
@@ -857,7 +873,7 @@ read_async(struct server *s)
     if ((st = async_wait(s)) != ST_OK) {
         return st;
     }
-    s->last_done = util_now_ms();
+    mark_done(s);
     if (n > 0) {
         atomic_store(&s->conn->busy, 1);
         metrics_add(M_CLIENT_RX_BYTES, (uint64_t)n);
@@ -953,7 +969,7 @@ process(struct server *s)
             return st;
         }
         buf_consume(&s->rbuf, used);
-        s->last_done = util_now_ms();
+        mark_done(s);
         if (s->closing) {
             return ST_CLOSED;
         }

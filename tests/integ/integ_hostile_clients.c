@@ -27,6 +27,9 @@
  *   load_reload      64 clients, /metrics scraped by two threads, two
  *                    SIGHUP reloads: every operation exact; riven's stderr
  *                    (captured) has no ThreadSanitizer report
+ *   idle_reload      a reload sets client_idle_timeout_ms 1000 on a
+ *                    connection idle longer: a request in two parts is
+ *                    answered, then EOF 1 s after the answer
  *
  * Needs riven: every case is skipped with RIVEN_DIRECT=1 (bad_lengths and
  * bin_short_body compare with memcached inside the case instead).
@@ -1003,6 +1006,51 @@ test_load_reload(void **state)
     assert_true(harness_proc_alive(&fx->rv));
 }
 
+/* ---- an idle timeout that a reload sets ------------------------------ */
+
+#define SPLIT_PACE 100 /* ms between a request's two parts */
+
+/* With no idle timeout configured riven does not track when a connection
+ * was last answered. A reload that sets one must count from the reload,
+ * not from the connect: an old, quiet connection whose next request comes
+ * in two reads is answered, and is closed IDLE_MS after that answer. */
+static void
+test_idle_reload(void **state)
+{
+    struct fixture *fx = fixture_of(state);
+    struct harness_conn *c = harness_conn_open(fx->port, DEADLINE_MS);
+    int64_t deadline = harness_now_ms() + DEADLINE_MS, t0, after;
+    struct pollfd pfd;
+    long reloads;
+
+    assert_non_null(c);
+    still_usable(c);
+    fx->conf.idle_ms = IDLE_MS;
+    conf_write(fx);
+    assert_int_equal(harness_proc_signal(&fx->rv, SIGHUP), 0);
+    while ((reloads = reloads_ok(fx->mport)) < 1 &&
+           harness_now_ms() < deadline) {
+        poll(NULL, 0, 5);
+    }
+    assert_int_equal(reloads, 1);
+    /* quiet for longer than the new timeout: riven says nothing */
+    pfd = (struct pollfd){.fd = c->fd, .events = POLLIN};
+    assert_int_equal(poll(&pfd, 1, IDLE_MS + 300), 0);
+    /* the first part is read alone; the connection must stay open */
+    assert_int_equal(harness_sends(c, "set vk 0 0 2\r\no"), 0);
+    assert_int_equal(poll(&pfd, 1, SPLIT_PACE), 0);
+    assert_true(harness_roundtrip(c, "k\r\nget vk\r\n",
+                                  "STORED\r\nVALUE vk 0 2\r\nok\r\nEND\r\n"));
+    t0 = harness_now_ms();
+    assert_true(harness_wait_eof(c, IDLE_MS + CLOSE_SLACK));
+    after = harness_now_ms() - t0;
+    printf("    closed %lld ms after its last answer\n", (long long)after);
+    assert_int_equal(c->len, 0); /* closed without a word */
+    assert_true(after >= IDLE_MS - 20);
+    assert_true(after <= IDLE_MS + CLOSE_SLACK);
+    harness_conn_close(c);
+}
+
 /* ---- main ------------------------------------------------------------ */
 
 static int
@@ -1032,6 +1080,7 @@ static const struct rv_conf conf_slow = {.idle_ms = IDLE_MS};
 static const struct rv_conf conf_flood = {.max_conns = FLOOD_MAX};
 static const struct rv_conf conf_wr = {.write_ms = WRITE_MS};
 static const struct rv_conf conf_load = {.metrics = true, .capture = true};
+static const struct rv_conf conf_metrics = {.metrics = true};
 
 #define T(f, conf)                                                             \
     cmocka_unit_test_prestate_setup_teardown(f, case_setup, case_teardown,     \
@@ -1045,6 +1094,7 @@ main(void)
         T(test_never_reads, conf_wr),      T(test_bad_lengths, conf_plain),
         T(test_huge_get_line, conf_plain), T(test_bin_short_body, conf_plain),
         T(test_setq_flood, conf_plain),    T(test_load_reload, conf_load),
+        T(test_idle_reload, conf_metrics),
     };
 
     if (!harness_direct() && !harness_riven_available()) {
