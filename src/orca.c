@@ -2189,14 +2189,9 @@ orca_prefetch(const struct orca *o)
      * asking for all of them would cost more than the misses it saves */
     for (size_t l = 0; !o->routed && l < o->nly; l++) {
         const struct layer *ly = &o->ly[l];
+        size_t n = MIN(ly->nh, ORCA_PREFETCH_SERVERS); /* 0: no arrays */
 
         util_prefetch(ly, sizeof(*ly));
-        if (ly->nh == 0) {
-            continue;
-        }
-        size_t n =
-            ly->nh < ORCA_PREFETCH_SERVERS ? ly->nh : ORCA_PREFETCH_SERVERS;
-
         util_prefetch(ly->h, n * sizeof(struct handler *));
         util_prefetch(ly->each, n * sizeof(ly->each[0]));
         util_prefetch(ly->probe, n * sizeof(ly->probe[0]));
