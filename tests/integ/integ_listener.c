@@ -444,14 +444,11 @@ test_many_systemd_sockets(void **state)
 static struct harness_conn *
 unix_open(const char *path)
 {
-    struct sockaddr_un sa = {.sun_family = AF_UNIX};
     struct harness_conn *c = calloc(1, sizeof(*c));
 
     assert_non_null(c);
-    snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", path);
-    c->fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    c->fd = harness_unix_connect(path);
     assert_true(c->fd >= 0);
-    assert_int_equal(connect(c->fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
     return c;
 }
 

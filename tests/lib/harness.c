@@ -325,8 +325,8 @@ try_connect(int port)
     return fd;
 }
 
-static int
-try_connect_unix(const char *path)
+int
+harness_unix_connect(const char *path)
 {
     struct sockaddr_un sa = {.sun_family = AF_UNIX};
     int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
@@ -357,7 +357,7 @@ wait_accepting(struct harness_proc *p, int port, const char *path,
         snprintf(what, sizeof(what), "port %d", port);
     }
     for (;;) {
-        int fd = path != NULL ? try_connect_unix(path) : try_connect(port);
+        int fd = path != NULL ? harness_unix_connect(path) : try_connect(port);
 
         if (fd >= 0) {
             close(fd);

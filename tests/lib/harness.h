@@ -102,6 +102,8 @@ int harness_wait_ready(struct harness_proc *p, int port, int timeout_ms);
  * a path readies them one after the other. */
 int harness_wait_ready_unix(struct harness_proc *p, const char *path,
                             int timeout_ms);
+/* A stream connection to the unix socket at path: its fd, or -1. */
+int harness_unix_connect(const char *path);
 
 /* true while p's process has not exited (reaps it when it has). */
 bool harness_proc_alive(struct harness_proc *p);
