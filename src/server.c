@@ -1072,8 +1072,7 @@ server_run(struct server_conn *conn)
     buf_init(&s.rbuf, SERVER_BUF_INIT);
     req_batch_init(&s.batch);
     outq_init(&s.out, SERVER_OUT_INIT);
-    s.last_done = util_now_ms();
-    if (switch_snapshot(&s) == ST_OK) {
+    if (switch_snapshot(&s) == ST_OK) { /* sets last_done */
         conn_set_timeouts(&s.io, 0, s.cfg->client_write_timeout_ms);
     }
     st = s.snap == NULL ? ST_ERROR : conn->tls ? start_tls(&s) : ST_OK;
